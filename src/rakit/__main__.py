@@ -1,0 +1,5 @@
+"""``python -m rakit`` is the ``rakit`` command."""
+
+from rakit.cli import main
+
+main()

@@ -1,0 +1,98 @@
+"""The ``rakit`` command line: ``rakit node`` runs one node, ``rakit up`` a local cluster.
+
+Every flag of ``rakit node`` has an environment variable used when the flag
+is absent (API.md).  Configuration problems print one line on stderr and
+exit 2; nothing here prints a traceback for a user error.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from rakit.config import ConfigError, build_config
+
+app = typer.Typer(
+    name="rakit",
+    help="rakit: distributed locks (Raft), queue (Redis) and cache (write-invalidate).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"rakit: error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+@app.command()
+def node(
+    node_id: Annotated[Optional[str], typer.Option("--id", envvar="NODE_ID", help="This node's id; must be in --peers.")] = None,
+    host: Annotated[str, typer.Option(envvar="NODE_HOST", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[Optional[int], typer.Option(envvar="NODE_PORT", help="Port to listen on (default: from --peers).")] = None,
+    peers: Annotated[Optional[str], typer.Option(envvar="PEERS", help="Every member as id=url, comma-separated, this node included.")] = None,
+    redis_url: Annotated[str, typer.Option(envvar="REDIS_URL", help="Redis for the queue.")] = "redis://127.0.0.1:6379/0",
+    data_dir: Annotated[Optional[str], typer.Option(envvar="DATA_DIR", help="Where Raft state is kept (default ./data/<id>).")] = None,
+    cache_capacity: Annotated[Optional[int], typer.Option(envvar="CACHE_CAPACITY", help="Cache entries per node.")] = None,
+    cache_max_bytes: Annotated[Optional[int], typer.Option(envvar="CACHE_MAX_BYTES", help="Cache bytes per node.")] = None,
+    max_deliveries: Annotated[Optional[int], typer.Option(envvar="MAX_DELIVERIES", help="Deliveries before a message is dead-lettered.")] = None,
+    dedup_window: Annotated[Optional[float], typer.Option(envvar="DEDUP_WINDOW", help="Seconds a queue message_id is remembered.")] = None,
+    tick_ms: Annotated[Optional[int], typer.Option(envvar="RAFT_TICK_MS", help="Raft tick in milliseconds.")] = None,
+    election_ticks: Annotated[Optional[int], typer.Option(envvar="RAFT_ELECTION_TICKS", help="Election timeout in ticks (randomized up to 2x).")] = None,
+    heartbeat_ticks: Annotated[Optional[int], typer.Option(envvar="RAFT_HEARTBEAT_TICKS", help="Heartbeat interval in ticks.")] = None,
+    snapshot_entries: Annotated[Optional[int], typer.Option(envvar="RAFT_SNAPSHOT_ENTRIES", help="Snapshot after this many applied entries.")] = None,
+    log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL", help="debug, info, warning or error.")] = "warning",
+) -> None:
+    """Run one rakit node (see API.md, "Starting a node")."""
+    try:
+        config = build_config(
+            node_id=node_id, host=host, port=port, peers=peers, redis_url=redis_url,
+            data_dir=data_dir, cache_capacity=cache_capacity, cache_max_bytes=cache_max_bytes,
+            max_deliveries=max_deliveries, dedup_window=dedup_window, tick_ms=tick_ms,
+            election_ticks=election_ticks, heartbeat_ticks=heartbeat_ticks,
+            snapshot_entries=snapshot_entries, log_level=log_level.lower(),
+        )
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    from rakit.node.server import ServeError, serve
+
+    try:
+        serve(config)
+    except ServeError as exc:
+        fail(str(exc), code=1)
+
+
+@app.command()
+def up(
+    nodes: Annotated[int, typer.Option(help="Cluster size: 1, 3 or 5.")] = 3,
+    host: Annotated[str, typer.Option(help="Address the nodes listen on.")] = "127.0.0.1",
+    base_port: Annotated[int, typer.Option(help="node1 listens here, node2 on the next port, ...")] = 8001,
+    redis_url: Annotated[Optional[str], typer.Option(envvar="REDIS_URL", help="Use this Redis instead of starting one.")] = None,
+    redis_port: Annotated[int, typer.Option(help="Port for the Redis that rakit up starts.")] = 6390,
+    data_root: Annotated[str, typer.Option(envvar="RAKIT_DATA", help="Folder for every node's data dir.")] = "./rakit-data",
+    fresh: Annotated[bool, typer.Option("--fresh", help="Wipe the data folder first.")] = False,
+) -> None:
+    """Start a local cluster and the Redis it needs; Ctrl-C stops everything."""
+    from rakit.launcher import LaunchError, run_up
+
+    if nodes not in (1, 3, 5):
+        fail("--nodes must be 1, 3 or 5")
+    try:
+        code = run_up(nodes=nodes, host=host, base_port=base_port, redis_url=redis_url,
+                      redis_port=redis_port, data_root=data_root, fresh=fresh)
+    except LaunchError as exc:
+        fail(str(exc), code=1)
+        return
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

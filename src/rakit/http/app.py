@@ -1,0 +1,49 @@
+"""The Starlette application of one node; its lifespan owns every background task."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+
+from rakit.config import NodeConfig
+from rakit.http.errors import HANDLERS
+from rakit.http.routes import cluster, kv, raft_rpc
+from rakit.node.runtime import NodeRuntime
+from rakit.storage.datadir import DataDir
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: NodeConfig, data_dir: DataDir) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime = NodeRuntime(config, data_dir)
+        await runtime.start()
+        app.state.runtime = runtime
+        task = asyncio.create_task(runtime.run(), name="node-runtime")
+        task.add_done_callback(_die_if_crashed)
+        try:
+            yield
+        finally:
+            task.remove_done_callback(_die_if_crashed)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await runtime.close()
+
+    return Starlette(
+        routes=[*cluster.routes, *raft_rpc.routes, *kv.routes],
+        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
+
+
+def _die_if_crashed(task: asyncio.Task[None]) -> None:
+    # The driver is the node: if it died of a bug, serving on would be lying.
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("node runtime crashed", exc_info=task.exception())
+        os._exit(70)

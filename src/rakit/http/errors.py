@@ -1,0 +1,43 @@
+"""The one place where exceptions become ``{"error", "detail"}`` responses."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from rakit.errors import NoLeader, RakitError
+from rakit.http.json import json_response
+
+log = logging.getLogger(__name__)
+
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "invalid_request",
+              422: "invalid_request", 429: "too_many_requests", 503: "unavailable"}
+
+
+async def rakit_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RakitError)
+    headers = {"Retry-After": "1"} if isinstance(exc, NoLeader) or exc.status == 503 else None
+    return json_response(exc.body(), status=exc.status, headers=headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = HTTP_CODES.get(exc.status_code, "error")
+    detail = exc.detail if isinstance(exc.detail, str) else code
+    if exc.status_code == 404:
+        detail = f"no such endpoint: {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    return json_response({"error": code, "detail": detail}, status=exc.status_code, headers=exc.headers)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    # A broken invariant: logged loudly, still answered in the API's shape.
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return json_response({"error": "internal", "detail": f"{type(exc).__name__}: internal error"}, status=500)
+
+
+HANDLERS = {RakitError: rakit_error, HTTPException: http_error, Exception: unexpected_error}

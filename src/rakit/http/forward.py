@@ -1,0 +1,88 @@
+"""Any node accepts any request: leader-only work runs here or is forwarded.
+
+``on_leader(request, body, handler)`` runs ``handler`` when this node leads;
+otherwise it relays the request (same method, path, query and body) to the
+leader and relays the answer back.  It retries, within a bounded deadline,
+only where the command certainly did not take effect: this node or the
+leader said "not the leader" before proposing, the proposal was overwritten
+by another leader's entry, or the leader could not be connected to.  While
+no leader is known it waits for one briefly, then answers ``503 no_leader``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import aiohttp
+from starlette.requests import Request
+from starlette.responses import Response
+
+from rakit.errors import NoLeader, NotLeader, ProposalDropped, Unavailable
+
+if TYPE_CHECKING:
+    from rakit.node.runtime import NodeRuntime
+
+HOPS_HEADER = "x-rakit-hops"
+MAX_HOPS = 3
+RETRY_DEADLINE = 5.0
+RETRY_PAUSE = 0.05
+RELAYED_HEADERS = ("content-type", "retry-after")
+
+Handler = Callable[[], Awaitable[Response]]
+
+
+async def on_leader(runtime: "NodeRuntime", request: Request, body: bytes, handler: Handler,
+                    *, timeout: float = 10.0) -> Response:
+    driver = runtime.driver
+    deadline = time.monotonic() + RETRY_DEADLINE
+    hops = int(request.headers.get(HOPS_HEADER, "0") or 0)
+    last_error: Exception = NoLeader()
+    while True:
+        if driver.is_leader:
+            try:
+                return await handler()
+            except (NotLeader, ProposalDropped) as exc:
+                last_error = exc
+        else:
+            leader = driver.leader_id
+            if leader is None:
+                leader = await driver.wait_for_leader(max(0.0, deadline - time.monotonic()))
+            if leader is not None and leader != runtime.node_id and hops < MAX_HOPS:
+                response = await relay(runtime, request, body, leader, hops, timeout)
+                if response is not None:
+                    return response
+                last_error = Unavailable(f"the leader {leader} could not be reached")
+            elif leader is None:
+                last_error = NoLeader()
+        if time.monotonic() >= deadline:
+            if isinstance(last_error, ProposalDropped):
+                raise Unavailable(str(last_error))
+            raise last_error
+        await asyncio.sleep(RETRY_PAUSE)
+
+
+async def relay(runtime: "NodeRuntime", request: Request, body: bytes, leader: str, hops: int,
+                timeout: float) -> Response | None:
+    """The leader's answer, or None when it certainly did nothing (retry elsewhere)."""
+    url = runtime.config.peers[leader] + request.url.path
+    if request.url.query:
+        url += "?" + request.url.query
+    headers = {HOPS_HEADER: str(hops + 1), "content-type": request.headers.get("content-type", "application/json")}
+    runtime.metrics.forwarded.inc()
+    try:
+        async with runtime.session.request(
+            request.method, url, data=body, headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout, connect=0.5),
+        ) as resp:
+            content = await resp.read()
+            if resp.status == 503 and (b'"not_leader"' in content or b'"no_leader"' in content):
+                return None
+            out = {k: v for k in RELAYED_HEADERS if (v := resp.headers.get(k)) is not None}
+            return Response(content, status_code=resp.status, headers=out)
+    except aiohttp.ClientConnectorError:
+        return None
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise Unavailable(f"the leader {leader} did not answer: {type(exc).__name__}; outcome unknown") from None

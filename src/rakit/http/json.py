@@ -1,0 +1,90 @@
+"""JSON in and out of the HTTP API: msgspec decoding into Structs, one error shape.
+
+Bad input becomes ``InvalidRequest`` (422) or ``TooLarge`` (413) here, with
+msgspec's message as the detail and the offending field path as ``field``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from rakit.errors import InvalidRequest, TooLarge
+
+MAX_VALUE_BYTES = 1024 * 1024
+# A body may carry one value of MAX_VALUE_BYTES plus its envelope.
+MAX_BODY_BYTES = MAX_VALUE_BYTES + 64 * 1024
+
+# Names, as API.md defines them.
+Key = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
+
+
+def dumps(obj: Any) -> bytes:
+    return _encoder.encode(obj)
+
+
+def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_encoder.encode(obj), status_code=status, headers=headers,
+                    media_type="application/json")
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"request body of {declared} bytes is over the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"request body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode(data: bytes, schema: type[T]) -> T:
+    try:
+        return msgspec.json.decode(data, type=schema)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        field = message.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in message else None
+        raise InvalidRequest(message, **({"field": field} if field else {})) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"malformed JSON: {exc}") from None
+
+
+async def parse(request: Request, schema: type[T]) -> T:
+    return decode(await read_body(request), schema)
+
+
+def check_value_size(raw: bytes, what: str = "value") -> None:
+    if len(raw) > MAX_VALUE_BYTES:
+        raise TooLarge(f"{what} is {len(raw)} bytes once encoded, over the {MAX_VALUE_BYTES}-byte limit")
+
+
+_key_decoder = msgspec.json.Decoder(Key)
+_name_decoder = msgspec.json.Decoder(Name)
+
+
+def path_key(value: str, what: str = "key") -> str:
+    """Validate a ``key``/``resource`` taken from the URL path."""
+    return _check_path(value, what, _key_decoder)
+
+
+def path_name(value: str, what: str) -> str:
+    """Validate a ``topic``/``consumer_id``/``client_id`` taken from the URL path."""
+    return _check_path(value, what, _name_decoder)
+
+
+def _check_path(value: str, what: str, decoder: msgspec.json.Decoder[Any]) -> str:
+    try:
+        return decoder.decode(_encoder.encode(value))
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"{what} in the URL: {exc}", field=what) from None

@@ -1,0 +1,48 @@
+"""Prometheus metrics of one node, in a registry of its own (tests run many nodes)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+ROLES = ("follower", "pre_candidate", "candidate", "leader")
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class NodeMetrics:
+    def __init__(self, node_id: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.term = Gauge("rakit_raft_term", "Current Raft term.", registry=r)
+        self.role = Gauge("rakit_raft_role", "1 for this node's current role.", ["role"], registry=r)
+        self.is_leader = Gauge("rakit_raft_is_leader", "1 while this node is the leader.", registry=r)
+        self.commit_index = Gauge("rakit_raft_commit_index", "Highest committed log index.", registry=r)
+        self.applied_index = Gauge("rakit_raft_applied_index", "Highest applied log index.", registry=r)
+        self.last_log_index = Gauge("rakit_raft_last_log_index", "Last index in the log.", registry=r)
+        self.log_entries = Gauge("rakit_raft_log_entries", "Entries kept in the log (after the snapshot).", registry=r)
+        self.snapshot_index = Gauge("rakit_raft_snapshot_index", "Index of the latest snapshot.", registry=r)
+        self.leader_changes = Counter("rakit_raft_leader_changes", "Times the known leader changed.", registry=r)
+        self.proposals = Counter("rakit_raft_proposals", "Commands proposed by this node as leader.", registry=r)
+        self.proposal_seconds = Histogram(
+            "rakit_raft_proposal_seconds", "From propose to applied, on the leader.",
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.persist_seconds = Histogram(
+            "rakit_raft_persist_seconds", "Time to persist one Ready (fsync included).",
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.persist_entries = Histogram(
+            "rakit_raft_persist_batch_entries", "Entries persisted per Ready.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096), registry=r)
+        self.rpc_seconds = Histogram(
+            "rakit_raft_rpc_seconds", "Node-to-node Raft RPC latency.", ["peer", "rpc"],
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.rpc_failures = Counter("rakit_raft_rpc_failures", "Failed Raft RPCs.", ["peer"], registry=r)
+        self.forwarded = Counter("rakit_forwarded_requests", "Requests forwarded to the leader.", registry=r)
+        self.node_info = Gauge("rakit_node_info", "Node identity.", ["node_id"], registry=r)
+        self.node_info.labels(node_id=node_id).set(1)
+
+    def set_role(self, role: str) -> None:
+        for name in ROLES:
+            self.role.labels(role=name).set(1 if name == role else 0)
+        self.is_leader.set(1 if role == "leader" else 0)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,322 @@
+"""The Raft driver: the one loop that turns the pure core's Readies into effects.
+
+Theory of operation
+-------------------
+Everything that touches the core goes through this loop, on the event loop:
+ticks (from a ticker task), incoming messages (from the HTTP routes),
+proposals and read requests (from request handlers) are queued and the loop
+is woken.  One turn of the loop:
+
+1. feed the core: pending ticks, then messages, then one ``propose`` with
+   every queued command (one batch -> one AppendEntries per follower and one
+   fsync), then one ``read_index`` for every queued read;
+2. while the core has a Ready:
+   a. persist hard state, snapshot and entries in one fsynced transaction, in
+      a worker thread (the event loop keeps accepting requests meanwhile;
+      what arrives then forms the next batch);
+   b. send the messages;
+   c. restore a received snapshot, apply committed entries in order and
+      answer their proposals; release confirmed reads whose index is applied;
+   d. ``advance``;
+3. take a snapshot and truncate the log when enough entries were applied.
+
+Nothing else calls into the core, so the core's "no step between ready and
+advance" contract holds by construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from rakit.errors import NoLeader, NotLeader, ProposalDropped, Unavailable
+from rakit.metrics import NodeMetrics
+from rakit.node.proposals import PendingProposals, PendingReads
+from rakit.raft.config import RaftConfig
+from rakit.raft.core import RaftCore
+from rakit.raft.messages import ENTRY_NORMAL, AnyMessage, Entry
+from rakit.raft.ready import Ready
+from rakit.statemachines.base import StateMachine
+from rakit.storage.base import LogStore
+from rakit.transport.base import Transport
+
+log = logging.getLogger(__name__)
+
+MAX_INBOX = 50_000
+MAX_PROPOSALS_PER_TURN = 4096
+
+ApplyListener = Callable[[Entry, Any], None]
+
+
+class RaftDriver:
+    def __init__(
+        self,
+        node_id: str,
+        voters: list[str],
+        *,
+        store: LogStore,
+        machine: StateMachine,
+        transport: Transport,
+        metrics: NodeMetrics,
+        config: RaftConfig,
+        tick_seconds: float,
+        snapshot_entries: int = 10_000,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.store = store
+        self.machine = machine
+        self.transport = transport
+        self.metrics = metrics
+        self.tick_seconds = tick_seconds
+        self.snapshot_entries = snapshot_entries
+        loaded = store.load()
+        if loaded.snapshot is not None:
+            machine.restore(loaded.snapshot.data)
+        self.core = RaftCore(
+            node_id, voters, config=config, rng=rng or random.Random(),
+            hard_state=loaded.hard_state, snapshot=loaded.snapshot, entries=loaded.entries,
+        )
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"raft-disk-{node_id}")
+        self._wake = asyncio.Event()
+        self._ticks = 0
+        self._inbox: list[AnyMessage] = []
+        self._proposals: list[tuple[bytes, asyncio.Future[Any]]] = []
+        self._pending = PendingProposals()
+        self._reads = PendingReads()
+        self._propose_started: dict[int, float] = {}
+        self._listeners: list[ApplyListener] = []
+        self._role_waiters: list[asyncio.Future[None]] = []
+        self.role = self.core.role
+        self.leader_id = self.core.leader_id
+        self.stopped = False
+        self._update_metrics()
+
+    # -- what request handlers and routes call -------------------------------------
+
+    @property
+    def is_leader(self) -> bool:
+        return self.role == "leader"
+
+    def receive(self, messages: list[AnyMessage]) -> None:
+        if len(self._inbox) + len(messages) > MAX_INBOX:
+            return  # overloaded: drop, Raft retransmits
+        self._inbox.extend(messages)
+        self._wake.set()
+
+    async def propose(self, command: bytes, timeout: float = 5.0) -> Any:
+        """Replicate ``command`` and return the state machine's result.
+
+        Raises ``NotLeader``/``NoLeader`` when this node cannot lead the write,
+        ``ProposalDropped`` or ``Unavailable`` when its fate is unknown.
+        """
+        self._check_leader()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._proposals.append((command, future))
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise Unavailable(f"the command was not committed within {timeout:g}s; its outcome is unknown") from None
+
+    async def read_barrier(self, timeout: float = 5.0) -> None:
+        """Return once this node's state machine reflects every write committed before the call."""
+        self._check_leader()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reads.requested.append(future)
+        self._wake.set()
+        try:
+            await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise Unavailable(f"leadership could not be confirmed within {timeout:g}s") from None
+
+    def add_apply_listener(self, listener: ApplyListener) -> None:
+        self._listeners.append(listener)
+
+    async def wait_for_leader(self, timeout: float) -> str | None:
+        """The leader's id once one is known, or None after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self.leader_id is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._role_waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, remaining)
+            except asyncio.TimeoutError:
+                return None
+        return self.leader_id
+
+    def status(self) -> dict[str, Any]:
+        core = self.core
+        return {
+            "node_id": self.node_id,
+            "role": "candidate" if core.role == "pre_candidate" else core.role,
+            "term": core.term,
+            "leader_id": core.leader_id,
+            "commit_index": core.commit_index,
+            "last_applied": core.applied_index,
+            "last_log_index": core.last_index,
+            "first_log_index": core.first_index,
+            "snapshot_index": core.first_index - 1,
+            "peers": list(core.voters),
+        }
+
+    def _check_leader(self) -> None:
+        if self.stopped:
+            raise Unavailable("the node is shutting down")
+        if self.role != "leader":
+            if self.leader_id is None or self.leader_id == self.node_id:
+                raise NoLeader()
+            raise NotLeader(self.leader_id)
+
+    # -- the loop ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        ticker = asyncio.create_task(self._tick_forever(), name=f"raft-tick-{self.node_id}")
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                self._feed()
+                while self.core.has_ready():
+                    await self._handle(self.core.ready())
+                await self._maybe_compact()
+        finally:
+            self.stopped = True
+            ticker.cancel()
+            self._pending.fail_all(Unavailable("the node is shutting down"))
+            self._reads.fail_all(Unavailable("the node is shutting down"))
+            self._executor.shutdown(wait=True)
+            self.store.close()
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_seconds)
+            self._ticks += 1
+            self._wake.set()
+
+    def _feed(self) -> None:
+        core = self.core
+        ticks, self._ticks = self._ticks, 0
+        for _ in range(min(ticks, 10)):
+            core.tick()
+        inbox, self._inbox = self._inbox, []
+        for message in inbox:
+            core.step(message)
+        if self._proposals:
+            batch = self._proposals[:MAX_PROPOSALS_PER_TURN]
+            del self._proposals[:MAX_PROPOSALS_PER_TURN]
+            if self._proposals:
+                self._wake.set()
+            batch = [(cmd, fut) for cmd, fut in batch if not fut.done()]
+            if batch:
+                self._propose_batch(batch)
+        if self._reads.requested:
+            waiters, self._reads.requested = self._reads.requested, []
+            try:
+                ctx = self._reads.next_ctx()
+                core.read_index(ctx)
+                self._reads.by_ctx[ctx] = waiters
+            except NotLeader as exc:
+                for future in waiters:
+                    if not future.done():
+                        future.set_exception(exc)
+
+    def _propose_batch(self, batch: list[tuple[bytes, asyncio.Future[Any]]]) -> None:
+        try:
+            term, first = self.core.propose([cmd for cmd, _ in batch])
+        except NotLeader as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        now = time.perf_counter()
+        for offset, (_, future) in enumerate(batch):
+            self._pending.add(term, first + offset, future)
+            self._propose_started[first + offset] = now
+        self.metrics.proposals.inc(len(batch))
+
+    async def _handle(self, ready: Ready) -> None:
+        if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
+            started = time.perf_counter()
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, self.store.save, ready.hard_state, ready.entries, ready.snapshot)
+            self.metrics.persist_seconds.observe(time.perf_counter() - started)
+            if ready.entries:
+                self.metrics.persist_entries.observe(len(ready.entries))
+        if ready.messages:
+            self.transport.send(ready.messages)
+        if ready.snapshot is not None:
+            self.machine.restore(ready.snapshot.data)
+            self._pending.drop_through(ready.snapshot.meta.index)
+        self._apply(ready.committed_entries)
+        for read in ready.read_states:
+            self._reads.confirm(read.ctx, read.index)
+        if ready.soft_state is not None:
+            self._on_soft_state(ready.soft_state.role, ready.soft_state.leader_id)
+        self.core.advance(ready)
+        self._reads.release_applied(self.core.applied_index)
+        self._update_metrics()
+
+    def _apply(self, entries: list[Entry]) -> None:
+        now = time.perf_counter()
+        for entry in entries:
+            result: Any = None
+            if entry.kind == ENTRY_NORMAL:
+                result = self.machine.apply(entry.index, entry.data)
+                for listener in self._listeners:
+                    listener(entry, result)
+            self._pending.applied(entry.index, entry.term, result)
+            started = self._propose_started.pop(entry.index, None)
+            if started is not None:
+                self.metrics.proposal_seconds.observe(now - started)
+
+    def _on_soft_state(self, role: str, leader_id: str | None) -> None:
+        if leader_id != self.leader_id:
+            self.metrics.leader_changes.inc()
+            log.info("%s: leader is now %s (term %d)", self.node_id, leader_id, self.core.term)
+        was_leader = self.role == "leader"
+        self.role, self.leader_id = role, leader_id
+        self.metrics.set_role(role)
+        if was_leader and role != "leader":
+            self._reads.fail_unconfirmed(leader_id)
+            queued, self._proposals = self._proposals, []
+            error = NotLeader(leader_id) if leader_id else NoLeader()
+            for _, future in queued:
+                if not future.done():
+                    future.set_exception(error)
+            self._propose_started.clear()
+        if leader_id is not None:
+            waiters, self._role_waiters = self._role_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def _maybe_compact(self) -> None:
+        core = self.core
+        if core.applied_index - (core.first_index - 1) < self.snapshot_entries:
+            return
+        index = core.applied_index
+        snapshot = core.compact(index, self.machine.snapshot())
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.store.compact, snapshot)
+        log.info("%s: snapshot at %d, log truncated", self.node_id, index)
+        self._update_metrics()
+
+    def _update_metrics(self) -> None:
+        core, m = self.core, self.metrics
+        m.term.set(core.term)
+        m.commit_index.set(core.commit_index)
+        m.applied_index.set(core.applied_index)
+        m.last_log_index.set(core.last_index)
+        m.log_entries.set(core.last_index - core.first_index + 1)
+        m.snapshot_index.set(core.first_index - 1)
+
+
+__all__ = ["RaftDriver", "ProposalDropped"]

@@ -1,0 +1,47 @@
+"""Run one node: open its data dir, bind its port, serve until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import uvicorn
+
+from rakit.config import NodeConfig
+from rakit.storage.datadir import DataDirError, open_data_dir
+
+
+class ServeError(Exception):
+    """The node could not start; the message is one line for the operator."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(config: NodeConfig) -> None:
+    from rakit.http.app import create_app
+
+    logging.basicConfig(level=config.log_level.upper(),
+                        format=f"%(asctime)s {config.node_id} %(levelname)s %(name)s: %(message)s")
+    try:
+        data_dir = open_data_dir(config.data_dir)
+    except DataDirError as exc:
+        raise ServeError(str(exc)) from None
+    sock = bind(config.host, config.port)
+    app = create_app(config, data_dir)
+    server = uvicorn.Server(uvicorn.Config(
+        app, loop="uvloop", http="httptools", lifespan="on", access_log=False,
+        log_level=config.log_level, timeout_graceful_shutdown=2, timeout_keep_alive=30,
+    ))
+    server.run(sockets=[sock])

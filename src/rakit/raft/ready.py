@@ -1,0 +1,50 @@
+"""The ``Ready`` batch: what the pure core asks its driver to do next.
+
+The driver handles one Ready at a time, in this order (etcd's contract):
+
+1. persist ``hard_state``, ``snapshot`` and ``entries`` durably (fsync),
+   ``entries`` replacing any stored suffix from ``entries[0].index`` on;
+2. send ``messages`` (every message may assume step 1 is on disk);
+3. restore the state machine from ``snapshot`` if set, then apply
+   ``committed_entries`` in order;
+4. call ``core.advance(ready)``.
+
+``read_states`` are ReadIndex confirmations: answer read ``ctx`` once the
+state machine has applied up to ``index``.  ``soft_state`` is set when the
+role or the known leader changed (for metrics and for failing waiters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rakit.raft.messages import AnyMessage, Entry, HardState, ReadState, Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class SoftState:
+    role: str  # "leader" | "follower" | "candidate" | "pre_candidate"
+    leader_id: str | None
+    term: int
+
+
+@dataclass(slots=True)
+class Ready:
+    hard_state: HardState | None = None
+    entries: list[Entry] = field(default_factory=list)
+    snapshot: Snapshot | None = None
+    messages: list[AnyMessage] = field(default_factory=list)
+    committed_entries: list[Entry] = field(default_factory=list)
+    read_states: list[ReadState] = field(default_factory=list)
+    soft_state: SoftState | None = None
+
+    def is_empty(self) -> bool:
+        return not (
+            self.hard_state
+            or self.entries
+            or self.snapshot
+            or self.messages
+            or self.committed_entries
+            or self.read_states
+            or self.soft_state
+        )
