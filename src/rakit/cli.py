@@ -17,7 +17,6 @@ from rakit.config import ConfigError, build_config
 app = typer.Typer(
     name="rakit",
     help="rakit: distributed locks (Raft), queue (Redis) and cache (write-invalidate).",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
@@ -90,8 +89,21 @@ def up(
     raise typer.Exit(code)
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Entry point; usage errors become one ``rakit: error: ...`` line (exit 2)."""
+    args = sys.argv[1:] if argv is None else argv
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args or ["--help"], prog_name="rakit", standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except typer.TyperException as exc:  # usage errors: bad option, bad value, missing value
+        message = " ".join(str(getattr(exc, "format_message", exc.__str__)()).split())
+        print(f"rakit: error: {message} (see 'rakit --help')", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 if __name__ == "__main__":

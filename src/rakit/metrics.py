@@ -35,6 +35,9 @@ class NodeMetrics:
             "rakit_raft_rpc_seconds", "Node-to-node Raft RPC latency.", ["peer", "rpc"],
             buckets=LATENCY_BUCKETS, registry=r)
         self.rpc_failures = Counter("rakit_raft_rpc_failures", "Failed Raft RPCs.", ["peer"], registry=r)
+        self.snapshots_installed = Counter(
+            "rakit_raft_snapshots_installed", "Snapshots received from a leader and restored.", registry=r)
+        self.snapshots_taken = Counter("rakit_raft_snapshots_taken", "Local snapshots taken.", registry=r)
         self.forwarded = Counter("rakit_forwarded_requests", "Requests forwarded to the leader.", registry=r)
         self.node_info = Gauge("rakit_node_info", "Node identity.", ["node_id"], registry=r)
         self.node_info.labels(node_id=node_id).set(1)

@@ -256,6 +256,7 @@ class RaftDriver:
         if ready.snapshot is not None:
             self.machine.restore(ready.snapshot.data)
             self._pending.drop_through(ready.snapshot.meta.index)
+            self.metrics.snapshots_installed.inc()
         self._apply(ready.committed_entries)
         for read in ready.read_states:
             self._reads.confirm(read.ctx, read.index)
@@ -307,6 +308,7 @@ class RaftDriver:
         snapshot = core.compact(index, self.machine.snapshot())
         await asyncio.get_running_loop().run_in_executor(self._executor, self.store.compact, snapshot)
         log.info("%s: snapshot at %d, log truncated", self.node_id, index)
+        self.metrics.snapshots_taken.inc()
         self._update_metrics()
 
     def _update_metrics(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from types import FrameType
 
 import uvicorn
 
@@ -13,6 +14,18 @@ from rakit.storage.datadir import DataDirError, open_data_dir
 
 class ServeError(Exception):
     """The node could not start; the message is one line for the operator."""
+
+
+class NodeServer(uvicorn.Server):
+    """Uvicorn, except that SIGTERM/SIGINT end the process with exit 0 (API.md).
+
+    Uvicorn re-raises a caught signal after its graceful shutdown, so the
+    process would die *by* the signal (exit 143); forgetting it avoids that.
+    """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -40,7 +53,7 @@ def serve(config: NodeConfig) -> None:
         raise ServeError(str(exc)) from None
     sock = bind(config.host, config.port)
     app = create_app(config, data_dir)
-    server = uvicorn.Server(uvicorn.Config(
+    server = NodeServer(uvicorn.Config(
         app, loop="uvloop", http="httptools", lifespan="on", access_log=False,
         log_level=config.log_level, timeout_graceful_shutdown=2, timeout_keep_alive=30,
     ))

@@ -66,7 +66,7 @@ class KvMachine:
         return None if value is None else (value, self.revisions[key])
 
     def snapshot(self) -> bytes:
-        return msgspec.msgpack.encode(KvSnapshot(self.data, self.revisions))
+        return msgspec.msgpack.encode(KvSnapshot(self.data, self.revisions), order="sorted")
 
     def restore(self, data: bytes) -> None:
         if not data:

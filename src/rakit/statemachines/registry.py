@@ -53,7 +53,7 @@ class Registry:
         return self._owner[type(command)].apply(index, command)
 
     def snapshot(self) -> bytes:
-        return self._encoder.encode({name: m.snapshot() for name, m in self.machines.items()})
+        return msgspec.msgpack.encode({name: m.snapshot() for name, m in self.machines.items()}, order="sorted")
 
     def restore(self, data: bytes) -> None:
         parts = msgspec.msgpack.decode(data, type=dict[str, bytes])
