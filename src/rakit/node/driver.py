@@ -39,7 +39,7 @@ from rakit.metrics import NodeMetrics
 from rakit.node.proposals import PendingProposals, PendingReads
 from rakit.raft.config import RaftConfig
 from rakit.raft.core import RaftCore
-from rakit.raft.messages import ENTRY_NORMAL, AnyMessage, Entry
+from rakit.raft.messages import ENTRY_NORMAL, AnyMessage, Entry, HardState, Snapshot
 from rakit.raft.ready import Ready
 from rakit.statemachines.base import StateMachine
 from rakit.storage.base import LogStore
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 MAX_INBOX = 50_000
 MAX_PROPOSALS_PER_TURN = 4096
+INLINE_PERSIST_MAX = 0.0005  # seconds; see _observe_persist
 
 ApplyListener = Callable[[Entry, Any], None]
 
@@ -95,6 +96,10 @@ class RaftDriver:
         self.role = self.core.role
         self.leader_id = self.core.leader_id
         self.stopped = False
+        self._durable_hard_state = loaded.hard_state
+        self._unsaved_hard_state: HardState | None = None
+        self._inline_persist = False
+        self._persist_ewma = INLINE_PERSIST_MAX
         self._update_metrics()
 
     # -- what request handlers and routes call -------------------------------------
@@ -244,14 +249,32 @@ class RaftDriver:
         self.metrics.proposals.inc(len(batch))
 
     async def _handle(self, ready: Ready) -> None:
-        if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
-            started = time.perf_counter()
-            await asyncio.get_running_loop().run_in_executor(
-                self._executor, self.store.save, ready.hard_state, ready.entries, ready.snapshot)
-            self.metrics.persist_seconds.observe(time.perf_counter() - started)
+        hard_state = ready.hard_state or self._unsaved_hard_state
+        must_save = bool(ready.entries) or ready.snapshot is not None or (
+            hard_state is not None and not self._only_commit_changed(hard_state))
+        # A leader's AppendEntries need not wait for its own fsync (thesis
+        # 10.2.1): its own log counts toward commit only once stable.  Anything
+        # that asserts a new term or vote waits for the disk.
+        send_first = self._leads_in(ready) and (
+            ready.hard_state is None or self._only_commit_changed(ready.hard_state))
+        if send_first and ready.messages:
+            self.transport.send(ready.messages)
+        if must_save:
+            if self._inline_persist and ready.snapshot is None:
+                elapsed = self._timed_save(hard_state, ready.entries, None)
+            else:
+                elapsed = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._timed_save, hard_state, ready.entries, ready.snapshot)
+            self._observe_persist(elapsed)
+            self.metrics.persist_seconds.observe(elapsed)
             if ready.entries:
                 self.metrics.persist_entries.observe(len(ready.entries))
-        if ready.messages:
+            self._durable_hard_state, self._unsaved_hard_state = hard_state or self._durable_hard_state, None
+        elif hard_state is not None:
+            # Only the commit index moved: it need not be durable (a restarted
+            # node learns it again from the leader), so it rides on the next save.
+            self._unsaved_hard_state = hard_state
+        if not send_first and ready.messages:
             self.transport.send(ready.messages)
         if ready.snapshot is not None:
             self.machine.restore(ready.snapshot.data)
@@ -265,6 +288,27 @@ class RaftDriver:
         self.core.advance(ready)
         self._reads.release_applied(self.core.applied_index)
         self._update_metrics()
+
+    def _timed_save(self, hard_state: HardState | None, entries: list[Entry],
+                    snapshot: Snapshot | None) -> float:
+        started = time.perf_counter()
+        self.store.save(hard_state, entries, snapshot)
+        return time.perf_counter() - started
+
+    def _observe_persist(self, seconds: float) -> None:
+        # Where fsync is fast (tens of microseconds, as on SSDs with a write
+        # cache or virtual disks) a thread hop costs more than the write; where
+        # it is slow, blocking the event loop would stall every request.  So:
+        # write inline while a moving average stays under INLINE_PERSIST_MAX.
+        self._persist_ewma = 0.8 * self._persist_ewma + 0.2 * seconds
+        self._inline_persist = self._persist_ewma < INLINE_PERSIST_MAX
+
+    def _only_commit_changed(self, hard_state: HardState) -> bool:
+        durable = self._durable_hard_state
+        return hard_state.term == durable.term and hard_state.vote == durable.vote
+
+    def _leads_in(self, ready: Ready) -> bool:
+        return (ready.soft_state.role if ready.soft_state is not None else self.role) == "leader"
 
     def _apply(self, entries: list[Entry]) -> None:
         now = time.perf_counter()

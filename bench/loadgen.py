@@ -1,0 +1,105 @@
+"""A small closed-loop HTTP load generator shared by the benchmarks.
+
+``run_load`` keeps ``concurrency`` requests in flight for ``duration``
+seconds (after a short warm-up), each worker sending its next request as soon
+as the previous one is answered, and reports ops/s, p50 and p99 latency and
+the error count.  It runs on uvloop + aiohttp in the calling process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+RequestFn = Callable[[int, int], tuple[str, str, Any]]  # (worker, seq) -> (method, url, json body)
+
+
+@dataclass
+class LoadResult:
+    name: str
+    concurrency: int
+    ops: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    error_samples: list[str] = field(default_factory=list)
+
+    @property
+    def ops_per_s(self) -> float:
+        return self.ops / self.seconds if self.seconds else 0.0
+
+    def pct(self, p: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+    def row(self) -> list[str]:
+        return [self.name, str(self.concurrency), f"{self.ops_per_s:,.0f}", f"{self.pct(50):.2f}",
+                f"{self.pct(99):.2f}", str(self.errors)]
+
+
+HEADERS = ["workload", "conc", "ops/s", "p50 ms", "p99 ms", "errors"]
+
+
+async def run_load(name: str, request: RequestFn, concurrency: int, duration: float,
+                   warmup: float = 0.5, ok: Callable[[int], bool] = lambda s: 200 <= s < 300,
+                   timeout: float = 10.0) -> LoadResult:
+    result = LoadResult(name, concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency + 4, force_close=False)
+    start = time.perf_counter()
+    measure_from = start + warmup
+    stop_at = measure_from + duration
+    client_timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def worker(w: int, session: aiohttp.ClientSession) -> None:
+        seq = 0
+        while True:
+            method, url, body = request(w, seq)
+            seq += 1
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                return
+            try:
+                async with session.request(method, url, json=body, timeout=client_timeout) as resp:
+                    await resp.read()
+                    good = ok(resp.status)
+                    status = resp.status
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                good, status = False, type(exc).__name__
+            t1 = time.perf_counter()
+            if t0 >= measure_from and t1 <= stop_at:
+                if good:
+                    result.ops += 1
+                    result.latencies.append(t1 - t0)
+                else:
+                    result.errors += 1
+                    if len(result.error_samples) < 5:
+                        result.error_samples.append(str(status))
+
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(worker(w, session) for w in range(concurrency)))
+    result.seconds = duration
+    return result
+
+
+def print_table(title: str, rows: list[list[str]], headers: list[str] = HEADERS) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title)
+        for h in headers:
+            table.add_column(h, justify="left" if h in ("workload", "target") else "right")
+        for r in rows:
+            table.add_row(*r)
+        Console(width=140).print(table)
+    except ImportError:  # pragma: no cover
+        print(title)
+        for r in [headers, *rows]:
+            print("  ".join(f"{c:>14}" for c in r))

@@ -1,0 +1,100 @@
+"""Committed Raft writes per second on a local 3-node cluster, against baselines.
+
+    .venv/bin/python bench/raft_writes.py [--duration 5] [--no-etcd]
+
+Rows, all in one run on this machine (nodes and load generator share it):
+- ``ceiling``: GET /health on the leader — the same HTTP stack doing nothing;
+- ``rakit→leader`` / ``rakit→follower``: POST /kv/put (committed on a
+  majority, fsynced, applied) sent to the leader, and to a follower that
+  forwards to the leader;
+- ``etcd``: a 3-member etcd cluster on loopback, PUT through its HTTP gateway
+  (when Debian's etcd-server is installed or installable).
+Each at concurrency 1, 16 and 64.  The last table gives rakit/etcd ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from etcd_cluster import EtcdCluster, b64, ensure_etcd  # noqa: E402
+from loadgen import LoadResult, print_table, run_load  # noqa: E402
+
+from rakit.launcher import LocalCluster  # noqa: E402
+
+CONCURRENCY = (1, 16, 64)
+
+
+async def bench_rakit(duration: float) -> list[LoadResult]:
+    results: list[LoadResult] = []
+    with tempfile.TemporaryDirectory(prefix="rakit-bench-") as tmp:
+        cluster = LocalCluster(3, Path(tmp), redis_url="redis://127.0.0.1:6379/15")
+        cluster.start()
+        try:
+            leader_id = cluster.wait_for_leader(timeout=15)
+            leader = cluster.nodes[leader_id].url
+            follower = next(n.url for i, n in cluster.nodes.items() if i != leader_id)
+            for c in CONCURRENCY:
+                results.append(await run_load(
+                    "ceiling (GET /health)", lambda w, s: ("GET", leader + "/health", None), c, duration))
+            for name, target in (("rakit→leader", leader), ("rakit→follower", follower)):
+                for c in CONCURRENCY:
+                    results.append(await run_load(
+                        name, lambda w, s, t=target: ("POST", t + "/kv/put",
+                                                      {"key": f"k{w}", "value": s}), c, duration))
+        finally:
+            cluster.stop()
+    return results
+
+
+async def bench_etcd(duration: float) -> list[LoadResult]:
+    binary = ensure_etcd()
+    if binary is None:
+        print("etcd-server is not installed and could not be installed: no etcd rows")
+        return []
+    results = []
+    with EtcdCluster(binary) as etcd:
+        leader = etcd.leader_url()
+        for c in CONCURRENCY:
+            results.append(await run_load(
+                "etcd put→leader", lambda w, s: ("POST", leader + "/v3/kv/put",
+                                                 {"key": b64(f"k{w}"), "value": b64(str(s))}), c, duration))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per row")
+    parser.add_argument("--no-etcd", action="store_true", help="skip the etcd baseline")
+    args = parser.parse_args()
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    rakit = asyncio.run(bench_rakit(args.duration))
+    etcd = [] if args.no_etcd else asyncio.run(bench_etcd(args.duration))
+    print_table("Raft writes (3 nodes, fsync on, one machine)", [r.row() for r in rakit + etcd])
+    for r in rakit + etcd:
+        if r.error_samples:
+            print(f"  {r.name} c={r.concurrency}: errors such as {r.error_samples}")
+    if etcd:
+        by = {(r.name, r.concurrency): r for r in rakit + etcd}
+        rows = []
+        for c in CONCURRENCY:
+            e = by[("etcd put→leader", c)]
+            for name in ("rakit→leader", "rakit→follower"):
+                r = by[(name, c)]
+                rows.append([f"{name} / etcd", str(c), f"{r.ops_per_s / e.ops_per_s:.2f}×",
+                             f"{r.pct(50) / e.pct(50):.2f}×", f"{r.pct(99) / e.pct(99):.2f}×", ""])
+        print_table("Ratios (throughput: higher is better; latency: lower is better)", rows,
+                    ["workload", "conc", "ops/s ratio", "p50 ratio", "p99 ratio", ""])
+
+
+if __name__ == "__main__":
+    main()
