@@ -39,6 +39,9 @@ class NodeMetrics:
             "rakit_raft_snapshots_installed", "Snapshots received from a leader and restored.", registry=r)
         self.snapshots_taken = Counter("rakit_raft_snapshots_taken", "Local snapshots taken.", registry=r)
         self.forwarded = Counter("rakit_forwarded_requests", "Requests forwarded to the leader.", registry=r)
+        self.lock_waiting = Gauge("rakit_lock_waiting_requests", "Acquire requests waiting here.", registry=r)
+        self.lock_watchers = Gauge("rakit_lock_watchers", "Watch requests waiting here.", registry=r)
+        self.lock_grants = Counter("rakit_lock_grants", "Lock grants answered by this node.", registry=r)
         self.node_info = Gauge("rakit_node_info", "Node identity.", ["node_id"], registry=r)
         self.node_info.labels(node_id=node_id).set(1)
 

@@ -26,18 +26,39 @@ if TYPE_CHECKING:
     from rakit.node.runtime import NodeRuntime
 
 HOPS_HEADER = "x-rakit-hops"
+# Seconds the original caller still waits: a relayed waiting request never
+# outlives the deadline of the request it continues.
+REMAINING_HEADER = "x-rakit-remaining"
 MAX_HOPS = 3
 RETRY_DEADLINE = 5.0
 RETRY_PAUSE = 0.05
 RELAYED_HEADERS = ("content-type", "retry-after")
+RELAY_TIMEOUT = 10.0
 
 Handler = Callable[[], Awaitable[Response]]
 
 
+def remaining_seconds(request: Request, wanted: float) -> float:
+    """``wanted``, cut to what a relaying node says its caller still waits."""
+    header = request.headers.get(REMAINING_HEADER)
+    try:
+        return max(0.0, min(wanted, float(header))) if header else wanted
+    except ValueError:
+        return wanted
+
+
 async def on_leader(runtime: "NodeRuntime", request: Request, body: bytes, handler: Handler,
-                    *, timeout: float = 10.0) -> Response:
+                    *, wait: float = 0.0, idempotent: bool = False) -> Response:
+    """Run ``handler`` on the leader, here or by relay.
+
+    ``wait``: seconds the request may legitimately wait at the leader (a lock
+    acquire's timeout); retries stay within it plus RETRY_DEADLINE.
+    ``idempotent``: repeating the request is harmless, so a relay that broke
+    after sending (e.g. the leader was killed) is retried at the next leader.
+    """
     driver = runtime.driver
-    deadline = time.monotonic() + RETRY_DEADLINE
+    started = time.monotonic()
+    deadline = started + wait + RETRY_DEADLINE
     hops = int(request.headers.get(HOPS_HEADER, "0") or 0)
     last_error: Exception = NoLeader()
     while True:
@@ -51,7 +72,9 @@ async def on_leader(runtime: "NodeRuntime", request: Request, body: bytes, handl
             if leader is None:
                 leader = await driver.wait_for_leader(max(0.0, deadline - time.monotonic()))
             if leader is not None and leader != runtime.node_id and hops < MAX_HOPS:
-                response = await relay(runtime, request, body, leader, hops, timeout)
+                remaining = max(0.0, started + wait - time.monotonic())
+                response = await relay(runtime, request, body, leader, hops, remaining if wait else None,
+                                       idempotent)
                 if response is not None:
                     return response
                 last_error = Unavailable(f"the leader {leader} could not be reached")
@@ -65,17 +88,19 @@ async def on_leader(runtime: "NodeRuntime", request: Request, body: bytes, handl
 
 
 async def relay(runtime: "NodeRuntime", request: Request, body: bytes, leader: str, hops: int,
-                timeout: float) -> Response | None:
-    """The leader's answer, or None when it certainly did nothing (retry elsewhere)."""
+                remaining: float | None, idempotent: bool) -> Response | None:
+    """The leader's answer, or None when retrying elsewhere is safe."""
     url = runtime.config.peers[leader] + request.url.path
     if request.url.query:
         url += "?" + request.url.query
     headers = {HOPS_HEADER: str(hops + 1), "content-type": request.headers.get("content-type", "application/json")}
+    if remaining is not None:
+        headers[REMAINING_HEADER] = f"{remaining:.3f}"
     runtime.metrics.forwarded.inc()
     try:
         async with runtime.session.request(
             request.method, url, data=body, headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout, connect=0.5),
+            timeout=aiohttp.ClientTimeout(total=(remaining or 0.0) + RELAY_TIMEOUT, connect=0.5),
         ) as resp:
             content = await resp.read()
             if resp.status == 503 and (b'"not_leader"' in content or b'"no_leader"' in content):
@@ -84,5 +109,9 @@ async def relay(runtime: "NodeRuntime", request: Request, body: bytes, leader: s
             return Response(content, status_code=resp.status, headers=out)
     except aiohttp.ClientConnectorError:
         return None
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError):
+        if idempotent:
+            return None
+        raise Unavailable(f"the leader {leader} went away while answering; outcome unknown") from None
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         raise Unavailable(f"the leader {leader} did not answer: {type(exc).__name__}; outcome unknown") from None

@@ -52,6 +52,7 @@ MAX_PROPOSALS_PER_TURN = 4096
 INLINE_PERSIST_MAX = 0.0005  # seconds; see _observe_persist
 
 ApplyListener = Callable[[Entry, Any], None]
+RoleListener = Callable[[str, "str | None"], None]
 
 
 class RaftDriver:
@@ -92,6 +93,7 @@ class RaftDriver:
         self._reads = PendingReads()
         self._propose_started: dict[int, float] = {}
         self._listeners: list[ApplyListener] = []
+        self._role_listeners: list[RoleListener] = []
         self._role_waiters: list[asyncio.Future[None]] = []
         self.role = self.core.role
         self.leader_id = self.core.leader_id
@@ -141,7 +143,12 @@ class RaftDriver:
             raise Unavailable(f"leadership could not be confirmed within {timeout:g}s") from None
 
     def add_apply_listener(self, listener: ApplyListener) -> None:
+        """Call ``listener(entry, result)`` for every applied command, in log order."""
         self._listeners.append(listener)
+
+    def add_role_listener(self, listener: RoleListener) -> None:
+        """Call ``listener(role, leader_id)`` whenever the role or the known leader changes."""
+        self._role_listeners.append(listener)
 
     async def wait_for_leader(self, timeout: float) -> str | None:
         """The leader's id once one is known, or None after ``timeout``."""
@@ -338,6 +345,8 @@ class RaftDriver:
                 if not future.done():
                     future.set_exception(error)
             self._propose_started.clear()
+        for listener in self._role_listeners:
+            listener(role, leader_id)
         if leader_id is not None:
             waiters, self._role_waiters = self._role_waiters, []
             for waiter in waiters:

@@ -10,7 +10,10 @@ from rakit.config import NodeConfig
 from rakit.metrics import NodeMetrics
 from rakit.node.driver import RaftDriver
 from rakit.raft.config import RaftConfig
+from rakit.node.leases import LeaseKeeper
+from rakit.node.lock_service import LockService
 from rakit.statemachines.kv import KvMachine
+from rakit.statemachines.locks import LockTable
 from rakit.statemachines.registry import Registry
 from rakit.storage.datadir import DataDir
 from rakit.transport.http import HttpTransport
@@ -23,9 +26,12 @@ class NodeRuntime:
         self.data_dir = data_dir
         self.metrics = NodeMetrics(config.node_id)
         self.kv = KvMachine()
-        self.machines = Registry([self.kv])
+        self.lock_table = LockTable()
+        self.machines = Registry([self.lock_table, self.kv])
         self._session: aiohttp.ClientSession | None = None
         self._driver: RaftDriver | None = None
+        self._locks: LockService | None = None
+        self._leases: LeaseKeeper | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -36,6 +42,11 @@ class NodeRuntime:
     def driver(self) -> RaftDriver:
         assert self._driver is not None, "runtime not started"
         return self._driver
+
+    @property
+    def locks(self) -> LockService:
+        assert self._locks is not None, "runtime not started"
+        return self._locks
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=30)
@@ -51,12 +62,16 @@ class NodeRuntime:
             tick_seconds=c.tick_ms / 1000.0,
             snapshot_entries=c.snapshot_entries,
         )
+        self._locks = LockService(self._driver, self.lock_table, self.machines, self.metrics)
+        self._leases = LeaseKeeper(self._driver, self.lock_table, self.machines)
 
     async def run(self) -> None:
         """Every background task of the node, supervised together."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self.driver.run(), name="raft-driver")
             group.create_task(self.driver.transport.run(), name="raft-transport")  # type: ignore[attr-defined]
+            assert self._leases is not None
+            group.create_task(self._leases.run(), name="lock-leases")
 
     async def close(self) -> None:
         if self._session is not None:

@@ -1,0 +1,607 @@
+"""The lock table: shared/exclusive locks as a deterministic Raft state machine.
+
+Theory of operation
+-------------------
+Every replica applies the same committed commands at the same log indexes
+and so reaches the same table.  Nothing here reads a clock: a lease running
+out, a waiter giving up and a lock delay ending are commands the leader
+proposes (``Expire``, ``CancelWait``, ``DelayEnd``) after timing them with its
+own clock; ``holds()``, ``waiters()`` and ``delayed()`` tell a new leader
+which timers to restart.  Refusals ("conflict", "deadlock", "not_holder", ...)
+are results, never exceptions: a committed entry must not crash a replica.
+
+Each resource has a record: its holders (grant order), its wait list (upgrade
+waiters first, then arrival order), ``max_token``, its ``lock_delay`` option
+and, while in delay, ``delay_since`` (the index of the ``Expire`` that started
+the delay).  A record lives as long as it says anything: once a resource has a
+``max_token`` its record is kept for good.
+
+Rules
+-----
+1.  Modes: exclusive excludes everyone; shared is compatible with shared.
+2.  A fencing token is the log index of the command that produced the grant
+    (for a waiter granted because of a later Release/Expire/CancelWait/
+    DelayEnd: the index of *that* command), so tokens strictly increase per
+    resource.  Shared waiters granted together share one token.  ``max_token``
+    is the highest token ever granted for the resource; it survives the
+    resource becoming free.
+3.  A request is granted at once only if it is compatible with the current
+    holders AND nobody waits on the resource AND the resource is not in delay.
+    So a new shared request never overtakes a waiting exclusive one.
+4.  Re-acquire by a holder in its own mode is idempotent: same token,
+    ``again=True``, and the lease restarts (lease stamp = this index, ttl = the
+    new ttl).  A holder of exclusive asking for shared is a re-acquire too: it
+    keeps exclusive (the stronger mode already covers the request).
+5.  Upgrade: the *sole* shared holder asking for exclusive is upgraded at once
+    (new grant, token = this index, ``upgraded=True``) unless the resource is in
+    delay.  Otherwise it becomes an *upgrade waiter* (or, with wait == 0, gets
+    "conflict"): upgrade waiters queue ahead of ordinary waiters, FIFO among
+    themselves, and are granted exclusive once they are the sole holder.  An
+    upgrade waiter whose shared hold ends (released or expired) keeps waiting
+    as an ordinary exclusive waiter, placed right after the upgrade waiters.
+6.  Waiting: a request that cannot be granted waits at the tail of the FIFO
+    wait list if wait > 0 (result ``Waiting``, ``position`` = number of waiters
+    ahead) and is refused with "conflict" if wait == 0.  A client already
+    waiting on the resource asking again gets ``Waiting`` again, with no second
+    entry: its stored wait and ttl take the new values, its mode and place stay.
+7.  Grant on change: whenever holders change (release, expire, cancel of a
+    waiter, delay end) the wait list is granted from its head, unless the
+    resource is in delay: an upgrade waiter who is sole holder becomes
+    exclusive; an exclusive head on a free resource is granted alone; a shared
+    head with no exclusive holder is granted together with every shared waiter
+    that follows it up to the next exclusive one, all with one token.  This
+    repeats until the head cannot be granted.
+8.  Deadlock: before a request waits, the wait-for graph is built: each
+    waiting client -> every current holder of the resource it waits on (but
+    itself), and -> every waiter queued ahead of it there whose mode is
+    incompatible with its own; plus the edges the new request would add.  If
+    that closes a cycle through the requester, the request is refused with
+    "deadlock" and the cycle (requester first, each client once), and nothing
+    changes.  A client may wait on several resources at once.
+9.  Release and expiry end a hold and grant waiters per rule 7.  Release or
+    Renew by a client that does not hold (a waiter does not) -> ``NotHolder``.
+    Release with a fencing token other than the holder's -> ``TokenMismatch``.
+    Renew restarts the lease (lease stamp = this index, ttl as given).
+    ``Expire`` applies only if its lease stamp is the hold's current one
+    (otherwise ``Stale``: renewed or released since).  If the resource's
+    ``lock_delay`` > 0, an expiry puts the resource in delay: nobody is granted
+    it until ``DelayEnd`` (an expiry during a delay restarts it).  ``DelayEnd``
+    may name the delay it ends (``since``); a delay restarted since -> ``Stale``.
+10. Results carry what the service needs: ``grants`` (the waiters this command
+    granted) and ``removed_holds`` (the holds that ended, with the reason).  An
+    ``Acquire`` never grants anyone but its own client, so ``Granted`` has no
+    ``grants``.
+11. The read API (``status``, ``holds``, ``waiters``, ``holding``, ``delayed``,
+    ``delay_since``) is not a command and changes nothing.
+12. A malformed command (unknown mode, ttl <= 0, negative wait or lock_delay,
+    a non-finite number) gets ``Refused("invalid")`` and changes nothing.
+    ``Acquire.lock_delay``, when given, sets the resource's option as part of
+    any valid acquire, whatever its outcome.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+from rakit.statemachines.waitfor import find_cycle
+
+EXCLUSIVE = "exclusive"
+SHARED = "shared"
+MODES = (EXCLUSIVE, SHARED)
+
+
+def compatible(a: str, b: str) -> bool:
+    """Rule 1."""
+    return a == SHARED and b == SHARED
+
+
+# --- commands -----------------------------------------------------------------
+
+
+class Acquire(msgspec.Struct, tag="lock.acquire", frozen=True):
+    resource: str
+    client_id: str
+    mode: str  # "exclusive" | "shared"
+    ttl: float  # lease length, seconds
+    wait: float  # how long the request may wait, seconds; 0 = do not wait
+    lock_delay: float | None = None  # when given, sets the resource's option
+
+
+class Release(msgspec.Struct, tag="lock.release", frozen=True):
+    resource: str
+    client_id: str
+    fencing_token: int | None = None
+
+
+class Renew(msgspec.Struct, tag="lock.renew", frozen=True):
+    resource: str
+    client_id: str
+    ttl: float
+
+
+class Expire(msgspec.Struct, tag="lock.expire", frozen=True):
+    resource: str
+    client_id: str
+    lease: int  # the hold's lease stamp the leader timed
+
+
+class CancelWait(msgspec.Struct, tag="lock.cancel_wait", frozen=True):
+    resource: str
+    client_id: str
+
+
+class DelayEnd(msgspec.Struct, tag="lock.delay_end", frozen=True):
+    resource: str
+    since: int | None = None  # the delay_since it ends; None = whichever delay is on
+
+
+class SetOptions(msgspec.Struct, tag="lock.options", frozen=True):
+    resource: str
+    lock_delay: float
+
+
+Command = Acquire | Release | Renew | Expire | CancelWait | DelayEnd | SetOptions
+
+
+# --- results ------------------------------------------------------------------
+
+
+class Grant(msgspec.Struct, frozen=True):
+    resource: str
+    client_id: str
+    mode: str
+    token: int
+    ttl: float
+    lease: int
+
+
+class EndedHold(msgspec.Struct, frozen=True):
+    resource: str
+    client_id: str
+    mode: str
+    token: int
+    lease: int
+    reason: str  # "released" | "expired"
+
+
+class Granted(msgspec.Struct, frozen=True):
+    resource: str
+    client_id: str
+    mode: str
+    token: int
+    ttl: float
+    lease: int
+    again: bool = False
+    upgraded: bool = False
+
+
+class Waiting(msgspec.Struct, frozen=True):
+    resource: str
+    client_id: str
+    mode: str
+    position: int  # waiters ahead of this one
+
+
+class Refused(msgspec.Struct, frozen=True):
+    code: str  # "conflict" | "deadlock" | "invalid"
+    cycle: list[str] = msgspec.field(default_factory=list)
+    detail: str = ""
+
+
+class Released(msgspec.Struct, frozen=True):
+    resource: str
+    client_id: str
+    token: int
+    grants: list[Grant]
+    removed_holds: list[EndedHold]
+
+
+class Expired(msgspec.Struct, frozen=True):
+    resource: str
+    client_id: str
+    token: int
+    delay_since: int | None  # set while the resource is in delay: time its DelayEnd
+    grants: list[Grant]
+    removed_holds: list[EndedHold]
+
+
+class NotHolder(msgspec.Struct, frozen=True):
+    resource: str
+    client_id: str
+
+
+class TokenMismatch(msgspec.Struct, frozen=True):
+    resource: str
+    client_id: str
+    given: int
+    current: int
+
+
+class Renewed(msgspec.Struct, frozen=True):
+    resource: str
+    client_id: str
+    token: int
+    ttl: float
+    lease: int
+
+
+class Stale(msgspec.Struct, frozen=True):
+    """An Expire or DelayEnd overtaken by events: nothing changed."""
+
+    resource: str
+    client_id: str | None = None
+
+
+class Cancelled(msgspec.Struct, frozen=True):
+    resource: str
+    client_id: str
+    was_waiting: bool
+    holding: bool = False  # the client's hold after the command, if any:
+    token: int | None = None
+    mode: str | None = None
+    grants: list[Grant] = msgspec.field(default_factory=list)
+
+
+class DelayEnded(msgspec.Struct, frozen=True):
+    resource: str
+    grants: list[Grant]
+
+
+class OptionsSet(msgspec.Struct, frozen=True):
+    resource: str
+    lock_delay: float
+
+
+Result = (
+    Granted | Waiting | Refused | Released | Expired | NotHolder | TokenMismatch | Renewed | Stale | Cancelled
+    | DelayEnded | OptionsSet
+)
+
+
+# --- the table's records (also the snapshot's) -----------------------------------
+
+
+class _Hold(msgspec.Struct):
+    client_id: str
+    mode: str
+    token: int
+    ttl: float
+    lease: int
+
+
+class _Waiter(msgspec.Struct):
+    client_id: str
+    mode: str
+    ttl: float
+    wait: float
+    upgrade: bool = False
+
+
+class _Resource(msgspec.Struct):
+    name: str
+    holders: list[_Hold] = []
+    waiters: list[_Waiter] = []
+    max_token: int | None = None
+    lock_delay: float = 0.0
+    delay_since: int | None = None
+
+    @property
+    def delayed(self) -> bool:
+        return self.delay_since is not None
+
+    @property
+    def blank(self) -> bool:
+        """Says nothing a fresh record would not: may be forgotten."""
+        return not (self.holders or self.waiters or self.delayed) and self.max_token is None and not self.lock_delay
+
+    def hold_of(self, client_id: str) -> _Hold | None:
+        return next((h for h in self.holders if h.client_id == client_id), None)
+
+    def waiter_of(self, client_id: str) -> _Waiter | None:
+        return next((w for w in self.waiters if w.client_id == client_id), None)
+
+    def upgrade_waiters(self) -> int:
+        return sum(1 for w in self.waiters if w.upgrade)
+
+    def grantable_now(self, mode: str) -> bool:
+        """Rule 3, for a newcomer."""
+        return not self.delayed and not self.waiters and all(compatible(mode, h.mode) for h in self.holders)
+
+    def blockers(self, waiter: _Waiter, position: int) -> list[str]:
+        """Rule 8: whom ``waiter``, queued at ``position``, waits for."""
+        holders = [h.client_id for h in self.holders if h.client_id != waiter.client_id]
+        ahead = [w.client_id for w in self.waiters[:position] if not compatible(w.mode, waiter.mode)]
+        return holders + ahead
+
+    def head_batch(self) -> list[_Waiter]:
+        """Rule 7: the waiters at the head that can be granted now (maybe none)."""
+        if self.delayed or not self.waiters:
+            return []
+        head = self.waiters[0]
+        if head.upgrade:
+            return [head] if [h.client_id for h in self.holders] == [head.client_id] else []
+        if head.mode == EXCLUSIVE:
+            return [] if self.holders else [head]
+        if any(h.mode == EXCLUSIVE for h in self.holders):
+            return []
+        return list(itertools.takewhile(lambda w: w.mode == SHARED, self.waiters))
+
+
+class _Snapshot(msgspec.Struct):
+    version: int
+    resources: list[_Resource]  # in the table's order, so a restored table iterates alike
+
+
+_SNAPSHOT_VERSION = 1
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(_Snapshot)
+
+
+def _positive(x: float) -> bool:
+    return math.isfinite(x) and x > 0
+
+
+def _non_negative(x: float) -> bool:
+    return math.isfinite(x) and x >= 0
+
+
+def _grant(resource: str, hold: _Hold) -> Grant:
+    return Grant(resource, hold.client_id, hold.mode, hold.token, hold.ttl, hold.lease)
+
+
+# --- the machine -------------------------------------------------------------------
+
+
+class LockTable:
+    name = "locks"
+    commands = (Acquire, Release, Renew, Expire, CancelWait, DelayEnd, SetOptions)
+
+    def __init__(self) -> None:
+        self._resources: dict[str, _Resource] = {}
+        # client -> resources it waits on; derived from the wait lists (rebuilt on restore).
+        self._waiting_on: dict[str, dict[str, None]] = {}
+
+    def apply(self, index: int, command: Command) -> Result:
+        match command:
+            case Acquire():
+                return self._acquire(index, command)
+            case Release():
+                return self._release(index, command)
+            case Renew():
+                return self._renew(index, command)
+            case Expire():
+                return self._expire(index, command)
+            case CancelWait():
+                return self._cancel_wait(index, command)
+            case DelayEnd():
+                return self._delay_end(index, command)
+            case SetOptions():
+                return self._set_options(command)
+        raise TypeError(f"not a lock command: {command!r}")
+
+    # --- acquire (rules 3-6, 8) ---
+
+    def _acquire(self, index: int, cmd: Acquire) -> Result:
+        if cmd.mode not in MODES:
+            return Refused("invalid", detail=f"unknown mode {cmd.mode!r}")
+        if not _positive(cmd.ttl) or not _non_negative(cmd.wait):
+            return Refused("invalid", detail="ttl must be > 0 and wait >= 0")
+        if cmd.lock_delay is not None and not _non_negative(cmd.lock_delay):
+            return Refused("invalid", detail="lock_delay must be >= 0")
+        r = self._record(cmd.resource)
+        if cmd.lock_delay is not None:
+            r.lock_delay = float(cmd.lock_delay)
+        hold = r.hold_of(cmd.client_id)
+        waiter = r.waiter_of(cmd.client_id)
+        if hold is not None and (hold.mode == EXCLUSIVE or cmd.mode == SHARED):  # rule 4
+            hold.ttl, hold.lease = float(cmd.ttl), index
+            return self._granted(r, hold, again=True)
+        if waiter is not None:  # rule 6: asked again
+            waiter.wait, waiter.ttl = float(cmd.wait), float(cmd.ttl)
+            return Waiting(r.name, waiter.client_id, waiter.mode, r.waiters.index(waiter))
+        if hold is not None:  # rule 5: a shared holder asking for exclusive
+            if len(r.holders) == 1 and not r.delayed:
+                hold.mode, hold.token, hold.ttl, hold.lease = EXCLUSIVE, index, float(cmd.ttl), index
+                r.max_token = index
+                return self._granted(r, hold, upgraded=True)
+            return self._wait(r, _Waiter(cmd.client_id, EXCLUSIVE, float(cmd.ttl), float(cmd.wait), upgrade=True))
+        if r.grantable_now(cmd.mode):
+            hold = _Hold(cmd.client_id, cmd.mode, index, float(cmd.ttl), index)
+            r.holders.append(hold)
+            r.max_token = index
+            return self._granted(r, hold)
+        return self._wait(r, _Waiter(cmd.client_id, cmd.mode, float(cmd.ttl), float(cmd.wait)))
+
+    def _granted(self, r: _Resource, hold: _Hold, *, again: bool = False, upgraded: bool = False) -> Granted:
+        return Granted(r.name, hold.client_id, hold.mode, hold.token, hold.ttl, hold.lease, again, upgraded)
+
+    def _wait(self, r: _Resource, waiter: _Waiter) -> Waiting | Refused:
+        """Rules 6 and 8: queue ``waiter`` unless it may not wait or would deadlock."""
+        if waiter.wait == 0:
+            return Refused("conflict")
+        position = r.upgrade_waiters() if waiter.upgrade else len(r.waiters)
+        cycle = find_cycle(self._wait_for_graph(waiter.client_id, r.blockers(waiter, position)), waiter.client_id)
+        if cycle is not None:
+            return Refused("deadlock", cycle=cycle)
+        r.waiters.insert(position, waiter)
+        self._waiting_on.setdefault(waiter.client_id, {})[r.name] = None
+        return Waiting(r.name, waiter.client_id, waiter.mode, position)
+
+    def _wait_for_graph(self, start: str, new_edges: list[str]) -> dict[str, set[str]]:
+        """Rule 8's graph, as far as it is reachable from ``start`` (cycles through it lie there)."""
+        graph: dict[str, set[str]] = {}
+        todo = [start]
+        while todo:
+            client = todo.pop()
+            if client in graph:
+                continue
+            edges = set(new_edges) if client == start else set()
+            for name in self._waiting_on.get(client, {}):
+                r = self._resources[name]
+                waiter = r.waiter_of(client)
+                assert waiter is not None, (name, client)
+                edges.update(r.blockers(waiter, r.waiters.index(waiter)))
+            graph[client] = edges
+            todo.extend(sorted(edges - graph.keys()))
+        return graph
+
+    # --- release, renew, expire (rule 9) ---
+
+    def _release(self, index: int, cmd: Release) -> Result:
+        r, hold = self._lookup(cmd.resource, cmd.client_id)
+        if r is None or hold is None:
+            return NotHolder(cmd.resource, cmd.client_id)
+        if cmd.fencing_token is not None and cmd.fencing_token != hold.token:
+            return TokenMismatch(cmd.resource, cmd.client_id, cmd.fencing_token, hold.token)
+        ended, grants = self._end_hold(index, r, hold, "released")
+        return Released(r.name, hold.client_id, hold.token, grants, [ended])
+
+    def _renew(self, index: int, cmd: Renew) -> Result:
+        if not _positive(cmd.ttl):
+            return Refused("invalid", detail="ttl must be > 0")
+        r, hold = self._lookup(cmd.resource, cmd.client_id)
+        if r is None or hold is None:
+            return NotHolder(cmd.resource, cmd.client_id)
+        hold.ttl, hold.lease = float(cmd.ttl), index
+        return Renewed(r.name, hold.client_id, hold.token, hold.ttl, hold.lease)
+
+    def _expire(self, index: int, cmd: Expire) -> Result:
+        r, hold = self._lookup(cmd.resource, cmd.client_id)
+        if r is None or hold is None or hold.lease != cmd.lease:
+            return Stale(cmd.resource, cmd.client_id)
+        if r.lock_delay > 0:
+            r.delay_since = index
+        ended, grants = self._end_hold(index, r, hold, "expired")
+        return Expired(r.name, hold.client_id, hold.token, r.delay_since, grants, [ended])
+
+    def _end_hold(self, index: int, r: _Resource, hold: _Hold, reason: str) -> tuple[EndedHold, list[Grant]]:
+        r.holders.remove(hold)
+        waiter = r.waiter_of(hold.client_id)
+        if waiter is not None and waiter.upgrade:  # rule 5: no longer a holder, still wants exclusive
+            r.waiters.remove(waiter)
+            waiter.upgrade = False
+            r.waiters.insert(r.upgrade_waiters(), waiter)
+        ended = EndedHold(r.name, hold.client_id, hold.mode, hold.token, hold.lease, reason)
+        return ended, self._grant_from_queue(index, r)
+
+    # --- waiters and delays (rules 6, 7) ---
+
+    def _cancel_wait(self, index: int, cmd: CancelWait) -> Cancelled:
+        r = self._resources.get(cmd.resource)
+        waiter = r.waiter_of(cmd.client_id) if r is not None else None
+        grants: list[Grant] = []
+        if r is not None and waiter is not None:
+            self._dequeue(r, waiter)
+            grants = self._grant_from_queue(index, r)
+        hold = r.hold_of(cmd.client_id) if r is not None else None
+        if hold is None:
+            return Cancelled(cmd.resource, cmd.client_id, waiter is not None, grants=grants)
+        return Cancelled(cmd.resource, cmd.client_id, waiter is not None, True, hold.token, hold.mode, grants)
+
+    def _delay_end(self, index: int, cmd: DelayEnd) -> DelayEnded | Stale:
+        r = self._resources.get(cmd.resource)
+        if r is None or not r.delayed or cmd.since not in (None, r.delay_since):
+            return Stale(cmd.resource)
+        r.delay_since = None
+        return DelayEnded(r.name, self._grant_from_queue(index, r))
+
+    def _set_options(self, cmd: SetOptions) -> OptionsSet | Refused:
+        if not _non_negative(cmd.lock_delay):
+            return Refused("invalid", detail="lock_delay must be >= 0")
+        r = self._record(cmd.resource)
+        r.lock_delay = float(cmd.lock_delay)
+        if r.blank:
+            del self._resources[r.name]
+        return OptionsSet(cmd.resource, r.lock_delay)
+
+    def _grant_from_queue(self, index: int, r: _Resource) -> list[Grant]:
+        """Rule 7: grant the head of the wait list, batch after batch, all at token ``index``."""
+        grants: list[Grant] = []
+        while batch := r.head_batch():
+            for waiter in batch:
+                self._dequeue(r, waiter)
+                if waiter.upgrade:  # the sole holder: its shared hold becomes the new grant
+                    r.holders.clear()
+                hold = _Hold(waiter.client_id, waiter.mode, index, waiter.ttl, index)
+                r.holders.append(hold)
+                grants.append(_grant(r.name, hold))
+            r.max_token = index
+        return grants
+
+    def _dequeue(self, r: _Resource, waiter: _Waiter) -> None:
+        r.waiters.remove(waiter)
+        mine = self._waiting_on[waiter.client_id]
+        del mine[r.name]
+        if not mine:
+            del self._waiting_on[waiter.client_id]
+
+    def _record(self, resource: str) -> _Resource:
+        r = self._resources.get(resource)
+        if r is None:
+            r = self._resources[resource] = _Resource(resource)
+        return r
+
+    def _lookup(self, resource: str, client_id: str) -> tuple[_Resource | None, _Hold | None]:
+        r = self._resources.get(resource)
+        return r, (r.hold_of(client_id) if r is not None else None)
+
+    # --- read API (rule 11) ---
+
+    def status(self, resource: str) -> dict[str, Any]:
+        r = self._resources.get(resource) or _Resource(resource)
+        return {
+            "resource": resource,
+            "mode": r.holders[0].mode if r.holders else None,
+            "holders": [h.client_id for h in r.holders],
+            "waiters": [{"client_id": w.client_id, "mode": w.mode} for w in r.waiters],
+            "fencing_token": r.max_token,
+        }
+
+    def holds(self) -> Iterator[tuple[str, str, float, int]]:
+        """(resource, client_id, ttl, lease) of every hold: the leases to time."""
+        for r in self._resources.values():
+            for h in r.holders:
+                yield r.name, h.client_id, h.ttl, h.lease
+
+    def waiters(self) -> Iterator[tuple[str, str, float]]:
+        """(resource, client_id, wait) of every waiter: the waits to time."""
+        for r in self._resources.values():
+            for w in r.waiters:
+                yield r.name, w.client_id, w.wait
+
+    def holding(self, resource: str, client_id: str) -> Grant | None:
+        _, hold = self._lookup(resource, client_id)
+        return _grant(resource, hold) if hold is not None else None
+
+    def delayed(self) -> Iterator[tuple[str, float]]:
+        """(resource, lock_delay) of every resource in delay: the DelayEnds to time."""
+        for r in self._resources.values():
+            if r.delayed:
+                yield r.name, r.lock_delay
+
+    def delay_since(self, resource: str) -> int | None:
+        """The index of the Expire that started the resource's current delay (for ``DelayEnd.since``)."""
+        r = self._resources.get(resource)
+        return r.delay_since if r is not None else None
+
+    # --- snapshot ---
+
+    def snapshot(self) -> bytes:
+        return _encoder.encode(_Snapshot(_SNAPSHOT_VERSION, list(self._resources.values())))
+
+    def restore(self, data: bytes) -> None:
+        self._resources, self._waiting_on = {}, {}
+        if not data:
+            return
+        state = _decoder.decode(data)
+        if state.version != _SNAPSHOT_VERSION:
+            raise ValueError(f"lock table snapshot version {state.version} (this node reads {_SNAPSHOT_VERSION})")
+        for r in state.resources:
+            self._resources[r.name] = r
+            for w in r.waiters:
+                self._waiting_on.setdefault(w.client_id, {})[r.name] = None
