@@ -84,6 +84,14 @@ class EtcdCluster:
     def put(self, key: str, value: str) -> None:
         self.post(self.urls[0], "/v3/kv/put", {"key": b64(key), "value": b64(value)})
 
+    def grant_lease(self, ttl: int, url: str | None = None) -> str:
+        """A new lease of ``ttl`` seconds; its id as the gateway writes it (an int64 string)."""
+        answer = self.post(url or self.urls[0], "/v3/lease/grant", {"TTL": ttl})
+        lease = answer.get("ID")
+        if not lease:
+            raise RuntimeError(f"etcd lease grant answered {answer!r}")
+        return str(lease)
+
     def leader_url(self) -> str:
         for url in self.urls:
             status = self.post(url, "/v3/maintenance/status", {})

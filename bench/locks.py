@@ -1,0 +1,241 @@
+"""Lock acquire+release pairs per second on a local 3-node cluster, against etcd.
+
+    .venv/bin/python bench/locks.py [--duration 5] [--no-etcd]
+
+One op is a *pair*: acquire a lock, then release it once granted (two
+dependent HTTP requests, timed together); pairs/s counts completed pairs and
+p50/p99 is the latency of one pair.  Rows, all in one run on this machine
+(nodes and load generator share it):
+- ``ceiling``: two GET /health on the leader per op — the same HTTP stack
+  doing nothing, in the same unit (two requests per op);
+- ``uncontended``: each worker locks its own resource (``res-{worker}``) with
+  its own client id: POST /lock/acquire ``{"ttl": 30}`` then POST
+  /lock/release, sent to the leader at concurrency 1, 16 and 64, and to a
+  follower (which forwards both to the leader) at 64;
+- ``contended``: 16 workers, one resource; each acquire has ``"timeout": 30``
+  so it waits in the FIFO wait list, and the holder releases as soon as it is
+  granted — the rate at which the lock changes hands;
+- ``etcd``: a 3-member etcd cluster on loopback (when Debian's etcd-server is
+  installed or installable), the same workloads through its HTTP gateway: one
+  lease per worker granted before the row (TTL 30), POST /v3/lock/lock
+  ``{"name", "lease"}`` (blocks until acquired) returns a key, then POST
+  /v3/lock/unlock ``{"key"}``.
+Non-2xx answers (and an acquire answer without a grant) count as errors and
+are not in the latencies.  The last table gives rakit/etcd ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from etcd_cluster import EtcdCluster, b64, ensure_etcd  # noqa: E402
+from loadgen import LoadResult, print_table  # noqa: E402
+
+from rakit.launcher import LocalCluster  # noqa: E402
+
+CONCURRENCY = (1, 16, 64)
+CONTENDED = 16
+FOLLOWER_CONCURRENCY = 64
+TTL = 30
+WAIT = 30  # seconds a contended acquire may wait
+HTTP_TIMEOUT = WAIT + 5.0
+HEADERS = ["workload", "target", "conc", "pairs/s", "p50 ms", "p99 ms", "errors"]
+
+_rows = itertools.count()  # fresh resource names per row: no row sees another's leftovers
+
+
+class OpError(Exception):
+    """An op that did not complete: counted as an error, the message kept as a sample."""
+
+
+# op(session, worker) -> None, raising OpError (or a client error) when it failed.
+Op = Callable[[aiohttp.ClientSession, int], Awaitable[None]]
+
+
+async def call(session: aiohttp.ClientSession, method: str, url: str, body: Any = None) -> Any:
+    async with session.request(method, url, json=body) as resp:
+        data = await resp.read()
+        if not 200 <= resp.status < 300:
+            raise OpError(f"{resp.status} {method} {url.split('/', 3)[-1]}: {data[:120].decode(errors='replace')}")
+        return await resp.json(content_type=None) if data else None
+
+
+async def run_ops(name: str, op: Op, concurrency: int, duration: float, warmup: float = 0.5,
+                  timeout: float = HTTP_TIMEOUT) -> LoadResult:
+    """``loadgen.run_load`` for ops made of several dependent requests: each worker runs
+    ``op`` back to back; an op counts if it started after the warm-up and ended in time."""
+    result = LoadResult(name, concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency + 4, force_close=False)
+    start = time.perf_counter()
+    measure_from = start + warmup
+    stop_at = measure_from + duration
+
+    async def worker(w: int, session: aiohttp.ClientSession) -> None:
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                return
+            try:
+                await op(session, w)
+                good, error = True, ""
+            except OpError as exc:
+                good, error = False, str(exc)
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+                good, error = False, f"{type(exc).__name__} {exc}".strip()
+            t1 = time.perf_counter()
+            if t0 >= measure_from and t1 <= stop_at:
+                if good:
+                    result.ops += 1
+                    result.latencies.append(t1 - t0)
+                else:
+                    result.errors += 1
+                    if len(result.error_samples) < 3 and error not in result.error_samples:
+                        result.error_samples.append(error)
+            elif not good and t1 <= stop_at:
+                await asyncio.sleep(0.01)  # failing during warm-up: do not spin
+
+    async with aiohttp.ClientSession(connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        await asyncio.gather(*(worker(w, session) for w in range(concurrency)))
+    result.seconds = duration
+    return result
+
+
+Row = tuple[str, str, LoadResult]  # (workload, target, result)
+
+
+def health_pair(url: str) -> Op:
+    async def op(session: aiohttp.ClientSession, w: int) -> None:
+        await call(session, "GET", url + "/health")
+        await call(session, "GET", url + "/health")
+    return op
+
+
+def rakit_pair(url: str, resource: Callable[[int], str], client: Callable[[int], str], wait: float) -> Op:
+    async def op(session: aiohttp.ClientSession, w: int) -> None:
+        res, cid = resource(w), client(w)
+        body: dict[str, Any] = {"resource": res, "client_id": cid, "ttl": TTL}
+        if wait:
+            body["timeout"] = wait
+        granted = await call(session, "POST", url + "/lock/acquire", body)
+        if not (isinstance(granted, dict) and granted.get("acquired")):
+            raise OpError(f"acquire answered {granted!r:.120}")
+        await call(session, "POST", url + "/lock/release", {"resource": res, "client_id": cid})
+    return op
+
+
+async def bench_rakit(duration: float) -> list[Row]:
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="rakit-bench-") as tmp:
+        cluster = LocalCluster(3, Path(tmp), redis_url="redis://127.0.0.1:6379/15")
+        cluster.start()
+        try:
+            leader_id = cluster.wait_for_leader(timeout=15)
+            leader = cluster.nodes[leader_id].url
+            follower = next(n.url for i, n in cluster.nodes.items() if i != leader_id)
+            for c in CONCURRENCY:
+                rows.append(("ceiling (2× GET /health)", "leader",
+                             await run_ops("ceiling", health_pair(leader), c, duration)))
+            plan = [("leader", leader, c) for c in CONCURRENCY] + [("follower", follower, FOLLOWER_CONCURRENCY)]
+            for target, url, c in plan:
+                tag = f"u{next(_rows)}"
+                op = rakit_pair(url, lambda w, t=tag: f"{t}-res-{w}", lambda w, t=tag: f"{t}-client-{w}", 0)
+                rows.append(("uncontended", target, await run_ops("rakit uncontended", op, c, duration)))
+            tag = f"c{next(_rows)}"
+            op = rakit_pair(leader, lambda w, t=tag: f"{t}-hot", lambda w, t=tag: f"{t}-client-{w}", WAIT)
+            rows.append(("contended", "leader", await run_ops("rakit contended", op, CONTENDED, duration)))
+        finally:
+            cluster.stop()
+    return rows
+
+
+def etcd_pair(url: str, name: Callable[[int], str], leases: list[str]) -> Op:
+    async def op(session: aiohttp.ClientSession, w: int) -> None:
+        locked = await call(session, "POST", url + "/v3/lock/lock",
+                            {"name": b64(name(w)), "lease": leases[w]})
+        key = locked.get("key") if isinstance(locked, dict) else None
+        if not key:
+            raise OpError(f"lock answered {locked!r:.120}")
+        await call(session, "POST", url + "/v3/lock/unlock", {"key": key})
+    return op
+
+
+async def etcd_row(etcd: EtcdCluster, url: str, name: Callable[[int], str], concurrency: int,
+                   duration: float) -> LoadResult:
+    leases = [etcd.grant_lease(TTL, url) for _ in range(concurrency)]  # before the clock starts
+    return await run_ops("etcd", etcd_pair(url, name, leases), concurrency, duration)
+
+
+async def bench_etcd(duration: float) -> list[Row]:
+    binary = ensure_etcd()
+    if binary is None:
+        print("etcd-server is not installed and could not be installed: no etcd rows")
+        return []
+    rows: list[Row] = []
+    with EtcdCluster(binary) as etcd:
+        leader = etcd.leader_url()
+        for c in CONCURRENCY:
+            tag = f"u{next(_rows)}"
+            rows.append(("etcd uncontended", "leader",
+                         await etcd_row(etcd, leader, lambda w, t=tag: f"{t}-res-{w}", c, duration)))
+        tag = f"c{next(_rows)}"
+        rows.append(("etcd contended", "leader",
+                     await etcd_row(etcd, leader, lambda w, t=tag: f"{t}-hot", CONTENDED, duration)))
+    return rows
+
+
+def table_row(workload: str, target: str, r: LoadResult) -> list[str]:
+    return [workload, target, str(r.concurrency), f"{r.ops_per_s:,.0f}", f"{r.pct(50):.2f}",
+            f"{r.pct(99):.2f}", str(r.errors)]
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}×" if b and a == a and b == b else "—"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per row")
+    parser.add_argument("--no-etcd", action="store_true", help="skip the etcd baseline")
+    args = parser.parse_args()
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    rakit = asyncio.run(bench_rakit(args.duration))
+    etcd = [] if args.no_etcd else asyncio.run(bench_etcd(args.duration))
+    print_table("Lock acquire+release pairs (3 nodes, fsync on, one machine)",
+                [table_row(*row) for row in rakit + etcd], HEADERS)
+    for workload, target, r in rakit + etcd:
+        if r.error_samples:
+            print(f"  {workload} →{target} c={r.concurrency}: {r.errors} errors, such as:")
+            for sample in r.error_samples:
+                print(f"    {sample}")
+    if etcd:
+        by = {(w.removeprefix("etcd "), t, r.concurrency, w.startswith("etcd")): r for w, t, r in rakit + etcd}
+        rows = []
+        for workload, target, r in rakit:
+            e = by.get((workload, "leader", r.concurrency, True))
+            if e is None:
+                continue
+            rows.append([f"{workload} →{target} / etcd", str(r.concurrency), ratio(r.ops_per_s, e.ops_per_s),
+                         ratio(r.pct(50), e.pct(50)), ratio(r.pct(99), e.pct(99))])
+        print_table("Ratios rakit/etcd (pairs/s: higher is better; latency: lower is better)", rows,
+                    ["workload", "conc", "pairs/s ratio", "p50 ratio", "p99 ratio"])
+
+
+if __name__ == "__main__":
+    main()
