@@ -88,6 +88,8 @@ class RaftDriver:
         self._wake = asyncio.Event()
         self._ticks = 0
         self._inbox: list[AnyMessage] = []
+        self._reply_waiters: list[tuple[str, asyncio.Future[list[AnyMessage]]]] = []
+        self._replies: dict[str, list[AnyMessage]] = {}
         self._proposals: list[tuple[bytes, asyncio.Future[Any]]] = []
         self._pending = PendingProposals()
         self._reads = PendingReads()
@@ -111,10 +113,27 @@ class RaftDriver:
         return self.role == "leader"
 
     def receive(self, messages: list[AnyMessage]) -> None:
+        """Queue messages from a peer (or replies that came back on our own requests)."""
         if len(self._inbox) + len(messages) > MAX_INBOX:
             return  # overloaded: drop, Raft retransmits
         self._inbox.extend(messages)
         self._wake.set()
+
+    def exchange(self, src: str, messages: list[AnyMessage]) -> asyncio.Future[list[AnyMessage]]:
+        """Queue a peer's messages; the future gets what this node then has for that peer.
+
+        It resolves at the end of the loop turn that stepped them, after that
+        turn's Readies are persisted, so it may carry acks and votes.  The
+        caller answers the peer's HTTP request with it.
+        """
+        future: asyncio.Future[list[AnyMessage]] = asyncio.get_running_loop().create_future()
+        if len(self._inbox) + len(messages) > MAX_INBOX:
+            future.set_result([])
+            return future
+        self._inbox.extend(messages)
+        self._reply_waiters.append((src, future))
+        self._wake.set()
+        return future
 
     async def propose(self, command: bytes, timeout: float = 5.0) -> Any:
         """Replicate ``command`` and return the state machine's result.
@@ -196,13 +215,17 @@ class RaftDriver:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
+                waiters, self._reply_waiters = self._reply_waiters, []
+                self._replies = {src: [] for src, _ in waiters}
                 self._feed()
                 while self.core.has_ready():
                     await self._handle(self.core.ready())
+                self._answer(waiters)
                 await self._maybe_compact()
         finally:
             self.stopped = True
             ticker.cancel()
+            self._answer(self._reply_waiters)
             self._pending.fail_all(Unavailable("the node is shutting down"))
             self._reads.fail_all(Unavailable("the node is shutting down"))
             self._executor.shutdown(wait=True)
@@ -264,8 +287,9 @@ class RaftDriver:
         # that asserts a new term or vote waits for the disk.
         send_first = self._leads_in(ready) and (
             ready.hard_state is None or self._only_commit_changed(ready.hard_state))
-        if send_first and ready.messages:
-            self.transport.send(ready.messages)
+        outgoing = self._route_replies(ready.messages)
+        if send_first and outgoing:
+            self.transport.send(outgoing)
         if must_save:
             if self._inline_persist and ready.snapshot is None:
                 elapsed = self._timed_save(hard_state, ready.entries, None)
@@ -281,8 +305,8 @@ class RaftDriver:
             # Only the commit index moved: it need not be durable (a restarted
             # node learns it again from the leader), so it rides on the next save.
             self._unsaved_hard_state = hard_state
-        if not send_first and ready.messages:
-            self.transport.send(ready.messages)
+        if not send_first and outgoing:
+            self.transport.send(outgoing)
         if ready.snapshot is not None:
             self.machine.restore(ready.snapshot.data)
             self._pending.drop_through(ready.snapshot.meta.index)
@@ -295,6 +319,27 @@ class RaftDriver:
         self.core.advance(ready)
         self._reads.release_applied(self.core.applied_index)
         self._update_metrics()
+
+    def _route_replies(self, messages: list[AnyMessage]) -> list[AnyMessage]:
+        """Keep messages for peers whose requests await an answer; return the rest."""
+        if not self._replies:
+            return messages
+        outgoing = []
+        for message in messages:
+            held = self._replies.get(message.dst)
+            if held is None:
+                outgoing.append(message)
+            else:
+                held.append(message)
+        return outgoing
+
+    def _answer(self, waiters: list[tuple[str, asyncio.Future[list[AnyMessage]]]]) -> None:
+        """Hand each peer what this turn produced for it (on its latest request)."""
+        latest = {src: future for src, future in waiters}
+        for src, future in waiters:
+            if not future.done():
+                future.set_result(self._replies.get(src, []) if latest[src] is future else [])
+        self._replies = {}
 
     def _timed_save(self, hard_state: HardState | None, entries: list[Entry],
                     snapshot: Snapshot | None) -> float:

@@ -16,7 +16,7 @@ from rakit.statemachines.kv import KvMachine
 from rakit.statemachines.locks import LockTable
 from rakit.statemachines.registry import Registry
 from rakit.storage.datadir import DataDir
-from rakit.transport.http import HttpTransport
+from rakit.transport.http import HttpTransport, InboundOrder
 
 
 class NodeRuntime:
@@ -52,11 +52,14 @@ class NodeRuntime:
         connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=30)
         self._session = aiohttp.ClientSession(connector=connector)
         c = self.config
+        self.inbound_order = InboundOrder()
+        transport = HttpTransport(c.node_id, c.peers, self._session, self.metrics,
+                                  deliver=lambda messages: self.driver.receive(messages))
         self._driver = RaftDriver(
             c.node_id, c.peer_ids,
             store=self.data_dir.log_store(),
             machine=self.machines,
-            transport=HttpTransport(c.node_id, c.peers, self._session, self.metrics),
+            transport=transport,
             metrics=self.metrics,
             config=RaftConfig(election_ticks=c.election_ticks, heartbeat_ticks=c.heartbeat_ticks),
             tick_seconds=c.tick_ms / 1000.0,

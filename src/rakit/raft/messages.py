@@ -132,10 +132,17 @@ class ReadState(msgspec.Struct, frozen=True):
 
 
 class Batch(msgspec.Struct, frozen=True):
-    """What one node-to-node POST carries: messages from one sender, in order."""
+    """What one node-to-node POST (or its answer) carries: messages from one sender, in order.
+
+    ``epoch`` names the sending process's lifetime and ``seq`` numbers its
+    batches to one peer, so the receiver can put pipelined batches back in
+    order; answers carry 0 for both.
+    """
 
     src: str
     messages: list[AnyMessage]
+    epoch: int = 0
+    seq: int = 0
 
 
 _batch_encoder = msgspec.msgpack.Encoder()

@@ -1,11 +1,14 @@
-"""Raft RPC endpoints: a peer's msgpack ``Batch`` goes to the driver's inbox.
+"""Raft RPC endpoints: a peer's msgpack ``Batch`` in, our messages for it out.
 
-The answer is 204 as soon as the batch is queued; Raft's responses travel as
-messages of their own.  A body that does not decode, or whose sender is not
-a member, is refused with 422 and changes nothing.
+The batch is stepped in its sender's sequence order; the answer (200, a
+msgpack ``Batch``) carries what this node then has for the sender — acks and
+votes, sent only after they are on disk.  A body that does not decode, or
+whose sender is not a member, is refused with 422 and changes nothing.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import msgspec
 from starlette.requests import Request
@@ -14,9 +17,10 @@ from starlette.routing import Route
 
 from rakit.errors import InvalidRequest
 from rakit.http.json import read_body
-from rakit.raft.messages import decode_batch
+from rakit.raft.messages import Batch, decode_batch, encode_batch
 
 MAX_RPC_BYTES = 256 * 1024 * 1024
+REPLY_TIMEOUT = 2.0
 
 
 async def raft_messages(request: Request) -> Response:
@@ -30,8 +34,15 @@ async def raft_messages(request: Request) -> Response:
     if batch.src not in members or batch.src == runtime.node_id:
         raise InvalidRequest(f"sender {batch.src!r} is not a peer of {runtime.node_id}")
     messages = [m for m in batch.messages if m.src == batch.src and m.dst == runtime.node_id]
-    runtime.driver.receive(messages)
-    return Response(status_code=204)
+    order = runtime.inbound_order
+    await order.wait_turn(batch.src, batch.epoch, batch.seq)
+    replies = runtime.driver.exchange(batch.src, messages)
+    await order.done(batch.src, batch.epoch, batch.seq)
+    try:
+        answer = await asyncio.wait_for(replies, REPLY_TIMEOUT)
+    except asyncio.TimeoutError:
+        answer = []
+    return Response(encode_batch(Batch(runtime.node_id, answer)), media_type="application/msgpack")
 
 
 routes = [

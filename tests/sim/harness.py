@@ -1,0 +1,1093 @@
+"""A deterministic cluster simulator for the pure Raft core.
+
+Theory of operation
+-------------------
+``Cluster`` holds N ``SimNode``s.  Each has a ``RaftCore``, a simulated disk
+(``SimDisk``: exactly what the Readies asked to persist, cross-checked against
+``MemoryLogStore`` on every restart) and a trivial state machine
+(``SimStateMachine``: applied index plus a running hash; its snapshot is the
+encoding of both).  Every message travels through one in-memory network
+(``Network``).  All randomness -- which event happens next, message loss,
+duplication, delay, reordering, partitions, crashes, and every core's election
+timer -- comes from one ``random.Random(seed)``, so a seed replays a run
+exactly.
+
+One step of the simulation is one event (tick a node, deliver a message,
+propose, read_index, partition/heal, crash/restart, ...) followed by
+``drain()``: every node's Readies are handled in the driver's order --
+persist, send, apply, advance -- and then, if enough entries were applied, the
+state machine is snapshotted and the log compacted (``core.compact`` +
+``disk.compact``).  A crash can also strike *inside* a Ready, between any two
+of those phases, so a node really loses what it had not persisted.
+
+After every step ``Checker`` verifies the safety invariants (see its
+docstring).  A violation raises ``InvariantViolation`` whose message names the
+invariant and the nodes involved; ``Cluster.failure_report`` adds the seed and
+the last events of the trace.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import random
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import msgspec
+
+from rakit.errors import NotLeader
+from rakit.raft.config import RaftConfig
+from rakit.raft.core import RaftCore
+from rakit.raft.messages import (
+    ENTRY_NORMAL,
+    AnyMessage,
+    AppendEntriesResp,
+    Entry,
+    HardState,
+    ReadState,
+    RequestVoteResp,
+    Snapshot,
+)
+from rakit.raft.ready import Ready
+
+try:  # the durable store's in-memory twin; the harness works without it
+    from rakit.storage.memory import MemoryLogStore
+except Exception:  # pragma: no cover - only while storage/memory.py is in flux
+    MemoryLogStore = None  # type: ignore[assignment,misc]
+
+
+class InvariantViolation(AssertionError):
+    """A Raft safety or liveness property failed (or the core broke the driver contract)."""
+
+
+# ---------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """One simulation profile.  Rates are per event / per message probabilities."""
+
+    name: str = "default"
+    nodes: int = 3
+    steps: int = 600  # chaos-phase events per run
+    raft: RaftConfig = RaftConfig()
+    # Network faults (per message).
+    drop: float = 0.05
+    duplicate: float = 0.03
+    max_delay: int = 6  # a message is deliverable after 0..max_delay events
+    # Event weights (relative).
+    w_deliver: float = 60.0
+    w_tick_all: float = 6.0
+    w_tick_one: float = 4.0
+    w_propose: float = 6.0
+    w_read: float = 2.0
+    w_partition: float = 0.6
+    w_heal: float = 0.8
+    w_crash: float = 0.3
+    w_restart: float = 1.0
+    w_campaign: float = 0.2
+    # Probability that a Ready is interrupted by a crash (only where crashes are on).
+    crash_in_ready: float = 0.0
+    # Take a snapshot and compact the log every this many applied entries (0: never).
+    compact_every: int = 0
+    # Keep at most this many nodes down at once (None: a minority).
+    max_down: int | None = None
+    # Liveness phase bound, in rounds (one round: tick every node, deliver everything).
+    liveness_rounds: int = 400
+    use_memory_store: bool = True
+
+    @property
+    def voters(self) -> list[str]:
+        return [f"n{i}" for i in range(1, self.nodes + 1)]
+
+
+# ---------------------------------------------------------------------------
+# The simulated disk
+# ---------------------------------------------------------------------------
+
+
+class SimDisk:
+    """What one node persisted: hard state, snapshot and log (the LogStore contract).
+
+    Deliberately simple and independent of ``MemoryLogStore``; if that twin is
+    importable it is fed the same writes and must ``load()`` the same state.
+    """
+
+    def __init__(self, use_memory_store: bool) -> None:
+        self.hard_state = HardState()
+        self.snapshot: Snapshot | None = None
+        self.entries: list[Entry] = []  # after the snapshot, contiguous
+        self.store = MemoryLogStore() if (use_memory_store and MemoryLogStore is not None) else None
+
+    @property
+    def snapshot_index(self) -> int:
+        return self.snapshot.meta.index if self.snapshot else 0
+
+    @property
+    def snapshot_term(self) -> int:
+        return self.snapshot.meta.term if self.snapshot else 0
+
+    @property
+    def last_index(self) -> int:
+        return self.entries[-1].index if self.entries else self.snapshot_index
+
+    @property
+    def last_term(self) -> int:
+        return self.entries[-1].term if self.entries else self.snapshot_term
+
+    def term_at(self, index: int) -> int | None:
+        s = self.snapshot_index
+        if index == s:
+            return self.snapshot_term
+        if index < s or index > self.last_index:
+            return None
+        return self.entries[index - s - 1].term
+
+    def entry_at(self, index: int) -> Entry | None:
+        s = self.snapshot_index
+        if index <= s or index > self.last_index:
+            return None
+        return self.entries[index - s - 1]
+
+    def save(self, hard_state: HardState | None, entries: list[Entry], snapshot: Snapshot | None) -> None:
+        for prev, cur in zip(entries, entries[1:]):
+            if cur.index != prev.index + 1:
+                raise InvariantViolation(f"Ready.entries not contiguous: {prev.index} then {cur.index}")
+        if snapshot is not None:
+            s = snapshot.meta.index
+            if s < self.snapshot_index:
+                raise InvariantViolation(
+                    f"Ready.snapshot at {s} is older than the persisted snapshot at {self.snapshot_index}"
+                )
+            keep = self.term_at(s) == snapshot.meta.term
+            self.entries = [e for e in self.entries if e.index > s] if keep else []
+            self.snapshot = snapshot
+        new = [e for e in entries if e.index > self.snapshot_index]
+        if new:
+            first = new[0].index
+            if first > self.last_index + 1:
+                raise InvariantViolation(
+                    f"Ready.entries start at {first}, leaving a gap after the persisted last index {self.last_index}"
+                )
+            del self.entries[first - self.snapshot_index - 1 :]
+            self.entries.extend(new)
+        if hard_state is not None:
+            self.hard_state = hard_state
+        if self.store is not None:
+            self.store.save(hard_state, list(entries), snapshot)
+
+    def compact(self, snapshot: Snapshot) -> None:
+        s = snapshot.meta.index
+        self.entries = [e for e in self.entries if e.index > s]
+        self.snapshot = snapshot
+        if self.store is not None:
+            self.store.compact(snapshot)
+
+    def load(self) -> tuple[HardState, Snapshot | None, list[Entry]]:
+        mine = (self.hard_state, self.snapshot, list(self.entries))
+        if self.store is not None:
+            loaded = self.store.load()
+            theirs = (loaded.hard_state, loaded.snapshot, list(loaded.entries))
+            if theirs != mine:
+                raise InvariantViolation(
+                    "MemoryLogStore.load() differs from what the harness persisted:\n"
+                    f"  store:   hs={theirs[0]} snap={_snap_str(theirs[1])} "
+                    f"entries={_entries_str(theirs[2])}\n"
+                    f"  harness: hs={mine[0]} snap={_snap_str(mine[1])} entries={_entries_str(mine[2])}"
+                )
+        return mine
+
+
+def _snap_str(s: Snapshot | None) -> str:
+    return "-" if s is None else f"({s.meta.index},t{s.meta.term})"
+
+
+def _entries_str(entries: list[Entry]) -> str:
+    if not entries:
+        return "[]"
+    return f"[{entries[0].index}..{entries[-1].index}] terms={[e.term for e in entries]}"
+
+
+# ---------------------------------------------------------------------------
+# The state machine
+# ---------------------------------------------------------------------------
+
+_HASH0 = b"\0" * 8
+
+
+def _chain(prev: bytes, entry: Entry) -> bytes:
+    h = hashlib.blake2b(prev, digest_size=8)
+    h.update(b"%d/%d/%d/" % (entry.index, entry.term, entry.kind))
+    h.update(entry.data)
+    return h.digest()
+
+
+class SimStateMachine:
+    """Applied index plus a running hash of every applied entry; snapshot = both, msgpack'd."""
+
+    def __init__(self) -> None:
+        self.applied = 0
+        self.hash = _HASH0
+
+    def encode(self) -> bytes:
+        return msgspec.msgpack.encode([self.applied, self.hash])
+
+    @staticmethod
+    def decode(data: bytes) -> tuple[int, bytes]:
+        index, digest = msgspec.msgpack.decode(data)
+        return int(index), bytes(digest)
+
+
+# ---------------------------------------------------------------------------
+# Nodes and network
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class SimNode:
+    id: str
+    disk: SimDisk
+    core: RaftCore | None = None
+    sm: SimStateMachine | None = None
+    incarnation: int = 0
+    # Confirmed reads waiting for the state machine: (ctx, index).
+    reads: list[tuple[int, int]] = field(default_factory=list)
+    down_since: int = 0
+
+    @property
+    def up(self) -> bool:
+        return self.core is not None
+
+
+@dataclass(slots=True)
+class InFlight:
+    deliver_at: int
+    seq: int
+    msg: Any
+
+
+class Network:
+    """Messages in flight between nodes, with loss, duplication, delay, reordering and cuts."""
+
+    def __init__(self, rng: random.Random, cfg: SimConfig) -> None:
+        self.rng = rng
+        self.drop = cfg.drop
+        self.duplicate = cfg.duplicate
+        self.max_delay = cfg.max_delay
+        self.queue: list[InFlight] = []
+        self.cut: set[tuple[str, str]] = set()  # directed (src, dst) links that lose everything
+        self.seq = 0
+        self.sent = self.dropped = self.delivered = 0
+
+    def send(self, msg: Any, now: int) -> None:
+        self.sent += 1
+        if (msg.src, msg.dst) in self.cut or (self.drop and self.rng.random() < self.drop):
+            self.dropped += 1
+            return
+        copies = 2 if (self.duplicate and self.rng.random() < self.duplicate) else 1
+        for _ in range(copies):
+            delay = self.rng.randint(0, self.max_delay) if self.max_delay else 0
+            self.seq += 1
+            self.queue.append(InFlight(now + delay, self.seq, msg))
+
+    def deliverable(self, now: int) -> list[int]:
+        return [i for i, m in enumerate(self.queue) if m.deliver_at <= now]
+
+    def take(self, i: int) -> Any:
+        q = self.queue
+        item = q[i]
+        q[i] = q[-1]
+        q.pop()
+        return item.msg
+
+    def take_oldest(self) -> Any:
+        i = min(range(len(self.queue)), key=lambda j: self.queue[j].seq)
+        return self.take(i)
+
+    def severed(self, src: str, dst: str) -> bool:
+        return (src, dst) in self.cut
+
+
+# ---------------------------------------------------------------------------
+# Invariant checker
+# ---------------------------------------------------------------------------
+
+
+class Checker:
+    """Safety invariants, checked incrementally after every step.
+
+    * Election safety: at most one leader per term, over the whole run.
+    * Log matching, two ways: globally, an (index, term) pair always names the
+      same entry with the same predecessor term (checked on every persisted
+      write); and pairwise, two current logs that agree on the term at index
+      i are identical up to i (over their overlapping, uncompacted range).
+    * Leader completeness: a node seen as leader of a new term holds every
+      entry committed so far (max commit index seen on any node) with its term.
+    * Commit agreement: every node's committed prefix names the same terms.
+    * State machine safety: no two nodes ever apply different entries at the
+      same index; the running hash after index i is the same everywhere,
+      including after snapshot restores and crashes; a proposal is applied
+      exactly at the (term, index) ``propose`` returned.
+    * Monotonicity: a live node's commit index never decreases; a node's
+      persisted term never decreases; a node never persists votes for two
+      candidates in one term.
+    * Persist before send: a granted vote and a successful append ack are
+      only sent once the vote / the acked entries are on disk.
+    * Driver contract: after the Readies are drained, the core's log ends
+      where the disk's does, and the state machine applied what the core
+      thinks it applied.
+    * ReadIndex: a ReadState(ctx, index) has index >= the max commit index
+      of the cluster when read_index(ctx) was called; the read is served only
+      once applied >= index.
+    """
+
+    def __init__(self) -> None:
+        self.leaders: dict[int, str] = {}
+        self.committed_terms: dict[int, int] = {}  # index -> term of every committed entry seen
+        self.max_commit = 0
+        self.applied: dict[int, Entry] = {}
+        self.hash_at: dict[int, bytes] = {0: _HASH0}
+        self.entry_keys: dict[tuple[int, int], tuple[int, bytes, int | None]] = {}
+        self.votes: dict[tuple[str, int], str] = {}
+        self.persisted_term: dict[str, int] = {}
+        self.live_commit: dict[str, int] = {}
+        self.checked_commit: dict[str, int] = {}
+        self.proposals: dict[bytes, tuple[int, int]] = {}
+        self.reads: dict[int, tuple[str, int]] = {}  # ctx -> (node, required index)
+        self.reads_served = 0
+        self.reads_confirmed = 0
+
+    # -- persistence -------------------------------------------------------------
+
+    def on_persist(self, node: str, disk: SimDisk, hs: HardState | None, entries: list[Entry]) -> None:
+        if hs is not None:
+            prev = self.persisted_term.get(node, 0)
+            if hs.term < prev:
+                raise InvariantViolation(f"{node}: persisted term went back from {prev} to {hs.term}")
+            self.persisted_term[node] = hs.term
+            if hs.vote is not None:
+                before = self.votes.setdefault((node, hs.term), hs.vote)
+                if before != hs.vote:
+                    raise InvariantViolation(
+                        f"{node}: voted for {before} and then for {hs.vote} in term {hs.term}"
+                    )
+        for e in entries:
+            if e.index <= disk.snapshot_index:
+                continue
+            key = (e.index, e.term)
+            value = (e.kind, e.data, disk.term_at(e.index - 1))
+            seen = self.entry_keys.setdefault(key, value)
+            if seen != value:
+                raise InvariantViolation(
+                    f"log matching: {node} persisted entry (index {e.index}, term {e.term}) as "
+                    f"kind={value[0]} data={value[1]!r} prev_term={value[2]}, but another log has "
+                    f"kind={seen[0]} data={seen[1]!r} prev_term={seen[2]}"
+                )
+
+    def on_send(self, node: SimNode, msg: Any) -> None:
+        if msg.src != node.id:
+            raise InvariantViolation(f"{node.id} sent a message with src={msg.src}: {msg!r}")
+        disk = node.disk
+        if isinstance(msg, RequestVoteResp) and msg.granted and not msg.pre_vote:
+            hs = disk.hard_state
+            if hs.term != msg.term or hs.vote != msg.dst:
+                raise InvariantViolation(
+                    f"{node.id} granted its term-{msg.term} vote to {msg.dst} before persisting it "
+                    f"(disk hard state: {hs})"
+                )
+        if isinstance(msg, AppendEntriesResp) and msg.success:
+            if msg.index > disk.last_index:
+                raise InvariantViolation(
+                    f"{node.id} acked index {msg.index} to {msg.dst} but its disk ends at {disk.last_index}"
+                )
+
+    # -- state machine -------------------------------------------------------------
+
+    def on_apply(self, node: str, sm: SimStateMachine, e: Entry) -> None:
+        if e.index != sm.applied + 1:
+            raise InvariantViolation(f"{node}: applied index {e.index} right after {sm.applied}")
+        seen = self.applied.setdefault(e.index, e)
+        if seen != e:
+            raise InvariantViolation(
+                f"state machine safety: {node} applied {e!r} at index {e.index}, another node applied {seen!r}"
+            )
+        if e.kind == ENTRY_NORMAL:
+            where = self.proposals.get(e.data)
+            if where is None:
+                raise InvariantViolation(f"{node} applied data nobody proposed: {e!r}")
+            if where != (e.term, e.index):
+                raise InvariantViolation(
+                    f"{node} applied {e.data!r} at (term {e.term}, index {e.index}) "
+                    f"but propose() returned (term {where[0]}, index {where[1]})"
+                )
+        sm.applied = e.index
+        sm.hash = _chain(sm.hash, e)
+        seen_hash = self.hash_at.setdefault(e.index, sm.hash)
+        if seen_hash != sm.hash:
+            raise InvariantViolation(f"state machine safety: {node} state hash after index {e.index} differs")
+
+    def on_restore(self, node: str, snap: Snapshot) -> SimStateMachine:
+        index, digest = SimStateMachine.decode(snap.data)
+        if index != snap.meta.index:
+            raise InvariantViolation(f"{node}: snapshot meta index {snap.meta.index} but state at {index}")
+        known = self.hash_at.get(index)
+        if known is None:
+            raise InvariantViolation(f"{node}: snapshot at {index} that no state machine ever applied")
+        if known != digest:
+            raise InvariantViolation(f"state machine safety: {node} restored a snapshot at {index} with a different state")
+        term = self.committed_terms.get(index)
+        if term is not None and term != snap.meta.term:
+            raise InvariantViolation(
+                f"{node}: snapshot at {index} says term {snap.meta.term}, committed entry has term {term}"
+            )
+        sm = SimStateMachine()
+        sm.applied, sm.hash = index, digest
+        return sm
+
+    # -- reads ---------------------------------------------------------------------
+
+    def on_read_request(self, node: str, ctx: int) -> None:
+        self.reads[ctx] = (node, self.max_commit)
+
+    def on_read_state(self, node: str, rs: ReadState) -> None:
+        req = self.reads.pop(rs.ctx, None)
+        if req is None:
+            raise InvariantViolation(f"{node} emitted ReadState for unknown or already confirmed ctx {rs.ctx}")
+        who, required = req
+        if who != node:
+            raise InvariantViolation(f"{node} confirmed read {rs.ctx} that was requested on {who}")
+        if rs.index < required:
+            raise InvariantViolation(
+                f"ReadIndex linearizability: {node} confirmed read {rs.ctx} at index {rs.index}, "
+                f"but index {required} was already committed when the read was requested"
+            )
+        self.reads_confirmed += 1
+
+    # -- per-step checks -----------------------------------------------------------------
+
+    def check_step(self, nodes: list[SimNode]) -> None:
+        up = [n for n in nodes if n.core is not None]
+        # Driver contract: after draining, the in-memory log is exactly what is persisted.
+        for n in up:
+            core, disk = n.core, n.disk
+            assert core is not None and n.sm is not None
+            if (core.last_index, core.last_term) != (disk.last_index, disk.last_term):
+                raise InvariantViolation(
+                    f"{n.id}: core log ends at ({core.last_index}, t{core.last_term}) but its disk at "
+                    f"({disk.last_index}, t{disk.last_term}) after all Readies were handled"
+                )
+            if core.applied_index != n.sm.applied:
+                raise InvariantViolation(
+                    f"{n.id}: core applied_index {core.applied_index} but state machine applied {n.sm.applied}"
+                )
+            if core.commit_index > core.last_index:
+                raise InvariantViolation(f"{n.id}: commit {core.commit_index} past last index {core.last_index}")
+        # Commit monotonic per live node; commit agreement; record committed terms.
+        for n in up:
+            core = n.core
+            assert core is not None
+            c = core.commit_index
+            prev = self.live_commit.get(n.id, 0)
+            if c < prev:
+                raise InvariantViolation(f"{n.id}: commit index went back from {prev} to {c} while up")
+            self.live_commit[n.id] = c
+            lo = self.checked_commit.get(n.id, 0)
+            if c > lo:
+                for i in range(max(lo, core.first_index - 1) + 1, c + 1):
+                    t = n.disk.term_at(i)
+                    if t is None:
+                        raise InvariantViolation(f"{n.id}: committed index {i} is not on disk")
+                    known = self.committed_terms.setdefault(i, t)
+                    if known != t:
+                        raise InvariantViolation(
+                            f"{n.id} committed index {i} with term {t}, another node committed it with term {known}"
+                        )
+                self.checked_commit[n.id] = c
+            if c > self.max_commit:
+                self.max_commit = c
+        # Election safety and leader completeness.
+        for n in up:
+            core = n.core
+            assert core is not None
+            if core.role != "leader":
+                continue
+            term = core.term
+            known = self.leaders.get(term)
+            if known is None:
+                self.leaders[term] = n.id
+                self._check_complete(n)
+            elif known != n.id:
+                raise InvariantViolation(f"election safety: both {known} and {n.id} were leader of term {term}")
+
+    def _check_complete(self, n: SimNode) -> None:
+        disk = n.disk
+        if disk.snapshot_index > 0:
+            term = self.committed_terms.get(disk.snapshot_index)
+            if term is not None and term != disk.snapshot_term:
+                raise InvariantViolation(f"leader completeness: {n.id}'s snapshot has the wrong term")
+        for i in range(disk.snapshot_index + 1, self.max_commit + 1):
+            t = disk.term_at(i)
+            want = self.committed_terms.get(i)
+            if want is not None and t != want:
+                raise InvariantViolation(
+                    f"leader completeness: {n.id} became leader of term {n.core.term if n.core else '?'} "
+                    f"with term {t} at index {i}, but index {i} was committed with term {want}"
+                )
+
+    def check_log_matching(self, a: SimNode, b: SimNode) -> None:
+        da, db = a.disk, b.disk
+        lo = max(da.snapshot_index, db.snapshot_index) + 1
+        hi = min(da.last_index, db.last_index)
+        k = 0
+        for i in range(hi, lo - 1, -1):
+            if da.term_at(i) == db.term_at(i):
+                k = i
+                break
+        for i in range(lo, k + 1):
+            ea, eb = da.entry_at(i), db.entry_at(i)
+            if ea != eb:
+                raise InvariantViolation(
+                    f"log matching: {a.id} and {b.id} agree on the term at index {k} "
+                    f"but differ at index {i}: {ea!r} vs {eb!r}"
+                )
+
+
+# ---------------------------------------------------------------------------
+# The cluster
+# ---------------------------------------------------------------------------
+
+
+class Cluster:
+    # The core under test; the harness self-tests swap in deliberately broken subclasses.
+    core_cls: type[RaftCore] = RaftCore
+
+    def __init__(self, cfg: SimConfig, seed: int) -> None:
+        self.cfg = cfg
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.voters = cfg.voters
+        self.net = Network(self.rng, cfg)
+        self.check = Checker()
+        self.now = 0
+        self.trace: deque[str] = deque(maxlen=400)
+        self.nodes: dict[str, SimNode] = {}
+        self.stats: dict[str, int] = {"elections": 0, "crashes": 0, "snapshots_sent": 0, "compactions": 0,
+                                      "proposals": 0, "reads": 0, "partitions": 0}
+        self._proposal_seq = 0
+        self._read_ctx = 0
+        self._dirty: set[str] = set()
+        self.crashes_enabled = True
+        # node -> phase (0..3) at which its next Ready is interrupted by a crash
+        # (0: before persisting, 1: before sending, 2: before applying, 3: before advance).
+        self.crash_plan: dict[str, int] = {}
+        # Called with every message a node sends (after it was persisted, before the network).
+        self.send_hooks: list[Callable[[Any], None]] = []
+        for nid in self.voters:
+            node = SimNode(nid, SimDisk(cfg.use_memory_store))
+            self.nodes[nid] = node
+            self._boot(node)
+        self._build_event_table()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def _boot(self, node: SimNode) -> None:
+        hs, snap, entries = node.disk.load()
+        node.incarnation += 1
+        rng = random.Random(self.rng.getrandbits(64))
+        node.core = self.core_cls(node.id, list(self.voters), config=self.cfg.raft, rng=rng,
+                             hard_state=hs, snapshot=snap, entries=entries)
+        node.sm = self.check.on_restore(node.id, snap) if snap is not None else SimStateMachine()
+        node.reads = []
+        self.check.live_commit[node.id] = node.core.commit_index
+        self.check.checked_commit[node.id] = 0
+        self._dirty.add(node.id)
+
+    def crash(self, nid: str, why: str = "") -> None:
+        node = self.nodes[nid]
+        if node.core is None:
+            return
+        node.core = None
+        node.sm = None
+        node.reads = []
+        node.down_since = self.now
+        self.crash_plan.pop(nid, None)
+        self.stats["crashes"] += 1
+        self.log(f"crash {nid}{why}")
+
+    def restart(self, nid: str) -> None:
+        node = self.nodes[nid]
+        if node.core is not None:
+            return
+        self._boot(node)
+        core = node.core
+        assert core is not None
+        self.log(f"restart {nid} (term {core.term}, commit {core.commit_index}, "
+                 f"log {core.first_index - 1}..{core.last_index})")
+
+    def log(self, what: str) -> None:
+        self.trace.append(f"[{self.now}] {what}")
+
+    def up(self) -> list[SimNode]:
+        return [n for n in self.nodes.values() if n.core is not None]
+
+    def leaders(self) -> list[SimNode]:
+        return [n for n in self.nodes.values() if n.core is not None and n.core.role == "leader"]
+
+    def core(self, nid: str) -> RaftCore:
+        c = self.nodes[nid].core
+        assert c is not None, f"{nid} is down"
+        return c
+
+    # -- the driver ------------------------------------------------------------------
+
+    def drain(self) -> None:
+        for node in self.nodes.values():
+            rounds = 0
+            while node.core is not None and node.core.has_ready():
+                rounds += 1
+                if rounds > 1000:
+                    raise InvariantViolation(f"{node.id}: has_ready() stays true after 1000 Readies")
+                self._handle_ready(node)
+            if node.core is not None:
+                self._maybe_compact(node)
+
+    def _handle_ready(self, node: SimNode) -> None:
+        core = node.core
+        assert core is not None and node.sm is not None
+        rd: Ready = core.ready()
+        crash_at = self.crash_plan.pop(node.id, -1)
+        if crash_at < 0 and self.cfg.crash_in_ready and self._may_crash() and self.rng.random() < self.cfg.crash_in_ready:
+            crash_at = self.rng.randrange(4)
+        if crash_at == 0:
+            return self.crash(node.id, " (in Ready, before persisting)")
+        # 1. persist
+        if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
+            node.disk.save(rd.hard_state, list(rd.entries), rd.snapshot)
+            self.check.on_persist(node.id, node.disk, rd.hard_state, rd.entries)
+            self._dirty.add(node.id)
+        if rd.soft_state is not None:
+            if rd.soft_state.role == "leader":
+                self.stats["elections"] += 1
+            self.log(f"{node.id}: {rd.soft_state.role} term {rd.soft_state.term} leader={rd.soft_state.leader_id}")
+        if crash_at == 1:
+            return self.crash(node.id, " (in Ready, after persisting, before sending)")
+        # 2. send
+        for msg in rd.messages:
+            self.check.on_send(node, msg)
+            if type(msg).__name__ == "InstallSnapshot":
+                self.stats["snapshots_sent"] += 1
+            for hook in self.send_hooks:
+                hook(msg)
+            self.net.send(msg, self.now)
+        if crash_at == 2:
+            return self.crash(node.id, " (in Ready, after sending, before applying)")
+        # 3. apply
+        if rd.snapshot is not None:
+            node.sm = self.check.on_restore(node.id, rd.snapshot)
+            self.log(f"{node.id}: restored snapshot at {rd.snapshot.meta.index}")
+        sm = node.sm
+        for e in rd.committed_entries:
+            t = node.disk.term_at(e.index)
+            if t != e.term:
+                raise InvariantViolation(
+                    f"{node.id}: Ready.committed_entries has {e!r} but the disk has term {t} there"
+                )
+            self.check.on_apply(node.id, sm, e)
+        for rs in rd.read_states:
+            self.check.on_read_state(node.id, rs)
+            node.reads.append((rs.ctx, rs.index))
+        if crash_at == 3:
+            return self.crash(node.id, " (in Ready, after applying, before advance)")
+        # 4. advance
+        core.advance(rd)
+        if node.reads:
+            keep = []
+            for ctx, index in node.reads:
+                if sm.applied >= index:
+                    self.check.reads_served += 1
+                else:
+                    keep.append((ctx, index))
+            node.reads = keep
+
+    def _maybe_compact(self, node: SimNode, force: bool = False) -> None:
+        k = self.cfg.compact_every
+        core = node.core
+        assert core is not None and node.sm is not None
+        applied = core.applied_index
+        snap_index = core.first_index - 1
+        if applied > snap_index and (force or (k and applied - snap_index >= k)):
+            snap = core.compact(applied, node.sm.encode())
+            node.disk.compact(snap)
+            self.stats["compactions"] += 1
+            self._dirty.add(node.id)
+
+    def compact(self, nid: str) -> None:
+        node = self.nodes[nid]
+        if node.core is not None:
+            self._maybe_compact(node, force=True)
+            self.log(f"compact {nid} at {node.core.first_index - 1}")
+
+    # -- primitive events --------------------------------------------------------------
+
+    def tick(self, nid: str) -> None:
+        node = self.nodes[nid]
+        if node.core is not None:
+            node.core.tick()
+
+    def tick_all(self) -> None:
+        for node in self.nodes.values():
+            if node.core is not None:
+                node.core.tick()
+
+    def deliver(self, msg: Any) -> None:
+        node = self.nodes.get(msg.dst)
+        if node is None or node.core is None or self.net.severed(msg.src, msg.dst):
+            return
+        self.net.delivered += 1
+        node.core.step(msg)
+
+    def propose(self, nid: str, count: int = 1) -> tuple[int, int] | None:
+        core = self.core(nid)
+        datas = []
+        for _ in range(count):
+            self._proposal_seq += 1
+            datas.append(b"%d:%d" % (self.seed, self._proposal_seq))
+        try:
+            term, first = core.propose(datas)
+        except NotLeader:
+            return None
+        for i, d in enumerate(datas):
+            self.check.proposals[d] = (term, first + i)
+        self.stats["proposals"] += count
+        self.log(f"propose on {nid}: {count} at {first} (term {term})")
+        return term, first
+
+    def read_index(self, nid: str) -> int | None:
+        core = self.core(nid)
+        self._read_ctx += 1
+        ctx = self._read_ctx
+        self.check.on_read_request(nid, ctx)
+        try:
+            core.read_index(ctx)
+        except NotLeader:
+            self.check.reads.pop(ctx, None)
+            return None
+        self.stats["reads"] += 1
+        self.log(f"read_index on {nid}: ctx {ctx} (cluster commit {self.check.max_commit})")
+        return ctx
+
+    def isolate(self, nid: str) -> None:
+        for other in self.voters:
+            if other != nid:
+                self.net.cut.add((nid, other))
+                self.net.cut.add((other, nid))
+        self.log(f"isolate {nid}")
+
+    def cut(self, src: str, dst: str, both: bool = True) -> None:
+        self.net.cut.add((src, dst))
+        if both:
+            self.net.cut.add((dst, src))
+
+    def partition(self, *groups: Iterable[str]) -> None:
+        groups_l = [sorted(g) for g in groups]
+        for i, g in enumerate(groups_l):
+            for h in groups_l[i + 1 :]:
+                for a in g:
+                    for b in h:
+                        self.cut(a, b)
+        self.log(f"partition {groups_l}")
+
+    def heal(self) -> None:
+        self.net.cut.clear()
+        self.log("heal")
+
+    # -- checks --------------------------------------------------------------------------
+
+    def check_invariants(self) -> None:
+        nodes = list(self.nodes.values())
+        self.check.check_step(nodes)
+        if self._dirty:
+            dirty = sorted(self._dirty)
+            self._dirty.clear()
+            for a in dirty:
+                for b in nodes:
+                    if b.id != a and (b.id not in dirty or b.id > a):
+                        self.check.check_log_matching(self.nodes[a], b)
+
+    def after_event(self) -> None:
+        self.drain()
+        self.check_invariants()
+
+    # -- the randomized chaos phase ---------------------------------------------------------
+
+    def _build_event_table(self) -> None:
+        c = self.cfg
+        events: list[tuple[float, Callable[[], None]]] = [
+            (c.w_deliver, self._ev_deliver),
+            (c.w_tick_all, self._ev_tick_all),
+            (c.w_tick_one, self._ev_tick_one),
+            (c.w_propose, self._ev_propose),
+            (c.w_read, self._ev_read),
+            (c.w_partition, self._ev_partition),
+            (c.w_heal, self._ev_heal),
+            (c.w_crash, self._ev_crash),
+            (c.w_restart, self._ev_restart),
+            (c.w_campaign, self._ev_campaign),
+        ]
+        events = [(w, f) for w, f in events if w > 0]
+        total = 0.0
+        self._cum: list[float] = []
+        self._events: list[Callable[[], None]] = []
+        for w, f in events:
+            total += w
+            self._cum.append(total)
+            self._events.append(f)
+        self._total_weight = total
+
+    def random_step(self) -> None:
+        self.now += 1
+        i = bisect.bisect_right(self._cum, self.rng.random() * self._total_weight)
+        self._events[min(i, len(self._events) - 1)]()
+        self.after_event()
+
+    def _max_down(self) -> int:
+        return self.cfg.max_down if self.cfg.max_down is not None else (self.cfg.nodes - 1) // 2
+
+    def _may_crash(self) -> bool:
+        return self.crashes_enabled and self.cfg.w_crash > 0 and sum(1 for n in self.nodes.values() if n.core is None) < self._max_down()
+
+    def _ev_deliver(self) -> None:
+        q = self.net.queue
+        if not q:
+            return self._ev_tick_all()
+        ready = self.net.deliverable(self.now)
+        if not ready:
+            return self._ev_tick_all()
+        msg = self.net.take(ready[self.rng.randrange(len(ready))])
+        self.log(f"deliver {_msg_str(msg)}")
+        self.deliver(msg)
+
+    def _ev_tick_all(self) -> None:
+        self.log("tick all")
+        self.tick_all()
+
+    def _ev_tick_one(self) -> None:
+        nid = self.rng.choice(self.voters)
+        self.log(f"tick {nid}")
+        self.tick(nid)
+
+    def _ev_propose(self) -> None:
+        leaders = self.leaders()
+        if not leaders:
+            return
+        for node in leaders:
+            self.propose(node.id, self.rng.randint(1, 3))
+
+    def _ev_read(self) -> None:
+        leaders = self.leaders()
+        if leaders:
+            self.read_index(self.rng.choice(leaders).id)
+
+    def _ev_partition(self) -> None:
+        self.stats["partitions"] += 1
+        kind = self.rng.randrange(3)
+        if kind == 0:
+            ids = list(self.voters)
+            self.rng.shuffle(ids)
+            k = self.rng.randint(1, len(ids) - 1)
+            self.partition(ids[:k], ids[k:])
+        elif kind == 1:
+            self.isolate(self.rng.choice(self.voters))
+        else:
+            a, b = self.rng.sample(self.voters, 2)
+            self.cut(a, b, both=False)
+            self.log(f"cut {a} -> {b}")
+
+    def _ev_heal(self) -> None:
+        if self.net.cut:
+            self.heal()
+
+    def _ev_crash(self) -> None:
+        if self._may_crash():
+            up = [n.id for n in self.up()]
+            if up:
+                self.crash(self.rng.choice(up))
+
+    def _ev_restart(self) -> None:
+        down = [n.id for n in self.nodes.values() if n.core is None and self.now - n.down_since >= 20]
+        if down:
+            self.restart(self.rng.choice(down))
+
+    def _ev_campaign(self) -> None:
+        up = [n for n in self.up() if n.core is not None and n.core.role != "leader"]
+        if up:
+            node = self.rng.choice(up)
+            self.log(f"campaign {node.id}")
+            assert node.core is not None
+            node.core.campaign()
+
+    def run_chaos(self, steps: int | None = None) -> None:
+        for _ in range(steps if steps is not None else self.cfg.steps):
+            self.random_step()
+
+    # -- synchronous helpers (scenarios and the liveness phase) -----------------------------
+
+    def deliver_all(self, drop: Callable[[Any], bool] | None = None, limit: int = 100_000) -> int:
+        """Deliver every message in flight, oldest first, including the ones this produces.
+
+        ``drop(msg)`` true: lose that message instead (etcd's ``network.drop``).
+        """
+        n = 0
+        self.drain()
+        self.check_invariants()
+        while self.net.queue:
+            n += 1
+            if n > limit:
+                raise InvariantViolation(f"deliver_all: still messages in flight after {limit} deliveries")
+            self.now += 1
+            msg = self.net.take_oldest()
+            if drop is not None and drop(msg):
+                self.log(f"drop {_msg_str(msg)}")
+                continue
+            self.log(f"deliver {_msg_str(msg)}")
+            self.deliver(msg)
+            self.after_event()
+        return n
+
+    def round(self) -> None:
+        """One synchronous round: tick every node, then deliver everything."""
+        self.now += 1
+        self.tick_all()
+        self.after_event()
+        self.deliver_all()
+
+    def stable_leader(self) -> SimNode | None:
+        """The single leader every live node follows at the same term, or None."""
+        leaders = self.leaders()
+        if len(leaders) != 1:
+            return None
+        lead = leaders[0]
+        assert lead.core is not None
+        for n in self.up():
+            assert n.core is not None
+            if n.core.term != lead.core.term or n.core.leader_id != lead.id:
+                return None
+        return lead
+
+    def run_until(self, pred: Callable[[], Any], rounds: int, what: str) -> Any:
+        for _ in range(rounds):
+            got = pred()
+            if got:
+                return got
+            self.round()
+        got = pred()
+        if not got:
+            raise InvariantViolation(f"liveness: {what} did not happen within {rounds} rounds\n{self.describe()}")
+        return got
+
+    def converged(self) -> bool:
+        nodes = self.up()
+        if len(nodes) != len(self.nodes):
+            return False
+        sms = [n.sm for n in nodes]
+        assert all(sm is not None for sm in sms)
+        first = sms[0]
+        assert first is not None
+        return all(sm is not None and (sm.applied, sm.hash) == (first.applied, first.hash) for sm in sms)
+
+    def heal_everything(self) -> None:
+        self.net.cut.clear()
+        self.net.drop = 0.0
+        self.net.duplicate = 0.0
+        self.net.max_delay = 0
+        self.crashes_enabled = False
+        for n in self.nodes.values():
+            if n.core is None:
+                self.restart(n.id)
+        self.log("liveness phase: healed, no loss, every node up")
+        self.after_event()
+
+    def check_liveness(self) -> None:
+        """Heal everything; then a single leader emerges, commits a fresh proposal, and all converge."""
+        self.heal_everything()
+        rounds = self.cfg.liveness_rounds
+        marker: dict[str, Any] = {}
+
+        def proposal_applied() -> bool:
+            lead = self.stable_leader()
+            if lead is None:
+                return False
+            if "at" not in marker or marker["term"] != lead.core.term:  # type: ignore[union-attr]
+                got = self.propose(lead.id)
+                if got is None:
+                    return False
+                marker["term"], marker["at"] = got
+            idx = marker["at"]
+            return all(n.sm is not None and n.sm.applied >= idx for n in self.up())
+
+        self.run_until(lambda: self.stable_leader(), rounds, "electing a single leader")
+        self.run_until(proposal_applied, rounds, "committing and applying a fresh proposal everywhere")
+        self.run_until(self.converged, rounds, "all nodes converging to the same applied index and state")
+
+    # -- reporting ------------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        lines = []
+        for n in self.nodes.values():
+            if n.core is None:
+                lines.append(f"  {n.id}: DOWN  disk hs={n.disk.hard_state} snap={_snap_str(n.disk.snapshot)} "
+                             f"last={n.disk.last_index}")
+                continue
+            c = n.core
+            assert n.sm is not None
+            lines.append(
+                f"  {n.id}: {c.role:13} term={c.term} leader={c.leader_id} commit={c.commit_index} "
+                f"applied={c.applied_index} log=({c.first_index - 1}..{c.last_index}, last term {c.last_term})"
+            )
+        lines.append(f"  network: {len(self.net.queue)} in flight, cut={sorted(self.net.cut)}")
+        return "\n".join(lines)
+
+    def failure_report(self, err: BaseException, replay: str, last: int = 40) -> str:
+        trace = list(self.trace)[-last:]
+        return (
+            f"simulation failed: config={self.cfg.name} seed={self.seed} at event {self.now}\n"
+            f"{type(err).__name__}: {err}\n"
+            f"replay: {replay}\n"
+            f"cluster:\n{self.describe()}\n"
+            f"last {len(trace)} events:\n  " + "\n  ".join(trace)
+        )
+
+
+def _msg_str(msg: AnyMessage) -> str:
+    name = type(msg).__name__
+    parts = []
+    for f in msg.__struct_fields__:
+        if f in ("src", "dst", "term"):
+            continue
+        v = getattr(msg, f)
+        if f == "entries":
+            v = f"[{v[0].index}..{v[-1].index}]" if v else "[]"
+        elif f == "snapshot":
+            v = _snap_str(v)
+        parts.append(f"{f}={v}")
+    extra = " ".join(parts)
+    return f"{name} {msg.src}->{msg.dst} t{msg.term} {extra}"
+
+
+def run_simulation(cfg: SimConfig, seed: int, *, liveness: bool = True) -> Cluster:
+    """One seeded run: chaos, then (optionally) the liveness phase.  Raises on a violation."""
+    cluster = Cluster(cfg, seed)
+    cluster.after_event()
+    cluster.run_chaos()
+    if liveness:
+        cluster.check_liveness()
+    return cluster
+
+
+def with_raft(cfg: SimConfig, **raft: Any) -> SimConfig:
+    return replace(cfg, raft=replace(cfg.raft, **raft))
