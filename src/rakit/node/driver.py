@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 
 MAX_INBOX = 50_000
 MAX_PROPOSALS_PER_TURN = 4096
-INLINE_PERSIST_MAX = 0.0005  # seconds; see _observe_persist
+INLINE_PERSIST_MAX = 0.001  # seconds; see _observe_persist
+INLINE_PROBE_EVERY = 256
 
 ApplyListener = Callable[[Entry, Any], None]
 RoleListener = Callable[[str, "str | None"], None]
@@ -102,8 +103,9 @@ class RaftDriver:
         self.stopped = False
         self._durable_hard_state = loaded.hard_state
         self._unsaved_hard_state: HardState | None = None
-        self._inline_persist = False
-        self._persist_ewma = INLINE_PERSIST_MAX
+        self._inline_persist = True
+        self._persist_ewma = 0.0
+        self._saves = 0
         self._update_metrics()
 
     # -- what request handlers and routes call -------------------------------------
@@ -291,12 +293,14 @@ class RaftDriver:
         if send_first and outgoing:
             self.transport.send(outgoing)
         if must_save:
-            if self._inline_persist and ready.snapshot is None:
+            self._saves += 1
+            probe = self._saves % INLINE_PROBE_EVERY == 0
+            if (self._inline_persist or probe) and ready.snapshot is None:
                 elapsed = self._timed_save(hard_state, ready.entries, None)
+                self._observe_persist(elapsed)
             else:
                 elapsed = await asyncio.get_running_loop().run_in_executor(
                     self._executor, self._timed_save, hard_state, ready.entries, ready.snapshot)
-            self._observe_persist(elapsed)
             self.metrics.persist_seconds.observe(elapsed)
             if ready.entries:
                 self.metrics.persist_entries.observe(len(ready.entries))
@@ -348,10 +352,13 @@ class RaftDriver:
         return time.perf_counter() - started
 
     def _observe_persist(self, seconds: float) -> None:
-        # Where fsync is fast (tens of microseconds, as on SSDs with a write
-        # cache or virtual disks) a thread hop costs more than the write; where
-        # it is slow, blocking the event loop would stall every request.  So:
-        # write inline while a moving average stays under INLINE_PERSIST_MAX.
+        # Where fsync is fast (tens of microseconds: SSDs with a write cache,
+        # virtual disks) a hop to the disk thread costs more than the write —
+        # and the thread then waits for the GIL — so saves run inline.  Where
+        # it is slow, blocking the event loop would stall every request, so
+        # saves move to the thread.  Only inline saves are timed (a threaded
+        # one's time includes GIL waits); in thread mode every
+        # INLINE_PROBE_EVERY-th save runs inline to measure again.
         self._persist_ewma = 0.8 * self._persist_ewma + 0.2 * seconds
         self._inline_persist = self._persist_ewma < INLINE_PERSIST_MAX
 

@@ -652,7 +652,10 @@ class RaftCore:
         window_open = pr.state != "replicate" or not pr.inflights.full()
         if pr.next <= self._log.last_index and window_open:
             return True
-        return pr.kick or pr.sent_commit < self._log.committed
+        # A new commit index alone does not warrant a message: it rides on the
+        # next append or heartbeat (<= heartbeat_ticks away), which halves the
+        # messages per write at low concurrency.
+        return pr.kick
 
     def _flush_appends(self) -> None:
         for peer in self._peers():
@@ -683,7 +686,6 @@ class RaftCore:
                 commit=log.committed,
             )
         )
-        pr.sent_commit = log.committed
         pr.sent_append(len(entries), entries[-1].index if entries else prev_index)
 
     def _send_snapshot(self, peer: str, pr: Progress) -> None:

@@ -73,8 +73,6 @@ class Progress:
         self.pending_snapshot = 0
         self.snapshot_ticks = 0
         self.recent_active = False
-        # Commit index carried by the last AppendEntries sent.
-        self.sent_commit = 0
         # Send an AppendEntries even if it carries no entries (a HeartbeatResp
         # told us the follower lags or is still being probed).
         self.kick = False
