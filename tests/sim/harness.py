@@ -239,7 +239,8 @@ class SimStateMachine:
 
     @staticmethod
     def decode(data: bytes) -> tuple[int, bytes]:
-        index, digest = msgspec.msgpack.decode(data)
+        # A subclass may append its own state after these two (see Checker.new_state_machine).
+        index, digest = msgspec.msgpack.decode(data)[:2]
         return int(index), bytes(digest)
 
 
@@ -417,19 +418,34 @@ class Checker:
                 f"state machine safety: {node} applied {e!r} at index {e.index}, another node applied {seen!r}"
             )
         if e.kind == ENTRY_NORMAL:
-            where = self.proposals.get(e.data)
-            if where is None:
-                raise InvariantViolation(f"{node} applied data nobody proposed: {e!r}")
-            if where != (e.term, e.index):
-                raise InvariantViolation(
-                    f"{node} applied {e.data!r} at (term {e.term}, index {e.index}) "
-                    f"but propose() returned (term {where[0]}, index {where[1]})"
-                )
+            self.check_proposal(node, e)
         sm.applied = e.index
         sm.hash = _chain(sm.hash, e)
         seen_hash = self.hash_at.setdefault(e.index, sm.hash)
         if seen_hash != sm.hash:
             raise InvariantViolation(f"state machine safety: {node} state hash after index {e.index} differs")
+
+    # Hooks for a checker subclass that drives a real state machine (see
+    # tests/sim/test_lock_table_sim.py): proposals whose data may repeat, and a
+    # SimStateMachine subclass whose snapshot carries more than (index, hash).
+
+    def new_state_machine(self) -> SimStateMachine:
+        """The state machine of a node booting without a snapshot."""
+        return SimStateMachine()
+
+    def on_propose(self, node: str, data: bytes, term: int, index: int) -> None:
+        self.proposals[data] = (term, index)
+
+    def check_proposal(self, node: str, e: Entry) -> None:
+        """A normal entry about to be applied was proposed exactly at its (term, index)."""
+        where = self.proposals.get(e.data)
+        if where is None:
+            raise InvariantViolation(f"{node} applied data nobody proposed: {e!r}")
+        if where != (e.term, e.index):
+            raise InvariantViolation(
+                f"{node} applied {e.data!r} at (term {e.term}, index {e.index}) "
+                f"but propose() returned (term {where[0]}, index {where[1]})"
+            )
 
     def on_restore(self, node: str, snap: Snapshot) -> SimStateMachine:
         index, digest = SimStateMachine.decode(snap.data)
@@ -565,6 +581,8 @@ class Checker:
 class Cluster:
     # The core under test; the harness self-tests swap in deliberately broken subclasses.
     core_cls: type[RaftCore] = RaftCore
+    # The checker (and, through its hooks, the state machine the nodes apply to).
+    checker_cls: type[Checker] = Checker
 
     def __init__(self, cfg: SimConfig, seed: int) -> None:
         self.cfg = cfg
@@ -572,7 +590,7 @@ class Cluster:
         self.rng = random.Random(seed)
         self.voters = cfg.voters
         self.net = Network(self.rng, cfg)
-        self.check = Checker()
+        self.check = self.checker_cls()
         self.now = 0
         self.trace: deque[str] = deque(maxlen=400)
         self.nodes: dict[str, SimNode] = {}
@@ -601,7 +619,7 @@ class Cluster:
         rng = random.Random(self.rng.getrandbits(64))
         node.core = self.core_cls(node.id, list(self.voters), config=self.cfg.raft, rng=rng,
                              hard_state=hs, snapshot=snap, entries=entries)
-        node.sm = self.check.on_restore(node.id, snap) if snap is not None else SimStateMachine()
+        node.sm = self.check.on_restore(node.id, snap) if snap is not None else self.check.new_state_machine()
         node.reads = []
         self.check.live_commit[node.id] = node.core.commit_index
         self.check.checked_commit[node.id] = 0
@@ -756,16 +774,20 @@ class Cluster:
         datas = []
         for _ in range(count):
             self._proposal_seq += 1
-            datas.append(b"%d:%d" % (self.seed, self._proposal_seq))
+            datas.append(self.proposal_data(nid))
         try:
             term, first = core.propose(datas)
         except NotLeader:
             return None
         for i, d in enumerate(datas):
-            self.check.proposals[d] = (term, first + i)
+            self.check.on_propose(nid, d, term, first + i)
         self.stats["proposals"] += count
         self.log(f"propose on {nid}: {count} at {first} (term {term})")
         return term, first
+
+    def proposal_data(self, nid: str) -> bytes:
+        """The data of the next proposal on ``nid`` (unique per run unless a subclass says otherwise)."""
+        return b"%d:%d" % (self.seed, self._proposal_seq)
 
     def read_index(self, nid: str) -> int | None:
         core = self.core(nid)
