@@ -36,7 +36,7 @@ def create_app(config: NodeConfig, data_dir: DataDir) -> Starlette:
             await runtime.close()
 
     return Starlette(
-        routes=[*cluster.routes, *raft_rpc.routes, *locks.routes, *kv.routes],
+        routes=[*raft_rpc.routes, *kv.routes, *locks.routes, *cluster.routes],  # hot paths first
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
     )

@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 
 MAX_INBOX = 50_000
 MAX_PROPOSALS_PER_TURN = 4096
-INLINE_PERSIST_MAX = 0.001  # seconds; see _observe_persist
-INLINE_PROBE_EVERY = 256
 
 ApplyListener = Callable[[Entry, Any], None]
 RoleListener = Callable[[str, "str | None"], None]
@@ -103,9 +101,6 @@ class RaftDriver:
         self.stopped = False
         self._durable_hard_state = loaded.hard_state
         self._unsaved_hard_state: HardState | None = None
-        self._inline_persist = True
-        self._persist_ewma = 0.0
-        self._saves = 0
         self._update_metrics()
 
     # -- what request handlers and routes call -------------------------------------
@@ -144,13 +139,16 @@ class RaftDriver:
         ``ProposalDropped`` or ``Unavailable`` when its fate is unknown.
         """
         self._check_leader()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._proposals.append((command, future))
         self._wake.set()
+        # A timer on the future itself: cheaper than asyncio.wait_for on this hot path.
+        timer = loop.call_later(timeout, _expire, future, timeout)
         try:
-            return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
-            raise Unavailable(f"the command was not committed within {timeout:g}s; its outcome is unknown") from None
+            return await future
+        finally:
+            timer.cancel()
 
     async def read_barrier(self, timeout: float = 5.0) -> None:
         """Return once this node's state machine reflects every write committed before the call."""
@@ -293,14 +291,10 @@ class RaftDriver:
         if send_first and outgoing:
             self.transport.send(outgoing)
         if must_save:
-            self._saves += 1
-            probe = self._saves % INLINE_PROBE_EVERY == 0
-            if (self._inline_persist or probe) and ready.snapshot is None:
-                elapsed = self._timed_save(hard_state, ready.entries, None)
-                self._observe_persist(elapsed)
-            else:
-                elapsed = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._timed_save, hard_state, ready.entries, ready.snapshot)
+            # The write runs on the disk thread: the event loop keeps serving
+            # meanwhile, and what arrives forms the next batch.
+            elapsed = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._timed_save, hard_state, ready.entries, ready.snapshot)
             self.metrics.persist_seconds.observe(elapsed)
             if ready.entries:
                 self.metrics.persist_entries.observe(len(ready.entries))
@@ -350,17 +344,6 @@ class RaftDriver:
         started = time.perf_counter()
         self.store.save(hard_state, entries, snapshot)
         return time.perf_counter() - started
-
-    def _observe_persist(self, seconds: float) -> None:
-        # Where fsync is fast (tens of microseconds: SSDs with a write cache,
-        # virtual disks) a hop to the disk thread costs more than the write —
-        # and the thread then waits for the GIL — so saves run inline.  Where
-        # it is slow, blocking the event loop would stall every request, so
-        # saves move to the thread.  Only inline saves are timed (a threaded
-        # one's time includes GIL waits); in thread mode every
-        # INLINE_PROBE_EVERY-th save runs inline to measure again.
-        self._persist_ewma = 0.8 * self._persist_ewma + 0.2 * seconds
-        self._inline_persist = self._persist_ewma < INLINE_PERSIST_MAX
 
     def _only_commit_changed(self, hard_state: HardState) -> bool:
         durable = self._durable_hard_state
@@ -424,6 +407,12 @@ class RaftDriver:
         m.last_log_index.set(core.last_index)
         m.log_entries.set(core.last_index - core.first_index + 1)
         m.snapshot_index.set(core.first_index - 1)
+
+
+def _expire(future: asyncio.Future[Any], timeout: float) -> None:
+    if not future.done():
+        future.set_exception(Unavailable(
+            f"the command was not committed within {timeout:g}s; its outcome is unknown"))
 
 
 __all__ = ["RaftDriver", "ProposalDropped"]

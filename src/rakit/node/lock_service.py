@@ -46,6 +46,8 @@ class LockService:
     # -- listeners -----------------------------------------------------------------
 
     def on_applied(self, entry: Entry, result: Any) -> None:
+        if not isinstance(result, L.RESULTS):
+            return
         for grant in getattr(result, "grants", ()):
             for future in self._grants.pop((grant.resource, grant.client_id), ()):
                 if not future.done():

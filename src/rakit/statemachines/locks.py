@@ -261,6 +261,8 @@ Result = (
     Granted | Waiting | Refused | Released | Expired | NotHolder | TokenMismatch | Renewed | Stale | Cancelled
     | DelayEnded | OptionsSet
 )
+RESULTS = (Granted, Waiting, Refused, Released, Expired, NotHolder, TokenMismatch, Renewed, Stale, Cancelled,
+           DelayEnded, OptionsSet)
 
 
 # --- the table's records (also the snapshot's) -----------------------------------

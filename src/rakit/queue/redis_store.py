@@ -1,0 +1,767 @@
+"""The queue's state in Redis: every step is one atomic Lua script.
+
+Rules:
+
+1. **One script per step.**  push (with dedup), pop (move to processing +
+   deadline + delivery count), ack, nack, extend, requeue-expired (with
+   dead-lettering), redrive, and the reads stats / dead_letters each run as
+   ONE Lua script, registered once per client (``register_script``; a
+   ``NOSCRIPT`` after a Redis restart is handled by redis-py's Script
+   object, which loads the script again).  A script runs alone in Redis, so
+   no crash between two Redis calls can lose or duplicate a message.
+   Scripts check everything they need *before* their first write, because
+   Redis does not roll back a script that fails half-way.
+2. **Time comes from the caller.**  The store reads ``clock()`` (default
+   ``time.time``) and passes instants into the scripts as arguments; no
+   script calls ``TIME``, so scripts are deterministic and replicate as-is.
+   Nodes sharing one Redis should have synchronised clocks (NTP): a skew of
+   *s* seconds shifts visibility deadlines and the dedup window by *s*.
+3. **One topic, one hash slot.**  Every key of topic ``T`` carries the Redis
+   Cluster hash tag ``{T}``, and each script touches only keys of one topic,
+   all passed in ``KEYS``, so the store runs unchanged on a Redis Cluster.
+   Names: topic and consumer id are ``[A-Za-z0-9_.-]{1,128}``, message ids
+   ``[A-Za-z0-9_.:-]{1,128}`` (``ValueError`` otherwise).  Topic and
+   consumer names contain no ``{``, ``}`` or ``:``, so two different
+   (topic, consumer) pairs can never produce the same key name, and the hash
+   tag is always the whole topic.
+4. **Order.**  Each push takes the next number of the topic's sequence;
+   ``queue:{T}`` is a sorted set scored by it, so the head (lowest number)
+   is always the earliest-pushed ready message.  A message that comes back
+   (visibility expired, or nack) keeps its number: it returns to the head of
+   the queue, ahead of everything pushed after it, in push order among
+   several returning together.  First deliveries are therefore in push
+   order, and so are redeliveries.  Redrive gives a dead letter a new number
+   (it goes to the tail).
+5. **Delivery count.**  pop increments it.  A message whose visibility
+   expires, or that is nacked, goes back to the queue while its count is
+   below ``max_deliveries``, else to ``dead:{T}``.  Redrive resets it.
+6. **Dedup.**  A push whose message id the topic saw within
+   ``dedup_window`` seconds (measured from its *first* push), or which is
+   still alive in the topic (ready, in flight or dead), is not enqueued
+   again; the answer is the same message id with ``duplicate=True``.  Ids
+   are therefore unique among a topic's live messages, which is what lets
+   ack/nack/extend name a message by its id alone.  The window is a sorted
+   set (id -> first push time) trimmed on every push, so it holds at most
+   one window's worth of ids.  ``dedup_window=0`` keeps only the
+   live-message rule.
+7. **In flight.**  A popped message is in ``processing:{T}:{C}`` (a list,
+   as in the original design), its deadline in ``timestamps:{T}:{C}`` (a
+   hash id -> deadline) and in the topic's deadline index ``deadlines:{T}``
+   (a sorted set of ``"C:id"`` -> deadline; ``C`` contains no ``:`` so the
+   member splits unambiguously).  A monitor finds expired messages with one
+   ``ZRANGEBYSCORE`` on the index, never scanning consumers.
+   ack / nack / extend answer False when the message is not in flight for
+   that consumer (acked already, requeued after its deadline, or never
+   popped by it).  A message whose deadline passed but that no monitor has
+   requeued yet is still in flight: it can be acked or extended.
+8. **Discovery across topics** (``topics_with_inflight``).  A set of all
+   topics with in-flight messages would live in one slot, and no script may
+   touch two slots, so it could only be kept up to date *beside* the
+   scripts, where a crash or a race loses entries.  Instead the registry is
+   split by hash slot: ``inflight-topics:{<tag of slot s>}`` is the set of
+   topics of slot ``s`` with at least one in-flight message, where the tag
+   is a fixed short string hashing to ``s`` (so the key lives in the same
+   slot as those topics).  pop adds the topic and ack/nack/requeue remove it
+   when its deadline index empties, inside the same scripts: exact, atomic.
+   The slots that ever had such a set are listed in ``inflight-slots`` (no
+   tag, any node); that set only grows (at most 16384 small integers) and is
+   written *before* the first pop of each slot, so a crash or a concurrent
+   monitor can never hide a topic.  Discovery = ``SMEMBERS inflight-slots``
+   then one pipelined ``SMEMBERS`` per slot.
+9. **Errors.**  Redis unreachable, timing out, loading its data, or a
+   cluster without a serving primary for the slot: ``rakit.errors.
+   Unavailable``, raised within ``op_timeout`` seconds (default 4) however
+   the client is configured.  The step then either happened entirely or not
+   at all (rule 1); a retried push is harmless (dedup), a retried pop at
+   worst leaves one message in flight until its deadline (redelivered), and
+   a retried ack may answer False for an ack that did happen.
+
+Key layout for topic ``T`` (``{T}`` is literal: braces included)::
+
+    queue:{T}                 ZSET  message id -> push sequence   (ready; head = lowest)
+    processing:{T}:{C}        LIST  message ids in flight for consumer C
+    timestamps:{T}:{C}        HASH  message id -> deadline (epoch seconds)
+    deadlines:{T}             ZSET  "C:message id" -> deadline     (expiry index)
+    dead:{T}                  LIST  dead message ids, oldest first
+    msg:{T}                   HASH  message id -> body bytes       (live messages)
+    deliveries:{T}            HASH  message id -> delivery count
+    order:{T}                 HASH  message id -> push sequence
+    seq:{T}                   STRING  the topic's push sequence counter
+    dedup:{T}                 ZSET  message id -> first push time  (dedup window)
+    inflight-topics:{<slot>}  SET   topics of that slot with messages in flight
+    inflight-slots            SET   slots that ever had an inflight-topics set
+
+Recommended client settings (what ``connect`` does): ``socket_timeout=1``
+and ``socket_connect_timeout=1`` (a dead Redis is noticed within a second),
+``retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 1)`` retrying only
+``ConnectionError`` (one transparent reconnect after a Redis restart, but
+no blind retry of a command that may have run: ``retry_on_timeout=False``),
+``health_check_interval=30``, ``decode_responses=False`` (bodies are bytes;
+required).  redis-py's own defaults (5 s timeouts, 10 retries with backoff)
+could keep a caller waiting far longer than the 5 s the API allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import math
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+from redis import exceptions as rex
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from rakit.errors import Unavailable
+
+__all__ = [
+    "INFLIGHT_SLOTS_KEY",
+    "DeadLetter",
+    "Delivery",
+    "PushResult",
+    "RedisQueueStore",
+    "RequeueResult",
+    "TopicKeys",
+    "check_consumer",
+    "check_message_id",
+    "check_topic",
+    "connect",
+    "slot_of",
+    "slot_tag",
+]
+
+# ---------------------------------------------------------------------------
+# names and keys
+# ---------------------------------------------------------------------------
+
+_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}", re.ASCII)
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}", re.ASCII)
+
+HASH_SLOTS: Final = 16384
+INFLIGHT_SLOTS_KEY: Final = "inflight-slots"
+
+
+def _check(value: object, pattern: re.Pattern[str], what: str) -> str:
+    if not isinstance(value, str) or pattern.fullmatch(value) is None:
+        raise ValueError(f"bad {what} {value!r}: expected 1-128 characters of {pattern.pattern[:-7]}")
+    return value
+
+
+def check_topic(topic: object) -> str:
+    """``topic`` if it is 1-128 characters of ``[A-Za-z0-9_.-]``, else ``ValueError``."""
+    return _check(topic, _NAME, "topic")
+
+
+def check_consumer(consumer_id: object) -> str:
+    """``consumer_id`` if it is 1-128 characters of ``[A-Za-z0-9_.-]``, else ``ValueError``."""
+    return _check(consumer_id, _NAME, "consumer_id")
+
+
+def check_message_id(message_id: object) -> str:
+    """``message_id`` if it is 1-128 characters of ``[A-Za-z0-9_.:-]``, else ``ValueError``."""
+    return _check(message_id, _MESSAGE_ID, "message_id")
+
+
+def slot_of(topic: str) -> int:
+    """The Redis Cluster hash slot of every key of ``topic`` (CRC16 of the tag)."""
+    return binascii.crc_hqx(topic.encode("ascii"), 0) % HASH_SLOTS
+
+
+_SLOT_TAGS: list[str] = []
+
+
+def _slot_tags() -> list[str]:
+    """For each slot, the first decimal string ("0", "1", ...) that hashes to it.
+
+    Built once per process (about 110,000 CRC16s, ~0.2 s); a fixed function,
+    so every process names the same registry key for a slot.
+    """
+    if not _SLOT_TAGS:
+        table: list[str | None] = [None] * HASH_SLOTS
+        missing = HASH_SLOTS
+        i = 0
+        while missing:
+            tag = str(i)
+            slot = binascii.crc_hqx(tag.encode("ascii"), 0) % HASH_SLOTS
+            if table[slot] is None:
+                table[slot] = tag
+                missing -= 1
+            i += 1
+        _SLOT_TAGS.extend(t for t in table if t is not None)
+    return _SLOT_TAGS
+
+
+def slot_tag(slot: int) -> str:
+    """A short fixed string whose hash slot is ``slot``."""
+    return _slot_tags()[slot]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicKeys:
+    """The Redis key names of one topic (see the module docstring)."""
+
+    topic: str
+
+    def __post_init__(self) -> None:
+        check_topic(self.topic)
+
+    @property
+    def tag(self) -> str:
+        return "{" + self.topic + "}"
+
+    @property
+    def queue(self) -> str:
+        return f"queue:{self.tag}"
+
+    @property
+    def dead(self) -> str:
+        return f"dead:{self.tag}"
+
+    @property
+    def bodies(self) -> str:
+        return f"msg:{self.tag}"
+
+    @property
+    def deliveries(self) -> str:
+        return f"deliveries:{self.tag}"
+
+    @property
+    def order(self) -> str:
+        return f"order:{self.tag}"
+
+    @property
+    def seq(self) -> str:
+        return f"seq:{self.tag}"
+
+    @property
+    def dedup(self) -> str:
+        return f"dedup:{self.tag}"
+
+    @property
+    def deadlines(self) -> str:
+        return f"deadlines:{self.tag}"
+
+    @property
+    def slot(self) -> int:
+        return slot_of(self.topic)
+
+    @property
+    def inflight_topics(self) -> str:
+        return inflight_topics_key(self.slot)
+
+    def processing(self, consumer_id: str) -> str:
+        return f"processing:{self.tag}:{check_consumer(consumer_id)}"
+
+    def timestamps(self, consumer_id: str) -> str:
+        return f"timestamps:{self.tag}:{check_consumer(consumer_id)}"
+
+    def all_keys(self, consumer_ids: Iterable[str] = ()) -> list[str]:
+        """Every key name of the topic (per-consumer ones for ``consumer_ids``)."""
+        keys = [self.queue, self.dead, self.bodies, self.deliveries, self.order, self.seq, self.dedup,
+                self.deadlines]
+        for c in consumer_ids:
+            keys += [self.processing(c), self.timestamps(c)]
+        return keys
+
+
+def inflight_topics_key(slot: int) -> str:
+    return "inflight-topics:{" + slot_tag(slot) + "}"
+
+
+# ---------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    message_id: str
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    message_id: str
+    body: bytes
+    delivery_count: int
+    deadline: float  # epoch seconds (store clock) when the visibility timeout ends
+
+
+@dataclass(frozen=True, slots=True)
+class RequeueResult:
+    requeued: list[str]
+    dead: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    message_id: str
+    body: bytes
+    delivery_count: int
+
+
+# ---------------------------------------------------------------------------
+# scripts
+# ---------------------------------------------------------------------------
+
+# KEYS: queue, msg, order, seq, dedup
+# ARGV: message_id, body, now, window cutoff ("" = no window)
+# -> 1 enqueued, 0 duplicate
+PUSH = """
+local id = ARGV[1]
+if ARGV[4] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[4])
+  if redis.call('ZSCORE', KEYS[5], id) then return 0 end
+end
+if redis.call('HEXISTS', KEYS[2], id) == 1 then return 0 end
+local seq = redis.call('INCR', KEYS[4])
+redis.call('HSET', KEYS[2], id, ARGV[2])
+redis.call('HSET', KEYS[3], id, seq)
+redis.call('ZADD', KEYS[1], seq, id)
+if ARGV[4] ~= '' then redis.call('ZADD', KEYS[5], ARGV[3], id) end
+return 1
+"""
+
+# KEYS: queue, processing:C, timestamps:C, deadlines, msg, deliveries, inflight-topics
+# ARGV: consumer_id, deadline, topic
+# -> {id, body, delivery_count} or nil when nothing is ready
+POP = """
+while true do
+  local head = redis.call('ZPOPMIN', KEYS[1])
+  if #head == 0 then return false end
+  local id = head[1]
+  local body = redis.call('HGET', KEYS[5], id)
+  if body then
+    redis.call('RPUSH', KEYS[2], id)
+    redis.call('HSET', KEYS[3], id, ARGV[2])
+    redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1] .. ':' .. id)
+    local count = redis.call('HINCRBY', KEYS[6], id, 1)
+    redis.call('SADD', KEYS[7], ARGV[3])
+    return {id, body, count}
+  end
+  redis.log(redis.LOG_WARNING, 'rakit: dropped a ready entry without a body: ' .. id)
+end
+"""
+
+# KEYS: processing:C, timestamps:C, deadlines, msg, deliveries, order, inflight-topics
+# ARGV: message_id, "C:message_id", topic
+# -> 1 acked, 0 not in flight for C
+ACK = """
+local id = ARGV[1]
+if redis.call('HEXISTS', KEYS[2], id) == 0 then return 0 end
+redis.call('LREM', KEYS[1], 1, id)
+redis.call('HDEL', KEYS[2], id)
+redis.call('ZREM', KEYS[3], ARGV[2])
+redis.call('HDEL', KEYS[4], id)
+redis.call('HDEL', KEYS[5], id)
+redis.call('HDEL', KEYS[6], id)
+if redis.call('ZCARD', KEYS[3]) == 0 then redis.call('SREM', KEYS[7], ARGV[3]) end
+return 1
+"""
+
+# KEYS: processing:C, timestamps:C, deadlines, queue, dead, deliveries, order, inflight-topics
+# ARGV: message_id, "C:message_id", topic, max_deliveries
+# -> 1 back in the queue, 2 moved to dead letters, 0 not in flight for C
+NACK = """
+local id = ARGV[1]
+if redis.call('HEXISTS', KEYS[2], id) == 0 then return 0 end
+redis.call('LREM', KEYS[1], 1, id)
+redis.call('HDEL', KEYS[2], id)
+redis.call('ZREM', KEYS[3], ARGV[2])
+local result = 1
+local count = tonumber(redis.call('HGET', KEYS[6], id) or '0')
+if count >= tonumber(ARGV[4]) then
+  redis.call('RPUSH', KEYS[5], id)
+  result = 2
+else
+  redis.call('ZADD', KEYS[4], redis.call('HGET', KEYS[7], id) or '0', id)
+end
+if redis.call('ZCARD', KEYS[3]) == 0 then redis.call('SREM', KEYS[8], ARGV[3]) end
+return result
+"""
+
+# KEYS: timestamps:C, deadlines
+# ARGV: message_id, "C:message_id", new deadline
+# -> 1 extended, 0 not in flight for C
+EXTEND = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+return 1
+"""
+
+# KEYS: queue, deadlines, dead, deliveries, order, inflight-topics,
+#       then processing:C, timestamps:C for each consumer named below
+# ARGV: now, max_deliveries, topic, then triples
+#       ("C:message_id", message_id, index in KEYS of processing:C)
+# -> {requeued ids, dead ids}; a candidate acked, extended or requeued since
+#    the caller read the index is skipped (its deadline is re-checked here).
+REQUEUE = """
+local now = tonumber(ARGV[1])
+local max = tonumber(ARGV[2])
+local requeued, dead = {}, {}
+for i = 4, #ARGV, 3 do
+  local member, id, k = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local deadline = redis.call('ZSCORE', KEYS[2], member)
+  if deadline and tonumber(deadline) <= now then
+    redis.call('ZREM', KEYS[2], member)
+    redis.call('LREM', KEYS[k], 1, id)
+    redis.call('HDEL', KEYS[k + 1], id)
+    local count = tonumber(redis.call('HGET', KEYS[4], id) or '0')
+    if count >= max then
+      redis.call('RPUSH', KEYS[3], id)
+      dead[#dead + 1] = id
+    else
+      redis.call('ZADD', KEYS[1], redis.call('HGET', KEYS[5], id) or '0', id)
+      requeued[#requeued + 1] = id
+    end
+  end
+end
+if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('SREM', KEYS[6], ARGV[3]) end
+return {requeued, dead}
+"""
+
+# KEYS: dead, queue, deliveries, order, seq
+# ARGV: limit
+# -> how many dead letters went back to the tail of the queue
+REDRIVE = """
+local n = 0
+local limit = tonumber(ARGV[1])
+while n < limit do
+  local id = redis.call('LPOP', KEYS[1])
+  if not id then break end
+  local seq = redis.call('INCR', KEYS[5])
+  redis.call('HSET', KEYS[4], id, seq)
+  redis.call('HDEL', KEYS[3], id)
+  redis.call('ZADD', KEYS[2], seq, id)
+  n = n + 1
+end
+return n
+"""
+
+# KEYS: queue, deadlines, dead -> {ready, in_flight, dead}
+STATS = """
+return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), redis.call('LLEN', KEYS[3])}
+"""
+
+# KEYS: dead, msg, deliveries
+# ARGV: start, stop (LRANGE indexes)
+# -> flat {id, body, count, id, body, count, ...}
+DEAD_LETTERS = """
+local ids = redis.call('LRANGE', KEYS[1], ARGV[1], ARGV[2])
+local out = {}
+for _, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[2], id) or ''
+  out[#out + 1] = redis.call('HGET', KEYS[3], id) or '0'
+end
+return out
+"""
+
+SCRIPTS: Final = {
+    "push": PUSH, "pop": POP, "ack": ACK, "nack": NACK, "extend": EXTEND, "requeue": REQUEUE,
+    "redrive": REDRIVE, "stats": STATS, "dead_letters": DEAD_LETTERS,
+}
+
+# ---------------------------------------------------------------------------
+# errors and the client
+# ---------------------------------------------------------------------------
+
+#: Failures meaning "Redis did not serve this request": answered as Unavailable.
+UNAVAILABLE_ERRORS: Final = (
+    rex.ConnectionError,  # refused, reset, BusyLoadingError (loading the AOF), auth...
+    rex.TimeoutError,
+    rex.ClusterError,  # ClusterDownError, MasterDownError, "TTL exhausted"
+    rex.TryAgainError,
+    rex.SlotNotCoveredError,
+    rex.ReadOnlyError,  # talking to a replica during a fail-over
+    rex.OutOfMemoryError,
+    OSError,
+)
+
+
+def connect(
+    url: str,
+    *,
+    cluster: bool = False,
+    socket_timeout: float = 1.0,
+    socket_connect_timeout: float = 1.0,
+    retries: int = 1,
+    max_connections: int | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A ``redis.asyncio.Redis`` (or, with ``cluster=True``, a ``RedisCluster``)
+    configured for the queue: bounded timeouts, one reconnect, bytes replies.
+
+    Worst case before a call gives up: ``(retries + 1) * socket_timeout`` plus
+    a few ms of backoff (2 s with the defaults); the store's ``op_timeout``
+    caps it anyway.
+    """
+    retry = Retry(ExponentialBackoff(cap=0.1, base=0.01), retries, supported_errors=(rex.ConnectionError,))
+    options: dict[str, Any] = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_connect_timeout,
+        "retry": retry,
+        "decode_responses": False,
+        "health_check_interval": 30,
+        **kwargs,
+    }
+    if cluster:
+        from redis.asyncio.cluster import RedisCluster
+
+        if max_connections is not None:
+            options["max_connections"] = max_connections
+        return RedisCluster.from_url(url, **options)
+    options["retry_on_timeout"] = False
+    if max_connections is not None:
+        options["max_connections"] = max_connections
+    return aioredis.Redis.from_url(url, **options)
+
+
+def _decodes_responses(client: Any) -> bool:
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        return bool(pool.connection_kwargs.get("decode_responses", False))
+    encoder = client.get_encoder() if hasattr(client, "get_encoder") else None
+    return bool(getattr(encoder, "decode_responses", False))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _instant(value: float, what: str) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, got {value!r}")
+    return repr(float(value))
+
+
+def _positive(value: float, what: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not (0 < value < math.inf):
+        raise ValueError(f"{what} must be a positive finite number of seconds, got {value!r}")
+    return float(value)
+
+
+def _count(value: int, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# the store
+# ---------------------------------------------------------------------------
+
+
+class RedisQueueStore:
+    """Topic queues in one Redis (or Redis Cluster), one atomic script per step.
+
+    ``redis`` is a ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster``
+    built with ``decode_responses=False`` (see ``connect``); the caller owns
+    and closes it.
+    """
+
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        max_deliveries: int = 5,
+        dedup_window: float = 300.0,
+        clock: Callable[[], float] = time.time,
+        op_timeout: float | None = 4.0,
+    ) -> None:
+        if _decodes_responses(redis):
+            raise ValueError("the Redis client must be built with decode_responses=False")
+        self.max_deliveries = _count(max_deliveries, "max_deliveries")
+        if not isinstance(dedup_window, int | float) or not 0 <= dedup_window < math.inf:
+            raise ValueError(f"dedup_window must be a finite number >= 0, got {dedup_window!r}")
+        self.dedup_window = float(dedup_window)
+        self.clock = clock
+        self.op_timeout = op_timeout
+        self._redis = redis
+        self._scripts = {name: redis.register_script(text) for name, text in SCRIPTS.items()}
+        self._registered_slots: set[int] = set()
+        _slot_tags()  # build the slot table now, not inside the first pop
+
+    @property
+    def redis(self) -> Any:
+        return self._redis
+
+    async def _call(self, what: str, op: Callable[[], Any]) -> Any:
+        """Run ``op()`` (a coroutine factory) with the bounded timeout, mapping failures."""
+        try:
+            if self.op_timeout is None:
+                return await op()
+            async with asyncio.timeout(self.op_timeout):
+                return await op()
+        except TimeoutError as exc:  # builtin: our op_timeout
+            raise Unavailable(f"Redis did not answer {what} within {self.op_timeout:g} s") from exc
+        except UNAVAILABLE_ERRORS as exc:
+            raise Unavailable(f"Redis unavailable during {what}: {type(exc).__name__}: {exc}") from exc
+
+    async def _script(self, name: str, what: str, keys: list[str], args: list[Any]) -> Any:
+        script = self._scripts[name]
+        return await self._call(what, lambda: script(keys=keys, args=args))
+
+    # -- writes ------------------------------------------------------------
+
+    async def push(self, topic: str, message_id: str, body: bytes) -> PushResult:
+        """Enqueue ``body`` at the tail of ``topic`` unless ``message_id`` is a duplicate (rule 6)."""
+        k = TopicKeys(topic)
+        check_message_id(message_id)
+        if not isinstance(body, bytes):
+            raise TypeError(f"body must be bytes, got {type(body).__name__}")
+        now = self.clock()
+        cutoff = _instant(now - self.dedup_window, "now") if self.dedup_window > 0 else ""
+        added = await self._script(
+            "push", "push", [k.queue, k.bodies, k.order, k.seq, k.dedup], [message_id, body, _instant(now, "now"), cutoff]
+        )
+        return PushResult(message_id, duplicate=not added)
+
+    async def pop(self, topic: str, consumer_id: str, visibility_timeout: float) -> Delivery | None:
+        """Move the head of ``topic`` to ``consumer_id``'s processing list; None if nothing is ready."""
+        k = TopicKeys(topic)
+        check_consumer(consumer_id)
+        vt = _positive(visibility_timeout, "visibility_timeout")
+        slot = k.slot
+        if slot not in self._registered_slots:
+            # Grow-only, written before the first pop of the slot (rule 8).
+            await self._call("pop", lambda: self._redis.sadd(INFLIGHT_SLOTS_KEY, slot))
+            self._registered_slots.add(slot)
+        deadline = self.clock() + vt
+        reply = await self._script(
+            "pop", "pop",
+            [k.queue, k.processing(consumer_id), k.timestamps(consumer_id), k.deadlines, k.bodies, k.deliveries,
+             k.inflight_topics],
+            [consumer_id, _instant(deadline, "deadline"), topic],
+        )
+        if reply is None:
+            return None
+        message_id, body, count = reply
+        return Delivery(_text(message_id), bytes(body), int(count), deadline)
+
+    async def ack(self, topic: str, consumer_id: str, message_id: str) -> bool:
+        """Forget a delivered message; False if it is not in flight for ``consumer_id``."""
+        k = TopicKeys(topic)
+        check_consumer(consumer_id)
+        check_message_id(message_id)
+        done = await self._script(
+            "ack", "ack",
+            [k.processing(consumer_id), k.timestamps(consumer_id), k.deadlines, k.bodies, k.deliveries, k.order,
+             k.inflight_topics],
+            [message_id, f"{consumer_id}:{message_id}", topic],
+        )
+        return bool(done)
+
+    async def nack(self, topic: str, consumer_id: str, message_id: str) -> bool:
+        """Give a message back at once: to its place at the head of the queue, or to
+        the dead letters when its delivery count reached ``max_deliveries``.
+        False if it is not in flight for ``consumer_id``."""
+        k = TopicKeys(topic)
+        check_consumer(consumer_id)
+        check_message_id(message_id)
+        done = await self._script(
+            "nack", "nack",
+            [k.processing(consumer_id), k.timestamps(consumer_id), k.deadlines, k.queue, k.dead, k.deliveries,
+             k.order, k.inflight_topics],
+            [message_id, f"{consumer_id}:{message_id}", topic, self.max_deliveries],
+        )
+        return bool(done)
+
+    async def extend(self, topic: str, consumer_id: str, message_id: str, visibility_timeout: float) -> bool:
+        """Set an in-flight message's deadline to now + ``visibility_timeout``; False if not in flight."""
+        k = TopicKeys(topic)
+        check_consumer(consumer_id)
+        check_message_id(message_id)
+        deadline = self.clock() + _positive(visibility_timeout, "visibility_timeout")
+        done = await self._script(
+            "extend", "extend",
+            [k.timestamps(consumer_id), k.deadlines],
+            [message_id, f"{consumer_id}:{message_id}", _instant(deadline, "deadline")],
+        )
+        return bool(done)
+
+    async def requeue_expired(self, topic: str, now: float | None = None, limit: int = 100) -> RequeueResult:
+        """Return up to ``limit`` messages whose deadline is ``<= now`` to the queue
+        (their push-order place at the head), or to the dead letters once their
+        delivery count reached ``max_deliveries``."""
+        k = TopicKeys(topic)
+        _count(limit, "limit")
+        at = _instant(self.clock() if now is None else now, "now")
+        members = await self._call(
+            "requeue", lambda: self._redis.zrangebyscore(k.deadlines, "-inf", at, start=0, num=limit)
+        )
+        if not members:
+            return RequeueResult([], [])
+        keys = [k.queue, k.deadlines, k.dead, k.deliveries, k.order, k.inflight_topics]
+        consumer_index: dict[str, int] = {}
+        args: list[Any] = [at, self.max_deliveries, topic]
+        for raw in members:
+            member = _text(raw)
+            consumer_id, sep, message_id = member.partition(":")
+            if not sep or _NAME.fullmatch(consumer_id) is None or _MESSAGE_ID.fullmatch(message_id) is None:
+                raise RuntimeError(f"corrupt entry {member!r} in {k.deadlines}")
+            if consumer_id not in consumer_index:
+                consumer_index[consumer_id] = len(keys) + 1  # Lua indexes from 1
+                keys += [k.processing(consumer_id), k.timestamps(consumer_id)]
+            args += [member, message_id, consumer_index[consumer_id]]
+        requeued, dead = await self._script("requeue", "requeue", keys, args)
+        return RequeueResult([_text(i) for i in requeued], [_text(i) for i in dead])
+
+    async def redrive(self, topic: str, limit: int = 100) -> int:
+        """Move up to ``limit`` dead letters (oldest first) to the tail of the queue,
+        their delivery count reset; returns how many moved."""
+        k = TopicKeys(topic)
+        _count(limit, "limit")
+        moved = await self._script("redrive", "redrive", [k.dead, k.queue, k.deliveries, k.order, k.seq], [limit])
+        return int(moved)
+
+    # -- reads -------------------------------------------------------------
+
+    async def stats(self, topic: str) -> dict[str, int]:
+        """``{"ready", "in_flight", "dead"}`` counts of ``topic``, read atomically."""
+        k = TopicKeys(topic)
+        ready, in_flight, dead = await self._script("stats", "stats", [k.queue, k.deadlines, k.dead], [])
+        return {"ready": int(ready), "in_flight": int(in_flight), "dead": int(dead)}
+
+    async def dead_letters(self, topic: str, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
+        """Dead letters of ``topic``, oldest first, from ``offset``, at most ``limit``."""
+        k = TopicKeys(topic)
+        _count(limit, "limit")
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise ValueError(f"offset must be an integer >= 0, got {offset!r}")
+        flat = await self._script(
+            "dead_letters", "dead_letters", [k.dead, k.bodies, k.deliveries], [offset, offset + limit - 1]
+        )
+        return [
+            DeadLetter(_text(flat[i]), bytes(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)
+        ]
+
+    async def topics_with_inflight(self) -> set[str]:
+        """Every topic with at least one message in flight (rule 8)."""
+        slots = await self._call("discovery", lambda: self._redis.smembers(INFLIGHT_SLOTS_KEY))
+        if not slots:
+            return set()
+        ordered = sorted(int(s) for s in slots)
+
+        async def read_all() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            for slot in ordered:
+                pipe.smembers(inflight_topics_key(slot))
+            return list(await pipe.execute())
+
+        topics: set[str] = set()
+        for members in await self._call("discovery", read_all):
+            topics.update(_text(t) for t in members)
+        return topics
+
+    async def next_deadline(self, topic: str) -> float | None:
+        """The earliest visibility deadline in flight for ``topic`` (None if none)."""
+        k = TopicKeys(topic)
+        first = await self._call("next_deadline", lambda: self._redis.zrange(k.deadlines, 0, 0, withscores=True))
+        return float(first[0][1]) if first else None
