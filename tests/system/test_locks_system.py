@@ -138,21 +138,23 @@ def test_waiting_acquire_survives_a_leader_change(cluster_factory):
 
 def test_full_cluster_restart_keeps_the_lock_table(cluster_factory):
     cluster = cluster_factory(3)
-    cluster.wait_for_leader(timeout=15)
-    url = cluster.nodes["node2"].url
+    leader = cluster.wait_for_leader(timeout=15)
+    url = cluster.nodes[leader].url
     grants = {}
     for i in range(5):
         status, body = post(url + "/lock/acquire", {"resource": f"keep{i}", "client_id": f"c{i}", "ttl": 120})
         assert status == 200
         grants[f"keep{i}"] = body["fencing_token"]
     # A waiter whose request is cut by the crash: it stays in the replicated table.
+    # (Its request goes straight to the leader, which dies first: had a forwarding
+    # node died first, the leader would rightly have cancelled the orphaned wait.)
     waiter = threading.Thread(target=post, args=(url + "/lock/acquire", {
         "resource": "keep0", "client_id": "reader", "mode": "shared", "timeout": 60}), kwargs={"timeout": 90})
     waiter.start()
     cluster.wait_until(lambda: get(url + "/lock/status/keep0")[1]["waiters"], 10, "the waiter to queue")
     before = {r: get(url + f"/lock/status/{r}")[1] for r in grants}
-    for node in cluster.nodes.values():
-        node.kill()
+    for node_id in sorted(cluster.nodes, key=lambda i: i != leader):
+        cluster.nodes[node_id].kill()
     for node in cluster.nodes.values():
         node.start()
     cluster.wait_for_leader(timeout=15)
