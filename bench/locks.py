@@ -36,11 +36,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+import json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from etcd_cluster import EtcdCluster, b64, ensure_etcd  # noqa: E402
+from fasthttp import Connection, HttpError  # noqa: E402
 from loadgen import LoadResult, print_table  # noqa: E402
 
 from rakit.launcher import LocalCluster  # noqa: E402
@@ -60,16 +61,15 @@ class OpError(Exception):
     """An op that did not complete: counted as an error, the message kept as a sample."""
 
 
-# op(session, worker) -> None, raising OpError (or a client error) when it failed.
-Op = Callable[[aiohttp.ClientSession, int], Awaitable[None]]
+# op(connection, worker) -> None, raising OpError (or HttpError) when it failed.
+Op = Callable[[Connection, int], Awaitable[None]]
 
 
-async def call(session: aiohttp.ClientSession, method: str, url: str, body: Any = None) -> Any:
-    async with session.request(method, url, json=body) as resp:
-        data = await resp.read()
-        if not 200 <= resp.status < 300:
-            raise OpError(f"{resp.status} {method} {url.split('/', 3)[-1]}: {data[:120].decode(errors='replace')}")
-        return await resp.json(content_type=None) if data else None
+async def call(conn: Connection, method: str, url: str, body: Any = None) -> Any:
+    status, data = await conn.request(method, url, body)
+    if not 200 <= status < 300:
+        raise OpError(f"{status} {method} {url.split('/', 3)[-1]}: {data[:120].decode(errors='replace')}")
+    return json.loads(data) if data else None
 
 
 async def run_ops(name: str, op: Op, concurrency: int, duration: float, warmup: float = 0.5,
@@ -77,22 +77,23 @@ async def run_ops(name: str, op: Op, concurrency: int, duration: float, warmup: 
     """``loadgen.run_load`` for ops made of several dependent requests: each worker runs
     ``op`` back to back; an op counts if it started after the warm-up and ended in time."""
     result = LoadResult(name, concurrency)
-    connector = aiohttp.TCPConnector(limit=concurrency + 4, force_close=False)
     start = time.perf_counter()
     measure_from = start + warmup
     stop_at = measure_from + duration
 
-    async def worker(w: int, session: aiohttp.ClientSession) -> None:
+    async def worker(w: int) -> None:
+        conn = Connection(timeout)
         while True:
             t0 = time.perf_counter()
             if t0 >= stop_at:
+                conn.close()
                 return
             try:
-                await op(session, w)
+                await op(conn, w)
                 good, error = True, ""
             except OpError as exc:
                 good, error = False, str(exc)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            except (HttpError, ValueError) as exc:
                 good, error = False, f"{type(exc).__name__} {exc}".strip()
             t1 = time.perf_counter()
             if t0 >= measure_from and t1 <= stop_at:
@@ -106,9 +107,7 @@ async def run_ops(name: str, op: Op, concurrency: int, duration: float, warmup: 
             elif not good and t1 <= stop_at:
                 await asyncio.sleep(0.01)  # failing during warm-up: do not spin
 
-    async with aiohttp.ClientSession(connector=connector,
-                                     timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-        await asyncio.gather(*(worker(w, session) for w in range(concurrency)))
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
     result.seconds = duration
     return result
 
@@ -117,14 +116,14 @@ Row = tuple[str, str, LoadResult]  # (workload, target, result)
 
 
 def health_pair(url: str) -> Op:
-    async def op(session: aiohttp.ClientSession, w: int) -> None:
+    async def op(session: Connection, w: int) -> None:
         await call(session, "GET", url + "/health")
         await call(session, "GET", url + "/health")
     return op
 
 
 def rakit_pair(url: str, resource: Callable[[int], str], client: Callable[[int], str], wait: float) -> Op:
-    async def op(session: aiohttp.ClientSession, w: int) -> None:
+    async def op(session: Connection, w: int) -> None:
         res, cid = resource(w), client(w)
         body: dict[str, Any] = {"resource": res, "client_id": cid, "ttl": TTL}
         if wait:
@@ -162,7 +161,7 @@ async def bench_rakit(duration: float) -> list[Row]:
 
 
 def etcd_pair(url: str, name: Callable[[int], str], leases: list[str]) -> Op:
-    async def op(session: aiohttp.ClientSession, w: int) -> None:
+    async def op(session: Connection, w: int) -> None:
         locked = await call(session, "POST", url + "/v3/lock/lock",
                             {"name": b64(name(w)), "lease": leases[w]})
         key = locked.get("key") if isinstance(locked, dict) else None
