@@ -500,7 +500,10 @@ def connect(
 
     Worst case before a call gives up: ``(retries + 1) * socket_timeout`` plus
     a few ms of backoff (2 s with the defaults); the store's ``op_timeout``
-    caps it anyway.
+    caps it anyway.  ``max_connections``: None keeps redis-py's unbounded pool
+    for a single Redis; for a cluster it defaults to 1024 per node (redis-py's
+    cluster pool raises ``MaxConnectionsError`` at once when full, which the
+    store reports as Unavailable).
     """
     retry = Retry(ExponentialBackoff(cap=0.1, base=0.01), retries, supported_errors=(rex.ConnectionError,))
     options: dict[str, Any] = {
@@ -514,8 +517,9 @@ def connect(
     if cluster:
         from redis.asyncio.cluster import RedisCluster
 
-        if max_connections is not None:
-            options["max_connections"] = max_connections
+        # The cluster client's per-node pool (default 100) fails at once when
+        # full instead of waiting: size it for the node's concurrency.
+        options["max_connections"] = max_connections if max_connections is not None else 1024
         return RedisCluster.from_url(url, **options)
     options["retry_on_timeout"] = False
     if max_connections is not None:
@@ -586,6 +590,7 @@ class RedisQueueStore:
         self._redis = redis
         self._scripts = {name: redis.register_script(text) for name, text in SCRIPTS.items()}
         self._registered_slots: set[int] = set()
+        self._slot_locks: dict[int, asyncio.Lock] = {}
         _slot_tags()  # build the slot table now, not inside the first pop
 
     @property
@@ -603,6 +608,21 @@ class RedisQueueStore:
             raise Unavailable(f"Redis did not answer {what} within {self.op_timeout:g} s") from exc
         except UNAVAILABLE_ERRORS as exc:
             raise Unavailable(f"Redis unavailable during {what}: {type(exc).__name__}: {exc}") from exc
+
+    async def _register_slot(self, slot: int) -> None:
+        """``SADD inflight-slots slot`` once per process, before the slot's first pop (rule 8).
+
+        Concurrent first pops of one slot wait for one ``SADD`` instead of each
+        sending their own (a burst would otherwise pile onto the one node that
+        holds ``inflight-slots``).
+        """
+        lock = self._slot_locks.setdefault(slot, asyncio.Lock())
+        async with lock:
+            if slot in self._registered_slots:
+                return
+            await self._call("pop", lambda: self._redis.sadd(INFLIGHT_SLOTS_KEY, slot))
+            self._registered_slots.add(slot)
+            self._slot_locks.pop(slot, None)
 
     async def _script(self, name: str, what: str, keys: list[str], args: list[Any]) -> Any:
         script = self._scripts[name]
@@ -628,11 +648,8 @@ class RedisQueueStore:
         k = TopicKeys(topic)
         check_consumer(consumer_id)
         vt = _positive(visibility_timeout, "visibility_timeout")
-        slot = k.slot
-        if slot not in self._registered_slots:
-            # Grow-only, written before the first pop of the slot (rule 8).
-            await self._call("pop", lambda: self._redis.sadd(INFLIGHT_SLOTS_KEY, slot))
-            self._registered_slots.add(slot)
+        if k.slot not in self._registered_slots:
+            await self._register_slot(k.slot)
         deadline = self.clock() + vt
         reply = await self._script(
             "pop", "pop",
