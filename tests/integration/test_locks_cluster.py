@@ -217,3 +217,22 @@ def test_bad_input_gets_json_errors_and_changes_nothing(cluster):
     assert s == 422
     assert status(a, "r") == {"resource": "r", "mode": None, "holders": [], "waiters": [],
                               "fencing_token": None}
+
+
+def test_a_waiter_whose_client_disconnects_leaves_the_wait_list(cluster):
+    import json
+    import socket
+    from urllib.parse import urlsplit
+
+    a, b, _ = urls(cluster)
+    acquire(a, "t11", "holder")
+    for url in (a, b):  # straight to a node, and through one that forwards
+        target = urlsplit(url)
+        body = json.dumps({"resource": "t11", "client_id": "gone", "timeout": 60}).encode()
+        sock = socket.create_connection((target.hostname, target.port), timeout=5)
+        sock.sendall(b"POST /lock/acquire HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        cluster.wait_until(lambda: status(a, "t11")["waiters"], 10, "the waiter to queue")
+        sock.close()
+        cluster.wait_until(lambda: status(a, "t11")["waiters"] == [], 10, "the abandoned waiter to be removed")
+    assert status(b, "t11")["holders"] == ["holder"]
