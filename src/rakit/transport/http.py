@@ -71,14 +71,11 @@ class PeerSender:
         self.metrics = metrics
         self.deliver = deliver
         self.queue: deque[AnyMessage] = deque(maxlen=MAX_QUEUED)
-        self.wake = asyncio.Event()
-        self.slots = asyncio.Semaphore(WINDOW)
+        self.group: asyncio.TaskGroup | None = None  # set while the transport runs
+        self.inflight = 0
+        self.backing_off = False
         self.failures = 0
         self.seq = 0
-
-    def push(self, message: AnyMessage) -> None:
-        self.queue.append(message)
-        self.wake.set()
 
     def take_batch(self) -> list[AnyMessage]:
         # A snapshot travels alone (it can be large); everything else batches.
@@ -91,20 +88,12 @@ class PeerSender:
                 break
         return batch
 
-    async def run(self) -> None:
-        async with asyncio.TaskGroup() as posts:
-            while True:
-                await self.wake.wait()
-                self.wake.clear()
-                while self.queue:
-                    await self.slots.acquire()
-                    if not self.queue:  # drained while we waited for a slot
-                        self.slots.release()
-                        break
-                    self.seq += 1
-                    posts.create_task(self.post(self.take_batch(), self.seq))
-                    if self.failures:
-                        await asyncio.sleep(min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self.failures - 1)))
+    def pump(self) -> None:
+        """Start posts for what is queued, as far as the window allows."""
+        while self.queue and self.inflight < WINDOW and self.group is not None and not self.backing_off:
+            self.seq += 1
+            self.inflight += 1
+            self.group.create_task(self.post(self.take_batch(), self.seq))
 
     async def post(self, batch: list[AnyMessage], seq: int) -> None:
         path = endpoint_for(batch)
@@ -124,7 +113,7 @@ class PeerSender:
                 log.info("raft rpc to %s failed: %s", self.peer_id, exc)
             ok = False
         finally:
-            self.slots.release()
+            self.inflight -= 1
         self.metrics.rpc_seconds.labels(peer=self.peer_id, rpc=path.strip("/")).observe(
             time.perf_counter() - started)
         if ok:
@@ -134,6 +123,13 @@ class PeerSender:
         else:
             self.failures += 1
             self.metrics.rpc_failures.labels(peer=self.peer_id).inc()
+            if not self.backing_off:
+                self.backing_off = True
+                try:
+                    await asyncio.sleep(min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self.failures - 1)))
+                finally:
+                    self.backing_off = False
+        self.pump()
 
 
 class HttpTransport:
@@ -147,15 +143,26 @@ class HttpTransport:
         }
 
     def send(self, messages: list[AnyMessage]) -> None:
+        touched = set()
         for message in messages:
             sender = self.senders.get(message.dst)
             if sender is not None:
-                sender.push(message)
+                sender.queue.append(message)
+                touched.add(message.dst)
+        for dst in touched:
+            self.senders[dst].pump()
 
     async def run(self) -> None:
+        """Own every post task until cancelled."""
         async with asyncio.TaskGroup() as group:
             for sender in self.senders.values():
-                group.create_task(sender.run(), name=f"raft-send-{sender.peer_id}")
+                sender.group = group
+                sender.pump()
+            try:
+                await asyncio.Future()  # parked: the posts run in the group
+            finally:
+                for sender in self.senders.values():
+                    sender.group = None
 
 
 class InboundOrder:
