@@ -242,7 +242,8 @@ def test_rule_9_release_expiry_renew() -> None:
     assert expired.grants == [] and expired.delay_since == 3
     assert list(log.table.delayed()) == [("r", 3.0)] and log.table.delay_since("r") == 3
     assert log(DelayEnd("r", since=2)) == Stale("r")  # another delay
-    assert log(DelayEnd("r", since=3)) == DelayEnded("r", [Grant("r", "b", X, 5, 10.0, 5)])
+    assert log(DelayEnd("r", since=4)) == Stale("r")
+    assert log(DelayEnd("r", since=3)) == DelayEnded("r", [Grant("r", "b", X, 6, 10.0, 6)])
     assert log(DelayEnd("r")) == Stale("r")  # not in delay any more
     assert list(log.table.delayed()) == []
 

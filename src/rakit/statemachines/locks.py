@@ -241,7 +241,10 @@ class Cancelled(msgspec.Struct, frozen=True):
     resource: str
     client_id: str
     was_waiting: bool
-    holding: bool = False  # the client's hold after the command, if any:
+    # The client's hold on the resource after the command, if any (for an upgrade
+    # waiter: its shared hold).  A request that was not waiting but is holding was
+    # granted meanwhile: the service can still answer "granted".
+    holding: bool = False
     token: int | None = None
     mode: str | None = None
     grants: list[Grant] = msgspec.field(default_factory=list)
