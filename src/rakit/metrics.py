@@ -34,6 +34,9 @@ class NodeMetrics:
         self.rpc_seconds = Histogram(
             "rakit_raft_rpc_seconds", "Node-to-node Raft RPC latency.", ["peer", "rpc"],
             buckets=LATENCY_BUCKETS, registry=r)
+        self.rpc_serve_seconds = Histogram(
+            "rakit_raft_rpc_serve_seconds", "Serving one Raft RPC batch (step, persist, answer).",
+            buckets=LATENCY_BUCKETS, registry=r)
         self.rpc_failures = Counter("rakit_raft_rpc_failures", "Failed Raft RPCs.", ["peer"], registry=r)
         self.snapshots_installed = Counter(
             "rakit_raft_snapshots_installed", "Snapshots received from a leader and restored.", registry=r)

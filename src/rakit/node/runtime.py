@@ -16,7 +16,7 @@ from rakit.statemachines.kv import KvMachine
 from rakit.statemachines.locks import LockTable
 from rakit.statemachines.registry import Registry
 from rakit.storage.datadir import DataDir
-from rakit.transport.http import HttpTransport, InboundOrder
+from rakit.transport.http import HttpTransport
 
 
 class NodeRuntime:
@@ -52,7 +52,6 @@ class NodeRuntime:
         connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=30)
         self._session = aiohttp.ClientSession(connector=connector)
         c = self.config
-        self.inbound_order = InboundOrder()
         transport = HttpTransport(c.node_id, c.peers, self._session, self.metrics,
                                   deliver=lambda messages: self.driver.receive(messages))
         self._driver = RaftDriver(

@@ -64,5 +64,6 @@ def serve(config: NodeConfig) -> None:
         app, loop="uvloop", http="httptools", lifespan="on", access_log=False,
         log_level=config.log_level, timeout_graceful_shutdown=2, timeout_keep_alive=30,
         proxy_headers=False, server_header=False, date_header=False,
+        ws="websockets", ws_max_size=256 * 1024 * 1024, ws_ping_interval=None,
     ))
     server.run(sockets=[sock])

@@ -1,18 +1,20 @@
-"""Raft messages over HTTP: pipelined POSTs per peer, replies riding on the answers.
+"""Raft messages between nodes: one WebSocket stream per peer, batches both ways.
 
-Each peer has a queue and a sender.  The sender posts everything queued as
-one msgpack ``Batch`` (many AppendEntries and heartbeats share a request) to
-``/append_entries`` (``/request_vote``, ``/install_snapshot`` by the first
-message's kind).  The peer steps the batch into its Raft core, persists,
-and answers with the messages it has for us (AppendEntries acks, votes) in
-the HTTP response: one request per round trip instead of two.
+Each peer has a queue and a sender.  The sender keeps one WebSocket to the
+peer's ``/raft/stream`` open (on the node's pooled aiohttp session) and
+writes everything queued as one msgpack ``Batch`` frame: many AppendEntries
+and heartbeats share a frame, and frames follow each other without waiting
+for answers, so the AppendEntries stream is pipelined, and TCP keeps it in
+order.  The peer steps each frame into its Raft core, persists, and writes
+back a frame with the messages it has for us (acks, votes) on the same
+socket; a reader task hands those to our driver.
 
-Up to WINDOW batches are in flight to one peer at once, so the AppendEntries
-stream is pipelined rather than stop-and-wait; batches carry a sequence
-number and the receiver steps them in order (see ``InboundOrder``).
+``POST /append_entries`` (``/request_vote``, ``/install_snapshot``) answer
+the same exchange one request at a time, for tools and older peers.
 
-Failures drop the batch (Raft retransmits) and back off briefly; the queue is
-bounded so an unreachable peer cannot grow memory.
+A broken stream drops what was queued (Raft retransmits) and reconnects
+after a short, bounded back-off; the queue is bounded so an unreachable peer
+cannot grow memory.
 """
 
 from __future__ import annotations
@@ -32,32 +34,22 @@ from rakit.raft.messages import (
     AnyMessage,
     Batch,
     InstallSnapshot,
-    RequestVote,
-    RequestVoteResp,
     decode_batch,
     encode_batch,
 )
 
 log = logging.getLogger(__name__)
 
-WINDOW = 4
+STREAM_PATH = "/raft/stream"
 MAX_QUEUED = 10_000
 MAX_BATCH_MESSAGES = 512
 BACKOFF_FIRST = 0.02
 BACKOFF_MAX = 0.25
-POST_TIMEOUT = aiohttp.ClientTimeout(total=3.0, connect=0.5)
-HEADERS = {"Content-Type": "application/msgpack"}
+CONNECT_TIMEOUT = aiohttp.ClientWSTimeout(ws_close=1.0)
+HEARTBEAT = 5.0  # WebSocket pings: a silently dead peer is noticed within ~2x this
+MAX_FRAME = 256 * 1024 * 1024
 
 Deliver = Callable[[list[AnyMessage]], None]
-
-
-def endpoint_for(messages: list[AnyMessage]) -> str:
-    first = messages[0]
-    if isinstance(first, (RequestVote, RequestVoteResp)):
-        return "/request_vote"
-    if isinstance(first, InstallSnapshot):
-        return "/install_snapshot"
-    return "/append_entries"
 
 
 class PeerSender:
@@ -71,11 +63,13 @@ class PeerSender:
         self.metrics = metrics
         self.deliver = deliver
         self.queue: deque[AnyMessage] = deque(maxlen=MAX_QUEUED)
-        self.group: asyncio.TaskGroup | None = None  # set while the transport runs
-        self.inflight = 0
-        self.backing_off = False
+        self.wake = asyncio.Event()
         self.failures = 0
         self.seq = 0
+        self.sent_at: deque[float] = deque()  # send times of frames awaiting their answer
+
+    def push(self, message: AnyMessage) -> None:
+        self.queue.append(message)
 
     def take_batch(self) -> list[AnyMessage]:
         # A snapshot travels alone (it can be large); everything else batches.
@@ -88,48 +82,60 @@ class PeerSender:
                 break
         return batch
 
-    def pump(self) -> None:
-        """Start posts for what is queued, as far as the window allows."""
-        while self.queue and self.inflight < WINDOW and self.group is not None and not self.backing_off:
-            self.seq += 1
-            self.inflight += 1
-            self.group.create_task(self.post(self.take_batch(), self.seq))
-
-    async def post(self, batch: list[AnyMessage], seq: int) -> None:
-        path = endpoint_for(batch)
-        body = encode_batch(Batch(self.src, batch, self.epoch, seq))
-        started = time.perf_counter()
-        replies: list[AnyMessage] = []
-        try:
-            async with self.session.post(self.url + path, data=body, headers=HEADERS,
-                                         timeout=POST_TIMEOUT) as resp:
-                payload = await resp.read()
-                ok = resp.status == 200
-                if ok and payload:
-                    answer = decode_batch(payload)
-                    replies = [m for m in answer.messages if m.src == self.peer_id and m.dst == self.src]
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, msgspec.MsgspecError) as exc:
-            if self.failures == 0:
-                log.info("raft rpc to %s failed: %s", self.peer_id, exc)
-            ok = False
-        finally:
-            self.inflight -= 1
-        self.metrics.rpc_seconds.labels(peer=self.peer_id, rpc=path.strip("/")).observe(
-            time.perf_counter() - started)
-        if ok:
-            self.failures = 0
-            if replies:
-                self.deliver(replies)
-        else:
+    async def run(self) -> None:
+        """Keep a stream to the peer open and feed it; reconnect when it breaks."""
+        while True:
+            try:
+                async with self.session.ws_connect(
+                    self.url + STREAM_PATH, timeout=CONNECT_TIMEOUT, heartbeat=HEARTBEAT,
+                    max_msg_size=MAX_FRAME, autoping=True,
+                ) as ws:
+                    self.failures = 0
+                    log.info("raft stream to %s open", self.peer_id)
+                    await self._serve(ws)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                if self.failures == 0:
+                    log.info("raft stream to %s failed: %s", self.peer_id, exc)
             self.failures += 1
             self.metrics.rpc_failures.labels(peer=self.peer_id).inc()
-            if not self.backing_off:
-                self.backing_off = True
-                try:
-                    await asyncio.sleep(min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self.failures - 1)))
-                finally:
-                    self.backing_off = False
-        self.pump()
+            self.queue.clear()  # stale by the time we are back; Raft resends what matters
+            self.sent_at.clear()
+            await asyncio.sleep(min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** min(self.failures - 1, 8)))
+
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        reader = asyncio.create_task(self._read(ws), name=f"raft-read-{self.peer_id}")
+        try:
+            while not reader.done():
+                if not self.queue:
+                    self.wake.clear()
+                    waiter = asyncio.ensure_future(self.wake.wait())
+                    await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                    waiter.cancel()
+                    continue
+                batch = self.take_batch()
+                self.seq += 1
+                self.sent_at.append(time.perf_counter())
+                await ws.send_bytes(encode_batch(Batch(self.src, batch, self.epoch, self.seq)))
+            reader.result()  # re-raise what ended the stream
+        finally:
+            reader.cancel()
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for frame in ws:
+            if frame.type != aiohttp.WSMsgType.BINARY:
+                break
+            if self.sent_at:
+                self.metrics.rpc_seconds.labels(peer=self.peer_id, rpc="stream").observe(
+                    time.perf_counter() - self.sent_at.popleft())
+            try:
+                answer = decode_batch(frame.data)
+            except msgspec.MsgspecError as exc:
+                log.warning("bad raft frame from %s: %s", self.peer_id, exc)
+                break
+            replies = [m for m in answer.messages if m.src == self.peer_id and m.dst == self.src]
+            if replies:
+                self.deliver(replies)
+        raise ConnectionResetError(f"raft stream to {self.peer_id} closed")
 
 
 class HttpTransport:
@@ -147,61 +153,12 @@ class HttpTransport:
         for message in messages:
             sender = self.senders.get(message.dst)
             if sender is not None:
-                sender.queue.append(message)
+                sender.push(message)
                 touched.add(message.dst)
         for dst in touched:
-            self.senders[dst].pump()
+            self.senders[dst].wake.set()
 
     async def run(self) -> None:
-        """Own every post task until cancelled."""
         async with asyncio.TaskGroup() as group:
             for sender in self.senders.values():
-                sender.group = group
-                sender.pump()
-            try:
-                await asyncio.Future()  # parked: the posts run in the group
-            finally:
-                for sender in self.senders.values():
-                    sender.group = None
-
-
-class InboundOrder:
-    """Steps pipelined batches from each sender in their sequence order.
-
-    A batch that arrives ahead of its predecessor waits for it, at most
-    MAX_REORDER_WAIT (the predecessor may have been lost); late and
-    duplicate batches pass at once — Raft itself tolerates reordering, this
-    only keeps the common case fast.
-    """
-
-    MAX_REORDER_WAIT = 0.05
-
-    def __init__(self) -> None:
-        self._next: dict[str, tuple[int, int]] = {}  # src -> (epoch, next seq)
-        self._changed = asyncio.Condition()
-
-    async def wait_turn(self, src: str, epoch: int, seq: int) -> None:
-        if not seq:
-            return
-        current = self._next.get(src)
-        if current is None or current[0] != epoch:
-            self._next[src] = (epoch, seq)
-            return
-        if seq <= current[1]:
-            return
-        async with self._changed:
-            try:
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self._next[src][0] != epoch or self._next[src][1] >= seq),
-                    self.MAX_REORDER_WAIT)
-            except asyncio.TimeoutError:
-                pass
-
-    async def done(self, src: str, epoch: int, seq: int) -> None:
-        if not seq:
-            return
-        current = self._next.get(src)
-        if current is None or current[0] != epoch or current[1] < seq + 1:
-            self._next[src] = (epoch, seq + 1)
-        async with self._changed:
-            self._changed.notify_all()
+                group.create_task(sender.run(), name=f"raft-send-{sender.peer_id}")

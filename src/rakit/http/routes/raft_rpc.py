@@ -1,51 +1,104 @@
 """Raft RPC endpoints: a peer's msgpack ``Batch`` in, our messages for it out.
 
-The batch is stepped in its sender's sequence order; the answer (200, a
-msgpack ``Batch``) carries what this node then has for the sender — acks and
-votes, sent only after they are on disk.  A body that does not decode, or
-whose sender is not a member, is refused with 422 and changes nothing.
+``/raft/stream`` is the WebSocket the peers' senders keep open: each binary
+frame is a batch, stepped in arrival order; for each, once this node has
+persisted what it implies, a frame goes back with what this node then has
+for the sender (acks, votes) — answers in the order of the frames.
+``POST /append_entries``, ``/request_vote`` and ``/install_snapshot`` do the
+same exchange one request at a time.
+
+A batch that does not decode, or whose sender is not a member, is refused
+(422, or the stream is closed) and changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rakit.errors import InvalidRequest
 from rakit.http.json import read_body
-from rakit.raft.messages import Batch, decode_batch, encode_batch
+from rakit.raft.messages import AnyMessage, Batch, decode_batch, encode_batch
+
+if TYPE_CHECKING:
+    from rakit.node.runtime import NodeRuntime
+
+log = logging.getLogger(__name__)
 
 MAX_RPC_BYTES = 256 * 1024 * 1024
 REPLY_TIMEOUT = 2.0
+UNSUPPORTED_DATA = 1003
+
+
+def accept_batch(runtime: "NodeRuntime", data: bytes) -> tuple[str, list[AnyMessage]]:
+    """The sender and the messages meant for this node; InvalidRequest otherwise."""
+    try:
+        batch = decode_batch(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise InvalidRequest(f"malformed raft batch: {exc}") from None
+    if batch.src not in runtime.config.peers or batch.src == runtime.node_id:
+        raise InvalidRequest(f"sender {batch.src!r} is not a peer of {runtime.node_id}")
+    return batch.src, [m for m in batch.messages if m.src == batch.src and m.dst == runtime.node_id]
+
+
+async def answer_of(future: "asyncio.Future[list[AnyMessage]]") -> list[AnyMessage]:
+    try:
+        return await asyncio.wait_for(future, REPLY_TIMEOUT)
+    except asyncio.TimeoutError:
+        return []
 
 
 async def raft_messages(request: Request) -> Response:
     runtime = request.app.state.runtime
-    body = await read_body(request, limit=MAX_RPC_BYTES)
-    try:
-        batch = decode_batch(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise InvalidRequest(f"malformed raft batch: {exc}") from None
-    members = runtime.config.peers
-    if batch.src not in members or batch.src == runtime.node_id:
-        raise InvalidRequest(f"sender {batch.src!r} is not a peer of {runtime.node_id}")
-    messages = [m for m in batch.messages if m.src == batch.src and m.dst == runtime.node_id]
-    order = runtime.inbound_order
-    await order.wait_turn(batch.src, batch.epoch, batch.seq)
-    replies = runtime.driver.exchange(batch.src, messages)
-    await order.done(batch.src, batch.epoch, batch.seq)
-    try:
-        answer = await asyncio.wait_for(replies, REPLY_TIMEOUT)
-    except asyncio.TimeoutError:
-        answer = []
+    src, messages = accept_batch(runtime, await read_body(request, limit=MAX_RPC_BYTES))
+    answer = await answer_of(runtime.driver.exchange(src, messages))
     return Response(encode_batch(Batch(runtime.node_id, answer)), media_type="application/msgpack")
 
 
+async def raft_stream(websocket: WebSocket) -> None:
+    runtime: NodeRuntime = websocket.app.state.runtime
+    await websocket.accept()
+    answers: asyncio.Queue[tuple[float, asyncio.Future[list[AnyMessage]]]] = asyncio.Queue()
+
+    async def write_answers() -> None:
+        while True:
+            started, future = await answers.get()
+            reply = await answer_of(future)
+            await websocket.send_bytes(encode_batch(Batch(runtime.node_id, reply)))
+            runtime.metrics.rpc_serve_seconds.observe(time.perf_counter() - started)
+
+    writer = asyncio.create_task(write_answers(), name="raft-stream-writer")
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("bytes")
+            try:
+                if data is None:
+                    raise InvalidRequest("raft frames are binary")
+                src, messages = accept_batch(runtime, data)
+            except InvalidRequest as exc:
+                log.warning("closing a raft stream: %s", exc.detail)
+                await websocket.close(UNSUPPORTED_DATA, exc.detail[:120])
+                return
+            answers.put_nowait((time.perf_counter(), runtime.driver.exchange(src, messages)))
+    except WebSocketDisconnect:
+        return
+    finally:
+        writer.cancel()
+
+
 routes = [
+    WebSocketRoute("/raft/stream", raft_stream),
     Route("/request_vote", raft_messages, methods=["POST"]),
     Route("/append_entries", raft_messages, methods=["POST"]),
     Route("/install_snapshot", raft_messages, methods=["POST"]),
