@@ -292,8 +292,10 @@ class RaftDriver:
         if send_first and outgoing:
             self.transport.send(outgoing)
         if must_save:
-            if len(ready.entries) <= INLINE_SAVE_ENTRIES and ready.snapshot is None:
-                # Light load: a thread hop would cost more than the write.
+            if len(ready.entries) <= INLINE_SAVE_ENTRIES and ready.snapshot is None and not send_first:
+                # Light load on a follower: a thread hop would cost more than the
+                # write.  (A leader writes on the thread even then, so that its
+                # AppendEntries leave while its own fsync runs.)
                 elapsed = self._timed_save(hard_state, ready.entries, None)
             else:
                 # Heavier load: the write runs on the disk thread, the event loop
