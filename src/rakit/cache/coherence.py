@@ -72,9 +72,11 @@ Rules
     every key written before the restart.
 8.  The service's duties (stated here because safety rests on them):
     a writer answers only once every peer has run ``on_invalidate`` for the
-    write, or is *skippable*: cut off now, and since it lost contact it has
-    run ``drop_all`` and taken no writes (so it holds nothing; its fetches
-    cannot reach anyone, and answers from before are refused by rule 6).
+    write, or is *skippable* at that moment: cut off, and since it lost
+    contact it has run ``drop_all`` and taken no writes (so it holds
+    nothing; its fetches cannot reach anyone, and answers from before are
+    refused by rule 6).  A skipped peer that is back before the round closes
+    must ack after all.
     Then the writer calls ``confirm_write``.  A peer's ack carries its held
     version (``peek``); if that is newer than the write's, the writer runs
     ``on_invalidate(key, newer)`` on itself, so a writer that missed a write
