@@ -958,8 +958,7 @@ def _print_endpoints(console: Any, cluster: LocalCluster, owned_redis: bool) -> 
         soft_wrap=True,
     )
     console.print(
-        f"  curl -s -X POST {first}/queue/push -H 'content-type: application/json' "
-        "-d '{\"topic\": \"jobs\", \"message\": {\"n\": 1}}'",
+        f"  curl -s {first}/lock/status/r1",
         soft_wrap=True,
     )
     console.print("Ctrl-C stops everything.")
