@@ -10,6 +10,7 @@ takes as little as possible of the CPU the measured servers share with it.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
 from collections.abc import Callable
@@ -86,6 +87,20 @@ async def run_load(name: str, request: RequestFn, concurrency: int, duration: fl
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     result.seconds = duration
     return result
+
+
+def bench_args(doc: str | None) -> argparse.Namespace:
+    """The common command line of the rakit-vs-etcd benchmarks; also installs uvloop."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per row")
+    parser.add_argument("--no-etcd", action="store_true", help="skip the etcd baseline")
+    args = parser.parse_args()
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    return args
 
 
 def print_table(title: str, rows: list[list[str]], headers: list[str] = HEADERS) -> None:

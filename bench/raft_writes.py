@@ -14,7 +14,6 @@ Each at concurrency 1, 16 and 64.  The last table gives rakit/etcd ratios.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from etcd_cluster import EtcdCluster, b64, ensure_etcd  # noqa: E402
-from loadgen import LoadResult, print_table, run_load  # noqa: E402
+from loadgen import LoadResult, bench_args, print_table, run_load  # noqa: E402
 
 from rakit.launcher import LocalCluster  # noqa: E402
 
@@ -68,15 +67,7 @@ async def bench_etcd(duration: float) -> list[LoadResult]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per row")
-    parser.add_argument("--no-etcd", action="store_true", help="skip the etcd baseline")
-    args = parser.parse_args()
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:
-        pass
+    args = bench_args(__doc__)
     rakit = asyncio.run(bench_rakit(args.duration))
     etcd = [] if args.no_etcd else asyncio.run(bench_etcd(args.duration))
     print_table("Raft writes (3 nodes, fsync on, one machine)", [r.row() for r in rakit + etcd])
