@@ -66,7 +66,7 @@ class LeaseKeeper:
         self._wake.set()
 
     def on_applied(self, entry: Entry, result: Any) -> None:
-        if not self._leading or not isinstance(result, L.RESULTS):
+        if not self._leading or type(result) not in L.RESULT_TYPES:
             return
         now = self.now()
         match result:

@@ -46,7 +46,7 @@ class LockService:
     # -- listeners -----------------------------------------------------------------
 
     def on_applied(self, entry: Entry, result: Any) -> None:
-        if not isinstance(result, L.RESULTS):
+        if type(result) not in L.RESULT_TYPES:
             return
         for grant in getattr(result, "grants", ()):
             for future in self._grants.pop((grant.resource, grant.client_id), ()):

@@ -264,8 +264,8 @@ Result = (
     Granted | Waiting | Refused | Released | Expired | NotHolder | TokenMismatch | Renewed | Stale | Cancelled
     | DelayEnded | OptionsSet
 )
-RESULTS = (Granted, Waiting, Refused, Released, Expired, NotHolder, TokenMismatch, Renewed, Stale, Cancelled,
-           DelayEnded, OptionsSet)
+RESULT_TYPES = frozenset((Granted, Waiting, Refused, Released, Expired, NotHolder, TokenMismatch, Renewed, Stale,
+                          Cancelled, DelayEnded, OptionsSet))
 
 
 # --- the table's records (also the snapshot's) -----------------------------------
