@@ -45,6 +45,16 @@ class NodeMetrics:
         self.lock_waiting = Gauge("rakit_lock_waiting_requests", "Acquire requests waiting here.", registry=r)
         self.lock_watchers = Gauge("rakit_lock_watchers", "Watch requests waiting here.", registry=r)
         self.lock_grants = Counter("rakit_lock_grants", "Lock grants answered by this node.", registry=r)
+        self.queue_pushes = Counter("rakit_queue_pushes", "Messages enqueued by this node.", registry=r)
+        self.queue_pops = Counter("rakit_queue_pops", "Messages delivered by this node.", registry=r)
+        self.queue_acks = Counter("rakit_queue_acks", "Messages acknowledged through this node.", registry=r)
+        self.queue_nacks = Counter("rakit_queue_nacks", "Messages nacked through this node.", registry=r)
+        self.queue_requeued = Counter(
+            "rakit_queue_requeued", "Messages requeued by this node's monitor (visibility timeout).", registry=r)
+        self.queue_dead_lettered = Counter(
+            "rakit_queue_dead_lettered", "Messages moved to dead letters by this node's monitor.", registry=r)
+        self.queue_forwarded = Counter(
+            "rakit_queue_forwarded", "Queue calls relayed to a topic's owner.", registry=r)
         self.node_info = Gauge("rakit_node_info", "Node identity.", ["node_id"], registry=r)
         self.node_info.labels(node_id=node_id).set(1)
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from typing import Any
 
 import aiohttp
+from redis.exceptions import RedisError
 
 from rakit.config import NodeConfig
 from rakit.metrics import NodeMetrics
@@ -12,11 +15,16 @@ from rakit.node.driver import RaftDriver
 from rakit.raft.config import RaftConfig
 from rakit.node.leases import LeaseKeeper
 from rakit.node.lock_service import LockService
+from rakit.queue.redis_store import RedisQueueStore, connect
+from rakit.queue.ring import ConsistentHashRing
+from rakit.queue.service import QueueService
 from rakit.statemachines.kv import KvMachine
 from rakit.statemachines.locks import LockTable
 from rakit.statemachines.registry import Registry
 from rakit.storage.datadir import DataDir
 from rakit.transport.http import HttpTransport
+
+log = logging.getLogger(__name__)
 
 
 class NodeRuntime:
@@ -32,6 +40,8 @@ class NodeRuntime:
         self._driver: RaftDriver | None = None
         self._locks: LockService | None = None
         self._leases: LeaseKeeper | None = None
+        self._redis: Any = None
+        self._queue: QueueService | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -47,6 +57,11 @@ class NodeRuntime:
     def locks(self) -> LockService:
         assert self._locks is not None, "runtime not started"
         return self._locks
+
+    @property
+    def queue(self) -> QueueService:
+        assert self._queue is not None, "runtime not started"
+        return self._queue
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=30)
@@ -66,6 +81,13 @@ class NodeRuntime:
         )
         self._locks = LockService(self._driver, self.lock_table, self.machines, self.metrics)
         self._leases = LeaseKeeper(self._driver, self.lock_table, self.machines)
+        # The Redis client connects lazily (no PING here): the node starts and
+        # serves locks and kv while Redis is down; queue calls then answer 503.
+        self._redis = connect(c.redis_url)
+        store = RedisQueueStore(self._redis, max_deliveries=c.max_deliveries, dedup_window=c.dedup_window,
+                                op_timeout=3.0)
+        self._queue = QueueService(c.node_id, c.peers, ConsistentHashRing(c.peer_ids), store, self._session,
+                                   self.metrics)
 
     async def run(self) -> None:
         """Every background task of the node, supervised together."""
@@ -74,8 +96,14 @@ class NodeRuntime:
             group.create_task(self.driver.transport.run(), name="raft-transport")  # type: ignore[attr-defined]
             assert self._leases is not None
             group.create_task(self._leases.run(), name="lock-leases")
+            group.create_task(self.queue.run(), name="queue")
 
     async def close(self) -> None:
+        if self._redis is not None:
+            try:
+                await self._redis.aclose()
+            except (OSError, RedisError) as exc:  # a Redis that is gone must not block shutdown
+                log.debug("closing the Redis client: %s", exc)
         if self._session is not None:
             await self._session.close()
         self.data_dir.close()

@@ -1,0 +1,266 @@
+"""The queue service of one node: ownership, relaying, long polling, the monitor.
+
+Rules:
+
+1. **Ownership.**  A topic's owner is the first node of
+   ``ring.successors(topic)`` this node believes alive.  Belief comes from a
+   small failure detector: every ``probe_interval`` seconds each peer's
+   ``/health`` is probed (``probe_timeout``); a peer is alive while its last
+   probe answered.  A relay that cannot connect marks the peer down at once.
+   So a topic whose ring owner is down is served by the next live node, and
+   returns to its owner as soon as a probe sees it again.
+2. **Relaying.**  Any node accepts every queue call.  push/pop/ack/nack/
+   extend are served by the topic's owner: a node that is not the owner
+   relays the call to the owner's ``/queue/internal/<op>`` (the same JSON,
+   topic included, message id already chosen) with a hops header; internal
+   calls are always served where they land, so a call takes at most 2 hops.
+   When the owner cannot be connected to it is marked down and the call goes
+   to the next live node: Redis is shared, so any node can serve any topic
+   safely.  A push whose relay broke after sending is retried (the message id
+   makes it idempotent: dedup), and so is a pop (at worst one message stays
+   in flight until its visibility timeout, then is redelivered); an ack,
+   nack or extend whose relay broke mid-way answers 503 (outcome unknown).
+   Reads (stats, dead letters) and redrive are served locally.
+3. **Monitor.**  Every ``monitor_interval`` seconds the node lists the topics
+   with messages in flight and, for those it owns *now*, requeues expired
+   messages (or dead-letters them).  It never touches a topic it does not own.
+4. **Long polling.**  A pop with ``wait > 0`` that finds nothing ready
+   re-checks when a local push to the topic wakes it, or every
+   ``poll_interval`` seconds, until ``wait`` passes (then: nothing, 204).
+5. **Errors.**  Redis down: ``Unavailable`` (503) from the store within its
+   ``op_timeout``; a ``ValueError`` from the store becomes ``InvalidRequest``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import aiohttp
+
+from rakit.errors import InvalidRequest, Unavailable
+from rakit.http.json import dumps
+from rakit.metrics import NodeMetrics
+from rakit.queue.redis_store import Delivery, RedisQueueStore
+from rakit.queue.ring import ConsistentHashRing
+
+log = logging.getLogger(__name__)
+
+HOPS_HEADER = "x-rakit-hops"
+MAX_HOPS = 2
+RELAY_TIMEOUT = 6.0  # beyond a pop's wait: the owner's Redis calls are bounded by op_timeout
+CONNECT_TIMEOUT = 0.5
+
+T = TypeVar("T")
+
+#: (status, JSON body bytes) of a served call.
+Answer = tuple[int, bytes]
+
+
+class PeerHealth:
+    """Per-peer ``alive`` flags, refreshed by ``/health`` probes."""
+
+    def __init__(self, node_id: str, peers: Mapping[str, str], session: aiohttp.ClientSession,
+                 *, interval: float = 0.5, timeout: float = 0.5) -> None:
+        self.node_id = node_id
+        self.peers = dict(peers)
+        self.session = session
+        self.interval = interval
+        self.timeout = timeout
+        self.alive: dict[str, bool] = {p: True for p in self.peers}
+
+    def is_alive(self, node: str) -> bool:
+        return node == self.node_id or self.alive.get(node, False)
+
+    def mark_down(self, node: str) -> None:
+        if node != self.node_id and self.alive.get(node):
+            log.warning("queue: peer %s marked down", node)
+            self.alive[node] = False
+
+    async def probe(self, node: str) -> None:
+        try:
+            async with self.session.get(self.peers[node] + "/health",
+                                        timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
+                ok = resp.status == 200
+                await resp.read()
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            ok = False
+        if ok and not self.alive.get(node):
+            log.warning("queue: peer %s is back", node)
+        self.alive[node] = ok
+
+    async def run(self) -> None:
+        others = [p for p in self.peers if p != self.node_id]
+        while True:
+            started = time.monotonic()
+            await asyncio.gather(*(self.probe(p) for p in others))
+            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+
+class QueueService:
+    def __init__(self, node_id: str, peers: Mapping[str, str], ring: ConsistentHashRing,
+                 store: RedisQueueStore, session: aiohttp.ClientSession, metrics: NodeMetrics,
+                 *, monitor_interval: float = 0.2, poll_interval: float = 0.05,
+                 probe_interval: float = 0.5, probe_timeout: float = 0.5) -> None:
+        self.node_id = node_id
+        self.peers = dict(peers)
+        self.ring = ring
+        self.store = store
+        self.session = session
+        self.metrics = metrics
+        self.monitor_interval = monitor_interval
+        self.poll_interval = poll_interval
+        self.health = PeerHealth(node_id, peers, session, interval=probe_interval, timeout=probe_timeout)
+        self._wakeups: dict[str, asyncio.Event] = {}
+
+    # -- ownership -----------------------------------------------------------
+
+    def owner(self, topic: str) -> str:
+        """The first node of the topic's successor list believed alive (rule 1)."""
+        for node in self.ring.successors(topic):
+            if self.health.is_alive(node):
+                return node
+        return self.node_id
+
+    # -- background ----------------------------------------------------------
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.health.run(), name="queue-health")
+            group.create_task(self.monitor(), name="queue-monitor")
+
+    async def monitor(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.monitor_once()
+            except Unavailable as exc:
+                log.debug("queue monitor: %s", exc)
+            except Exception:  # keep monitoring whatever one round hit
+                log.exception("queue monitor round failed")
+            await asyncio.sleep(max(0.0, self.monitor_interval - (time.monotonic() - started)))
+
+    async def monitor_once(self) -> None:
+        for topic in sorted(await self.store.topics_with_inflight()):
+            if self.owner(topic) != self.node_id:
+                continue
+            while True:
+                result = await self.store.requeue_expired(topic)
+                if result.requeued:
+                    self.metrics.queue_requeued.inc(len(result.requeued))
+                    self._wake(topic)
+                if result.dead:
+                    self.metrics.queue_dead_lettered.inc(len(result.dead))
+                if len(result.requeued) + len(result.dead) < 100 or self.owner(topic) != self.node_id:
+                    break
+
+    # -- serving -------------------------------------------------------------
+
+    async def serve(self, op: str, payload: dict[str, Any], hops: int,
+                    local: Callable[[], Awaitable[Answer]], *, wait: float = 0.0) -> Answer:
+        """Serve ``op`` here when this node owns the topic (or the call was relayed
+        already), else relay it to the owner; fail over to the next live node."""
+        topic = payload["topic"]
+        started = time.monotonic()
+        tried: set[str] = set()
+        while True:
+            owner = self.owner(topic)
+            if owner == self.node_id or hops >= 1 or owner in tried:
+                return await local()
+            tried.add(owner)
+            remaining = max(0.0, wait - (time.monotonic() - started))
+            answer = await self._relay(op, owner, {**payload, **({"wait": remaining} if wait else {})},
+                                       hops, remaining)
+            if answer is not None:
+                return answer
+
+    async def _relay(self, op: str, owner: str, payload: dict[str, Any], hops: int, wait: float) -> Answer | None:
+        """The owner's answer; None when the call may go to the next node."""
+        url = f"{self.peers[owner]}/queue/internal/{op}"
+        self.metrics.queue_forwarded.inc()
+        try:
+            async with self.session.post(
+                url, data=dumps(payload),
+                headers={HOPS_HEADER: str(hops + 1), "content-type": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=wait + RELAY_TIMEOUT, connect=CONNECT_TIMEOUT),
+            ) as resp:
+                return resp.status, await resp.read()
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
+            self.health.mark_down(owner)
+            return None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError):
+            self.health.mark_down(owner)
+            if op in ("push", "pop"):
+                return None
+            raise Unavailable(f"the topic's owner {owner} went away while answering; outcome unknown") from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise Unavailable(f"the topic's owner {owner} did not answer: {type(exc).__name__}") from None
+
+    # -- local operations (the store, mapped errors, metrics) -------------------
+
+    @staticmethod
+    async def _store_call(op: Awaitable[T]) -> T:
+        try:
+            return await op
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+
+    def _wake(self, topic: str) -> None:
+        event = self._wakeups.pop(topic, None)
+        if event is not None:
+            event.set()
+
+    async def push(self, topic: str, message_id: str, body: bytes) -> bool:
+        """True when enqueued, False for a duplicate."""
+        result = await self._store_call(self.store.push(topic, message_id, body))
+        if not result.duplicate:
+            self.metrics.queue_pushes.inc()
+            self._wake(topic)
+        return not result.duplicate
+
+    async def pop(self, topic: str, consumer_id: str, visibility_timeout: float, wait: float) -> Delivery | None:
+        deadline = time.monotonic() + wait
+        while True:
+            event = self._wakeups.setdefault(topic, asyncio.Event())
+            delivery = await self._store_call(self.store.pop(topic, consumer_id, visibility_timeout))
+            if delivery is not None:
+                self.metrics.queue_pops.inc()
+                return delivery
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(self.poll_interval, remaining)):
+                    await event.wait()
+
+    async def ack(self, topic: str, consumer_id: str, message_id: str) -> bool:
+        done = await self._store_call(self.store.ack(topic, consumer_id, message_id))
+        if done:
+            self.metrics.queue_acks.inc()
+        return done
+
+    async def nack(self, topic: str, consumer_id: str, message_id: str) -> bool:
+        done = await self._store_call(self.store.nack(topic, consumer_id, message_id))
+        if done:
+            self.metrics.queue_nacks.inc()
+            self._wake(topic)
+        return done
+
+    async def extend(self, topic: str, consumer_id: str, message_id: str, visibility_timeout: float) -> bool:
+        return await self._store_call(self.store.extend(topic, consumer_id, message_id, visibility_timeout))
+
+    async def stats(self, topic: str) -> dict[str, int]:
+        return await self._store_call(self.store.stats(topic))
+
+    async def dead_letters(self, topic: str, limit: int) -> list[Any]:
+        return await self._store_call(self.store.dead_letters(topic, limit))
+
+    async def redrive(self, topic: str, limit: int) -> int:
+        moved = await self._store_call(self.store.redrive(topic, limit))
+        if moved:
+            self._wake(topic)
+        return moved
