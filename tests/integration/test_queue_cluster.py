@@ -319,3 +319,37 @@ def test_node_starts_and_serves_kv_while_redis_is_down_at_startup(cluster_factor
     started = time.monotonic()
     s, err = push(b, "nowhere", "x")
     assert (s, err["error"]) == (503, "unavailable") and time.monotonic() - started < 5.0
+
+
+CONSUMER = """
+import json, sys, urllib.request
+url, topic = sys.argv[1], sys.argv[2]
+with urllib.request.urlopen(f"{url}/queue/pop/{topic}/doomed?visibility_timeout=1", timeout=10) as r:
+    print(json.loads(r.read())["message_id"], flush=True)
+sys.stdin.read()  # "processing": never acks; the test SIGKILLs it here
+"""
+
+
+def test_a_consumer_killed_between_pop_and_ack_loses_nothing(cluster):
+    import signal
+    import subprocess
+    import sys
+
+    a, b, c = urls(cluster)
+    _, pushed = push(a, "killed", {"job": 1})
+    consumer = subprocess.Popen([sys.executable, "-c", CONSUMER, b, "killed"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        popped = consumer.stdout.readline().strip()
+        assert popped == pushed["message_id"]
+        assert counts(a, "killed") == (0, 1, 0)
+        consumer.send_signal(signal.SIGKILL)
+        consumer.wait(10)
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+    again = cluster.wait_until(lambda: (r := pop(c, "killed", "survivor"))[0] == 200 and r[1], 10,
+                               "the killed consumer's message to come back")
+    assert again["message_id"] == pushed["message_id"] and again["delivery_count"] == 2
+    assert ack(a, "killed", "survivor", again["message_id"]) == (200, {"acked": True})
+    assert counts(b, "killed") == (0, 0, 0)
