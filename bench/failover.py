@@ -18,7 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench/queue.py would shadow the standard library's queue module (which the
+# launcher's thread pool imports): bench/ goes to the end of the path instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from httpcall import post  # noqa: E402

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +83,57 @@ async def run_load(name: str, request: RequestFn, concurrency: int, duration: fl
                     result.errors += 1
                     if len(result.error_samples) < 5:
                         result.error_samples.append(str(status))
+
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    result.seconds = duration
+    return result
+
+
+class OpError(Exception):
+    """An op that did not complete: counted as an error, the message kept as a sample."""
+
+
+# op(connection, worker, seq) -> None, raising when it failed.
+Op = Callable[[Connection, int, int], Awaitable[None]]
+
+
+async def run_ops(name: str, op: Op, concurrency: int, duration: float, warmup: float = 0.5,
+                  timeout: float = 10.0) -> LoadResult:
+    """``run_load`` for ops made of several dependent requests: each worker runs ``op``
+    back to back on its own connection; an op counts if it started after the warm-up and
+    ended in time.  Any exception is a failed op (OpError carries the server's answer)."""
+    result = LoadResult(name, concurrency)
+    start = time.perf_counter()
+    measure_from = start + warmup
+    stop_at = measure_from + duration
+
+    async def worker(w: int) -> None:
+        conn = Connection(timeout)
+        seq = 0
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                conn.close()
+                return
+            try:
+                await op(conn, w, seq)
+                good, error = True, ""
+            except OpError as exc:
+                good, error = False, str(exc)
+            except Exception as exc:  # noqa: BLE001 - HttpError, Unavailable, ...: all are errors
+                good, error = False, f"{type(exc).__name__} {exc}".strip()
+            seq += 1
+            t1 = time.perf_counter()
+            if t0 >= measure_from and t1 <= stop_at:
+                if good:
+                    result.ops += 1
+                    result.latencies.append(t1 - t0)
+                else:
+                    result.errors += 1
+                    if len(result.error_samples) < 3 and error not in result.error_samples:
+                        result.error_samples.append(error)
+            elif not good and t1 <= stop_at:
+                await asyncio.sleep(0.01)  # failing during warm-up: do not spin
 
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     result.seconds = duration

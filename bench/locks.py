@@ -30,18 +30,20 @@ import asyncio
 import itertools
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import json
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench/queue.py would shadow the standard library's queue module (which the
+# launcher's thread pool imports): bench/ goes to the end of the path instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
 from etcd_cluster import EtcdCluster, b64, ensure_etcd  # noqa: E402
-from fasthttp import Connection, HttpError  # noqa: E402
-from loadgen import LoadResult, bench_args, print_table  # noqa: E402
+from fasthttp import Connection  # noqa: E402
+from loadgen import LoadResult, Op, OpError, bench_args, print_table, run_ops  # noqa: E402
 
 from rakit.launcher import LocalCluster  # noqa: E402
 
@@ -56,12 +58,7 @@ HEADERS = ["workload", "target", "conc", "pairs/s", "p50 ms", "p99 ms", "errors"
 _rows = itertools.count()  # fresh resource names per row: no row sees another's leftovers
 
 
-class OpError(Exception):
-    """An op that did not complete: counted as an error, the message kept as a sample."""
 
-
-# op(connection, worker) -> None, raising OpError (or HttpError) when it failed.
-Op = Callable[[Connection, int], Awaitable[None]]
 
 
 async def call(conn: Connection, method: str, url: str, body: Any = None) -> Any:
@@ -71,58 +68,18 @@ async def call(conn: Connection, method: str, url: str, body: Any = None) -> Any
     return json.loads(data) if data else None
 
 
-async def run_ops(name: str, op: Op, concurrency: int, duration: float, warmup: float = 0.5,
-                  timeout: float = HTTP_TIMEOUT) -> LoadResult:
-    """``loadgen.run_load`` for ops made of several dependent requests: each worker runs
-    ``op`` back to back; an op counts if it started after the warm-up and ended in time."""
-    result = LoadResult(name, concurrency)
-    start = time.perf_counter()
-    measure_from = start + warmup
-    stop_at = measure_from + duration
-
-    async def worker(w: int) -> None:
-        conn = Connection(timeout)
-        while True:
-            t0 = time.perf_counter()
-            if t0 >= stop_at:
-                conn.close()
-                return
-            try:
-                await op(conn, w)
-                good, error = True, ""
-            except OpError as exc:
-                good, error = False, str(exc)
-            except (HttpError, ValueError) as exc:
-                good, error = False, f"{type(exc).__name__} {exc}".strip()
-            t1 = time.perf_counter()
-            if t0 >= measure_from and t1 <= stop_at:
-                if good:
-                    result.ops += 1
-                    result.latencies.append(t1 - t0)
-                else:
-                    result.errors += 1
-                    if len(result.error_samples) < 3 and error not in result.error_samples:
-                        result.error_samples.append(error)
-            elif not good and t1 <= stop_at:
-                await asyncio.sleep(0.01)  # failing during warm-up: do not spin
-
-    await asyncio.gather(*(worker(w) for w in range(concurrency)))
-    result.seconds = duration
-    return result
-
-
 Row = tuple[str, str, LoadResult]  # (workload, target, result)
 
 
 def health_pair(url: str) -> Op:
-    async def op(session: Connection, w: int) -> None:
+    async def op(session: Connection, w: int, seq: int) -> None:
         await call(session, "GET", url + "/health")
         await call(session, "GET", url + "/health")
     return op
 
 
 def rakit_pair(url: str, resource: Callable[[int], str], client: Callable[[int], str], wait: float) -> Op:
-    async def op(session: Connection, w: int) -> None:
+    async def op(session: Connection, w: int, seq: int) -> None:
         res, cid = resource(w), client(w)
         body: dict[str, Any] = {"resource": res, "client_id": cid, "ttl": TTL}
         if wait:
@@ -145,22 +102,22 @@ async def bench_rakit(duration: float) -> list[Row]:
             follower = next(n.url for i, n in cluster.nodes.items() if i != leader_id)
             for c in CONCURRENCY:
                 rows.append(("ceiling (2× GET /health)", "leader",
-                             await run_ops("ceiling", health_pair(leader), c, duration)))
+                             await run_ops("ceiling", health_pair(leader), c, duration, timeout=HTTP_TIMEOUT)))
             plan = [("leader", leader, c) for c in CONCURRENCY] + [("follower", follower, FOLLOWER_CONCURRENCY)]
             for target, url, c in plan:
                 tag = f"u{next(_rows)}"
                 op = rakit_pair(url, lambda w, t=tag: f"{t}-res-{w}", lambda w, t=tag: f"{t}-client-{w}", 0)
-                rows.append(("uncontended", target, await run_ops("rakit uncontended", op, c, duration)))
+                rows.append(("uncontended", target, await run_ops("rakit uncontended", op, c, duration, timeout=HTTP_TIMEOUT)))
             tag = f"c{next(_rows)}"
             op = rakit_pair(leader, lambda w, t=tag: f"{t}-hot", lambda w, t=tag: f"{t}-client-{w}", WAIT)
-            rows.append(("contended", "leader", await run_ops("rakit contended", op, CONTENDED, duration)))
+            rows.append(("contended", "leader", await run_ops("rakit contended", op, CONTENDED, duration, timeout=HTTP_TIMEOUT)))
         finally:
             cluster.stop()
     return rows
 
 
 def etcd_pair(url: str, name: Callable[[int], str], leases: list[str]) -> Op:
-    async def op(session: Connection, w: int) -> None:
+    async def op(session: Connection, w: int, seq: int) -> None:
         locked = await call(session, "POST", url + "/v3/lock/lock",
                             {"name": b64(name(w)), "lease": leases[w]})
         key = locked.get("key") if isinstance(locked, dict) else None
@@ -173,7 +130,7 @@ def etcd_pair(url: str, name: Callable[[int], str], leases: list[str]) -> Op:
 async def etcd_row(etcd: EtcdCluster, url: str, name: Callable[[int], str], concurrency: int,
                    duration: float) -> LoadResult:
     leases = [etcd.grant_lease(TTL, url) for _ in range(concurrency)]  # before the clock starts
-    return await run_ops("etcd", etcd_pair(url, name, leases), concurrency, duration)
+    return await run_ops("etcd", etcd_pair(url, name, leases), concurrency, duration, timeout=HTTP_TIMEOUT)
 
 
 async def bench_etcd(duration: float) -> list[Row]:

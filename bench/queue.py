@@ -42,12 +42,10 @@ import itertools
 import json
 import math
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fasthttp import Connection
-from loadgen import LoadResult, bench_args, print_table
+from loadgen import LoadResult, Op, OpError, bench_args, print_table, run_ops
 
 from rakit.launcher import LocalCluster
 from rakit.queue.redis_store import RedisQueueStore, connect
@@ -62,12 +60,7 @@ HEADERS = ["workload", "target", "conc", "cycles/s", "p50 ms", "p99 ms", "errors
 _rows = itertools.count()  # fresh topic names per row: no row sees another's leftovers
 
 
-class OpError(Exception):
-    """An op that did not complete: counted as an error, the message kept as a sample."""
 
-
-# op(connection, worker, seq) -> None, raising when it failed.
-Op = Callable[[Connection, int, int], Awaitable[None]]
 
 
 async def call(conn: Connection, method: str, url: str, body: Any = None) -> tuple[int, Any]:
@@ -75,48 +68,6 @@ async def call(conn: Connection, method: str, url: str, body: Any = None) -> tup
     if not 200 <= status < 300:
         raise OpError(f"{status} {method} {url.split('/', 3)[-1]}: {data[:120].decode(errors='replace')}")
     return status, (json.loads(data) if data else None)
-
-
-async def run_ops(name: str, op: Op, concurrency: int, duration: float, warmup: float = 0.5,
-                  timeout: float = HTTP_TIMEOUT) -> LoadResult:
-    """``bench/locks.py``'s ``run_ops``: each worker runs ``op`` back to back; an op
-    counts if it started after the warm-up and ended in time."""
-    result = LoadResult(name, concurrency)
-    start = time.perf_counter()
-    measure_from = start + warmup
-    stop_at = measure_from + duration
-
-    async def worker(w: int) -> None:
-        conn = Connection(timeout)
-        seq = 0
-        while True:
-            t0 = time.perf_counter()
-            if t0 >= stop_at:
-                conn.close()
-                return
-            try:
-                await op(conn, w, seq)
-                good, error = True, ""
-            except OpError as exc:
-                good, error = False, str(exc)
-            except Exception as exc:  # noqa: BLE001 - HttpError, Unavailable, ...: all are errors
-                good, error = False, f"{type(exc).__name__} {exc}".strip()
-            seq += 1
-            t1 = time.perf_counter()
-            if t0 >= measure_from and t1 <= stop_at:
-                if good:
-                    result.ops += 1
-                    result.latencies.append(t1 - t0)
-                else:
-                    result.errors += 1
-                    if len(result.error_samples) < 3 and error not in result.error_samples:
-                        result.error_samples.append(error)
-            elif not good and t1 <= stop_at:
-                await asyncio.sleep(0.01)  # failing during warm-up: do not spin
-
-    await asyncio.gather(*(worker(w) for w in range(concurrency)))
-    result.seconds = duration
-    return result
 
 
 Row = tuple[str, str, LoadResult]  # (workload, target, result)
@@ -184,7 +135,7 @@ async def bench(duration: float) -> list[Row]:
             probe = await owner_url(cluster, "q-ceiling")
             for c in CONCURRENCY:
                 rows.append(("ceiling (3× GET /health)", "owner",
-                             await run_ops("ceiling", health_triple(probe), c, duration)))
+                             await run_ops("ceiling", health_triple(probe), c, duration, timeout=HTTP_TIMEOUT)))
             plan = [("owner", c) for c in CONCURRENCY] + [("forwarded", FORWARDED_CONCURRENCY)]
             for target, c in plan:
                 tag = f"q{next(_rows)}"
@@ -194,13 +145,13 @@ async def bench(duration: float) -> list[Row]:
                 else:  # another node than the owner, spread over the two others
                     dest = [[u for u in urls if u != o][w % (len(urls) - 1)] for w, o in enumerate(owners)]
                 rows.append((f"rakit→{target}", target,
-                             await run_ops(f"rakit→{target}", rakit_cycle(dest, tag), c, duration)))
+                             await run_ops(f"rakit→{target}", rakit_cycle(dest, tag), c, duration, timeout=HTTP_TIMEOUT)))
             redis = connect(cluster.redis_url)
             try:
                 store = RedisQueueStore(redis, max_deliveries=5, dedup_window=300.0)
                 for c in CONCURRENCY:
                     tag = f"q{next(_rows)}"
-                    rows.append((RAW, "redis", await run_ops(RAW, raw_cycle(store, tag), c, duration)))
+                    rows.append((RAW, "redis", await run_ops(RAW, raw_cycle(store, tag), c, duration, timeout=HTTP_TIMEOUT)))
             finally:
                 await redis.aclose()
         finally:

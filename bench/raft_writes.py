@@ -19,7 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench/queue.py would shadow the standard library's queue module (which the
+# launcher's thread pool imports): bench/ goes to the end of the path instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
 from etcd_cluster import EtcdCluster, b64, ensure_etcd  # noqa: E402
 from loadgen import LoadResult, bench_args, print_table, run_load  # noqa: E402
