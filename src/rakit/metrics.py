@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 ROLES = ("follower", "pre_candidate", "candidate", "leader")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -63,5 +68,52 @@ class NodeMetrics:
             self.role.labels(role=name).set(1 if name == role else 0)
         self.is_leader.set(1 if role == "leader" else 0)
 
+    def watch_cache(self, stats: Callable[[], dict[str, Any]]) -> None:
+        """Export the cache's statistics (read at each scrape) as ``rakit_cache_*``."""
+        self.registry.register(CacheCollector(stats))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+# (stats field, metric suffix, help); gauges first, then counters.
+_CACHE_GAUGES = (
+    ("size", "entries", "Entries held in this node's cache."),
+    ("bytes", "bytes", "Bytes charged for the entries held."),
+    ("capacity", "capacity_entries", "Entry bound of the LRU."),
+    ("max_bytes", "capacity_bytes", "Byte bound of the LRU."),
+    ("serving", "serving", "1 while this node holds leases on a majority and serves its cache."),
+    ("epoch", "epoch", "Times the whole cache was dropped (each starts an epoch)."),
+    ("tombstones", "tombstones", "Keys whose latest write or invalidation is remembered."),
+)
+_CACHE_COUNTERS = (
+    ("hits", "hits", "Reads answered from this node's copy."),
+    ("misses", "misses", "Reads that found no local copy."),
+    ("peer_fetches", "peer_fetches", "Misses that asked the peers for a copy."),
+    ("peer_fetches_kept", "peer_fetches_kept", "Peer fetches whose answer was kept here."),
+    ("peer_fetches_refused", "peer_fetches_refused", "Peer answers refused as possibly stale."),
+    ("fetches_served", "fetches_served", "Copies this node handed to peers."),
+    ("evictions", "evictions", "Entries evicted by the LRU bounds."),
+    ("expirations", "expirations", "Entries removed when their TTL passed."),
+    ("sets", "sets", "Writes made at this node."),
+    ("deletes", "deletes", "Deletes made at this node."),
+    ("invalidations_sent", "invalidations_sent", "Invalidations this node's writes had acknowledged."),
+    ("invalidations_received", "invalidations_received", "Invalidations received from peers."),
+    ("invalidations_dropped", "invalidations_dropped", "Copies an invalidation removed here."),
+    ("writes_failed", "writes_failed", "Writes answered 503: a peer could neither ack nor be fenced."),
+    ("peers_skipped", "peers_skipped", "Invalidations a write skipped because the peer was fenced."),
+    ("fences_won", "fences_won", "Fences this node obtained on a cut-off peer."),
+    ("drops", "drops", "Times this node dropped its whole cache."),
+)
+
+
+class CacheCollector(Collector):
+    def __init__(self, stats: Callable[[], dict[str, Any]]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats()
+        for field, suffix, text in _CACHE_GAUGES:
+            yield GaugeMetricFamily(f"rakit_cache_{suffix}", text, value=float(s[field]))
+        for field, suffix, text in _CACHE_COUNTERS:
+            yield CounterMetricFamily(f"rakit_cache_{suffix}", text, value=float(s[field]))

@@ -351,12 +351,17 @@ class CacheNode:
 
     # -- remote invalidation ---------------------------------------------
 
-    def on_invalidate(self, key: str, version: Version, now_s: float | None = None) -> bool:
+    def on_invalidate(
+        self, key: str, version: Version, now_s: float | None = None, *, count: bool = True
+    ) -> bool:
         """Rows 4-6.  True if a copy older than ``version`` was held (and dropped).
 
         Without ``now_s`` a copy whose TTL has passed but is still stored counts.
+        ``count=False`` for a version learnt another way (a peer's watermark in
+        a fetch answer): the same rows, not counted as an invalidation received.
         """
-        self._inval_received += 1
+        if count:
+            self._inval_received += 1
         self.clock.observe(version)
         self._raise_watermark(key, version)
         held = self._store.peek(key, now_s)

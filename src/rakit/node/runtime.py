@@ -9,15 +9,16 @@ from typing import Any
 import aiohttp
 from redis.exceptions import RedisError
 
+from rakit.cache.service import CacheService, CacheSettings
 from rakit.config import NodeConfig
 from rakit.metrics import NodeMetrics
 from rakit.node.driver import RaftDriver
-from rakit.raft.config import RaftConfig
 from rakit.node.leases import LeaseKeeper
 from rakit.node.lock_service import LockService
 from rakit.queue.redis_store import RedisQueueStore, connect
 from rakit.queue.ring import ConsistentHashRing
 from rakit.queue.service import QueueService
+from rakit.raft.config import RaftConfig
 from rakit.statemachines.kv import KvMachine
 from rakit.statemachines.locks import LockTable
 from rakit.statemachines.registry import Registry
@@ -42,6 +43,7 @@ class NodeRuntime:
         self._leases: LeaseKeeper | None = None
         self._redis: Any = None
         self._queue: QueueService | None = None
+        self._cache: CacheService | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -62,6 +64,11 @@ class NodeRuntime:
     def queue(self) -> QueueService:
         assert self._queue is not None, "runtime not started"
         return self._queue
+
+    @property
+    def cache(self) -> CacheService:
+        assert self._cache is not None, "runtime not started"
+        return self._cache
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=30)
@@ -88,6 +95,9 @@ class NodeRuntime:
                                 op_timeout=3.0)
         self._queue = QueueService(c.node_id, c.peers, ConsistentHashRing(c.peer_ids), store, self._session,
                                    self.metrics)
+        self._cache = CacheService(c.node_id, c.peers, self._session,
+                                   CacheSettings(capacity=c.cache_capacity, max_bytes=c.cache_max_bytes))
+        self.metrics.watch_cache(self._cache.stats)
 
     async def run(self) -> None:
         """Every background task of the node, supervised together."""
@@ -97,8 +107,11 @@ class NodeRuntime:
             assert self._leases is not None
             group.create_task(self._leases.run(), name="lock-leases")
             group.create_task(self.queue.run(), name="queue")
+            group.create_task(self.cache.run(), name="cache")
 
     async def close(self) -> None:
+        if self._cache is not None:
+            await self._cache.close()
         if self._redis is not None:
             try:
                 await self._redis.aclose()

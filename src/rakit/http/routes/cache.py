@@ -1,0 +1,135 @@
+"""``/cache``: each node's LRU, kept coherent by write-invalidate (API.md "Cache").
+
+``POST /cache/set {"key", "value", "ttl"?}`` -> ``{"key", "version"}`` once every peer dropped
+    older copies (or was fenced out of serving);
+``GET /cache/get/{key}`` -> ``{"key", "value", "version", "node", "source": "local"|"peer"}`` or 404;
+``POST /cache/delete {"key"}`` -> ``{"deleted": bool}``;
+``GET /cache/stats`` -> counters, occupancy, serving state and per-peer contact;
+``POST /cache/invalidate {"src", "key", "version"}`` -> ``{"dropped", "held"}``: one invalidation,
+    JSON (for tools; nodes batch theirs);
+``POST /cache/internal/batch`` (msgpack ``rakit.cache.messages.Batch``): what nodes send each other.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from rakit.cache.messages import (
+    Batch,
+    Invalidate,
+    InvalidateResult,
+    decode_batch,
+    encode,
+)
+from rakit.cache.service import CacheService
+from rakit.errors import InvalidRequest, NotFound
+from rakit.http.json import (
+    Key,
+    Name,
+    check_value_size,
+    decode,
+    json_response,
+    path_key,
+    read_body,
+)
+
+MAX_TTL = 2_592_000
+Ttl = Annotated[float, msgspec.Meta(gt=0, le=MAX_TTL)]
+# A batch holds many invalidations and fetch answers carry values: allow a few values' worth.
+MAX_BATCH_BODY = 16 * 1024 * 1024
+
+
+class SetBody(msgspec.Struct):
+    key: Key
+    value: msgspec.Raw
+    ttl: Ttl | None = None
+
+
+class KeyBody(msgspec.Struct):
+    key: Key
+
+
+class InvalidateBody(msgspec.Struct):
+    src: Name
+    key: Key
+    version: str
+
+
+class GetAnswer(msgspec.Struct):
+    key: str
+    value: msgspec.Raw
+    version: str
+    node: str
+    source: str
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def _service(request: Request) -> CacheService:
+    return request.app.state.runtime.cache  # type: ignore[no-any-return]
+
+
+async def cache_set(request: Request) -> Response:
+    parsed = decode(await read_body(request), SetBody)
+    value = bytes(parsed.value)
+    if not value:
+        raise InvalidRequest("Object missing required field `value`", field="value")
+    check_value_size(value)
+    version = await _service(request).set(parsed.key, value, parsed.ttl)
+    return json_response({"key": parsed.key, "version": version.encode()})
+
+
+async def cache_get(request: Request) -> Response:
+    service = _service(request)
+    key = path_key(request.path_params["key"])
+    entry, source = await service.get(key)
+    if entry is None:
+        raise NotFound(f"no node holds a current copy of {key!r}")
+    answer = GetAnswer(key, msgspec.Raw(entry.value), entry.version.encode(), service.node_id, source)
+    return Response(_encoder.encode(answer), media_type="application/json")
+
+
+async def cache_delete(request: Request) -> Response:
+    parsed = decode(await read_body(request), KeyBody)
+    return json_response({"deleted": await _service(request).delete(parsed.key)})
+
+
+async def cache_stats(request: Request) -> Response:
+    return json_response(_service(request).stats())
+
+
+async def cache_invalidate(request: Request) -> Response:
+    parsed = decode(await read_body(request), InvalidateBody)
+    reply = _service(request).handle_batch(
+        Batch(parsed.src, 0, [Invalidate(parsed.key, parsed.version)]))
+    result = reply.results[0]
+    assert isinstance(result, InvalidateResult)
+    return json_response({"dropped": result.dropped, "held": result.held, "acked": reply.acked})
+
+
+async def cache_batch(request: Request) -> Response:
+    body = await read_body(request, MAX_BATCH_BODY)
+    try:
+        batch = decode_batch(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidRequest(f"malformed cache batch: {exc}") from None
+    reply = _service(request).handle_batch(batch)
+    return Response(encode(reply), media_type="application/msgpack")
+
+
+routes = [
+    Route("/cache/internal/batch", cache_batch, methods=["POST"]),
+    Route("/cache/get/{key:path}", cache_get, methods=["GET"]),
+    Route("/cache/set", cache_set, methods=["POST"]),
+    Route("/cache/delete", cache_delete, methods=["POST"]),
+    Route("/cache/stats", cache_stats, methods=["GET"]),
+    Route("/cache/invalidate", cache_invalidate, methods=["POST"]),
+]
+
+__all__ = ["NotFound", "routes"]
