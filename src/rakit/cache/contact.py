@@ -127,6 +127,9 @@ class ContactTable:
             self._lapsed = False
         return LapseCheck(now < self._serving_until, result.lapsed)
 
+    def ever_in_contact(self, peer: str) -> bool:
+        return self._lease_until[peer] > NEVER
+
     def in_contact(self, peer: str, now: float) -> bool:
         return now < self._lease_until[peer]
 

@@ -316,9 +316,12 @@ class CacheService:
             if not check.serving:
                 continue
             for peer in self.channels:
-                # A peer cut off for good: renew its fence before writes would have to.
+                # A peer that was here and is cut off: fence it (again) before writes
+                # would have to wait for it.  A peer never seen yet (still starting)
+                # is left alone: fencing it would only keep it out longer.
                 remaining = self.contact.skip_remaining(peer, now)
-                if (not self.contact.in_contact(peer, now) and self.contact.lease_expired(peer, now)
+                if (self.contact.ever_in_contact(peer) and not self.contact.in_contact(peer, now)
+                        and self.contact.lease_expired(peer, now)
                         and remaining < self.settings.round_timeout + 1.0 and peer not in self._fencing):
                     try:
                         await self._fence(peer)
