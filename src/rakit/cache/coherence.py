@@ -65,11 +65,15 @@ Rules
     this node never received.  Watermarks and floor survive ``drop_all``
     (they are still true).  Cost: in-flight reads of this node miss once.
 7.  Restart.  A restarted node has forgotten the invalidations it
-    acknowledged before, so it must start with ``floor=Version(now_us, "")``
-    (its wall clock at start): older fetch answers are refused.  Safe as long
-    as no version it acknowledged before the crash ran ahead of its wall
-    clock at restart (rule 3 of ``versions``); the cost is rule 5's, for
-    every key written before the restart.
+    acknowledged before; an answer to its fetch, sent by a peer that had not
+    yet received such an invalidation, could be older than a write about to
+    be acknowledged.  Two ways out: start with ``floor=Version(now_us, "")``
+    (its wall clock at start: older answers are refused; safe as long as no
+    version it acknowledged ran ahead of that clock, rule 3 of ``versions``;
+    the cost is rule 5's for every key written before the restart), or — what
+    the service does — fetch nothing until every write round that may have
+    counted on the old incarnation's acks has ended (rounds are bounded in
+    time): answers to fetches sent after that postdate those invalidations.
 8.  The service's duties (stated here because safety rests on them):
     a writer answers only once every peer has run ``on_invalidate`` for the
     write, or is *skippable* at that moment: cut off, and since it lost
@@ -284,6 +288,10 @@ class CacheNode:
     @property
     def epoch(self) -> int:
         return self._epoch
+
+    @property
+    def fetches_refused(self) -> int:
+        return self._fetches_refused
 
     @property
     def floor(self) -> Version:

@@ -21,8 +21,13 @@ leases, serving rights and fences), and talks to peers through one batching
   SIGSTOPped) drops the whole store first.  A node that does not serve
   answers ``503 unavailable`` and serves no fetches; it still processes
   invalidations (they only raise watermarks).
-- **Restart**: the store starts empty with ``floor = Version(now_us, "")``
-  (coherence rule 7) and does not serve until it holds leases on a majority.
+- **Restart**: the store starts empty, and the node does not serve (nor
+  fetch) for ``quarantine`` seconds after its start — longer than any write
+  round that may have counted on its previous run's acks can last
+  (coherence rule 7) — and until it holds leases on a majority.
+- **Misses**: a fetch whose answers were all refused because a newer write
+  arrived meanwhile is asked again once; a read during a write may still
+  miss (404), never answer an older value.
 - **Background**: one heartbeat loop per peer (an empty batch every
   ``ping_interval``), and a sweeper that checks for lapses, purges expired
   entries and renews fences on peers that stay cut off, so writes do not
@@ -72,7 +77,7 @@ class CacheSettings:
     lease: float = 1.0
     fence: float = 6.0
     ping_interval: float = 0.1
-    round_timeout: float = 3.0
+    round_timeout: float = 2.0
     rpc_timeout: float = 0.5
     sweep_interval: float = 0.1
 
@@ -82,9 +87,12 @@ class CacheService:
                  settings: CacheSettings = CacheSettings()) -> None:
         self.node_id = node_id
         self.settings = settings
-        self.node = CacheNode(node_id, settings.capacity, settings.max_bytes, HybridClock(node_id),
-                              floor=Version(_now_us(), ""))
-        self.contact = ContactTable(node_id, peers, time.monotonic(), lease=settings.lease, fence=settings.fence)
+        self.node = CacheNode(node_id, settings.capacity, settings.max_bytes, HybridClock(node_id))
+        self.started = started = time.monotonic()
+        self.contact = ContactTable(node_id, peers, started, lease=settings.lease, fence=settings.fence)
+        # Rounds answer before their deadline (``_round``); allow for clock drift.
+        self.quarantine_until = (started + settings.round_timeout * (1 + self.contact.drift) + 0.1
+                                  if len(peers) > 1 else started)
         self.channels = {
             peer: PeerChannel(node_id, peer, url, session, self._clock, self._on_reply,
                               timeout=settings.rpc_timeout)
@@ -109,12 +117,16 @@ class CacheService:
         log.warning("cache: dropped %d entries (%s)", count, reason)
 
     def _ensure_serving(self) -> None:
-        result = self.contact.check(time.monotonic())
+        now = time.monotonic()
+        result = self.contact.check(now)
         if result.lapsed:
             self._drop("lost leases on a majority of the cluster")
         if not result.serving:
             raise Unavailable("this node is not in contact with a majority of the cluster, "
                               "so its cache cannot prove its copies current; retry, or ask another node")
+        if now < self.quarantine_until:
+            raise Unavailable(f"this node started {now - self.started:.1f} s ago; its cache serves "
+                              f"once write rounds from before its start have ended")
 
     def serving(self) -> bool:
         try:
@@ -138,7 +150,11 @@ class CacheService:
         entry = self.node.lookup(key, time.monotonic())
         if entry is not None:
             return entry, "local"
-        return await self._fetch(key), "peer"
+        refused = self.node.fetches_refused
+        entry = await self._fetch(key)
+        if entry is None and self.node.fetches_refused > refused:
+            entry = await self._fetch(key)  # a newer write landed meanwhile: ask once more
+        return entry, "peer"
 
     async def _fetch(self, key: str) -> CacheEntry | None:
         ticket = self.node.begin_fetch(key)
@@ -187,6 +203,9 @@ class CacheService:
             self.writes_failed += 1
             raise
         now = time.monotonic()
+        if now >= deadline:  # a restarted peer waits out our deadline (quarantine): keep to it
+            self.writes_failed += 1
+            raise Unavailable(f"the invalidation round took longer than {self.settings.round_timeout} s")
         for peer, result in zip(peers, results, strict=True):
             if result is None and not self.contact.skippable(peer, now):
                 self.writes_failed += 1
@@ -264,13 +283,14 @@ class CacheService:
         check = self.contact.check(now)
         if check.lapsed:
             self._drop("lost leases on a majority of the cluster")
+        serving = check.serving and now >= self.quarantine_until
         results: list[Result] = []
         try:
             for op in batch.ops:
-                results.append(self._handle(op, check.serving, now))
+                results.append(self._handle(op, serving, now))
         except ValueError as exc:  # a malformed version
             raise InvalidRequest(str(exc)) from None
-        return BatchReply(self.node_id, self.node.clock.last, acked, check.serving, results)
+        return BatchReply(self.node_id, self.node.clock.last, acked, serving, results)
 
     def _handle(self, op: Any, serving: bool, now: float) -> Result:
         if isinstance(op, Invalidate):
@@ -339,7 +359,7 @@ class CacheService:
         s = self.node.statistics()
         return {
             "node": self.node_id,
-            "serving": self.contact.serving(now),
+            "serving": self.contact.serving(now) and now >= self.quarantine_until,
             "size": s.size,
             "bytes": s.bytes,
             "capacity": s.capacity,
