@@ -1,16 +1,24 @@
-"""One batching channel per peer for the cache: many operations, one HTTP request.
+"""One batching, pipelined stream per peer for the cache: many operations per frame.
 
 ``PeerChannel.call(op)`` queues an operation and returns a future for its
-result.  A sender task takes everything queued (up to ``max_batch``) into one
-``POST /cache/internal/batch`` on the node's pooled aiohttp session; up to
-``max_inflight`` batches per peer are in flight at once, so under load each
-request carries many invalidations and the cost per write stays small.
-Every batch is also a heartbeat: its ack extends this node's lease on the
-peer (``rakit.cache.contact``), which ``on_reply`` reports to the service.
+result.  The channel keeps one WebSocket open to the peer's ``/cache/stream``
+(on the node's pooled aiohttp session) and writes everything queued as one
+msgpack ``Batch`` frame (up to ``max_batch`` operations); frames follow each
+other without waiting for answers, and the peer answers each frame with one
+``BatchReply`` frame, in order, on the same socket.  So under load a frame
+carries many invalidations, and at low load a write costs two small frames
+instead of an HTTP request.  Every frame is also a heartbeat: its answer
+extends this node's lease on the peer (``rakit.cache.contact``), which
+``on_reply`` reports to the service; ``ping()`` sends a frame even when no
+operation waits.
 
-A batch that fails (connection refused, timeout, a non-200 answer) fails
-every future in it with ``PeerUnreachable``; the caller decides whether to
-retry.  Each request is bounded by ``timeout``; the queue by ``max_queued``.
+Failures are bounded: a frame not answered within ``timeout`` breaks the
+stream (a stopped peer's socket stays open but silent).  A broken stream
+fails every operation in flight or queued with ``PeerUnreachable`` (the
+operation may or may not have run there; the caller decides whether to
+retry), and reconnects after a short back-off, during which calls fail at
+once.  Frames in flight are capped by ``max_inflight``; the queue by
+``max_queued``.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import aiohttp
 import msgspec
@@ -28,16 +37,25 @@ from rakit.cache.messages import Batch, BatchReply, Operation, Result, decode_re
 
 log = logging.getLogger(__name__)
 
-BATCH_PATH = "/cache/internal/batch"
-CONTENT_TYPE = "application/msgpack"
+STREAM_PATH = "/cache/stream"
+MAX_FRAME = 64 * 1024 * 1024
+BACKOFF_FIRST = 0.02
+BACKOFF_MAX = 0.25
 
 
 class PeerUnreachable(Exception):
-    """The peer did not answer the batch (the operation may or may not have run there)."""
+    """The peer did not answer (the operation may or may not have run there)."""
 
 
-#: (peer id, when the batch was sent, the reply) -> None
+#: (peer id, when the frame was sent, the reply) -> None
 OnReply = Callable[[str, float, BatchReply], None]
+
+
+@dataclass(slots=True)
+class _Frame:
+    sent_at: float
+    futures: list[asyncio.Future[Result]]
+    pings: list[asyncio.Future[bool]] = field(default_factory=list)
 
 
 class PeerChannel:
@@ -52,93 +70,148 @@ class PeerChannel:
         *,
         timeout: float = 0.5,
         max_batch: int = 512,
-        max_inflight: int = 4,
+        max_inflight: int = 64,
         max_queued: int = 50_000,
     ) -> None:
         self.src = src
         self.peer_id = peer_id
-        self.url = url + BATCH_PATH
+        self.url = url + STREAM_PATH
         self.session = session
         self.clock = clock
         self.on_reply = on_reply
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.timeout = timeout
         self.max_batch = max_batch
         self.max_inflight = max_inflight
         self.max_queued = max_queued
         self._queue: deque[tuple[Operation, asyncio.Future[Result]]] = deque()
-        self._inflight = 0
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.batches_sent = 0
+        self._pings: list[asyncio.Future[bool]] = []
+        self._inflight: deque[_Frame] = deque()
+        self._wake = asyncio.Event()
+        self._connected = False
+        self._connecting = True  # calls queue while a connection is being made
+        self.frames_sent = 0
         self.failures = 0
+
+    # -- callers ---------------------------------------------------------------
 
     def call(self, op: Operation) -> asyncio.Future[Result]:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        if len(self._queue) >= self.max_queued:
+        if not (self._connected or self._connecting):
+            future.set_exception(PeerUnreachable(f"no stream to {self.peer_id}"))
+        elif len(self._queue) >= self.max_queued:
             future.set_exception(PeerUnreachable(f"{self.peer_id}: too many operations queued"))
-            return future
-        self._queue.append((op, future))
-        if self._inflight < self.max_inflight:
-            self._start()
+        else:
+            self._queue.append((op, future))
+            self._wake.set()
         return future
 
     async def ping(self) -> bool:
-        """Send an empty batch (a heartbeat); True if it was answered."""
+        """Send a frame (a heartbeat) even if nothing is queued; True if it was answered."""
+        if not self._connected:
+            return False
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pings.append(future)
+        self._wake.set()
         try:
-            await self._send([])
-            return True
+            return await future
         except PeerUnreachable:
             return False
 
-    def _start(self) -> None:
-        self._inflight += 1
-        task = asyncio.get_running_loop().create_task(self._drain())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    # -- the stream ------------------------------------------------------------
 
-    async def _drain(self) -> None:
-        try:
-            while self._queue:
-                take = min(len(self._queue), self.max_batch)
-                items = [self._queue.popleft() for _ in range(take)]
-                items = [(op, f) for op, f in items if not f.done()]  # callers that gave up
-                if not items:
-                    continue
+    async def run(self) -> None:
+        """Keep a stream to the peer open and feed it; reconnect when it breaks."""
+        while True:
+            self._connecting = True
+            try:
+                async with asyncio.timeout(self.timeout * 2):
+                    ws = await self.session.ws_connect(self.url, max_msg_size=MAX_FRAME, autoping=True,
+                                                       heartbeat=None)
                 try:
-                    results = await self._send([op for op, _ in items])
-                except PeerUnreachable as exc:
-                    for _, future in items:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_, future), result in zip(items, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
-        finally:
-            self._inflight -= 1
-
-    async def _send(self, ops: list[Operation]) -> list[Result]:
-        body = encode(Batch(self.src, self.clock(), ops))
-        sent_at = time.monotonic()
-        try:
-            async with self.session.post(self.url, data=body, timeout=self.timeout,
-                                         headers={"content-type": CONTENT_TYPE}) as resp:
-                data = await resp.read()
-                if resp.status != 200:
-                    raise PeerUnreachable(f"{self.peer_id} answered {resp.status}")
-            reply = decode_reply(data)
-        except (TimeoutError, aiohttp.ClientError, OSError, msgspec.DecodeError) as exc:
+                    self._connected = True
+                    self._connecting = False
+                    if self.failures:
+                        log.info("cache stream to %s open", self.peer_id)
+                    self.failures = 0
+                    await self._serve(ws)
+                finally:
+                    self._connected = False
+                    await ws.close()
+            except (aiohttp.ClientError, TimeoutError, OSError, ConnectionError, msgspec.DecodeError) as exc:
+                if self.failures == 0:
+                    log.info("cache stream to %s broke: %s: %s", self.peer_id, type(exc).__name__, exc)
+            self._connected = self._connecting = False
             self.failures += 1
-            raise PeerUnreachable(f"{self.peer_id}: {type(exc).__name__}: {exc}") from None
-        self.batches_sent += 1
-        if len(reply.results) != len(ops):
-            raise PeerUnreachable(f"{self.peer_id} answered {len(reply.results)} results to {len(ops)} operations")
-        self.on_reply(self.peer_id, sent_at, reply)
-        return reply.results
+            self._fail_all(PeerUnreachable(f"stream to {self.peer_id} broke"))
+            await asyncio.sleep(min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** min(self.failures - 1, 8)))
 
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        reader = asyncio.create_task(self._read(ws), name=f"cache-read-{self.peer_id}")
+        try:
+            while not reader.done():
+                if self._inflight and time.monotonic() - self._inflight[0].sent_at > self.timeout:
+                    raise TimeoutError(f"{self.peer_id} did not answer within {self.timeout} s")
+                if (not self._queue and not self._pings) or len(self._inflight) >= self.max_inflight:
+                    self._wake.clear()
+                    waiter = asyncio.ensure_future(self._wake.wait())
+                    await asyncio.wait({waiter, reader}, timeout=self.timeout / 4,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    waiter.cancel()
+                    continue
+                take = min(len(self._queue), self.max_batch)
+                ops: list[Operation] = []
+                futures: list[asyncio.Future[Result]] = []
+                for _ in range(take):
+                    op, future = self._queue.popleft()
+                    if not future.done():  # the caller may have given up
+                        ops.append(op)
+                        futures.append(future)
+                pings, self._pings = self._pings, []
+                frame = _Frame(time.monotonic(), futures, pings)
+                self._inflight.append(frame)
+                await ws.send_bytes(encode(Batch(self.src, self.clock(), ops)))
+                self.frames_sent += 1
+            reader.result()  # re-raise what ended the stream
+        finally:
+            reader.cancel()
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for message in ws:
+            if message.type != aiohttp.WSMsgType.BINARY:
+                break
+            reply = decode_reply(message.data)
+            if not self._inflight:
+                raise ConnectionError(f"{self.peer_id} answered a frame never sent")
+            frame = self._inflight.popleft()
+            if len(reply.results) != len(frame.futures):
+                raise ConnectionError(f"{self.peer_id} answered {len(reply.results)} results "
+                                      f"to {len(frame.futures)} operations")
+            self.on_reply(self.peer_id, frame.sent_at, reply)
+            for future, result in zip(frame.futures, reply.results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+            for ping in frame.pings:
+                if not ping.done():
+                    ping.set_result(True)
+        raise ConnectionResetError(f"cache stream to {self.peer_id} closed")
+
+    def _fail_all(self, exc: PeerUnreachable) -> None:
+        for frame in self._inflight:
+            for future in frame.futures:
+                if not future.done():
+                    future.set_exception(exc)
+            for ping in frame.pings:
+                if not ping.done():
+                    ping.set_exception(exc)
+        self._inflight.clear()
         for _, future in self._queue:
             if not future.done():
-                future.set_exception(PeerUnreachable("closing"))
+                future.set_exception(exc)
         self._queue.clear()
+        for ping in self._pings:
+            if not ping.done():
+                ping.set_exception(exc)
+        self._pings.clear()
+
+    def close(self) -> None:
+        self._fail_all(PeerUnreachable("closing"))

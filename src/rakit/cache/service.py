@@ -2,8 +2,8 @@
 
 It drives the pure parts: ``CacheNode`` (``rakit.cache.coherence``: the LRU,
 versions and the MESI rules) and ``ContactTable`` (``rakit.cache.contact``:
-leases, serving rights and fences), and talks to peers through one batching
-``PeerChannel`` each (``rakit.cache.peers``).
+leases, serving rights and fences), and talks to peers through one batching,
+pipelined WebSocket ``PeerChannel`` each (``rakit.cache.peers``).
 
 - **get**: a hit is answered locally.  A miss asks every peer this node is
   in contact with (one ``Fetch`` each, in parallel); their watermarks are
@@ -315,6 +315,7 @@ class CacheService:
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
             for peer, channel in self.channels.items():
+                group.create_task(channel.run(), name=f"cache-stream-{peer}")
                 group.create_task(self._heartbeat(channel), name=f"cache-heartbeat-{peer}")
             group.create_task(self._sweep(), name="cache-sweeper")
 
@@ -350,7 +351,7 @@ class CacheService:
 
     async def close(self) -> None:
         for channel in self.channels.values():
-            await channel.close()
+            channel.close()
 
     # -- introspection -----------------------------------------------------------
 

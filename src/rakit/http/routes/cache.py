@@ -7,7 +7,9 @@
 ``GET /cache/stats`` -> counters, occupancy, serving state and per-peer contact;
 ``POST /cache/invalidate {"src", "key", "version"}`` -> ``{"dropped", "held"}``: one invalidation,
     JSON (for tools; nodes batch theirs);
-``POST /cache/internal/batch`` (msgpack ``rakit.cache.messages.Batch``): what nodes send each other.
+``/cache/stream`` (WebSocket): what nodes send each other, msgpack ``rakit.cache.messages.Batch``
+    frames answered by ``BatchReply`` frames in order; ``POST /cache/internal/batch`` answers one
+    batch per request, for tools.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Annotated
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rakit.cache.messages import (
     Batch,
@@ -123,7 +126,36 @@ async def cache_batch(request: Request) -> Response:
     return Response(encode(reply), media_type="application/msgpack")
 
 
+UNSUPPORTED_DATA = 1003
+
+
+async def cache_stream(websocket: WebSocket) -> None:
+    service: CacheService = websocket.app.state.runtime.cache
+    await websocket.accept()
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("bytes")
+            try:
+                if data is None:
+                    raise InvalidRequest("cache frames are binary")
+                try:
+                    batch = decode_batch(data)
+                except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                    raise InvalidRequest(f"malformed cache batch: {exc}") from None
+                reply = service.handle_batch(batch)
+            except InvalidRequest as exc:
+                await websocket.close(UNSUPPORTED_DATA, exc.detail[:120])
+                return
+            await websocket.send_bytes(encode(reply))
+    except WebSocketDisconnect:
+        return
+
+
 routes = [
+    WebSocketRoute("/cache/stream", cache_stream),
     Route("/cache/internal/batch", cache_batch, methods=["POST"]),
     Route("/cache/get/{key:path}", cache_get, methods=["GET"]),
     Route("/cache/set", cache_set, methods=["POST"]),
