@@ -272,7 +272,9 @@ class CacheNode:
         )
         if self._tombstone_capacity < 1:
             raise ValueError("tombstone_capacity must be >= 1")
-        self._tombstones: OrderedDict[str, Version] = OrderedDict()
+        # (counter, node) as exact tuples, which the garbage collector untracks
+        # (a Version object per tombstone would make every full collection scan them).
+        self._tombstones: OrderedDict[str, tuple[int, str]] = OrderedDict()
         self._floor = floor
         self._epoch = 0
         self._sets = self._deletes = 0
@@ -302,11 +304,12 @@ class CacheNode:
 
     def watermark(self, key: str) -> Version | None:
         """The highest write or invalidation of ``key`` remembered here (rule 3)."""
-        return self._tombstones.get(key)
+        mark = self._tombstones.get(key)
+        return None if mark is None else Version(*mark)
 
     def fetch_floor(self, key: str) -> Version:
         """The oldest version of ``key`` a fetch may still bring in (rule 4)."""
-        mark = self._tombstones.get(key)
+        mark = self.watermark(key)
         return self._floor if mark is None or mark < self._floor else mark
 
     def peek(self, key: str, now_s: float | None) -> CacheEntry | None:
@@ -458,13 +461,13 @@ class CacheNode:
     def _raise_watermark(self, key: str, version: Version) -> None:
         marks = self._tombstones
         old = marks.get(key)
-        if old is None or old < version:
-            marks[key] = version
+        new = (version.counter, version.node)
+        if old is None or old < new:
+            marks[key] = new
         marks.move_to_end(key)
         while len(marks) > self._tombstone_capacity:  # rule 5
             _, evicted = marks.popitem(last=False)
-            if evicted > self._floor:
-                self._floor = evicted
+            self._floor = max(self._floor, Version(*evicted))
             self._tombstone_evictions += 1
 
     def statistics(self) -> CacheNodeStatistics:

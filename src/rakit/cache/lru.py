@@ -27,6 +27,7 @@ Rules
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -100,8 +101,36 @@ class LruStatistics:
     expirations: int
 
 
+# A held entry, packed as an exact tuple of atomic values: the cyclic garbage
+# collector untracks such tuples, so a cache of a million entries costs a full
+# collection nothing (a dataclass per entry made every one of them a scan).
+# (value, version counter, version node, state, expires_at, size)
+_Packed = tuple[bytes, int, str, str, float | None, int]
+_VALUE, _COUNTER, _NODE, _STATE, _EXPIRES, _SIZE = range(6)
+
+
+def _pack(entry: CacheEntry) -> _Packed:
+    v = entry.version
+    # str(): a StrEnum member is an object the collector tracks; its plain value is not.
+    return (entry.value, v.counter, v.node, str(entry.state), entry.expires_at, entry.size)
+
+
+def _unpack(key: str, packed: _Packed) -> CacheEntry:
+    return CacheEntry(key, packed[_VALUE], Version(packed[_COUNTER], packed[_NODE]), packed[_STATE],
+                      packed[_EXPIRES])
+
+
+def _dead(packed: _Packed, now: float) -> bool:
+    expires = packed[_EXPIRES]
+    return expires is not None and now >= expires
+
+
 class LruStore:
-    """Key -> ``CacheEntry``, least recently used first (an ``OrderedDict``)."""
+    """Key -> entry, least recently used first (an ``OrderedDict`` of packed tuples).
+
+    Entries with a TTL are also in a heap by expiry, so ``purge_expired``
+    costs what it removes, not a scan of the store.
+    """
 
     def __init__(self, capacity: int, max_bytes: int) -> None:
         if capacity < 1:
@@ -110,7 +139,8 @@ class LruStore:
             raise ValueError(f"max_bytes must be >= 1, not {max_bytes}")
         self._capacity = capacity
         self._max_bytes = max_bytes
-        self._entries: OrderedDict[str, CacheEntry] = OrderedDict()
+        self._entries: OrderedDict[str, _Packed] = OrderedDict()
+        self._expiries: list[tuple[float, str]] = []  # heap; may hold stale pairs
         self._bytes = 0
         self._hits = 0
         self._misses = 0
@@ -141,7 +171,7 @@ class LruStore:
 
     def items(self) -> list[tuple[str, CacheEntry]]:
         """A snapshot of (key, entry), least recently used first, dead ones included."""
-        return list(self._entries.items())
+        return [(key, _unpack(key, packed)) for key, packed in self._entries.items()]
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._entries))
@@ -154,28 +184,29 @@ class LruStore:
 
     def get(self, key: str, now: float) -> CacheEntry | None:
         """A live entry (a hit, made most recently used) or None (a miss)."""
-        entry = self._live(key, now)
-        if entry is None:
+        packed = self._live(key, now)
+        if packed is None:
             self._misses += 1
             return None
         self._hits += 1
         self._entries.move_to_end(key)
-        return entry
+        return _unpack(key, packed)
 
     def peek(self, key: str, now: float | None) -> CacheEntry | None:
         """A live entry or None; no statistics, no LRU move (dead ones still go).
 
         ``now=None`` skips the expiry check: the entry held, dead or alive.
         """
-        return self._live(key, now)
+        packed = self._live(key, now)
+        return None if packed is None else _unpack(key, packed)
 
-    def _live(self, key: str, now: float | None) -> CacheEntry | None:
-        entry = self._entries.get(key)
-        if entry is not None and now is not None and entry.expired(now):
+    def _live(self, key: str, now: float | None) -> _Packed | None:
+        packed = self._entries.get(key)
+        if packed is not None and now is not None and _dead(packed, now):
             self._drop(key)
             self._expirations += 1
             return None
-        return entry
+        return packed
 
     # -- writes ------------------------------------------------------------
 
@@ -185,53 +216,71 @@ class LruStore:
             raise EntryTooLarge(entry.key, entry.size, self._max_bytes)
         old = self._entries.pop(entry.key, None)
         if old is not None:
-            self._bytes -= old.size
-        self._entries[entry.key] = entry
+            self._bytes -= old[_SIZE]
+        self._entries[entry.key] = _pack(entry)
         self._bytes += entry.size
+        if entry.expires_at is not None:
+            self._schedule(entry.expires_at, entry.key)
         removed: list[str] = []
         while len(self._entries) > self._capacity or self._bytes > self._max_bytes:
             key, victim = self._entries.popitem(last=False)
-            self._bytes -= victim.size
-            if victim.expired(now):
+            self._bytes -= victim[_SIZE]
+            if _dead(victim, now):
                 self._expirations += 1
             else:
                 self._evictions += 1
             removed.append(key)
         return removed
 
+    def _schedule(self, expires_at: float, key: str) -> None:
+        heap = self._expiries
+        heapq.heappush(heap, (expires_at, key))
+        if len(heap) > 2 * len(self._entries) + 1024:  # mostly stale pairs: rebuild
+            heap[:] = [(p[_EXPIRES], k) for k, p in self._entries.items() if p[_EXPIRES] is not None]
+            heapq.heapify(heap)
+
     def restate(self, key: str, state: str) -> CacheEntry | None:
         """Change a held entry's ``state`` in place (no LRU move); the new entry or None."""
-        entry = self._entries.get(key)
-        if entry is None:
+        packed = self._entries.get(key)
+        if packed is None:
             return None
-        entry = entry.with_state(state)
-        self._entries[key] = entry  # an existing key keeps its place
-        return entry
+        if packed[_STATE] != state:
+            packed = (packed[_VALUE], packed[_COUNTER], packed[_NODE], str(state), packed[_EXPIRES],
+                      packed[_SIZE])
+            self._entries[key] = packed  # an existing key keeps its place
+        return _unpack(key, packed)
 
     def remove(self, key: str) -> CacheEntry | None:
         """Take ``key`` out (dead or alive); the entry it held, or None."""
-        entry = self._entries.get(key)
-        if entry is not None:
-            self._drop(key)
-        return entry
+        packed = self._entries.get(key)
+        if packed is None:
+            return None
+        self._drop(key)
+        return _unpack(key, packed)
 
     def clear(self) -> int:
         """Empty the store; how many entries it held."""
         count = len(self._entries)
         self._entries.clear()
+        self._expiries.clear()
         self._bytes = 0
         return count
 
     def purge_expired(self, now: float) -> list[str]:
-        """Remove every dead entry (a full scan, for a periodic sweeper); their keys."""
-        dead = [key for key, entry in self._entries.items() if entry.expired(now)]
-        for key in dead:
-            self._drop(key)
+        """Remove every dead entry (for a periodic sweeper); their keys."""
+        heap = self._expiries
+        dead: list[str] = []
+        while heap and heap[0][0] <= now:
+            expires_at, key = heapq.heappop(heap)
+            packed = self._entries.get(key)
+            if packed is not None and packed[_EXPIRES] == expires_at and _dead(packed, now):
+                self._drop(key)
+                dead.append(key)
         self._expirations += len(dead)
         return dead
 
     def _drop(self, key: str) -> None:
-        self._bytes -= self._entries.pop(key).size
+        self._bytes -= self._entries.pop(key)[_SIZE]
 
     def statistics(self) -> LruStatistics:
         return LruStatistics(

@@ -66,6 +66,11 @@ from rakit.errors import InvalidRequest, Unavailable
 log = logging.getLogger(__name__)
 
 
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def _now_us() -> int:
     return time.time_ns() // 1000
 
@@ -194,13 +199,36 @@ class CacheService:
         if not self.channels:
             self.node.confirm_write(key, version)
             return []
-        deadline = time.monotonic() + self.settings.round_timeout
+        now = time.monotonic()
+        deadline = now + self.settings.round_timeout
         op = Invalidate(key, version.encode())
         peers = list(self.channels)
+        # Fast path: one queued operation per peer, no task; a peer that fails
+        # goes through ``_deliver`` (retries, fencing), all within the deadline.
+        sent: list[asyncio.Future[Result] | None] = [
+            None if self.contact.skippable(p, deadline) and not self.contact.in_contact(p, now)
+            else self.channels[p].call(op)
+            for p in peers
+        ]
+        results: list[InvalidateResult | None] = []
         try:
-            results = await asyncio.gather(*(self._deliver(p, op, deadline) for p in peers))
+            for peer, future in zip(peers, sent, strict=True):
+                if future is None:
+                    self.peers_skipped += 1
+                    results.append(None)
+                    continue
+                try:
+                    result = await future
+                    self.invalidations_sent += 1
+                    assert isinstance(result, InvalidateResult)
+                except PeerUnreachable:
+                    result = await self._deliver(peer, op, deadline)
+                results.append(result)
         except Unavailable:
             self.writes_failed += 1
+            for future in sent:  # answers we no longer wait for: no "never retrieved" warnings
+                if future is not None:
+                    future.add_done_callback(_consume)
             raise
         now = time.monotonic()
         if now >= deadline:  # a restarted peer waits out our deadline (quarantine): keep to it
