@@ -1,4 +1,5 @@
-"""The ``rakit`` command line: ``rakit node`` runs one node, ``rakit up`` a local cluster.
+"""The ``rakit`` command line: ``rakit node`` runs one node, ``rakit up`` a local cluster;
+``rakit status|lock|queue|cache`` talk to a running cluster (``rakit.cli_client``).
 
 Every flag of ``rakit node`` has an environment variable used when the flag
 is absent (API.md).  Configuration problems print one line on stderr and
@@ -87,6 +88,15 @@ def up(
         fail(str(exc), code=1)
         return
     raise typer.Exit(code)
+
+
+def _register_client_commands() -> None:
+    from rakit.cli_client import register
+
+    register(app)
+
+
+_register_client_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

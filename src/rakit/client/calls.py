@@ -1,0 +1,180 @@
+"""What each client operation sends and how its answer is read: shared by both clients.
+
+A ``Call`` is one API request (method, path, JSON body, query, how long the
+server may take) plus ``parse`` (the answer's JSON -> the result) and the
+answers that count as success: ``absent`` (a status and error code that mean
+"nothing there", e.g. a 404 cache miss or a 204 empty pop) and
+``retry_success`` (an error code that, on a *retried* attempt, means the
+first attempt already did it: a release answered ``not_holder`` after a lost
+answer).  ``Client`` and ``AsyncClient`` only differ in how they run calls.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import quote
+
+__all__ = ["Call", "Message", "default_client_id", "default_nodes"]
+
+DEFAULT_NODES = "http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003"
+LockMode = Literal["exclusive", "shared"]
+_NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def default_nodes(nodes: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """``nodes`` as a list of base URLs; else ``$RAKIT_NODES``; else the local 3-node cluster."""
+    if nodes is None:
+        nodes = os.environ.get("RAKIT_NODES") or DEFAULT_NODES
+    if isinstance(nodes, str):
+        nodes = [n for n in nodes.split(",")]
+    urls = [n.strip().rstrip("/") for n in nodes if n.strip()]
+    if not urls:
+        raise ValueError("no node URLs given")
+    return [u if "://" in u else "http://" + u for u in urls]
+
+
+def default_client_id() -> str:
+    """``<host>-<pid>-<random>``: unique per process, in the API's name form."""
+    host = _NAME_BAD.sub("-", socket.gethostname())[:60] or "client"
+    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def key_path(name: str) -> str:
+    return quote(name, safe="")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One delivered queue message."""
+
+    topic: str
+    message_id: str
+    message: Any
+    delivery_count: int
+
+
+@dataclass(slots=True)
+class Call:
+    method: str
+    path: str
+    json: Any = None
+    params: dict[str, Any] | None = None
+    wait: float = 0.0  # seconds the server may legitimately hold the request
+    parse: Callable[[Any], Any] = lambda body: body
+    absent: tuple[int, str | None] | None = None  # (status, error code or None) -> result None
+    retry_success: str | None = None
+    retry_result: Any = field(default=None)
+
+
+# -- locks ---------------------------------------------------------------------
+
+
+def acquire(resource: str, client_id: str, mode: LockMode, ttl: float, timeout: float,
+            lock_delay: float | None) -> Call:
+    body: dict[str, Any] = {"resource": resource, "client_id": client_id, "mode": mode, "ttl": ttl,
+                            "timeout": timeout}
+    if lock_delay is not None:
+        body["lock_delay"] = lock_delay
+    return Call("POST", "/lock/acquire", body, wait=timeout)
+
+
+def release(resource: str, client_id: str, fencing_token: int | None) -> Call:
+    body: dict[str, Any] = {"resource": resource, "client_id": client_id}
+    if fencing_token is not None:
+        body["fencing_token"] = fencing_token
+    return Call("POST", "/lock/release", body, retry_success="not_holder", retry_result={"released": True})
+
+
+def renew(resource: str, client_id: str, ttl: float | None) -> Call:
+    body: dict[str, Any] = {"resource": resource, "client_id": client_id}
+    if ttl is not None:
+        body["ttl"] = ttl
+    return Call("POST", "/lock/renew", body)
+
+
+def lock_status(resource: str) -> Call:
+    return Call("GET", "/lock/status/" + key_path(resource))
+
+
+def lock_watch(resource: str, client_id: str, timeout: float) -> Call:
+    return Call("GET", "/lock/watch/" + key_path(resource), params={"client_id": client_id, "timeout": timeout},
+                wait=timeout)
+
+
+# -- queue ---------------------------------------------------------------------
+
+
+def push(topic: str, message: Any, message_id: str) -> Call:
+    return Call("POST", "/queue/push", {"topic": topic, "message": message, "message_id": message_id},
+                parse=lambda body: body["message_id"])
+
+
+def pop(topic: str, consumer_id: str, visibility_timeout: float, wait: float) -> Call:
+    return Call("GET", f"/queue/pop/{key_path(topic)}/{key_path(consumer_id)}",
+                params={"visibility_timeout": visibility_timeout, "wait": wait}, wait=wait,
+                parse=lambda b: Message(b["topic"], b["message_id"], b["message"], b["delivery_count"]),
+                absent=(204, None))
+
+
+def _message_call(op: str, topic: str, consumer_id: str, message_id: str, extra: dict[str, Any] | None = None) -> Call:
+    body = {"topic": topic, "consumer_id": consumer_id, "message_id": message_id, **(extra or {})}
+    return Call("POST", f"/queue/{op}", body, parse=lambda b: True, retry_success="not_in_flight",
+                retry_result=True)
+
+
+def ack(topic: str, consumer_id: str, message_id: str) -> Call:
+    return _message_call("ack", topic, consumer_id, message_id)
+
+
+def nack(topic: str, consumer_id: str, message_id: str) -> Call:
+    return _message_call("nack", topic, consumer_id, message_id)
+
+
+def extend(topic: str, consumer_id: str, message_id: str, visibility_timeout: float) -> Call:
+    return _message_call("extend", topic, consumer_id, message_id, {"visibility_timeout": visibility_timeout})
+
+
+def queue_stats(topic: str) -> Call:
+    return Call("GET", "/queue/stats/" + key_path(topic))
+
+
+def dead(topic: str, limit: int) -> Call:
+    return Call("GET", "/queue/dead/" + key_path(topic), params={"limit": limit},
+                parse=lambda b: [Message(topic, m["message_id"], m["message"], m["delivery_count"])
+                                 for m in b["messages"]])
+
+
+def redrive(topic: str, limit: int) -> Call:
+    return Call("POST", "/queue/redrive", {"topic": topic, "limit": limit}, parse=lambda b: b["redriven"])
+
+
+# -- cache ---------------------------------------------------------------------
+
+
+def cache_get(key: str) -> Call:
+    return Call("GET", "/cache/get/" + key_path(key), absent=(404, "not_found"))
+
+
+def cache_set(key: str, value: Any, ttl: float | None) -> Call:
+    body: dict[str, Any] = {"key": key, "value": value}
+    if ttl is not None:
+        body["ttl"] = ttl
+    return Call("POST", "/cache/set", body, parse=lambda b: b["version"])
+
+
+def cache_delete(key: str) -> Call:
+    return Call("POST", "/cache/delete", {"key": key}, parse=lambda b: b["deleted"])
+
+
+def cache_stats() -> Call:
+    return Call("GET", "/cache/stats")
+
+
+def status() -> Call:
+    return Call("GET", "/status")

@@ -1,0 +1,159 @@
+"""The client's exceptions: one per error code of the node API, all under ``RakitError``.
+
+Each carries the server's ``error`` code, its ``detail``, the HTTP
+``status`` and the whole answer ``body`` (e.g. ``Deadlock.cycle``).
+
+>>> try:
+...     client.lock("orders", timeout=0).acquire()
+... except LockConflict as exc:
+...     print(exc.error, exc.detail)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ConnectionFailed",
+    "Deadlock",
+    "InvalidRequest",
+    "LockConflict",
+    "LockLost",
+    "LockTimeout",
+    "NoLeader",
+    "NotFound",
+    "NotHolder",
+    "NotInFlight",
+    "RakitError",
+    "ServerError",
+    "TokenMismatch",
+    "TooLarge",
+    "Unavailable",
+    "error_from_answer",
+]
+
+
+class RakitError(Exception):
+    """Any error a rakit node answered (or the client met talking to one)."""
+
+    error: str = "error"
+
+    def __init__(self, detail: str = "", *, status: int | None = None, body: dict[str, Any] | None = None,
+                 node: str | None = None) -> None:
+        super().__init__(detail or self.error)
+        self.detail = detail
+        self.status = status
+        self.body: dict[str, Any] = body or {}
+        self.node = node
+
+    def __str__(self) -> str:
+        where = f" (from {self.node})" if self.node else ""
+        return f"{self.error}: {self.detail}{where}" if self.detail else f"{self.error}{where}"
+
+
+class InvalidRequest(RakitError):
+    """422: a malformed request (a name outside the allowed form, a number out of range...)."""
+
+    error = "invalid_request"
+
+
+class TooLarge(RakitError):
+    """413: a value or message over 1 MiB once encoded."""
+
+    error = "too_large"
+
+
+class NotFound(RakitError):
+    """404: nothing there (a cache key no node holds, an unknown path)."""
+
+    error = "not_found"
+
+
+class LockConflict(RakitError):
+    """409 ``conflict``: the lock is held in an incompatible mode (asked with ``timeout=0``)."""
+
+    error = "conflict"
+
+
+class LockTimeout(RakitError):
+    """409 ``timeout``: the lock was not granted within the acquire's ``timeout``."""
+
+    error = "timeout"
+
+
+class Deadlock(RakitError):
+    """409 ``deadlock``: waiting would close a cycle in the wait-for graph; ``cycle`` names it."""
+
+    error = "deadlock"
+
+    @property
+    def cycle(self) -> list[str]:
+        return list(self.body.get("cycle", []))
+
+
+class NotHolder(RakitError):
+    """409 ``not_holder``: this client does not hold the lock (released, or its lease ran out)."""
+
+    error = "not_holder"
+
+
+class TokenMismatch(RakitError):
+    """409 ``token_mismatch``: the fencing token given is not the current holder's."""
+
+    error = "token_mismatch"
+
+
+class NotInFlight(RakitError):
+    """404 ``not_in_flight``: the message is not in flight for that consumer (acked, or redelivered)."""
+
+    error = "not_in_flight"
+
+
+class NoLeader(RakitError):
+    """503 ``no_leader``: no Raft leader is known right now (an election is running)."""
+
+    error = "no_leader"
+
+
+class Unavailable(RakitError):
+    """503 ``unavailable``: the node cannot serve this now (Redis down, cache cut off...)."""
+
+    error = "unavailable"
+
+
+class ServerError(RakitError):
+    """An answer the client did not expect (a 5xx, or a body that is not the API's JSON)."""
+
+    error = "server_error"
+
+
+class ConnectionFailed(RakitError):
+    """No node could be reached (every attempt failed to connect or timed out)."""
+
+    error = "connection_failed"
+
+
+class LockLost(RakitError):
+    """The lock was lost while held: a renewal was refused or could not reach the cluster in time."""
+
+    error = "lock_lost"
+
+
+_BY_CODE: dict[str, type[RakitError]] = {
+    cls.error: cls
+    for cls in (InvalidRequest, TooLarge, NotFound, LockConflict, LockTimeout, Deadlock, NotHolder,
+                TokenMismatch, NotInFlight, NoLeader, Unavailable)
+}
+
+
+def error_from_answer(status: int, body: Any, node: str | None = None) -> RakitError:
+    """The exception for a non-2xx answer of the API (``{"error", "detail", ...}``)."""
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        cls = _BY_CODE.get(body["error"])
+        if cls is None:
+            cls = ServerError if status >= 500 else RakitError
+        err = cls(str(body.get("detail", "")), status=status, body=body, node=node)
+        if cls is RakitError or cls is ServerError:
+            err.error = body["error"]
+        return err
+    return ServerError(f"HTTP {status}: {str(body)[:200]}", status=status, node=node)

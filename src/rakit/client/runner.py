@@ -1,0 +1,174 @@
+"""Running a ``Call`` against the cluster: node choice, failover, retries, timeouts.
+
+Both runners follow one policy (``RetryPolicy``), with tenacity doing the
+retrying:
+
+- a call goes to the node that last answered well; a connection error, a
+  timeout or a ``503`` (``no_leader``, ``unavailable``) moves it to the next
+  node and retries, with exponential backoff and jitter, at most
+  ``attempts`` times and never past ``deadline`` seconds;
+- any other answer is final: 2xx is parsed, an error code raises its
+  exception (``rakit.client.errors``);
+- every request has a timeout: ``timeout`` plus the time the server may
+  legitimately hold it (a waiting acquire, a long poll).
+
+Retries are safe because every operation is idempotent or made so:
+acquire and renew are idempotent per client id, a push carries a message id
+(the queue deduplicates), and a release or ack whose first answer was lost
+may find ``not_holder`` / ``not_in_flight`` on the retry: that counts as done.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import tenacity
+
+from rakit.client.calls import Call
+from rakit.client.errors import ConnectionFailed, NoLeader, RakitError, ServerError, Unavailable, error_from_answer
+
+__all__ = ["AsyncRunner", "RetryPolicy", "SyncRunner"]
+
+_RETRYABLE = (ConnectionFailed, NoLeader, Unavailable)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    timeout: float = 5.0  # per request, on top of the time the server may hold it
+    attempts: int = 6
+    deadline: float = 15.0  # all attempts of one call
+    backoff_initial: float = 0.05
+    backoff_max: float = 1.0
+
+    def tenacity_kwargs(self) -> dict[str, Any]:
+        return {
+            "stop": tenacity.stop_after_attempt(self.attempts) | tenacity.stop_after_delay(self.deadline),
+            "wait": (tenacity.wait_exponential(multiplier=self.backoff_initial, max=self.backoff_max)
+                     + tenacity.wait_random(0, self.backoff_initial)),
+            "retry": tenacity.retry_if_exception_type(_RETRYABLE),
+            "reraise": True,
+        }
+
+
+class _Nodes:
+    """The node URLs, starting with the one that last answered well."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = urls
+        self.current = 0
+
+    def pick(self) -> str:
+        return self.urls[self.current % len(self.urls)]
+
+    def failed(self, url: str) -> None:
+        if self.pick() == url:
+            self.current = (self.current + 1) % len(self.urls)
+
+
+def _decode(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        return response.text
+
+
+def _outcome(call: Call, response: httpx.Response, attempt: int, node: str) -> Any:
+    status = response.status_code
+    body = _decode(response)
+    if call.absent is not None and status == call.absent[0]:
+        code = call.absent[1]
+        if code is None or (isinstance(body, dict) and body.get("error") == code):
+            return None
+    if 200 <= status < 300:
+        if body is None:
+            raise ServerError(f"HTTP {status} with no body", status=status, node=node)
+        return call.parse(body)
+    error = error_from_answer(status, body, node)
+    if attempt > 1 and call.retry_success is not None and error.error == call.retry_success:
+        return call.retry_result
+    raise error
+
+
+def _timeout(policy: RetryPolicy, call: Call) -> httpx.Timeout:
+    return httpx.Timeout(policy.timeout + call.wait, connect=min(policy.timeout, 2.0))
+
+
+class SyncRunner:
+    def __init__(self, urls: list[str], policy: RetryPolicy) -> None:
+        self.nodes = _Nodes(urls)
+        self.policy = policy
+        self.http = httpx.Client(headers={"user-agent": "rakit-client"})
+
+    def run(self, call: Call, node: str | None = None, single: bool = False) -> Any:
+        """Run ``call`` (on ``node`` only, when given: no failover; ``single``: one attempt)."""
+        attempt = 0
+
+        def once() -> Any:
+            nonlocal attempt
+            attempt += 1
+            url = node or self.nodes.pick()
+            try:
+                response = self.http.request(call.method, url + call.path, json=call.json, params=call.params,
+                                             timeout=_timeout(self.policy, call))
+            except httpx.TransportError as exc:
+                self.nodes.failed(url)
+                raise ConnectionFailed(f"{type(exc).__name__}: {exc}", node=url) from None
+            try:
+                return _outcome(call, response, attempt, url)
+            except RakitError as exc:
+                if isinstance(exc, _RETRYABLE):
+                    self.nodes.failed(url)
+                raise
+
+        if single:
+            return once()
+        for try_ in tenacity.Retrying(**self.policy.tenacity_kwargs()):
+            with try_:
+                return once()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class AsyncRunner:
+    def __init__(self, urls: list[str], policy: RetryPolicy) -> None:
+        self.nodes = _Nodes(urls)
+        self.policy = policy
+        self.http = httpx.AsyncClient(headers={"user-agent": "rakit-client"})
+
+    async def run(self, call: Call, node: str | None = None, single: bool = False) -> Any:
+        """Run ``call`` (on ``node`` only, when given: no failover; ``single``: one attempt)."""
+        attempt = 0
+
+        async def once() -> Any:
+            nonlocal attempt
+            attempt += 1
+            url = node or self.nodes.pick()
+            try:
+                response = await self.http.request(call.method, url + call.path, json=call.json,
+                                                   params=call.params, timeout=_timeout(self.policy, call))
+            except httpx.TransportError as exc:
+                self.nodes.failed(url)
+                raise ConnectionFailed(f"{type(exc).__name__}: {exc}", node=url) from None
+            try:
+                return _outcome(call, response, attempt, url)
+            except RakitError as exc:
+                if isinstance(exc, _RETRYABLE):
+                    self.nodes.failed(url)
+                raise
+
+        if single:
+            return await once()
+        async for try_ in tenacity.AsyncRetrying(**self.policy.tenacity_kwargs()):
+            with try_:
+                return await once()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def aclose(self) -> None:
+        await self.http.aclose()

@@ -1,0 +1,389 @@
+"""``rakit.Client``: the blocking client (threads; see ``rakit.AsyncClient`` for asyncio).
+
+>>> import rakit
+>>> client = rakit.Client(["http://127.0.0.1:8001", "http://127.0.0.1:8002"])
+>>> with client.lock("orders", ttl=10, timeout=5) as lease:
+...     storage.write(data, fencing_token=lease.fencing_token)
+>>> client.queue("emails").push({"to": "a@b.c"})
+>>> client.cache.set("user:42", {"name": "Ada"}, ttl=300)
+>>> client.cache.get("user:42", default=None)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+from rakit.client import calls
+from rakit.client.calls import LockMode, Message, default_client_id, default_nodes
+from rakit.client.errors import LockLost, NotHolder, RakitError
+from rakit.client.runner import RetryPolicy, SyncRunner
+
+__all__ = ["Cache", "Client", "Lock", "Queue"]
+
+log = logging.getLogger(__name__)
+
+
+class Client:
+    """A connection to a rakit cluster through any of its nodes.
+
+    ``nodes``: base URLs (a list or a comma-separated string); default
+    ``$RAKIT_NODES``, else the local cluster of ``rakit up``.  Requests go to
+    the node that last answered and fail over to the others on connection
+    errors and ``503`` (see ``rakit.client.runner`` for the retry policy).
+
+    >>> with rakit.Client("http://10.0.0.1:8001,http://10.0.0.2:8001") as client:
+    ...     print(client.status())
+    """
+
+    def __init__(self, nodes: str | Sequence[str] | None = None, *, timeout: float = 5.0, attempts: int = 6,
+                 retry_deadline: float = 15.0, client_id: str | None = None) -> None:
+        self.nodes = default_nodes(nodes if nodes is None or isinstance(nodes, str) else list(nodes))
+        self.client_id = client_id or default_client_id()
+        self._runner = SyncRunner(self.nodes, RetryPolicy(timeout=timeout, attempts=attempts,
+                                                           deadline=retry_deadline))
+        self.cache = Cache(self)
+
+    def _run(self, call: calls.Call, node: str | None = None) -> Any:
+        return self._runner.run(call, node)
+
+    # -- locks ---------------------------------------------------------------
+
+    def lock(self, resource: str, *, ttl: float = 30.0, timeout: float = 0.0, mode: LockMode = "exclusive",
+             client_id: str | None = None, lock_delay: float | None = None, renew: bool = True) -> Lock:
+        """A lock on ``resource``, to use as a context manager (or ``acquire()``/``release()``).
+
+        ``timeout``: seconds to wait in the FIFO queue (0: fail at once with
+        ``LockConflict``).  While held, a background thread renews the lease
+        every ``ttl / 3``; if a renewal is refused or cannot reach the
+        cluster before the lease would end, ``lease.lost`` is set and leaving
+        the block raises ``LockLost``.
+
+        >>> with client.lock("orders", ttl=10, timeout=5) as lease:
+        ...     db.save(order, fencing_token=lease.fencing_token)
+        ...     lease.check()  # raises LockLost if the lock was lost meanwhile
+        >>> with client.lock("config", mode="shared") as lease: ...
+        """
+        return Lock(self, resource, client_id or self.client_id, mode, ttl, timeout, lock_delay, renew)
+
+    def acquire(self, resource: str, client_id: str | None = None, *, mode: LockMode = "exclusive",
+                ttl: float = 30.0, timeout: float = 0.0, lock_delay: float | None = None) -> dict[str, Any]:
+        """One acquire, no renewal (prefer ``lock()``): the grant ``{"fencing_token", "ttl", ...}``.
+
+        >>> client.acquire("orders", "worker-1", ttl=60)["fencing_token"]
+        """
+        return self._run(calls.acquire(resource, client_id or self.client_id, mode, ttl, timeout,  # type: ignore[no-any-return]
+                                       lock_delay))
+
+    def release(self, resource: str, client_id: str | None = None, fencing_token: int | None = None) -> None:
+        """Release a hold taken with ``acquire`` (``NotHolder`` if it is not held).
+
+        >>> client.release("orders", "worker-1")
+        """
+        self._run(calls.release(resource, client_id or self.client_id, fencing_token))
+
+    def renew(self, resource: str, client_id: str | None = None, ttl: float | None = None) -> dict[str, Any]:
+        """Restart a hold's lease (at ``ttl``, or its own): ``{"renewed", "ttl", "fencing_token"}``.
+
+        >>> client.renew("orders", "worker-1", ttl=60)
+        """
+        return self._run(calls.renew(resource, client_id or self.client_id, ttl))  # type: ignore[no-any-return]
+
+    def lock_status(self, resource: str) -> dict[str, Any]:
+        """The lock's holders, waiters, mode and highest fencing token (a linearizable read).
+
+        >>> client.lock_status("orders")["holders"]
+        ['worker-1']
+        """
+        return self._run(calls.lock_status(resource))  # type: ignore[no-any-return]
+
+    def watch(self, resource: str, client_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Block until ``client_id``'s hold on ``resource`` ends (or ``timeout`` passes).
+
+        >>> client.watch("orders", "worker-1", timeout=30)
+        """
+        return self._run(calls.lock_watch(resource, client_id, timeout))  # type: ignore[no-any-return]
+
+    # -- queue and cluster ---------------------------------------------------
+
+    def queue(self, topic: str) -> Queue:
+        """The queue ``topic`` (created on first push).
+
+        >>> emails = client.queue("emails")
+        >>> emails.push({"to": "a@b.c"})
+        """
+        return Queue(self, topic)
+
+    def status(self) -> list[dict[str, Any]]:
+        """Every node's ``/status`` (role, term, leader, commit/applied index), or its error.
+
+        >>> [(n["url"], n.get("role")) for n in client.status()]
+        """
+        out: list[dict[str, Any]] = []
+        for url in self.nodes:
+            try:
+                answer = self._runner.run(calls.status(), url, single=True)
+                out.append({"url": url, "ok": True, **answer})
+            except RakitError as exc:
+                out.append({"url": url, "ok": False, "error": str(exc)})
+        return out
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._runner.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Lock:
+    """A lock and, once acquired, its lease (``fencing_token``, ``lost``)."""
+
+    def __init__(self, client: Client, resource: str, client_id: str, mode: LockMode, ttl: float,
+                 timeout: float, lock_delay: float | None, renew: bool) -> None:
+        self.client = client
+        self.resource = resource
+        self.client_id = client_id
+        self.mode = mode
+        self.ttl = ttl
+        self.timeout = timeout
+        self.lock_delay = lock_delay
+        self.renew_in_background = renew
+        self.fencing_token: int | None = None
+        self.lost = threading.Event()
+        self.held = False
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+        self._expires_at = 0.0
+
+    def acquire(self) -> Lock:
+        """Take the lock (waiting up to ``timeout``); ``LockConflict``/``LockTimeout``/``Deadlock`` if not."""
+        started = time.monotonic()
+        grant = self.client._run(calls.acquire(self.resource, self.client_id, self.mode, self.ttl, self.timeout,
+                                               self.lock_delay))
+        self.fencing_token = grant["fencing_token"]
+        self.held = True
+        self.lost.clear()
+        self._expires_at = started + self.ttl  # the server's lease starts later than our request: safe
+        if self.renew_in_background:
+            self._stop.clear()
+            self._renewer = threading.Thread(target=self._renew_loop, name=f"rakit-renew-{self.resource}",
+                                             daemon=True)
+            self._renewer.start()
+        return self
+
+    def renew(self) -> None:
+        """Renew the lease now (the background thread does this every ``ttl / 3``)."""
+        started = time.monotonic()
+        self.client._run(calls.renew(self.resource, self.client_id, self.ttl))
+        self._expires_at = started + self.ttl
+
+    def check(self) -> None:
+        """Raise ``LockLost`` if the lock was lost (renewal refused or out of time)."""
+        if self.lost.is_set() or (self.held and time.monotonic() >= self._expires_at):
+            raise LockLost(f"lost the lock on {self.resource!r}", node=None)
+
+    @property
+    def is_lost(self) -> bool:
+        return self.lost.is_set()
+
+    def release(self) -> None:
+        """Release the lock (stops renewal); a lock already lost is not an error here."""
+        self._stop_renewal()
+        if not self.held:
+            return
+        self.held = False
+        try:
+            self.client._run(calls.release(self.resource, self.client_id, self.fencing_token))
+        except NotHolder:
+            if not self.lost.is_set():
+                raise
+
+    def _stop_renewal(self) -> None:
+        self._stop.set()
+        if self._renewer is not None and self._renewer is not threading.current_thread():
+            self._renewer.join(timeout=self.client._runner.policy.timeout + 1)
+        self._renewer = None
+
+    def _renew_loop(self) -> None:
+        interval = self.ttl / 3
+        while not self._stop.wait(interval):
+            try:
+                self.renew()
+            except NotHolder as exc:
+                self._lose(exc)
+                return
+            except RakitError as exc:
+                if time.monotonic() >= self._expires_at:
+                    self._lose(exc)
+                    return
+                log.warning("renewing %r failed (%s); retrying until the lease ends", self.resource, exc)
+                interval = min(self.ttl / 6, max(0.05, self._expires_at - time.monotonic()) / 2)
+                continue
+            interval = self.ttl / 3
+
+    def _lose(self, cause: Exception) -> None:
+        log.warning("lost the lock on %r: %s", self.resource, cause)
+        self.lost.set()
+
+    def __enter__(self) -> Lock:
+        return self.acquire()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        lost = self.lost.is_set()
+        self.release()
+        if lost and exc_type is None:
+            raise LockLost(f"the lock on {self.resource!r} was lost while the block ran")
+
+
+class Queue:
+    """One topic of the distributed queue."""
+
+    def __init__(self, client: Client, topic: str) -> None:
+        self.client = client
+        self.topic = topic
+
+    def push(self, message: Any, message_id: str | None = None) -> str:
+        """Enqueue ``message`` (any JSON); its id.  The same ``message_id`` twice enqueues once.
+
+        >>> client.queue("emails").push({"to": "a@b.c"}, message_id="order-17-mail")
+        'order-17-mail'
+        """
+        return self.client._run(calls.push(self.topic, message, message_id or uuid.uuid4().hex))  # type: ignore[no-any-return]
+
+    def pop(self, consumer_id: str | None = None, *, visibility_timeout: float = 30.0,
+            wait: float = 0.0) -> Message | None:
+        """The next message (now in flight for ``consumer_id``), or None; long-polls up to ``wait`` s.
+
+        >>> m = client.queue("emails").pop("worker-1", wait=10)
+        >>> if m: send(m.message); client.queue("emails").ack(m.message_id, "worker-1")
+        """
+        return self.client._run(calls.pop(self.topic, consumer_id or self.client.client_id,  # type: ignore[no-any-return]
+                                          visibility_timeout, wait))
+
+    def ack(self, message_id: str, consumer_id: str | None = None) -> bool:
+        """Acknowledge a message popped by ``consumer_id``; ``NotInFlight`` if it is not in flight.
+
+        >>> client.queue("emails").ack(m.message_id, "worker-1")
+        """
+        return self.client._run(calls.ack(self.topic, consumer_id or self.client.client_id, message_id))  # type: ignore[no-any-return]
+
+    def nack(self, message_id: str, consumer_id: str | None = None) -> bool:
+        """Give a message back at once (redelivered with ``delivery_count`` + 1).
+
+        >>> client.queue("emails").nack(m.message_id, "worker-1")
+        """
+        return self.client._run(calls.nack(self.topic, consumer_id or self.client.client_id, message_id))  # type: ignore[no-any-return]
+
+    def extend(self, message_id: str, visibility_timeout: float, consumer_id: str | None = None) -> bool:
+        """Keep a message in flight ``visibility_timeout`` more seconds.
+
+        >>> client.queue("emails").extend(m.message_id, 60, "worker-1")
+        """
+        return self.client._run(calls.extend(self.topic, consumer_id or self.client.client_id, message_id,  # type: ignore[no-any-return]
+                                             visibility_timeout))
+
+    def stats(self) -> dict[str, Any]:
+        """``{"topic", "ready", "in_flight", "dead", "owner"}``.
+
+        >>> client.queue("emails").stats()["ready"]
+        """
+        return self.client._run(calls.queue_stats(self.topic))  # type: ignore[no-any-return]
+
+    def dead(self, limit: int = 100) -> list[Message]:
+        """The dead-letter list (messages past ``max_deliveries``).
+
+        >>> [m.message_id for m in client.queue("emails").dead()]
+        """
+        return self.client._run(calls.dead(self.topic, limit))  # type: ignore[no-any-return]
+
+    def redrive(self, limit: int = 100) -> int:
+        """Move up to ``limit`` dead letters back to the topic; how many moved.
+
+        >>> client.queue("emails").redrive()
+        """
+        return self.client._run(calls.redrive(self.topic, limit))  # type: ignore[no-any-return]
+
+    def consume(self, handler: Callable[[Any], object], consumer_id: str | None = None, *, wait: float = 10.0,
+                visibility_timeout: float = 30.0, stop: threading.Event | None = None,
+                max_messages: int | None = None, idle_exit: bool = False) -> int:
+        """Loop: pop (long polling), call ``handler(message)``, ack on success, nack on exception.
+
+        Runs until ``stop`` is set, ``max_messages`` were handled, or (with
+        ``idle_exit``) a poll finds nothing.  Returns how many messages were
+        acked.  A handler exception is logged and the message nacked
+        (redelivered, dead-lettered after ``max_deliveries``).
+
+        >>> client.queue("emails").consume(send_email, "worker-1", stop=shutdown)
+        """
+        consumer = consumer_id or self.client.client_id
+        done = 0
+        while not (stop is not None and stop.is_set()) and (max_messages is None or done < max_messages):
+            message = self.pop(consumer, visibility_timeout=visibility_timeout, wait=wait)
+            if message is None:
+                if idle_exit:
+                    break
+                continue
+            try:
+                handler(message.message)
+            except Exception:  # noqa: BLE001 -- any handler failure: give the message back
+                log.exception("handler failed on %s/%s; nacking", self.topic, message.message_id)
+                self.nack(message.message_id, consumer)
+                continue
+            self.ack(message.message_id, consumer)
+            done += 1
+        return done
+
+
+class Cache:
+    """The distributed cache: ``client.cache``."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` when no node holds a current copy.
+
+        >>> client.cache.get("user:42", default={})
+        """
+        answer = self.client._run(calls.cache_get(key))
+        return default if answer is None else answer["value"]
+
+    def get_entry(self, key: str) -> dict[str, Any] | None:
+        """The whole answer (``value``, ``version``, ``node``, ``source``) or None.
+
+        >>> client.cache.get_entry("user:42")["version"]
+        """
+        return self.client._run(calls.cache_get(key))  # type: ignore[no-any-return]
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> str:
+        """Store ``value`` (any JSON, ≤ 1 MiB); answered once every peer dropped older copies.
+
+        >>> client.cache.set("user:42", {"name": "Ada"}, ttl=300)
+        '1795706155548208.node1'
+        """
+        return self.client._run(calls.cache_set(key, value, ttl))  # type: ignore[no-any-return]
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key`` everywhere; True if any node held it.
+
+        >>> client.cache.delete("user:42")
+        True
+        """
+        return self.client._run(calls.cache_delete(key))  # type: ignore[no-any-return]
+
+    def stats(self, node: str | None = None) -> dict[str, Any]:
+        """One node's cache statistics (``node``: its URL; default: the current node).
+
+        >>> client.cache.stats("http://127.0.0.1:8002")["hits"]
+        """
+        return self.client._run(calls.cache_stats(), node)  # type: ignore[no-any-return]
