@@ -950,6 +950,7 @@ def _print_endpoints(console: Any, cluster: LocalCluster, owned_redis: bool) -> 
     how = f"started here, files in {cluster.redis.data_dir}" if cluster.redis is not None else "external"
     console.print(f"  {'redis':<7} {cluster.redis_url} ({how})")
     console.print(f"  {'logs':<7} {cluster.log_dir}{os.sep}")
+    console.print(f"  {'ui':<7} {first}/ui  (live dashboard)   {first}/docs  (API reference)")
     console.print("try:")
     console.print(f"  curl -s {first}/status")
     console.print(
@@ -961,6 +962,8 @@ def _print_endpoints(console: Any, cluster: LocalCluster, owned_redis: bool) -> 
         f"  curl -s {first}/lock/status/r1",
         soft_wrap=True,
     )
+    nodes = ",".join(n.url for n in cluster.nodes.values())
+    console.print(f"  RAKIT_NODES={nodes} .venv/bin/rakit status", soft_wrap=True)
     console.print("Ctrl-C stops everything.")
     console.file.flush()
 
