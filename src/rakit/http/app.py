@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 
 from rakit.config import NodeConfig
 from rakit.http.errors import HANDLERS
-from rakit.http.routes import cache, cluster, kv, locks, queue, raft_rpc
+from rakit.http.routes import cache, cluster, docs, kv, locks, queue, raft_rpc, ui
 from rakit.node.runtime import NodeRuntime
 from rakit.storage.datadir import DataDir
 
@@ -53,7 +53,7 @@ def create_app(config: NodeConfig, data_dir: DataDir) -> Starlette:
             await runtime.close()
 
     return Starlette(
-        routes=[*raft_rpc.routes, *cache.routes, *kv.routes, *locks.routes, *queue.routes, *cluster.routes],  # hot paths first
+        routes=[*raft_rpc.routes, *cache.routes, *kv.routes, *locks.routes, *queue.routes, *cluster.routes, *ui.routes, *docs.routes],  # hot paths first
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
     )

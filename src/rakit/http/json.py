@@ -6,6 +6,7 @@ msgspec's message as the detail and the offending field path as ``field``.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -88,3 +89,17 @@ def _check_path(value: str, what: str, decoder: msgspec.json.Decoder[Any]) -> st
         return decoder.decode(_encoder.encode(value))
     except msgspec.ValidationError as exc:
         raise InvalidRequest(f"{what} in the URL: {exc}", field=what) from None
+
+
+def query_number(request: Request, name: str, default: float, low: float, high: float) -> float:
+    """A number from the query string, ``default`` when absent; 422 naming it when bad."""
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a number, got {text!r}", field=name) from None
+    if not math.isfinite(value) or not low <= value <= high:
+        raise InvalidRequest(f"{name} must be between {low:g} and {high:g}, got {text!r}", field=name)
+    return value

@@ -143,6 +143,9 @@ _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}", re.ASCII)
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}", re.ASCII)
 
 HASH_SLOTS: Final = 16384
+# The per-topic key families a topic leaves in Redis (``known_topics``): "<family>:{<topic>}".
+_TOPIC_KEY_MATCH: Final = "*:{*}"
+_TOPIC_KEY = re.compile(r"(?:queue|dead|deadlines|seq):\{([A-Za-z0-9_.\-]{1,128})\}", re.ASCII)
 INFLIGHT_SLOTS_KEY: Final = "inflight-slots"
 
 
@@ -776,6 +779,62 @@ class RedisQueueStore:
         for members in await self._call("discovery", read_all):
             topics.update(_text(t) for t in members)
         return topics
+
+    async def known_topics(self, limit: int, max_scans: int = 100, scan_count: int = 1000) -> tuple[list[str], bool]:
+        """Topics that have keys in Redis (ready, in flight, dead, or ever pushed: ``seq:{T}``),
+        sorted, at most ``limit``; and whether the list may be incomplete.
+
+        One ``SCAN`` pass (``MATCH *:{*}``, ``COUNT scan_count``) over at most
+        ``max_scans`` calls per Redis node: a huge keyspace gives a partial
+        answer (flagged), never a long stall.  Read-only, for dashboards.
+        """
+        _count(limit, "limit")
+
+        async def scan() -> tuple[set[str], bool]:
+            found: set[str] = set()
+            if hasattr(self._redis, "get_primaries"):  # a RedisCluster: one cursor per primary
+                seen = 0
+                async for key in self._redis.scan_iter(match=_TOPIC_KEY_MATCH, count=scan_count):
+                    seen += 1
+                    if (m := _TOPIC_KEY.fullmatch(_text(key))) is not None:
+                        found.add(m.group(1))
+                    if len(found) > limit or seen >= max_scans * scan_count:
+                        return found, True
+                return found, False
+            cursor, calls = 0, 0
+            while True:
+                cursor, keys = await self._redis.scan(cursor=cursor, match=_TOPIC_KEY_MATCH, count=scan_count)
+                calls += 1
+                for key in keys:
+                    if (m := _TOPIC_KEY.fullmatch(_text(key))) is not None:
+                        found.add(m.group(1))
+                if int(cursor) == 0:
+                    return found, False
+                if len(found) > limit or calls >= max_scans:
+                    return found, True
+
+        found, partial = await self._call("topics", scan)
+        topics = sorted(found)
+        return topics[:limit], partial or len(topics) > limit
+
+    async def stats_many(self, topics: list[str]) -> dict[str, dict[str, int]]:
+        """``stats`` of several topics in one pipelined round trip (each topic's counts
+        are read together, not atomically across topics)."""
+        keys = [TopicKeys(t) for t in topics]
+        if not keys:
+            return {}
+
+        async def read_all() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            for k in keys:
+                pipe.zcard(k.queue)
+                pipe.zcard(k.deadlines)
+                pipe.llen(k.dead)
+            return list(await pipe.execute())
+
+        flat = await self._call("stats", read_all)
+        return {k.topic: {"ready": int(flat[3 * i]), "in_flight": int(flat[3 * i + 1]),
+                          "dead": int(flat[3 * i + 2])} for i, k in enumerate(keys)}
 
     async def next_deadline(self, topic: str) -> float | None:
         """The earliest visibility deadline in flight for ``topic`` (None if none)."""

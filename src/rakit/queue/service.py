@@ -256,6 +256,13 @@ class QueueService:
     async def stats(self, topic: str) -> dict[str, int]:
         return await self._store_call(self.store.stats(topic))
 
+    async def topics(self, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """Up to ``limit`` topics known in Redis, sorted, each ``{"topic", "ready", "in_flight",
+        "dead", "owner"}``; and whether more may exist (read-only, for dashboards)."""
+        names, truncated = await self._store_call(self.store.known_topics(limit))
+        counts = await self._store_call(self.store.stats_many(names))
+        return [{"topic": t, **counts[t], "owner": self.owner(t)} for t in names], truncated
+
     async def dead_letters(self, topic: str, limit: int) -> list[Any]:
         return await self._store_call(self.store.dead_letters(topic, limit))
 

@@ -71,8 +71,8 @@ Rules
     granted) and ``removed_holds`` (the holds that ended, with the reason).  An
     ``Acquire`` never grants anyone but its own client, so ``Granted`` has no
     ``grants``.
-11. The read API (``status``, ``holds``, ``waiters``, ``holding``, ``delayed``,
-    ``delay_since``) is not a command and changes nothing.
+11. The read API (``status``, ``table``, ``holds``, ``waiters``, ``holding``,
+    ``delayed``, ``delay_since``) is not a command and changes nothing.
 12. A malformed command (unknown mode, ttl <= 0, negative wait or lock_delay,
     a non-finite number) gets ``Refused("invalid")`` and changes nothing.
     ``Acquire.lock_delay``, when given, sets the resource's option as part of
@@ -566,6 +566,44 @@ class LockTable:
             "waiters": [{"client_id": w.client_id, "mode": w.mode} for w in r.waiters],
             "fencing_token": r.max_token,
         }
+
+    def table(self, limit: int) -> dict[str, Any]:
+        """The whole table for dashboards: at most ``limit`` resources, busy ones first.
+
+        ``resources``: the resources with holders or waiters (table order), then
+        the free ones that keep a record (a past fencing token, a lock_delay),
+        cut to ``limit``; each with its mode, holders (grant order, with token,
+        ttl and lease stamp), waiters (wait-list order), highest token,
+        lock_delay and delay state.  ``edges``: rule 8's wait-for graph as
+        ``{"from": waiting client, "to": client it waits for, "resource",
+        "kind": "holder"|"queued"}`` ("queued": an incompatible waiter ahead),
+        for the resources listed.  ``count``/``active``: resources in the whole
+        table / with holders or waiters; ``truncated``: some were left out.
+        """
+        busy = [r for r in self._resources.values() if r.holders or r.waiters]
+        free = (r for r in self._resources.values() if not (r.holders or r.waiters))
+        shown = list(itertools.islice(itertools.chain(busy, free), max(0, limit)))
+        resources: list[dict[str, Any]] = []
+        edges: list[dict[str, str]] = []
+        for r in shown:
+            resources.append({
+                "resource": r.name,
+                "mode": r.holders[0].mode if r.holders else None,
+                "holders": [{"client_id": h.client_id, "mode": h.mode, "fencing_token": h.token,
+                             "ttl": h.ttl, "lease": h.lease} for h in r.holders],
+                "waiters": [{"client_id": w.client_id, "mode": w.mode, "upgrade": w.upgrade,
+                             "wait": w.wait} for w in r.waiters],
+                "fencing_token": r.max_token,
+                "lock_delay": r.lock_delay,
+                "delayed": r.delayed,
+            })
+            holders = {h.client_id for h in r.holders}
+            for position, w in enumerate(r.waiters):
+                for blocker in dict.fromkeys(r.blockers(w, position)):  # once each, in order
+                    edges.append({"from": w.client_id, "to": blocker, "resource": r.name,
+                                  "kind": "holder" if blocker in holders else "queued"})
+        return {"resources": resources, "edges": edges, "count": len(self._resources), "active": len(busy),
+                "truncated": len(shown) < len(self._resources)}
 
     def holds(self) -> Iterator[tuple[str, str, float, int]]:
         """(resource, client_id, ttl, lease) of every hold: the leases to time."""

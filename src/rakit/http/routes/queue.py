@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from typing import Annotated, Any
 
@@ -24,7 +23,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from rakit.errors import InvalidRequest
-from rakit.http.json import Key, Name, check_value_size, decode, dumps, json_response, path_name, read_body
+from rakit.http.json import (
+    Key,
+    Name,
+    check_value_size,
+    decode,
+    dumps,
+    json_response,
+    path_name,
+    query_number,
+    read_body,
+)
 from rakit.queue.service import HOPS_HEADER, Answer, QueueService
 
 VisibilityTimeout = Annotated[float, msgspec.Meta(ge=0.1, le=43200)]
@@ -93,19 +102,6 @@ def _not_in_flight(m: MessageBody) -> Answer:
     return 404, dumps({"error": "not_in_flight",
                        "detail": f"message {m.message_id!r} is not in flight for {m.consumer_id!r} "
                                  f"on topic {m.topic!r}"})
-
-
-def _query_number(request: Request, name: str, default: float, low: float, high: float) -> float:
-    text = request.query_params.get(name)
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be a number, got {text!r}", field=name) from None
-    if not math.isfinite(value) or not low <= value <= high:
-        raise InvalidRequest(f"{name} must be between {low:g} and {high:g}, got {text!r}", field=name)
-    return value
 
 
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -190,8 +186,8 @@ async def pop(request: Request) -> Response:
     service = _service(request)
     topic = path_name(request.path_params["topic"], "topic")
     consumer_id = path_name(request.path_params["consumer_id"], "consumer_id")
-    vt = _query_number(request, "visibility_timeout", DEFAULT_VISIBILITY, 0.1, 43200)
-    wait = _query_number(request, "wait", 0.0, 0.0, 20.0)
+    vt = query_number(request, "visibility_timeout", DEFAULT_VISIBILITY, 0.1, 43200)
+    wait = query_number(request, "wait", 0.0, 0.0, 20.0)
     p = PopBody(topic, consumer_id, vt, wait)
     payload = {"topic": topic, "consumer_id": consumer_id, "visibility_timeout": vt}
     return _response(await service.serve("pop", payload, _hops(request), _pop_local(service, p), wait=wait))

@@ -1,0 +1,744 @@
+"""The node's OpenAPI 3.1 document, built from the msgspec Structs the handlers use.
+
+``OPERATIONS`` lists every HTTP route of the app (path, method) with its
+summary, parameters, request Struct, answer Struct and error answers; the
+schemas come from ``msgspec.json.schema_components`` over the very Structs
+that validate requests (``rakit.http.routes.*``) and describe answers
+(``rakit.http.schemas``), and the parameter schemas from the same annotated
+types (``Key``, ``Name``, ``VisibilityTimeout``, ...).  ``document()`` builds
+it once; ``GET /openapi.json`` serves it (``rakit.http.routes.docs``).
+
+``tests/unit/test_openapi.py`` fails when a route of the app has no entry
+here, so a new endpoint cannot ship undocumented.
+
+``GET /docs`` is Swagger UI from the ``swagger_ui_bundle`` package, served by
+the node itself.  The bundled Swagger UI (4.x) reads OpenAPI 3.0 only, so the
+page loads ``/docs/openapi-3.0.json`` (``build_document_30``), a mechanical 3.0
+translation of the same document (``nullable`` instead of ``null`` types,
+boolean exclusive bounds, ...); with a Swagger UI of 5 or later it loads
+``/openapi.json`` itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from rakit.http import schemas as S
+from rakit.http.json import MAX_BODY_BYTES, MAX_VALUE_BYTES, Key, Name
+from rakit.http.routes import cache, kv, locks, queue
+
+OPENAPI_VERSION = "3.1.0"
+REF_TEMPLATE = "#/components/schemas/{name}"
+JSON = "application/json"
+MSGPACK = "application/msgpack"
+
+# -- parameters and operations ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: str  # "path" | "query"
+    type: Any  # an (annotated) type: its msgspec JSON schema is the parameter's schema
+    description: str
+    required: bool = True
+    default: Any = None
+
+    def render(self) -> dict[str, Any]:
+        schema = msgspec.json.schema(self.type)
+        if self.default is not None:
+            schema["default"] = self.default
+        return {"name": self.name, "in": self.where, "required": self.where == "path" or self.required,
+                "description": self.description, "schema": schema}
+
+
+def key_param(name: str, what: str) -> Param:
+    return Param(name, "path", Key, f"{what}: 1-128 characters of `[A-Za-z0-9_.:-]`.")
+
+
+def name_param(name: str, what: str, where: str = "path") -> Param:
+    return Param(name, where, Name, f"{what}: 1-128 characters of `[A-Za-z0-9_.-]`.")
+
+
+@dataclass(frozen=True)
+class Op:
+    method: str
+    path: str  # OpenAPI form: /lock/status/{resource}
+    tag: str
+    summary: str
+    description: str
+    body: type | None = None  # request Struct (JSON)
+    ok: type | None = None  # 200 answer Struct (JSON)
+    ok_description: str = "Done."
+    params: tuple[Param, ...] = ()
+    errors: tuple[str, ...] = ()  # names in ERRORS
+    responses: Mapping[str, Any] = field(default_factory=dict)  # further literal responses
+    request: Mapping[str, Any] | None = None  # a literal requestBody (non-JSON bodies)
+
+    @property
+    def operation_id(self) -> str:
+        words = re.sub(r"[{}]", "", self.path).strip("/").replace(".", "_").replace("-", "_").split("/")
+        return "_".join([self.method.lower(), *words, *(["slash"] if self.path.endswith("/") else [])])
+
+
+# name -> (status, Struct, description, with Retry-After)
+ERRORS: dict[str, tuple[int, type, str, bool]] = {
+    "InvalidRequest": (422, S.InvalidRequestError, "`invalid_request`: malformed or out-of-range input.", False),
+    "TooLarge": (413, S.TooLargeError, ("`too_large`: a value over 1 MiB once encoded, or a body over "
+                 "its limit."), False),
+    "NotFound": (404, S.NotFoundError, "`not_found`.", False),
+    "NotInFlight": (404, S.NotInFlightError, ("`not_in_flight`: the message is not in flight for that "
+                    "consumer."), False),
+    "LeaderUnavailable": (503, S.LeaderUnavailableError, ("`no_leader` / `not_leader` / `unavailable`: no "
+                          "leader served the request in time."), True),
+    "Unavailable": (503, S.UnavailableError, ("`unavailable`: a dependency did not answer; nothing was "
+                    "half-done."), True),
+    "LockRefused": (409, S.LockRefusedError, "`conflict` / `timeout` / `deadlock`: not granted.", False),
+    "NotHolder": (409, S.NotHolderError, "`not_holder`: the client does not hold the lock.", False),
+    "ReleaseRefused": (409, S.ReleaseRefusedError, "`not_holder` / `token_mismatch`.", False),
+}
+
+BODY = ("InvalidRequest", "TooLarge")  # every JSON body: decoding and size
+LEADER = ("LeaderUnavailable",)
+
+RESOURCE = key_param("resource", "The lock's resource name")
+TOPIC = name_param("topic", "The topic")
+CONSUMER = name_param("consumer_id", "The consumer")
+CACHE_KEY = key_param("key", "The cache key")
+KV_KEY = key_param("key", "The key")
+
+# The query parameters that handlers parse by hand, with the bounds they check.
+DeadLimit = Annotated[int, msgspec.Meta(ge=1, le=queue.MAX_DEAD_LIMIT)]
+
+NO_MESSAGE = {"204": {"description": "Nothing ready on the topic (within `wait` seconds)."}}
+
+
+def _msgpack_request(what: str, limit: int) -> dict[str, Any]:
+    return {"required": True, "description": f"{what} Internal binary format (msgpack); at most {limit} bytes.",
+            "content": {MSGPACK: {}}}
+
+
+def _msgpack_answer(what: str) -> dict[str, Any]:
+    return {"200": {"description": what, "content": {MSGPACK: {}}}}
+
+
+def _raft_rpc(path: str, what: str) -> Op:
+    return Op(
+        "POST", path, "internal", f"Raft RPC: {what}",
+        "Node to node. The body is a msgpack `rakit.raft.messages.Batch` from a peer; the answer is a "
+        "`Batch` of this node's messages for that peer, sent once this node has persisted what the batch "
+        "implies (empty after 2 s). All three paths do the same exchange; the nodes themselves use the "
+        "`/raft/stream` WebSocket. A batch that does not decode, or whose sender is not a member, is "
+        "refused with 422 and changes nothing.",
+        request=_msgpack_request("A `rakit.raft.messages.Batch`.", 256 * 1024 * 1024),
+        responses=_msgpack_answer("A `rakit.raft.messages.Batch` for the sender."),
+        errors=BODY)
+
+
+CORE_OPERATIONS: tuple[Op, ...] = (
+    # -- cluster --
+    Op("GET", "/health", "cluster", "Liveness", "`200` while the process serves.",
+       ok=S.Health, ok_description="The node serves."),
+    Op("GET", "/status", "cluster", "Raft status of this node",
+       "This node's role, term, the leader it knows of and its log indexes. Not forwarded: every node "
+       "answers for itself.", ok=S.NodeStatus, ok_description="This node's view."),
+    Op("GET", "/metrics", "cluster", "Prometheus metrics", "Prometheus text exposition format (`rakit_*`).",
+       responses={"200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}}}),
+    Op("GET", "/debug/digest", "cluster", "Diagnostic: digest of the replicated state",
+       "This replica's applied index and a SHA-256 of its state machines; replicas that applied the same "
+       "index show the same digest.", ok=S.Digest, ok_description="This replica's digest."),
+    # -- locks --
+    Op("POST", "/lock/acquire", "locks", "Acquire a lock",
+       "Exclusive excludes everyone; shared is compatible with shared. Granted at once only if compatible "
+       "with the holders and nobody waits ahead (a new shared request never overtakes a waiting exclusive "
+       "one); otherwise the request waits in a FIFO wait list up to `timeout` seconds, or gets `409 "
+       "conflict` at once with `timeout: 0`. Re-acquiring in the same mode is idempotent (same token, lease "
+       "restarted at `ttl`); the sole shared holder asking for exclusive is upgraded (new, greater token). "
+       "A request whose wait would close a cycle in the wait-for graph gets `409 deadlock` with the cycle. "
+       "Served by the Raft leader; any node forwards.",
+       body=locks.AcquireBody, ok=S.LockGrant, ok_description="Granted.",
+       errors=(*BODY, "LockRefused", *LEADER)),
+    Op("POST", "/lock/release", "locks", "Release a lock",
+       "Ends the client's hold; the head of the wait list is granted. With `fencing_token`, only the hold "
+       "with that token is released.",
+       body=locks.ReleaseBody, ok=S.LockReleased, ok_description="Released.",
+       errors=(*BODY, "ReleaseRefused", *LEADER)),
+    Op("POST", "/lock/renew", "locks", "Renew a lock's lease",
+       "Restarts the lease of the client's hold at `ttl` (default: the hold's current ttl).",
+       body=locks.RenewBody, ok=S.LockRenewed, ok_description="Renewed.",
+       errors=(*BODY, "NotHolder", *LEADER)),
+    Op("GET", "/lock/status/{resource}", "locks", "Lock status",
+       "Holders, waiters (in arrival order) and the highest fencing token of a resource; a linearizable "
+       "read (ReadIndex on the leader).",
+       params=(RESOURCE,), ok=S.LockStatus, ok_description="The resource's state.",
+       errors=("InvalidRequest", *LEADER)),
+    Op("GET", "/lock/watch/{resource}", "locks", "Wait for a hold to end",
+       "Answers when `client_id`'s hold on the resource ends (released or expired), at once if there is "
+       "none, or after `timeout` seconds with `held: true`.",
+       params=(RESOURCE, name_param("client_id", "The holder to watch", "query"),
+               Param("timeout", "query", locks.Timeout, "Seconds to wait.", required=False, default=30.0)),
+       ok=S.LockWatch, ok_description="The hold ended, there was none, or the timeout ran out.",
+       errors=("InvalidRequest", *LEADER)),
+    # -- kv --
+    Op("POST", "/kv/put", "kv", "Put a value (demo map)",
+       "Writes through Raft; answered once committed and applied. A demo / diagnostic replicated map.",
+       body=kv.PutBody, ok=S.KvPut, ok_description="Committed and applied.", errors=(*BODY, *LEADER)),
+    Op("POST", "/kv/delete", "kv", "Delete a key (demo map)", "Deletes through Raft.",
+       body=kv.KeyBody, ok=S.KvDeleted, ok_description="Committed and applied.", errors=(*BODY, *LEADER)),
+    Op("POST", "/kv/incr", "kv", "Increment an integer (demo map)",
+       "Adds `delta` to the key's integer value (a missing key counts as 0); 422 when the value is not an "
+       "integer.", body=kv.IncrBody, ok=S.KvValue, ok_description="The new value.", errors=(*BODY, *LEADER)),
+    Op("GET", "/kv/get/{key}", "kv", "Get a value (demo map)", "A linearizable read (ReadIndex on the leader).",
+       params=(KV_KEY,), ok=S.KvValue, ok_description="The value.",
+       errors=("InvalidRequest", "NotFound", *LEADER)),
+    # -- cache --
+    Op("POST", "/cache/set", "cache", "Set a cache entry",
+       "Stores the value on this node with a version above every version it has seen, and answers once "
+       "every peer has dropped (or replaced) its older copy, or has been fenced out of serving. From then "
+       "on no node answers an older value of that key.",
+       body=cache.SetBody, ok=S.CacheSet, ok_description="Written.", errors=(*BODY, "Unavailable")),
+    Op("GET", "/cache/get/{key}", "cache", "Get a cache entry",
+       "A local hit, or a miss served by whichever peer holds the newest copy (which this node then keeps).",
+       params=(CACHE_KEY,), ok=cache.GetAnswer, ok_description="The current value.",
+       errors=("InvalidRequest", "NotFound", "Unavailable")),
+    Op("POST", "/cache/delete", "cache", "Delete a cache entry",
+       "Drops the key everywhere; answered like a set.",
+       body=cache.KeyBody, ok=S.CacheDeleted, ok_description="Deleted.", errors=(*BODY, "Unavailable")),
+    Op("GET", "/cache/stats", "cache", "Cache statistics", "This node's cache: occupancy, counters, serving "
+       "state and contact with each peer.", ok=S.CacheStats, ok_description="Statistics."),
+    Op("POST", "/cache/invalidate", "internal", "Apply one invalidation (tools)",
+       "One invalidation as JSON, as if sent by node `src`: drops this node's copy of `key` if older than "
+       "`version`. The nodes themselves batch theirs on `/cache/stream`.",
+       body=cache.InvalidateBody, ok=S.CacheInvalidated, ok_description="What the invalidation did.",
+       errors=BODY),
+    Op("POST", "/cache/internal/batch", "internal", "Cache peer batch (msgpack)",
+       "One msgpack `rakit.cache.messages.Batch` (invalidations, fetches, heartbeats) answered by a "
+       "`BatchReply`; what the nodes send each other on `/cache/stream`, one batch per request.",
+       request=_msgpack_request("A `rakit.cache.messages.Batch`.", cache.MAX_BATCH_BODY),
+       responses=_msgpack_answer("A `rakit.cache.messages.BatchReply`."), errors=BODY),
+    # -- queue --
+    Op("POST", "/queue/push", "queue", "Push a message",
+       "Answered once the message is durable in Redis. The topic is served by its ring owner (the next "
+       "live node while the owner is down); any node forwards. A `message_id` seen on the topic within the "
+       "dedup window is not enqueued twice (same answer again).",
+       body=queue.PushBody, ok=S.QueuePushed, ok_description="Durable.", errors=(*BODY, "Unavailable")),
+    Op("GET", "/queue/pop/{topic}/{consumer_id}", "queue", "Pop a message",
+       "Moves the topic's next message atomically to the consumer's processing list. Not acked within "
+       "`visibility_timeout` seconds it becomes ready again at the head of the topic (`delivery_count` + 1); "
+       "after `max_deliveries` it goes to the dead-letter list instead. With `wait`, long-polls up to that "
+       "many seconds for a message.",
+       params=(TOPIC, CONSUMER,
+               Param("visibility_timeout", "query", queue.VisibilityTimeout, "Seconds the message stays "
+                     "in flight before it is delivered again.", required=False, default=queue.DEFAULT_VISIBILITY),
+               Param("wait", "query", queue.Wait, "Seconds to wait for a message when none is ready.",
+                     required=False, default=0.0)),
+       ok=S.Delivery, ok_description="A message, now in flight for the consumer.", responses=NO_MESSAGE,
+       errors=("InvalidRequest", "Unavailable")),
+    Op("POST", "/queue/ack", "queue", "Acknowledge a message", "The message is done: removed for good.",
+       body=queue.MessageBody, ok=S.Acked, ok_description="Acked.",
+       errors=(*BODY, "NotInFlight", "Unavailable")),
+    Op("POST", "/queue/nack", "queue", "Give a message back",
+       "The message becomes ready again at once, at the head of the topic.",
+       body=queue.MessageBody, ok=S.Nacked, ok_description="Nacked.",
+       errors=(*BODY, "NotInFlight", "Unavailable")),
+    Op("POST", "/queue/extend", "queue", "Extend a message's visibility timeout",
+       "The message stays in flight `visibility_timeout` seconds from now.",
+       body=queue.ExtendBody, ok=S.Extended, ok_description="Extended.",
+       errors=(*BODY, "NotInFlight", "Unavailable")),
+    Op("GET", "/queue/stats/{topic}", "queue", "Topic statistics",
+       "Ready, in-flight and dead counts (read atomically), and the node serving the topic now.",
+       params=(TOPIC,), ok=S.QueueStats, ok_description="Counts.", errors=("InvalidRequest", "Unavailable")),
+    Op("GET", "/queue/dead/{topic}", "queue", "List dead letters", "The topic's dead letters, oldest first.",
+       params=(TOPIC, Param("limit", "query", DeadLimit, "At most this many.", required=False, default=100)),
+       ok=S.DeadLetters, ok_description="Dead letters.", errors=("InvalidRequest", "Unavailable")),
+    Op("POST", "/queue/redrive", "queue", "Redrive dead letters",
+       "Moves up to `limit` dead letters back to the head of the topic, with a fresh delivery count.",
+       body=queue.RedriveBody, ok=S.Redriven, ok_description="Redriven.", errors=(*BODY, "Unavailable")),
+    Op("POST", "/queue/internal/push", "internal", "Relayed push (served here)",
+       "A push relayed by another node to the topic's owner: served by this node whatever the ring says. "
+       "`message_id` is required (the relaying node generates it).",
+       body=queue.InternalPushBody, ok=S.QueuePushed, ok_description="Durable.", errors=(*BODY, "Unavailable")),
+    Op("POST", "/queue/internal/pop", "internal", "Relayed pop (served here)",
+       "A pop relayed to the topic's owner, its query parameters in the body.",
+       body=queue.PopBody, ok=S.Delivery, ok_description="A message, now in flight for the consumer.",
+       responses=NO_MESSAGE, errors=(*BODY, "Unavailable")),
+    Op("POST", "/queue/internal/ack", "internal", "Relayed ack (served here)", "An ack relayed to the "
+       "topic's owner.", body=queue.MessageBody, ok=S.Acked, ok_description="Acked.",
+       errors=(*BODY, "NotInFlight", "Unavailable")),
+    Op("POST", "/queue/internal/nack", "internal", "Relayed nack (served here)", "A nack relayed to the "
+       "topic's owner.", body=queue.MessageBody, ok=S.Nacked, ok_description="Nacked.",
+       errors=(*BODY, "NotInFlight", "Unavailable")),
+    Op("POST", "/queue/internal/extend", "internal", "Relayed extend (served here)", "An extend relayed "
+       "to the topic's owner.", body=queue.ExtendBody, ok=S.Extended, ok_description="Extended.",
+       errors=(*BODY, "NotInFlight", "Unavailable")),
+    # -- raft --
+    _raft_rpc("/request_vote", "votes"),
+    _raft_rpc("/append_entries", "log replication"),
+    _raft_rpc("/install_snapshot", "snapshots"),
+    # -- this document --
+    Op("GET", "/openapi.json", "docs", "This document", "The OpenAPI 3.1 description of this node's API.",
+       responses={"200": {"description": "The document.", "content": {JSON: {"schema": {"type": "object"}}}}}),
+    Op("GET", "/docs/openapi-3.0.json", "docs", "This document in OpenAPI 3.0",
+       "The same document translated to OpenAPI 3.0, for the bundled Swagger UI (4.x reads 3.0 only).",
+       responses={"200": {"description": "The document.", "content": {JSON: {"schema": {"type": "object"}}}}}),
+    Op("GET", "/docs", "docs", "API reference (HTML)",
+       "A browsable reference of this document (Swagger UI, served by the node: no external assets).",
+       responses={"200": {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}}}),
+)
+
+def _ui_operations() -> tuple[Op, ...]:
+    """The dashboard's page and read-only endpoints (``rakit.http.routes.ui``), when it is there.
+
+    Their answer Structs and query parameters come from ``ui.SCHEMAS``; the bounds below are the
+    ones its handlers check.
+    """
+    try:
+        from rakit.http.routes import ui
+    except ModuleNotFoundError:
+        return ()
+    query: dict[str, tuple[Any, Any]] = {
+        "timeout": (Annotated[float, msgspec.Meta(ge=0.05, le=5.0)], ui.DEFAULT_PEER_TIMEOUT),
+        "limit": (Annotated[int, msgspec.Meta(ge=1, le=ui.MAX_LIMIT)], ui.DEFAULT_LIMIT),
+    }
+    about: dict[str, tuple[str, str, tuple[str, ...]]] = {
+        "/cluster/overview": (
+            "Cluster overview (dashboard)",
+            ("Every node's Raft status and cache counters, gathered by this node in parallel (it answers "
+            "for itself directly); a node that does not answer within `timeout` seconds is listed with "
+            "`up: false` and its error."), ("InvalidRequest",)),
+        "/lock/table": (
+            "The lock table (dashboard)",
+            ("The replicated lock table read on the leader after a ReadIndex barrier (forwarded like the "
+            "other lock calls): busy resources first, at most `limit`, with the wait-for edges."),
+            ("InvalidRequest", *LEADER)),
+        "/queue/topics": (
+            "Queue topics (dashboard)",
+            ("Topics known in Redis (a bounded scan) with their ready / in-flight / dead counts and "
+            "current owner."), ("InvalidRequest", "Unavailable")),
+    }
+    ops = []
+    for path, (struct, params) in ui.SCHEMAS.items():
+        summary, description, errors = about[path]  # KeyError: a dashboard endpoint not described here
+        ops.append(Op("GET", path, "ui", summary, description, ok=struct, ok_description="The view.",
+                      params=tuple(Param(name, "query", query[name][0], text, required=False,
+                                         default=query[name][1]) for name, text in params.items()),
+                      errors=errors))
+    page = {"200": {"description": "The dashboard page.", "content": {"text/html": {"schema": {"type": "string"}}}}}
+    asset = {"200": {"description": "The file.", "content": {
+        media.split(";")[0]: {"schema": {"type": "string"}} for media in ui.ASSETS.values()}}}
+    ops += [
+        Op("GET", "/ui", "ui", "Live dashboard (HTML)", "Cluster, locks, queue and cache at a glance; the "
+           "page polls the endpoints tagged `ui` on this node. No external assets.", responses=page),
+        Op("GET", "/ui/", "ui", "Live dashboard (HTML)", "Same as `/ui`.", responses=page),
+        Op("GET", "/ui/{name}", "ui", "A file of the dashboard", "The page's HTML, script and style sheet.",
+           params=(Param("name", "path", Literal[tuple(sorted(ui.ASSETS))], "The file."),),
+           responses=asset, errors=("NotFound",)),
+    ]
+    return tuple(ops)
+
+
+OPERATIONS: tuple[Op, ...] = CORE_OPERATIONS + _ui_operations()
+
+
+# Descriptions of the request Structs (and of a few answer Structs) that live beside their routes:
+# Struct -> (description, {field: description or extra schema keywords}).
+NOTES: dict[type, tuple[str, Mapping[str, str | Mapping[str, Any]]]] = {
+    locks.AcquireBody: ("A lock request.", {
+        "resource": "The resource to lock.",
+        "client_id": "Who will hold it.",
+        "mode": "`exclusive` excludes everyone; `shared` is compatible with `shared`.",
+        "timeout": "Seconds to wait in the FIFO wait list; 0: `409 conflict` at once when unavailable.",
+        "ttl": "Lease in seconds: the hold ends unless renewed within it.",
+        "lock_delay": "Sets the resource's option: seconds the lock stays ungranted after an expiry "
+                      "(not after a release). Absent: unchanged (default 0).",
+    }),
+    locks.ReleaseBody: ("Ends a hold.", {
+        "fencing_token": "When given, must be the token of the client's current hold, else "
+                         "`409 token_mismatch`.",
+    }),
+    locks.RenewBody: ("Restarts a lease.", {"ttl": "The new lease in seconds; absent: the hold's current ttl."}),
+    kv.PutBody: ("A demo-map write.", {"value": f"Any JSON, at most {MAX_VALUE_BYTES} bytes encoded."}),
+    kv.KeyBody: ("A demo-map key.", {}),
+    kv.IncrBody: ("A demo-map increment.", {"delta": "Added to the key's integer value."}),
+    cache.SetBody: ("A cache write.", {
+        "value": f"Any JSON, at most {MAX_VALUE_BYTES} bytes encoded.",
+        "ttl": "Seconds the entry lives; absent or null: no expiry.",
+    }),
+    cache.KeyBody: ("A cache key.", {}),
+    cache.InvalidateBody: ("One invalidation, as if sent by node `src`.", {
+        "src": "The node the invalidation comes from (a member of the cluster).",
+        "version": "The version written: copies older than it are dropped.",
+    }),
+    cache.GetAnswer: ("A cache hit.", {
+        "version": "Opaque version of the write (`<counter>.<node>`), the same on every node.",
+        "node": "The answering node.",
+        "source": {"enum": ["local", "peer"],
+                   "description": "`local`: this node's copy; `peer`: fetched from a peer (and now kept here)."},
+        "value": "Any JSON value, exactly as it was written.",
+    }),
+    queue.PushBody: ("A message for a topic.", {
+        "message": f"Any JSON, at most {MAX_VALUE_BYTES} bytes encoded.",
+        "message_id": "Deduplication id (the form of a key); one is generated when absent.",
+    }),
+    queue.InternalPushBody: ("A relayed push.", {}),
+    queue.PopBody: ("A relayed pop: the query parameters of `GET /queue/pop/{topic}/{consumer_id}`.", {}),
+    queue.MessageBody: ("A message in flight for a consumer.", {}),
+    queue.ExtendBody: ("A new visibility timeout for a message in flight.", {
+        "visibility_timeout": "Seconds from now.",
+    }),
+    queue.RedriveBody: ("Dead letters to move back.", {"limit": "At most this many."}),
+}
+
+TAGS = [
+    {"name": "locks", "description": "Distributed locks (Raft state machine): shared/exclusive, FIFO "
+                                     "waiting, leases, fencing tokens, deadlock detection."},
+    {"name": "queue", "description": "Topic queues in Redis, each topic served by its ring owner: "
+                                     "at-least-once delivery, visibility timeouts, dead letters."},
+    {"name": "cache", "description": "Each node's LRU cache, kept coherent by write-invalidate."},
+    {"name": "kv", "description": "A demo / diagnostic replicated map (exercises Raft end to end)."},
+    {"name": "cluster", "description": "Health, Raft status and metrics of one node."},
+    {"name": "internal", "description": "Node to node (and tools). Body formats may change between versions."},
+    {"name": "docs", "description": "This document and its browsable reference."},
+    {"name": "ui", "description": "The live dashboard and the read-only views it polls."},
+]
+
+DESCRIPTION = f"""The HTTP API of one **rakit** node: distributed locks (Raft), a distributed queue (Redis) and a
+coherent distributed cache. The contract is `API.md`; this document is built from the same msgspec
+Structs that validate the requests.
+
+**Any node accepts any request.** A node that needs the Raft leader (locks, kv) forwards the request
+to it; a queue request goes to its topic's ring owner. Only while no leader is known does a node
+answer `503 no_leader`, with `Retry-After`.
+
+**JSON in, JSON out.** Unknown extra fields in a body are ignored. Names: `resource` and `key` are
+1-128 characters of `[A-Za-z0-9_.:-]`; `topic`, `consumer_id` and `client_id` 1-128 characters of
+`[A-Za-z0-9_.-]`. Times are seconds as JSON numbers (fractions allowed). A JSON body is at most
+{MAX_BODY_BYTES} bytes; a value or message at most {MAX_VALUE_BYTES} bytes once encoded.
+
+**Errors** are JSON objects `{{"error": code, "detail": text, ...}}` (schema `Error`): `422
+invalid_request`, `413 too_large`, `404 not_found` (also for an unknown path), `404 not_in_flight`,
+`405 method_not_allowed` (a known path with another method), `409` with a specific code (`conflict`,
+`timeout`, `deadlock`, `not_holder`, `token_mismatch`), `503 no_leader` / `not_leader` /
+`unavailable` (with `Retry-After`). No request, however malformed, gets a 500.
+
+**Waiting requests** (`/lock/acquire` with `timeout`, `/lock/watch`, `/queue/pop` with `wait`) are
+cancelled when the client disconnects (a waiting acquire leaves the wait list).
+
+**WebSockets** (not expressible in OpenAPI), node to node: `/raft/stream` carries Raft batches
+(binary msgpack `rakit.raft.messages.Batch` frames, each answered in order by a `Batch` frame once
+persisted) and `/cache/stream` carries cache batches (msgpack `rakit.cache.messages.Batch` frames
+answered in order by `BatchReply` frames). A frame that does not decode closes the stream (1003).
+Relayed HTTP requests carry `x-rakit-hops` (and `x-rakit-remaining`, the seconds the original caller
+still waits).
+"""
+
+
+# -- building ---------------------------------------------------------------------------
+
+
+def _structs() -> list[type]:
+    seen: dict[type, None] = {S.Error: None}
+    for op in OPERATIONS:
+        for t in (op.body, op.ok):
+            if t is not None:
+                seen[t] = None
+    for _, struct, _, _ in ERRORS.values():
+        seen[struct] = None
+    return list(seen)
+
+
+def _component_name(qualified: str) -> str:
+    # msgspec names a Struct by its module path when two share a name (cache.KeyBody, kv.KeyBody).
+    if "." not in qualified:
+        return qualified
+    module, _, name = qualified.rpartition(".")
+    return module.rpartition(".")[2].capitalize() + name
+
+
+def _rename_refs(node: Any, names: Mapping[str, str]) -> Any:
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            if k == "$ref" and isinstance(v, str):
+                out[k] = REF_TEMPLATE.format(name=names[v.rpartition("/")[2]])
+            else:
+                out[k] = _rename_refs(v, names)
+        return out
+    if isinstance(node, list):
+        return [_rename_refs(v, names) for v in node]
+    return node
+
+
+def _apply_notes(components: dict[str, Any], names: Mapping[type, str]) -> None:
+    for schema in components.values():  # msgspec keeps docstrings' indentation
+        if "description" in schema:
+            schema["description"] = inspect.cleandoc(schema["description"])
+    for struct, (description, fields) in NOTES.items():
+        schema = components[names[struct]]
+        if description:
+            schema["description"] = description
+        for name, note in fields.items():
+            prop = schema["properties"][name]  # KeyError: a note on a field that is gone
+            prop.update({"description": note} if isinstance(note, str) else note)
+
+
+def schema_components() -> tuple[dict[type, str], dict[str, Any]]:
+    """(Struct -> component name, components/schemas)."""
+    structs = _structs()
+    refs, raw = msgspec.json.schema_components(structs, ref_template=REF_TEMPLATE)
+    renames = {name: _component_name(name) for name in raw}
+    if len(set(renames.values())) != len(renames):
+        raise ValueError(f"two Structs would share a component name: {sorted(renames)}")
+    components = {renames[name]: _rename_refs(schema, renames) for name, schema in raw.items()}
+    names = {struct: renames[ref["$ref"].rpartition("/")[2]] for struct, ref in zip(structs, refs, strict=True)}
+    _apply_notes(components, names)
+    return names, dict(sorted(components.items()))
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF_TEMPLATE.format(name=name)}
+
+
+def _operation(op: Op, names: Mapping[type, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"tags": [op.tag], "summary": op.summary, "description": op.description,
+                           "operationId": op.operation_id}
+    if op.params:
+        out["parameters"] = [p.render() for p in op.params]
+    if op.body is not None:
+        out["requestBody"] = {"required": True, "content": {JSON: {"schema": _ref(names[op.body])}}}
+    elif op.request is not None:
+        out["requestBody"] = dict(op.request)
+    responses: dict[str, Any] = {}
+    if op.ok is not None:
+        responses["200"] = {"description": op.ok_description, "content": {JSON: {"schema": _ref(names[op.ok])}}}
+    responses.update(copy.deepcopy(dict(op.responses)))
+    for error in op.errors:
+        status = str(ERRORS[error][0])
+        if status in responses:
+            raise ValueError(f"{op.method} {op.path}: two answers for {status}")
+        responses[status] = {"$ref": f"#/components/responses/{error}"}
+    if "200" not in responses and "204" not in responses:
+        raise ValueError(f"{op.method} {op.path}: no success answer")
+    out["responses"] = dict(sorted(responses.items()))
+    return out
+
+
+def build_document() -> dict[str, Any]:
+    names, components = schema_components()
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        item = paths.setdefault(op.path, {})
+        method = op.method.lower()
+        if method in item:
+            raise ValueError(f"{op.method} {op.path} is listed twice")
+        item[method] = _operation(op, names)
+        declared = {p.name for p in op.params if p.where == "path"}
+        if declared != set(re.findall(r"{([^}]+)}", op.path)):
+            raise ValueError(f"{op.method} {op.path}: path parameters {sorted(declared)} do not match")
+    responses = {}
+    for name, (status, struct, description, retry) in ERRORS.items():
+        response: dict[str, Any] = {"description": f"{status}: {description}",
+                                    "content": {JSON: {"schema": _ref(names[struct])}}}
+        if retry:
+            response["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
+        responses[name] = response
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {"title": "rakit node API", "version": _version(), "description": DESCRIPTION},
+        "tags": TAGS,
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "responses": responses,
+            "headers": {"RetryAfter": {"description": "Seconds to wait before trying again.",
+                                       "schema": {"type": "integer", "minimum": 0}}},
+        },
+    }
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rakit")
+    except PackageNotFoundError:  # a source checkout on sys.path, not installed
+        return "0"
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document, built once. Callers must not change it."""
+    return build_document()
+
+
+@functools.cache
+def document_json() -> bytes:
+    return msgspec.json.encode(document())
+
+
+# -- OpenAPI 3.0, for Swagger UI 4.x ---------------------------------------------------------
+
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf")
+_SUBSCHEMA_MAPS = ("properties",)
+_SUBSCHEMAS = ("items", "additionalProperties", "not")
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in schema:
+        return {"allOf": [schema], "nullable": True}
+    return {**schema, "nullable": True}
+
+
+def schema_30(schema: Any) -> Any:
+    """One JSON Schema 2020-12 (OpenAPI 3.1) schema as an OpenAPI 3.0 Schema Object."""
+    if not isinstance(schema, dict):
+        return schema
+    s = dict(schema)
+    for key in _SUBSCHEMA_LISTS:
+        if key in s:
+            s[key] = [schema_30(x) for x in s[key]]
+    for key in _SUBSCHEMA_MAPS:
+        if key in s:
+            s[key] = {k: schema_30(v) for k, v in s[key].items()}
+    for key in _SUBSCHEMAS:
+        if isinstance(s.get(key), dict):
+            s[key] = schema_30(s[key])
+    if "const" in s:
+        s["enum"] = [s.pop("const")]
+    if "examples" in s:
+        examples = s.pop("examples")
+        if examples:
+            s["example"] = examples[0]
+    for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(s.get(bound), (int, float)) and not isinstance(s[bound], bool):
+            s[plain] = s[bound]
+            s[bound] = True
+    if s.get("required") == []:
+        del s["required"]
+    nullable = False
+    if isinstance(s.get("type"), list):
+        types = [t for t in s["type"] if t != "null"]
+        nullable = len(types) < len(s["type"])
+        if len(types) == 1:
+            s["type"] = types[0]
+        else:
+            s.pop("type")
+            s["anyOf"] = [{"type": t} for t in types]
+    if "enum" in s and None in s["enum"]:
+        s["enum"] = [v for v in s["enum"] if v is not None]
+        nullable = True
+    if "anyOf" in s and {"type": "null"} in s["anyOf"]:
+        rest = [x for x in s["anyOf"] if x != {"type": "null"}]
+        nullable = True
+        if len(rest) == 1:
+            del s["anyOf"]
+            merged = rest[0]
+            s = {**merged, **s} if "$ref" not in merged else {**s, "allOf": [merged]}
+        else:
+            s["anyOf"] = rest
+    if "$ref" in s and len(s) > 1:
+        ref = {"$ref": s.pop("$ref")}
+        s["allOf"] = [ref, *s.get("allOf", [])]
+    if nullable:
+        s = _nullable(s)
+    return s
+
+
+def _params_30(params: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**p, "schema": schema_30(p["schema"])} for p in params]
+
+
+def _content_30(content: dict[str, Any]) -> dict[str, Any]:
+    return {media: ({**m, "schema": schema_30(m["schema"])} if "schema" in m else m)
+            for media, m in content.items()}
+
+
+def build_document_30(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """``doc`` (OpenAPI 3.1, as built here) translated to OpenAPI 3.0.3."""
+    out = copy.deepcopy(dict(doc))
+    out["openapi"] = "3.0.3"
+    out["info"] = {**out["info"], "description": (
+        "*A translation to OpenAPI 3.0 for this page; the canonical document is "
+        "[/openapi.json](/openapi.json) (OpenAPI 3.1).*\n\n" + out["info"]["description"])}
+    out["info"].pop("summary", None)
+    for item in out["paths"].values():
+        for operation in item.values():
+            if "parameters" in operation:
+                operation["parameters"] = _params_30(operation["parameters"])
+            if "requestBody" in operation:
+                body = operation["requestBody"]
+                body["content"] = _content_30(body["content"])
+            for response in operation["responses"].values():
+                if "content" in response:
+                    response["content"] = _content_30(response["content"])
+    components = out["components"]
+    components["schemas"] = {k: schema_30(v) for k, v in components["schemas"].items()}
+    for response in components["responses"].values():
+        response["content"] = _content_30(response["content"])
+    components["headers"] = {k: {**h, "schema": schema_30(h["schema"])} for k, h in components["headers"].items()}
+    return out
+
+
+@functools.cache
+def document_30_json() -> bytes:
+    return msgspec.json.encode(build_document_30(document()))
+
+
+# -- the page --------------------------------------------------------------------------
+
+DOCS_STATIC = "/docs/static"
+
+
+def swagger_ui_dir() -> Path:
+    import swagger_ui_bundle
+
+    return Path(swagger_ui_bundle.swagger_ui_path)
+
+
+def swagger_ui_major() -> int:
+    """The bundled Swagger UI's major version (its directory is ``swagger-ui-X.Y.Z``); 0 if unknown."""
+    found = re.search(r"(\d+)\.\d+\.\d+$", swagger_ui_dir().name)
+    return int(found.group(1)) if found else 0
+
+
+def docs_spec_url() -> str:
+    # Swagger UI reads OpenAPI 3.1 from version 5 on; before that, the 3.0 translation.
+    return "/openapi.json" if swagger_ui_major() >= 5 else "/docs/openapi-3.0.json"
+
+
+@functools.cache
+def docs_html() -> str:
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>rakit node API</title>
+  <link rel="stylesheet" href="{DOCS_STATIC}/swagger-ui.css">
+  <link rel="icon" type="image/png" sizes="32x32" href="{DOCS_STATIC}/favicon-32x32.png">
+  <style>body {{ margin: 0; }}</style>
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="{DOCS_STATIC}/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({{
+      url: "{docs_spec_url()}",
+      dom_id: "#swagger-ui",
+      deepLinking: true,
+      validatorUrl: null,
+      presets: [SwaggerUIBundle.presets.apis],
+      layout: "BaseLayout"
+    }});
+  </script>
+</body>
+</html>
+"""

@@ -1,0 +1,230 @@
+"""The dashboard's endpoints on a real 3-node cluster: /ui, /cluster/overview, /lock/table, /queue/topics.
+
+Answers are decoded with the Structs of ``rakit.http.routes.ui`` (what
+/openapi.json documents), so a shape that drifts from them fails here.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import urllib.request
+from typing import Any
+
+import msgspec
+import pytest
+from httpcall import call, get, post, retry_until_ok
+
+from rakit.http.routes.ui import ClusterOverview, LockTableView, QueueTopicsView
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(what: str, probe: Any, timeout: float = 10.0) -> Any:
+    """Call ``probe()`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout:g} s waiting for {what}; last: {last!r}")
+
+
+def overview(url: str, **query: Any) -> ClusterOverview:
+    q = "&".join(f"{k}={v}" for k, v in query.items())
+    s, body = get(url + "/cluster/overview" + (f"?{q}" if q else ""))
+    assert s == 200, body
+    return msgspec.convert(body, ClusterOverview)
+
+
+def lock_table(url: str, **query: Any) -> LockTableView:
+    q = "&".join(f"{k}={v}" for k, v in query.items())
+    s, body = get(url + "/lock/table" + (f"?{q}" if q else ""))
+    assert s == 200, body
+    return msgspec.convert(body, LockTableView)
+
+
+def queue_topics(url: str, **query: Any) -> QueueTopicsView:
+    q = "&".join(f"{k}={v}" for k, v in query.items())
+    s, body = get(url + "/queue/topics" + (f"?{q}" if q else ""))
+    assert s == 200, body
+    return msgspec.convert(body, QueueTopicsView)
+
+
+def raw_get(url: str) -> tuple[int, str, bytes]:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.status, resp.headers.get("content-type", ""), resp.read()
+
+
+def test_overview_locks_queue_and_cache_on_a_live_cluster(cluster_factory) -> None:
+    cluster = cluster_factory(3)
+    leader = cluster.wait_for_leader(timeout=15)
+    urls = cluster.urls
+    ids = sorted(urls)
+    follower = next(i for i in ids if i != leader)
+    a, b, c = (urls[i] for i in ids)
+
+    # -- cluster overview, asked of every node: three nodes up, exactly one leader.
+    for node_id, url in urls.items():
+        o = overview(url)
+        assert o.node == node_id
+        assert sorted(n.node_id for n in o.nodes) == ids
+        assert [n.node_id for n in o.nodes if n.local] == [node_id]
+        assert all(n.up and n.error is None and n.term == o.term for n in o.nodes), o
+        assert [n.node_id for n in o.nodes if n.role == "leader"] == [leader] == o.leaders
+        assert o.leader == leader
+        assert all(n.leader_id == leader and n.commit_index is not None and n.last_applied is not None
+                   and n.cache is not None for n in o.nodes)
+        assert {n.url for n in o.nodes} == set(urls.values())
+
+    # -- a lock with a waiter, read through a follower (forwarded to the leader).
+    s, grant = post(a + "/lock/acquire", {"resource": "ui-orders", "client_id": "holder-1", "ttl": 60})
+    assert s == 200, grant
+    waited: dict[str, Any] = {}
+    waiter = threading.Thread(target=lambda: waited.update(answer=post(
+        b + "/lock/acquire", {"resource": "ui-orders", "client_id": "waiter-2", "timeout": 20}, timeout=30)))
+    waiter.start()
+    try:
+        def waiting() -> LockTableView | None:
+            t = lock_table(urls[follower])
+            r = next((r for r in t.resources if r.resource == "ui-orders"), None)
+            return t if r is not None and r.waiters else None
+
+        table = wait_for("waiter-2 in the wait list of ui-orders", waiting)
+        assert table.node == leader and table.index >= grant["fencing_token"]
+        (row,) = [r for r in table.resources if r.resource == "ui-orders"]
+        assert row.mode == "exclusive" and row.fencing_token == grant["fencing_token"]
+        assert [(h.client_id, h.mode, h.fencing_token) for h in row.holders] == [
+            ("holder-1", "exclusive", grant["fencing_token"])]
+        assert [(w.client_id, w.mode) for w in row.waiters] == [("waiter-2", "exclusive")]
+        assert [(e.from_, e.to, e.resource, e.kind) for e in table.edges] == [
+            ("waiter-2", "holder-1", "ui-orders", "holder")]
+        assert table.active == 1 and not table.truncated
+    finally:
+        assert post(c + "/lock/release", {"resource": "ui-orders", "client_id": "holder-1"})[0] == 200
+        waiter.join(30)
+    s, second = waited["answer"]
+    assert s == 200 and second["fencing_token"] > grant["fencing_token"]
+    table = lock_table(c)
+    (row,) = [r for r in table.resources if r.resource == "ui-orders"]
+    assert [h.client_id for h in row.holders] == ["waiter-2"] and row.waiters == [] and table.edges == []
+    assert row.fencing_token == second["fencing_token"]
+
+    # -- the cap: more resources than the limit -> truncated, busy ones first.
+    for name in ("ui-x1", "ui-x2"):
+        assert post(a + "/lock/acquire", {"resource": name, "client_id": "tmp"})[0] == 200
+        assert post(a + "/lock/release", {"resource": name, "client_id": "tmp"})[0] == 200
+    capped = lock_table(b, limit=1)
+    assert [r.resource for r in capped.resources] == ["ui-orders"] and capped.truncated and capped.count == 3
+
+    # -- queue topics: counts and owner, the same from every node.
+    for i in range(3):
+        assert post(b + "/queue/push", {"topic": "ui-emails", "message": {"n": i}})[0] == 200
+    assert post(c + "/queue/push", {"topic": "ui-other", "message": 1})[0] == 200
+    s, popped = get(a + "/queue/pop/ui-emails/consumer-1?visibility_timeout=60")
+    assert s == 200, popped
+    s, stats = get(a + "/queue/stats/ui-emails")
+    assert s == 200
+    for url in urls.values():
+        view = queue_topics(url)
+        assert not view.truncated
+        assert {t.topic: (t.ready, t.in_flight, t.dead) for t in view.topics} == {
+            "ui-emails": (2, 1, 0), "ui-other": (1, 0, 0)}
+        emails = next(t for t in view.topics if t.topic == "ui-emails")
+        assert emails.owner == stats["owner"] and emails.owner in urls
+    capped_topics = queue_topics(a, limit=1)
+    assert [t.topic for t in capped_topics.topics] == ["ui-emails"] and capped_topics.truncated
+
+    # -- cache: a set on one node, a read on another (a peer fetch), both seen in the overview.
+    s, _ = retry_until_ok("POST", a + "/cache/set", {"key": "ui:user:42", "value": {"name": "Ada"}})
+    assert s == 200
+    s, got = retry_until_ok("GET", b + "/cache/get/ui:user:42")  # 503 while b's start-up quarantine lasts
+    assert s == 200 and got["source"] == "peer", got
+
+    def cache_seen() -> ClusterOverview | None:
+        o = overview(c)
+        by_id = {n.node_id: n.cache for n in o.nodes}
+        writer, reader = by_id[ids[0]], by_id[ids[1]]
+        ok = (writer is not None and reader is not None and writer.size >= 1 and reader.size >= 1
+              and reader.peer_fetches >= 1 and reader.misses >= 1 and writer.invalidations_sent >= 1
+              and all(n.health == "ok" and n.cache and n.cache.serving for n in o.nodes))
+        return o if ok else None
+
+    wait_for("the cache counters in the overview, every node serving", cache_seen)
+
+
+def test_pages_and_bad_input(cluster_factory) -> None:
+    cluster = cluster_factory(3)
+    cluster.wait_for_leader(timeout=15)
+    url = next(iter(cluster.urls.values()))
+
+    # The page and its files, from the package, nothing external.
+    for path in ("/ui", "/ui/"):
+        status, ctype, body = raw_get(url + path)
+        assert status == 200 and ctype.startswith("text/html")
+        assert b'src="/ui/app.js"' in body and b'href="/ui/style.css"' in body
+    files = {}
+    for name, kind in (("app.js", "text/javascript"), ("style.css", "text/css"), ("index.html", "text/html")):
+        status, ctype, body = raw_get(f"{url}/ui/{name}")
+        assert status == 200 and ctype.startswith(kind), (name, ctype)
+        files[name] = body.decode()
+    for name, text in files.items():
+        external = [u for u in re.findall(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}[^\s\"')]*", text)
+                    if u != "http://www.w3.org/2000/svg"]  # the SVG namespace name, never fetched
+        assert external == [], (name, external)
+    for path in ("/cluster/overview", "/lock/table", "/queue/topics"):
+        assert path in files["app.js"]
+
+    # Errors: JSON with a stable code, never a 500.
+    for path in ("/ui/missing.js", "/ui/app.py", "/ui/..%2Fapp.py", "/ui/x/y"):
+        s, body = get(url + path)
+        assert s == 404 and body["error"] == "not_found", (path, s, body)
+    for path in ("/lock/table?limit=0", "/lock/table?limit=5001", "/lock/table?limit=abc",
+                 "/lock/table?limit=-1", "/lock/table?limit=1.5", "/queue/topics?limit=0",
+                 "/queue/topics?limit=%F0%9F%92%A5", "/cluster/overview?timeout=0",
+                 "/cluster/overview?timeout=abc", "/cluster/overview?timeout=nan", "/cluster/overview?timeout=9"):
+        s, body = get(url + path)
+        assert s == 422 and body["error"] == "invalid_request" and isinstance(body["detail"], str), (path, s, body)
+    for path in ("/cluster/overview", "/lock/table", "/queue/topics", "/ui"):
+        s, body = call("POST", url + path, {})
+        assert s == 405 and body["error"] == "method_not_allowed", (path, s, body)
+    # Unknown query parameters are ignored, as unknown body fields are.
+    assert get(url + "/lock/table?whatever=1")[0] == 200
+
+
+def test_a_dead_peer_is_shown_down_and_redis_down_is_503(cluster_factory) -> None:
+    cluster = cluster_factory(3)
+    leader = cluster.wait_for_leader(timeout=15)
+    victim = next(i for i in cluster.urls if i != leader)
+
+    # A stopped (SIGSTOP) node answers nothing: the overview gives up on it after ``timeout``.
+    cluster.nodes[victim].pause()
+    try:
+        started = time.monotonic()
+        o = overview(cluster.urls[leader], timeout=0.3)
+        assert time.monotonic() - started < 3.0
+        (paused,) = [n for n in o.nodes if n.node_id == victim]
+        assert not paused.up and paused.health == "down" and "0.3" in (paused.error or ""), paused
+    finally:
+        cluster.nodes[victim].resume()
+
+    # A killed node: connection refused, shown down with the error; the rest still answer.
+    cluster.nodes[victim].kill()
+    o = overview(cluster.urls[leader], timeout=0.3)
+    (dead,) = [n for n in o.nodes if n.node_id == victim]
+    assert not dead.up and dead.health == "down" and dead.error and dead.role is None and dead.cache is None
+    assert o.leader == leader and o.leaders == [leader]
+    assert sum(n.up for n in o.nodes) == 2
+
+    assert cluster.redis is not None
+    cluster.redis.stop()
+    url = cluster.urls[leader]
+    started = time.monotonic()
+    s, body = get(url + "/queue/topics")
+    assert s == 503 and body["error"] == "unavailable", body
+    assert time.monotonic() - started < 5.0
+    assert get(url + "/lock/table")[0] == 200
+    assert get(url + "/cluster/overview")[0] == 200
