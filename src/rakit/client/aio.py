@@ -120,7 +120,10 @@ class AsyncClient:
         return list(await asyncio.gather(*(one(u) for u in self.nodes)))
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (``with``/``async with`` the client does it).
+
+        >>> await client.aclose()
+        """
         await self._runner.aclose()
 
     async def __aenter__(self) -> AsyncClient:
@@ -152,7 +155,10 @@ class AsyncLock:
         self._expires_at = 0.0
 
     async def acquire(self) -> AsyncLock:
-        """Take the lock (waiting up to ``timeout``); ``LockConflict``/``LockTimeout``/``Deadlock`` if not."""
+        """Take the lock (waiting up to ``timeout``); ``LockConflict``/``LockTimeout``/``Deadlock`` if not.
+
+        >>> lease = await client.lock("orders", ttl=10).acquire()
+        """
         started = time.monotonic()
         grant = await self.client._run(calls.acquire(self.resource, self.client_id, self.mode, self.ttl,
                                                      self.timeout, self.lock_delay))
@@ -165,22 +171,35 @@ class AsyncLock:
         return self
 
     async def renew(self) -> None:
-        """Renew the lease now (the background task does this every ``ttl / 3``)."""
+        """Renew the lease now (the background task does this every ``ttl / 3``).
+
+        >>> await lease.renew()
+        """
         started = time.monotonic()
         await self.client._run(calls.renew(self.resource, self.client_id, self.ttl))
         self._expires_at = started + self.ttl
 
     def check(self) -> None:
-        """Raise ``LockLost`` if the lock was lost."""
+        """Raise ``LockLost`` if the lock was lost.
+
+        >>> lease.check()  # before a write the lock must protect
+        """
         if self.lost.is_set() or (self.held and time.monotonic() >= self._expires_at):
             raise LockLost(f"lost the lock on {self.resource!r}")
 
     @property
     def is_lost(self) -> bool:
+        """Whether the lock was lost (``lease.lost`` is the event itself).
+
+        >>> if lease.is_lost: abort()
+        """
         return self.lost.is_set()
 
     async def release(self) -> None:
-        """Release the lock (stops renewal); a lock already lost is not an error here."""
+        """Release the lock (stops renewal); a lock already lost is not an error here.
+
+        >>> await lease.release()
+        """
         await self._stop_renewal()
         if not self.held:
             return

@@ -134,7 +134,10 @@ class Client:
         return out
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (``with``/``async with`` the client does it).
+
+        >>> client.close()
+        """
         self._runner.close()
 
     def __enter__(self) -> Client:
@@ -165,7 +168,10 @@ class Lock:
         self._expires_at = 0.0
 
     def acquire(self) -> Lock:
-        """Take the lock (waiting up to ``timeout``); ``LockConflict``/``LockTimeout``/``Deadlock`` if not."""
+        """Take the lock (waiting up to ``timeout``); ``LockConflict``/``LockTimeout``/``Deadlock`` if not.
+
+        >>> lease = client.lock("orders", ttl=10).acquire()
+        """
         started = time.monotonic()
         grant = self.client._run(calls.acquire(self.resource, self.client_id, self.mode, self.ttl, self.timeout,
                                                self.lock_delay))
@@ -181,22 +187,35 @@ class Lock:
         return self
 
     def renew(self) -> None:
-        """Renew the lease now (the background thread does this every ``ttl / 3``)."""
+        """Renew the lease now (the background thread does this every ``ttl / 3``).
+
+        >>> lease.renew()
+        """
         started = time.monotonic()
         self.client._run(calls.renew(self.resource, self.client_id, self.ttl))
         self._expires_at = started + self.ttl
 
     def check(self) -> None:
-        """Raise ``LockLost`` if the lock was lost (renewal refused or out of time)."""
+        """Raise ``LockLost`` if the lock was lost (renewal refused or out of time).
+
+        >>> lease.check()  # before a write the lock must protect
+        """
         if self.lost.is_set() or (self.held and time.monotonic() >= self._expires_at):
             raise LockLost(f"lost the lock on {self.resource!r}", node=None)
 
     @property
     def is_lost(self) -> bool:
+        """Whether the lock was lost (``lease.lost`` is the event itself).
+
+        >>> if lease.is_lost: abort()
+        """
         return self.lost.is_set()
 
     def release(self) -> None:
-        """Release the lock (stops renewal); a lock already lost is not an error here."""
+        """Release the lock (stops renewal); a lock already lost is not an error here.
+
+        >>> lease.release()
+        """
         self._stop_renewal()
         if not self.held:
             return
