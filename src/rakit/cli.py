@@ -45,6 +45,12 @@ def node(
     heartbeat_ticks: Annotated[Optional[int], typer.Option(envvar="RAFT_HEARTBEAT_TICKS", help="Heartbeat interval in ticks.")] = None,
     snapshot_entries: Annotated[Optional[int], typer.Option(envvar="RAFT_SNAPSHOT_ENTRIES", help="Snapshot after this many applied entries.")] = None,
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL", help="debug, info, warning or error.")] = "warning",
+    cluster_secret: Annotated[Optional[str], typer.Option(envvar="CLUSTER_SECRET", help="Shared secret every node-to-node call proves (>= 16 chars).")] = None,
+    cluster_secret_file: Annotated[Optional[str], typer.Option(envvar="CLUSTER_SECRET_FILE", help="A file holding the cluster secret.")] = None,
+    auth_tokens: Annotated[Optional[str], typer.Option(envvar="AUTH_TOKENS", help="Client API tokens file (JSON); requests then need a token.")] = None,
+    tls_cert: Annotated[Optional[str], typer.Option(envvar="TLS_CERT", help="PEM certificate: serve HTTPS and present it to peers.")] = None,
+    tls_key: Annotated[Optional[str], typer.Option(envvar="TLS_KEY", help="PEM private key of --tls-cert.")] = None,
+    tls_ca: Annotated[Optional[str], typer.Option(envvar="TLS_CA", help="PEM CA: verify peers (mutual TLS between nodes).")] = None,
 ) -> None:
     """Run one rakit node (see API.md, "Starting a node")."""
     try:
@@ -54,6 +60,8 @@ def node(
             max_deliveries=max_deliveries, dedup_window=dedup_window, tick_ms=tick_ms,
             election_ticks=election_ticks, heartbeat_ticks=heartbeat_ticks,
             snapshot_entries=snapshot_entries, log_level=log_level.lower(),
+            cluster_secret=cluster_secret, cluster_secret_file=cluster_secret_file, auth_tokens=auth_tokens,
+            tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca,
         )
     except ConfigError as exc:
         fail(str(exc))

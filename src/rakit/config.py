@@ -37,6 +37,12 @@ class NodeConfig:
     # Take a snapshot (and truncate the log) every this many applied entries.
     snapshot_entries: int = 10_000
     log_level: str = "warning"
+    # Security (issue 7); all off by default, for the local quick start.
+    cluster_secret: str | None = None  # every node-to-node call carries proof of it
+    auth_tokens: Path | None = None  # client API tokens and their grants
+    tls_cert: Path | None = None  # this node's certificate (HTTPS for the API and peers)
+    tls_key: Path | None = None
+    tls_ca: Path | None = None  # verify peers with this CA; nodes then present their certificate too
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -115,6 +121,7 @@ def build_config(
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
     if "dedup_window" in numbers and float(numbers["dedup_window"]) < 0:  # type: ignore[arg-type]
         raise ConfigError("--dedup-window must not be negative")
+    security = _security(numbers)
     return NodeConfig(
         node_id=node_id,
         host=host,
@@ -122,5 +129,37 @@ def build_config(
         peers=peer_map,
         redis_url=redis_url,
         data_dir=Path(data_dir or f"./data/{node_id}"),
+        **security,  # type: ignore[arg-type]
         **numbers,  # type: ignore[arg-type]
     )
+
+
+def _security(options: dict[str, object]) -> dict[str, object]:
+    """Take the security options out of ``options``, checked: the secret, token file, TLS files."""
+    out: dict[str, object] = {}
+    secret = options.pop("cluster_secret", None)
+    secret_file = options.pop("cluster_secret_file", None)
+    if secret is not None and secret_file is not None:
+        raise ConfigError("give --cluster-secret or --cluster-secret-file, not both")
+    if secret_file is not None:
+        try:
+            secret = Path(str(secret_file)).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read --cluster-secret-file {secret_file}: {exc.strerror}") from None
+    if secret is not None:
+        if len(str(secret)) < 16:
+            raise ConfigError("the cluster secret must be at least 16 characters")
+        out["cluster_secret"] = str(secret)
+    for name in ("auth_tokens", "tls_cert", "tls_key", "tls_ca"):
+        value = options.pop(name, None)
+        if value is None:
+            continue
+        path = Path(str(value))
+        if not path.is_file():
+            raise ConfigError(f"--{name.replace('_', '-')} {path}: no such file")
+        out[name] = path
+    if ("tls_cert" in out) != ("tls_key" in out):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    if "tls_ca" in out and "tls_cert" not in out:
+        raise ConfigError("--tls-ca needs --tls-cert and --tls-key (mutual TLS between nodes)")
+    return out

@@ -10,11 +10,15 @@ import os
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from rakit.config import NodeConfig
 from rakit.http.errors import HANDLERS
 from rakit.http.routes import cache, cluster, docs, kv, locks, queue, raft_rpc, ui
+from rakit.http.security import SecurityMiddleware
 from rakit.node.runtime import NodeRuntime
+from rakit.security.internal import InternalAuth
+from rakit.security.tokens import ClientAuth
 from rakit.storage.datadir import DataDir
 
 log = logging.getLogger(__name__)
@@ -52,11 +56,19 @@ def create_app(config: NodeConfig, data_dir: DataDir) -> Starlette:
             await asyncio.gather(task, return_exceptions=True)
             await runtime.close()
 
-    return Starlette(
-        routes=[*raft_rpc.routes, *cache.routes, *kv.routes, *locks.routes, *queue.routes, *cluster.routes, *ui.routes, *docs.routes],  # hot paths first
+    internal, clients = InternalAuth(config.cluster_secret), ClientAuth(config.auth_tokens)
+    middleware = ([Middleware(SecurityMiddleware, internal=internal, clients=clients)]
+                  if internal.enabled or clients.enabled else [])  # no cost when security is off
+    app = Starlette(
+        routes=[*raft_rpc.routes, *cache.routes, *kv.routes, *locks.routes, *queue.routes, *cluster.routes,
+                *ui.routes, *docs.routes],  # hot paths first
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
+        middleware=middleware,
     )
+    app.state.internal_auth = internal
+    app.state.client_auth = clients
+    return app
 
 
 def _die_if_crashed(task: asyncio.Task[None]) -> None:

@@ -1,0 +1,47 @@
+"""The ASGI middleware that authenticates requests (installed only when security is configured).
+
+Internal paths (``rakit.security.internal.is_internal``) must prove the
+cluster secret; every other path, when client tokens are configured, must
+carry a valid token allowed to do what it asks.  Refusals are the API's JSON
+errors: ``401 unauthorized`` / ``403 forbidden``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from rakit.http.json import dumps
+from rakit.security.internal import InternalAuth, is_internal
+from rakit.security.tokens import ClientAuth
+
+
+async def _refuse(scope: Scope, send: Send, status: int, code: str, detail: str) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 4401 if status == 401 else 4403, "reason": detail[:120]})
+        return
+    body = dumps({"error": code, "detail": detail})
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class SecurityMiddleware:
+    def __init__(self, app: ASGIApp, internal: InternalAuth, clients: ClientAuth) -> None:
+        self.app = app
+        self.internal = internal
+        self.clients = clients
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        path: str = scope["path"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if is_internal(path):
+            if self.internal.enabled:
+                reason = self.internal.check(scope.get("method", "GET"), path, headers)
+                if reason is not None:
+                    return await _refuse(scope, send, 401, "unauthorized", reason)
+            return await self.app(scope, receive, send)
+        return await self.app(scope, receive, send)
