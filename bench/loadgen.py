@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -86,7 +87,15 @@ async def run_load(name: str, request: RequestFn, concurrency: int, duration: fl
 
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     result.seconds = duration
+    progress(result)
     return result
+
+
+def progress(result: LoadResult) -> None:
+    """One line on stderr per finished row, so a long bench shows where it is (stdout keeps the tables)."""
+    print(f"  done: {result.name:<34} c={result.concurrency:<3} {result.ops_per_s:>9,.0f} ops/s  "
+          f"p50 {result.pct(50):7.2f} ms  p99 {result.pct(99):7.2f} ms  errors {result.errors}",
+          file=sys.stderr, flush=True)
 
 
 class OpError(Exception):
@@ -137,6 +146,7 @@ async def run_ops(name: str, op: Op, concurrency: int, duration: float, warmup: 
 
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     result.seconds = duration
+    progress(result)
     return result
 
 
