@@ -46,3 +46,10 @@ def retry_until_ok(method: str, url: str, body: Any = None, timeout: float = 15.
         if status in ok or time.monotonic() >= deadline:
             return status, payload
         time.sleep(0.05)
+
+
+def internal_headers(secret: str | None, dst: str, method: str, path: str, body: bytes = b"") -> dict[str, str]:
+    """Headers signing a call to node ``dst``'s internal ``path`` with the cluster ``secret`` ({} without one)."""
+    from rakit.security.internal import InternalAuth
+
+    return InternalAuth(secret, "tests").headers(method, path, body, dst=dst)

@@ -10,6 +10,7 @@ from rakit.client import (
     Client,
     ConnectionFailed,
     Deadlock,
+    Forbidden,
     InvalidRequest,
     LockConflict,
     LockLost,
@@ -23,13 +24,15 @@ from rakit.client import (
     ServerError,
     TokenMismatch,
     TooLarge,
+    TooManyWaiters,
+    Unauthorized,
     Unavailable,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AsyncClient", "Client", "ConnectionFailed", "Deadlock", "InvalidRequest", "LockConflict", "LockLost",
-    "LockTimeout", "Message", "NoLeader", "NotFound", "NotHolder", "NotInFlight", "RakitError", "ServerError",
-    "TokenMismatch", "TooLarge", "Unavailable", "__version__",
+    "AsyncClient", "Client", "ConnectionFailed", "Deadlock", "Forbidden", "InvalidRequest", "LockConflict",
+    "LockLost", "LockTimeout", "Message", "NoLeader", "NotFound", "NotHolder", "NotInFlight", "RakitError",
+    "ServerError", "TokenMismatch", "TooLarge", "TooManyWaiters", "Unauthorized", "Unavailable", "__version__",
 ]

@@ -1,7 +1,8 @@
 """``rakit status | lock | queue | cache``: the cluster from the command line, through ``rakit.Client``.
 
 Every command takes ``--nodes`` (or ``$RAKIT_NODES``; default: the local
-cluster of ``rakit up``) and ``--json``.  Output is a coloured table when a
+cluster of ``rakit up``), ``--token`` (or ``$RAKIT_TOKEN``: the API token, when
+the cluster runs with ``--auth-tokens``) and ``--json``.  Output is a coloured table when a
 terminal is attached, plain text otherwise, JSON with ``--json``.  An error
 answered by the cluster prints one ``rakit: error: <code>: <detail>`` line
 and exits 1.
@@ -25,6 +26,8 @@ from rakit.client import Client, RakitError
 
 Nodes = Annotated[Optional[str], typer.Option(
     "--nodes", envvar="RAKIT_NODES", help="Node URLs, comma-separated (default: the local cluster).")]
+ApiToken = Annotated[Optional[str], typer.Option(
+    "--token", envvar="RAKIT_TOKEN", help="API token, when the cluster runs with --auth-tokens.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 ClientId = Annotated[str, typer.Option("--client-id", "-c", help="The lock holder's id.")]
 ConsumerId = Annotated[str, typer.Option("--consumer-id", "-c", help="The consumer's id.")]
@@ -38,9 +41,9 @@ cache_app = typer.Typer(help="The cache: get, set, delete, stats.", no_args_is_h
 
 
 @contextmanager
-def connected(nodes: str | None) -> Iterator[Client]:
+def connected(nodes: str | None, token: str | None = None) -> Iterator[Client]:
     try:
-        client = Client(nodes, attempts=4, retry_deadline=10.0)
+        client = Client(nodes, attempts=4, retry_deadline=10.0, token=token)
     except ValueError as exc:
         err_console.print(f"rakit: error: {exc}", markup=False)
         raise typer.Exit(2) from None
@@ -106,13 +109,13 @@ def status_table(nodes: list[dict[str, Any]]) -> Table:
 
 
 def status(
-    nodes: Nodes = None,
+    nodes: Nodes = None, token: ApiToken = None,
     as_json: AsJson = False,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh every second until Ctrl-C.")] = False,
     wait_leader: Annotated[float, typer.Option(help="Wait up to this many seconds for a leader first.")] = 0.0,
 ) -> None:
     """A table of every node: role, term, leader, commit/applied index, health."""
-    with connected(nodes) as client:
+    with connected(nodes, token) as client:
         if wait_leader > 0:
             deadline = time.monotonic() + wait_leader
             with console.status("waiting for a leader ...", spinner="dots"):
@@ -141,13 +144,13 @@ def lock_acquire(
     mode: Annotated[str, typer.Option(help="exclusive or shared.")] = "exclusive",
     ttl: Annotated[float, typer.Option(help="Lease in seconds (not renewed: this command exits).")] = 30.0,
     timeout: Annotated[float, typer.Option(help="Seconds to wait in line (0: fail at once).")] = 0.0,
-    nodes: Nodes = None, as_json: AsJson = False,
+    nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False,
 ) -> None:
     """Acquire a lock for CLIENT_ID; prints the grant and its fencing token."""
     if mode not in ("exclusive", "shared"):
         err_console.print("rakit: error: --mode must be exclusive or shared")
         raise typer.Exit(2)
-    with connected(nodes) as client:
+    with connected(nodes, token) as client:
         with console.status(f"waiting for {resource} ...", spinner="dots") if timeout > 0 and console.is_terminal \
                 else _nothing():
             grant = client.acquire(resource, client_id, mode=mode, ttl=ttl, timeout=timeout)  # type: ignore[arg-type]
@@ -162,12 +165,13 @@ def _nothing() -> Iterator[None]:
 @lock_app.command("release")
 def lock_release(
     resource: str, client_id: ClientId,
-    token: Annotated[Optional[int], typer.Option("--token", help="Only if this is the current fencing token.")] = None,
-    nodes: Nodes = None, as_json: AsJson = False,
+    fencing_token: Annotated[Optional[int], typer.Option(
+        "--fencing-token", help="Only if this is the current fencing token.")] = None,
+    nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False,
 ) -> None:
     """Release CLIENT_ID's hold on RESOURCE."""
-    with connected(nodes) as client:
-        client.release(resource, client_id, token)
+    with connected(nodes, token) as client:
+        client.release(resource, client_id, fencing_token)
         emit({"released": True, "resource": resource}, as_json, lambda d: f"released {resource}")
 
 
@@ -175,17 +179,17 @@ def lock_release(
 def lock_renew(
     resource: str, client_id: ClientId,
     ttl: Annotated[Optional[float], typer.Option(help="New lease in seconds (default: the hold's own).")] = None,
-    nodes: Nodes = None, as_json: AsJson = False,
+    nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False,
 ) -> None:
     """Restart CLIENT_ID's lease on RESOURCE."""
-    with connected(nodes) as client:
+    with connected(nodes, token) as client:
         emit(client.renew(resource, client_id, ttl), as_json, kv_table(f"renewed {resource}"))
 
 
 @lock_app.command("status")
-def lock_status(resource: str, nodes: Nodes = None, as_json: AsJson = False) -> None:
+def lock_status(resource: str, nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False) -> None:
     """Holders, waiters, mode and highest fencing token of RESOURCE (linearizable)."""
-    with connected(nodes) as client:
+    with connected(nodes, token) as client:
         emit(client.lock_status(resource), as_json, kv_table(resource))
 
 
@@ -193,10 +197,10 @@ def lock_status(resource: str, nodes: Nodes = None, as_json: AsJson = False) -> 
 def lock_watch(
     resource: str, client_id: ClientId,
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds (≤ 300).")] = 30.0,
-    nodes: Nodes = None, as_json: AsJson = False,
+    nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False,
 ) -> None:
     """Wait until CLIENT_ID's hold on RESOURCE ends."""
-    with connected(nodes) as client:
+    with connected(nodes, token) as client:
         with console.status(f"watching {resource} ...", spinner="dots") if console.is_terminal else _nothing():
             answer = client.watch(resource, client_id, timeout)
         emit(answer, as_json, kv_table(f"watch {resource}"))
@@ -215,10 +219,10 @@ def message_table(data: Any) -> Table | str:
 def queue_push(
     topic: str, message: Annotated[str, typer.Argument(help="JSON (a bare word is a string).")],
     message_id: Annotated[Optional[str], typer.Option(help="Idempotency key (default: random).")] = None,
-    nodes: Nodes = None, as_json: AsJson = False,
+    nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False,
 ) -> None:
     """Push MESSAGE to TOPIC; prints its message id."""
-    with connected(nodes) as client:
+    with connected(nodes, token) as client:
         mid = client.queue(topic).push(parse_json(message, "message"), message_id=message_id)
         emit({"topic": topic, "message_id": mid}, as_json, lambda d: mid)
 
@@ -228,10 +232,10 @@ def queue_pop(
     topic: str, consumer_id: ConsumerId,
     visibility_timeout: Annotated[float, typer.Option(help="Seconds before an un-acked message returns.")] = 30.0,
     wait: Annotated[float, typer.Option(help="Long-poll up to this many seconds (≤ 20).")] = 0.0,
-    nodes: Nodes = None, as_json: AsJson = False,
+    nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False,
 ) -> None:
     """Pop the next message of TOPIC for CONSUMER_ID (then ack it)."""
-    with connected(nodes) as client:
+    with connected(nodes, token) as client:
         m = client.queue(topic).pop(consumer_id, visibility_timeout=visibility_timeout, wait=wait)
         data = None if m is None else {"topic": m.topic, "message_id": m.message_id, "message": m.message,
                                        "delivery_count": m.delivery_count}
@@ -239,35 +243,35 @@ def queue_pop(
 
 
 @queue_app.command("ack")
-def queue_ack(topic: str, message_id: str, consumer_id: ConsumerId, nodes: Nodes = None,
+def queue_ack(topic: str, message_id: str, consumer_id: ConsumerId, nodes: Nodes = None, token: ApiToken = None,
               as_json: AsJson = False) -> None:
     """Acknowledge MESSAGE_ID, popped by CONSUMER_ID."""
-    with connected(nodes) as client:
+    with connected(nodes, token) as client:
         client.queue(topic).ack(message_id, consumer_id)
         emit({"acked": True}, as_json, lambda d: f"acked {message_id}")
 
 
 @queue_app.command("nack")
-def queue_nack(topic: str, message_id: str, consumer_id: ConsumerId, nodes: Nodes = None,
+def queue_nack(topic: str, message_id: str, consumer_id: ConsumerId, nodes: Nodes = None, token: ApiToken = None,
                as_json: AsJson = False) -> None:
     """Give MESSAGE_ID back at once (redelivered)."""
-    with connected(nodes) as client:
+    with connected(nodes, token) as client:
         client.queue(topic).nack(message_id, consumer_id)
         emit({"nacked": True}, as_json, lambda d: f"nacked {message_id}")
 
 
 @queue_app.command("stats")
-def queue_stats(topic: str, nodes: Nodes = None, as_json: AsJson = False) -> None:
+def queue_stats(topic: str, nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False) -> None:
     """Ready, in-flight and dead counts of TOPIC, and the node serving it."""
-    with connected(nodes) as client:
+    with connected(nodes, token) as client:
         emit(client.queue(topic).stats(), as_json, kv_table(topic))
 
 
 @queue_app.command("dead")
 def queue_dead(topic: str, limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
-               nodes: Nodes = None, as_json: AsJson = False) -> None:
+               nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False) -> None:
     """List TOPIC's dead letters."""
-    with connected(nodes) as client:
+    with connected(nodes, token) as client:
         dead = [{"message_id": m.message_id, "message": m.message, "delivery_count": m.delivery_count}
                 for m in client.queue(topic).dead(limit)]
 
@@ -284,9 +288,9 @@ def queue_dead(topic: str, limit: Annotated[int, typer.Option(help="At most this
 
 @queue_app.command("redrive")
 def queue_redrive(topic: str, limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
-                  nodes: Nodes = None, as_json: AsJson = False) -> None:
+                  nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False) -> None:
     """Move TOPIC's dead letters back to the queue."""
-    with connected(nodes) as client:
+    with connected(nodes, token) as client:
         moved = client.queue(topic).redrive(limit)
         emit({"redriven": moved}, as_json, lambda d: f"redrove {moved} message(s)")
 
@@ -295,9 +299,9 @@ def queue_redrive(topic: str, limit: Annotated[int, typer.Option(help="At most t
 
 
 @cache_app.command("get")
-def cache_get(key: str, nodes: Nodes = None, as_json: AsJson = False) -> None:
+def cache_get(key: str, nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False) -> None:
     """The value of KEY (exit 1 when no node holds it)."""
-    with connected(nodes) as client:
+    with connected(nodes, token) as client:
         entry = client.cache.get_entry(key)
         if entry is None:
             err_console.print(f"rakit: error: not_found: no node holds {key!r}", markup=False)
@@ -309,26 +313,26 @@ def cache_get(key: str, nodes: Nodes = None, as_json: AsJson = False) -> None:
 def cache_set(
     key: str, value: Annotated[str, typer.Argument(help="JSON (a bare word is a string).")],
     ttl: Annotated[Optional[float], typer.Option(help="Expire after this many seconds.")] = None,
-    nodes: Nodes = None, as_json: AsJson = False,
+    nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False,
 ) -> None:
     """Set KEY to VALUE on every node (peers drop older copies first)."""
-    with connected(nodes) as client:
+    with connected(nodes, token) as client:
         version = client.cache.set(key, parse_json(value, "value"), ttl)
         emit({"key": key, "version": version}, as_json, lambda d: version)
 
 
 @cache_app.command("delete")
-def cache_delete(key: str, nodes: Nodes = None, as_json: AsJson = False) -> None:
+def cache_delete(key: str, nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False) -> None:
     """Delete KEY everywhere."""
-    with connected(nodes) as client:
+    with connected(nodes, token) as client:
         deleted = client.cache.delete(key)
         emit({"deleted": deleted}, as_json, lambda d: "deleted" if deleted else "(no node held it)")
 
 
 @cache_app.command("stats")
-def cache_stats(nodes: Nodes = None, as_json: AsJson = False) -> None:
+def cache_stats(nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False) -> None:
     """Cache statistics of every node."""
-    with connected(nodes) as client:
+    with connected(nodes, token) as client:
         rows = []
         for url in client.nodes:
             try:

@@ -162,4 +162,11 @@ def _security(options: dict[str, object]) -> dict[str, object]:
         raise ConfigError("--tls-cert and --tls-key go together")
     if "tls_ca" in out and "tls_cert" not in out:
         raise ConfigError("--tls-ca needs --tls-cert and --tls-key (mutual TLS between nodes)")
+    if "auth_tokens" in out:
+        if "cluster_secret" not in out:
+            raise ConfigError("--auth-tokens needs --cluster-secret (or --cluster-secret-file): nodes relay a "
+                              "client's identity to the leader and trust it only from a peer proving the secret")
+        from rakit.security.tokens import load_tokens
+
+        load_tokens(out["auth_tokens"])  # type: ignore[arg-type]  # a malformed file is a ConfigError
     return out

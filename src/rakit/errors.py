@@ -9,7 +9,12 @@
      ├── Unavailable          a dependency (peer, Redis) did not answer (503)
      ├── InvalidRequest       malformed input (422)
      ├── TooLarge             a value over the size limit (413)
+     ├── RequestTimeout       a request body that did not arrive in time (408)
+     ├── TooManyInFlight      a consumer holds too many unacked messages (429)
      ├── NotFound             (404)
+     ├── Unauthorized         no valid API token (401)
+     ├── Forbidden            a valid token, outside its grants (403)
+     ├── TooManyWaiters       a resource's wait list is full (429)
      └── Conflict             a refused operation with its own code (409)
 
 Each is translated once, at the HTTP boundary, to ``{"error", "detail"}``.
@@ -69,9 +74,34 @@ class TooLarge(RakitError):
     code = "too_large"
 
 
+class RequestTimeout(RakitError):
+    status = 408
+    code = "request_timeout"
+
+
+class TooManyInFlight(RakitError):
+    status = 429
+    code = "too_many_in_flight"
+
+
 class NotFound(RakitError):
     status = 404
     code = "not_found"
+
+
+class Unauthorized(RakitError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(RakitError):
+    status = 403
+    code = "forbidden"
+
+
+class TooManyWaiters(RakitError):
+    status = 429
+    code = "too_many_waiters"
 
 
 class Conflict(RakitError):

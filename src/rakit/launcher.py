@@ -15,14 +15,21 @@ Building blocks::
     RedisProcess(port, data_dir, appendonly=True)
         .start() .wait_ready(timeout) .stop() .kill() .restart() .alive .url .client()
 
+    TlsFiles(cert, key, ca=None)          # one node's --tls-cert/--tls-key/--tls-ca
+
     NodeProcess(node_id, port, peers, redis_url, data_dir, host="127.0.0.1",
-                log_path=None, extra_args=(), env=None, command=None)
+                log_path=None, extra_args=(), env=None, command=None, tls=None)
         .start() .stop() .kill() .pause() .resume() .restart() .alive .url
         .status() / .health() / .get(path)  -> JSON, or None when unreachable
         .wait_healthy(timeout) .log_tail()
 
     LocalCluster(size, data_root, host="127.0.0.1", base_port=None,
-                 redis_url=None, extra_args=(), env=None)
+                 redis_url=None, extra_args=(), env=None, tls=None, cluster_secret=None)
+        tls: one TlsFiles for every node, or {node id: TlsFiles}; the peer
+        URLs are then https:// and health/status checks trust the CA
+        cluster_secret (keyword): the secret every node-to-node call is signed
+        with; by default the one the flags or environment give, else a fresh
+        random one per cluster (False: none); .cluster_secret is the one in use
         .start() .stop() .close() (also a context manager) .nodes {id: NodeProcess}
         .redis (its own RedisProcess when redis_url is None) .redis_url .peers
         .wait_for_leader(timeout, exclude=()) -> id  .leader() .followers()
@@ -43,9 +50,11 @@ import importlib.util
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -54,6 +63,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -62,6 +72,7 @@ __all__ = [
     "LocalCluster",
     "NodeProcess",
     "RedisProcess",
+    "TlsFiles",
     "find_redis_server",
     "free_port",
     "free_ports",
@@ -151,10 +162,13 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def http_get_json(url: str, timeout: float = 1.0) -> Any | None:
-    """GET ``url`` and decode its JSON body; None when unreachable, slow or not 2xx JSON."""
+def http_get_json(url: str, timeout: float = 1.0, context: ssl.SSLContext | None = None) -> Any | None:
+    """GET ``url`` and decode its JSON body; None when unreachable, slow or not 2xx JSON.
+
+    ``context``: the TLS context for an https:// URL (default: the system CAs).
+    """
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (our own URLs)
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:  # noqa: S310 (our own URLs)
             if not 200 <= resp.status < 300:
                 return None
             return json.loads(resp.read())
@@ -421,11 +435,38 @@ def _client_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)
 
 
-def _url(host: str, port: int) -> str:
+def _url(host: str, port: int, scheme: str = "http") -> str:
     h = _client_host(host)
     if ":" in h:
         h = f"[{h}]"
-    return f"http://{h}:{port}"
+    return f"{scheme}://{h}:{port}"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """One node's TLS files: ``--tls-cert``, ``--tls-key`` and (mutual TLS) ``--tls-ca``.
+
+    The certificate must name the host the node is reached on (e.g. a SAN
+    ``IP:127.0.0.1``); with ``ca`` it needs the serverAuth and clientAuth
+    extended key usages, since nodes present it to each other.
+    """
+
+    cert: str | os.PathLike[str]
+    key: str | os.PathLike[str]
+    ca: str | os.PathLike[str] | None = None
+
+    @property
+    def args(self) -> list[str]:
+        args = ["--tls-cert", str(Path(self.cert).absolute()), "--tls-key", str(Path(self.key).absolute())]
+        if self.ca is not None:
+            args += ["--tls-ca", str(Path(self.ca).absolute())]
+        return args
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client context trusting ``ca`` (else the system CAs), for health and status checks."""
+        if self.ca is None:
+            return ssl.create_default_context()
+        return ssl.create_default_context(cafile=str(self.ca))
 
 
 class NodeProcess:
@@ -444,6 +485,7 @@ class NodeProcess:
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         command: Sequence[str] | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.node_id = node_id
         self.host = host
@@ -456,6 +498,9 @@ class NodeProcess:
         self.env = dict(env or {})
         #: The program run for a node (before its flags); tests may swap in a fake.
         self.command = list(command) if command else [sys.executable, "-m", "rakit", "node"]
+        #: With TLS the node serves HTTPS (its peers must be https:// URLs) and is checked over HTTPS.
+        self.tls = tls
+        self.ssl_context = tls.client_context() if tls is not None else None
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
 
@@ -464,7 +509,7 @@ class NodeProcess:
 
     @property
     def url(self) -> str:
-        return _url(self.host, self.port)
+        return _url(self.host, self.port, "https" if self.tls is not None else "http")
 
     @property
     def argv(self) -> list[str]:
@@ -476,6 +521,7 @@ class NodeProcess:
             "--peers", self.peers,
             "--redis-url", self.redis_url,
             "--data-dir", str(self.data_dir),
+            *(self.tls.args if self.tls is not None else ()),
             *self.extra_args,
         ]
 
@@ -550,7 +596,7 @@ class NodeProcess:
 
     def get(self, path: str, timeout: float = 1.0) -> Any | None:
         """GET ``path`` on this node as JSON; None when unreachable."""
-        return http_get_json(self.url + path, timeout)
+        return http_get_json(self.url + path, timeout, self.ssl_context)
 
     def status(self, timeout: float = 1.0) -> dict[str, Any] | None:
         """``GET /status`` as a dict; None when the node does not answer in time."""
@@ -612,6 +658,61 @@ def _pick_leader(statuses: Mapping[str, Mapping[str, Any] | None]) -> str | None
     return None
 
 
+SECRET_FLAGS = ("--cluster-secret", "--cluster-secret-file")
+
+
+def _given_secret(extra_args: Sequence[str], env: Mapping[str, str]) -> tuple[bool, str | None]:
+    """(whether a cluster secret is given already, the secret when it can be read).
+
+    Looked for in the nodes' flags, then their ``env``, then this process's
+    environment (which the nodes inherit).
+    """
+    args = list(extra_args)
+    for k, arg in enumerate(args):
+        name, eq, inline = arg.partition("=")
+        if name not in SECRET_FLAGS:
+            continue
+        value = inline if eq else (args[k + 1] if k + 1 < len(args) else None)
+        if value is not None and name == "--cluster-secret-file":
+            with contextlib.suppress(OSError):
+                return True, Path(value).read_text().strip()
+            return True, None
+        return True, value
+    for source in (env, os.environ):
+        if source.get("CLUSTER_SECRET"):
+            return True, source["CLUSTER_SECRET"]
+        if source.get("CLUSTER_SECRET_FILE"):
+            with contextlib.suppress(OSError):
+                return True, Path(source["CLUSTER_SECRET_FILE"]).read_text().strip()
+            return True, None
+    return False, None
+
+
+def _cluster_secret(choice: str | bool | None, extra_args: Sequence[str], env: Mapping[str, str] | None
+                    ) -> tuple[dict[str, str], str | None, bool]:
+    """The nodes' ``env`` with the cluster secret in it, that secret (None: unknown or none), and
+    whether it was generated here.
+
+    ``choice``: a secret to use; None or True: the one given in the flags or
+    environment, else a fresh random one (``secrets.token_urlsafe(32)``);
+    False: none generated (only what the flags or environment give).
+    """
+    node_env = dict(env or {})
+    given, known = _given_secret(extra_args, node_env)
+    if isinstance(choice, str):
+        # Overrides a CLUSTER_SECRET in the environment; a flag or a secret file would clash.
+        if any(a.partition("=")[0] in SECRET_FLAGS for a in extra_args) or any(
+                source.get("CLUSTER_SECRET_FILE") for source in (node_env, os.environ)):
+            raise ValueError("cluster_secret is given twice: as an argument and in the flags or a secret file")
+        node_env["CLUSTER_SECRET"] = choice
+        return node_env, choice, False
+    if given or choice is False:
+        return node_env, known, False
+    secret = secrets.token_urlsafe(32)
+    node_env["CLUSTER_SECRET"] = secret  # in the environment, not the flags: ps does not show it
+    return node_env, secret, True
+
+
 class LocalCluster:
     """``size`` nodes (``node1``..``nodeN``) on this machine, plus a Redis if none is given.
 
@@ -633,9 +734,12 @@ class LocalCluster:
         *,
         redis_port: int | None = None,
         node_command: Sequence[str] | None = None,
+        tls: TlsFiles | Mapping[str, TlsFiles] | None = None,
+        cluster_secret: str | bool | None = None,
     ) -> None:
         if size < 1:
             raise ValueError("a cluster needs at least one node")
+        env, self.cluster_secret, self.secret_generated = _cluster_secret(cluster_secret, extra_args, env)
         self.size = size
         self.host = host
         self.data_root = Path(data_root).absolute()
@@ -644,7 +748,16 @@ class LocalCluster:
         picked = free_ports(size + 1)
         ports = [base_port + i for i in range(size)] if base_port else picked[:size]
         ids = [f"node{k}" for k in range(1, size + 1)]
-        self.peers: dict[str, str] = {i: _url(host, p) for i, p in zip(ids, ports, strict=True)}
+        if tls is None or isinstance(tls, TlsFiles):
+            node_tls: dict[str, TlsFiles | None] = dict.fromkeys(ids, tls)
+        else:
+            missing = [i for i in ids if i not in tls]
+            if missing:
+                raise ValueError(f"tls gives no TlsFiles for {', '.join(missing)}")
+            node_tls = {i: tls[i] for i in ids}
+        self.tls = tls
+        scheme = "http" if tls is None else "https"
+        self.peers: dict[str, str] = {i: _url(host, p, scheme) for i, p in zip(ids, ports, strict=True)}
         self.redis: RedisProcess | None = None
         if redis_url is None:
             self.redis = RedisProcess(
@@ -657,6 +770,7 @@ class LocalCluster:
             i: NodeProcess(
                 i, p, self.peers, redis_url, self.data_root / i, host=host,
                 log_path=self.log_dir / f"{i}.log", extra_args=extra_args, env=env, command=node_command,
+                tls=node_tls[i],
             )
             for i, p in zip(ids, ports, strict=True)
         }
@@ -950,6 +1064,11 @@ def _print_endpoints(console: Any, cluster: LocalCluster, owned_redis: bool) -> 
     how = f"started here, files in {cluster.redis.data_dir}" if cluster.redis is not None else "external"
     console.print(f"  {'redis':<7} {cluster.redis_url} ({how})")
     console.print(f"  {'logs':<7} {cluster.log_dir}{os.sep}")
+    if cluster.secret_generated:
+        console.print(f"  {'secret':<7} node-to-node calls are signed with a random secret made for this run "
+                      "(set CLUSTER_SECRET to choose one)", soft_wrap=True)
+    elif cluster.cluster_secret is not None:
+        console.print(f"  {'secret':<7} node-to-node calls are signed with the given cluster secret")
     console.print(f"  {'ui':<7} {first}/ui  (live dashboard)   {first}/docs  (API reference)")
     console.print("try:")
     console.print(f"  curl -s {first}/status")

@@ -14,7 +14,7 @@ import urllib.request
 from typing import Any
 
 import pytest
-from httpcall import call, retry_until_ok
+from httpcall import call, internal_headers, retry_until_ok
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -52,12 +52,12 @@ class Checker:
         return closed(content["application/json"]["schema"])
 
     def check(self, method: str, template: str, path: str | None = None, body: Any = None,
-              status: int = 200, retry: bool = False) -> Any:
+              status: int = 200, retry: bool = False, headers: dict[str, str] | None = None) -> Any:
         url = self.url + (path or template)
         if retry:
             got, answer = retry_until_ok(method, url, body, timeout=20.0, ok=(status,))
         else:
-            got, answer = call(method, url, body)
+            got, answer = call(method, url, body, headers=headers)
         assert got == status, f"{method} {path or template}: {got} {answer}"
         schema = self.schema_for(method, template, status)
         if schema is None:
@@ -141,7 +141,9 @@ def test_docs_are_served_and_answers_match_the_document(cluster_factory: Any) ->
     c.check("POST", "/cache/set", body={"key": "big", "value": "x" * (1024 * 1024 + 10)}, status=413)
     c.check("POST", "/cache/delete", body={"key": "user:42"})
     c.check("GET", "/cache/stats")
-    c.check("POST", "/cache/invalidate", body={"src": "nodeX", "key": "k", "version": "1.nodeX"}, status=422)
+    bad = {"src": "nodeX", "key": "k", "version": "1.nodeX"}  # signed: the cluster has a secret
+    c.check("POST", "/cache/invalidate", body=bad, status=422, headers=internal_headers(
+        cluster.cluster_secret, "node1", "POST", "/cache/invalidate", json.dumps(bad).encode()))
 
     # queue
     pushed = c.check("POST", "/queue/push", body={"topic": "emails", "message": {"to": "a@b.c"}}, retry=True)

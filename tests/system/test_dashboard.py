@@ -166,3 +166,40 @@ def test_a_missing_browser_is_named_with_the_packages_to_install(monkeypatch) ->
     message = _missing_browser()
     assert message is not None and CHROMIUM in message
     assert "apt-get install chromium chromium-driver" in message and "./dev test" in message
+
+
+def test_dashboard_with_api_tokens(cluster_factory, browser, tmp_path) -> None:
+    """With --auth-tokens the page is open but its data needs the admin grant: the token comes from
+    ``/ui#token=...`` (kept in the tab, dropped from the URL) or from a prompt after a 401."""
+    import json
+
+    from selenium.webdriver.support import expected_conditions
+
+    ops, orders = "ops-dashboard-token-0123456789", "orders-dashboard-token-0123456789"
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"tokens": [{"name": "ops", "token": ops, "grants": ["admin"]},
+                                             {"name": "orders", "token": orders, "grants": ["locks:*"]}]}))
+    cluster = cluster_factory(3, env={"CLUSTER_SECRET": "dashboard-cluster-secret-0123", "AUTH_TOKENS": str(tokens)})
+    page = next(iter(cluster.urls.values()))
+
+    def three_nodes_up(d: Any) -> bool:
+        nodes = rows(d, "#nodes-body tr[data-node-id]")
+        return len(nodes) == 3 and all(n["role"] != "down" for n in nodes)
+
+    browser.get(page + "/ui#token=" + ops)
+    wait_until(browser, "the three nodes, with the token from the URL", three_nodes_up)
+    assert "token" not in browser.current_url
+    assert browser.execute_script("return sessionStorage.getItem('rakit-token')") == ops
+
+    # A token without the admin grant: 403 shown on the page, no prompt.
+    browser.execute_script("sessionStorage.setItem('rakit-token', arguments[0])", orders)
+    browser.get(page + "/ui")
+    wait_until(browser, "the forbidden error", lambda d: "forbidden" in d.find_element("id", "cluster-error").text)
+
+    # No token: the page asks for one.
+    browser.execute_script("sessionStorage.clear()")
+    browser.get(page + "/ui")
+    alert = wait_until(browser, "a prompt for the token", expected_conditions.alert_is_present())
+    alert.send_keys(ops)
+    alert.accept()
+    wait_until(browser, "the three nodes, with the token typed in", three_nodes_up)

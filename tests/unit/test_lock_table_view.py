@@ -9,9 +9,9 @@ def test_busy_resources_first_with_holders_waiters_and_wait_for_edges() -> None:
     t = LockTable()
     t.apply(1, Acquire("free-later", "a", "exclusive", 30, 0))
     t.apply(2, Release("free-later", "a"))
-    t.apply(3, Acquire("docs", "r1", "shared", 30, 0))
+    t.apply(3, Acquire("docs", "r1", "shared", 30, 0, owner="svc-a"))
     t.apply(4, Acquire("docs", "r2", "shared", 30, 0))
-    t.apply(5, Acquire("docs", "w", "exclusive", 30, 10))  # waits for r1, r2
+    t.apply(5, Acquire("docs", "w", "exclusive", 30, 10, owner="svc-b"))  # waits for r1, r2
     t.apply(6, Acquire("docs", "r3", "shared", 30, 10))  # waits: behind the exclusive w
     before = t.snapshot()
 
@@ -22,10 +22,12 @@ def test_busy_resources_first_with_holders_waiters_and_wait_for_edges() -> None:
     docs, free = view["resources"]
     assert docs == {
         "resource": "docs", "mode": "shared", "fencing_token": 4, "lock_delay": 0.0, "delayed": False,
-        "holders": [{"client_id": "r1", "mode": "shared", "fencing_token": 3, "ttl": 30.0, "lease": 3},
-                    {"client_id": "r2", "mode": "shared", "fencing_token": 4, "ttl": 30.0, "lease": 4}],
-        "waiters": [{"client_id": "w", "mode": "exclusive", "upgrade": False, "wait": 10.0},
-                    {"client_id": "r3", "mode": "shared", "upgrade": False, "wait": 10.0}],
+        "holders": [{"client_id": "r1", "mode": "shared", "fencing_token": 3, "ttl": 30.0, "lease": 3,
+                     "owner": "svc-a"},
+                    {"client_id": "r2", "mode": "shared", "fencing_token": 4, "ttl": 30.0, "lease": 4,
+                     "owner": None}],
+        "waiters": [{"client_id": "w", "mode": "exclusive", "upgrade": False, "wait": 10.0, "owner": "svc-b"},
+                    {"client_id": "r3", "mode": "shared", "upgrade": False, "wait": 10.0, "owner": None}],
     }
     assert free == {"resource": "free-later", "mode": None, "holders": [], "waiters": [], "fencing_token": 1,
                     "lock_delay": 0.0, "delayed": False}
@@ -51,7 +53,7 @@ def test_upgrade_waiter_edges_are_listed_once_and_limit_truncates() -> None:
     assert [r["resource"] for r in view["resources"]] == ["x", "idle0", "idle1"]
     assert (view["count"], view["active"], view["truncated"]) == (6, 1, True)
     assert view["resources"][0]["waiters"][0] == {"client_id": "a", "mode": "exclusive", "upgrade": True,
-                                                  "wait": 10.0}
+                                                  "wait": 10.0, "owner": None}
     assert [(e["from"], e["to"], e["kind"]) for e in view["edges"]] == [
         ("a", "b", "holder"), ("c", "a", "holder"), ("c", "b", "holder")]
     assert t.table(0)["resources"] == [] and t.table(0)["truncated"]

@@ -292,7 +292,7 @@ def test_every_error_answer_has_the_error_shape(doc: dict[str, Any]) -> None:
             assert schema["properties"]["detail"]["type"] == "string"
             codes = schema["properties"]["error"]["enum"]
             assert codes and all(isinstance(c, str) for c in codes)
-    assert statuses == {"404", "409", "413", "422", "503"}
+    assert statuses == {"401", "403", "404", "409", "413", "422", "429", "503"}
 
 
 def test_error_codes_match_the_api(doc: dict[str, Any]) -> None:
@@ -315,6 +315,21 @@ def test_error_codes_match_the_api(doc: dict[str, Any]) -> None:
             for op in doc["paths"][path].values():
                 assert "503" in op["responses"], path
     assert "Retry-After" in doc["components"]["responses"]["LeaderUnavailable"]["headers"]
+
+
+def test_token_answers_are_documented_where_a_token_is_needed(doc: dict[str, Any]) -> None:
+    scheme = doc["components"]["securitySchemes"]["bearerAuth"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert "WWW-Authenticate" in doc["components"]["responses"]["Unauthorized"]["headers"]
+    open_paths = {"/health", "/openapi.json", "/docs", "/docs/openapi-3.0.json", "/ui", "/ui/", "/ui/{name}"}
+    for path, method, op in operations(doc):
+        guarded = op["tags"] != ["internal"] and path not in open_paths
+        assert ("401" in op["responses"]) == guarded, (method, path)
+        assert ("403" in op["responses"]) == guarded, (method, path)
+        assert (op.get("security") == [{"bearerAuth": []}]) == guarded, (method, path)
+    response = resolve(doc, doc["paths"]["/lock/acquire"]["post"]["responses"]["429"])
+    schema = resolve(doc, response["content"]["application/json"]["schema"])
+    assert schema["properties"]["error"]["enum"] == ["too_many_waiters"]
 
 
 SAMPLES: list[tuple[type, dict[str, Any]]] = [

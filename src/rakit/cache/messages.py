@@ -86,8 +86,12 @@ def encode(message: Batch | BatchReply) -> bytes:
 
 
 def decode_batch(data: bytes) -> Batch:
-    """``msgspec.ValidationError``/``DecodeError`` on a malformed body."""
-    return _batch_decoder.decode(data)
+    """``msgspec.ValidationError``/``DecodeError`` on a malformed body, and nothing else
+    (msgspec's ``UnicodeDecodeError`` and ``RecursionError`` become ``DecodeError``)."""
+    try:
+        return _batch_decoder.decode(data)
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise msgspec.DecodeError(f"malformed batch: {exc}") from None
 
 
 def decode_reply(data: bytes) -> BatchReply:

@@ -34,6 +34,7 @@ import aiohttp
 import msgspec
 
 from rakit.cache.messages import Batch, BatchReply, Operation, Result, decode_reply, encode
+from rakit.security.internal import InternalAuth
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +73,11 @@ class PeerChannel:
         max_batch: int = 512,
         max_inflight: int = 64,
         max_queued: int = 50_000,
+        auth: InternalAuth | None = None,
     ) -> None:
         self.src = src
         self.peer_id = peer_id
+        self.auth = auth if auth is not None and auth.enabled else None
         self.url = url + STREAM_PATH
         self.session = session
         self.clock = clock
@@ -124,9 +127,11 @@ class PeerChannel:
         while True:
             self._connecting = True
             try:
+                # With a cluster secret the handshake is signed (afresh for every attempt).
+                headers = self.auth.headers("GET", STREAM_PATH, dst=self.peer_id) if self.auth else None
                 async with asyncio.timeout(self.timeout * 2):
                     ws = await self.session.ws_connect(self.url, max_msg_size=MAX_FRAME, autoping=True,
-                                                       heartbeat=None)
+                                                       heartbeat=None, headers=headers)
                 try:
                     self._connected = True
                     self._connecting = False

@@ -62,6 +62,7 @@ from rakit.cache.messages import (
 from rakit.cache.peers import PeerChannel, PeerUnreachable
 from rakit.cache.versions import HybridClock, Version
 from rakit.errors import InvalidRequest, Unavailable
+from rakit.security.internal import InternalAuth
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class CacheSettings:
 
 class CacheService:
     def __init__(self, node_id: str, peers: Mapping[str, str], session: aiohttp.ClientSession,
-                 settings: CacheSettings = CacheSettings()) -> None:
+                 settings: CacheSettings = CacheSettings(), *, auth: InternalAuth | None = None) -> None:
         self.node_id = node_id
         self.settings = settings
         self.node = CacheNode(node_id, settings.capacity, settings.max_bytes, HybridClock(node_id))
@@ -100,7 +101,7 @@ class CacheService:
                                   if len(peers) > 1 else started)
         self.channels = {
             peer: PeerChannel(node_id, peer, url, session, self._clock, self._on_reply,
-                              timeout=settings.rpc_timeout)
+                              timeout=settings.rpc_timeout, auth=auth)
             for peer, url in peers.items() if peer != node_id
         }
         self._fencing: dict[str, asyncio.Future[bool]] = {}

@@ -9,6 +9,7 @@ from rakit.client.calls import Message
 from rakit.client.errors import (
     ConnectionFailed,
     Deadlock,
+    Forbidden,
     InvalidRequest,
     LockConflict,
     LockLost,
@@ -21,12 +22,15 @@ from rakit.client.errors import (
     ServerError,
     TokenMismatch,
     TooLarge,
+    TooManyWaiters,
+    Unauthorized,
     Unavailable,
 )
 from rakit.client.sync import Cache, Client, Lock, Queue
 
 __all__ = [
     "AsyncCache", "AsyncClient", "AsyncLock", "AsyncQueue", "Cache", "Client", "ConnectionFailed", "Deadlock",
-    "InvalidRequest", "Lock", "LockConflict", "LockLost", "LockTimeout", "Message", "NoLeader", "NotFound",
-    "NotHolder", "NotInFlight", "Queue", "RakitError", "ServerError", "TokenMismatch", "TooLarge", "Unavailable",
+    "Forbidden", "InvalidRequest", "Lock", "LockConflict", "LockLost", "LockTimeout", "Message", "NoLeader",
+    "NotFound", "NotHolder", "NotInFlight", "Queue", "RakitError", "ServerError", "TokenMismatch", "TooLarge",
+    "TooManyWaiters", "Unauthorized", "Unavailable",
 ]

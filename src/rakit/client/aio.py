@@ -21,9 +21,9 @@ from types import TracebackType
 from typing import Any
 
 from rakit.client import calls
-from rakit.client.calls import LockMode, Message, default_client_id, default_nodes
+from rakit.client.calls import LockMode, Message, default_client_id, default_nodes, default_token
 from rakit.client.errors import LockLost, NotHolder, RakitError
-from rakit.client.runner import AsyncRunner, RetryPolicy
+from rakit.client.runner import AsyncRunner, RetryPolicy, Verify
 
 __all__ = ["AsyncCache", "AsyncClient", "AsyncLock", "AsyncQueue"]
 
@@ -39,11 +39,12 @@ class AsyncClient:
     """
 
     def __init__(self, nodes: str | Sequence[str] | None = None, *, timeout: float = 5.0, attempts: int = 6,
-                 retry_deadline: float = 15.0, client_id: str | None = None) -> None:
+                 retry_deadline: float = 15.0, client_id: str | None = None, verify: Verify = True,
+                 token: str | None = None) -> None:
         self.nodes = default_nodes(nodes if nodes is None or isinstance(nodes, str) else list(nodes))
         self.client_id = client_id or default_client_id()
         self._runner = AsyncRunner(self.nodes, RetryPolicy(timeout=timeout, attempts=attempts,
-                                                             deadline=retry_deadline))
+                                                             deadline=retry_deadline), verify, default_token(token))
         self.cache = AsyncCache(self)
 
     async def _run(self, call: calls.Call, node: str | None = None) -> Any:

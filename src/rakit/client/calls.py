@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
-__all__ = ["Call", "Message", "default_client_id", "default_nodes"]
+__all__ = ["Call", "Message", "default_client_id", "default_nodes", "default_token"]
 
 DEFAULT_NODES = "http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003"
 LockMode = Literal["exclusive", "shared"]
@@ -37,6 +37,13 @@ def default_nodes(nodes: str | list[str] | tuple[str, ...] | None) -> list[str]:
     if not urls:
         raise ValueError("no node URLs given")
     return [u if "://" in u else "http://" + u for u in urls]
+
+
+def default_token(token: str | None) -> str | None:
+    """``token``; else ``$RAKIT_TOKEN``; else None (no ``Authorization`` header)."""
+    if token is None:
+        token = os.environ.get("RAKIT_TOKEN") or None
+    return (token.strip() or None) if token is not None else None
 
 
 def default_client_id() -> str:

@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
     "ConnectionFailed",
     "Deadlock",
+    "Forbidden",
     "InvalidRequest",
     "LockConflict",
     "LockLost",
@@ -28,6 +29,8 @@ __all__ = [
     "ServerError",
     "TokenMismatch",
     "TooLarge",
+    "TooManyWaiters",
+    "Unauthorized",
     "Unavailable",
     "error_from_answer",
 ]
@@ -103,6 +106,25 @@ class TokenMismatch(RakitError):
     error = "token_mismatch"
 
 
+class TooManyWaiters(RakitError):
+    """429 ``too_many_waiters``: the lock's wait list is full (at most 1000 waiters per resource)."""
+
+    error = "too_many_waiters"
+
+
+class Unauthorized(RakitError):
+    """401 ``unauthorized``: the cluster wants an API token and got none, or an unknown one
+    (``Client(token=...)`` or ``$RAKIT_TOKEN``)."""
+
+    error = "unauthorized"
+
+
+class Forbidden(RakitError):
+    """403 ``forbidden``: the API token is valid but its grants do not cover this operation."""
+
+    error = "forbidden"
+
+
 class NotInFlight(RakitError):
     """404 ``not_in_flight``: the message is not in flight for that consumer (acked, or redelivered)."""
 
@@ -142,7 +164,7 @@ class LockLost(RakitError):
 _BY_CODE: dict[str, type[RakitError]] = {
     cls.error: cls
     for cls in (InvalidRequest, TooLarge, NotFound, LockConflict, LockTimeout, Deadlock, NotHolder,
-                TokenMismatch, NotInFlight, NoLeader, Unavailable)
+                TokenMismatch, NotInFlight, NoLeader, Unavailable, TooManyWaiters, Unauthorized, Forbidden)
 }
 
 

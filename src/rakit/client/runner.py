@@ -21,8 +21,11 @@ may find ``not_holder`` / ``not_in_flight`` on the retry: that counts as done.
 from __future__ import annotations
 
 import json
+import os
+import ssl
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeAlias
 
 import httpx
 import tenacity
@@ -30,7 +33,13 @@ import tenacity
 from rakit.client.calls import Call
 from rakit.client.errors import ConnectionFailed, NoLeader, RakitError, ServerError, Unavailable, error_from_answer
 
-__all__ = ["AsyncRunner", "RetryPolicy", "SyncRunner"]
+__all__ = ["AsyncRunner", "RetryPolicy", "SyncRunner", "Verify", "ssl_verify"]
+
+#: How the client checks the nodes' HTTPS certificates: True (the default CAs:
+#: certifi's, or ``$SSL_CERT_FILE`` / ``$SSL_CERT_DIR``), False (no check: for
+#: tests only), a CA file or folder (e.g. the cluster's ``--tls-ca``), or an
+#: ``ssl.SSLContext`` (e.g. with ``load_cert_chain`` for a client certificate).
+Verify: TypeAlias = bool | str | os.PathLike[str] | ssl.SSLContext
 
 _RETRYABLE = (ConnectionFailed, NoLeader, Unavailable)
 
@@ -94,15 +103,36 @@ def _outcome(call: Call, response: httpx.Response, attempt: int, node: str) -> A
     raise error
 
 
+def ssl_verify(verify: Verify) -> bool | ssl.SSLContext:
+    """``verify`` in the form httpx takes (a path becomes a context trusting that CA)."""
+    if isinstance(verify, (bool, ssl.SSLContext)):
+        return verify
+    path = Path(os.fspath(verify))
+    if path.is_dir():
+        return ssl.create_default_context(capath=str(path))
+    if not path.is_file():
+        raise ValueError(f"verify={os.fspath(verify)!r}: no such CA file or folder")
+    return ssl.create_default_context(cafile=str(path))
+
+
 def _timeout(policy: RetryPolicy, call: Call) -> httpx.Timeout:
     return httpx.Timeout(policy.timeout + call.wait, connect=min(policy.timeout, 2.0))
 
 
+def _headers(token: str | None) -> dict[str, str]:
+    """Headers of every request: the user agent and, with an API token, ``Authorization: Bearer``."""
+    headers = {"user-agent": "rakit-client"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    return headers
+
+
 class SyncRunner:
-    def __init__(self, urls: list[str], policy: RetryPolicy) -> None:
+    def __init__(self, urls: list[str], policy: RetryPolicy, verify: Verify = True,
+                 token: str | None = None) -> None:
         self.nodes = _Nodes(urls)
         self.policy = policy
-        self.http = httpx.Client(headers={"user-agent": "rakit-client"})
+        self.http = httpx.Client(headers=_headers(token), verify=ssl_verify(verify))
 
     def run(self, call: Call, node: str | None = None, single: bool = False) -> Any:
         """Run ``call`` (on ``node`` only, when given: no failover; ``single``: one attempt)."""
@@ -137,10 +167,11 @@ class SyncRunner:
 
 
 class AsyncRunner:
-    def __init__(self, urls: list[str], policy: RetryPolicy) -> None:
+    def __init__(self, urls: list[str], policy: RetryPolicy, verify: Verify = True,
+                 token: str | None = None) -> None:
         self.nodes = _Nodes(urls)
         self.policy = policy
-        self.http = httpx.AsyncClient(headers={"user-agent": "rakit-client"})
+        self.http = httpx.AsyncClient(headers=_headers(token), verify=ssl_verify(verify))
 
     async def run(self, call: Call, node: str | None = None, single: bool = False) -> Any:
         """Run ``call`` (on ``node`` only, when given: no failover; ``single``: one attempt)."""

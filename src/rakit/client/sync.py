@@ -20,9 +20,9 @@ from types import TracebackType
 from typing import Any
 
 from rakit.client import calls
-from rakit.client.calls import LockMode, Message, default_client_id, default_nodes
+from rakit.client.calls import LockMode, Message, default_client_id, default_nodes, default_token
 from rakit.client.errors import LockLost, NotHolder, RakitError
-from rakit.client.runner import RetryPolicy, SyncRunner
+from rakit.client.runner import RetryPolicy, SyncRunner, Verify
 
 __all__ = ["Cache", "Client", "Lock", "Queue"]
 
@@ -36,17 +36,27 @@ class Client:
     ``$RAKIT_NODES``, else the local cluster of ``rakit up``.  Requests go to
     the node that last answered and fail over to the others on connection
     errors and ``503`` (see ``rakit.client.runner`` for the retry policy).
+    ``verify``: how https:// nodes' certificates are checked: True (default
+    CAs), a CA file such as the cluster's ``--tls-ca``, an ``ssl.SSLContext``,
+    or False (no check).  ``token``: the API token sent as ``Authorization:
+    Bearer`` when the cluster runs with ``--auth-tokens`` (default
+    ``$RAKIT_TOKEN``; none if unset); refusals raise ``Unauthorized`` (401)
+    and ``Forbidden`` (403).  Locks taken with a token can only be released
+    or renewed with the same token.
 
     >>> with rakit.Client("http://10.0.0.1:8001,http://10.0.0.2:8001") as client:
     ...     print(client.status())
+    >>> rakit.Client("https://10.0.0.1:8001,https://10.0.0.2:8001", verify="ca.pem")
+    >>> rakit.Client(token=os.environ["ORDERS_TOKEN"])
     """
 
     def __init__(self, nodes: str | Sequence[str] | None = None, *, timeout: float = 5.0, attempts: int = 6,
-                 retry_deadline: float = 15.0, client_id: str | None = None) -> None:
+                 retry_deadline: float = 15.0, client_id: str | None = None, verify: Verify = True,
+                 token: str | None = None) -> None:
         self.nodes = default_nodes(nodes if nodes is None or isinstance(nodes, str) else list(nodes))
         self.client_id = client_id or default_client_id()
         self._runner = SyncRunner(self.nodes, RetryPolicy(timeout=timeout, attempts=attempts,
-                                                           deadline=retry_deadline))
+                                                           deadline=retry_deadline), verify, default_token(token))
         self.cache = Cache(self)
 
     def _run(self, call: calls.Call, node: str | None = None) -> Any:

@@ -56,7 +56,7 @@ def create_app(config: NodeConfig, data_dir: DataDir) -> Starlette:
             await asyncio.gather(task, return_exceptions=True)
             await runtime.close()
 
-    internal, clients = InternalAuth(config.cluster_secret), ClientAuth(config.auth_tokens)
+    internal, clients = InternalAuth(config.cluster_secret, config.node_id), ClientAuth(config.auth_tokens)
     middleware = ([Middleware(SecurityMiddleware, internal=internal, clients=clients)]
                   if internal.enabled or clients.enabled else [])  # no cost when security is off
     app = Starlette(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from rakit.errors import NoLeader, RakitError
@@ -13,14 +13,22 @@ from rakit.http.json import json_response
 
 log = logging.getLogger(__name__)
 
-HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "invalid_request",
-              422: "invalid_request", 429: "too_many_requests", 503: "unavailable"}
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 408: "request_timeout", 413: "too_large",
+              400: "invalid_request", 422: "invalid_request", 429: "too_many_requests", 431: "too_large",
+              503: "unavailable"}
 
 
 async def rakit_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RakitError)
     headers = {"Retry-After": "1"} if isinstance(exc, NoLeader) or exc.status == 503 else None
+    if exc.status == 408:  # a client too slow to send its body: cut it off
+        headers = {"Connection": "close"}
     return json_response(exc.body(), status=exc.status, headers=headers)
+
+
+async def client_gone(request: Request, exc: Exception) -> Response:
+    # The client disconnected while its body was being read: nobody will read an answer.
+    return Response(status_code=499)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -40,4 +48,5 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
     return json_response({"error": "internal", "detail": f"{type(exc).__name__}: internal error"}, status=500)
 
 
-HANDLERS = {RakitError: rakit_error, HTTPException: http_error, Exception: unexpected_error}
+HANDLERS = {RakitError: rakit_error, HTTPException: http_error, ClientDisconnect: client_gone,
+            Exception: unexpected_error}

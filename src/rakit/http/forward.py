@@ -7,6 +7,10 @@ only where the command certainly did not take effect: this node or the
 leader said "not the leader" before proposing, the proposal was overwritten
 by another leader's entry, or the leader could not be connected to.  While
 no leader is known it waits for one briefly, then answers ``503 no_leader``.
+
+With client tokens, the relayed request carries the caller's identity
+(``x-rakit-identity``, signed with the cluster secret: ``identity_headers``),
+not the client's token; the leader checks the signature and the grants.
 """
 
 from __future__ import annotations
@@ -14,13 +18,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import aiohttp
 from starlette.requests import Request
 from starlette.responses import Response
 
 from rakit.errors import NoLeader, NotLeader, ProposalDropped, Unavailable
+from rakit.security.tokens import (
+    IDENTITY_HEADER,
+    Identity,
+    identity_binding,
+    identity_of,
+)
 
 if TYPE_CHECKING:
     from rakit.node.runtime import NodeRuntime
@@ -34,8 +44,35 @@ RETRY_DEADLINE = 5.0
 RETRY_PAUSE = 0.05
 RELAYED_HEADERS = ("content-type", "retry-after")
 RELAY_TIMEOUT = 10.0
+# A request is answered within the seconds its client said it would wait (a
+# lock acquire's ``timeout``, a watch's ``timeout``, a pop's ``wait``; 0 for
+# the others) plus MAX_OVERRUN, whatever happens meanwhile (no leader, a slow
+# disk, a peer that does not answer): then ``503 unavailable``, outcome unknown.
+MAX_OVERRUN = 10.0
 
 Handler = Callable[[], Awaitable[Response]]
+T = TypeVar("T")
+
+
+async def answer_within(wait: float, work: Awaitable[T]) -> T:
+    """``await work``, cancelled after ``wait + MAX_OVERRUN`` seconds (then ``Unavailable``)."""
+    limit = wait + MAX_OVERRUN
+    bound = asyncio.timeout(limit)
+    try:
+        async with bound:
+            return await work
+    except TimeoutError:
+        if not bound.expired():
+            raise
+        raise Unavailable(f"the request could not be served within {limit:g} s; its outcome is unknown") from None
+
+
+def hops_of(request: Request) -> int:
+    """The relay count a peer put on ``request`` (0 when absent or malformed)."""
+    try:
+        return max(0, int(request.headers.get(HOPS_HEADER, "0") or 0))
+    except ValueError:
+        return 0
 
 
 def remaining_seconds(request: Request, wanted: float) -> float:
@@ -55,11 +92,17 @@ async def on_leader(runtime: "NodeRuntime", request: Request, body: bytes, handl
     acquire's timeout); retries stay within it plus RETRY_DEADLINE.
     ``idempotent``: repeating the request is harmless, so a relay that broke
     after sending (e.g. the leader was killed) is retried at the next leader.
+    Answered within ``wait + MAX_OVERRUN`` seconds in any case.
     """
+    return await answer_within(wait, _on_leader(runtime, request, body, handler, wait, idempotent))
+
+
+async def _on_leader(runtime: "NodeRuntime", request: Request, body: bytes, handler: Handler,
+                     wait: float, idempotent: bool) -> Response:
     driver = runtime.driver
     started = time.monotonic()
     deadline = started + wait + RETRY_DEADLINE
-    hops = int(request.headers.get(HOPS_HEADER, "0") or 0)
+    hops = hops_of(request)
     last_error: Exception = NoLeader()
     while True:
         if driver.is_leader:
@@ -87,6 +130,24 @@ async def on_leader(runtime: "NodeRuntime", request: Request, body: bytes, handl
         await asyncio.sleep(RETRY_PAUSE)
 
 
+def identity_headers(request: Request, peer: str, body: bytes, *, method: str | None = None,
+                     target: str | None = None, identity: Identity | None = None) -> dict[str, str]:
+    """Headers carrying the caller's identity to ``peer``, signed with the cluster secret; {} without one.
+
+    ``method`` and ``target`` (path and ``?query``) default to ``request``'s own (a relay);
+    ``identity`` to the request's caller (``rakit.security.tokens``).
+    """
+    identity = identity or identity_of(request)
+    internal = getattr(request.app.state, "internal_auth", None)
+    if identity is None or internal is None or not internal.enabled:
+        return {}
+    if target is None:
+        target = request.url.path + ("?" + request.url.query if request.url.query else "")
+    headers = internal.headers(method or request.method, target, identity_binding(identity.name, body), dst=peer)
+    headers[IDENTITY_HEADER] = identity.name
+    return headers  # type: ignore[no-any-return]
+
+
 async def relay(runtime: "NodeRuntime", request: Request, body: bytes, leader: str, hops: int,
                 remaining: float | None, idempotent: bool) -> Response | None:
     """The leader's answer, or None when retrying elsewhere is safe."""
@@ -96,6 +157,7 @@ async def relay(runtime: "NodeRuntime", request: Request, body: bytes, leader: s
     headers = {HOPS_HEADER: str(hops + 1), "content-type": request.headers.get("content-type", "application/json")}
     if remaining is not None:
         headers[REMAINING_HEADER] = f"{remaining:.3f}"
+    headers.update(identity_headers(request, leader, body))
     runtime.metrics.forwarded.inc()
     try:
         async with runtime.session.request(

@@ -2,10 +2,18 @@
 
 Bad input becomes ``InvalidRequest`` (422) or ``TooLarge`` (413) here, with
 msgspec's message as the detail and the offending field path as ``field``.
+
+Every request body is read through ``read_body``, which bounds it twice
+before anything parses it: in size (a ``Content-Length`` over the limit is
+refused before a byte is read, and a chunked body as soon as it passes the
+limit: 413) and in time (the whole body must arrive within ``BODY_TIMEOUT``
+seconds of the first read, else ``408 request_timeout`` and the connection is
+closed: a client trickling its body byte by byte cannot hold the node).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Annotated, Any, TypeVar
 
@@ -13,11 +21,13 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rakit.errors import InvalidRequest, TooLarge
+from rakit.errors import InvalidRequest, RequestTimeout, TooLarge
 
 MAX_VALUE_BYTES = 1024 * 1024
 # A body may carry one value of MAX_VALUE_BYTES plus its envelope.
 MAX_BODY_BYTES = MAX_VALUE_BYTES + 64 * 1024
+# Seconds a whole request body may take to arrive (from the handler's first read).
+BODY_TIMEOUT = 10.0
 
 # Names, as API.md defines them.
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -36,21 +46,43 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
                     media_type="application/json")
 
 
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES, timeout: float | None = None) -> bytes:
+    """The whole body: at most ``limit`` bytes (413), arrived within ``timeout`` seconds
+    (default ``BODY_TIMEOUT``; 408 and the connection closed)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"request body of {declared} bytes is over the {limit}-byte limit")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"request body is over the {limit}-byte limit")
-        chunks.append(chunk)
+    seconds = BODY_TIMEOUT if timeout is None else timeout
+    deadline = asyncio.timeout(seconds)
+    try:
+        async with deadline:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(f"request body is over the {limit}-byte limit")
+                chunks.append(chunk)
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        raise RequestTimeout(f"the request body did not arrive within {seconds:g} s "
+                             f"({size} bytes came)") from None
     return b"".join(chunks)
 
 
 def decode(data: bytes, schema: type[T]) -> T:
+    """``data`` (a JSON body) as ``schema``; ``InvalidRequest`` for anything else.
+
+    msgspec raises more than its own errors on hostile input: ``UnicodeDecodeError``
+    for invalid UTF-8 in a string (and lets it through unchecked inside a ``Raw``
+    value, which would be stored and served as is), ``RecursionError`` for arrays
+    nested ~1000 deep.  Both are malformed JSON here.
+    """
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"malformed JSON: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
         return msgspec.json.decode(data, type=schema)
     except msgspec.ValidationError as exc:
@@ -59,6 +91,8 @@ def decode(data: bytes, schema: type[T]) -> T:
         raise InvalidRequest(message, **({"field": field} if field else {})) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequest("malformed JSON: nested too deeply") from None
 
 
 async def parse(request: Request, schema: type[T]) -> T:

@@ -35,6 +35,7 @@ import msgspec
 from rakit.http import schemas as S
 from rakit.http.json import MAX_BODY_BYTES, MAX_VALUE_BYTES, Key, Name
 from rakit.http.routes import cache, kv, locks, queue
+from rakit.security.tokens import OPEN, need
 
 OPENAPI_VERSION = "3.1.0"
 REF_TEMPLATE = "#/components/schemas/{name}"
@@ -96,6 +97,8 @@ ERRORS: dict[str, tuple[int, type, str, bool]] = {
     "TooLarge": (413, S.TooLargeError, ("`too_large`: a value over 1 MiB once encoded, or a body over "
                  "its limit."), False),
     "NotFound": (404, S.NotFoundError, "`not_found`.", False),
+    "NoRoute": (404, S.NotFoundError, ("`not_found`: a path parameter that does not fit the route (a `/` or a "
+                "line break in it) leaves no such endpoint."), False),
     "NotInFlight": (404, S.NotInFlightError, ("`not_in_flight`: the message is not in flight for that "
                     "consumer."), False),
     "LeaderUnavailable": (503, S.LeaderUnavailableError, ("`no_leader` / `not_leader` / `unavailable`: no "
@@ -105,7 +108,19 @@ ERRORS: dict[str, tuple[int, type, str, bool]] = {
     "LockRefused": (409, S.LockRefusedError, "`conflict` / `timeout` / `deadlock`: not granted.", False),
     "NotHolder": (409, S.NotHolderError, "`not_holder`: the client does not hold the lock.", False),
     "ReleaseRefused": (409, S.ReleaseRefusedError, "`not_holder` / `token_mismatch`.", False),
+    "TooManyInFlight": (429, S.TooManyInFlightError, ("`too_many_in_flight`: the consumer already holds "
+                        "1000 messages of the topic in flight; nothing changed."), False),
+    "TooManyWaiters": (429, S.TooManyWaitersError, ("`too_many_waiters`: the resource's wait list is full; "
+                       "nothing changed."), False),
+    # Only with client tokens (`--auth-tokens`); added to every operation that needs a token (`_operation`).
+    "Unauthorized": (401, S.UnauthorizedError, ("`unauthorized`: no API token, a malformed `Authorization` "
+                     "header, or an unknown token."), False),
+    "Forbidden": (403, S.ForbiddenError, "`forbidden`: the token's grants do not cover this.", False),
 }
+# Further headers of some error answers: name in ERRORS -> {header: components/headers entry}.
+ERROR_HEADERS: dict[str, dict[str, str]] = {"Unauthorized": {"WWW-Authenticate": "WWWAuthenticate"}}
+TOKEN = ("Unauthorized", "Forbidden")
+BEARER = "bearerAuth"
 
 BODY = ("InvalidRequest", "TooLarge")  # every JSON body: decoding and size
 LEADER = ("LeaderUnavailable",)
@@ -166,7 +181,7 @@ CORE_OPERATIONS: tuple[Op, ...] = (
        "A request whose wait would close a cycle in the wait-for graph gets `409 deadlock` with the cycle. "
        "Served by the Raft leader; any node forwards.",
        body=locks.AcquireBody, ok=S.LockGrant, ok_description="Granted.",
-       errors=(*BODY, "LockRefused", *LEADER)),
+       errors=(*BODY, "LockRefused", "TooManyWaiters", *LEADER)),
     Op("POST", "/lock/release", "locks", "Release a lock",
        "Ends the client's hold; the head of the wait list is granted. With `fencing_token`, only the hold "
        "with that token is released.",
@@ -180,14 +195,14 @@ CORE_OPERATIONS: tuple[Op, ...] = (
        "Holders, waiters (in arrival order) and the highest fencing token of a resource; a linearizable "
        "read (ReadIndex on the leader).",
        params=(RESOURCE,), ok=S.LockStatus, ok_description="The resource's state.",
-       errors=("InvalidRequest", *LEADER)),
+       errors=("InvalidRequest", "NoRoute", *LEADER)),
     Op("GET", "/lock/watch/{resource}", "locks", "Wait for a hold to end",
        "Answers when `client_id`'s hold on the resource ends (released or expired), at once if there is "
        "none, or after `timeout` seconds with `held: true`.",
        params=(RESOURCE, name_param("client_id", "The holder to watch", "query"),
                Param("timeout", "query", locks.Timeout, "Seconds to wait.", required=False, default=30.0)),
        ok=S.LockWatch, ok_description="The hold ended, there was none, or the timeout ran out.",
-       errors=("InvalidRequest", *LEADER)),
+       errors=("InvalidRequest", "NoRoute", *LEADER)),
     # -- kv --
     Op("POST", "/kv/put", "kv", "Put a value (demo map)",
        "Writes through Raft; answered once committed and applied. A demo / diagnostic replicated map.",
@@ -235,14 +250,15 @@ CORE_OPERATIONS: tuple[Op, ...] = (
        "Moves the topic's next message atomically to the consumer's processing list. Not acked within "
        "`visibility_timeout` seconds it becomes ready again at the head of the topic (`delivery_count` + 1); "
        "after `max_deliveries` it goes to the dead-letter list instead. With `wait`, long-polls up to that "
-       "many seconds for a message.",
+       "many seconds for a message. A consumer holds at most 1000 messages of a topic in flight: one more "
+       "pop gets `429 too_many_in_flight` and changes nothing.",
        params=(TOPIC, CONSUMER,
                Param("visibility_timeout", "query", queue.VisibilityTimeout, "Seconds the message stays "
                      "in flight before it is delivered again.", required=False, default=queue.DEFAULT_VISIBILITY),
                Param("wait", "query", queue.Wait, "Seconds to wait for a message when none is ready.",
                      required=False, default=0.0)),
        ok=S.Delivery, ok_description="A message, now in flight for the consumer.", responses=NO_MESSAGE,
-       errors=("InvalidRequest", "Unavailable")),
+       errors=("InvalidRequest", "NoRoute", "TooManyInFlight", "Unavailable")),
     Op("POST", "/queue/ack", "queue", "Acknowledge a message", "The message is done: removed for good.",
        body=queue.MessageBody, ok=S.Acked, ok_description="Acked.",
        errors=(*BODY, "NotInFlight", "Unavailable")),
@@ -256,10 +272,11 @@ CORE_OPERATIONS: tuple[Op, ...] = (
        errors=(*BODY, "NotInFlight", "Unavailable")),
     Op("GET", "/queue/stats/{topic}", "queue", "Topic statistics",
        "Ready, in-flight and dead counts (read atomically), and the node serving the topic now.",
-       params=(TOPIC,), ok=S.QueueStats, ok_description="Counts.", errors=("InvalidRequest", "Unavailable")),
+       params=(TOPIC,), ok=S.QueueStats, ok_description="Counts.",
+       errors=("InvalidRequest", "NoRoute", "Unavailable")),
     Op("GET", "/queue/dead/{topic}", "queue", "List dead letters", "The topic's dead letters, oldest first.",
        params=(TOPIC, Param("limit", "query", DeadLimit, "At most this many.", required=False, default=100)),
-       ok=S.DeadLetters, ok_description="Dead letters.", errors=("InvalidRequest", "Unavailable")),
+       ok=S.DeadLetters, ok_description="Dead letters.", errors=("InvalidRequest", "NoRoute", "Unavailable")),
     Op("POST", "/queue/redrive", "queue", "Redrive dead letters",
        "Moves up to `limit` dead letters back to the head of the topic, with a fresh delivery count.",
        body=queue.RedriveBody, ok=S.Redriven, ok_description="Redriven.", errors=(*BODY, "Unavailable")),
@@ -270,7 +287,7 @@ CORE_OPERATIONS: tuple[Op, ...] = (
     Op("POST", "/queue/internal/pop", "internal", "Relayed pop (served here)",
        "A pop relayed to the topic's owner, its query parameters in the body.",
        body=queue.PopBody, ok=S.Delivery, ok_description="A message, now in flight for the consumer.",
-       responses=NO_MESSAGE, errors=(*BODY, "Unavailable")),
+       responses=NO_MESSAGE, errors=(*BODY, "TooManyInFlight", "Unavailable")),
     Op("POST", "/queue/internal/ack", "internal", "Relayed ack (served here)", "An ack relayed to the "
        "topic's owner.", body=queue.MessageBody, ok=S.Acked, ok_description="Acked.",
        errors=(*BODY, "NotInFlight", "Unavailable")),
@@ -428,7 +445,25 @@ answer `503 no_leader`, with `Retry-After`.
 invalid_request`, `413 too_large`, `404 not_found` (also for an unknown path), `404 not_in_flight`,
 `405 method_not_allowed` (a known path with another method), `409` with a specific code (`conflict`,
 `timeout`, `deadlock`, `not_holder`, `token_mismatch`), `503 no_leader` / `not_leader` /
-`unavailable` (with `Retry-After`). No request, however malformed, gets a 500.
+`unavailable` (with `Retry-After`), `429 too_many_waiters` (a lock's wait list is full). No request,
+however malformed, gets a 500.
+
+**Limits** on every request: a head (request line and headers) of at most 64 KiB and 100 header
+fields (`431 too_large`), complete within 10 s of its first byte (`408 request_timeout`); a body
+within its size limit (`413 too_large`, checked before it is parsed, chunked bodies included) and
+arrived within 10 s (`408 request_timeout`; the connection is closed); at most 2048 connections or
+requests in progress per node (`503 unavailable`). A consumer holds at most 1000 messages of one topic
+in flight (`429 too_many_in_flight`). A waiting request (`timeout`, `wait`) is answered within its
+stated time plus 10 s (`503 unavailable` if it could not finish by then).
+
+**API tokens** (only when the node runs with `--auth-tokens`): send `Authorization: Bearer <token>`.
+No token, a malformed header or an unknown token: `401 unauthorized` (with `WWW-Authenticate:
+Bearer`); a token whose grants do not cover the operation on that name: `403 forbidden`. Grants name
+an operation family and a glob over names: `locks:orders.*`, `queue:read:emails`,
+`queue:write:emails`, `cache:*`, `kv:read:*`, `status` (`GET /status`), `admin` (`/metrics`,
+`/debug/digest`, the dashboard's data), `*` (everything). Open without a token: `/health`, `/docs`,
+`/openapi.json` and the dashboard's static files under `/ui`. A lock is released or renewed only
+under the token that took it (`409 not_holder` otherwise).
 
 **Waiting requests** (`/lock/acquire` with `timeout`, `/lock/watch`, `/queue/pop` with `wait`) are
 cancelled when the client disconnects (a waiting acquire leaves the wait list).
@@ -518,10 +553,14 @@ def _operation(op: Op, names: Mapping[type, str]) -> dict[str, Any]:
     elif op.request is not None:
         out["requestBody"] = dict(op.request)
     responses: dict[str, Any] = {}
+    errors = op.errors
+    if op.tag != "internal" and need(op.path) is not OPEN:  # needs an API token when tokens are on
+        errors = (*errors, *TOKEN)
+        out["security"] = [{BEARER: []}]
     if op.ok is not None:
         responses["200"] = {"description": op.ok_description, "content": {JSON: {"schema": _ref(names[op.ok])}}}
     responses.update(copy.deepcopy(dict(op.responses)))
-    for error in op.errors:
+    for error in errors:
         status = str(ERRORS[error][0])
         if status in responses:
             raise ValueError(f"{op.method} {op.path}: two answers for {status}")
@@ -550,6 +589,8 @@ def build_document() -> dict[str, Any]:
                                     "content": {JSON: {"schema": _ref(names[struct])}}}
         if retry:
             response["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
+        for header, ref in ERROR_HEADERS.get(name, {}).items():
+            response.setdefault("headers", {})[header] = {"$ref": f"#/components/headers/{ref}"}
         responses[name] = response
     return {
         "openapi": OPENAPI_VERSION,
@@ -560,7 +601,12 @@ def build_document() -> dict[str, Any]:
             "schemas": components,
             "responses": responses,
             "headers": {"RetryAfter": {"description": "Seconds to wait before trying again.",
-                                       "schema": {"type": "integer", "minimum": 0}}},
+                                       "schema": {"type": "integer", "minimum": 0}},
+                        "WWWAuthenticate": {"description": "`Bearer realm=\"rakit\"`: send an API token.",
+                                            "schema": {"type": "string"}}},
+            "securitySchemes": {BEARER: {
+                "type": "http", "scheme": "bearer",
+                "description": "An API token of the node's `--auth-tokens` file (only when it has one)."}},
         },
     }
 

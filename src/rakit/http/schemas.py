@@ -121,6 +121,37 @@ class ReleaseRefusedError(Struct):
     current: Annotated[int, Meta(description="With `token_mismatch`: the current token.")] | UnsetType = UNSET
 
 
+class UnauthorizedError(Struct):
+    """No API token, a malformed `Authorization` header, or an unknown token (only when the node
+    runs with `--auth-tokens`). Sent with `WWW-Authenticate: Bearer`."""
+
+    error: Literal["unauthorized"]
+    detail: str
+
+
+class ForbiddenError(Struct):
+    """A valid API token whose grants do not cover this operation on this name."""
+
+    error: Literal["forbidden"]
+    detail: str
+
+
+class TooManyWaitersError(Struct):
+    """The resource's wait list is full (at most 1000 waiters per resource); nothing changed."""
+
+    error: Literal["too_many_waiters"]
+    detail: str
+    acquired: Literal[False]
+
+
+class TooManyInFlightError(Struct):
+    """The consumer already holds the most messages of the topic in flight (1000): ack or nack some
+    first; nothing changed."""
+
+    error: Literal["too_many_in_flight"]
+    detail: str
+
+
 # -- cluster --------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from rakit.http.client_auth import admit as admit_client
 from rakit.http.json import dumps
 from rakit.security.internal import InternalAuth, is_internal
 from rakit.security.tokens import ClientAuth
@@ -40,8 +41,18 @@ class SecurityMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if is_internal(path):
             if self.internal.enabled:
-                reason = self.internal.check(scope.get("method", "GET"), path, headers)
-                if reason is not None:
-                    return await _refuse(scope, send, 401, "unauthorized", reason)
+                # Signed headers checked first; an HTTP body is then read (bounded), its hash
+                # checked, and replayed to the app. WebSockets: checked at the handshake.
+                receive, refusal = await self.internal.admit(scope, receive, headers)
+                if refusal is not None:
+                    status, code, detail = refusal
+                    if status:
+                        await _refuse(scope, send, status, code, detail)
+                    return None
             return await self.app(scope, receive, send)
+        if self.clients.enabled:  # client tokens (rakit.http.client_auth): refused there, or the identity set
+            admitted = await admit_client(self.clients, self.internal, scope, receive, send, headers)
+            if admitted is None:
+                return None
+            receive = admitted
         return await self.app(scope, receive, send)

@@ -19,7 +19,7 @@ import asyncio
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from rakit.errors import Conflict, InvalidRequest, NoLeader, NotLeader, RakitError
+from rakit.errors import Conflict, InvalidRequest, NoLeader, NotLeader, RakitError, TooManyWaiters
 from rakit.raft.messages import Entry
 from rakit.statemachines import locks as L
 
@@ -102,7 +102,7 @@ class LockService:
             self._forget(self._grants, key, interest)
 
     async def _give_up(self, command: L.Acquire) -> L.Granted:
-        result = await self.propose(L.CancelWait(command.resource, command.client_id))
+        result = await self.propose(_cancel(command))
         if isinstance(result, L.Cancelled) and result.holding:
             grant = self.table.holding(command.resource, command.client_id)
             if grant is not None:
@@ -112,7 +112,7 @@ class LockService:
 
     async def _cancel_quietly(self, command: L.Acquire) -> None:
         try:
-            await self.propose(L.CancelWait(command.resource, command.client_id))
+            await self.propose(_cancel(command))
         except RakitError:
             pass  # the lease keeper's timer cleans up
 
@@ -125,14 +125,14 @@ class LockService:
                            current=result.current)
         raise Conflict("not_holder", f"{command.client_id!r} does not hold {command.resource!r}")
 
-    async def renew(self, resource: str, client_id: str, ttl: float | None) -> L.Renewed:
+    async def renew(self, resource: str, client_id: str, ttl: float | None, owner: str | None = None) -> L.Renewed:
         if ttl is None:
             await self.driver.read_barrier()
             held = self.table.holding(resource, client_id)
-            if held is None:
+            if held is None or self.table.hold_owner(resource, client_id) != owner:
                 raise not_holder(resource, client_id)
             ttl = held.ttl
-        result = await self.propose(L.Renew(resource, client_id, ttl))
+        result = await self.propose(L.Renew(resource, client_id, ttl, owner))
         if isinstance(result, L.Renewed):
             return result
         if isinstance(result, L.Refused):
@@ -172,6 +172,11 @@ class LockService:
                 del table[key]
 
 
+def _cancel(command: L.Acquire) -> L.CancelWait:
+    """Leave the wait list: only this request's own wait (same owner), never another token's."""
+    return L.CancelWait(command.resource, command.client_id, command.owner, any_owner=False)
+
+
 def as_granted(grant: L.Grant) -> L.Granted:
     return L.Granted(grant.resource, grant.client_id, grant.mode, grant.token, grant.ttl, grant.lease)
 
@@ -183,8 +188,10 @@ def not_holder(resource: str, client_id: str) -> Conflict:
 def refusal(result: L.Refused) -> RakitError:
     if result.code == "invalid":
         return InvalidRequest(result.detail or "invalid lock request")
+    if result.code == "too_many_waiters":
+        return TooManyWaiters(result.detail or "too many waiters", acquired=False)
     if result.code == "deadlock":
         return Conflict("deadlock", "waiting would close a cycle in the wait-for graph: "
                         + " -> ".join([*result.cycle, result.cycle[0]]), acquired=False, cycle=result.cycle)
-    return Conflict("conflict", "the lock is held in an incompatible mode, or others wait for it",
+    return Conflict("conflict", result.detail or "the lock is held in an incompatible mode, or others wait for it",
                     acquired=False)

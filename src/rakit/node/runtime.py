@@ -19,6 +19,8 @@ from rakit.queue.redis_store import RedisQueueStore, connect
 from rakit.queue.ring import ConsistentHashRing
 from rakit.queue.service import QueueService
 from rakit.raft.config import RaftConfig
+from rakit.security.internal import InternalAuth
+from rakit.security.tls import client_context
 from rakit.statemachines.kv import KvMachine
 from rakit.statemachines.locks import LockTable
 from rakit.statemachines.registry import Registry
@@ -37,6 +39,8 @@ class NodeRuntime:
         self.kv = KvMachine()
         self.lock_table = LockTable()
         self.machines = Registry([self.lock_table, self.kv])
+        # Signs every node-to-node call with the cluster secret (a no-op without one).
+        self.internal_auth = InternalAuth(config.cluster_secret, config.node_id)
         self._session: aiohttp.ClientSession | None = None
         self._driver: RaftDriver | None = None
         self._locks: LockService | None = None
@@ -71,11 +75,15 @@ class NodeRuntime:
         return self._cache
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=30)
+        # With TLS, every node-to-node call (Raft and cache WebSockets, forwarding, queue calls)
+        # verifies the peer and, with --tls-ca, presents this node's certificate (mutual TLS).
+        ssl_context = client_context(self.config)
+        connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=30,
+                                         ssl=ssl_context if ssl_context is not None else True)
         self._session = aiohttp.ClientSession(connector=connector)
         c = self.config
         transport = HttpTransport(c.node_id, c.peers, self._session, self.metrics,
-                                  deliver=lambda messages: self.driver.receive(messages))
+                                  deliver=lambda messages: self.driver.receive(messages), auth=self.internal_auth)
         self._driver = RaftDriver(
             c.node_id, c.peer_ids,
             store=self.data_dir.log_store(),
@@ -94,9 +102,10 @@ class NodeRuntime:
         store = RedisQueueStore(self._redis, max_deliveries=c.max_deliveries, dedup_window=c.dedup_window,
                                 op_timeout=3.0)
         self._queue = QueueService(c.node_id, c.peers, ConsistentHashRing(c.peer_ids), store, self._session,
-                                   self.metrics)
+                                   self.metrics, auth=self.internal_auth)
         self._cache = CacheService(c.node_id, c.peers, self._session,
-                                   CacheSettings(capacity=c.cache_capacity, max_bytes=c.cache_max_bytes))
+                                   CacheSettings(capacity=c.cache_capacity, max_bytes=c.cache_max_bytes),
+                                   auth=self.internal_auth)
         self.metrics.watch_cache(self._cache.stats)
 
     async def run(self) -> None:

@@ -9,13 +9,24 @@ from types import FrameType
 
 import uvicorn
 
-from rakit.config import NodeConfig
+from rakit.config import ConfigError, NodeConfig
+from rakit.node.http_protocol import BoundedHttpToolsProtocol
+from rakit.security import tls
 from rakit.storage.datadir import DataDirError, open_data_dir
 
 
 class ServeError(Exception):
     """The node could not start; the message is one line for the operator."""
 
+
+# Client limits (issue 7).  Request heads: rakit.node.http_protocol (size, header
+# count, time); bodies: rakit.http.json.read_body (size, time).  Idle keep-alive
+# connections close after KEEP_ALIVE_SECONDS.  Over LIMIT_CONCURRENCY open
+# connections or requests in progress a request is answered 503 unavailable at
+# once (the benchmarks run at most 64 clients; peers hold a few hundred
+# connections at most).
+KEEP_ALIVE_SECONDS = 30
+LIMIT_CONCURRENCY = 2048
 
 # The disk thread (fsync) needs the GIL back the moment its write returns;
 # Python's default 5 ms switch interval would hold it up behind the event loop.
@@ -48,7 +59,18 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def check_tls(config: NodeConfig) -> None:
+    """Refuse a TLS setup that cannot work as a configuration error: one line, exit 2."""
+    try:
+        tls.check(config)
+    except ConfigError as exc:
+        print(f"rakit: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def serve(config: NodeConfig) -> None:
+    check_tls(config)  # before anything is opened or bound
+
     from rakit.http.app import create_app
 
     logging.basicConfig(level=config.log_level.upper(),
@@ -61,9 +83,11 @@ def serve(config: NodeConfig) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
     app = create_app(config, data_dir)
     server = NodeServer(uvicorn.Config(
-        app, loop="uvloop", http="httptools", lifespan="on", access_log=False,
-        log_level=config.log_level, timeout_graceful_shutdown=2, timeout_keep_alive=30,
+        app, loop="uvloop", http=BoundedHttpToolsProtocol, lifespan="on", access_log=False,
+        log_level=config.log_level, timeout_graceful_shutdown=2, timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        limit_concurrency=LIMIT_CONCURRENCY,
         proxy_headers=False, server_header=False, date_header=False,
         ws="websockets", ws_max_size=256 * 1024 * 1024, ws_ping_interval=None,
+        **tls.server_kwargs(config),  # HTTPS with --tls-cert; client certificates checked with --tls-ca
     ))
     server.run(sockets=[sock])

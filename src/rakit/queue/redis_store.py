@@ -54,6 +54,11 @@ Rules:
    that consumer (acked already, requeued after its deadline, or never
    popped by it).  A message whose deadline passed but that no monitor has
    requeued yet is still in flight: it can be acked or extended.
+   One consumer holds at most ``max_in_flight`` messages of one topic
+   (default ``MAX_IN_FLIGHT``, 1000): a pop beyond that raises
+   ``TooManyInFlight`` (HTTP ``429 too_many_in_flight``) and changes
+   nothing.  The pop script checks it before its first write, so two
+   concurrent pops can never pass the bound together.
 8. **Discovery across topics** (``topics_with_inflight``).  A set of all
    topics with in-flight messages would live in one slot, and no script may
    touch two slots, so it could only be kept up to date *beside* the
@@ -117,10 +122,11 @@ from redis import exceptions as rex
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from rakit.errors import Unavailable
+from rakit.errors import TooManyInFlight, Unavailable
 
 __all__ = [
     "INFLIGHT_SLOTS_KEY",
+    "MAX_IN_FLIGHT",
     "DeadLetter",
     "Delivery",
     "PushResult",
@@ -147,6 +153,8 @@ HASH_SLOTS: Final = 16384
 _TOPIC_KEY_MATCH: Final = "*:{*}"
 _TOPIC_KEY = re.compile(r"(?:queue|dead|deadlines|seq):\{([A-Za-z0-9_.\-]{1,128})\}", re.ASCII)
 INFLIGHT_SLOTS_KEY: Final = "inflight-slots"
+#: Messages one consumer may hold in flight on one topic (rule 7).
+MAX_IN_FLIGHT: Final = 1000
 
 
 def _check(value: object, pattern: re.Pattern[str], what: str) -> str:
@@ -331,9 +339,11 @@ return 1
 """
 
 # KEYS: queue, processing:C, timestamps:C, deadlines, msg, deliveries, inflight-topics
-# ARGV: consumer_id, deadline, topic
-# -> {id, body, delivery_count} or nil when nothing is ready
+# ARGV: consumer_id, deadline, topic, max in flight for C
+# -> {id, body, delivery_count}, nil when nothing is ready, or -1 when C already
+#    has the maximum in flight (nothing changed)
 POP = """
+if redis.call('HLEN', KEYS[3]) >= tonumber(ARGV[4]) then return -1 end
 while true do
   local head = redis.call('ZPOPMIN', KEYS[1])
   if #head == 0 then return false end
@@ -581,10 +591,12 @@ class RedisQueueStore:
         dedup_window: float = 300.0,
         clock: Callable[[], float] = time.time,
         op_timeout: float | None = 4.0,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         if _decodes_responses(redis):
             raise ValueError("the Redis client must be built with decode_responses=False")
         self.max_deliveries = _count(max_deliveries, "max_deliveries")
+        self.max_in_flight = _count(max_in_flight, "max_in_flight")
         if not isinstance(dedup_window, int | float) or not 0 <= dedup_window < math.inf:
             raise ValueError(f"dedup_window must be a finite number >= 0, got {dedup_window!r}")
         self.dedup_window = float(dedup_window)
@@ -647,7 +659,10 @@ class RedisQueueStore:
         return PushResult(message_id, duplicate=not added)
 
     async def pop(self, topic: str, consumer_id: str, visibility_timeout: float) -> Delivery | None:
-        """Move the head of ``topic`` to ``consumer_id``'s processing list; None if nothing is ready."""
+        """Move the head of ``topic`` to ``consumer_id``'s processing list; None if nothing is ready.
+
+        ``TooManyInFlight`` (nothing changed) when the consumer already holds
+        ``max_in_flight`` messages of the topic."""
         k = TopicKeys(topic)
         check_consumer(consumer_id)
         vt = _positive(visibility_timeout, "visibility_timeout")
@@ -658,10 +673,13 @@ class RedisQueueStore:
             "pop", "pop",
             [k.queue, k.processing(consumer_id), k.timestamps(consumer_id), k.deadlines, k.bodies, k.deliveries,
              k.inflight_topics],
-            [consumer_id, _instant(deadline, "deadline"), topic],
+            [consumer_id, _instant(deadline, "deadline"), topic, self.max_in_flight],
         )
         if reply is None:
             return None
+        if reply == -1:
+            raise TooManyInFlight(f"{consumer_id!r} already has {self.max_in_flight} messages of {topic!r} "
+                                  "in flight: ack or nack some first")
         message_id, body, count = reply
         return Delivery(_text(message_id), bytes(body), int(count), deadline)
 

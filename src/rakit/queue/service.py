@@ -43,10 +43,12 @@ from typing import Any, TypeVar
 import aiohttp
 
 from rakit.errors import InvalidRequest, Unavailable
+from rakit.http.forward import answer_within
 from rakit.http.json import dumps
 from rakit.metrics import NodeMetrics
 from rakit.queue.redis_store import Delivery, RedisQueueStore
 from rakit.queue.ring import ConsistentHashRing
+from rakit.security.internal import InternalAuth
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +107,13 @@ class QueueService:
     def __init__(self, node_id: str, peers: Mapping[str, str], ring: ConsistentHashRing,
                  store: RedisQueueStore, session: aiohttp.ClientSession, metrics: NodeMetrics,
                  *, monitor_interval: float = 0.2, poll_interval: float = 0.05,
-                 probe_interval: float = 0.5, probe_timeout: float = 0.5) -> None:
+                 probe_interval: float = 0.5, probe_timeout: float = 0.5,
+                 auth: InternalAuth | None = None) -> None:
         self.node_id = node_id
         self.peers = dict(peers)
         self.ring = ring
+        # With a cluster secret every relay is signed (method, path, body: ``rakit.security.internal``).
+        self.auth = auth if auth is not None and auth.enabled else None
         self.store = store
         self.session = session
         self.metrics = metrics
@@ -163,7 +168,12 @@ class QueueService:
     async def serve(self, op: str, payload: dict[str, Any], hops: int,
                     local: Callable[[], Awaitable[Answer]], *, wait: float = 0.0) -> Answer:
         """Serve ``op`` here when this node owns the topic (or the call was relayed
-        already), else relay it to the owner; fail over to the next live node."""
+        already), else relay it to the owner; fail over to the next live node.
+        Answered within ``wait + MAX_OVERRUN`` seconds in any case (then ``Unavailable``)."""
+        return await answer_within(wait, self._serve(op, payload, hops, local, wait))
+
+    async def _serve(self, op: str, payload: dict[str, Any], hops: int,
+                     local: Callable[[], Awaitable[Answer]], wait: float) -> Answer:
         topic = payload["topic"]
         started = time.monotonic()
         tried: set[str] = set()
@@ -180,12 +190,16 @@ class QueueService:
 
     async def _relay(self, op: str, owner: str, payload: dict[str, Any], hops: int, wait: float) -> Answer | None:
         """The owner's answer; None when the call may go to the next node."""
-        url = f"{self.peers[owner]}/queue/internal/{op}"
+        path = f"/queue/internal/{op}"
+        url = self.peers[owner] + path
+        body = dumps(payload)
+        headers = {HOPS_HEADER: str(hops + 1), "content-type": "application/json"}
+        if self.auth is not None:
+            headers.update(self.auth.headers("POST", path, body, dst=owner))
         self.metrics.queue_forwarded.inc()
         try:
             async with self.session.post(
-                url, data=dumps(payload),
-                headers={HOPS_HEADER: str(hops + 1), "content-type": "application/json"},
+                url, data=body, headers=headers,
                 timeout=aiohttp.ClientTimeout(total=wait + RELAY_TIMEOUT, connect=CONNECT_TIMEOUT),
             ) as resp:
                 return resp.status, await resp.read()

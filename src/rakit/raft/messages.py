@@ -29,31 +29,42 @@ Message kinds (tag ``t``):
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 # Entry kinds.
 ENTRY_NORMAL = 0  # a state-machine command
 ENTRY_NOOP = 1  # appended by a new leader to commit its predecessors' entries
 
+# Terms and log indexes a peer may send: never negative, and far enough below
+# 2**63 that ``term + 1`` and ``index + len(entries)`` stay within a signed
+# 64-bit integer (SQLite's, msgpack's).  A batch outside these bounds does not
+# decode (``msgspec.ValidationError``), so it never reaches the core.
+MAX_WIRE_INT = 2**62
+Term = Annotated[int, msgspec.Meta(ge=0, le=MAX_WIRE_INT)]
+Index = Annotated[int, msgspec.Meta(ge=0, le=MAX_WIRE_INT)]
+Kind = Annotated[int, msgspec.Meta(ge=ENTRY_NORMAL, le=ENTRY_NOOP)]
+
 
 class Entry(msgspec.Struct, array_like=True, frozen=True):
-    term: int
-    index: int
-    kind: int = ENTRY_NORMAL
+    term: Term
+    index: Index
+    kind: Kind = ENTRY_NORMAL
     data: bytes = b""
 
 
 class HardState(msgspec.Struct, frozen=True):
     """What must be on disk before the node answers a vote or acks entries."""
 
-    term: int = 0
+    term: Term = 0
     vote: str | None = None
-    commit: int = 0
+    commit: Index = 0
 
 
 class SnapshotMeta(msgspec.Struct, frozen=True):
-    index: int
-    term: int
+    index: Index
+    term: Term
     voters: list[str]
 
 
@@ -63,14 +74,14 @@ class Snapshot(msgspec.Struct, frozen=True):
 
 
 class Message(msgspec.Struct, tag_field="t", kw_only=True, frozen=True):
-    term: int
+    term: Term
     src: str
     dst: str
 
 
 class RequestVote(Message, tag=True, frozen=True):
-    last_index: int
-    last_term: int
+    last_index: Index
+    last_term: Term
     pre_vote: bool = False
     # Set by a TimeoutNow-triggered election: voters skip the leader-lease check.
     transfer: bool = False
@@ -82,21 +93,21 @@ class RequestVoteResp(Message, tag=True, frozen=True):
 
 
 class AppendEntries(Message, tag=True, frozen=True):
-    prev_index: int
-    prev_term: int
+    prev_index: Index
+    prev_term: Term
     entries: list[Entry]
-    commit: int
+    commit: Index
 
 
 class AppendEntriesResp(Message, tag=True, frozen=True):
     success: bool
-    index: int
-    hint_index: int = 0
-    hint_term: int = 0
+    index: Index
+    hint_index: Index = 0
+    hint_term: Term = 0
 
 
 class Heartbeat(Message, tag=True, frozen=True):
-    commit: int
+    commit: Index
     ctx: int = 0
 
 
@@ -154,5 +165,11 @@ def encode_batch(batch: Batch) -> bytes:
 
 
 def decode_batch(data: bytes) -> Batch:
-    """Decode a peer's batch; raises ``msgspec.DecodeError`` / ``ValidationError``."""
-    return _batch_decoder.decode(data)
+    """Decode a peer's batch; raises ``msgspec.DecodeError`` / ``ValidationError`` and
+    nothing else, whatever the bytes (msgspec itself raises ``UnicodeDecodeError`` for
+    invalid UTF-8 in a string, ``RecursionError`` for deep nesting: both become
+    ``DecodeError`` here)."""
+    try:
+        return _batch_decoder.decode(data)
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise msgspec.DecodeError(f"malformed batch: {exc}") from None

@@ -1,34 +1,295 @@
 """Node-to-node authentication with the cluster secret (``--cluster-secret``).
 
-TO BE IMPLEMENTED (issue 7 item 1): ``InternalAuth.check(scope, headers)``
-answers None (allowed) or an error (401) for internal paths; ``sign(...)``
-gives the headers a node adds to its own internal calls.
+Every call a node makes to a peer's internal endpoints (``is_internal``)
+carries four headers::
+
+    x-rakit-node   the calling node's id
+    x-rakit-ts     its wall clock, Unix seconds with milliseconds ("1718000000.123")
+    x-rakit-nonce  16 random bytes, URL-safe base64 (fresh for every call)
+    x-rakit-sig    hex HMAC-SHA256, keyed by the cluster secret, of
+
+        rakit-hmac-sha256-v1 \\n METHOD \\n path[?query] \\n caller \\n callee
+        \\n ts \\n nonce \\n hex SHA-256 of the request body
+
+The callee is the node the call is meant for: the checking node puts its own
+id there, so a call recorded on its way to one node cannot be replayed to
+another.  WebSocket streams (``/raft/stream``, ``/cache/stream``) are
+authenticated once, at the handshake (a GET with an empty body); HTTP POSTs
+sign their body too (the middleware reads it, bounded, before the app).
+
+A call is accepted only if the signature matches (``hmac.compare_digest``),
+its timestamp is within ``window`` seconds of this node's clock (either way;
+so node clocks must agree within that, e.g. NTP) and its nonce was not seen
+before.  Accepted nonces are remembered until their timestamp leaves the
+window, at most ``max_nonces`` of them: when the cache is full the oldest is
+forgotten and every timestamp up to its own is refused from then on (a
+"floor"), so a replay is never accepted even under a flood — the window
+narrows instead.  Only signed calls enter the cache, so a caller without the
+secret cannot fill it.
+
+Refusals are ``401 {"error": "unauthorized", "detail": <the reason>}`` (a
+WebSocket handshake is closed before it is accepted).  With no secret
+configured nothing is signed, nothing is checked, and the middleware is not
+even installed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import heapq
+import hmac
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 INTERNAL_PREFIXES = ("/request_vote", "/append_entries", "/install_snapshot", "/raft/", "/cache/invalidate",
                      "/cache/internal/", "/cache/stream", "/queue/internal/")
+
+SCHEME = "rakit-hmac-sha256-v1"
+NODE_HEADER = "x-rakit-node"
+TS_HEADER = "x-rakit-ts"
+NONCE_HEADER = "x-rakit-nonce"
+SIG_HEADER = "x-rakit-sig"
+
+WINDOW = 30.0  # seconds a signed call stays valid, either side of the checker's clock
+MAX_NONCES = 200_000  # recent nonces remembered (~40 MB at most; 6k calls/s over a full window)
+
+# Bodies the middleware reads (to check their hash) before the app sees them:
+# at least what each internal endpoint itself accepts (its own limit answers 413).
+RAFT_BODY_LIMIT = 256 * 1024 * 1024 + 1024 * 1024  # /append_entries, /install_snapshot, /request_vote
+OTHER_BODY_LIMIT = 16 * 1024 * 1024 + 1024 * 1024  # /cache/internal/batch (16 MiB), JSON bodies (~1 MiB)
+
+_TS_RE = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,6})?$")
+_NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_NODE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_SIG_RE = re.compile(r"^[0-9a-f]{64}$")
+_EMPTY_BODY_HASH = hashlib.sha256(b"").hexdigest()
+LOG_EVERY = 10.0  # seconds between two warnings about refused calls
+
+log = logging.getLogger(__name__)
 
 
 def is_internal(path: str) -> bool:
     return path.startswith(INTERNAL_PREFIXES)
 
 
+def body_limit(path: str) -> int:
+    """The most body bytes the middleware reads for an internal ``path`` before checking it."""
+    if path.startswith(("/append_entries", "/install_snapshot", "/request_vote")):
+        return RAFT_BODY_LIMIT
+    return OTHER_BODY_LIMIT
+
+
 class InternalAuth:
-    def __init__(self, secret: str | None) -> None:
+    """Signs this node's internal calls (``headers``) and checks the ones it serves (``check``).
+
+    ``node_id`` is this node's id: the caller named in what it signs, and the
+    callee it expects in what it checks.
+    """
+
+    def __init__(self, secret: str | None, node_id: str | None = None, *, window: float = WINDOW,
+                 max_nonces: int = MAX_NONCES, clock: Callable[[], float] | None = None) -> None:
         self.secret = secret
+        self.node_id = node_id or ""
+        self.window = window
+        self.max_nonces = max(1, max_nonces)
+        self.clock: Callable[[], float] = clock or time.time  # wall clock, Unix seconds
+        # A key derived from the secret (not the secret itself) keys every MAC.
+        self._key = (hmac.new(secret.encode(), b"rakit internal auth v1", hashlib.sha256).digest()
+                     if secret is not None else b"")
+        self._nonces: set[str] = set()
+        self._expiry: list[tuple[float, str]] = []  # (ts, nonce), a heap: the oldest timestamp first
+        self._floor = float("-inf")  # every timestamp <= this is refused (its nonce may be forgotten)
+        self.refused = 0
+        self._logged_at = float("-inf")
 
     @property
     def enabled(self) -> bool:
         return self.secret is not None
 
-    def headers(self, method: str, path: str, body: bytes = b"") -> dict[str, str]:
-        """Headers proving the secret, for a call this node makes to a peer."""
-        return {}
+    # -- signing ---------------------------------------------------------------
 
-    def check(self, method: str, path: str, headers: Mapping[str, str], body: bytes = b"") -> str | None:
-        """None if the call proves the secret, else the reason (answered 401)."""
+    def _mac(self, method: str, path: str, caller: str, callee: str, ts: str, nonce: str,
+             body_hash: str) -> str:
+        text = "\n".join((SCHEME, method.upper(), path, caller, callee, ts, nonce, body_hash))
+        return hmac.new(self._key, text.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
+
+    def headers(self, method: str, path: str, body: bytes = b"", *, dst: str = "") -> dict[str, str]:
+        """Headers proving the secret, for a call this node makes to peer ``dst``.
+
+        ``path`` is the request target as sent (path, and ``?query`` if any);
+        ``body`` the exact bytes sent (empty for a WebSocket handshake).
+        """
+        if self.secret is None:
+            return {}
+        ts = f"{self.clock():.3f}"
+        nonce = secrets.token_urlsafe(16)
+        body_hash = hashlib.sha256(body).hexdigest() if body else _EMPTY_BODY_HASH
+        return {
+            NODE_HEADER: self.node_id or "-",
+            TS_HEADER: ts,
+            NONCE_HEADER: nonce,
+            SIG_HEADER: self._mac(method, path, self.node_id or "-", dst, ts, nonce, body_hash),
+        }
+
+    # -- checking --------------------------------------------------------------
+
+    def precheck(self, headers: Mapping[str, str], now: float | None = None) -> str | None:
+        """The reason to refuse before reading the body (headers missing, malformed, stale), else None.
+
+        Changes nothing; ``check`` does it all again, signature and nonce included.
+        """
+        if self.secret is None:
+            return None
+        missing = [h for h in (NODE_HEADER, TS_HEADER, NONCE_HEADER, SIG_HEADER) if not headers.get(h)]
+        if missing:
+            return (f"internal endpoint: missing {', '.join(missing)} (node-to-node calls must be signed "
+                    f"with the cluster secret)")
+        if not _NODE_RE.match(headers[NODE_HEADER]):
+            return f"malformed {NODE_HEADER}"
+        ts_text = headers[TS_HEADER]
+        if not _TS_RE.match(ts_text):
+            return f"malformed {TS_HEADER}: expected Unix seconds"
+        if not _NONCE_RE.match(headers[NONCE_HEADER]):
+            return f"malformed {NONCE_HEADER}: expected 16-64 URL-safe characters"
+        if not _SIG_RE.match(headers[SIG_HEADER]):
+            return f"malformed {SIG_HEADER}: expected 64 lowercase hex digits"
+        now = self.clock() if now is None else now
+        skew = float(ts_text) - now
+        if abs(skew) > self.window:
+            return (f"stale {TS_HEADER}: {skew:+.1f} s from this node's clock, outside the "
+                    f"±{self.window:g} s window (are the nodes' clocks in sync?)")
         return None
+
+    def check(self, method: str, path: str, headers: Mapping[str, str], body: bytes = b"",
+              now: float | None = None) -> str | None:
+        """None if the call proves the secret (its nonce is then used up), else the reason (answered 401).
+
+        ``headers`` with lowercase names; ``path`` the target as received
+        (path, and ``?query`` if any); ``now`` the arrival time (default: now).
+        """
+        if self.secret is None:
+            return None
+        now = self.clock() if now is None else now
+        reason = self.precheck(headers, now)
+        if reason is None:
+            caller, ts_text, nonce = headers[NODE_HEADER], headers[TS_HEADER], headers[NONCE_HEADER]
+            body_hash = hashlib.sha256(body).hexdigest() if body else _EMPTY_BODY_HASH
+            expected = self._mac(method, path, caller, self.node_id, ts_text, nonce, body_hash)
+            ts = float(ts_text)
+            if not hmac.compare_digest(expected, headers[SIG_HEADER]):
+                reason = ("bad signature: wrong cluster secret, or the call was altered (method, path, "
+                          "body) or meant for another node")
+            elif nonce in self._nonces or ts <= self._floor:
+                reason = f"replayed call: {NONCE_HEADER} already used"
+            else:
+                self._remember(nonce, ts, now)
+                return None
+        self._refuse(method, path, headers, reason)
+        return reason
+
+    def _refuse(self, method: str, path: str, headers: Mapping[str, str], reason: str) -> None:
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._logged_at >= LOG_EVERY:  # a flood of bad calls must not flood the log
+            self._logged_at = now
+            caller = headers.get(NODE_HEADER, "?")[:64]
+            log.warning("refused an internal call %s %s (claims to be from %r): %s (%d refused so far)",
+                        method, path[:200], caller, reason, self.refused)
+
+    async def admit(self, scope: Mapping[str, Any], receive: Receive, headers: Mapping[str, str]
+                    ) -> tuple[Receive, tuple[int, str, str] | None]:
+        """Check one internal call at the ASGI level (``rakit.http.security``).
+
+        Answers ``(receive, None)`` when the call proves the secret — for an
+        HTTP call ``receive`` then replays the body read here to the app — or
+        ``(receive, (status, code, detail))`` to refuse it: 401 unauthorized,
+        413 too_large; status 0 when the client went away (nothing to answer).
+        The body is read (bounded by ``body_limit``) only once the headers
+        are well-formed and fresh.
+        """
+        arrived = self.clock()
+        path: str = scope["path"]
+        reason = self.precheck(headers, arrived)
+        if reason is not None:
+            self._refuse(scope.get("method", "GET"), path, headers, reason)
+            return receive, (401, "unauthorized", reason)
+        body = b""
+        if scope["type"] == "http":
+            try:
+                body = await read_body(receive, body_limit(path), headers.get("content-length"))
+            except BodyTooLarge as exc:
+                return receive, (413, "too_large", str(exc))
+            except ClientGone:
+                return receive, (0, "", "")
+            receive = replaying(body, receive)
+        query: bytes = scope.get("query_string", b"")
+        target = path + "?" + query.decode("latin-1") if query else path
+        reason = self.check(scope.get("method", "GET"), target, headers, body, now=arrived)
+        if reason is not None:
+            return receive, (401, "unauthorized", reason)
+        return receive, None
+
+    def _remember(self, nonce: str, ts: float, now: float) -> None:
+        expiry, nonces = self._expiry, self._nonces
+        horizon = now - self.window
+        while expiry and (expiry[0][0] < horizon or len(nonces) >= self.max_nonces):
+            old_ts, old = heapq.heappop(expiry)
+            nonces.discard(old)
+            self._floor = max(self._floor, old_ts)
+        heapq.heappush(expiry, (ts, nonce))
+        nonces.add(nonce)
+
+    @property
+    def remembered(self) -> int:
+        """How many nonces are remembered now (bounded by ``max_nonces``)."""
+        return len(self._nonces)
+
+
+# -- the body of an internal HTTP call, read before the app (``rakit.http.security``) -------
+
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+
+
+class BodyTooLarge(Exception):
+    """The body is over the limit for its endpoint (answered 413)."""
+
+
+class ClientGone(Exception):
+    """The client disconnected before its body was read (nothing to answer)."""
+
+
+async def read_body(receive: Receive, limit: int, declared: str | None = None) -> bytes:
+    """Every ``http.request`` chunk of the body, at most ``limit`` bytes (``declared``: Content-Length)."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"request body of {declared} bytes is over the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"request body is over the {limit}-byte limit")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` giving the app ``body`` (already read) first, then the real one (disconnects)."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def wrapped() -> Message:
+        if pending:
+            return pending.pop()
+        return await receive()
+
+    return wrapped

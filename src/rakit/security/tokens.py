@@ -1,20 +1,417 @@
-"""Client API tokens and their grants (``--auth-tokens``).
+"""Client API tokens and their grants (``--auth-tokens`` / ``AUTH_TOKENS``).
 
-TO BE IMPLEMENTED (issue 7 item 2): ``ClientAuth.check(method, path, headers)``
-answers the caller's identity, or an error (401 no/invalid token, 403 outside
-its grant).
+Off by default.  With a tokens file every client request (all but the open
+paths below) must carry ``Authorization: Bearer <token>``:
+
+- no token, a malformed header or an unknown token:
+  ``401 {"error": "unauthorized", "detail"}`` with ``WWW-Authenticate: Bearer``;
+- a valid token asking for something outside its grants:
+  ``403 {"error": "forbidden", "detail"}``.
+
+The tokens file (JSON)
+----------------------
+::
+
+    {"tokens": [
+      {"name": "orders-svc", "token": "<secret>",
+       "grants": ["locks:orders.*", "queue:read:emails", "queue:write:emails", "cache:*", "status"]},
+      {"name": "ops", "sha256": "<hex SHA-256 of the secret>", "grants": ["admin", "status"]}
+    ]}
+
+Each entry has a unique ``name`` (1-64 of ``[A-Za-z0-9_.-]``: it appears in
+logs and refusals and is the *owner* recorded on the locks it takes), either
+``token`` (the secret itself, 16-4096 printable ASCII characters, no spaces)
+or ``sha256`` (64 hex digits: the SHA-256 of the secret, so the file need not
+hold it), and ``grants``, a list of strings.  Unknown keys, duplicate names
+or secrets, an empty list: the node refuses to start (one line, exit 2).
+Secrets are hashed at load; a presented token is hashed and compared with
+every stored digest by ``hmac.compare_digest`` (constant time, no early exit).
+
+Grants
+------
+::
+
+    grant   = "*"                          everything (a superuser)
+            | "status"                     GET /status
+            | "admin"                      /metrics, /debug/digest and the dashboard's data:
+                                           /cluster/overview, /lock/table, /queue/topics
+            | family                       = family ":*:*"
+            | family ":" pattern           every action of the family, on names matching pattern
+            | family ":" action ":" pattern
+            | family ":" action            = family ":" action ":*"
+    family  = "locks" | "queue" | "cache" | "kv"
+    action  = "read" | "write" | "*"
+    pattern = 1-256 of [A-Za-z0-9_.:-*?]: a glob over the whole name, "*" any run of
+              characters (also none), "?" one character; case-sensitive
+
+The segment after the family is the action exactly when it is ``read``,
+``write`` or ``*`` (alone, or followed by ``:``); anything else starts the
+pattern.  Resource and cache keys may contain ``:``, so ``locks:read:x`` is
+"read the lock x"; for every action on the keys ``read:*`` write
+``locks:*:read:*``.  Topics never contain ``:``, so a queue pattern with one
+is refused (``queue:emails:read`` is a typo for ``queue:read:emails``).
+
+=======  ==========================================  ====================================
+family   read                                        write
+=======  ==========================================  ====================================
+locks    /lock/status, /lock/watch                   /lock/acquire, /lock/release, /lock/renew
+queue    /queue/pop, /queue/stats, /queue/dead        /queue/push, ack, nack, extend, redrive
+cache    /cache/get, /cache/stats (no name: any      /cache/set, /cache/delete
+         cache read grant)
+kv       /kv/get                                     /kv/put, /kv/delete, /kv/incr
+=======  ==========================================  ====================================
+
+The name checked is the lock's ``resource``, the queue's ``topic``, the cache
+or kv ``key``.  A consumer needs ``queue:read:T`` (pop) and ``queue:write:T``
+(ack, nack, extend).
+
+Open paths (no token): ``/health`` (load balancers), ``/docs``, ``/docs/...``,
+``/openapi.json`` (the API's description, the same for every deployment) and
+the dashboard's static files ``/ui``, ``/ui/...`` (no data: the page asks for
+a token and polls the ``admin`` endpoints with it).  Internal paths are the
+cluster secret's business (``rakit.security.internal``).  Any other path
+needs a valid token (an unknown path then answers 404).
+
+Across nodes
+------------
+The node a client reaches authenticates it and puts its ``Identity`` on the
+request (``request.state.identity``).  A request relayed to the leader
+carries the identity's name in ``x-rakit-identity``, signed with the cluster
+secret (the name and the body are bound into the signature); the leader
+trusts that header only with a valid signature, looks the name up in its own
+tokens file and checks the grants again.  So tokens require a cluster secret.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from rakit.config import ConfigError
+from rakit.errors import Forbidden
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+FAMILIES = ("locks", "queue", "cache", "kv")
+PLAIN_GRANTS = ("*", "status", "admin")
+ACTIONS = ("read", "write", "*")
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+TOKEN_RE = re.compile(r"^[\x21-\x7e]{16,4096}$")
+SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+PATTERN_RE = re.compile(r"^[A-Za-z0-9_.:*?-]{1,256}$")
+ENTRY_KEYS = frozenset({"name", "token", "sha256", "grants"})
+
+#: Header a node adds to a request it relays for an authenticated client (signed, see above).
+IDENTITY_HEADER = "x-rakit-identity"
+#: The identity a node acts under for its own calls to peers (the dashboard's overview).
+#: Not a valid token name, so no token can claim it.
+NODE_IDENTITY = "@node"
+
+
+# -- grants ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    family: str  # "*", "status", "admin" or one of FAMILIES
+    action: str = "*"
+    pattern: str = "*"
+    _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in self.pattern)
+        object.__setattr__(self, "_regex", re.compile(regex, re.DOTALL))
+
+    def allows(self, family: str, action: str, name: str | None) -> bool:
+        if self.family == "*":
+            return True
+        if self.family != family or self.action not in ("*", action):
+            return False
+        return name is None or self._regex.fullmatch(name) is not None
+
+    def __str__(self) -> str:
+        if self.family in PLAIN_GRANTS:
+            return self.family
+        return f"{self.family}:{self.action}:{self.pattern}"
+
+
+def parse_grant(text: Any) -> Grant:
+    """One grant string -> ``Grant``; ``ValueError`` with the reason when malformed."""
+    if not isinstance(text, str) or not text:
+        raise ValueError(f"a grant must be a non-empty string, got {text!r}")
+    if text in PLAIN_GRANTS:
+        return Grant(text)
+    family, sep, rest = text.partition(":")
+    if family not in FAMILIES:
+        raise ValueError(f"unknown grant {text!r}: expected *, status, admin or "
+                         f"{'|'.join(FAMILIES)}[:read|write|*][:pattern]")
+    action, pattern = "*", "*"
+    if sep:
+        head, sep2, tail = rest.partition(":")
+        if head in ACTIONS:
+            action = head
+            if sep2:
+                pattern = tail
+        else:
+            pattern = rest
+    if not PATTERN_RE.match(pattern):
+        raise ValueError(f"grant {text!r}: the pattern {pattern!r} must be 1-256 of [A-Za-z0-9_.:-] "
+                         f"and the wildcards * and ?")
+    if family == "queue" and ":" in pattern:
+        raise ValueError(f"grant {text!r}: topics never contain ':' (did you mean "
+                         f"queue:<read|write>:<topic pattern>?)")
+    return Grant(family, action, pattern)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who made a request: a token's name and what it may do."""
+
+    name: str
+    grants: tuple[Grant, ...]
+
+    def allows(self, family: str, action: str = "*", name: str | None = None) -> bool:
+        """May this identity do ``action`` of ``family`` on ``name`` (None: on some name)?"""
+        return any(g.allows(family, action, name) for g in self.grants)
+
+
+SYSTEM = Identity(NODE_IDENTITY, (Grant("*"),))
+
+
+# -- the tokens file ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEntry:
+    digest: bytes  # SHA-256 of the secret
+    identity: Identity
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+def load_tokens(path: Path) -> list[TokenEntry]:
+    """Read and check a tokens file; every problem is a one-line ``ConfigError``."""
+    where = f"--auth-tokens {path}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {where}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: not UTF-8 text") from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("tokens"), list):
+        raise ConfigError(f'{where}: expected a JSON object {{"tokens": [{{"name", "token", "grants"}}, ...]}}')
+    unknown = sorted(set(doc) - {"tokens"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))} (only \"tokens\")")
+    if not doc["tokens"]:
+        raise ConfigError(f"{where}: lists no token (with no tokens, leave --auth-tokens out)")
+    entries: list[TokenEntry] = []
+    names: set[str] = set()
+    digests: set[bytes] = set()
+    for i, raw in enumerate(doc["tokens"]):
+        at = f"{where}: tokens[{i}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{at}: expected an object with name, token (or sha256) and grants")
+        name = raw.get("name")
+        if isinstance(name, str):
+            at += f" ({name!r})"
+        extra = sorted(set(raw) - ENTRY_KEYS)
+        if extra:
+            raise ConfigError(f"{at}: unknown key(s) {', '.join(map(repr, extra))} "
+                              f"(expected name, token or sha256, grants)")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise ConfigError(f"{at}: name must be 1-64 of [A-Za-z0-9_.-]")
+        if name in names:
+            raise ConfigError(f"{at}: the name {name!r} is used twice")
+        if ("token" in raw) == ("sha256" in raw):
+            raise ConfigError(f"{at}: give exactly one of token and sha256")
+        if "token" in raw:
+            token = raw["token"]
+            if not isinstance(token, str) or not TOKEN_RE.match(token):
+                raise ConfigError(f"{at}: token must be 16-4096 printable ASCII characters without spaces")
+            digest = _digest(token)
+        else:
+            hexdigest = raw["sha256"]
+            if not isinstance(hexdigest, str) or not SHA256_RE.match(hexdigest):
+                raise ConfigError(f"{at}: sha256 must be 64 hex digits (the SHA-256 of the token)")
+            digest = bytes.fromhex(hexdigest)
+        if digest in digests:
+            raise ConfigError(f"{at}: the same token is listed twice")
+        grants_raw = raw.get("grants")
+        if not isinstance(grants_raw, list):
+            raise ConfigError(f"{at}: grants must be a list of strings, e.g. [\"locks:orders.*\", \"status\"]")
+        try:
+            grants = tuple(parse_grant(g) for g in grants_raw)
+        except ValueError as exc:
+            raise ConfigError(f"{at}: {exc}") from None
+        names.add(name)
+        digests.add(digest)
+        entries.append(TokenEntry(digest, Identity(name, grants)))
+    return entries
+
+
+# -- what a request asks for ------------------------------------------------------------
+
+
+class Need(NamedTuple):
+    """What a path asks of a token: ``family``/``action`` on ``name`` (None: checked later, or none)."""
+
+    family: str
+    action: str = "*"
+    name: str | None = None
+
+
+OPEN = None  # a path anyone may call
+AUTHENTICATED = Need("")  # any valid token (unknown paths: they answer 404 then)
+
+_OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/ui"})
+_OPEN_PREFIXES = ("/docs/", "/ui/")
+_ADMIN_PATHS = frozenset({"/metrics", "/cluster/overview", "/lock/table", "/queue/topics"})
+_ADMIN_PREFIXES = ("/debug/", "/cluster/")
+# (prefix, family, action, the name follows the prefix in the path)
+_PREFIXES: tuple[tuple[str, str, str, bool], ...] = (
+    ("/lock/status/", "locks", "read", True),
+    ("/lock/watch/", "locks", "read", True),
+    ("/lock/", "locks", "write", False),  # acquire, release, renew: the resource is in the body
+    ("/queue/pop/", "queue", "read", True),
+    ("/queue/stats/", "queue", "read", True),
+    ("/queue/dead/", "queue", "read", True),
+    ("/queue/", "queue", "write", False),  # push, ack, nack, extend, redrive: the topic is in the body
+    ("/cache/get/", "cache", "read", True),
+    ("/cache/stats", "cache", "read", False),
+    ("/cache/", "cache", "write", False),  # set, delete: the key is in the body
+    ("/kv/get/", "kv", "read", True),
+    ("/kv/", "kv", "write", False),
+)
+
+
+def need(path: str) -> Need | None:
+    """What ``path`` asks of a token (``OPEN``: nothing).  Names in a body are checked by the route."""
+    if path in _OPEN_PATHS or path.startswith(_OPEN_PREFIXES):
+        return OPEN
+    if path == "/status":
+        return Need("status")
+    if path in _ADMIN_PATHS or path.startswith(_ADMIN_PREFIXES):
+        return Need("admin")
+    for prefix, family, action, named in _PREFIXES:
+        if path.startswith(prefix):
+            if not named:
+                return Need(family, action)
+            rest = path[len(prefix):]
+            return Need(family, action, rest.split("/", 1)[0] if family == "queue" else rest)
+    return AUTHENTICATED
+
+
+class Refusal(NamedTuple):
+    status: int  # 401 or 403
+    code: str
+    detail: str
+
+
+def _describe(n: Need) -> str:
+    if n.family in ("status", "admin"):
+        return f"the {n.family!r} grant"
+    return f"{n.family}:{n.action}" + (f" on {n.name!r}" if n.name is not None else "")
+
+
+# -- the checker ----------------------------------------------------------------------------
 
 
 class ClientAuth:
+    """The tokens of ``tokens_file`` (None: client authentication is off)."""
+
     def __init__(self, tokens_file: Path | None) -> None:
         self.tokens_file = tokens_file
+        self.entries: list[TokenEntry] = load_tokens(tokens_file) if tokens_file is not None else []
+        self._by_name = {e.identity.name: e.identity for e in self.entries}
+        self.refused = 0
 
     @property
     def enabled(self) -> bool:
         return self.tokens_file is not None
+
+    def authenticate(self, headers: Mapping[str, str]) -> Identity | Refusal:
+        """The identity of the bearer token in ``headers`` (lowercase names), or a 401."""
+        value = headers.get("authorization")
+        if value is None:
+            return Refusal(401, "unauthorized", "this node requires an API token: send "
+                                                "'Authorization: Bearer <token>'")
+        scheme, _, token = value.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return Refusal(401, "unauthorized", "malformed Authorization header: expected 'Bearer <token>'")
+        presented = _digest(token)
+        found: Identity | None = None
+        for entry in self.entries:  # every digest compared: the time does not depend on which matched
+            if hmac.compare_digest(entry.digest, presented):
+                found = entry.identity
+        if found is None:
+            return Refusal(401, "unauthorized", "unknown API token")
+        return found
+
+    def authorize(self, identity: Identity, path: str) -> Refusal | None:
+        """None if ``identity`` may call ``path`` (names in a body: the route checks them), else a 403."""
+        n = need(path)
+        if n is None or n is AUTHENTICATED or identity.allows(n.family, n.action, n.name):
+            return None
+        return Refusal(403, "forbidden", f"token {identity.name!r} is not granted {_describe(n)}")
+
+    def check(self, method: str, path: str, headers: Mapping[str, str]) -> Identity | Refusal | None:
+        """A client request: its identity, a refusal (401/403), or None for an open path."""
+        if need(path) is OPEN:
+            return None
+        identity = self.authenticate(headers)
+        if isinstance(identity, Refusal):
+            return identity
+        return self.authorize(identity, path) or identity
+
+    def on_behalf_of(self, name: str, path: str) -> Identity | Refusal | None:
+        """A request a peer relayed for ``name`` (its signature already checked): as ``check``."""
+        if need(path) is OPEN:
+            return None
+        identity = SYSTEM if name == NODE_IDENTITY else self._by_name.get(name)
+        if identity is None:
+            return Refusal(401, "unauthorized", f"relayed for {name!r}, which this node's tokens file "
+                                                f"does not list (do all nodes share one tokens file?)")
+        return self.authorize(identity, path) or identity
+
+
+# -- for the routes and the relaying code -----------------------------------------------------
+
+
+def identity_of(request: Request) -> Identity | None:
+    """The authenticated caller of ``request`` (None when client tokens are off, or an open path)."""
+    state = request.scope.get("state")
+    return state.get("identity") if isinstance(state, dict) else None
+
+
+def owner_of(request: Request) -> str | None:
+    """The lock owner to record for ``request``: its token's name (None when tokens are off)."""
+    identity = identity_of(request)
+    return identity.name if identity is not None else None
+
+
+def require(request: Request, family: str, action: str, name: str) -> None:
+    """Raise ``Forbidden`` (403) unless the caller may do ``action`` of ``family`` on ``name``."""
+    identity = identity_of(request)
+    if identity is not None and not identity.allows(family, action, name):
+        raise Forbidden(f"token {identity.name!r} is not granted {family}:{action} on {name!r}")
+
+
+def identity_binding(name: str, body: bytes) -> bytes:
+    """What a relayed request's signature covers besides method and path: the identity and the body."""
+    return b"rakit-identity\n" + name.encode() + b"\n" + body

@@ -76,11 +76,28 @@ Rules
 12. A malformed command (unknown mode, ttl <= 0, negative wait or lock_delay,
     a non-finite number) gets ``Refused("invalid")`` and changes nothing.
     ``Acquire.lock_delay``, when given, sets the resource's option as part of
-    any valid acquire, whatever its outcome.
+    any valid acquire, whatever its outcome (but see rules 13 and 14).
+13. Owners: every hold and waiter keeps the ``owner`` of the Acquire that
+    made it (the API token's name; None when tokens are off), and a waiter
+    granted later passes its owner on to its hold.  ``Release`` and ``Renew``
+    apply only if their ``owner`` equals the hold's: otherwise ``NotHolder``,
+    as if the client held nothing (a client id used under one token is not
+    released, renewed or fenced-checked under another).  An ``Acquire`` whose
+    client already holds or waits on the resource under another owner is
+    refused with "conflict" (whatever its wait) and changes nothing.  A
+    ``CancelWait`` with ``any_owner=False`` cancels only a waiter of its
+    ``owner`` and reports only a hold of its ``owner``; the leader's own
+    timers cancel whoever waits (``any_owner=True``, the default).
+14. Bounded waiters: a request that would wait on a resource that already has
+    ``max_waiters`` waiters (``MAX_WAITERS`` unless the table is built with
+    another bound, the same on every replica) is refused with
+    "too_many_waiters" and changes nothing at all (not even ``lock_delay``).
+    A client already waiting that asks again (rule 6) is not a new waiter.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections.abc import Iterator
@@ -93,6 +110,9 @@ from rakit.statemachines.waitfor import find_cycle
 EXCLUSIVE = "exclusive"
 SHARED = "shared"
 MODES = (EXCLUSIVE, SHARED)
+#: Rule 14: waiters one resource may have; one more is refused with "too_many_waiters".
+#: Part of the replicated behaviour: every replica must use the same bound.
+MAX_WAITERS = 1000
 
 
 def compatible(a: str, b: str) -> bool:
@@ -110,18 +130,21 @@ class Acquire(msgspec.Struct, tag="lock.acquire", frozen=True):
     ttl: float  # lease length, seconds
     wait: float  # how long the request may wait, seconds; 0 = do not wait
     lock_delay: float | None = None  # when given, sets the resource's option
+    owner: str | None = None  # rule 13: the API token's name (None: tokens are off)
 
 
 class Release(msgspec.Struct, tag="lock.release", frozen=True):
     resource: str
     client_id: str
     fencing_token: int | None = None
+    owner: str | None = None  # rule 13: must be the hold's owner
 
 
 class Renew(msgspec.Struct, tag="lock.renew", frozen=True):
     resource: str
     client_id: str
     ttl: float
+    owner: str | None = None  # rule 13: must be the hold's owner
 
 
 class Expire(msgspec.Struct, tag="lock.expire", frozen=True):
@@ -133,6 +156,8 @@ class Expire(msgspec.Struct, tag="lock.expire", frozen=True):
 class CancelWait(msgspec.Struct, tag="lock.cancel_wait", frozen=True):
     resource: str
     client_id: str
+    owner: str | None = None
+    any_owner: bool = True  # rule 13: False = only a waiter (and hold) of ``owner``
 
 
 class DelayEnd(msgspec.Struct, tag="lock.delay_end", frozen=True):
@@ -188,7 +213,7 @@ class Waiting(msgspec.Struct, frozen=True):
 
 
 class Refused(msgspec.Struct, frozen=True):
-    code: str  # "conflict" | "deadlock" | "invalid"
+    code: str  # "conflict" | "deadlock" | "invalid" | "too_many_waiters"
     cycle: list[str] = msgspec.field(default_factory=list)
     detail: str = ""
 
@@ -277,6 +302,7 @@ class _Hold(msgspec.Struct):
     token: int
     ttl: float
     lease: int
+    owner: str | None = None  # rule 13 (absent from older snapshots: None)
 
 
 class _Waiter(msgspec.Struct):
@@ -285,6 +311,7 @@ class _Waiter(msgspec.Struct):
     ttl: float
     wait: float
     upgrade: bool = False
+    owner: str | None = None  # rule 13 (absent from older snapshots: None)
 
 
 class _Resource(msgspec.Struct):
@@ -337,6 +364,27 @@ class _Resource(msgspec.Struct):
         return list(itertools.takewhile(lambda w: w.mode == SHARED, self.waiters))
 
 
+class _Queue:
+    """One resource's wait list indexed for rule 8: ``blockers(client)`` is ``_Resource.blockers``."""
+
+    __slots__ = ("exclusive_ids", "exclusive_positions", "holders", "ids", "modes", "position")
+
+    def __init__(self, r: _Resource) -> None:
+        self.holders = [h.client_id for h in r.holders]
+        self.ids = [w.client_id for w in r.waiters]
+        self.modes = [w.mode for w in r.waiters]
+        self.position = {c: i for i, c in reversed(list(enumerate(self.ids)))}  # first entry wins, as waiter_of
+        self.exclusive_positions = [i for i, m in enumerate(self.modes) if m == EXCLUSIVE]
+        self.exclusive_ids = [self.ids[i] for i in self.exclusive_positions]
+
+    def blockers(self, client: str) -> list[str]:
+        p = self.position[client]
+        holders = [h for h in self.holders if h != client]
+        if self.modes[p] == EXCLUSIVE:  # incompatible with every waiter ahead
+            return holders + self.ids[:p]
+        return holders + self.exclusive_ids[:bisect.bisect_left(self.exclusive_positions, p)]
+
+
 class _Snapshot(msgspec.Struct):
     version: int
     resources: list[_Resource]  # in the table's order, so a restored table iterates alike
@@ -366,7 +414,10 @@ class LockTable:
     name = "locks"
     commands = (Acquire, Release, Renew, Expire, CancelWait, DelayEnd, SetOptions)
 
-    def __init__(self) -> None:
+    def __init__(self, max_waiters: int = MAX_WAITERS) -> None:
+        if max_waiters < 1:
+            raise ValueError("max_waiters must be at least 1")
+        self.max_waiters = max_waiters  # rule 14
         self._resources: dict[str, _Resource] = {}
         # client -> resources it waits on; derived from the wait lists (rebuilt on restore).
         self._waiting_on: dict[str, dict[str, None]] = {}
@@ -398,9 +449,23 @@ class LockTable:
             return Refused("invalid", detail="ttl must be > 0 and wait >= 0")
         if cmd.lock_delay is not None and not _non_negative(cmd.lock_delay):
             return Refused("invalid", detail="lock_delay must be >= 0")
+        known = self._resources.get(cmd.resource)
+        if known is not None:  # rule 13: the client id is taken on this resource under another owner
+            for entry in (known.hold_of(cmd.client_id), known.waiter_of(cmd.client_id)):
+                if entry is not None and entry.owner != cmd.owner:
+                    return Refused("conflict", detail=(
+                        f"client {cmd.client_id!r} {'holds' if isinstance(entry, _Hold) else 'waits for'} "
+                        f"{cmd.resource!r} under another owner (API token)"))
         r = self._record(cmd.resource)
+        lock_delay = r.lock_delay
         if cmd.lock_delay is not None:
             r.lock_delay = float(cmd.lock_delay)
+        result = self._acquire_on(index, r, cmd)
+        if isinstance(result, Refused) and result.code == "too_many_waiters":
+            r.lock_delay = lock_delay  # rule 14: nothing changes
+        return result
+
+    def _acquire_on(self, index: int, r: _Resource, cmd: Acquire) -> Result:
         hold = r.hold_of(cmd.client_id)
         waiter = r.waiter_of(cmd.client_id)
         if hold is not None and (hold.mode == EXCLUSIVE or cmd.mode == SHARED):  # rule 4
@@ -414,13 +479,14 @@ class LockTable:
                 hold.mode, hold.token, hold.ttl, hold.lease = EXCLUSIVE, index, float(cmd.ttl), index
                 r.max_token = index
                 return self._granted(r, hold, upgraded=True)
-            return self._wait(r, _Waiter(cmd.client_id, EXCLUSIVE, float(cmd.ttl), float(cmd.wait), upgrade=True))
+            return self._wait(r, _Waiter(cmd.client_id, EXCLUSIVE, float(cmd.ttl), float(cmd.wait), upgrade=True,
+                                         owner=cmd.owner))
         if r.grantable_now(cmd.mode):
-            hold = _Hold(cmd.client_id, cmd.mode, index, float(cmd.ttl), index)
+            hold = _Hold(cmd.client_id, cmd.mode, index, float(cmd.ttl), index, cmd.owner)
             r.holders.append(hold)
             r.max_token = index
             return self._granted(r, hold)
-        return self._wait(r, _Waiter(cmd.client_id, cmd.mode, float(cmd.ttl), float(cmd.wait)))
+        return self._wait(r, _Waiter(cmd.client_id, cmd.mode, float(cmd.ttl), float(cmd.wait), owner=cmd.owner))
 
     def _granted(self, r: _Resource, hold: _Hold, *, again: bool = False, upgraded: bool = False) -> Granted:
         return Granted(r.name, hold.client_id, hold.mode, hold.token, hold.ttl, hold.lease, again, upgraded)
@@ -429,17 +495,77 @@ class LockTable:
         """Rules 6 and 8: queue ``waiter`` unless it may not wait or would deadlock."""
         if waiter.wait == 0:
             return Refused("conflict")
+        if len(r.waiters) >= self.max_waiters:  # rule 14
+            return Refused("too_many_waiters", detail=(
+                f"{r.name!r} already has {len(r.waiters)} waiters, the most one resource may have"))
         position = r.upgrade_waiters() if waiter.upgrade else len(r.waiters)
-        cycle = find_cycle(self._wait_for_graph(waiter.client_id, r.blockers(waiter, position)), waiter.client_id)
-        if cycle is not None:
-            return Refused("deadlock", cycle=cycle)
+        blockers = r.blockers(waiter, position)
+        if self._reaches(waiter.client_id, blockers):  # else no cycle: skip building the graph
+            cycle = find_cycle(self._wait_for_graph(waiter.client_id, blockers), waiter.client_id)
+            if cycle is not None:
+                return Refused("deadlock", cycle=cycle)
         r.waiters.insert(position, waiter)
         self._waiting_on.setdefault(waiter.client_id, {})[r.name] = None
         return Waiting(r.name, waiter.client_id, waiter.mode, position)
 
+    def _reaches(self, start: str, new_edges: list[str]) -> bool:
+        """Whether rule 8's graph (``_wait_for_graph``) has a path from ``start`` back to ``start``.
+
+        Linear in the clients and waiters reached, where the graph itself may
+        have a number of edges quadratic in a wait list's length: a waiter's
+        blockers are the holders plus a prefix of the waiters ahead (all of
+        them for an exclusive waiter, the exclusive ones for a shared one), so
+        per resource only the part of the longest prefix not yet reached is
+        new.  ``find_cycle`` then runs only when there is a cycle to name.
+        """
+        queues: dict[str, _Queue] = {}
+        reached: dict[str, list[int]] = {}  # resource -> [waiters, exclusive waiters] prefix lengths taken
+        holders_taken: set[str] = set()
+        seen = {start}
+        todo = list(new_edges)
+
+        def expand(client: str) -> None:
+            for name in self._waiting_on.get(client, {}):
+                queue = queues.get(name)
+                if queue is None:
+                    queue = queues[name] = _Queue(self._resources[name])
+                    reached[name] = [0, 0]
+                if name not in holders_taken:
+                    if client == start:  # no edge to itself; another waiter here still reaches start
+                        todo.extend(h for h in queue.holders if h != start)
+                    else:  # the client itself among them is seen already
+                        todo.extend(queue.holders)
+                        holders_taken.add(name)
+                done = reached[name]
+                p = queue.position[client]
+                if queue.modes[p] == EXCLUSIVE:
+                    if p > done[0]:
+                        todo.extend(queue.ids[done[0]:p])
+                        done[0] = p
+                else:
+                    k = bisect.bisect_left(queue.exclusive_positions, p)
+                    if k > done[1]:
+                        todo.extend(queue.exclusive_ids[done[1]:k])
+                        done[1] = k
+
+        expand(start)
+        while todo:
+            client = todo.pop()
+            if client == start:
+                return True
+            if client not in seen:
+                seen.add(client)
+                expand(client)
+        return False
+
     def _wait_for_graph(self, start: str, new_edges: list[str]) -> dict[str, set[str]]:
-        """Rule 8's graph, as far as it is reachable from ``start`` (cycles through it lie there)."""
+        """Rule 8's graph, as far as it is reachable from ``start`` (cycles through it lie there).
+
+        Each wait list's positions and client ids are indexed once per call
+        (``_Queue``), so a long wait list costs one pass, not one per waiter.
+        """
         graph: dict[str, set[str]] = {}
+        queues: dict[str, _Queue] = {}
         todo = [start]
         while todo:
             client = todo.pop()
@@ -447,19 +573,19 @@ class LockTable:
                 continue
             edges = set(new_edges) if client == start else set()
             for name in self._waiting_on.get(client, {}):
-                r = self._resources[name]
-                waiter = r.waiter_of(client)
-                assert waiter is not None, (name, client)
-                edges.update(r.blockers(waiter, r.waiters.index(waiter)))
+                queue = queues.get(name)
+                if queue is None:
+                    queue = queues[name] = _Queue(self._resources[name])
+                edges.update(queue.blockers(client))
             graph[client] = edges
-            todo.extend(sorted(edges - graph.keys()))
+            todo.extend(edges - graph.keys())  # the graph is the same whatever the order
         return graph
 
     # --- release, renew, expire (rule 9) ---
 
     def _release(self, index: int, cmd: Release) -> Result:
         r, hold = self._lookup(cmd.resource, cmd.client_id)
-        if r is None or hold is None:
+        if r is None or hold is None or hold.owner != cmd.owner:  # rule 13
             return NotHolder(cmd.resource, cmd.client_id)
         if cmd.fencing_token is not None and cmd.fencing_token != hold.token:
             return TokenMismatch(cmd.resource, cmd.client_id, cmd.fencing_token, hold.token)
@@ -470,7 +596,7 @@ class LockTable:
         if not _positive(cmd.ttl):
             return Refused("invalid", detail="ttl must be > 0")
         r, hold = self._lookup(cmd.resource, cmd.client_id)
-        if r is None or hold is None:
+        if r is None or hold is None or hold.owner != cmd.owner:  # rule 13
             return NotHolder(cmd.resource, cmd.client_id)
         hold.ttl, hold.lease = float(cmd.ttl), index
         return Renewed(r.name, hold.client_id, hold.token, hold.ttl, hold.lease)
@@ -499,11 +625,15 @@ class LockTable:
     def _cancel_wait(self, index: int, cmd: CancelWait) -> Cancelled:
         r = self._resources.get(cmd.resource)
         waiter = r.waiter_of(cmd.client_id) if r is not None else None
+        if waiter is not None and not cmd.any_owner and waiter.owner != cmd.owner:  # rule 13
+            waiter = None
         grants: list[Grant] = []
         if r is not None and waiter is not None:
             self._dequeue(r, waiter)
             grants = self._grant_from_queue(index, r)
         hold = r.hold_of(cmd.client_id) if r is not None else None
+        if hold is not None and not cmd.any_owner and hold.owner != cmd.owner:
+            hold = None
         if hold is None:
             return Cancelled(cmd.resource, cmd.client_id, waiter is not None, grants=grants)
         return Cancelled(cmd.resource, cmd.client_id, waiter is not None, True, hold.token, hold.mode, grants)
@@ -532,7 +662,7 @@ class LockTable:
                 self._dequeue(r, waiter)
                 if waiter.upgrade:  # the sole holder: its shared hold becomes the new grant
                     r.holders.clear()
-                hold = _Hold(waiter.client_id, waiter.mode, index, waiter.ttl, index)
+                hold = _Hold(waiter.client_id, waiter.mode, index, waiter.ttl, index, waiter.owner)
                 r.holders.append(hold)
                 grants.append(_grant(r.name, hold))
             r.max_token = index
@@ -573,7 +703,7 @@ class LockTable:
         ``resources``: the resources with holders or waiters (table order), then
         the free ones that keep a record (a past fencing token, a lock_delay),
         cut to ``limit``; each with its mode, holders (grant order, with token,
-        ttl and lease stamp), waiters (wait-list order), highest token,
+        ttl, lease stamp and owner), waiters (wait-list order, with owner), highest token,
         lock_delay and delay state.  ``edges``: rule 8's wait-for graph as
         ``{"from": waiting client, "to": client it waits for, "resource",
         "kind": "holder"|"queued"}`` ("queued": an incompatible waiter ahead),
@@ -590,9 +720,9 @@ class LockTable:
                 "resource": r.name,
                 "mode": r.holders[0].mode if r.holders else None,
                 "holders": [{"client_id": h.client_id, "mode": h.mode, "fencing_token": h.token,
-                             "ttl": h.ttl, "lease": h.lease} for h in r.holders],
+                             "ttl": h.ttl, "lease": h.lease, "owner": h.owner} for h in r.holders],
                 "waiters": [{"client_id": w.client_id, "mode": w.mode, "upgrade": w.upgrade,
-                             "wait": w.wait} for w in r.waiters],
+                             "wait": w.wait, "owner": w.owner} for w in r.waiters],
                 "fencing_token": r.max_token,
                 "lock_delay": r.lock_delay,
                 "delayed": r.delayed,
@@ -620,6 +750,11 @@ class LockTable:
     def holding(self, resource: str, client_id: str) -> Grant | None:
         _, hold = self._lookup(resource, client_id)
         return _grant(resource, hold) if hold is not None else None
+
+    def hold_owner(self, resource: str, client_id: str) -> str | None:
+        """The owner (rule 13) of ``client_id``'s hold on ``resource``; None if none or not held."""
+        _, hold = self._lookup(resource, client_id)
+        return hold.owner if hold is not None else None
 
     def delayed(self) -> Iterator[tuple[str, float]]:
         """(resource, lock_delay) of every resource in delay: the DelayEnds to time."""

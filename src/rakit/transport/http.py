@@ -37,6 +37,7 @@ from rakit.raft.messages import (
     decode_batch,
     encode_batch,
 )
+from rakit.security.internal import InternalAuth
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,9 @@ Deliver = Callable[[list[AnyMessage]], None]
 
 class PeerSender:
     def __init__(self, src: str, epoch: int, peer_id: str, url: str, session: aiohttp.ClientSession,
-                 metrics: NodeMetrics, deliver: Deliver) -> None:
+                 metrics: NodeMetrics, deliver: Deliver, auth: InternalAuth | None = None) -> None:
         self.src = src
+        self.auth = auth if auth is not None and auth.enabled else None
         self.epoch = epoch
         self.peer_id = peer_id
         self.url = url
@@ -86,9 +88,11 @@ class PeerSender:
         """Keep a stream to the peer open and feed it; reconnect when it breaks."""
         while True:
             try:
+                # With a cluster secret the handshake is signed (afresh for every attempt).
+                headers = self.auth.headers("GET", STREAM_PATH, dst=self.peer_id) if self.auth else None
                 async with self.session.ws_connect(
                     self.url + STREAM_PATH, timeout=CONNECT_TIMEOUT, heartbeat=HEARTBEAT,
-                    max_msg_size=MAX_FRAME, autoping=True,
+                    max_msg_size=MAX_FRAME, autoping=True, headers=headers,
                 ) as ws:
                     self.failures = 0
                     log.info("raft stream to %s open", self.peer_id)
@@ -140,10 +144,10 @@ class PeerSender:
 
 class HttpTransport:
     def __init__(self, node_id: str, peers: dict[str, str], session: aiohttp.ClientSession,
-                 metrics: NodeMetrics, deliver: Deliver) -> None:
+                 metrics: NodeMetrics, deliver: Deliver, auth: InternalAuth | None = None) -> None:
         epoch = random.SystemRandom().getrandbits(62) or 1
         self.senders = {
-            peer_id: PeerSender(node_id, epoch, peer_id, url, session, metrics, deliver)
+            peer_id: PeerSender(node_id, epoch, peer_id, url, session, metrics, deliver, auth)
             for peer_id, url in peers.items()
             if peer_id != node_id
         }

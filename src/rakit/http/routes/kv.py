@@ -18,6 +18,7 @@ from starlette.routing import Route
 from rakit.errors import InvalidRequest, NotFound
 from rakit.http.forward import on_leader
 from rakit.http.json import Key, check_value_size, decode, json_response, path_key, read_body
+from rakit.security.tokens import require
 from rakit.statemachines.kv import KvDelete, KvIncr, KvPut, KvResult
 
 
@@ -39,6 +40,7 @@ async def put(request: Request) -> Response:
     runtime = request.app.state.runtime
     body = await read_body(request)
     parsed = decode(body, PutBody)
+    require(request, "kv", "write", parsed.key)
     value = bytes(parsed.value)
     if not value:
         raise InvalidRequest("Object missing required field `value`", field="value")
@@ -56,6 +58,7 @@ async def delete(request: Request) -> Response:
     runtime = request.app.state.runtime
     body = await read_body(request)
     parsed = decode(body, KeyBody)
+    require(request, "kv", "write", parsed.key)
     command = runtime.machines.encode(KvDelete(parsed.key))
 
     async def leader() -> Response:
@@ -69,6 +72,7 @@ async def incr(request: Request) -> Response:
     runtime = request.app.state.runtime
     body = await read_body(request)
     parsed = decode(body, IncrBody)
+    require(request, "kv", "write", parsed.key)
     command = runtime.machines.encode(KvIncr(parsed.key, parsed.delta))
 
     async def leader() -> Response:

@@ -1,4 +1,11 @@
-"""``/lock/*``: distributed locks (API.md, "Locks"), served by the leader from any node."""
+"""``/lock/*``: distributed locks (API.md, "Locks"), served by the leader from any node.
+
+With client tokens (``rakit.security.tokens``) acquire, release and renew need
+``locks:write`` on the resource, and the caller's token name is the *owner*
+recorded with the hold: a hold is released or renewed only under the token
+that took it (``409 not_holder`` otherwise).  ``/lock/status`` and
+``/lock/watch`` need ``locks:read`` (checked by the middleware, from the path).
+"""
 
 from __future__ import annotations
 
@@ -13,12 +20,15 @@ from rakit.errors import InvalidRequest
 from rakit.http.disconnect import ClientGone, unless_disconnected
 from rakit.http.forward import on_leader, remaining_seconds
 from rakit.http.json import Key, Name, decode, json_response, path_key, path_name, read_body
+from rakit.security.tokens import owner_of, require
+from rakit.raft.messages import MAX_WIRE_INT
 from rakit.statemachines import locks as L
 
 Timeout = Annotated[float, msgspec.Meta(ge=0, le=300)]
 Ttl = Annotated[float, msgspec.Meta(ge=1, le=3600)]
 LockDelay = Annotated[float, msgspec.Meta(ge=0, le=60)]
-Token = Annotated[int, msgspec.Meta(ge=0)]
+# A fencing token is a Raft log index: bounded like one (a bigger int would not fit the command's msgpack).
+Token = Annotated[int, msgspec.Meta(ge=0, le=MAX_WIRE_INT)]
 
 
 class AcquireBody(msgspec.Struct):
@@ -51,10 +61,12 @@ async def acquire(request: Request) -> Response:
     runtime = request.app.state.runtime
     body = await read_body(request)
     req = decode(body, AcquireBody)
+    require(request, "locks", "write", req.resource)
+    owner = owner_of(request)
 
     async def leader() -> Response:
         wait = remaining_seconds(request, req.timeout)
-        command = L.Acquire(req.resource, req.client_id, req.mode, req.ttl, wait, req.lock_delay)
+        command = L.Acquire(req.resource, req.client_id, req.mode, req.ttl, wait, req.lock_delay, owner)
         return json_response(granted_body(await runtime.locks.acquire(command)))
 
     work = on_leader(runtime, request, body, leader, wait=req.timeout, idempotent=True)
@@ -70,9 +82,11 @@ async def release(request: Request) -> Response:
     runtime = request.app.state.runtime
     body = await read_body(request)
     req = decode(body, ReleaseBody)
+    require(request, "locks", "write", req.resource)
+    owner = owner_of(request)
 
     async def leader() -> Response:
-        await runtime.locks.release(L.Release(req.resource, req.client_id, req.fencing_token))
+        await runtime.locks.release(L.Release(req.resource, req.client_id, req.fencing_token, owner))
         return json_response({"released": True})
 
     return await on_leader(runtime, request, body, leader)
@@ -82,9 +96,11 @@ async def renew(request: Request) -> Response:
     runtime = request.app.state.runtime
     body = await read_body(request)
     req = decode(body, RenewBody)
+    require(request, "locks", "write", req.resource)
+    owner = owner_of(request)
 
     async def leader() -> Response:
-        result = await runtime.locks.renew(req.resource, req.client_id, req.ttl)
+        result = await runtime.locks.renew(req.resource, req.client_id, req.ttl, owner)
         return json_response({"renewed": True, "ttl": result.ttl, "fencing_token": result.token})
 
     return await on_leader(runtime, request, body, leader, idempotent=True)

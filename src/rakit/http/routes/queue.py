@@ -2,7 +2,8 @@
 
 ``POST /queue/push {"topic", "message", "message_id"?}`` -> ``{"topic", "message_id", "node"}``;
 ``GET /queue/pop/{topic}/{consumer_id}?visibility_timeout=30&wait=0``
-    -> ``{"topic", "message_id", "message", "delivery_count"}`` or 204;
+    -> ``{"topic", "message_id", "message", "delivery_count"}`` or 204; 429 ``too_many_in_flight``
+    (nothing changed) when the consumer already holds ``MAX_IN_FLIGHT`` (1000) messages of the topic;
 ``POST /queue/ack|nack {"topic", "consumer_id", "message_id"}`` -> ``{"acked"|"nacked": true}``
     or 404 ``not_in_flight``;
 ``POST /queue/extend {"topic", "consumer_id", "message_id", "visibility_timeout"}`` -> ``{"extended": true}``;
@@ -23,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from rakit.errors import InvalidRequest
+from rakit.http.forward import answer_within
 from rakit.http.json import (
     Key,
     Name,
@@ -35,6 +37,7 @@ from rakit.http.json import (
     read_body,
 )
 from rakit.queue.service import HOPS_HEADER, Answer, QueueService
+from rakit.security.tokens import require
 
 VisibilityTimeout = Annotated[float, msgspec.Meta(ge=0.1, le=43200)]
 Wait = Annotated[float, msgspec.Meta(ge=0, le=20)]
@@ -175,6 +178,7 @@ def _message_bytes(raw: msgspec.Raw) -> bytes:
 async def push(request: Request) -> Response:
     service = _service(request)
     p = decode(await read_body(request), PushBody)
+    require(request, "queue", "write", p.topic)
     message = _message_bytes(p.message)
     message_id = p.message_id or uuid.uuid4().hex
     payload: dict[str, Any] = {"topic": p.topic, "message": msgspec.Raw(message), "message_id": message_id}
@@ -196,18 +200,21 @@ async def pop(request: Request) -> Response:
 async def ack(request: Request) -> Response:
     service = _service(request)
     m = decode(await read_body(request), MessageBody)
+    require(request, "queue", "write", m.topic)
     return _response(await service.serve("ack", msgspec.structs.asdict(m), _hops(request), _ack_local(service, m)))
 
 
 async def nack(request: Request) -> Response:
     service = _service(request)
     m = decode(await read_body(request), MessageBody)
+    require(request, "queue", "write", m.topic)
     return _response(await service.serve("nack", msgspec.structs.asdict(m), _hops(request), _nack_local(service, m)))
 
 
 async def extend(request: Request) -> Response:
     service = _service(request)
     e = decode(await read_body(request), ExtendBody)
+    require(request, "queue", "write", e.topic)
     return _response(await service.serve("extend", msgspec.structs.asdict(e), _hops(request),
                                          _extend_local(service, e)))
 
@@ -232,6 +239,7 @@ async def dead(request: Request) -> Response:
 async def redrive(request: Request) -> Response:
     service = _service(request)
     r = decode(await read_body(request), RedriveBody)
+    require(request, "queue", "write", r.topic)
     return json_response({"redriven": await service.redrive(r.topic, r.limit)})
 
 
@@ -246,7 +254,8 @@ async def internal_push(request: Request) -> Response:
 
 async def internal_pop(request: Request) -> Response:
     service = _service(request)
-    return _response(await _pop_local(service, decode(await read_body(request), PopBody))())
+    p = decode(await read_body(request), PopBody)
+    return _response(await answer_within(p.wait, _pop_local(service, p)()))
 
 
 async def internal_ack(request: Request) -> Response:

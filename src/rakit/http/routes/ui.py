@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,8 +32,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from rakit.errors import InvalidRequest, NotFound
-from rakit.http.forward import on_leader
+from rakit.http.forward import identity_headers, on_leader
 from rakit.http.json import json_response, query_number
+from rakit.security.tokens import SYSTEM, identity_of
 
 if TYPE_CHECKING:
     from rakit.node.runtime import NodeRuntime
@@ -104,18 +106,24 @@ class ClusterOverview(msgspec.Struct, kw_only=True):
 
 
 class LockHolderView(msgspec.Struct, kw_only=True):
+    """``owner``: the API token's name the hold was taken under (null without client tokens)."""
+
     client_id: str
     mode: Literal["exclusive", "shared"]
     fencing_token: int
     ttl: float
     lease: int
+    owner: str | None = None
 
 
 class LockWaiterView(msgspec.Struct, kw_only=True):
+    """``owner``: the API token's name the request came under (null without client tokens)."""
+
     client_id: str
     mode: Literal["exclusive", "shared"]
     upgrade: bool
     wait: float
+    owner: str | None = None
 
 
 class LockResourceView(msgspec.Struct, kw_only=True):
@@ -200,8 +208,8 @@ def _describe(exc: BaseException, timeout: float) -> str:
     return f"{type(exc).__name__}: {exc}"[:200]
 
 
-async def _fetch(runtime: NodeRuntime, url: str, timeout: float) -> bytes:
-    async with runtime.session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+async def _fetch(runtime: NodeRuntime, url: str, timeout: float, headers: dict[str, str] | None = None) -> bytes:
+    async with runtime.session.get(url, timeout=aiohttp.ClientTimeout(total=timeout), headers=headers) as resp:
         body = await resp.read()
         if resp.status != 200:
             raise RuntimeError(f"HTTP {resp.status}: {body[:120].decode(errors='replace')}")
@@ -241,10 +249,11 @@ async def _local_view(runtime: NodeRuntime, url: str) -> NodeView:
                     **fields)
 
 
-async def _peer_view(runtime: NodeRuntime, node_id: str, url: str, timeout: float) -> NodeView:
+async def _peer_view(runtime: NodeRuntime, node_id: str, url: str, timeout: float,
+                     sign: Callable[[str], dict[str, str]] | None = None) -> NodeView:
     started = time.perf_counter()
-    status_task = _fetch(runtime, url + "/status", timeout)
-    cache_task = _fetch(runtime, url + "/cache/stats", timeout)
+    status_task = _fetch(runtime, url + "/status", timeout, sign("/status") if sign else None)
+    cache_task = _fetch(runtime, url + "/cache/stats", timeout, sign("/cache/stats") if sign else None)
     status_raw, cache_raw = await asyncio.gather(status_task, cache_task, return_exceptions=True)
     latency = round((time.perf_counter() - started) * 1000, 2)
     if isinstance(status_raw, BaseException):
@@ -288,8 +297,16 @@ async def cluster_overview(request: Request) -> Response:
     """Every node's Raft status and cache counters, gathered by this node in parallel."""
     runtime: NodeRuntime = request.app.state.runtime
     timeout = query_number(request, "timeout", DEFAULT_PEER_TIMEOUT, 0.05, 5.0)
+
+    def signer(peer: str) -> Callable[[str], dict[str, str]] | None:
+        # With client tokens the peers want one too: this node asks as itself, signed with the cluster secret.
+        if identity_of(request) is None:
+            return None
+        return lambda path: identity_headers(request, peer, b"", method="GET", target=path, identity=SYSTEM)
+
     views = await asyncio.gather(*(
-        _local_view(runtime, url) if node_id == runtime.node_id else _peer_view(runtime, node_id, url, timeout)
+        _local_view(runtime, url) if node_id == runtime.node_id
+        else _peer_view(runtime, node_id, url, timeout, signer(node_id))
         for node_id, url in runtime.config.peers.items()))
     leader, term, leaders = _pick_leader(list(views))
     return json_response(ClusterOverview(node=runtime.node_id, leader=leader, term=term, leaders=leaders,

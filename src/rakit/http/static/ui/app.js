@@ -37,13 +37,44 @@
     tbody.replaceChildren(...rows);
   }
 
-  async function getJSON(path) {
+  // -- API token (nodes started with --auth-tokens) ---------------------------
+  // Open the page as /ui#token=<token>, or enter it when asked; it lives in this tab's
+  // sessionStorage only (never in a URL sent to the server). The token needs the admin grant.
+  const TOKEN_KEY = "rakit-token";
+  let tokenDeclined = false;
+
+  (function tokenFromFragment() {
+    const match = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+    if (!match) return;
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  })();
+
+  function askForToken() {
+    if (tokenDeclined) return false;
+    const token = window.prompt("This node wants an API token (with the admin grant):");
+    if (!token || !token.trim()) { tokenDeclined = true; return false; }
+    sessionStorage.setItem(TOKEN_KEY, token.trim());
+    return true;
+  }
+
+  async function getJSON(path, retried) {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
     try {
-      const resp = await fetch(path, { cache: "no-store", signal: controller.signal });
+      const token = sessionStorage.getItem(TOKEN_KEY);
+      const headers = token ? { Authorization: "Bearer " + token } : {};
+      const resp = await fetch(path, { cache: "no-store", signal: controller.signal, headers: headers });
       let body = null;
       try { body = await resp.json(); } catch (e) { body = null; }
+      if (resp.status === 401 && !retried) {
+        const current = sessionStorage.getItem(TOKEN_KEY);
+        if (current && current === token) sessionStorage.removeItem(TOKEN_KEY);  // refused: ask again
+        if (sessionStorage.getItem(TOKEN_KEY) || askForToken()) {
+          clearTimeout(timer);
+          return getJSON(path, true);
+        }
+      }
       if (!resp.ok) {
         const code = body && body.error ? body.error : "HTTP " + resp.status;
         const detail = body && body.detail ? ": " + body.detail : "";

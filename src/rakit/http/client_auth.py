@@ -1,0 +1,100 @@
+"""Client authentication at the ASGI level: the client part of ``rakit.http.security``.
+
+``admit`` runs for every non-internal request when client tokens are
+configured (``--auth-tokens``; see ``rakit.security.tokens`` for the file, the
+grants and the open paths).  It answers the refusal itself (``401
+unauthorized`` with ``WWW-Authenticate: Bearer``, ``403 forbidden``) or puts
+the caller's ``Identity`` on the request (``request.state.identity``) and
+lets it through.
+
+A request a peer relays for a client (``rakit.http.forward``) carries
+``x-rakit-identity`` instead of the client's token.  That header is trusted
+only with a valid cluster-secret signature over the method, the path and
+query, the identity and the body (``rakit.security.internal``); the body is
+read here, bounded, and replayed to the app.  The name is then looked up in
+this node's own tokens file and its grants checked again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.types import Receive, Scope, Send
+
+from rakit.http.json import MAX_BODY_BYTES, dumps
+from rakit.security.internal import (
+    BodyTooLarge,
+    ClientGone,
+    InternalAuth,
+    read_body,
+    replaying,
+)
+from rakit.security.tokens import (
+    IDENTITY_HEADER,
+    OPEN,
+    ClientAuth,
+    Identity,
+    Refusal,
+    identity_binding,
+    need,
+)
+
+
+async def admit(clients: ClientAuth, internal: InternalAuth, scope: Scope, receive: Receive, send: Send,
+                headers: Mapping[str, str]) -> Receive | None:
+    """The ``receive`` to run the app with, or None when the request was refused (answered here)."""
+    path: str = scope["path"]
+    if need(path) is OPEN:
+        return receive
+    name = headers.get(IDENTITY_HEADER)
+    if name is None:
+        outcome = clients.check(scope.get("method", "GET"), path, headers)
+    else:
+        relayed = await _relayed(clients, internal, scope, receive, headers, name)
+        if relayed is None:
+            return None  # the peer went away
+        outcome, receive = relayed
+    if isinstance(outcome, Refusal):
+        clients.refused += 1
+        await refuse(scope, send, outcome)
+        return None
+    if outcome is not None:
+        scope.setdefault("state", {})["identity"] = outcome
+    return receive
+
+
+async def _relayed(clients: ClientAuth, internal: InternalAuth, scope: Scope, receive: Receive,
+                   headers: Mapping[str, str], name: str) -> tuple[Identity | Refusal | None, Receive] | None:
+    if not internal.enabled:
+        return Refusal(401, "unauthorized", f"{IDENTITY_HEADER} is only accepted from a peer node"), receive
+    reason = internal.precheck(headers)
+    if reason is not None:
+        return Refusal(401, "unauthorized", f"{IDENTITY_HEADER}: {reason}"), receive
+    body = b""
+    if scope["type"] == "http":
+        try:
+            body = await read_body(receive, MAX_BODY_BYTES, headers.get("content-length"))
+        except BodyTooLarge as exc:
+            return Refusal(413, "too_large", str(exc)), receive
+        except ClientGone:
+            return None
+        receive = replaying(body, receive)
+    query: bytes = scope.get("query_string", b"")
+    target = scope["path"] + "?" + query.decode("latin-1") if query else scope["path"]
+    reason = internal.check(scope.get("method", "GET"), target, headers, identity_binding(name, body))
+    if reason is not None:
+        return Refusal(401, "unauthorized", f"{IDENTITY_HEADER}: {reason}"), receive
+    return clients.on_behalf_of(name, scope["path"]), receive
+
+
+async def refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
+    status, code, detail = refusal
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 4000 + status, "reason": detail[:120]})
+        return
+    body = dumps({"error": code, "detail": detail})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="rakit"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,341 @@
+"""Client limits of the HTTP stack (issue 7): request heads, bodies, slow clients, concurrency.
+
+A real uvicorn (the node's ``BoundedHttpToolsProtocol``) serves a tiny app in
+a thread, with timeouts shrunk to fractions of a second; the tests talk raw
+HTTP/1.1 over sockets, as a hostile client would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+import rakit.http.json as rjson
+from rakit.http.errors import HANDLERS
+from rakit.launcher import free_port
+from rakit.node.http_protocol import MAX_HEAD_BYTES, MAX_HEADERS, BoundedHttpToolsProtocol
+
+HEAD_TIMEOUT = 0.5
+BODY_TIMEOUT = 0.6
+LIMIT = 1000  # read_body's size limit in this app
+
+
+class FastProtocol(BoundedHttpToolsProtocol):
+    head_timeout = HEAD_TIMEOUT
+
+
+async def echo(request: Request) -> Response:
+    body = await rjson.read_body(request, LIMIT)
+    return rjson.json_response({"size": len(body)})
+
+
+async def slow(request: Request) -> Response:
+    await asyncio.sleep(float(request.query_params.get("s", "1")))
+    return rjson.json_response({"slept": True})
+
+
+APP = Starlette(routes=[Route("/echo", echo, methods=["POST"]), Route("/slow", slow, methods=["GET"])],
+                exception_handlers=HANDLERS)  # type: ignore[arg-type]
+
+
+class ServerThread:
+    def __init__(self, **config: Any) -> None:
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(
+            APP, host="127.0.0.1", port=self.port, http=FastProtocol, lifespan="off", log_level="critical",
+            **config))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    def connect(self) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerThread]:
+    monkeypatch.setattr(rjson, "BODY_TIMEOUT", BODY_TIMEOUT)
+    with ServerThread(limit_concurrency=3, timeout_keep_alive=5) as s:
+        yield s
+
+
+def read_answer(sock: socket.socket, timeout: float = 5.0) -> tuple[int, dict[str, str], Any, bool]:
+    """(status, headers, JSON body, whether the server closed the connection after it)."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed without an answer; got {data!r}")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    body = json.loads(rest[:length]) if length else None
+    return status, headers, body, closed(sock, 2.0)
+
+
+def closed(sock: socket.socket, within: float) -> bool:
+    """True if the server closes the connection within ``within`` seconds."""
+    sock.settimeout(within)
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return True
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def request(path: str = "/echo", body: bytes = b"{}", extra: bytes = b"") -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n").encode() + extra + b"\r\n" + body
+
+
+def assert_error_shape(body: Any, code: str) -> None:
+    assert isinstance(body, dict) and body["error"] == code and isinstance(body["detail"], str), body
+
+
+def test_normal_requests_and_keep_alive_are_untouched(server: ServerThread) -> None:
+    with server.connect() as sock:
+        for n in range(3):  # several requests on one connection, a pause between them
+            sock.sendall(request(body=b'{"n": %d}' % n))
+            status, _, body = read_answer_open(sock)
+            assert status == 200 and body == {"size": 8}
+            time.sleep(HEAD_TIMEOUT * 1.5)  # idle between requests: keep-alive, not the head timeout
+        # A handler slower than the head timeout is not cut off.
+        sock.sendall(b"GET /slow?s=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, body = read_answer_open(sock)
+        assert status == 200 and body == {"slept": True}
+        assert not closed(sock, HEAD_TIMEOUT * 1.5)
+
+
+_READERS: dict[int, Any] = {}
+
+
+def read_answer_open(sock: socket.socket) -> tuple[int, dict[str, str], Any]:
+    """The next answer on a connection that stays open (buffered: answers may arrive together)."""
+    sock.settimeout(5)
+    reader = _READERS.setdefault(id(sock), sock.makefile("rb"))
+    status = int(reader.readline().split()[1])
+    headers: dict[str, str] = {}
+    while (line := reader.readline().decode("latin-1").strip()):
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, json.loads(reader.read(int(headers["content-length"])))
+
+
+def test_as_many_headers_as_allowed_are_served(server: ServerThread) -> None:
+    extra = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(MAX_HEADERS - 3))
+    with server.connect() as sock:
+        sock.sendall(request(extra=extra))
+        status, _, body = read_answer_open(sock)
+        assert status == 200, body
+
+
+def test_too_many_headers_is_431_and_closed(server: ServerThread) -> None:
+    extra = b"".join(b"X-H%d: v\r\n" % i for i in range(MAX_HEADERS + 1))
+    with server.connect() as sock:
+        sock.sendall(request(extra=extra))
+        status, headers, body, was_closed = read_answer(sock)
+    assert status == 431 and headers["content-type"] == "application/json"
+    assert_error_shape(body, "too_large")
+    assert was_closed
+
+
+@pytest.mark.parametrize("where", ["header", "url"])
+def test_a_head_over_the_byte_limit_is_431_before_it_ends(server: ServerThread, where: str) -> None:
+    with server.connect() as sock:
+        if where == "header":
+            sock.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        else:
+            sock.sendall(b"GET /slow?q=")
+        sent = 0
+        try:
+            while sent < 4 * MAX_HEAD_BYTES:
+                sock.sendall(b"a" * 8192)
+                sent += 8192
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        status, _, body, was_closed = read_answer(sock)  # the head never ended: refused on its own
+    assert status == 431
+    assert_error_shape(body, "too_large")
+    assert was_closed
+
+
+def test_an_idle_connection_is_closed_after_the_head_timeout(server: ServerThread) -> None:
+    with server.connect() as sock:
+        started = time.monotonic()
+        status, headers, body, was_closed = read_answer(sock)
+        elapsed = time.monotonic() - started
+    assert status == 408 and headers["connection"] == "close"
+    assert_error_shape(body, "request_timeout")
+    assert was_closed
+    assert HEAD_TIMEOUT * 0.9 <= elapsed < HEAD_TIMEOUT + 1.0
+
+
+def test_a_head_trickled_byte_by_byte_is_cut_off(server: ServerThread) -> None:
+    head = b"GET /slow?s=0 HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"z" * 1000
+    with server.connect() as sock:
+        started = time.monotonic()
+        try:
+            for byte in head:
+                sock.sendall(bytes([byte]))
+                time.sleep(0.02)
+                if time.monotonic() - started > 5:
+                    break
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        status, _, body, was_closed = read_answer(sock)
+        elapsed = time.monotonic() - started
+    assert status == 408
+    assert_error_shape(body, "request_timeout")
+    assert was_closed and elapsed < HEAD_TIMEOUT + 1.0
+
+
+def test_a_body_trickled_byte_by_byte_is_cut_off_with_408(server: ServerThread) -> None:
+    body = b'{"x": "' + b"y" * 200 + b'"}'
+    with server.connect() as sock:
+        sock.sendall(request(body=b"")[:-2].replace(b"Content-Length: 0", b"Content-Length: %d" % len(body))
+                     + b"\r\n")
+        started = time.monotonic()
+        try:
+            for byte in body:
+                sock.sendall(bytes([byte]))
+                time.sleep(0.02)
+                if time.monotonic() - started > 5:
+                    break
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        status, headers, answer, was_closed = read_answer(sock)
+        elapsed = time.monotonic() - started
+    assert status == 408 and headers["connection"] == "close"
+    assert_error_shape(answer, "request_timeout")
+    assert was_closed and elapsed < BODY_TIMEOUT + 1.0
+
+
+def test_a_chunked_body_over_the_limit_is_413_before_it_ends(server: ServerThread) -> None:
+    with server.connect() as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(3):  # 1,500 bytes of a body with no declared length, not finished
+            sock.sendall(b"1f4\r\n" + b"a" * 500 + b"\r\n")
+        status, _, body = read_answer_open(sock)
+        assert status == 413
+        assert_error_shape(body, "too_large")
+        # The rest of the body nobody reads must come quickly: a trickle is cut off.
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < 5:
+                sock.sendall(b"1\r\na\r\n")
+                time.sleep(0.05)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert time.monotonic() - started < HEAD_TIMEOUT + 1.5
+
+
+def test_a_declared_length_over_the_limit_is_413_at_once(server: ServerThread) -> None:
+    with server.connect() as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n")
+        status, _, body = read_answer_open(sock)
+    assert status == 413
+    assert_error_shape(body, "too_large")
+
+
+def test_a_chunked_body_within_the_limit_is_read(server: ServerThread) -> None:
+    with server.connect() as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"3\r\n{\"a\r\n4\r\n\": 1\r\n1\r\n}\r\n0\r\n\r\n")
+        status, _, body = read_answer_open(sock)
+    assert status == 200 and body == {"size": 8}
+
+
+def test_over_the_concurrency_limit_is_a_json_503(server: ServerThread) -> None:
+    # limit_concurrency=3 counts open connections (this one included) and requests in progress.
+    busy = [server.connect() for _ in range(2)]
+    try:
+        for sock in busy:
+            sock.sendall(b"GET /slow?s=2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        with server.connect() as sock:
+            sock.sendall(b"GET /slow?s=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, headers, body, _ = read_answer(sock)
+        assert status == 503 and headers["retry-after"] == "1"
+        assert_error_shape(body, "unavailable")
+        for sock in busy:  # the busy ones are still served
+            assert read_answer_open(sock)[0] == 200
+    finally:
+        for sock in busy:
+            sock.close()
+
+
+def test_every_post_route_reads_its_body_through_read_body() -> None:
+    # The size and time bounds live in read_body: a handler that read the body another way
+    # (request.body(), request.stream()) would have neither.
+    import inspect
+
+    from starlette.routing import Route as StarletteRoute
+
+    from rakit.http.routes import cache, cluster, docs, kv, locks, queue, raft_rpc, ui
+
+    posts = [route for module in (cache, cluster, docs, kv, locks, queue, raft_rpc, ui) for route in module.routes
+             if isinstance(route, StarletteRoute) and "POST" in (route.methods or ())]
+    assert len(posts) >= 20
+    for route in posts:
+        source = inspect.getsource(route.endpoint)
+        assert "read_body(request" in source, route.path
+        assert "request.body()" not in source and "request.stream()" not in source, route.path
+
+
+def test_a_head_over_the_byte_limit_is_431_even_in_one_read(server: ServerThread) -> None:
+    with server.connect() as sock:
+        sock.sendall(b"GET /slow?s=0 HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES + 10) + b"\r\n\r\n")
+        status, _, body, was_closed = read_answer(sock)
+    assert status == 431 and was_closed
+    assert_error_shape(body, "too_large")
+
+
+def test_pipelined_requests_with_big_bodies_are_not_mistaken_for_big_heads(server: ServerThread) -> None:
+    # A read that carries the end of one request's body and the start of the next head is not "head":
+    # here 200 KB of a body (refused: 413, read and dropped) then half a head, the other half later.
+    big = request(body=b"x" * 200_000)
+    head = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+    with server.connect() as sock:
+        sock.sendall(big + head[:30])
+        time.sleep(0.3)
+        sock.sendall(head[30:] + b"\r\n{}")
+        assert read_answer_open(sock)[0] == 413
+        status, _, answer = read_answer_open(sock)
+        assert status == 200 and answer == {"size": 2}
