@@ -9,7 +9,6 @@
      ├── Unavailable          a dependency (peer, Redis) did not answer (503)
      ├── InvalidRequest       malformed input (422)
      ├── TooLarge             a value over the size limit (413)
-     ├── RequestTimeout       a request body that did not arrive in time (408)
      ├── TooManyInFlight      a consumer holds too many unacked messages (429)
      ├── NotFound             (404)
      ├── Unauthorized         no valid API token (401)
@@ -72,11 +71,6 @@ class InvalidRequest(RakitError):
 class TooLarge(RakitError):
     status = 413
     code = "too_large"
-
-
-class RequestTimeout(RakitError):
-    status = 408
-    code = "request_timeout"
 
 
 class TooManyInFlight(RakitError):

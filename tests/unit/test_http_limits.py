@@ -1,5 +1,8 @@
 """Client limits of the HTTP stack (issue 7): request heads, bodies, slow clients, concurrency.
 
+Timers are armed only when a head or a body does not arrive whole: the tests
+send them in pieces, byte by byte, or not at all.
+
 A real uvicorn (the node's ``BoundedHttpToolsProtocol``) serves a tiny app in
 a thread, with timeouts shrunk to fractions of a second; the tests talk raw
 HTTP/1.1 over sockets, as a hostile client would.
@@ -20,7 +23,8 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 import rakit.http.json as rjson
 from rakit.http.errors import HANDLERS
@@ -32,8 +36,13 @@ BODY_TIMEOUT = 0.6
 LIMIT = 1000  # read_body's size limit in this app
 
 
+RATE = 1000  # bytes per second a body must keep up beyond BODY_TIMEOUT
+
+
 class FastProtocol(BoundedHttpToolsProtocol):
     head_timeout = HEAD_TIMEOUT
+    body_timeout = BODY_TIMEOUT
+    min_body_rate = RATE
 
 
 async def echo(request: Request) -> Response:
@@ -46,7 +55,14 @@ async def slow(request: Request) -> Response:
     return rjson.json_response({"slept": True})
 
 
-APP = Starlette(routes=[Route("/echo", echo, methods=["POST"]), Route("/slow", slow, methods=["GET"])],
+async def ws_echo(websocket: WebSocket) -> None:
+    await websocket.accept()
+    while True:
+        await websocket.send_text(await websocket.receive_text())
+
+
+APP = Starlette(routes=[Route("/echo", echo, methods=["POST"]), Route("/slow", slow, methods=["GET"]),
+                        WebSocketRoute("/ws", ws_echo)],
                 exception_handlers=HANDLERS)  # type: ignore[arg-type]
 
 
@@ -77,8 +93,7 @@ class ServerThread:
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerThread]:
-    monkeypatch.setattr(rjson, "BODY_TIMEOUT", BODY_TIMEOUT)
+def server() -> Iterator[ServerThread]:
     with ServerThread(limit_concurrency=3, timeout_keep_alive=5) as s:
         yield s
 
@@ -339,3 +354,59 @@ def test_pipelined_requests_with_big_bodies_are_not_mistaken_for_big_heads(serve
         assert read_answer_open(sock)[0] == 413
         status, _, answer = read_answer_open(sock)
         assert status == 200 and answer == {"size": 2}
+
+
+def test_a_body_that_never_comes_is_408_while_the_handler_waits_for_it(server: ServerThread) -> None:
+    with server.connect() as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        started = time.monotonic()
+        status, headers, body, was_closed = read_answer(sock)
+    assert status == 408 and headers["connection"] == "close"
+    assert_error_shape(body, "request_timeout")
+    assert was_closed and time.monotonic() - started < BODY_TIMEOUT + 100 / RATE + 1.0
+
+
+def test_a_long_body_at_the_minimum_rate_gets_its_time(server: ServerThread) -> None:
+    body = b'"' + b"z" * 898 + b'"'  # 900 bytes: BODY_TIMEOUT + 0.9 s at RATE
+    with server.connect() as sock:
+        sock.sendall(request(body=b"")[:-2].replace(b"Content-Length: 0", b"Content-Length: 900") + b"\r\n")
+        for i in range(0, 900, 150):  # 900 bytes in ~1.2 s: slower than BODY_TIMEOUT alone allows
+            sock.sendall(body[i:i + 150])
+            time.sleep(0.2)
+        status, _, answer = read_answer_open(sock)
+    assert status == 200 and answer == {"size": 900}
+
+
+def test_a_body_nobody_reads_is_cut_off_after_the_answer(server: ServerThread) -> None:
+    with server.connect() as sock:
+        sock.sendall(b"GET /slow?s=0 HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc")
+        assert read_answer_open(sock)[0] == 200
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < 5:
+                sock.sendall(b"d")
+                time.sleep(0.05)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert time.monotonic() - started < BODY_TIMEOUT + 1.5
+
+
+def test_the_next_request_on_a_connection_has_its_own_head_deadline(server: ServerThread) -> None:
+    with server.connect() as sock:
+        sock.sendall(request())
+        assert read_answer_open(sock)[0] == 200
+        sock.sendall(b"GET /slow?s=0 HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        started = time.monotonic()
+        status, _, body, was_closed = read_answer(sock)
+    assert status == 408 and was_closed
+    assert_error_shape(body, "request_timeout")
+    assert time.monotonic() - started < HEAD_TIMEOUT + 1.0
+
+
+def test_a_websocket_outlives_the_head_and_body_deadlines(server: ServerThread) -> None:
+    from websockets.sync.client import connect
+
+    with connect(f"ws://127.0.0.1:{server.port}/ws", open_timeout=5) as ws:
+        time.sleep(HEAD_TIMEOUT + BODY_TIMEOUT + 0.5)
+        ws.send("still here")
+        assert ws.recv(timeout=5) == "still here"

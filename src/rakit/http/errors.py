@@ -21,8 +21,6 @@ HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 408: "request_timeout
 async def rakit_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RakitError)
     headers = {"Retry-After": "1"} if isinstance(exc, NoLeader) or exc.status == 503 else None
-    if exc.status == 408:  # a client too slow to send its body: cut it off
-        headers = {"Connection": "close"}
     return json_response(exc.body(), status=exc.status, headers=headers)
 
 

@@ -3,17 +3,16 @@
 Bad input becomes ``InvalidRequest`` (422) or ``TooLarge`` (413) here, with
 msgspec's message as the detail and the offending field path as ``field``.
 
-Every request body is read through ``read_body``, which bounds it twice
-before anything parses it: in size (a ``Content-Length`` over the limit is
-refused before a byte is read, and a chunked body as soon as it passes the
-limit: 413) and in time (the whole body must arrive within ``BODY_TIMEOUT``
-seconds of the first read, else ``408 request_timeout`` and the connection is
-closed: a client trickling its body byte by byte cannot hold the node).
+Every request body is read through ``read_body``, which bounds its size
+before anything parses it: a ``Content-Length`` over the limit is refused
+before a byte is read, and a chunked body as soon as it passes the limit
+(413).  How long a body may take to arrive is bounded below, by the node's
+HTTP protocol (``rakit.node.http_protocol`` rule 3: ``408 request_timeout``
+and the connection closed), whoever reads it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 from typing import Annotated, Any, TypeVar
 
@@ -21,13 +20,11 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rakit.errors import InvalidRequest, RequestTimeout, TooLarge
+from rakit.errors import InvalidRequest, TooLarge
 
 MAX_VALUE_BYTES = 1024 * 1024
 # A body may carry one value of MAX_VALUE_BYTES plus its envelope.
 MAX_BODY_BYTES = MAX_VALUE_BYTES + 64 * 1024
-# Seconds a whole request body may take to arrive (from the handler's first read).
-BODY_TIMEOUT = 10.0
 
 # Names, as API.md defines them.
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -46,28 +43,18 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
                     media_type="application/json")
 
 
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES, timeout: float | None = None) -> bytes:
-    """The whole body: at most ``limit`` bytes (413), arrived within ``timeout`` seconds
-    (default ``BODY_TIMEOUT``; 408 and the connection closed)."""
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The whole body, at most ``limit`` bytes (else 413, before reading past the limit)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"request body of {declared} bytes is over the {limit}-byte limit")
     chunks: list[bytes] = []
     size = 0
-    seconds = BODY_TIMEOUT if timeout is None else timeout
-    deadline = asyncio.timeout(seconds)
-    try:
-        async with deadline:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise TooLarge(f"request body is over the {limit}-byte limit")
-                chunks.append(chunk)
-    except TimeoutError:
-        if not deadline.expired():
-            raise
-        raise RequestTimeout(f"the request body did not arrive within {seconds:g} s "
-                             f"({size} bytes came)") from None
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"request body is over the {limit}-byte limit")
+        chunks.append(chunk)
     return b"".join(chunks)
 
 

@@ -451,8 +451,9 @@ however malformed, gets a 500.
 **Limits** on every request: a head (request line and headers) of at most 64 KiB and 100 header
 fields (`431 too_large`), complete within 10 s of its first byte (`408 request_timeout`); a body
 within its size limit (`413 too_large`, checked before it is parsed, chunked bodies included) and
-arrived within 10 s (`408 request_timeout`; the connection is closed); at most 2048 connections or
-requests in progress per node (`503 unavailable`). A consumer holds at most 1000 messages of one topic
+arrived within 10 s of the head, plus 1 s per MiB it declares (`408 request_timeout`); the
+connection is closed after a 408 or 431. At most 2048 connections or requests in progress per node
+(`503 unavailable`). A consumer holds at most 1000 messages of one topic
 in flight (`429 too_many_in_flight`). A waiting request (`timeout`, `wait`) is answered within its
 stated time plus 10 s (`503 unavailable` if it could not finish by then).
 
