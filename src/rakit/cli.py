@@ -102,6 +102,9 @@ def _register_client_commands() -> None:
     from rakit.cli_client import register
 
     register(app)
+    from rakit.chaos.cli import register as register_chaos
+
+    register_chaos(app)
 
 
 _register_client_commands()

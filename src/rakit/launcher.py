@@ -292,8 +292,12 @@ class RedisProcess:
         executable: str | None = None,
         log_path: str | os.PathLike[str] | None = None,
         appendfsync: str = "everysec",
+        wrap: Sequence[str] = (),
     ) -> None:
         self.port = port
+        #: A command prefix the server runs under (e.g. ``ip netns exec <ns>``, which execs it: same pid).
+        #: With one, ``host`` may be an address of another network namespace, so the port is not pre-checked.
+        self.wrap = list(wrap)
         self.host = host
         self.data_dir = Path(data_dir).absolute()
         self.appendonly = appendonly
@@ -345,13 +349,13 @@ class RedisProcess:
         if self.alive:
             raise LaunchError(f"Redis on port {self.port} is already running")
         exe = self.executable or find_redis_server()
-        if not port_is_free(self.port, self.host):
+        if not self.wrap and not port_is_free(self.port, self.host):
             raise LaunchError(f"port {self.port} on {self.host} is already in use: cannot start Redis there")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         conf = self._write_conf()
         self.proc = subprocess.Popen(
-            [exe, str(conf)],
+            [*self.wrap, exe, str(conf)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -486,8 +490,12 @@ class NodeProcess:
         env: Mapping[str, str] | None = None,
         command: Sequence[str] | None = None,
         tls: TlsFiles | None = None,
+        wrap: Sequence[str] = (),
     ) -> None:
         self.node_id = node_id
+        #: A command prefix the node runs under (e.g. ``ip netns exec <ns>``, which execs it: same pid).
+        #: With one, ``host`` may be an address of another network namespace, so the port is not pre-checked.
+        self.wrap = list(wrap)
         self.host = host
         self.port = port
         self.peers = _peers_string(peers)
@@ -514,6 +522,7 @@ class NodeProcess:
     @property
     def argv(self) -> list[str]:
         return [
+            *self.wrap,
             *self.command,
             "--id", self.node_id,
             "--host", self.host,
@@ -542,7 +551,7 @@ class NodeProcess:
         """Spawn the node (does not wait for it to serve; see ``wait_healthy``)."""
         if self.alive:
             raise LaunchError(f"{self.node_id} is already running (pid {self.pid})")
-        if not port_is_free(self.port, self.host):
+        if not self.wrap and not port_is_free(self.port, self.host):
             raise LaunchError(f"port {self.port} on {self.host} is already in use: cannot start {self.node_id}")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -64,7 +64,13 @@ Answer = tuple[int, bytes]
 
 
 class PeerHealth:
-    """Per-peer ``alive`` flags, refreshed by ``/health`` probes."""
+    """Per-peer ``alive`` flags, refreshed by ``/health`` probes.
+
+    ``went_down(node)`` is an event set when ``node`` is next marked down, so
+    a relay waiting on a peer that stopped answering (paused, cut off: its
+    connection hangs rather than fails) gives up as soon as the probes notice,
+    not after its whole timeout.
+    """
 
     def __init__(self, node_id: str, peers: Mapping[str, str], session: aiohttp.ClientSession,
                  *, interval: float = 0.5, timeout: float = 0.5) -> None:
@@ -74,14 +80,30 @@ class PeerHealth:
         self.interval = interval
         self.timeout = timeout
         self.alive: dict[str, bool] = {p: True for p in self.peers}
+        self._down_events: dict[str, asyncio.Event] = {}
 
     def is_alive(self, node: str) -> bool:
         return node == self.node_id or self.alive.get(node, False)
 
+    def went_down(self, node: str) -> asyncio.Event:
+        """Set once ``node`` is marked down (already set when it is down now)."""
+        event = self._down_events.setdefault(node, asyncio.Event())
+        if not self.is_alive(node):
+            event.set()
+        return event
+
+    def _set(self, node: str, ok: bool) -> None:
+        was = self.alive.get(node)
+        self.alive[node] = ok
+        if was and not ok:
+            event = self._down_events.pop(node, None)
+            if event is not None:
+                event.set()
+
     def mark_down(self, node: str) -> None:
         if node != self.node_id and self.alive.get(node):
             log.warning("queue: peer %s marked down", node)
-            self.alive[node] = False
+            self._set(node, False)
 
     async def probe(self, node: str) -> None:
         try:
@@ -93,7 +115,7 @@ class PeerHealth:
             ok = False
         if ok and not self.alive.get(node):
             log.warning("queue: peer %s is back", node)
-        self.alive[node] = ok
+        self._set(node, ok)
 
     async def run(self) -> None:
         others = [p for p in self.peers if p != self.node_id]
@@ -189,7 +211,33 @@ class QueueService:
                 return answer
 
     async def _relay(self, op: str, owner: str, payload: dict[str, Any], hops: int, wait: float) -> Answer | None:
-        """The owner's answer; None when the call may go to the next node."""
+        """The owner's answer; None when the call may go to the next node.
+
+        Given up as soon as the failure detector marks the owner down: a push
+        (idempotent by its message id) or a pop (at worst a message stays in
+        flight until its visibility timeout) then goes to the next node; an
+        ack, nack or extend answers 503 (its outcome is unknown).
+        """
+        down = self.health.went_down(owner)
+        call = asyncio.ensure_future(self._post(op, owner, payload, hops, wait))
+        watch = asyncio.ensure_future(down.wait())
+        try:
+            await asyncio.wait({call, watch}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
+        finally:
+            watch.cancel()
+        if call.done():
+            return call.result()
+        call.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await call
+        if op in ("push", "pop"):
+            return None
+        raise Unavailable(f"the topic's owner {owner} stopped answering; outcome unknown")
+
+    async def _post(self, op: str, owner: str, payload: dict[str, Any], hops: int, wait: float) -> Answer | None:
         path = f"/queue/internal/{op}"
         url = self.peers[owner] + path
         body = dumps(payload)

@@ -1,0 +1,36 @@
+"""Pure checkers: a recorded history in, one ``Verdict`` per workload out (no I/O, no clocks).
+
+Each checker takes the ops of one workload and the run's faults, and reports
+only what no history could explain, where an ``info`` op may have taken
+effect at any time after its invoke (see each module's docstring for its
+rules and why they are sound).  Every checker is O(n log n) in the number of
+ops.
+
+- ``check_locks``: mutual exclusion, fencing tokens, no grant from a minority;
+- ``check_queue``: no loss, no phantom or corrupt delivery, first deliveries
+  in push order;
+- ``check_cache``: no stale or phantom read, one version per write,
+  convergence after healing.
+"""
+
+from __future__ import annotations
+
+from rakit.chaos.checkers.cache import check_cache
+from rakit.chaos.checkers.locks import check_locks
+from rakit.chaos.checkers.queue import DEFAULT_MAX_DELIVERIES, check_queue
+from rakit.chaos.history import History, Verdict
+
+__all__ = ["check_all", "check_cache", "check_locks", "check_queue"]
+
+
+def check_all(history: History) -> list[Verdict]:
+    """The verdicts of the locks, queue and cache checkers, in that order, on ``history``.
+
+    The queue's ``max_deliveries`` is taken from ``history.meta`` when the run recorded it.
+    """
+    max_deliveries = int(history.meta.get("max_deliveries") or DEFAULT_MAX_DELIVERIES)
+    return [
+        check_locks(history.of("locks"), history.faults),
+        check_queue(history.of("queue"), history.faults, max_deliveries=max_deliveries),
+        check_cache(history.of("cache"), history.faults),
+    ]
