@@ -127,6 +127,21 @@ def _headers(token: str | None) -> dict[str, str]:
     return headers
 
 
+def _answer(nodes: _Nodes, call: Call, url: str, attempt: int,
+            response: httpx.Response | None, error: httpx.TransportError | None) -> Any:
+    """One attempt's outcome, for both runners: a node that failed or answered 503 is rotated away."""
+    if error is not None:
+        nodes.failed(url)
+        raise ConnectionFailed(f"{type(error).__name__}: {error}", node=url) from None
+    assert response is not None
+    try:
+        return _outcome(call, response, attempt, url)
+    except RakitError as exc:
+        if isinstance(exc, _RETRYABLE):
+            nodes.failed(url)
+        raise
+
+
 class SyncRunner:
     def __init__(self, urls: list[str], policy: RetryPolicy, verify: Verify = True,
                  token: str | None = None) -> None:
@@ -146,14 +161,8 @@ class SyncRunner:
                 response = self.http.request(call.method, url + call.path, json=call.json, params=call.params,
                                              timeout=_timeout(self.policy, call))
             except httpx.TransportError as exc:
-                self.nodes.failed(url)
-                raise ConnectionFailed(f"{type(exc).__name__}: {exc}", node=url) from None
-            try:
-                return _outcome(call, response, attempt, url)
-            except RakitError as exc:
-                if isinstance(exc, _RETRYABLE):
-                    self.nodes.failed(url)
-                raise
+                return _answer(self.nodes, call, url, attempt, None, exc)
+            return _answer(self.nodes, call, url, attempt, response, None)
 
         if single:
             return once()
@@ -185,14 +194,8 @@ class AsyncRunner:
                 response = await self.http.request(call.method, url + call.path, json=call.json,
                                                    params=call.params, timeout=_timeout(self.policy, call))
             except httpx.TransportError as exc:
-                self.nodes.failed(url)
-                raise ConnectionFailed(f"{type(exc).__name__}: {exc}", node=url) from None
-            try:
-                return _outcome(call, response, attempt, url)
-            except RakitError as exc:
-                if isinstance(exc, _RETRYABLE):
-                    self.nodes.failed(url)
-                raise
+                return _answer(self.nodes, call, url, attempt, None, exc)
+            return _answer(self.nodes, call, url, attempt, response, None)
 
         if single:
             return await once()
