@@ -141,6 +141,10 @@ class LockSettings:
     ttl: float = 2.0
     wait: float = 1.0  # the acquire's own FIFO wait (``timeout`` in the API)
     hold: tuple[float, float] = (0.05, 0.4)
+    # Some holds run long, up to past the ttl (the lease then expires and the
+    # late release is refused): leases must survive elections and expire on time.
+    long_hold: tuple[float, float] = (0.5, 2.5)
+    long_fraction: float = 0.25
     shared_fraction: float = 0.2
 
 
@@ -159,7 +163,8 @@ async def lock_process(ctx: Context, process: int, s: LockSettings) -> None:
                               lambda n=node, a=args: ctx.request("POST", n, "/lock/acquire", a, s.wait + 2.0),
                               classify)
         if op.type == "ok":
-            await asyncio.sleep(rng.uniform(*s.hold))  # a hold is never cut short by stop
+            hold = s.long_hold if rng.random() < s.long_fraction else s.hold
+            await asyncio.sleep(rng.uniform(*hold))  # a hold is never cut short by stop
             await release(ctx, process, rng, {"resource": resource, "client_id": client_id})
         else:
             await _pause(ctx, rng.uniform(0.02, 0.1))
