@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -72,6 +73,8 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=False)
         console.print(f"rakit chaos: seed {seed}, {duration:.0f} s, nemesis {','.join(kinds) or 'none'}, "
                       f"{nodes} nodes, workloads {','.join(chosen)}; output in {folder}")
+        # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C: nodes stopped, test hosts removed.
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             result = run(RunConfig(duration=duration, nemeses=kinds, seed=seed, nodes=nodes, workloads=chosen,
                                    out=folder, plot=plot), log=lambda m: console.print(f"[dim]{m}[/dim]"))
@@ -82,6 +85,10 @@ def register(app: typer.Typer) -> None:
         console.print(f"history {folder / 'history.jsonl'}"
                       + (f", timeline {result.plot}" if result.plot else "") + f", seed {seed}")
         raise typer.Exit(0 if result.valid else 1)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _fail(message: str, code: int = 2) -> None:

@@ -110,6 +110,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -576,13 +577,25 @@ class Testbed:
 # ---------------------------------------------------------------- leftovers
 
 
+def _pids_in(namespace: str) -> list[int]:
+    """Processes running in ``namespace`` (``ip netns pids``); [] when it cannot tell."""
+    try:
+        out = subprocess.run(["ip", "netns", "pids", namespace], check=False, capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [int(word) for word in out.stdout.split() if word.isdigit()]
+
+
 def cleanup_stale(prefix: str = PREFIX) -> list[str]:
     """Remove namespaces and links of earlier testbeds whose process is gone; return what was removed.
 
     Only our naming scheme is touched: namespaces ``<prefix><4 hex>-<host>``
     and links ``<prefix><4 hex>-br`` / ``<prefix><4 hex>-v<n>``, and only for
     tags without a live owner (a running testbed, in any process, is left alone).
-    Returned entries read ``netns:<name>`` or ``link:<name>``.
+    Processes still running inside a stale namespace (a run killed with
+    SIGKILL leaves its servers behind) are killed first.  Returned entries
+    read ``netns:<name>``, ``link:<name>`` or ``pid:<pid>``.
     """
     if not _PREFIX_RE.match(prefix):
         raise ValueError(f"prefix must be 1-4 lowercase letters, not {prefix!r}")
@@ -611,6 +624,10 @@ def cleanup_stale(prefix: str = PREFIX) -> list[str]:
         for name in _list_namespaces():
             m = ns_re.match(name)
             if m and stale(m.group(1)):
+                for pid in _pids_in(name):  # a crashed run's servers, left running in its test host
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
+                        removed.append(f"pid:{pid}")
                 _run(["ip", "netns", "delete", name], gone_ok=True)
                 removed.append(f"netns:{name}")
         for name, tag in links:
