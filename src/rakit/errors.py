@@ -4,7 +4,8 @@
 
     RakitError
      ├── NotLeader            this node cannot serve a leader-only request
-     │    └── NoLeader        ... and no leader is known right now (503)
+     │    ├── NoLeader        ... and no leader is known right now (503)
+     │    └── TransferInProgress  ... it is handing leadership over (503)
      ├── ProposalDropped      leadership changed before the entry committed
      ├── Unavailable          a dependency (peer, Redis) did not answer (503)
      ├── InvalidRequest       malformed input (422)
@@ -15,6 +16,14 @@
      ├── Forbidden            a valid token, outside its grants (403)
      ├── TooManyWaiters       a resource's wait list is full (429)
      └── Conflict             a refused operation with its own code (409)
+          ├── ConfChangeRefused     a membership change the leader refuses
+          │    ├── ConfChangeInProgress  an earlier change is not committed yet
+          │    ├── MemberExists          adding a node that is already a member
+          │    ├── UnknownMember         promoting/removing a non-member
+          │    ├── LastVoter             removing the only voter
+          │    ├── LearnerNotCaughtUp    promoting a learner that lags
+          │    └── AlreadyVoter          promoting a voter
+          └── NotAVoter             a leadership transfer to a non-voter
 
 Each is translated once, at the HTTP boundary, to ``{"error", "detail"}``.
 """
@@ -51,6 +60,19 @@ class NoLeader(NotLeader):
 
     def __init__(self, detail: str = "no leader is known right now") -> None:
         super().__init__(None, detail)
+
+
+class TransferInProgress(NotLeader):
+    """The leader is handing leadership to ``leader_id`` (thesis 3.10) and takes no proposals.
+
+    A NotLeader, so callers that retry on NotLeader (the driver fails the
+    batch, the HTTP relay retries at the next leader) need nothing new.
+    """
+
+    code = "transfer_in_progress"
+
+    def __init__(self, target: str, detail: str = "") -> None:
+        super().__init__(target, detail or f"leadership is being transferred to {target}")
 
 
 class ProposalDropped(RakitError):
@@ -104,3 +126,45 @@ class Conflict(RakitError):
     def __init__(self, code: str, detail: str = "", **extra: Any) -> None:
         self.code = code
         super().__init__(detail or code, **extra)
+
+
+class ConfChangeRefused(Conflict):
+    """A membership change the leader refuses; nothing changed.  Each subclass has its code."""
+
+    code = "conf_change_refused"
+
+    def __init__(self, detail: str = "", **extra: Any) -> None:
+        super().__init__(type(self).code, detail, **extra)
+
+
+class ConfChangeInProgress(ConfChangeRefused):
+    code = "conf_change_in_progress"
+
+
+class MemberExists(ConfChangeRefused):
+    code = "member_exists"
+
+
+class UnknownMember(ConfChangeRefused):
+    code = "unknown_member"
+
+
+class LastVoter(ConfChangeRefused):
+    code = "last_voter"
+
+
+class LearnerNotCaughtUp(ConfChangeRefused):
+    code = "learner_not_caught_up"
+
+
+class AlreadyVoter(ConfChangeRefused):
+    code = "already_voter"
+
+
+class NotAVoter(Conflict):
+    """A leadership transfer to a node that is not a voter."""
+
+    code = "not_a_voter"
+
+    def __init__(self, detail: str = "", **extra: Any) -> None:
+        super().__init__(type(self).code, detail, **extra)

@@ -20,6 +20,16 @@ state machine is snapshotted and the log compacted (``core.compact`` +
 ``disk.compact``).  A crash can also strike *inside* a Ready, between any two
 of those phases, so a node really loses what it had not persisted.
 
+Membership: the cluster can grow and shrink.  ``add_node`` boots a node with
+an empty disk (given the *initial* voters, as a driver would: its log or a
+snapshot tells it the rest); ``conf_change`` proposes a one-server change on
+a leader; ``retire`` stops a node for good once its removal is committed.
+With the ``w_add``/``w_promote``/``w_remove``/``w_transfer``/``w_retire``
+weights (all 0 by default, so other profiles replay exactly as before) the
+chaos phase does these too.  ``self.voters`` is the list of every node not
+retired (the name predates membership); the liveness phase looks at the
+members of the final leader's configuration.
+
 After every step ``Checker`` verifies the safety invariants (see its
 docstring).  A violation raises ``InvariantViolation`` whose message names the
 invariant and the nodes involved; ``Cluster.failure_report`` adds the seed and
@@ -38,18 +48,22 @@ from typing import Any
 
 import msgspec
 
-from rakit.errors import NotLeader
+from rakit.errors import ConfChangeRefused, NotAVoter, NotLeader
 from rakit.raft.config import RaftConfig
 from rakit.raft.core import RaftCore
 from rakit.raft.messages import (
+    ENTRY_CONF,
     ENTRY_NORMAL,
     AnyMessage,
     AppendEntriesResp,
+    ConfChange,
+    ConfState,
     Entry,
     HardState,
     ReadState,
     RequestVoteResp,
     Snapshot,
+    decode_conf_entry,
 )
 from rakit.raft.ready import Ready
 
@@ -100,6 +114,15 @@ class SimConfig:
     # Liveness phase bound, in rounds (one round: tick every node, deliver everything).
     liveness_rounds: int = 400
     use_memory_store: bool = True
+    # Membership events (0: off).  add: a new node joins as a learner; promote:
+    # a learner becomes a voter; remove: a member leaves; transfer: leadership
+    # moves to a voter; retire: a node whose removal is committed stops for good.
+    w_add: float = 0.0
+    w_promote: float = 0.0
+    w_remove: float = 0.0
+    w_transfer: float = 0.0
+    w_retire: float = 0.0
+    max_nodes: int = 6  # nodes not retired, at most
 
     @property
     def voters(self) -> list[str]:
@@ -118,11 +141,29 @@ class SimDisk:
     importable it is fed the same writes and must ``load()`` the same state.
     """
 
-    def __init__(self, use_memory_store: bool) -> None:
+    def __init__(self, use_memory_store: bool, initial_conf: ConfState | None = None) -> None:
         self.hard_state = HardState()
         self.snapshot: Snapshot | None = None
         self.entries: list[Entry] = []  # after the snapshot, contiguous
         self.store = MemoryLogStore() if (use_memory_store and MemoryLogStore is not None) else None
+        # Membership, computed independently of the core: the configuration of
+        # every conf entry on disk (None: it does not decode), by index.
+        self.initial_conf = initial_conf if initial_conf is not None else ConfState()
+        self.confs: list[tuple[int, ConfState | None]] = []
+        self._conf: ConfState | None = None  # cache of .conf, dropped on every write
+
+    def conf_at(self, index: int) -> ConfState:
+        """The configuration in force at ``index`` (>= the snapshot's) by what is on disk."""
+        for at, conf in reversed(self.confs):
+            if at <= index and conf is not None:
+                return conf
+        return self.snapshot.meta.conf_state() if self.snapshot else self.initial_conf
+
+    @property
+    def conf(self) -> ConfState:
+        if self._conf is None:
+            self._conf = self.conf_at(self.last_index)
+        return self._conf
 
     @property
     def snapshot_index(self) -> int:
@@ -155,6 +196,7 @@ class SimDisk:
         return self.entries[index - s - 1]
 
     def save(self, hard_state: HardState | None, entries: list[Entry], snapshot: Snapshot | None) -> None:
+        self._conf = None
         for prev, cur in zip(entries, entries[1:]):
             if cur.index != prev.index + 1:
                 raise InvariantViolation(f"Ready.entries not contiguous: {prev.index} then {cur.index}")
@@ -166,6 +208,7 @@ class SimDisk:
                 )
             keep = self.term_at(s) == snapshot.meta.term
             self.entries = [e for e in self.entries if e.index > s] if keep else []
+            self.confs = [(i, c) for i, c in self.confs if i > s] if keep else []
             self.snapshot = snapshot
         new = [e for e in entries if e.index > self.snapshot_index]
         if new:
@@ -176,14 +219,27 @@ class SimDisk:
                 )
             del self.entries[first - self.snapshot_index - 1 :]
             self.entries.extend(new)
+            while self.confs and self.confs[-1][0] >= first:
+                self.confs.pop()
+            for e in new:
+                if e.kind == ENTRY_CONF:
+                    decoded = decode_conf_entry(e.data)
+                    self.confs.append((e.index, decoded.conf if decoded is not None else None))
         if hard_state is not None:
             self.hard_state = hard_state
         if self.store is not None:
             self.store.save(hard_state, list(entries), snapshot)
 
     def compact(self, snapshot: Snapshot) -> None:
+        self._conf = None
         s = snapshot.meta.index
+        if snapshot.meta.conf_state() != self.conf_at(s):
+            raise InvariantViolation(
+                f"compact at {s}: the snapshot says {snapshot.meta.conf_state()}, "
+                f"the log says {self.conf_at(s)} is in force there"
+            )
         self.entries = [e for e in self.entries if e.index > s]
+        self.confs = [(i, c) for i, c in self.confs if i > s]
         self.snapshot = snapshot
         if self.store is not None:
             self.store.compact(snapshot)
@@ -345,6 +401,16 @@ class Checker:
     * ReadIndex: a ReadState(ctx, index) has index >= the max commit index
       of the cluster when read_index(ctx) was called; the read is served only
       once applied >= index.
+    * Membership, one change at a time: every conf entry written to any log
+      holds a valid configuration that is exactly its change applied to the
+      configuration in force before it in that log; the committed
+      configurations (in apply order) follow each other the same way; a
+      snapshot's configuration is the committed one at its index; a leader's
+      log holds at most one uncommitted conf entry; a node is a voter of its
+      own configuration when first seen leading a term (or, core.py rule 15,
+      of the one before its own uncommitted removal); and after every
+      step each live core's configuration is the one its disk implies (conf
+      entries take effect when written and are undone when truncated).
     """
 
     def __init__(self) -> None:
@@ -362,6 +428,23 @@ class Checker:
         self.reads: dict[int, tuple[str, int]] = {}  # ctx -> (node, required index)
         self.reads_served = 0
         self.reads_confirmed = 0
+        # Membership: set by the Cluster; committed configurations by index (first apply).
+        self.initial_conf = ConfState()
+        self.committed_confs: list[tuple[int, ConfState]] = []
+        self.committed_conf_indexes: set[int] = set()
+        self.ever_members: set[str] = set()
+
+    @property
+    def committed_conf(self) -> ConfState:
+        return self.committed_confs[-1][1] if self.committed_confs else self.initial_conf
+
+    def committed_conf_at(self, index: int) -> ConfState:
+        conf = self.initial_conf
+        for at, c in self.committed_confs:
+            if at > index:
+                break
+            conf = c
+        return conf
 
     # -- persistence -------------------------------------------------------------
 
@@ -380,6 +463,8 @@ class Checker:
         for e in entries:
             if e.index <= disk.snapshot_index:
                 continue
+            if e.kind == ENTRY_CONF:
+                self.check_conf_entry(node, disk, e)
             key = (e.index, e.term)
             value = (e.kind, e.data, disk.term_at(e.index - 1))
             seen = self.entry_keys.setdefault(key, value)
@@ -389,6 +474,23 @@ class Checker:
                     f"kind={value[0]} data={value[1]!r} prev_term={value[2]}, but another log has "
                     f"kind={seen[0]} data={seen[1]!r} prev_term={seen[2]}"
                 )
+
+    def check_conf_entry(self, node: str, disk: SimDisk, e: Entry) -> None:
+        decoded = decode_conf_entry(e.data)
+        if decoded is None:
+            raise InvariantViolation(f"{node} persisted a conf entry that does not decode: {e!r}")
+        before = disk.conf_at(e.index - 1)
+        try:
+            after = before.apply(decoded.change)
+        except ValueError as exc:
+            raise InvariantViolation(
+                f"membership: {node}'s conf entry {e.index} ({decoded.change}) does not apply to {before}: {exc}"
+            ) from None
+        if after != decoded.conf:
+            raise InvariantViolation(
+                f"membership: {node}'s conf entry {e.index} says {decoded.conf}, "
+                f"but {decoded.change} on {before} gives {after}"
+            )
 
     def on_send(self, node: SimNode, msg: Any) -> None:
         if msg.src != node.id:
@@ -419,11 +521,33 @@ class Checker:
             )
         if e.kind == ENTRY_NORMAL:
             self.check_proposal(node, e)
+        elif e.kind == ENTRY_CONF and e.index not in self.committed_conf_indexes:
+            self.on_commit_conf(node, e)
         sm.applied = e.index
         sm.hash = _chain(sm.hash, e)
         seen_hash = self.hash_at.setdefault(e.index, sm.hash)
         if seen_hash != sm.hash:
             raise InvariantViolation(f"state machine safety: {node} state hash after index {e.index} differs")
+
+    def on_commit_conf(self, node: str, e: Entry) -> None:
+        """The first application of a conf entry: it follows the previous committed configuration."""
+        decoded = decode_conf_entry(e.data)
+        last = self.committed_confs[-1][0] if self.committed_confs else 0
+        if decoded is None or e.index <= last:
+            raise InvariantViolation(f"membership: {node} applied conf entry {e.index} out of order (last {last})")
+        before = self.committed_conf
+        try:
+            after = before.apply(decoded.change)
+        except ValueError:
+            after = None
+        if after != decoded.conf:
+            raise InvariantViolation(
+                f"membership: committed conf entry {e.index} ({decoded.change} -> {decoded.conf}) "
+                f"does not follow the committed configuration {before}"
+            )
+        self.committed_confs.append((e.index, decoded.conf))
+        self.committed_conf_indexes.add(e.index)
+        self.ever_members.update(decoded.conf.members)
 
     # Hooks for a checker subclass that drives a real state machine (see
     # tests/sim/test_lock_table_sim.py): proposals whose data may repeat, and a
@@ -460,6 +584,11 @@ class Checker:
         if term is not None and term != snap.meta.term:
             raise InvariantViolation(
                 f"{node}: snapshot at {index} says term {snap.meta.term}, committed entry has term {term}"
+            )
+        if snap.meta.conf_state() != self.committed_conf_at(index):
+            raise InvariantViolation(
+                f"membership: {node}'s snapshot at {index} says {snap.meta.conf_state()}, "
+                f"the committed configuration there is {self.committed_conf_at(index)}"
             )
         sm = SimStateMachine()
         sm.applied, sm.hash = index, digest
@@ -503,6 +632,11 @@ class Checker:
                 )
             if core.commit_index > core.last_index:
                 raise InvariantViolation(f"{n.id}: commit {core.commit_index} past last index {core.last_index}")
+            if core.conf_state != disk.conf:
+                raise InvariantViolation(
+                    f"membership: {n.id}'s core is in configuration {core.conf_state}, "
+                    f"its log implies {disk.conf}"
+                )
         # Commit monotonic per live node; commit agreement; record committed terms.
         for n in up:
             core = n.core
@@ -537,8 +671,25 @@ class Checker:
             if known is None:
                 self.leaders[term] = n.id
                 self._check_complete(n)
+                if not self._may_lead(n):
+                    raise InvariantViolation(f"membership: {n.id} leads term {term} but is no voter of {core.conf_state}")
             elif known != n.id:
                 raise InvariantViolation(f"election safety: both {known} and {n.id} were leader of term {term}")
+            uncommitted = [i for i, _ in n.disk.confs if i > core.commit_index]
+            if len(uncommitted) > 1:
+                raise InvariantViolation(
+                    f"membership: leader {n.id} holds {len(uncommitted)} uncommitted conf entries {uncommitted} "
+                    f"(commit {core.commit_index})"
+                )
+
+    @staticmethod
+    def _may_lead(n: SimNode) -> bool:
+        """A voter of its configuration -- or of the one before, if the latest (uncommitted) removed it."""
+        assert n.core is not None
+        if n.id in n.core.conf_state.voters:
+            return True
+        latest = n.disk.confs[-1][0] if n.disk.confs else 0
+        return latest > n.core.commit_index and n.id in n.disk.conf_at(latest - 1).voters
 
     def _check_complete(self, n: SimNode) -> None:
         disk = n.disk
@@ -588,9 +739,15 @@ class Cluster:
         self.cfg = cfg
         self.seed = seed
         self.rng = random.Random(seed)
-        self.voters = cfg.voters
+        self.initial_voters = list(cfg.voters)
+        self.voters = list(cfg.voters)  # every node not retired (see the module docstring)
+        self.initial_conf = ConfState.of(self.initial_voters)
+        self.retired: set[str] = set()
+        self._next_node = cfg.nodes + 1
         self.net = Network(self.rng, cfg)
         self.check = self.checker_cls()
+        self.check.initial_conf = self.initial_conf
+        self.check.ever_members.update(self.initial_voters)
         self.now = 0
         self.trace: deque[str] = deque(maxlen=400)
         self.nodes: dict[str, SimNode] = {}
@@ -606,7 +763,7 @@ class Cluster:
         # Called with every message a node sends (after it was persisted, before the network).
         self.send_hooks: list[Callable[[Any], None]] = []
         for nid in self.voters:
-            node = SimNode(nid, SimDisk(cfg.use_memory_store))
+            node = SimNode(nid, SimDisk(cfg.use_memory_store, self.initial_conf))
             self.nodes[nid] = node
             self._boot(node)
         self._build_event_table()
@@ -617,8 +774,8 @@ class Cluster:
         hs, snap, entries = node.disk.load()
         node.incarnation += 1
         rng = random.Random(self.rng.getrandbits(64))
-        node.core = self.core_cls(node.id, list(self.voters), config=self.cfg.raft, rng=rng,
-                             hard_state=hs, snapshot=snap, entries=entries)
+        node.core = self.core_cls(node.id, list(self.initial_voters), config=self.cfg.raft, rng=rng,
+                                  hard_state=hs, snapshot=snap, entries=entries)
         node.sm = self.check.on_restore(node.id, snap) if snap is not None else self.check.new_state_machine()
         node.reads = []
         self.check.live_commit[node.id] = node.core.commit_index
@@ -646,6 +803,61 @@ class Cluster:
         assert core is not None
         self.log(f"restart {nid} (term {core.term}, commit {core.commit_index}, "
                  f"log {core.first_index - 1}..{core.last_index})")
+
+    # -- membership ----------------------------------------------------------------------
+
+    def add_node(self, nid: str | None = None) -> str:
+        """Boot a new node with an empty disk (it joins once a leader adds it as a learner)."""
+        if nid is None:
+            nid = f"n{self._next_node}"
+            self._next_node += 1
+        if nid in self.nodes:
+            raise ValueError(f"{nid} exists")
+        node = SimNode(nid, SimDisk(self.cfg.use_memory_store, self.initial_conf))
+        self.nodes[nid] = node
+        self.voters.append(nid)
+        self._boot(node)
+        self.log(f"new node {nid}")
+        return nid
+
+    def conf_change(self, nid: str, change: ConfChange) -> tuple[int, int] | None:
+        """Propose ``change`` on ``nid``; None if refused (not leader, or a ConfChangeRefused)."""
+        try:
+            term, index = self.core(nid).propose_conf_change(change)
+        except (NotLeader, ConfChangeRefused) as exc:
+            self.stats[f"conf_refused_{getattr(exc, 'code', 'other')}"] = (
+                self.stats.get(f"conf_refused_{getattr(exc, 'code', 'other')}", 0) + 1)
+            self.log(f"{change.op} {change.node} on {nid}: refused ({type(exc).__name__})")
+            return None
+        self.stats[f"conf_{change.op}"] = self.stats.get(f"conf_{change.op}", 0) + 1
+        self.log(f"{change.op} {change.node} on {nid}: at {index} (term {term})")
+        return term, index
+
+    def transfer(self, nid: str, target: str) -> bool:
+        try:
+            self.core(nid).transfer_leader(target)
+        except (NotLeader, NotAVoter) as exc:
+            self.log(f"transfer {nid} -> {target}: refused ({type(exc).__name__})")
+            return False
+        self.stats["transfers"] = self.stats.get("transfers", 0) + 1
+        self.log(f"transfer {nid} -> {target}")
+        return True
+
+    def retire(self, nid: str) -> None:
+        """Stop ``nid`` for good (decommissioned): only once its removal is committed."""
+        if nid in self.check.committed_conf.members:
+            raise InvariantViolation(f"retiring {nid}, a member of the committed {self.check.committed_conf}")
+        self.crash(nid, " (retired)")
+        self.retired.add(nid)
+        self.voters.remove(nid)
+        self.log(f"retire {nid}")
+
+    def members(self, lead: SimNode | None = None) -> list[SimNode]:
+        """The nodes that must follow and converge: the leader's configuration, else all not retired."""
+        if lead is not None and lead.core is not None:
+            ids = lead.core.conf_state.members
+            return [self.nodes[i] for i in ids if i in self.nodes]
+        return [n for n in self.nodes.values() if n.id not in self.retired]
 
     def log(self, what: str) -> None:
         self.trace.append(f"[{self.now}] {what}")
@@ -860,6 +1072,11 @@ class Cluster:
             (c.w_crash, self._ev_crash),
             (c.w_restart, self._ev_restart),
             (c.w_campaign, self._ev_campaign),
+            (c.w_add, self._ev_add),
+            (c.w_promote, self._ev_promote),
+            (c.w_remove, self._ev_remove),
+            (c.w_transfer, self._ev_transfer),
+            (c.w_retire, self._ev_retire),
         ]
         events = [(w, f) for w, f in events if w > 0]
         total = 0.0
@@ -881,7 +1098,8 @@ class Cluster:
         return self.cfg.max_down if self.cfg.max_down is not None else (self.cfg.nodes - 1) // 2
 
     def _may_crash(self) -> bool:
-        return self.crashes_enabled and self.cfg.w_crash > 0 and sum(1 for n in self.nodes.values() if n.core is None) < self._max_down()
+        down = sum(1 for n in self.nodes.values() if n.core is None and n.id not in self.retired)
+        return self.crashes_enabled and self.cfg.w_crash > 0 and down < self._max_down()
 
     def _ev_deliver(self) -> None:
         q = self.net.queue
@@ -916,6 +1134,8 @@ class Cluster:
             self.read_index(self.rng.choice(leaders).id)
 
     def _ev_partition(self) -> None:
+        if len(self.voters) < 2:
+            return
         self.stats["partitions"] += 1
         kind = self.rng.randrange(3)
         if kind == 0:
@@ -941,7 +1161,8 @@ class Cluster:
                 self.crash(self.rng.choice(up))
 
     def _ev_restart(self) -> None:
-        down = [n.id for n in self.nodes.values() if n.core is None and self.now - n.down_since >= 20]
+        down = [n.id for n in self.nodes.values()
+                if n.core is None and self.now - n.down_since >= 20 and n.id not in self.retired]
         if down:
             self.restart(self.rng.choice(down))
 
@@ -952,6 +1173,49 @@ class Cluster:
             self.log(f"campaign {node.id}")
             assert node.core is not None
             node.core.campaign()
+
+    def _ev_add(self) -> None:
+        leaders = self.leaders()
+        if not leaders or len(self.voters) >= self.cfg.max_nodes:
+            return
+        lead = self.rng.choice(leaders)
+        nid = f"n{self._next_node}"
+        if self.conf_change(lead.id, ConfChange.add_learner(nid)) is not None:
+            self._next_node += 1
+            self.add_node(nid)
+
+    def _ev_promote(self) -> None:
+        leaders = self.leaders()
+        if leaders:
+            lead = self.rng.choice(leaders)
+            assert lead.core is not None
+            learners = lead.core.learners
+            if learners:
+                # Mostly as an operator would: a learner that caught up; sometimes any.
+                ready = [x for x in learners if lead.core.is_caught_up(x)]
+                pool = ready if ready and self.rng.random() < 0.8 else learners
+                self.conf_change(lead.id, ConfChange.promote(self.rng.choice(pool)))
+
+    def _ev_remove(self) -> None:
+        leaders = self.leaders()
+        if leaders:
+            lead = self.rng.choice(leaders)
+            assert lead.core is not None
+            self.conf_change(lead.id, ConfChange.remove(self.rng.choice(lead.core.conf_state.members)))
+
+    def _ev_transfer(self) -> None:
+        leaders = self.leaders()
+        if leaders:
+            lead = self.rng.choice(leaders)
+            assert lead.core is not None
+            others = [v for v in lead.core.voters if v != lead.id]
+            if others:
+                self.transfer(lead.id, self.rng.choice(others))
+
+    def _ev_retire(self) -> None:
+        gone = sorted(self.check.ever_members - set(self.check.committed_conf.members) - self.retired)
+        if gone:
+            self.retire(self.rng.choice(gone))
 
     def run_chaos(self, steps: int | None = None) -> None:
         for _ in range(steps if steps is not None else self.cfg.steps):
@@ -989,15 +1253,24 @@ class Cluster:
         self.deliver_all()
 
     def stable_leader(self) -> SimNode | None:
-        """The single leader every live node follows at the same term, or None."""
+        """The single leader every live member of its configuration follows at its term, or None.
+
+        (Without membership changes every node is a member: the single leader
+        every live node follows.  A node outside the leader's configuration --
+        removed, or added by an entry that was truncated -- is not waited for,
+        but it may not be a leader either unless it is out of the picture.)
+        """
         leaders = self.leaders()
-        if len(leaders) != 1:
+        if not leaders:
             return None
-        lead = leaders[0]
+        lead = max(leaders, key=lambda n: n.core.term if n.core is not None else -1)
         assert lead.core is not None
+        members = set(lead.core.conf_state.members)
+        if any(other is not lead and other.id in members for other in leaders):
+            return None
         for n in self.up():
             assert n.core is not None
-            if n.core.term != lead.core.term or n.core.leader_id != lead.id:
+            if n.id in members and (n.core.term != lead.core.term or n.core.leader_id != lead.id):
                 return None
         return lead
 
@@ -1013,8 +1286,9 @@ class Cluster:
         return got
 
     def converged(self) -> bool:
-        nodes = self.up()
-        if len(nodes) != len(self.nodes):
+        members = self.members(self.stable_leader())
+        nodes = [n for n in members if n.core is not None]
+        if not nodes or len(nodes) != len(members):
             return False
         sms = [n.sm for n in nodes]
         assert all(sm is not None for sm in sms)
@@ -1029,7 +1303,7 @@ class Cluster:
         self.net.max_delay = 0
         self.crashes_enabled = False
         for n in self.nodes.values():
-            if n.core is None:
+            if n.core is None and n.id not in self.retired:
                 self.restart(n.id)
         self.log("liveness phase: healed, no loss, every node up")
         self.after_event()
@@ -1050,7 +1324,7 @@ class Cluster:
                     return False
                 marker["term"], marker["at"] = got
             idx = marker["at"]
-            return all(n.sm is not None and n.sm.applied >= idx for n in self.up())
+            return all(n.sm is not None and n.sm.applied >= idx for n in self.members(lead))
 
         self.run_until(lambda: self.stable_leader(), rounds, "electing a single leader")
         self.run_until(proposal_applied, rounds, "committing and applying a fresh proposal everywhere")

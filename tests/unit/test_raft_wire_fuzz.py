@@ -27,6 +27,7 @@ from rakit.http.routes.raft_rpc import MAX_TERM_JUMP, accept_batch, check_messag
 from rakit.raft.config import RaftConfig
 from rakit.raft.core import RaftCore
 from rakit.raft.messages import (
+    ENTRY_CONF,
     ENTRY_NOOP,
     ENTRY_NORMAL,
     MAX_WIRE_INT,
@@ -34,6 +35,9 @@ from rakit.raft.messages import (
     AppendEntries,
     AppendEntriesResp,
     Batch,
+    ConfChange,
+    ConfEntry,
+    ConfState,
     Entry,
     HardState,
     Heartbeat,
@@ -46,6 +50,7 @@ from rakit.raft.messages import (
     TimeoutNow,
     decode_batch,
     encode_batch,
+    encode_conf_entry,
 )
 from rakit.statemachines.kv import KvMachine, KvPut
 from rakit.statemachines.locks import LockTable
@@ -109,7 +114,7 @@ def decodes_or_refuses(data: bytes) -> None:
     for m in batch.messages:
         assert all(0 <= n <= MAX_WIRE_INT for n in wire_ints(m)), m
         for e in getattr(m, "entries", ()):
-            assert e.kind in (ENTRY_NORMAL, ENTRY_NOOP)
+            assert e.kind in (ENTRY_NORMAL, ENTRY_NOOP, ENTRY_CONF)
 
 
 @FUZZ
@@ -231,6 +236,9 @@ small_index = st.integers(0, len(LOG_TERMS) + 3)
 term = st.one_of(small_term, st.integers(0, MAX_WIRE_INT))
 index = st.one_of(small_index, st.integers(0, MAX_WIRE_INT))
 peer = st.sampled_from(["a", "c"])
+_ABC = ConfState.of(PEERS)
+CONF_ENTRIES = [ConfEntry(c, _ABC.apply(c)) for c in (ConfChange.remove(ME), ConfChange.remove("a"),
+                                                     ConfChange.add_learner("d"))]
 
 
 @st.composite
@@ -244,7 +252,10 @@ def entries_after(draw: st.DrawFn, prev_index: int, prev_term: int, msg_term: in
         t = draw(st.integers(t, max(t, msg_term)))
         data = draw(st.one_of(st.binary(max_size=12),  # unknown commands, garbage
                               st.sampled_from([Registry([KvMachine()]).encode(KvPut("x", b"1")), BAD_UTF8])))
-        out.append(Entry(t, prev_index + 1 + i, draw(st.sampled_from([ENTRY_NORMAL, ENTRY_NOOP])), data))
+        kind = draw(st.sampled_from([ENTRY_NORMAL, ENTRY_NOOP, ENTRY_CONF]))
+        if kind == ENTRY_CONF and draw(st.booleans()):  # a well-formed membership change
+            data = encode_conf_entry(draw(st.sampled_from(CONF_ENTRIES)))
+        out.append(Entry(t, prev_index + 1 + i, kind, data))
     return out
 
 

@@ -15,7 +15,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rakit.raft.messages import ENTRY_NOOP, Entry, HardState, Snapshot, SnapshotMeta
+from rakit.raft.messages import (
+    ENTRY_CONF,
+    ENTRY_NOOP,
+    ConfChange,
+    ConfEntry,
+    ConfState,
+    Entry,
+    HardState,
+    Snapshot,
+    SnapshotMeta,
+    encode_conf_entry,
+)
 from rakit.storage.base import LoadedState, LogStore
 from rakit.storage.memory import MemoryLogStore
 from rakit.storage.sqlite_store import SQLiteLogStore
@@ -220,6 +231,22 @@ def test_store_keeps_its_own_copies(h: Harness) -> None:
     assert indices(state) == [1, 2, 3] and state.snapshot.meta.voters == ["a", "b"]  # type: ignore[union-attr]
 
 
+def test_snapshot_learners_and_conf_entries_round_trip(h: Harness) -> None:
+    """Membership (core.py rule 12): the snapshot's learners and ENTRY_CONF entries persist."""
+    learners = ["d"]
+    meta = SnapshotMeta(3, 1, ["a", "b", "c"], learners)
+    conf = encode_conf_entry(ConfEntry(ConfChange.promote("d"), ConfState.of(["a", "b", "c", "d"])))
+    h.store.save(None, [Entry(1, 4, ENTRY_CONF, conf)], Snapshot(meta, b"s"))
+    learners.append("z")  # the store kept its own copy
+    state = h.reloaded()
+    assert state.snapshot is not None and state.snapshot.meta.learners == ["d"]
+    assert state.snapshot.meta.conf_state() == ConfState.of(["a", "b", "c"], ["d"])
+    assert state.entries == [Entry(1, 4, ENTRY_CONF, conf)]
+    h.store.compact(Snapshot(SnapshotMeta(4, 1, ["a", "b", "c", "d"]), b"t"))
+    state = h.reloaded()
+    assert state.snapshot is not None and state.snapshot.meta.learners == []
+
+
 # -- the twin agrees with SQLite on random, Raft-shaped operation sequences --
 
 op = st.one_of(
@@ -337,6 +364,45 @@ def test_load_drops_a_log_that_does_not_follow_the_snapshot(tmp_path: Path) -> N
     state = store.load()
     assert state.snapshot == snap(5, 1) and state.entries == []
     store.close()
+
+
+SCHEMA_1 = """
+CREATE TABLE hard_state (id INTEGER PRIMARY KEY CHECK (id = 0), term INTEGER NOT NULL, vote TEXT,
+                         commit_index INTEGER NOT NULL);
+CREATE TABLE entries (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, kind INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE snapshot (id INTEGER PRIMARY KEY CHECK (id = 0), idx INTEGER NOT NULL, term INTEGER NOT NULL,
+                       voters TEXT NOT NULL, data BLOB NOT NULL);
+INSERT INTO hard_state VALUES (0, 2, 'a', 6);
+INSERT INTO snapshot VALUES (0, 5, 1, '["a", "b", "c"]', x'73');
+INSERT INTO entries VALUES (6, 2, 1, x'');
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_schema_1_file_still_loads_and_is_upgraded(tmp_path: Path) -> None:
+    """A data dir written before learners existed: its snapshot's voters are the configuration."""
+    path = tmp_path / "raft.db"
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA_1)
+    db.close()
+    store = SQLiteLogStore(path)
+    state = store.load()
+    assert state.hard_state == HardState(2, "a", 6)
+    assert state.snapshot == Snapshot(SnapshotMeta(5, 1, ["a", "b", "c"], []), b"s")
+    assert state.entries == [Entry(2, 6, ENTRY_NOOP)]
+    store.compact(Snapshot(SnapshotMeta(6, 2, ["a", "b"], ["c"]), b"t"))
+    store.close()
+    store = SQLiteLogStore(path)
+    assert store.load().snapshot == Snapshot(SnapshotMeta(6, 2, ["a", "b"], ["c"]), b"t")
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == 2
+    store.close()
+
+
+def test_a_file_from_a_newer_rakit_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "raft.db"
+    _raw(path, "PRAGMA user_version = 99")
+    with pytest.raises(sqlite3.DatabaseError, match="newer"):
+        SQLiteLogStore(path)
 
 
 def test_wal_mode_and_full_sync(tmp_path: Path) -> None:

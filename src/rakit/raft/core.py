@@ -61,6 +61,75 @@ Rules
    ReadState.  Unconfirmed reads are dropped when leadership is lost.
 11. *Determinism*.  Peers are always visited in sorted order; the only
    randomness is the ``rng`` passed in.
+12. *Membership, one server at a time* (thesis 4.1).  A configuration
+   (``ConfState``: voters and learners) is a log entry (``ENTRY_CONF``,
+   whose data carries the change and the configuration it yields).  It
+   takes effect on a node as soon as the entry is appended to its log, on
+   the leader and on followers alike, committed or not; a truncated conf
+   entry is undone (the node returns to the latest conf entry left in its
+   log, else to its snapshot's configuration, else to the initial voters).
+   A restart recomputes the same from snapshot + log.  ``compact`` stores the
+   configuration in force at the snapshot's index in ``SnapshotMeta``.
+   Every decision uses the node's current configuration: commit, elections
+   and vote counting, check-quorum, ReadIndex acks, replication targets.
+13. *Why single-server changes* (rather than joint consensus, thesis 4.3):
+   they need no second kind of quorum, and a learner stage (rule 14) already
+   covers the catch-up that makes changes safe to *availability*.  Safety:
+   if C and C' differ by one server, any majority of C and any majority of
+   C' share a server (with |C| = n and |C'| = n + 1, majorities have at
+   least floor(n/2) + 1 and floor((n+1)/2) + 1 members, together more than
+   the n + 1 servers there are; removal is symmetric).  So two leaders of
+   one term, or a committed entry and a leader lacking it, would need two
+   disjoint majorities: impossible, *provided configurations do not skip a
+   step*.  Hence at most one uncommitted change at a time: the leader
+   refuses a change while ``pending_conf_index`` (the latest conf entry, and
+   on a leader at least its first entry of its term) is above the commit
+   index.  The "first entry of its term" part is Ongaro's 2015 fix: a new
+   leader must commit an entry of its own term before changing the
+   configuration, or two leaders of different terms could each commit a
+   change from the same base and together skip a step.
+14. *Learners*.  A learner is replicated to like a follower (it has a
+   Progress, gets snapshots) but never counts toward commit, check-quorum or
+   ReadIndex, and never campaigns (nor does any non-voter, but for rule 15's
+   exception: ``campaign()``, the election timer and TimeoutNow do nothing
+   on it).  It does answer
+   vote requests by rule 4: a candidate may hold the entry promoting it
+   while the learner does not yet, and if it refused, a quorum of the
+   candidate's configuration could be unable to elect anyone.  A candidate
+   counts only the votes of its own voters.  ``promote`` is refused unless
+   the learner is caught up (``is_caught_up``): in replicate state, its match
+   within ``max_entries_per_msg`` of the leader's last index, and heard from
+   within the last election_ticks ticks -- so adding it does not stall
+   commits while it catches up (thesis 4.2.1).
+15. *Removal*.  From the moment the leader appends a removal, the removed
+   node gets no more appends or heartbeats.  A leader that removes itself
+   keeps leading -- without counting itself -- until that entry is
+   committed, then steps down and, being no voter, never campaigns.  A
+   removed node that does not know it (it never gets the entry) can only
+   pre-vote in vain (its log lacks the committed removal) or be ignored by
+   the leader lease (rule 2): thesis 4.2.3.  One exception to "non-voters
+   never campaign": a node whose latest conf entry removed it *and is not
+   known to be committed* still campaigns if it was a voter before that
+   entry.  It is the ex-leader that lost leadership (check-quorum, a
+   crash) before committing its own removal: its log may be the only one
+   the remaining voters would elect, while those lacking the removal still
+   need its vote -- without the exception, no one could ever win.  It
+   counts votes in its own (new) configuration, like any candidate, so
+   safety is the usual argument; elected, it commits the removal and steps
+   down.
+16. *Senders outside our configuration*.  Their requests (AppendEntries,
+   Heartbeat, InstallSnapshot, RequestVote, TimeoutNow) are stepped, their
+   responses dropped.  A node's configuration may lag: a leader or candidate
+   added in entries it has not received yet must be heard, or a quorum that
+   includes the lagging node could never elect or replicate.  Terms, the
+   log check of rule 4 and the lease keep strangers harmless.
+17. *Leadership transfer* (thesis 3.10).  ``transfer_leader(target)`` (a
+   voter) makes the leader refuse proposals and conf changes
+   (``TransferInProgress``, a NotLeader naming the target), bring the
+   target's log up to date by normal replication, then send it one
+   ``TimeoutNow``; the target campaigns at once, without pre-vote and past
+   the lease (``transfer``).  The transfer is abandoned after election_ticks
+   ticks, or when the leader loses leadership.
 """
 
 from __future__ import annotations
@@ -69,16 +138,31 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from rakit.errors import NoLeader, NotLeader
+from rakit.errors import (
+    AlreadyVoter,
+    ConfChangeInProgress,
+    LastVoter,
+    LearnerNotCaughtUp,
+    MemberExists,
+    NoLeader,
+    NotAVoter,
+    NotLeader,
+    TransferInProgress,
+    UnknownMember,
+)
 from rakit.raft import quorum
 from rakit.raft.config import RaftConfig
 from rakit.raft.log import RaftLog
 from rakit.raft.messages import (
+    ENTRY_CONF,
     ENTRY_NOOP,
     ENTRY_NORMAL,
     AnyMessage,
     AppendEntries,
     AppendEntriesResp,
+    ConfChange,
+    ConfEntry,
+    ConfState,
     Entry,
     HardState,
     Heartbeat,
@@ -90,6 +174,8 @@ from rakit.raft.messages import (
     Snapshot,
     SnapshotMeta,
     TimeoutNow,
+    decode_conf_entry,
+    encode_conf_entry,
 )
 from rakit.raft.progress import Progress
 from rakit.raft.ready import Ready, SoftState
@@ -99,6 +185,10 @@ PRE_CANDIDATE = "pre_candidate"
 CANDIDATE = "candidate"
 LEADER = "leader"
 
+# Messages stepped even from a sender outside our configuration (rule 16).
+_REQUESTS = (AppendEntries, Heartbeat, InstallSnapshot, RequestVote, TimeoutNow)
+_CONF_OPS = ("add_learner", "promote", "remove")
+
 
 @dataclass(slots=True)
 class _PendingRead:
@@ -107,6 +197,16 @@ class _PendingRead:
 
 
 class RaftCore:
+    """One node's Raft state machine; ``voters`` is the initial configuration.
+
+    The configuration in force is recomputed from ``snapshot`` (its
+    ``SnapshotMeta``) and the conf entries in ``entries`` (rule 12); ``voters``
+    only counts when neither has one, i.e. it must be the cluster's
+    *initial* voter set.  A node joining a running cluster with an empty
+    data dir may pass the initial voters or ``[]``: it is no voter either
+    way, and its first conf entry or snapshot tells it the configuration.
+    """
+
     def __init__(
         self,
         node_id: str,
@@ -121,8 +221,25 @@ class RaftCore:
         self._id = node_id
         self._config = config
         self._rng = rng if rng is not None else random.Random(node_id)
-        self._voters = sorted(snapshot.meta.voters if snapshot else voters)
         self._log = RaftLog(snapshot, entries, hard_state.commit)
+        # Membership (rule 12): the configuration at the snapshot (or the
+        # initial one) and (index, configuration) of every conf entry after it.
+        self._base_conf = snapshot.meta.conf_state() if snapshot else ConfState.of(voters)
+        self._confs: list[tuple[int, ConfState]] = []
+        for entry in entries:
+            conf = _conf_of(entry)
+            if conf is not None:
+                self._confs.append((entry.index, conf))
+        self._conf = self._confs[-1][1] if self._confs else self._base_conf
+        self._voters = list(self._conf.voters)
+        self._prev_conf = self._conf
+        self._log.on_append = self._on_log_append
+        # Leader only: its first index of the term, its tick count, a transfer.
+        self._term_start = 0
+        self._leader_ticks = 0
+        self._transfer_target: str | None = None
+        self._transfer_elapsed = 0
+        self._timeout_now_sent = False
         self._term = hard_state.term
         self._vote = hard_state.vote
         self._leader_id: str | None = None
@@ -195,6 +312,43 @@ class RaftCore:
         return list(self._voters)
 
     @property
+    def learners(self) -> list[str]:
+        return list(self._conf.learners)
+
+    @property
+    def conf_state(self) -> ConfState:
+        """The configuration in force on this node (rule 12: as appended, committed or not)."""
+        return self._conf
+
+    @property
+    def pending_conf_index(self) -> int:
+        """The index that must be committed before the next conf change (rule 13)."""
+        index = self._confs[-1][0] if self._confs else 0
+        if self._role == LEADER:
+            index = max(index, self._term_start)
+        return index
+
+    @property
+    def transferring_to(self) -> str | None:
+        """The target of a leadership transfer in progress (leader only), else None."""
+        return self._transfer_target if self._role == LEADER else None
+
+    def is_caught_up(self, peer: str) -> bool:
+        """Leader only: may ``peer`` be promoted now?  (Rule 14.)"""
+        if self._role != LEADER:
+            return False
+        if peer == self._id:
+            return True
+        pr = self._progress.get(peer)
+        return (
+            pr is not None
+            and pr.state == "replicate"
+            and pr.match >= self._log.last_index - self._config.max_entries_per_msg
+            and pr.heard_at is not None
+            and self._leader_ticks - pr.heard_at <= self._config.election_ticks
+        )
+
+    @property
     def log(self) -> RaftLog:
         """The log view (for tests and diagnostics; do not mutate)."""
         return self._log
@@ -209,8 +363,12 @@ class RaftCore:
         self._tick()
 
     def step(self, msg: AnyMessage) -> None:
-        if msg.dst != self._id or msg.src == self._id or msg.src not in self._voters:
+        if msg.dst != self._id or msg.src == self._id:
             return
+        if not isinstance(msg, _REQUESTS) and msg.src not in self._conf.voters and (
+            msg.src not in self._conf.learners
+        ):
+            return  # rule 16
         if msg.term > self._term:
             if not self._accept_higher_term(msg):
                 return
@@ -224,6 +382,7 @@ class RaftCore:
 
     def propose(self, commands: list[bytes]) -> tuple[int, int]:
         self._require_leader()
+        self._require_no_transfer()
         if not commands:
             raise ValueError("propose() needs at least one command")
         first = self._log.last_index + 1
@@ -243,9 +402,66 @@ class RaftCore:
             self._held_reads.append(ctx)
 
     def campaign(self) -> None:
-        """Start an election now, skipping the pre-vote."""
+        """Start an election now, skipping the pre-vote (a non-voter does nothing)."""
         if self._role != LEADER:
             self._campaign(pre_vote=False, transfer=False)
+
+    def propose_conf_change(self, change: ConfChange) -> tuple[int, int]:
+        """Append a one-server configuration change; ``(term, index)`` like ``propose``.
+
+        Leader only (NotLeader/NoLeader, TransferInProgress).  Refused, with
+        nothing changed, by a ``ConfChangeRefused`` subclass: an earlier change
+        is not committed yet (``ConfChangeInProgress``, rule 13), adding a
+        member (``MemberExists``), promoting or removing a non-member
+        (``UnknownMember``), removing the only voter (``LastVoter``), promoting
+        a voter (``AlreadyVoter``) or a learner not caught up
+        (``LearnerNotCaughtUp``).  The change takes effect at once (rule 12).
+        """
+        if change.op not in _CONF_OPS:
+            raise ValueError(f"unknown conf change op {change.op!r}")
+        self._require_leader()
+        self._require_no_transfer()
+        pending = self.pending_conf_index
+        if pending > self._log.committed:
+            raise ConfChangeInProgress(
+                f"the configuration change at index {pending} is not committed yet "
+                f"(commit index {self._log.committed})"
+            )
+        conf, node = self._conf, change.node
+        if change.op == "add_learner":
+            if node in conf.voters or node in conf.learners:
+                raise MemberExists(f"{node} is already a member")
+        elif node not in conf.voters and node not in conf.learners:
+            raise UnknownMember(f"{node} is not a member")
+        elif change.op == "promote":
+            if node in conf.voters:
+                raise AlreadyVoter(f"{node} is already a voter")
+            if not self.is_caught_up(node):
+                raise LearnerNotCaughtUp(f"learner {node} has not caught up with the leader's log")
+        elif conf.voters == (node,):
+            raise LastVoter(f"{node} is the last voter")
+        data = encode_conf_entry(ConfEntry(change, conf.apply(change)))
+        index = self._log.last_index + 1
+        self._append([Entry(self._term, index, ENTRY_CONF, data)])
+        return self._term, index
+
+    def transfer_leader(self, target: str) -> None:
+        """Hand leadership to the voter ``target`` (rule 17).
+
+        A no-op for ourselves or for the target of the transfer in progress;
+        ``NotAVoter`` for a non-voter, ``TransferInProgress`` while another
+        transfer runs; NotLeader/NoLeader on a non-leader.
+        """
+        self._require_leader()
+        if target == self._id or target == self._transfer_target:
+            return
+        if target not in self._conf.voters:
+            raise NotAVoter(f"{target} is not a voter")
+        self._require_no_transfer()
+        self._transfer_target = target
+        self._transfer_elapsed = 0
+        self._timeout_now_sent = False
+        self._maybe_send_timeout_now()
 
     # -- Ready / advance -----------------------------------------------------------
 
@@ -259,6 +475,7 @@ class RaftCore:
             or log.pending_snapshot is not None
             or log.stable_index < log.last_index
             or log.has_next_committed()
+            or self._conf_changed()
             or (self._role == LEADER and self._read_heartbeat_due)
             or (self._role == LEADER and any(self._append_due(pr) for pr in self._progress.values()))
         )
@@ -280,6 +497,8 @@ class RaftCore:
             rd.hard_state = hard_state
         if self._soft_state_changed():
             rd.soft_state = self._soft_state()
+        if self._conf_changed():
+            rd.conf_state = self._conf
         self._msgs = []
         self._read_states = []
         return rd
@@ -289,6 +508,8 @@ class RaftCore:
             self._prev_hard_state = ready.hard_state
         if ready.soft_state is not None:
             self._prev_soft_state = ready.soft_state
+        if ready.conf_state is not None:
+            self._prev_conf = ready.conf_state
         if ready.snapshot is not None:
             self._log.snapshot_restored(ready.snapshot)
         if ready.entries:
@@ -305,8 +526,11 @@ class RaftCore:
         term = self._log.term_at(index)
         if term is None or index <= self._log.snapshot_index:
             raise ValueError(f"cannot compact to {index}: snapshot at {self._log.snapshot_index}")
-        snap = Snapshot(SnapshotMeta(index, term, list(self._voters)), data)
+        conf = self._conf_at(index)
+        snap = Snapshot(SnapshotMeta(index, term, list(conf.voters), list(conf.learners)), data)
         self._log.compact(snap)
+        self._base_conf = conf
+        self._confs = [(i, c) for i, c in self._confs if i > index]
         return snap
 
     # -- small helpers -----------------------------------------------------------
@@ -321,8 +545,12 @@ class RaftCore:
         prev = self._prev_soft_state
         return (prev.role, prev.leader_id) != (self._role, self._leader_id)
 
+    def _conf_changed(self) -> bool:
+        return self._conf is not self._prev_conf and self._conf != self._prev_conf
+
     def _peers(self) -> list[str]:
-        return [v for v in self._voters if v != self._id]
+        """Every member but us: whom a leader replicates to."""
+        return [m for m in self._conf.members if m != self._id]
 
     def _send(self, msg: AnyMessage) -> None:
         self._msgs.append(msg)
@@ -332,6 +560,10 @@ class RaftCore:
             if self._leader_id is None:
                 raise NoLeader()
             raise NotLeader(self._leader_id)
+
+    def _require_no_transfer(self) -> None:
+        if self._transfer_target is not None:
+            raise TransferInProgress(self._transfer_target)
 
     def _in_lease(self) -> bool:
         return (
@@ -360,6 +592,7 @@ class RaftCore:
         self._held_reads = []
         self._pending_reads = {}
         self._read_heartbeat_due = False
+        self._transfer_target = None
 
     def _become_follower(self, term: int, leader_id: str | None) -> None:
         self._reset(term)
@@ -391,19 +624,26 @@ class RaftCore:
         self._tick = self._tick_leader
         next_index = self._log.last_index + 1
         self._progress = {p: Progress(next_index, self._config.max_inflight) for p in self._peers()}
+        self._term_start = next_index
+        self._leader_ticks = 0
         self._append([Entry(self._term, next_index, ENTRY_NOOP)])
 
     # -- ticks -------------------------------------------------------------------------
 
     def _tick_election(self) -> None:
         self._election_elapsed += 1
-        if self._id in self._voters and self._election_elapsed >= self._randomized_timeout:
+        if self._election_elapsed >= self._randomized_timeout and self._may_campaign():
             self._election_elapsed = 0
             self._campaign(pre_vote=self._config.pre_vote, transfer=False)
 
     def _tick_leader(self) -> None:
         self._heartbeat_elapsed += 1
         self._election_elapsed += 1
+        self._leader_ticks += 1
+        if self._transfer_target is not None:
+            self._transfer_elapsed += 1
+            if self._transfer_elapsed >= self._config.election_ticks:
+                self._transfer_target = None  # abandoned (rule 17)
         if self._election_elapsed >= self._config.election_ticks:
             self._election_elapsed = 0
             if self._config.check_quorum and not self._quorum_active():
@@ -424,7 +664,18 @@ class RaftCore:
 
     # -- elections ---------------------------------------------------------------------
 
+    def _may_campaign(self) -> bool:
+        """A voter, or the exception of rule 15 (our own removal, not known to be committed)."""
+        if self._id in self._conf.voters:
+            return True
+        if not self._confs or self._confs[-1][0] <= self._log.committed:
+            return False
+        before = self._confs[-2][1] if len(self._confs) > 1 else self._base_conf
+        return self._id in before.voters
+
     def _campaign(self, *, pre_vote: bool, transfer: bool) -> None:
+        if not self._may_campaign():
+            return  # learners and removed nodes never campaign (rules 14, 15)
         if pre_vote:
             self._become_pre_candidate()
             term = self._term + 1
@@ -433,7 +684,9 @@ class RaftCore:
             term = self._term
         if self._record_vote(self._id, True):
             return
-        for peer in self._peers():
+        for peer in self._voters:
+            if peer == self._id:
+                continue
             self._send(
                 RequestVote(
                     term=term,
@@ -526,7 +779,8 @@ class RaftCore:
                 self._become_follower(msg.term, msg.src)
                 self._handle_from_leader(msg)
             case RequestVoteResp() if msg.pre_vote == (self._role == PRE_CANDIDATE):
-                self._record_vote(msg.src, msg.granted)
+                if msg.src in self._conf.voters:  # a learner's vote does not count
+                    self._record_vote(msg.src, msg.granted)
             case TimeoutNow():
                 self._campaign(pre_vote=False, transfer=True)
 
@@ -588,7 +842,9 @@ class RaftCore:
             self._ack(msg.src, meta.index)
         else:
             log.restore(msg.snapshot)
-            self._voters = sorted(meta.voters)
+            self._base_conf = meta.conf_state()
+            self._confs = []
+            self._set_conf(self._base_conf)
             self._ack(msg.src, meta.index)
 
     # -- leader side -------------------------------------------------------------------
@@ -605,11 +861,17 @@ class RaftCore:
             return False
         self._log.commit_to(index)
         self._release_held_reads()
+        if self._id not in self._conf.voters and index >= self.pending_conf_index:
+            # Our own removal is committed: step down, never to campaign (rule 15).
+            self._become_follower(self._term, None)
         return True
 
     def _handle_append_resp(self, msg: AppendEntriesResp) -> None:
-        pr = self._progress[msg.src]
+        pr = self._progress.get(msg.src)
+        if pr is None:
+            return  # removed since it was sent to
         pr.recent_active = True
+        pr.heard_at = self._leader_ticks
         if not msg.success:
             self._handle_reject(pr, msg)
             return
@@ -625,6 +887,8 @@ class RaftCore:
                 pr.become_replicate()
         else:
             pr.inflights.free_le(msg.index)
+        if msg.src == self._transfer_target:
+            self._maybe_send_timeout_now()
         self._maybe_commit()
 
     def _handle_reject(self, pr: Progress, msg: AppendEntriesResp) -> None:
@@ -636,7 +900,10 @@ class RaftCore:
             pr.become_probe()
 
     def _handle_heartbeat_resp(self, msg: HeartbeatResp) -> None:
-        pr = self._progress[msg.src]
+        pr = self._progress.get(msg.src)
+        if pr is None:
+            return  # removed since it was sent to
+        pr.heard_at = self._leader_ticks
         pr.heartbeat_answered(lagging=pr.match < self._log.last_index)
         pending = self._pending_reads.get(msg.ctx) if msg.ctx else None
         if pending is not None:
@@ -715,7 +982,7 @@ class RaftCore:
 
     def _start_read(self, ctx: int) -> None:
         index = self._log.committed
-        if len(self._voters) == 1:
+        if self._voters == [self._id]:
             self._read_states.append(ReadState(ctx, index))
             return
         self._pending_reads[ctx] = _PendingRead(index, {self._id})
@@ -735,3 +1002,63 @@ class RaftCore:
             self._read_states.append(ReadState(first, pending.index))
             if first == ctx:
                 return
+
+    # -- membership ------------------------------------------------------------------------
+
+    def _on_log_append(self, entries: Sequence[Entry]) -> None:
+        """The log replaced everything from entries[0] on (rule 12: undo, then apply)."""
+        first = entries[0].index
+        changed = False
+        while self._confs and self._confs[-1][0] >= first:
+            self._confs.pop()
+            changed = True
+        for entry in entries:
+            conf = _conf_of(entry)
+            if conf is not None:
+                self._confs.append((entry.index, conf))
+                changed = True
+        if changed:
+            self._set_conf(self._confs[-1][1] if self._confs else self._base_conf)
+
+    def _conf_at(self, index: int) -> ConfState:
+        """The configuration in force at ``index`` (not below the snapshot)."""
+        conf = self._base_conf
+        for at, c in self._confs:
+            if at > index:
+                break
+            conf = c
+        return conf
+
+    def _set_conf(self, conf: ConfState) -> None:
+        if conf == self._conf:
+            return
+        self._conf = conf
+        self._voters = list(conf.voters)
+        if self._role != LEADER:
+            return
+        peers = self._peers()
+        for peer in peers:
+            if peer not in self._progress:
+                self._progress[peer] = Progress(self._log.last_index + 1, self._config.max_inflight)
+        for peer in [p for p in self._progress if p not in peers]:
+            del self._progress[peer]
+        if self._transfer_target is not None and self._transfer_target not in conf.voters:
+            self._transfer_target = None
+        self._maybe_commit()  # a smaller quorum may commit more
+
+    def _maybe_send_timeout_now(self) -> None:
+        target = self._transfer_target
+        if target is None or self._timeout_now_sent:
+            return
+        pr = self._progress.get(target)
+        if pr is not None and pr.match == self._log.last_index:
+            self._timeout_now_sent = True
+            self._send(TimeoutNow(term=self._term, src=self._id, dst=target))
+
+
+def _conf_of(entry: Entry) -> ConfState | None:
+    """The configuration an ENTRY_CONF entry yields; None for other entries and bad data."""
+    if entry.kind != ENTRY_CONF:
+        return None
+    conf_entry = decode_conf_entry(entry.data)
+    return conf_entry.conf if conf_entry is not None else None

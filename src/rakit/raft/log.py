@@ -26,11 +26,15 @@ Rules:
 6. ``restore`` replaces the whole log by a received snapshot (pending until
    the driver persists it, see ``snapshot_restored``); ``compact`` drops the
    entries covered by a locally taken snapshot.
+7. ``on_append``, if set, is called after every ``append`` with the entries
+   just written; everything from their first index on was replaced.  (The
+   core tracks configuration entries with it: a configuration takes effect
+   when appended and is undone when truncated away.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rakit.raft.messages import Entry, Snapshot
 
@@ -59,6 +63,7 @@ class RaftLog:
         self.stable_index = self.last_index
         self.committed = max(base, min(committed, self.last_index))
         self.applied = base
+        self.on_append: Callable[[Sequence[Entry]], None] | None = None
 
     # -- shape ---------------------------------------------------------------
 
@@ -153,6 +158,8 @@ class RaftLog:
         del self._entries[after + 1 - self.first_index :]
         self._entries.extend(entries)
         self.stable_index = min(self.stable_index, after)
+        if self.on_append is not None:
+            self.on_append(entries)
 
     def maybe_append(
         self, prev_index: int, prev_term: int, commit: int, entries: Sequence[Entry]

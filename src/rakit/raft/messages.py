@@ -23,19 +23,31 @@ Message kinds (tag ``t``):
 ``HeartbeatResp``     follower -> leader, echoing ``ctx``.
 ``InstallSnapshot``   leader -> follower: the whole snapshot in one message.
 ``TimeoutNow``        leader -> chosen follower: start an election now
-                      (leadership transfer; reserved).
+                      (leadership transfer, thesis 3.10).
 ====================  ==========================================================
+
+Membership (thesis 4.1): an ``ENTRY_CONF`` entry's data is an encoded
+:class:`ConfEntry` -- the one-server :class:`ConfChange` and the
+:class:`ConfState` it yields.  Carrying the resulting configuration makes
+every conf entry self-contained: a node's configuration is that of the latest
+conf entry in its log (else its snapshot's, else the initial voters), so a
+node that joins with a stale idea of the cluster is right as soon as it holds
+one conf entry.  ``SnapshotMeta.learners`` defaults to empty, so snapshots
+stored (or sent) before learners existed still load: their ``voters`` are the
+configuration.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterable
+from typing import Annotated, Literal
 
 import msgspec
 
 # Entry kinds.
 ENTRY_NORMAL = 0  # a state-machine command
 ENTRY_NOOP = 1  # appended by a new leader to commit its predecessors' entries
+ENTRY_CONF = 2  # a membership change: data is an encoded ConfEntry
 
 # Terms and log indexes a peer may send: never negative, and far enough below
 # 2**63 that ``term + 1`` and ``index + len(entries)`` stay within a signed
@@ -44,7 +56,8 @@ ENTRY_NOOP = 1  # appended by a new leader to commit its predecessors' entries
 MAX_WIRE_INT = 2**62
 Term = Annotated[int, msgspec.Meta(ge=0, le=MAX_WIRE_INT)]
 Index = Annotated[int, msgspec.Meta(ge=0, le=MAX_WIRE_INT)]
-Kind = Annotated[int, msgspec.Meta(ge=ENTRY_NORMAL, le=ENTRY_NOOP)]
+Kind = Annotated[int, msgspec.Meta(ge=ENTRY_NORMAL, le=ENTRY_CONF)]
+NodeId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
 class Entry(msgspec.Struct, array_like=True, frozen=True):
@@ -63,14 +76,120 @@ class HardState(msgspec.Struct, frozen=True):
 
 
 class SnapshotMeta(msgspec.Struct, frozen=True):
+    """The snapshot's last entry and the configuration in force at it."""
+
     index: Index
     term: Term
     voters: list[str]
+    learners: list[str] = []
+
+    def conf_state(self) -> ConfState:
+        return ConfState.of(self.voters, self.learners)
 
 
 class Snapshot(msgspec.Struct, frozen=True):
     meta: SnapshotMeta
     data: bytes
+
+
+# -- membership -------------------------------------------------------------------
+
+ConfOp = Literal["add_learner", "promote", "remove"]
+
+
+class ConfState(msgspec.Struct, frozen=True, array_like=True):
+    """A configuration: voters and learners, each a sorted tuple, disjoint."""
+
+    voters: tuple[NodeId, ...] = ()
+    learners: tuple[NodeId, ...] = ()
+
+    @classmethod
+    def of(cls, voters: Iterable[str], learners: Iterable[str] = ()) -> ConfState:
+        return cls(tuple(sorted(voters)), tuple(sorted(learners)))
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return tuple(sorted((*self.voters, *self.learners)))
+
+    def is_valid(self) -> bool:
+        """Sorted, no duplicates, voters and learners disjoint, at least one voter."""
+        v, lrn = self.voters, self.learners
+        return (
+            bool(v)
+            and list(v) == sorted(set(v))
+            and list(lrn) == sorted(set(lrn))
+            and not set(v) & set(lrn)
+        )
+
+    def apply(self, change: ConfChange) -> ConfState:
+        """The configuration after ``change``; ValueError if it does not apply."""
+        node = change.node
+        if change.op == "add_learner":
+            if node in self.voters or node in self.learners:
+                raise ValueError(f"{node} is already a member")
+            return ConfState.of(self.voters, (*self.learners, node))
+        if change.op == "promote":
+            if node not in self.learners:
+                raise ValueError(f"{node} is not a learner")
+            return ConfState.of((*self.voters, node), (x for x in self.learners if x != node))
+        if change.op == "remove":
+            if node not in self.voters and node not in self.learners:
+                raise ValueError(f"{node} is not a member")
+            if self.voters == (node,):
+                raise ValueError(f"{node} is the last voter")
+            return ConfState.of((x for x in self.voters if x != node),
+                                (x for x in self.learners if x != node))
+        raise ValueError(f"unknown conf change {change.op!r}")  # pragma: no cover - Literal
+
+
+class ConfChange(msgspec.Struct, frozen=True, array_like=True):
+    """One server changes (thesis 4.1): joins as a learner, becomes a voter, or leaves."""
+
+    op: ConfOp
+    node: NodeId
+
+    @classmethod
+    def add_learner(cls, node: str) -> ConfChange:
+        return cls("add_learner", node)
+
+    @classmethod
+    def promote(cls, node: str) -> ConfChange:
+        return cls("promote", node)
+
+    @classmethod
+    def remove(cls, node: str) -> ConfChange:
+        return cls("remove", node)
+
+
+class ConfEntry(msgspec.Struct, frozen=True, array_like=True):
+    """The data of an ENTRY_CONF entry: the change and the configuration it yields."""
+
+    change: ConfChange
+    conf: ConfState
+
+
+_conf_encoder = msgspec.msgpack.Encoder()
+_conf_decoder = msgspec.msgpack.Decoder(ConfEntry)
+
+
+def encode_conf_entry(conf_entry: ConfEntry) -> bytes:
+    return _conf_encoder.encode(conf_entry)
+
+
+def decode_conf_entry(data: bytes) -> ConfEntry | None:
+    """The ConfEntry in ``data``; None if it does not decode or names an invalid configuration.
+
+    Every node decodes the same bytes the same way, so treating a bad conf
+    entry as "no change" keeps all nodes' configurations in agreement.
+    """
+    try:
+        decoded = _conf_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+        return None
+    return decoded if decoded.conf.is_valid() else None
+
+
+# -- messages -------------------------------------------------------------------------
 
 
 class Message(msgspec.Struct, tag_field="t", kw_only=True, frozen=True):

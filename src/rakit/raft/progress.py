@@ -24,7 +24,9 @@ Rules:
    the probe we are waiting on (probe) or something above ``match``
    (replicate).
 3. ``recent_active`` is set by any response and cleared by the leader's
-   check-quorum round every election timeout.
+   check-quorum round every election timeout; ``heard_at`` is the leader's
+   tick count at the latest response (None: never), for the learner
+   catch-up test (``RaftCore.is_caught_up``).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class Progress:
         self.pending_snapshot = 0
         self.snapshot_ticks = 0
         self.recent_active = False
+        self.heard_at: int | None = None
         # Send an AppendEntries even if it carries no entries (a HeartbeatResp
         # told us the follower lags or is still being probed).
         self.kick = False

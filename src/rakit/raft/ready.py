@@ -12,13 +12,25 @@ The driver handles one Ready at a time, in this order (etcd's contract):
 ``read_states`` are ReadIndex confirmations: answer read ``ctx`` once the
 state machine has applied up to ``index``.  ``soft_state`` is set when the
 role or the known leader changed (for metrics and for failing waiters).
+``conf_state`` is set when this node's configuration changed (an appended or
+truncated ENTRY_CONF entry, a restored snapshot): the driver updates its peer
+set (transport, accepted senders) from it before sending ``messages``, which
+may already be addressed to a new member.  It needs no persisting: the
+configuration lives in the log and the snapshot.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rakit.raft.messages import AnyMessage, Entry, HardState, ReadState, Snapshot
+from rakit.raft.messages import (
+    AnyMessage,
+    ConfState,
+    Entry,
+    HardState,
+    ReadState,
+    Snapshot,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +49,7 @@ class Ready:
     committed_entries: list[Entry] = field(default_factory=list)
     read_states: list[ReadState] = field(default_factory=list)
     soft_state: SoftState | None = None
+    conf_state: ConfState | None = None
 
     def is_empty(self) -> bool:
         return not (
@@ -47,4 +60,5 @@ class Ready:
             or self.committed_entries
             or self.read_states
             or self.soft_state
+            or self.conf_state
         )

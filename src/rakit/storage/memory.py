@@ -2,8 +2,8 @@
 
 The deterministic simulation uses it to model a crash: a restarted node sees
 exactly what ``save``/``compact`` were given before the crash and nothing
-else.  So the store keeps its own copies (lists and the snapshot's voter
-list; the Structs themselves are frozen) and hands out fresh copies from
+else.  So the store keeps its own copies (lists and the snapshot's voter and
+learner lists; the Structs themselves are frozen) and hands out fresh copies from
 ``load``.  ``close`` does not forget anything: the simulation keeps the
 object as the node's "disk" across restarts.
 
@@ -38,7 +38,9 @@ from rakit.storage.base import LoadedState
 
 def _own(snapshot: Snapshot) -> Snapshot:
     """A copy that shares no mutable list with the caller's snapshot."""
-    meta = msgspec.structs.replace(snapshot.meta, voters=list(snapshot.meta.voters))
+    meta = msgspec.structs.replace(
+        snapshot.meta, voters=list(snapshot.meta.voters), learners=list(snapshot.meta.learners)
+    )
     return msgspec.structs.replace(snapshot, meta=meta)
 
 

@@ -12,8 +12,11 @@ Rules:
 2. Semantics are those of ``memory.MemoryLogStore`` (its docstring lists
    them); the contract suite runs against both.
 3. Three tables: ``hard_state`` (one row), ``entries`` (index primary key,
-   term, kind, data blob) and ``snapshot`` (one row: index, term, voters as
-   JSON, data blob).
+   term, kind, data blob) and ``snapshot`` (one row: index, term, voters and
+   learners as JSON, data blob).  Schema 2 added ``snapshot.learners``;
+   opening a schema-1 file adds the column (``'[]'``: a snapshot from before
+   learners existed has none) and marks the file 2, which an older rakit
+   then refuses to open rather than drop the learners it does not know.
 4. ``load`` trusts nothing it cannot check: it returns only the contiguous
    run of entries after the snapshot (indices step by one, terms never go
    down), deletes whatever follows a gap, and logs a warning.
@@ -42,7 +45,7 @@ from rakit.storage.memory import check_contiguous
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS hard_state (
@@ -62,7 +65,8 @@ CREATE TABLE IF NOT EXISTS snapshot (
     idx INTEGER NOT NULL,
     term INTEGER NOT NULL,
     voters TEXT NOT NULL,
-    data BLOB NOT NULL
+    data BLOB NOT NULL,
+    learners TEXT NOT NULL DEFAULT '[]'
 );
 """
 
@@ -70,7 +74,7 @@ _PUT_HARD_STATE = (
     "INSERT OR REPLACE INTO hard_state (id, term, vote, commit_index) VALUES (0, ?, ?, ?)"
 )
 _PUT_SNAPSHOT = (
-    "INSERT OR REPLACE INTO snapshot (id, idx, term, voters, data) VALUES (0, ?, ?, ?, ?)"
+    "INSERT OR REPLACE INTO snapshot (id, idx, term, voters, learners, data) VALUES (0, ?, ?, ?, ?, ?)"
 )
 _INSERT_ENTRY = "INSERT INTO entries (idx, term, kind, data) VALUES (?, ?, ?, ?)"
 
@@ -106,6 +110,9 @@ class SQLiteLogStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(snapshot)")}
+            if "learners" not in columns:  # a schema-1 file (rule 3)
+                db.execute("ALTER TABLE snapshot ADD COLUMN learners TEXT NOT NULL DEFAULT '[]'")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         row = db.execute("SELECT idx, term FROM snapshot WHERE id = 0").fetchone()
         self._snap_index, self._snap_term = row if row else (0, 0)
@@ -136,9 +143,13 @@ class SQLiteLogStore:
         row = db.execute("SELECT term, vote, commit_index FROM hard_state WHERE id = 0").fetchone()
         hard_state = HardState(term=row[0], vote=row[1], commit=row[2]) if row else HardState()
         snapshot = None
-        row = db.execute("SELECT idx, term, voters, data FROM snapshot WHERE id = 0").fetchone()
+        row = db.execute(
+            "SELECT idx, term, voters, data, learners FROM snapshot WHERE id = 0"
+        ).fetchone()
         if row:
-            meta = SnapshotMeta(index=row[0], term=row[1], voters=json.loads(row[2]))
+            meta = SnapshotMeta(
+                index=row[0], term=row[1], voters=json.loads(row[2]), learners=json.loads(row[4])
+            )
             snapshot = Snapshot(meta=meta, data=row[3])
         snap_index, snap_term = (row[0], row[1]) if row else (0, 0)
 
@@ -231,7 +242,10 @@ class SQLiteLogStore:
     @staticmethod
     def _put_snapshot(db: sqlite3.Connection, snapshot: Snapshot) -> None:
         meta = snapshot.meta
-        db.execute(_PUT_SNAPSHOT, (meta.index, meta.term, json.dumps(meta.voters), snapshot.data))
+        db.execute(
+            _PUT_SNAPSHOT,
+            (meta.index, meta.term, json.dumps(meta.voters), json.dumps(meta.learners), snapshot.data),
+        )
 
     def statistics(self) -> dict[str, Any]:
         return {
