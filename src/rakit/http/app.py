@@ -14,7 +14,7 @@ from starlette.middleware import Middleware
 
 from rakit.config import NodeConfig
 from rakit.http.errors import HANDLERS
-from rakit.http.routes import cache, cluster, docs, kv, locks, queue, raft_rpc, ui
+from rakit.http.routes import cache, cluster, docs, kv, locks, members, queue, raft_rpc, ui
 from rakit.http.security import SecurityMiddleware
 from rakit.node.runtime import NodeRuntime
 from rakit.security.internal import InternalAuth
@@ -61,6 +61,7 @@ def create_app(config: NodeConfig, data_dir: DataDir) -> Starlette:
                   if internal.enabled or clients.enabled else [])  # no cost when security is off
     app = Starlette(
         routes=[*raft_rpc.routes, *cache.routes, *kv.routes, *locks.routes, *queue.routes, *cluster.routes,
+                *members.routes,
                 *ui.routes, *docs.routes],  # hot paths first
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,

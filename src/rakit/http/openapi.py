@@ -34,7 +34,7 @@ import msgspec
 
 from rakit.http import schemas as S
 from rakit.http.json import MAX_BODY_BYTES, MAX_VALUE_BYTES, Key, Name
-from rakit.http.routes import cache, kv, locks, queue
+from rakit.http.routes import cache, kv, locks, members, queue
 from rakit.security.tokens import OPEN, need
 
 OPENAPI_VERSION = "3.1.0"
@@ -105,6 +105,7 @@ ERRORS: dict[str, tuple[int, type, str, bool]] = {
                           "leader served the request in time."), True),
     "Unavailable": (503, S.UnavailableError, ("`unavailable`: a dependency did not answer; nothing was "
                     "half-done."), True),
+    "NotAVoter": (409, S.NotAVoterError, "`not_a_voter`: the target is not a voting member.", False),
     "LockRefused": (409, S.LockRefusedError, "`conflict` / `timeout` / `deadlock`: not granted.", False),
     "NotHolder": (409, S.NotHolderError, "`not_holder`: the client does not hold the lock.", False),
     "ReleaseRefused": (409, S.ReleaseRefusedError, "`not_holder` / `token_mismatch`.", False),
@@ -203,6 +204,13 @@ CORE_OPERATIONS: tuple[Op, ...] = (
                Param("timeout", "query", locks.Timeout, "Seconds to wait.", required=False, default=30.0)),
        ok=S.LockWatch, ok_description="The hold ended, there was none, or the timeout ran out.",
        errors=("InvalidRequest", "NoRoute", *LEADER)),
+    Op("POST", "/cluster/transfer-leader", "cluster", "Transfer Raft leadership",
+       "Hands leadership to `to` (default: the most caught-up other voter) with TimeoutNow (Raft thesis "
+       "3.10): the leader stops taking proposals, brings the target up to date and tells it to start an "
+       "election at once. Answered once the target leads; 503 if it has not within 2 s (the old leader "
+       "then leads again). Use it before restarting or removing the leader.",
+       body=members.TransferBody, ok=S.LeaderTransferred, ok_description="The target leads.",
+       errors=(*BODY, "NotAVoter", *LEADER)),
     # -- kv --
     Op("POST", "/kv/put", "kv", "Put a value (demo map)",
        "Writes through Raft; answered once committed and applied. A demo / diagnostic replicated map.",
@@ -369,6 +377,8 @@ OPERATIONS: tuple[Op, ...] = CORE_OPERATIONS + _ui_operations()
 # Descriptions of the request Structs (and of a few answer Structs) that live beside their routes:
 # Struct -> (description, {field: description or extra schema keywords}).
 NOTES: dict[type, tuple[str, Mapping[str, str | Mapping[str, Any]]]] = {
+    members.TransferBody: ("Where leadership should go.", {
+        "to": "The voter to hand leadership to; default: the most caught-up other voter."}),
     locks.AcquireBody: ("A lock request.", {
         "resource": "The resource to lock.",
         "client_id": "Who will hold it.",

@@ -177,6 +177,21 @@ class NodeStatus(Struct):
     peers: Annotated[list[str], Meta(description="Every voting member, this node included.")]
 
 
+class LeaderTransferred(Struct):
+    """`leader` leads now; `previous` led when the transfer began."""
+
+    leader: NodeId
+    previous: NodeId
+    took_ms: Annotated[float, Meta(ge=0, description="From the request reaching the leader to the hand-over.")]
+
+
+class NotAVoterError(Struct):
+    """The transfer's target is not a voting member (unknown, or a learner)."""
+
+    error: Literal["not_a_voter"]
+    detail: str
+
+
 class Digest(Struct):
     """Diagnostic: replicas that applied the same index show the same digest."""
 

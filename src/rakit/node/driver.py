@@ -27,13 +27,14 @@ advance" contract holds by construction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from rakit.errors import NoLeader, NotLeader, ProposalDropped, Unavailable
 from rakit.metrics import NodeMetrics
@@ -52,6 +53,7 @@ MAX_INBOX = 50_000
 MAX_PROPOSALS_PER_TURN = 4096
 INLINE_SAVE_ENTRIES = 2
 
+T = TypeVar("T")
 ApplyListener = Callable[[Entry, Any], None]
 RoleListener = Callable[[str, "str | None"], None]
 
@@ -92,6 +94,10 @@ class RaftDriver:
         self._reply_waiters: list[tuple[str, asyncio.Future[list[AnyMessage]]]] = []
         self._replies: dict[str, list[AnyMessage]] = {}
         self._proposals: list[tuple[bytes, asyncio.Future[Any]]] = []
+        # Calls into the core from request handlers (a leadership transfer, a
+        # membership change), run by the loop at its next turn: nothing else
+        # may call the core between a Ready and its advance.
+        self._controls: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
         self._pending = PendingProposals()
         self._reads = PendingReads()
         self._propose_started: dict[int, float] = {}
@@ -160,6 +166,50 @@ class RaftDriver:
             await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
             raise Unavailable(f"leadership could not be confirmed within {timeout:g}s") from None
+
+    async def on_core(self, action: Callable[[], T]) -> T:
+        """Run ``action()`` (a call into the core) at the loop's next turn; its result or exception."""
+        if self.stopped:
+            raise Unavailable("the node is shutting down")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._controls.append((action, future))
+        self._wake.set()
+        return await future
+
+    async def transfer_leader(self, target: str | None = None, timeout: float = 2.0) -> str:
+        """Hand leadership to ``target`` (default: the most caught-up other voter); its id once it leads.
+
+        Raises NotLeader/NoLeader here, ``NotAVoter``, ``TransferInProgress``
+        (another transfer runs) or ``Unavailable`` when the target has not
+        taken over within ``timeout`` (the core abandons the transfer after an
+        election timeout).
+        """
+        self._check_leader()
+        if target is None:
+            target = await self.on_core(self._best_successor)
+        if target == self.node_id:
+            return target
+        await self.on_core(lambda: self.core.transfer_leader(str(target)))
+        deadline = time.monotonic() + timeout
+        while self.leader_id != target or (target == self.node_id and not self.is_leader):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Unavailable(f"{target} did not take over leadership within {timeout:g} s")
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._role_waiters.append(waiter)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(waiter, min(remaining, 0.05))
+        return target
+
+    def _best_successor(self) -> str:
+        """The other voter with the highest match index (ties: the lowest id)."""
+        core = self.core
+        if core.role != "leader":
+            raise NotLeader(core.leader_id) if core.leader_id else NoLeader()
+        others = [v for v in core.voters if v != self.node_id]
+        if not others:
+            return self.node_id
+        return min(others, key=lambda v: (-(p.match if (p := core.progress(v)) else 0), v))
 
     def add_apply_listener(self, listener: ApplyListener) -> None:
         """Call ``listener(entry, result)`` for every applied command, in log order."""
@@ -231,6 +281,9 @@ class RaftDriver:
                 if not future.done():
                     future.set_exception(shutting_down)
             self._pending.fail_all(shutting_down)
+            for _, future in self._controls:
+                if not future.done():
+                    future.set_exception(shutting_down)
             self._reads.fail_all(Unavailable("the node is shutting down"))
             self._executor.shutdown(wait=True)
             self.store.close()
@@ -258,6 +311,14 @@ class RaftDriver:
         inbox, self._inbox = self._inbox, []
         for message in inbox:
             core.step(message)
+        controls, self._controls = self._controls, []
+        for action, future in controls:
+            if future.done():
+                continue
+            try:
+                future.set_result(action())
+            except Exception as exc:  # noqa: BLE001  (the caller handles it: NotLeader, a refused change)
+                future.set_exception(exc)
         if self._proposals:
             batch = self._proposals[:MAX_PROPOSALS_PER_TURN]
             del self._proposals[:MAX_PROPOSALS_PER_TURN]
