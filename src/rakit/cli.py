@@ -51,6 +51,8 @@ def node(
     tls_cert: Annotated[Optional[str], typer.Option(envvar="TLS_CERT", help="PEM certificate: serve HTTPS and present it to peers.")] = None,
     tls_key: Annotated[Optional[str], typer.Option(envvar="TLS_KEY", help="PEM private key of --tls-cert.")] = None,
     tls_ca: Annotated[Optional[str], typer.Option(envvar="TLS_CA", help="PEM CA: verify peers (mutual TLS between nodes).")] = None,
+    join: Annotated[Optional[str], typer.Option(envvar="JOIN", help="URL of any member of a running cluster: join it as a learner (then promote).")] = None,
+    advertise_url: Annotated[Optional[str], typer.Option(envvar="ADVERTISE_URL", help="With --join: the URL the others reach this node at (default http://host:port).")] = None,
 ) -> None:
     """Run one rakit node (see API.md, "Starting a node")."""
     try:
@@ -61,7 +63,7 @@ def node(
             election_ticks=election_ticks, heartbeat_ticks=heartbeat_ticks,
             snapshot_entries=snapshot_entries, log_level=log_level.lower(),
             cluster_secret=cluster_secret, cluster_secret_file=cluster_secret_file, auth_tokens=auth_tokens,
-            tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca,
+            tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, join=join, advertise_url=advertise_url,
         )
     except ConfigError as exc:
         fail(str(exc))

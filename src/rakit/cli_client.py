@@ -10,6 +10,7 @@ and exits 1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -22,7 +23,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from rakit.client import Client, RakitError
+from rakit.client import Client, RakitError, calls
 
 Nodes = Annotated[Optional[str], typer.Option(
     "--nodes", envvar="RAKIT_NODES", help="Node URLs, comma-separated (default: the local cluster).")]
@@ -357,8 +358,73 @@ def cache_stats(nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = F
         emit(rows, as_json, render)
 
 
+# -- membership ---------------------------------------------------------------------
+
+member_app = typer.Typer(help="Cluster membership: list, add (as a learner), promote, remove.", no_args_is_help=True)
+
+
+def members_table(view: dict[str, Any]) -> Table:
+    table = Table(title=f"members (leader: {view.get('leader') or 'none'})", title_justify="left")
+    for column in ("id", "role", "url", "caught up"):
+        table.add_column(column)
+    for m in view.get("voters", []):
+        table.add_row(m["id"], "[bold green]leader[/]" if m["id"] == view.get("leader") else "voter",
+                      m.get("url") or "-", "")
+    for m in view.get("learners", []):
+        caught = m.get("caught_up")
+        table.add_row(m["id"], "[yellow]learner[/]", m.get("url") or "-",
+                      "-" if caught is None else ("[green]yes[/]" if caught else "[red]no[/]"))
+    return table
+
+
+@member_app.command("list")
+def member_list(nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False) -> None:
+    """Voters and learners with their URLs (learners: caught up, as the leader sees it)."""
+    with connected(nodes, token) as client:
+        view = client.members()
+        leader_url = next((m["url"] for m in view.get("voters", []) if m["id"] == view.get("leader")), None)
+        if leader_url and view.get("node_id") != view.get("leader"):
+            with contextlib.suppress(RakitError):  # the leader's view says which learners are caught up
+                view = client._run(calls.members(), leader_url)
+        emit(view, as_json, members_table)
+
+
+@member_app.command("add")
+def member_add(node_id: Annotated[str, typer.Argument(help="The new node's --id.")],
+               url: Annotated[str, typer.Argument(help="Where it serves, e.g. http://10.0.0.4:8001.")],
+               nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False) -> None:
+    """Add a node as a learner (``rakit node --join`` does this itself)."""
+    with connected(nodes, token) as client:
+        emit(client.add_member(node_id, url), as_json, kv_table("added as a learner"))
+
+
+@member_app.command("promote")
+def member_promote(node_id: Annotated[str, typer.Argument(help="A caught-up learner.")],
+                   nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False) -> None:
+    """Make a caught-up learner a voter."""
+    with connected(nodes, token) as client:
+        emit(client.promote(node_id), as_json, kv_table("promoted"))
+
+
+@member_app.command("remove")
+def member_remove(node_id: Annotated[str, typer.Argument(help="A voter or learner.")],
+                  nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False) -> None:
+    """Remove a member (then stop its process)."""
+    with connected(nodes, token) as client:
+        emit(client.remove_member(node_id), as_json, kv_table("removed"))
+
+
+def transfer_leader(to: Annotated[str | None, typer.Option(help="The voter to hand leadership to.")] = None,
+                    nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False) -> None:
+    """Hand Raft leadership to another voter (default: the most caught-up one)."""
+    with connected(nodes, token) as client:
+        emit(client.transfer_leader(to), as_json, kv_table("leadership transferred"))
+
+
 def register(app: typer.Typer) -> None:
     app.command("status")(status)
+    app.add_typer(member_app, name="member")
+    app.command("transfer-leader")(transfer_leader)
     app.add_typer(lock_app, name="lock")
     app.add_typer(queue_app, name="queue")
     app.add_typer(cache_app, name="cache")

@@ -44,10 +44,18 @@ class NodeConfig:
     tls_key: Path | None = None
     tls_ca: Path | None = None  # verify peers with this CA; nodes then present their certificate too
     extra: dict[str, str] = field(default_factory=dict)
+    # Joining a running cluster (``--join``): the member asked, and the voters it reported.
+    join: str | None = None
+    voters: tuple[str, ...] | None = None  # None: every peer (the --peers start)
 
     @property
     def peer_ids(self) -> list[str]:
         return sorted(self.peers)
+
+    @property
+    def initial_voters(self) -> tuple[str, ...]:
+        """The configuration before any membership entry: every ``--peers`` member, or what a join reported."""
+        return self.voters if self.voters is not None else tuple(self.peer_ids)
 
     @property
     def others(self) -> dict[str, str]:
@@ -102,8 +110,21 @@ def build_config(
 ) -> NodeConfig:
     if not node_id:
         raise ConfigError("--id (or NODE_ID) is required")
+    join = rest.pop("join", None)
+    advertise_url = rest.pop("advertise_url", None)
+    if join is not None:
+        join = str(join).rstrip("/")
+        if not parse_peers(f"x={join}"):  # pragma: no cover - parse_peers raises on a bad URL
+            raise ConfigError(f"malformed --join URL {join!r}")
+        if not peers:
+            if advertise_url is None:
+                if port is None:
+                    raise ConfigError("--join needs --port or --advertise-url (where this node serves)")
+                advertise_url = f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{port}"
+            peers = f"{node_id}={advertise_url}"
     if not peers:
-        raise ConfigError("--peers (or PEERS) is required: list every member as id=url, comma-separated")
+        raise ConfigError("--peers (or PEERS) is required: list every member as id=url, comma-separated "
+                          "(or --join <url of a member> to join a running cluster)")
     peer_map = parse_peers(peers)
     if node_id not in peer_map:
         raise ConfigError(f"unknown node id {node_id!r}: --peers lists {', '.join(sorted(peer_map))}")
@@ -123,6 +144,7 @@ def build_config(
         raise ConfigError("--dedup-window must not be negative")
     security = _security(numbers)
     return NodeConfig(
+        join=join,  # type: ignore[arg-type]
         node_id=node_id,
         host=host,
         port=port,

@@ -120,6 +120,23 @@ class AsyncClient:
 
         return list(await asyncio.gather(*(one(u) for u in self.nodes)))
 
+    # -- membership (operators; see ``Client``) --------------------------------
+
+    async def members(self) -> dict[str, Any]:
+        return await self._run(calls.members())  # type: ignore[no-any-return]
+
+    async def add_member(self, node_id: str, url: str) -> dict[str, Any]:
+        return await self._run(calls.add_member(node_id, url))  # type: ignore[no-any-return]
+
+    async def promote(self, node_id: str) -> dict[str, Any]:
+        return await self._run(calls.promote(node_id))  # type: ignore[no-any-return]
+
+    async def remove_member(self, node_id: str) -> dict[str, Any]:
+        return await self._run(calls.remove_member(node_id))  # type: ignore[no-any-return]
+
+    async def transfer_leader(self, to: str | None = None) -> dict[str, Any]:
+        return await self._run(calls.transfer_leader(to))  # type: ignore[no-any-return]
+
     async def aclose(self) -> None:
         """Close the connection pool (``with``/``async with`` the client does it).
 

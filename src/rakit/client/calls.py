@@ -185,3 +185,30 @@ def cache_stats() -> Call:
 
 def status() -> Call:
     return Call("GET", "/status")
+
+
+# -- membership ---------------------------------------------------------------------
+
+
+def members() -> Call:
+    return Call("GET", "/cluster/members")
+
+
+def add_member(node_id: str, url: str) -> Call:
+    # A retry after a lost answer finds the node added already.
+    return Call("POST", "/cluster/members", {"id": node_id, "url": url}, wait=5.0, retry_success="member_exists",
+                retry_result={"id": node_id})
+
+
+def promote(node_id: str) -> Call:
+    return Call("POST", f"/cluster/members/{key_path(node_id)}/promote", {}, wait=5.0,
+                retry_success="already_voter", retry_result={"id": node_id})
+
+
+def remove_member(node_id: str) -> Call:
+    return Call("DELETE", f"/cluster/members/{key_path(node_id)}", wait=5.0, retry_success="unknown_member",
+                retry_result={"id": node_id})
+
+
+def transfer_leader(to: str | None) -> Call:
+    return Call("POST", "/cluster/transfer-leader", {"to": to} if to else {}, wait=2.0)

@@ -143,6 +143,28 @@ class Client:
                 out.append({"url": url, "ok": False, "error": str(exc)})
         return out
 
+    # -- membership (operators; README "Membership") -------------------------
+
+    def members(self) -> dict[str, Any]:
+        """The configuration as the first node that answers sees it: voters, learners, leader."""
+        return self._run(calls.members())  # type: ignore[no-any-return]
+
+    def add_member(self, node_id: str, url: str) -> dict[str, Any]:
+        """Add a node as a learner (usually done by ``rakit node --join``)."""
+        return self._run(calls.add_member(node_id, url))  # type: ignore[no-any-return]
+
+    def promote(self, node_id: str) -> dict[str, Any]:
+        """Make a caught-up learner a voter."""
+        return self._run(calls.promote(node_id))  # type: ignore[no-any-return]
+
+    def remove_member(self, node_id: str) -> dict[str, Any]:
+        """Remove a voter or learner (the leader hands over leadership first)."""
+        return self._run(calls.remove_member(node_id))  # type: ignore[no-any-return]
+
+    def transfer_leader(self, to: str | None = None) -> dict[str, Any]:
+        """Hand leadership to ``to`` (default: the most caught-up other voter)."""
+        return self._run(calls.transfer_leader(to))  # type: ignore[no-any-return]
+
     def close(self) -> None:
         """Close the connection pool (``with``/``async with`` the client does it).
 

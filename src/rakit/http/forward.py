@@ -151,7 +151,10 @@ def identity_headers(request: Request, peer: str, body: bytes, *, method: str | 
 async def relay(runtime: "NodeRuntime", request: Request, body: bytes, leader: str, hops: int,
                 remaining: float | None, idempotent: bool) -> Response | None:
     """The leader's answer, or None when retrying elsewhere is safe."""
-    url = runtime.config.peers[leader] + request.url.path
+    base = runtime.driver.addresses.get(leader)
+    if base is None:
+        return None  # a leader this node has no address for yet: ask again once it has
+    url = base + request.url.path
     if request.url.query:
         url += "?" + request.url.query
     headers = {HOPS_HEADER: str(hops + 1), "content-type": request.headers.get("content-type", "application/json")}

@@ -105,6 +105,8 @@ ERRORS: dict[str, tuple[int, type, str, bool]] = {
                           "leader served the request in time."), True),
     "Unavailable": (503, S.UnavailableError, ("`unavailable`: a dependency did not answer; nothing was "
                     "half-done."), True),
+    "ConfChangeRefused": (409, S.ConfChangeRefusedError, ("`member_exists` / `unknown_member` / `last_voter` / "
+                          "`conf_change_in_progress` / `learner_not_caught_up` / `already_voter`."), False),
     "NotAVoter": (409, S.NotAVoterError, "`not_a_voter`: the target is not a voting member.", False),
     "LockRefused": (409, S.LockRefusedError, "`conflict` / `timeout` / `deadlock`: not granted.", False),
     "NotHolder": (409, S.NotHolderError, "`not_holder`: the client does not hold the lock.", False),
@@ -127,6 +129,7 @@ BODY = ("InvalidRequest", "TooLarge")  # every JSON body: decoding and size
 LEADER = ("LeaderUnavailable",)
 
 RESOURCE = key_param("resource", "The lock's resource name")
+NODE_ID = name_param("id", "A member's node id")
 TOPIC = name_param("topic", "The topic")
 CONSUMER = name_param("consumer_id", "The consumer")
 CACHE_KEY = key_param("key", "The cache key")
@@ -204,6 +207,24 @@ CORE_OPERATIONS: tuple[Op, ...] = (
                Param("timeout", "query", locks.Timeout, "Seconds to wait.", required=False, default=30.0)),
        ok=S.LockWatch, ok_description="The hold ended, there was none, or the timeout ran out.",
        errors=("InvalidRequest", "NoRoute", *LEADER)),
+    Op("GET", "/cluster/members", "cluster", "List the members",
+       "This node's view of the configuration: voters and learners with their URLs (asked at the leader, "
+       "learners also say whether they are caught up).", ok=S.Members, ok_description="The configuration."),
+    Op("POST", "/cluster/members", "cluster", "Add a member (as a learner)",
+       "Adds the node as a non-voting learner: it receives the log (or a snapshot) without counting toward "
+       "commit or elections, so adding it never lowers availability. Promote it once caught up. One "
+       "configuration change at a time; answered once committed.",
+       body=members.AddMemberBody, ok=S.MembershipChanged, ok_description="Committed.",
+       errors=(*BODY, "ConfChangeRefused", *LEADER)),
+    Op("POST", "/cluster/members/{id}/promote", "cluster", "Promote a learner to voter",
+       "Refused (`learner_not_caught_up`) unless the learner's log is within one batch of the leader's.",
+       params=(NODE_ID,), body=members.PromoteBody, ok=S.MembershipChanged, ok_description="Committed.",
+       errors=(*BODY, "ConfChangeRefused", *LEADER)),
+    Op("DELETE", "/cluster/members/{id}", "cluster", "Remove a member",
+       "Removes a voter or learner. A removed leader keeps leading until its removal is committed, then "
+       "steps down; stop the removed node's process afterwards.",
+       params=(NODE_ID,), ok=S.MembershipChanged, ok_description="Committed.",
+       errors=("InvalidRequest", "ConfChangeRefused", *LEADER)),
     Op("POST", "/cluster/transfer-leader", "cluster", "Transfer Raft leadership",
        "Hands leadership to `to` (default: the most caught-up other voter) with TimeoutNow (Raft thesis "
        "3.10): the leader stops taking proposals, brings the target up to date and tells it to start an "
@@ -377,6 +398,9 @@ OPERATIONS: tuple[Op, ...] = CORE_OPERATIONS + _ui_operations()
 # Descriptions of the request Structs (and of a few answer Structs) that live beside their routes:
 # Struct -> (description, {field: description or extra schema keywords}).
 NOTES: dict[type, tuple[str, Mapping[str, str | Mapping[str, Any]]]] = {
+    members.PromoteBody: ("An empty object (the body may also be left out).", {}),
+    members.AddMemberBody: ("A node to add as a learner.", {
+        "id": "Its node id (as its `--id`).", "url": "Where it serves, e.g. `http://10.0.0.4:8001`."}),
     members.TransferBody: ("Where leadership should go.", {
         "to": "The voter to hand leadership to; default: the most caught-up other voter."}),
     locks.AcquireBody: ("A lock request.", {

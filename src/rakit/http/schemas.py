@@ -175,6 +175,43 @@ class NodeStatus(Struct):
     first_log_index: Annotated[int, Meta(ge=1, description="First entry still in the log (after snapshots).")]
     snapshot_index: Annotated[int, Meta(ge=0, description="Last entry covered by the snapshot.")]
     peers: Annotated[list[str], Meta(description="Every voting member, this node included.")]
+    learners: Annotated[list[str], Meta(description="Non-voting members catching up.")]
+
+
+class Member(Struct):
+    """One member: its id and the URL it serves at (null when this node has not learned it)."""
+
+    id: NodeId
+    url: str | None
+    caught_up: Annotated[bool, Meta(description="Learners, asked at the leader: may be promoted now.")] \
+        | UnsetType = UNSET
+
+
+class Members(Struct):
+    """This node's view of the configuration (it takes effect on each node when appended)."""
+
+    node_id: NodeId
+    leader: Annotated[str | None, Meta(description="The leader this node knows of; null if none.")]
+    voters: list[Member]
+    learners: list[Member]
+    pending_change: Annotated[bool, Meta(description="A configuration change is not committed yet.")]
+
+
+class MembershipChanged(Struct):
+    """The change is committed; the configuration after it."""
+
+    id: NodeId
+    voters: list[str]
+    learners: list[str]
+    index: LogIndex
+
+
+class ConfChangeRefusedError(Struct):
+    """The membership change was refused; nothing changed."""
+
+    error: Literal["member_exists", "unknown_member", "last_voter", "conf_change_in_progress",
+                   "learner_not_caught_up", "already_voter"]
+    detail: str
 
 
 class LeaderTransferred(Struct):

@@ -36,14 +36,25 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from rakit.errors import NoLeader, NotLeader, ProposalDropped, Unavailable
+from rakit.errors import MemberExists, NoLeader, NotLeader, ProposalDropped, Unavailable
 from rakit.metrics import NodeMetrics
 from rakit.node.proposals import PendingProposals, PendingReads
 from rakit.raft.config import RaftConfig
 from rakit.raft.core import RaftCore
-from rakit.raft.messages import ENTRY_NORMAL, AnyMessage, Entry, HardState, Snapshot
+from rakit.raft.messages import (
+    ENTRY_CONF,
+    ENTRY_NORMAL,
+    AnyMessage,
+    ConfChange,
+    ConfState,
+    Entry,
+    HardState,
+    Snapshot,
+    decode_conf_entry,
+)
 from rakit.raft.ready import Ready
 from rakit.statemachines.base import StateMachine
+from rakit.statemachines.members import MembersMachine
 from rakit.storage.base import LogStore
 from rakit.transport.base import Transport
 
@@ -56,6 +67,7 @@ INLINE_SAVE_ENTRIES = 2
 T = TypeVar("T")
 ApplyListener = Callable[[Entry, Any], None]
 RoleListener = Callable[[str, "str | None"], None]
+MembershipListener = Callable[[ConfState, dict[str, str]], None]
 
 
 class RaftDriver:
@@ -72,6 +84,8 @@ class RaftDriver:
         tick_seconds: float,
         snapshot_entries: int = 10_000,
         rng: random.Random | None = None,
+        addresses: dict[str, str] | None = None,
+        members: MembersMachine | None = None,
     ) -> None:
         self.node_id = node_id
         self.store = store
@@ -87,6 +101,12 @@ class RaftDriver:
             node_id, voters, config=config, rng=rng or random.Random(),
             hard_state=loaded.hard_state, snapshot=loaded.snapshot, entries=loaded.entries,
         )
+        # The address book: the initial peers, the replicated book (restored with the snapshot)
+        # and the URLs of conf entries still in the log (a configuration counts once appended).
+        self.members = members
+        self.addresses: dict[str, str] = {**(addresses or {}), **(members.addresses if members else {})}
+        self._learn_addresses(loaded.entries)
+        self._membership_listeners: list[MembershipListener] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"raft-disk-{node_id}")
         self._wake = asyncio.Event()
         self._ticks = 0
@@ -211,6 +231,54 @@ class RaftDriver:
             return self.node_id
         return min(others, key=lambda v: (-(p.match if (p := core.progress(v)) else 0), v))
 
+    async def change_membership(self, change: ConfChange, timeout: float = 5.0) -> int:
+        """Propose a one-server change and return its log index once committed.
+
+        Refusals (``ConfChangeRefused`` subclasses, ``NotAVoter``...) come
+        from the core with nothing changed; adding a URL another member
+        already has is refused here (``MemberExists``).
+        """
+        self._check_leader()
+        if change.op == "add_learner":
+            members = self.core.conf_state.members
+            taken = [n for n, url in self.addresses.items()
+                     if n in members and n != change.node and url.rstrip("/") == change.url.rstrip("/")]
+            if taken:
+                raise MemberExists(f"{change.url} is already the address of {taken[0]}")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def propose() -> int:
+            term, index = self.core.propose_conf_change(change)
+            self._pending.add(term, index, future)
+            return index
+
+        index = await self.on_core(propose)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            raise Unavailable(f"the membership change at index {index} did not commit within {timeout:g} s; "
+                              "it may still take effect") from None
+        return index
+
+    def add_membership_listener(self, listener: MembershipListener) -> None:
+        """Call ``listener(conf_state, addresses)`` whenever the configuration or the address book changes,
+        before any message of that turn is sent."""
+        self._membership_listeners.append(listener)
+
+    def _learn_addresses(self, entries: list[Entry]) -> bool:
+        changed = False
+        for entry in entries:
+            if entry.kind != ENTRY_CONF:
+                continue
+            conf_entry = decode_conf_entry(entry.data)
+            if conf_entry is None:
+                continue
+            change = conf_entry.change
+            if change.op == "add_learner" and change.url and self.addresses.get(change.node) != change.url:
+                self.addresses[change.node] = change.url
+                changed = True
+        return changed
+
     def add_apply_listener(self, listener: ApplyListener) -> None:
         """Call ``listener(entry, result)`` for every applied command, in log order."""
         self._listeners.append(listener)
@@ -247,6 +315,7 @@ class RaftDriver:
             "first_log_index": core.first_index,
             "snapshot_index": core.first_index - 1,
             "peers": list(core.voters),
+            "learners": list(core.learners),
         }
 
     def _check_leader(self) -> None:
@@ -361,6 +430,9 @@ class RaftDriver:
         # that asserts a new term or vote waits for the disk.
         send_first = self._leads_in(ready) and (
             ready.hard_state is None or self._only_commit_changed(ready.hard_state))
+        if (self._learn_addresses(ready.entries) or ready.conf_state is not None) and self._membership_listeners:
+            for listener in self._membership_listeners:
+                listener(self.core.conf_state, dict(self.addresses))
         outgoing = self._route_replies(ready.messages)
         if send_first and outgoing:
             self.transport.send(outgoing)
@@ -387,6 +459,8 @@ class RaftDriver:
             self.transport.send(outgoing)
         if ready.snapshot is not None:
             self.machine.restore(ready.snapshot.data)
+            if self.members is not None:
+                self.addresses.update(self.members.addresses)
             self._pending.drop_through(ready.snapshot.meta.index)
             self.metrics.snapshots_installed.inc()
         self._apply(ready.committed_entries)
@@ -440,6 +514,11 @@ class RaftDriver:
                 result = self.machine.apply(entry.index, entry.data)
                 for listener in self._listeners:
                     listener(entry, result)
+            elif entry.kind == ENTRY_CONF and self.members is not None:
+                conf_entry = decode_conf_entry(entry.data)
+                if conf_entry is not None:
+                    self.members.apply_conf(conf_entry.change)
+                    result = conf_entry.conf
             self._pending.applied(entry.index, entry.term, result)
             started = self._propose_started.pop(entry.index, None)
             if started is not None:

@@ -23,6 +23,7 @@ from rakit.security.internal import InternalAuth
 from rakit.security.tls import client_context
 from rakit.statemachines.kv import KvMachine
 from rakit.statemachines.locks import LockTable
+from rakit.statemachines.members import MembersMachine
 from rakit.statemachines.registry import Registry
 from rakit.storage.datadir import DataDir
 from rakit.transport.http import HttpTransport
@@ -38,7 +39,8 @@ class NodeRuntime:
         self.metrics = NodeMetrics(config.node_id)
         self.kv = KvMachine()
         self.lock_table = LockTable()
-        self.machines = Registry([self.lock_table, self.kv])
+        self.members = MembersMachine()
+        self.machines = Registry([self.lock_table, self.kv, self.members])
         # Signs every node-to-node call with the cluster secret (a no-op without one).
         self.internal_auth = InternalAuth(config.cluster_secret, config.node_id)
         self._session: aiohttp.ClientSession | None = None
@@ -85,7 +87,7 @@ class NodeRuntime:
         transport = HttpTransport(c.node_id, c.peers, self._session, self.metrics,
                                   deliver=lambda messages: self.driver.receive(messages), auth=self.internal_auth)
         self._driver = RaftDriver(
-            c.node_id, c.peer_ids,
+            c.node_id, list(c.initial_voters),
             store=self.data_dir.log_store(),
             machine=self.machines,
             transport=transport,
@@ -93,6 +95,8 @@ class NodeRuntime:
             config=RaftConfig(election_ticks=c.election_ticks, heartbeat_ticks=c.heartbeat_ticks),
             tick_seconds=c.tick_ms / 1000.0,
             snapshot_entries=c.snapshot_entries,
+            addresses=dict(c.peers),
+            members=self.members,
         )
         self._locks = LockService(self._driver, self.lock_table, self.machines, self.metrics)
         self._leases = LeaseKeeper(self._driver, self.lock_table, self.machines)
@@ -101,12 +105,31 @@ class NodeRuntime:
         self._redis = connect(c.redis_url)
         store = RedisQueueStore(self._redis, max_deliveries=c.max_deliveries, dedup_window=c.dedup_window,
                                 op_timeout=3.0)
-        self._queue = QueueService(c.node_id, c.peers, ConsistentHashRing(c.peer_ids), store, self._session,
-                                   self.metrics, auth=self.internal_auth)
+        conf = self._driver.core.conf_state
+        self._queue = QueueService(c.node_id, self._member_urls(conf, self._driver.addresses),
+                                   ConsistentHashRing(conf.voters), store, self._session, self.metrics,
+                                   auth=self.internal_auth)
+        transport.set_peers(self._member_urls(conf, self._driver.addresses))
+        self._driver.add_membership_listener(self._follow_membership)
         self._cache = CacheService(c.node_id, c.peers, self._session,
                                    CacheSettings(capacity=c.cache_capacity, max_bytes=c.cache_max_bytes),
                                    auth=self.internal_auth)
         self.metrics.watch_cache(self._cache.stats)
+
+    def _member_urls(self, conf: Any, addresses: dict[str, str]) -> dict[str, str]:
+        return {n: addresses[n] for n in conf.members if n in addresses}
+
+    def _follow_membership(self, conf: Any, addresses: dict[str, str]) -> None:
+        """A configuration took effect here: Raft sends to its members, the queue's ring is its voters.
+
+        The cache keeps its start-up peers for now (a joined node's cache answers 503).
+        """
+        urls = self._member_urls(conf, addresses)
+        self.driver.transport.set_peers(urls)  # type: ignore[attr-defined]
+        if self._queue is not None:
+            self._queue.set_members(urls, conf.voters)
+        log.warning("%s: configuration now voters %s, learners %s", self.node_id, list(conf.voters),
+                    list(conf.learners))
 
     async def run(self) -> None:
         """Every background task of the node, supervised together."""

@@ -70,6 +70,13 @@ def check_tls(config: NodeConfig) -> None:
 
 def serve(config: NodeConfig) -> None:
     check_tls(config)  # before anything is opened or bound
+    if config.join is not None:
+        from rakit.node.join import JoinError, join_cluster
+
+        try:
+            config = join_cluster(config)
+        except JoinError as exc:
+            raise ServeError(str(exc)) from None
 
     from rakit.http.app import create_app
 

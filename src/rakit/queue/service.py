@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
@@ -85,6 +85,15 @@ class PeerHealth:
     def is_alive(self, node: str) -> bool:
         return node == self.node_id or self.alive.get(node, False)
 
+    def set_peers(self, peers: Mapping[str, str]) -> None:
+        """Probe exactly ``peers`` from now on; a new one counts as alive until a probe says otherwise."""
+        self.peers = dict(peers)
+        for node in list(self.alive):
+            if node not in self.peers:
+                del self.alive[node]
+        for node in self.peers:
+            self.alive.setdefault(node, True)
+
     def went_down(self, node: str) -> asyncio.Event:
         """Set once ``node`` is marked down (already set when it is down now)."""
         event = self._down_events.setdefault(node, asyncio.Event())
@@ -93,6 +102,8 @@ class PeerHealth:
         return event
 
     def _set(self, node: str, ok: bool) -> None:
+        if node not in self.peers:
+            return  # removed from the cluster while its probe ran
         was = self.alive.get(node)
         self.alive[node] = ok
         if was and not ok:
@@ -118,9 +129,9 @@ class PeerHealth:
         self._set(node, ok)
 
     async def run(self) -> None:
-        others = [p for p in self.peers if p != self.node_id]
         while True:
             started = time.monotonic()
+            others = [p for p in self.peers if p != self.node_id]
             await asyncio.gather(*(self.probe(p) for p in others))
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
@@ -145,6 +156,21 @@ class QueueService:
         self._wakeups: dict[str, asyncio.Event] = {}
 
     # -- ownership -----------------------------------------------------------
+
+    def set_members(self, peers: Mapping[str, str], voters: Iterable[str]) -> None:
+        """Follow a membership change: topics are owned on a ring of the voters; every member is probed.
+
+        Topics move with the ring: Redis is shared, so the new owner serves
+        them at once and nothing is lost (a message in flight is requeued by
+        whichever node owns its topic when its visibility timeout passes).
+        """
+        self.peers = dict(peers)
+        self.health.set_peers(self.peers)
+        wanted = set(voters)
+        for node in set(self.ring.nodes) - wanted:
+            self.ring.remove(node)
+        for node in sorted(wanted - set(self.ring.nodes)):
+            self.ring.add(node)
 
     def owner(self, topic: str) -> str:
         """The first node of the topic's successor list believed alive (rule 1)."""

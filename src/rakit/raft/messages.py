@@ -143,14 +143,19 @@ class ConfState(msgspec.Struct, frozen=True, array_like=True):
 
 
 class ConfChange(msgspec.Struct, frozen=True, array_like=True):
-    """One server changes (thesis 4.1): joins as a learner, becomes a voter, or leaves."""
+    """One server changes (thesis 4.1): joins as a learner, becomes a voter, or leaves.
+
+    ``url`` (with ``add_learner``) is where the node serves; the core ignores
+    it, the driver keeps it in its address book (``rakit.statemachines.members``).
+    """
 
     op: ConfOp
     node: NodeId
+    url: str = ""
 
     @classmethod
-    def add_learner(cls, node: str) -> ConfChange:
-        return cls("add_learner", node)
+    def add_learner(cls, node: str, url: str = "") -> ConfChange:
+        return cls("add_learner", node, url)
 
     @classmethod
     def promote(cls, node: str) -> ConfChange:

@@ -143,14 +143,25 @@ class PeerSender:
 
 
 class HttpTransport:
+    """One ``PeerSender`` per peer; ``set_peers`` follows membership changes (senders come and go)."""
+
     def __init__(self, node_id: str, peers: dict[str, str], session: aiohttp.ClientSession,
                  metrics: NodeMetrics, deliver: Deliver, auth: InternalAuth | None = None) -> None:
-        epoch = random.SystemRandom().getrandbits(62) or 1
+        self.node_id = node_id
+        self.session = session
+        self.metrics = metrics
+        self.deliver = deliver
+        self.auth = auth
+        self.epoch = random.SystemRandom().getrandbits(62) or 1
         self.senders = {
-            peer_id: PeerSender(node_id, epoch, peer_id, url, session, metrics, deliver, auth)
-            for peer_id, url in peers.items()
-            if peer_id != node_id
+            peer_id: self._sender(peer_id, url) for peer_id, url in peers.items() if peer_id != node_id
         }
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._running = False
+
+    def _sender(self, peer_id: str, url: str) -> PeerSender:
+        return PeerSender(self.node_id, self.epoch, peer_id, url, self.session, self.metrics, self.deliver,
+                          self.auth)
 
     def send(self, messages: list[AnyMessage]) -> None:
         touched = set()
@@ -162,7 +173,36 @@ class HttpTransport:
         for dst in touched:
             self.senders[dst].wake.set()
 
+    def set_peers(self, peers: dict[str, str]) -> None:
+        """Send to exactly ``peers`` (id -> URL) from now on: new ones get a sender, gone ones lose theirs."""
+        wanted = {p: u for p, u in peers.items() if p != self.node_id}
+        for peer_id in [p for p, sender in self.senders.items() if wanted.get(p) != sender.url]:
+            del self.senders[peer_id]
+            task = self._tasks.pop(peer_id, None)
+            if task is not None:
+                task.cancel()
+        for peer_id, url in wanted.items():
+            if peer_id not in self.senders:
+                self.senders[peer_id] = self._sender(peer_id, url)
+                if self._running:
+                    self._start(peer_id)
+
+    def _start(self, peer_id: str) -> None:
+        sender = self.senders[peer_id]
+        self._tasks[peer_id] = asyncio.get_running_loop().create_task(sender.run(), name=f"raft-send-{peer_id}")
+
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as group:
-            for sender in self.senders.values():
-                group.create_task(sender.run(), name=f"raft-send-{sender.peer_id}")
+        self._running = True
+        for peer_id in self.senders:
+            self._start(peer_id)
+        try:
+            while True:  # a sender only ends by cancellation; surface a crash like a TaskGroup would
+                await asyncio.sleep(1.0)
+                for task in list(self._tasks.values()):
+                    if task.done() and not task.cancelled() and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+        finally:
+            self._running = False
+            for task in self._tasks.values():
+                task.cancel()
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)

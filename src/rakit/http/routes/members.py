@@ -1,4 +1,21 @@
-"""``/cluster/transfer-leader``: hand Raft leadership to another voter (thesis 3.10).
+"""``/cluster/members`` and ``/cluster/transfer-leader``: membership changes and leadership transfer.
+
+``GET /cluster/members`` -> this node's view: ``{"leader", "voters": [{"id", "url"}],
+"learners": [{"id", "url", "caught_up"?}], "pending_change"}`` (``caught_up`` when asked at the leader).
+``POST /cluster/members {"id", "url"}`` adds a node as a non-voting learner;
+``POST /cluster/members/{id}/promote`` makes a caught-up learner a voter;
+``DELETE /cluster/members/{id}`` removes a voter or learner (a removed leader
+steps down once its removal is committed; asked to remove itself, the
+leader first transfers leadership to the most caught-up voter, so writes
+pause for a hand-over, not an election).  Each is one Raft configuration
+entry, one server at a time (``rakit.raft.core`` rules 12-16), answered once
+committed: ``{"id", "voters", "learners", "index"}``.  Refused with ``409``
+and nothing changed: ``member_exists`` (the id or the URL), ``unknown_member``,
+``last_voter``, ``conf_change_in_progress``, ``learner_not_caught_up``,
+``already_voter``.  A new node is usually started with ``rakit node --join
+<url of any member>``, which does the add itself.
+
+``/cluster/transfer-leader``: hand Raft leadership to another voter (thesis 3.10).
 
 ``POST /cluster/transfer-leader {"to"?: node id}`` -> ``{"leader", "previous", "took_ms"}``
 once ``to`` (default: the most caught-up other voter) leads.  Any node
@@ -15,20 +32,97 @@ target did not take over within 2 s; the old leader then leads again).
 from __future__ import annotations
 
 import time
+from typing import Annotated, Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from rakit.errors import NotLeader
 from rakit.http.forward import on_leader
-from rakit.http.json import Name, decode, json_response, read_body
+from rakit.http.json import Name, decode, json_response, path_name, read_body
+from rakit.raft.messages import ConfChange
 
 TRANSFER_TIMEOUT = 2.0
+CHANGE_TIMEOUT = 5.0
+
+Url = Annotated[str, msgspec.Meta(min_length=8, max_length=512, pattern=r"^https?://[^\s/]+(:[0-9]{1,5})?/?$")]
 
 
 class TransferBody(msgspec.Struct):
     to: Name | None = None
+
+
+class PromoteBody(msgspec.Struct):
+    """Nothing yet; an empty body (or ``{}``) is fine."""
+
+
+class AddMemberBody(msgspec.Struct):
+    id: Name
+    url: Url
+
+
+def members_view(runtime: Any) -> dict[str, Any]:
+    driver = runtime.driver
+    core = driver.core
+    conf = core.conf_state
+    leads = driver.is_leader
+
+    def entry(node: str, learner: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": node, "url": driver.addresses.get(node)}
+        if learner and leads:
+            out["caught_up"] = core.is_caught_up(node)
+        return out
+
+    return {
+        "node_id": runtime.node_id,
+        "leader": driver.leader_id,
+        "voters": [entry(n, False) for n in conf.voters],
+        "learners": [entry(n, True) for n in conf.learners],
+        "pending_change": core.pending_conf_index > core.commit_index,
+    }
+
+
+async def list_members(request: Request) -> Response:
+    return json_response(members_view(request.app.state.runtime))
+
+
+async def _change(request: Request, body: bytes, change: ConfChange) -> Response:
+    runtime = request.app.state.runtime
+
+    async def leader() -> Response:
+        driver = runtime.driver
+        if change.op == "remove" and change.node == runtime.node_id and len(driver.core.voters) > 1:
+            # Removing the leader: hand leadership over first (one round trip instead of an
+            # election after it steps down), then the new leader commits the removal.
+            new = await driver.transfer_leader(None, TRANSFER_TIMEOUT)
+            if new != runtime.node_id:
+                raise NotLeader(new)  # on_leader relays the request to the new leader
+        index = await driver.change_membership(change, CHANGE_TIMEOUT)
+        conf = runtime.driver.core.conf_state
+        return json_response({"id": change.node, "voters": list(conf.voters), "learners": list(conf.learners),
+                              "index": index})
+
+    return await on_leader(runtime, request, body, leader, wait=CHANGE_TIMEOUT)
+
+
+async def add_member(request: Request) -> Response:
+    body = await read_body(request)
+    parsed = decode(body, AddMemberBody)
+    return await _change(request, body, ConfChange.add_learner(parsed.id, parsed.url.rstrip("/")))
+
+
+async def promote_member(request: Request) -> Response:
+    node = path_name(request.path_params["id"], "id")
+    body = await read_body(request)
+    decode(body or b"{}", PromoteBody)
+    return await _change(request, body, ConfChange.promote(node))
+
+
+async def remove_member(request: Request) -> Response:
+    node = path_name(request.path_params["id"], "id")
+    return await _change(request, b"", ConfChange.remove(node))
 
 
 async def transfer_leader(request: Request) -> Response:
@@ -47,5 +141,9 @@ async def transfer_leader(request: Request) -> Response:
 
 
 routes = [
+    Route("/cluster/members", list_members, methods=["GET"]),
+    Route("/cluster/members", add_member, methods=["POST"]),
+    Route("/cluster/members/{id}/promote", promote_member, methods=["POST"]),
+    Route("/cluster/members/{id}", remove_member, methods=["DELETE"]),
     Route("/cluster/transfer-leader", transfer_leader, methods=["POST"]),
 ]

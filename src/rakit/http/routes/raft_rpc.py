@@ -68,7 +68,9 @@ def accept_batch(runtime: "NodeRuntime", data: bytes) -> tuple[str, list[AnyMess
         batch = decode_batch(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InvalidRequest(f"malformed raft batch: {exc}") from None
-    if batch.src not in runtime.config.peers or batch.src == runtime.node_id:
+    # Any node in this node's address book: the configured peers and every node a
+    # configuration entry added (the core then filters by the configuration in force).
+    if batch.src not in runtime.driver.addresses or batch.src == runtime.node_id:
         raise InvalidRequest(f"sender {batch.src!r} is not a peer of {runtime.node_id}")
     messages = [m for m in batch.messages if m.src == batch.src and m.dst == runtime.node_id]
     for message in messages:
@@ -119,8 +121,9 @@ def check_message(runtime: "NodeRuntime", m: AnyMessage) -> None:
         meta = m.snapshot.meta
         if meta.term > m.term:
             raise InvalidRequest(f"InstallSnapshot: snapshot term {meta.term} is above the term {m.term}")
-        if len(set(meta.voters)) != len(meta.voters) or set(meta.voters) != set(runtime.config.peers):
-            raise InvalidRequest(f"InstallSnapshot: voters {meta.voters!r} are not this cluster's members")
+        if not meta.conf_state().is_valid():
+            raise InvalidRequest(f"InstallSnapshot: voters {meta.voters!r} / learners {meta.learners!r} "
+                                 "are not a valid configuration")
         scratch = Registry([type(machine)() for machine in runtime.machines.machines.values()])
         try:
             scratch.restore(m.snapshot.data)
