@@ -25,6 +25,8 @@ class NodeMetrics:
         self.last_log_index = Gauge("rakit_raft_last_log_index", "Last index in the log.", registry=r)
         self.log_entries = Gauge("rakit_raft_log_entries", "Entries kept in the log (after the snapshot).", registry=r)
         self.snapshot_index = Gauge("rakit_raft_snapshot_index", "Index of the latest snapshot.", registry=r)
+        self.voters = Gauge("rakit_raft_voters", "Voting members in the configuration in force here.", registry=r)
+        self.learners = Gauge("rakit_raft_learners", "Learners (non-voting members) in the configuration.", registry=r)
         self.leader_changes = Counter("rakit_raft_leader_changes", "Times the known leader changed.", registry=r)
         self.proposals = Counter("rakit_raft_proposals", "Commands proposed by this node as leader.", registry=r)
         self.proposal_seconds = Histogram(

@@ -117,6 +117,14 @@ def test_grow_to_five_and_shrink_back_to_three_under_writes(cluster_factory, tmp
         assert sorted(m["id"] for m in view["voters"]) == ["node1", "node2", "node3", "node4", "node5"]
         status, body = post(joined["node4"].url + "/cluster/members/node4/promote", {})
         assert status == 409 and body["error"] == "already_voter", body
+        # Status, the dashboard's overview and the metrics follow the configuration.
+        status, body = get(cluster.nodes["node1"].url + "/status")
+        assert sorted(body["peers"]) == ["node1", "node2", "node3", "node4", "node5"] and body["learners"] == []
+        status, body = get(joined["node5"].url + "/cluster/overview")
+        assert status == 200 and sorted(n["node_id"] for n in body["nodes"]) == sorted(body_ids := [
+            "node1", "node2", "node3", "node4", "node5"]), body_ids
+        status, text = call("GET", joined["node4"].url + "/metrics")
+        assert "rakit_raft_voters 5.0" in text and "rakit_raft_learners 0.0" in text
 
         # The joined nodes serve: a write through node5 commits, reads there see it.
         status, body = retry_until_ok("POST", joined["node5"].url + "/kv/put", {"key": "via5", "value": 5}, timeout=10)

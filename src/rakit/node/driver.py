@@ -568,6 +568,9 @@ class RaftDriver:
         m.last_log_index.set(core.last_index)
         m.log_entries.set(core.last_index - core.first_index + 1)
         m.snapshot_index.set(core.first_index - 1)
+        conf = core.conf_state
+        m.voters.set(len(conf.voters))
+        m.learners.set(len(conf.learners))
 
 
 __all__ = ["RaftDriver", "ProposalDropped"]

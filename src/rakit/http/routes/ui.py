@@ -293,6 +293,14 @@ def _pick_leader(nodes: list[NodeView]) -> tuple[str | None, int | None, list[st
     return leader, term, leaders
 
 
+def _members(runtime: NodeRuntime) -> dict[str, str]:
+    """The voters and learners of the configuration in force here, with their URLs (membership changes)."""
+    driver = runtime.driver
+    urls = {n: driver.addresses[n] for n in driver.core.conf_state.members if n in driver.addresses}
+    urls.setdefault(runtime.node_id, runtime.config.url)
+    return urls
+
+
 async def cluster_overview(request: Request) -> Response:
     """Every node's Raft status and cache counters, gathered by this node in parallel."""
     runtime: NodeRuntime = request.app.state.runtime
@@ -307,7 +315,7 @@ async def cluster_overview(request: Request) -> Response:
     views = await asyncio.gather(*(
         _local_view(runtime, url) if node_id == runtime.node_id
         else _peer_view(runtime, node_id, url, timeout, signer(node_id))
-        for node_id, url in runtime.config.peers.items()))
+        for node_id, url in _members(runtime).items()))
     leader, term, leaders = _pick_leader(list(views))
     return json_response(ClusterOverview(node=runtime.node_id, leader=leader, term=term, leaders=leaders,
                                          nodes=list(views), generated_at=time.time()))
