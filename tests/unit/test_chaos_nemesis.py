@@ -62,6 +62,7 @@ def test_minority_counts_one_way_cuts_as_no_link() -> None:
 def test_parse_nemeses() -> None:
     assert nem.parse_nemeses("partition, bridge,kill") == ("partition", "bridge", "kill")
     assert nem.parse_nemeses("isolate,redis") == ("isolate-leader", "redis-kill")
+    assert nem.parse_nemeses("membership") == ("member",)
     assert nem.parse_nemeses("all") == nem.NEMESES
     assert nem.parse_nemeses("none") == ()
     with pytest.raises(nem.NemesisError, match="unknown nemesis 'flood'"):

@@ -17,7 +17,10 @@ Kinds (``NEMESES``):
 - ``bridge``: two halves that overlap in one node, which hears both;
 - ``kill``: SIGKILL one node (the leader half the time), restart it when healed;
 - ``pause``: SIGSTOP one node (the leader half the time), SIGCONT when healed;
-- ``redis-kill``: SIGKILL Redis, restart it (same append-only file) when healed.
+- ``redis-kill``: SIGKILL Redis, restart it (same append-only file) when healed;
+- ``member``: remove one node (the leader half the time) from the
+  configuration, SIGKILL it and wipe its data dir; when healed it starts
+  empty with ``--join``, catches up as a learner and is promoted again.
 
 ``minority()`` says which nodes a set of cuts leaves unable to exchange
 messages with a majority: the chaos checkers require that those nodes grant
@@ -33,9 +36,10 @@ from typing import Any
 
 NETWORK = ("partition", "isolate-leader", "asymmetric", "bridge")
 PROCESS = ("kill", "pause", "redis-kill")
-NEMESES: tuple[str, ...] = NETWORK + PROCESS
+MEMBERSHIP = ("member",)
+NEMESES: tuple[str, ...] = NETWORK + PROCESS + MEMBERSHIP
 #: Short names accepted on the command line.
-ALIASES = {"isolate": "isolate-leader", "redis": "redis-kill", "all": ",".join(NEMESES)}
+ALIASES = {"isolate": "isolate-leader", "redis": "redis-kill", "membership": "member", "all": ",".join(NEMESES)}
 LEADER = "<leader>"  # a step's target to be resolved when it runs
 
 

@@ -17,6 +17,7 @@ import contextlib
 import json
 import random
 import secrets
+import shutil
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -73,15 +74,27 @@ class Cluster:
         self.testbed = testbed
         self.ids = [f"node{i}" for i in range(1, size + 1)]
         secret = secrets.token_urlsafe(32)
+        self.out = out
+        self.env = {"CLUSTER_SECRET": secret}
         self.redis = RedisProcess(REDIS_PORT, out / "redis", host=testbed.address("redis"),
                                   log_path=out / "logs" / "redis.log", wrap=testbed.wrap("redis", []))
         self.peers = {i: f"http://{testbed.address(i)}:{NODE_PORT}" for i in self.ids}
         self.nodes = {
             i: NodeProcess(i, NODE_PORT, self.peers, self.redis.url, out / i, host=testbed.address(i),
                            log_path=out / "logs" / f"{i}.log", wrap=testbed.wrap(i, []),
-                           env={"CLUSTER_SECRET": secret})
+                           env=self.env)
             for i in self.ids
         }
+
+    def fresh(self, node_id: str, join: str) -> NodeProcess:
+        """``node_id`` again, on the same test host and port, with an empty data dir, joining through ``join``."""
+        old = self.nodes[node_id]
+        shutil.rmtree(old.data_dir, ignore_errors=True)
+        node = NodeProcess(node_id, NODE_PORT, {node_id: self.peers[node_id]}, self.redis.url, old.data_dir,
+                           host=old.host, log_path=old.log_path, wrap=old.wrap, env=self.env,
+                           extra_args=["--join", join])
+        self.nodes[node_id] = node
+        return node.start()
 
     def start(self, timeout: float = 30.0) -> None:
         self.redis.start(wait=True, timeout=10.0)
@@ -191,6 +204,9 @@ class Nemesis:
                 cluster.nodes[str(step.target)].pause()
             elif step.kind == "redis-kill":
                 await asyncio.to_thread(cluster.redis.kill)
+            elif step.kind == "member":
+                await self.remove(str(step.target))
+                await asyncio.to_thread(cluster.nodes[str(step.target)].kill)
             if step.target and not nodes:
                 nodes = (step.target,)
             start = self.recorder.now()
@@ -212,6 +228,47 @@ class Nemesis:
             self.cluster.nodes[str(step.target)].resume()
         elif step.kind == "redis-kill":
             await asyncio.to_thread(self.cluster.redis.start, True, 10.0)
+        elif step.kind == "member":
+            await self.rejoin(str(step.target))
+
+    async def _call(self, method: str, url: str, body: Any = None) -> tuple[int, Any]:
+        try:
+            async with self.session.request(method, url, json=body, timeout=aiohttp.ClientTimeout(total=12)) as r:
+                return r.status, await r.json(content_type=None)
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+            return 0, None
+
+    async def _members_call(self, method: str, path: str, done: set[str], deadline: float) -> bool:
+        """``method path`` through any other live node until answered 200 (or an error code in ``done``)."""
+        while time.monotonic() < deadline:
+            for node_id, url in self.cluster.peers.items():
+                proc = self.cluster.nodes[node_id]
+                if not proc.alive or proc.paused or path.split("/")[3] == node_id:
+                    continue
+                status, body = await self._call(method, url + path)
+                if status == 200 or (isinstance(body, dict) and body.get("error") in done):
+                    return True
+            await asyncio.sleep(0.2)
+        return False
+
+    async def remove(self, node_id: str) -> None:
+        """Take ``node_id`` out of the configuration (committed), through another member."""
+        if not await self._members_call("DELETE", f"/cluster/members/{node_id}", {"unknown_member"},
+                                        time.monotonic() + 20):
+            raise ChaosError(f"the member nemesis could not remove {node_id} within 20 s")
+
+    async def rejoin(self, node_id: str) -> None:
+        """Start ``node_id`` empty with ``--join``, wait until it has caught up, promote it."""
+        via = next(url for n, url in self.cluster.peers.items() if n != node_id and self.cluster.nodes[n].alive)
+        await asyncio.to_thread(self.cluster.fresh, node_id, via)
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            # ``promote`` is refused (learner_not_caught_up) until the learner has the log.
+            status, body = await self._call("POST", via + f"/cluster/members/{node_id}/promote", {})
+            if status == 200 or (isinstance(body, dict) and body.get("error") == "already_voter"):
+                return
+            await asyncio.sleep(0.3)
+        raise ChaosError(f"the member nemesis could not add {node_id} back within 40 s")
 
 
 async def _drive(config: RunConfig, cluster: Cluster, recorder: wl.Recorder,
