@@ -66,7 +66,8 @@ def runtime(term: int = 3) -> Any:
     """What ``accept_batch`` / ``check_message`` read of a node's runtime."""
     return SimpleNamespace(node_id=ME, config=SimpleNamespace(peers={p: f"http://{p}" for p in PEERS}),
                            machines=Registry([LockTable(), KvMachine()]),
-                           driver=SimpleNamespace(core=SimpleNamespace(term=term)))
+                           driver=SimpleNamespace(core=SimpleNamespace(term=term),
+                                                  addresses={p: f"http://{p}" for p in PEERS}))
 
 
 def registry_snapshot(**kv: bytes) -> bytes:
@@ -347,8 +348,9 @@ def test_malformed_appends_are_refused(entries: list[Entry], prev_term: int, why
 @pytest.mark.parametrize("voters, data, why", [
     (PEERS, b"garbage", "does not restore"),  # found: the driver's restore raised and the node stopped
     (PEERS, msgspec.msgpack.encode({"locks": b"\x01"}), "does not restore"),
-    (["a", "b"], registry_snapshot(), "members"),
-    (["a", "b", "c", "c"], registry_snapshot(), "members"),
+    ([], registry_snapshot(), "valid configuration"),  # no voter at all
+    (["a", "b", "c", "c"], registry_snapshot(), "valid configuration"),  # a voter twice
+    # (A different but valid set of voters is fine: membership changes make it so.)
 ])
 def test_snapshots_that_cannot_be_installed_are_refused(voters: list[str], data: bytes, why: str) -> None:
     message = InstallSnapshot(term=TERM, src="a", dst=ME, snapshot=Snapshot(SnapshotMeta(9, 3, voters), data))
@@ -406,3 +408,10 @@ def test_invalid_utf8_and_deep_nesting_are_decode_errors() -> None:
         decode_batch(b"\x82\xa3src\xa1\xff\xa8messages\x90")
     with pytest.raises(msgspec.DecodeError):
         decode_batch(b"\x82\xa3src\xa1a\xa5extra" + b"\x91" * 5000 + b"\x00")
+
+
+def test_a_snapshot_of_another_valid_configuration_is_accepted() -> None:
+    # After membership changes a snapshot names the voters and learners of its index, not the --peers.
+    meta = SnapshotMeta(9, 3, ["a", "b", "d"], ["e"])
+    message = InstallSnapshot(term=TERM, src="a", dst=ME, snapshot=Snapshot(meta, registry_snapshot()))
+    check_message(runtime(), message)  # no InvalidRequest
