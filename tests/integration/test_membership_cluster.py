@@ -249,3 +249,38 @@ def test_replace_a_killed_node_under_lock_load_and_drive_it_from_the_cli(cluster
     verdict = check_locks(ops)
     assert verdict.valid, verdict.violations[:5]
     assert verdict.stats["acquire_ok"] > 20
+
+
+def test_transfer_then_restart_the_old_leader_without_an_election_storm(cluster_factory):
+    """A planned restart of the leader: hand over, restart it, nobody else's term moves; locks stay safe."""
+    from rakit.chaos.checkers import check_locks
+
+    cluster = cluster_factory(3)
+    old = cluster.wait_for_leader(timeout=15)
+    stop, ops = threading.Event(), []
+    load = threading.Thread(target=run_lock_workload, args=(cluster.urls, stop, ops), daemon=True)
+    load.start()
+    try:
+        time.sleep(1.0)
+        status, body = post(cluster.nodes[old].url + "/cluster/transfer-leader", {})
+        assert status == 200 and body["leader"] != old, body
+        new = body["leader"]
+        term = cluster.statuses()[new]["term"]
+        cluster.nodes[old].restart()  # SIGTERM, start again on the same data dir
+        cluster.nodes[old].wait_healthy(timeout=20)
+
+        def rejoined():
+            s = cluster.nodes[old].status()
+            return s is not None and s["role"] == "follower" and s["leader_id"] == new
+
+        cluster.wait_until(rejoined, 15, f"{old} to follow {new} again")
+        time.sleep(1.5)  # a returning node with pre-vote must not depose the leader
+        statuses = cluster.statuses()
+        assert {s["term"] for s in statuses.values()} == {term}, statuses
+        assert cluster.leader() == new
+    finally:
+        stop.set()
+        load.join(30)
+    verdict = check_locks(ops)
+    assert verdict.valid, verdict.violations[:5]
+    assert verdict.stats["acquire_ok"] > 20
