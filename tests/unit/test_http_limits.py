@@ -144,6 +144,18 @@ def assert_error_shape(body: Any, code: str) -> None:
     assert isinstance(body, dict) and body["error"] == code and isinstance(body["detail"], str), body
 
 
+def trickle_until_cut(sock: socket.socket, chunk: bytes, limit: float = 5.0) -> float:
+    """Send ``chunk`` every 50 ms until the server cuts the connection (or ``limit`` s); the seconds it took."""
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < limit:
+            sock.sendall(chunk)
+            time.sleep(0.05)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    return time.monotonic() - started
+
+
 def test_normal_requests_and_keep_alive_are_untouched(server: ServerThread) -> None:
     with server.connect() as sock:
         for n in range(3):  # several requests on one connection, a pause between them
@@ -271,14 +283,7 @@ def test_a_chunked_body_over_the_limit_is_413_before_it_ends(server: ServerThrea
         assert status == 413
         assert_error_shape(body, "too_large")
         # The rest of the body nobody reads must come quickly: a trickle is cut off.
-        started = time.monotonic()
-        try:
-            while time.monotonic() - started < 5:
-                sock.sendall(b"1\r\na\r\n")
-                time.sleep(0.05)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        assert time.monotonic() - started < HEAD_TIMEOUT + 1.5
+        assert trickle_until_cut(sock, b"1\r\na\r\n") < HEAD_TIMEOUT + 1.5
 
 
 def test_a_declared_length_over_the_limit_is_413_at_once(server: ServerThread) -> None:
@@ -381,14 +386,7 @@ def test_a_body_nobody_reads_is_cut_off_after_the_answer(server: ServerThread) -
     with server.connect() as sock:
         sock.sendall(b"GET /slow?s=0 HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc")
         assert read_answer_open(sock)[0] == 200
-        started = time.monotonic()
-        try:
-            while time.monotonic() - started < 5:
-                sock.sendall(b"d")
-                time.sleep(0.05)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        assert time.monotonic() - started < BODY_TIMEOUT + 1.5
+        assert trickle_until_cut(sock, b"d") < BODY_TIMEOUT + 1.5
 
 
 def test_the_next_request_on_a_connection_has_its_own_head_deadline(server: ServerThread) -> None:
