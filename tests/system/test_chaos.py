@@ -9,6 +9,7 @@ are for releases: see the README, "Chaos testing".
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,9 @@ DURATION = 75
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
     reason = netns.available()
     if reason is not None:
+        # CI runs as root on Linux with iproute2: there a missing testbed is a failure, elsewhere a skip.
+        if os.environ.get("CI"):
+            pytest.fail(f"network namespaces unavailable on CI: {reason}", pytrace=False)
         pytest.skip(f"no network namespaces here: {reason}")
     out = tmp_path_factory.mktemp("chaos")
     proc = subprocess.run(
