@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -45,10 +46,13 @@ from rakit.raft.messages import (
     ENTRY_CONF,
     ENTRY_NORMAL,
     AnyMessage,
+    AppendEntries,
     ConfChange,
     ConfState,
     Entry,
     HardState,
+    Heartbeat,
+    InstallSnapshot,
     Snapshot,
     decode_conf_entry,
 )
@@ -60,6 +64,8 @@ from rakit.transport.base import Transport
 
 log = logging.getLogger(__name__)
 
+LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot)
+
 MAX_INBOX = 50_000
 MAX_PROPOSALS_PER_TURN = 4096
 INLINE_SAVE_ENTRIES = 2
@@ -68,6 +74,7 @@ T = TypeVar("T")
 ApplyListener = Callable[[Entry, Any], None]
 RoleListener = Callable[[str, "str | None"], None]
 MembershipListener = Callable[[ConfState, dict[str, str]], None]
+CommittedMembershipListener = Callable[[int, tuple[str, ...], dict[str, str]], None]
 
 
 class RaftDriver:
@@ -107,6 +114,8 @@ class RaftDriver:
         self.addresses: dict[str, str] = {**(addresses or {}), **(members.addresses if members else {})}
         self._learn_addresses(loaded.entries)
         self._membership_listeners: list[MembershipListener] = []
+        self._committed_listeners: list[CommittedMembershipListener] = []
+        self._leader_contact = -math.inf  # when a leader of the current term last sent us entries
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"raft-disk-{node_id}")
         self._wake = asyncio.Event()
         self._ticks = 0
@@ -279,6 +288,28 @@ class RaftDriver:
                 changed = True
         return changed
 
+    def leader_contact_age(self) -> float:
+        """Seconds since a leader of the current term last replicated to this node (0 on the leader).
+
+        A node removed from the configuration stops hearing from the leader once the
+        removal is appended; the cache stops serving on it after a grace period."""
+        if self.role == "leader":
+            return 0.0
+        return time.monotonic() - self._leader_contact
+
+    def add_committed_membership_listener(self, listener: CommittedMembershipListener) -> None:
+        """Call ``listener(generation, members, addresses)`` after a configuration entry is
+        applied or a snapshot installed, once the committed member set is known
+        (``MembersMachine.members``); the generation tells whether the set changed."""
+        self._committed_listeners.append(listener)
+
+    def _notify_committed_membership(self) -> None:
+        members = self.members
+        if members is None or members.members is None:
+            return
+        for listener in self._committed_listeners:
+            listener(members.generation, members.members, dict(self.addresses))
+
     def add_apply_listener(self, listener: ApplyListener) -> None:
         """Call ``listener(entry, result)`` for every applied command, in log order."""
         self._listeners.append(listener)
@@ -380,6 +411,8 @@ class RaftDriver:
         inbox, self._inbox = self._inbox, []
         for message in inbox:
             core.step(message)
+            if isinstance(message, LEADER_MESSAGES) and message.term == core.term:
+                self._leader_contact = time.monotonic()
         controls, self._controls = self._controls, []
         for action, future in controls:
             if future.done():
@@ -464,6 +497,8 @@ class RaftDriver:
             self._pending.drop_through(ready.snapshot.meta.index)
             self.metrics.snapshots_installed.inc()
         self._apply(ready.committed_entries)
+        if ready.snapshot is not None or any(e.kind == ENTRY_CONF for e in ready.committed_entries):
+            self._notify_committed_membership()
         for read in ready.read_states:
             self._reads.confirm(read.ctx, read.index)
         if ready.soft_state is not None:
@@ -517,7 +552,7 @@ class RaftDriver:
             elif entry.kind == ENTRY_CONF and self.members is not None:
                 conf_entry = decode_conf_entry(entry.data)
                 if conf_entry is not None:
-                    self.members.apply_conf(conf_entry.change)
+                    self.members.apply_conf(entry.index, conf_entry)
                     result = conf_entry.conf
             self._pending.applied(entry.index, entry.term, result)
             started = self._propose_started.pop(entry.index, None)
