@@ -1,7 +1,8 @@
 """Membership changes on real node processes: join as a learner, promote, remove, shrink back.
 
 Grows 3 -> 5 with ``rakit node --join`` and promotions while a writer keeps
-committing, checks every change's refusals, then removes nodes (the leader
+committing and the chaos suite's lock clients keep locking, checks every
+change's refusals, then removes nodes (the leader
 among them, after a transfer) down to 3, and checks that no committed write
 was lost and every member converged.
 """
@@ -86,10 +87,15 @@ def wait_caught_up(cluster, node_id: str, timeout: float = 20.0) -> None:
 
 
 def test_grow_to_five_and_shrink_back_to_three_under_writes(cluster_factory, tmp_path):
+    from rakit.chaos.checkers import check_locks
+
     cluster = cluster_factory(3)
     leader = cluster.wait_for_leader(timeout=15)
     writer = Writer([n.url for n in cluster.nodes.values()])
     writer.start()
+    stop_locks, lock_ops = threading.Event(), []
+    locks = threading.Thread(target=run_lock_workload, args=(cluster.urls, stop_locks, lock_ops), daemon=True)
+    locks.start()
     joined: dict[str, NodeProcess] = {}
     phases: list[tuple[str, float, float]] = []
     try:
@@ -167,9 +173,15 @@ def test_grow_to_five_and_shrink_back_to_three_under_writes(cluster_factory, tmp
     finally:
         writer.stop.set()
         writer.join(10)
+        stop_locks.set()
+        locks.join(30)
         for node in joined.values():
             node.stop()
     assert len(writer.acked) > 20
+    # The chaos suite's lock checker: mutual exclusion and rising fencing tokens held throughout.
+    verdict = check_locks(lock_ops)
+    assert verdict.valid, verdict.violations[:5]
+    assert verdict.stats["acquire_ok"] > 20, verdict.stats
     # Every acknowledged write is still there, read through the last voter.
     last = last_url
     for n in writer.acked[:: max(1, len(writer.acked) // 25)]:
@@ -284,3 +296,76 @@ def test_transfer_then_restart_the_old_leader_without_an_election_storm(cluster_
     verdict = check_locks(ops)
     assert verdict.valid, verdict.violations[:5]
     assert verdict.stats["acquire_ok"] > 20
+
+
+def cache_stats(url: str) -> dict:
+    status, body = get(url + "/cache/stats", timeout=5)
+    assert status == 200, body
+    return body
+
+
+def cache_put(url: str, key: str, value: str) -> None:
+    status, body = retry_until_ok("POST", url + "/cache/set", {"key": key, "value": value}, timeout=15)
+    assert status == 200, body
+
+
+def cache_read(url: str, key: str) -> tuple[int, object]:
+    status, body = get(url + f"/cache/get/{key}", timeout=5)
+    return status, body.get("value") if status == 200 else body
+
+
+def test_the_cache_follows_membership(cluster_factory, tmp_path):
+    """A joined node's cache takes part in write-invalidate; a removed one stops serving; a change
+    waits until the previous one reached every staying member's cache."""
+    cluster = cluster_factory(3)
+    leader = cluster.wait_for_leader(timeout=15)
+    urls = {i: n.url for i, n in cluster.nodes.items()}
+    cache_put(urls["node1"], "k", "v1")
+    # node3 stops before node4 joins: it last reported the generation node4's add starts from.
+    cluster.nodes["node3"].pause()
+    try:
+        node4 = start_joiner(cluster, "node4", tmp_path)
+        view = members(urls[leader] if leader != "node3" else urls["node1"])
+        generation = cache_stats(urls["node1"])["generation"]
+        assert generation > 0 and sorted(cache_stats(urls["node1"])["members"]) == [
+            "node1", "node2", "node3", "node4"], view
+
+        # The new node serves once it has adopted the generation and holds leases on a majority.
+        cluster.wait_until(lambda: cache_stats(node4.url)["serving"], 20, "node4's cache to serve")
+        stats4 = cache_stats(node4.url)
+        assert stats4["generation"] == generation and stats4["size"] == 0
+        cache_put(urls["node1"], "k", "v2")
+        assert cache_read(node4.url, "k") == (200, "v2")  # fetched from a peer, now held by node4
+        received = cache_stats(node4.url)["invalidations_received"]
+        cache_put(urls["node2"], "k", "v3")  # must invalidate node4's copy before it answers
+        assert cache_stats(node4.url)["invalidations_received"] > received
+        assert cache_read(node4.url, "k") == (200, "v3")
+        cache_put(node4.url, "k", "v4")  # and node4's own writes invalidate the others
+        assert cache_read(urls["node1"], "k") == (200, "v4")
+
+        # node3 never heard the new generation: another add waits for it, then is refused.
+        status, body = post(urls["node1"] + "/cluster/members", {"id": "node5", "url": "http://127.0.0.1:9"},
+                            timeout=20)
+        if status == 503:  # node1 relayed to a leader; the answer is the leader's
+            status, body = post(urls[cluster.wait_for_leader(timeout=10)] + "/cluster/members",
+                                {"id": "node5", "url": "http://127.0.0.1:9"}, timeout=20)
+        assert status == 409 and body["error"] == "conf_change_in_progress" and "node3" in body["detail"], body
+        assert "node5" not in [m["id"] for m in members(urls["node1"])["learners"]]
+    finally:
+        cluster.nodes["node3"].resume()
+    cluster.wait_until(lambda: cache_stats(urls["node3"])["generation"] == generation, 20,
+                       "node3 to adopt the new generation")
+    cluster.wait_until(lambda: cache_stats(urls["node3"])["serving"], 20, "node3's cache to serve again")
+    assert cache_read(urls["node3"], "k") == (200, "v4")
+
+    # Removing node4: the others' writes stop waiting for it, and it stops serving.
+    status, body = retry_until_ok("DELETE", urls["node1"] + "/cluster/members/node4", timeout=20)
+    assert status == 200 and "node4" not in body["voters"] + body["learners"], body
+    cluster.wait_until(lambda: not cache_stats(node4.url)["serving"], 10, "node4's cache to stop serving")
+    cluster.wait_until(lambda: all(cache_stats(u)["serving"] and "node4" not in cache_stats(u)["members"]
+                                   for u in urls.values()), 20, "the others to serve without node4")
+    node4.stop()
+    began = time.monotonic()
+    cache_put(urls["node2"], "k", "v5")
+    assert time.monotonic() - began < 1.0  # no fence wait for a node that is no longer a member
+    assert all(cache_read(u, "k") == (200, "v5") for u in urls.values())

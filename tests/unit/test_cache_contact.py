@@ -89,3 +89,53 @@ def test_describe_reports_every_peer():
     d = t.describe(0.5)
     assert set(d) == {"b", "c"}
     assert d["b"]["in_contact"] and not d["c"]["in_contact"]
+
+
+# -- rule 7: generations ---------------------------------------------------
+
+
+def test_reconfigure_voids_leases_and_mutes_acks_and_serving():
+    t = table()
+    t.on_ack("b", 0.0, 0.01)
+    assert t.serving(0.5) and t.accept("b", 0.5)
+    t.reconfigure(["a", "b", "c", "d"], now=0.6)
+    assert t.needed_leases == 2 and t.needed_grants == 2
+    assert not t.serving(0.6) and not t.check(0.6).serving  # the old lease no longer counts
+    assert not t.accept("b", 0.7) and not t.accept("d", 0.7)  # muted: lends nothing
+    t.on_ack("b", 0.8, 0.81)
+    t.on_ack("d", 0.8, 0.81)
+    assert not t.check(0.9).serving  # leases of the new generation, but still muted
+    mute_end = 0.6 + t.skip_age
+    assert t.check(mute_end + 0.01).serving and t.accept("c", mute_end + 0.01)
+
+
+def test_reconfigure_mutes_for_longer_when_asked_and_a_lone_member_waits_too():
+    t = table()
+    t.reconfigure(["a"], now=1.0, mute=3.0)
+    assert t.needed_leases == 0
+    assert not t.check(3.9).serving and t.check(4.0).serving
+
+
+def test_reconfigure_keeps_fences_on_peers_that_stay_and_drops_skips():
+    t = table(now=0.0)
+    assert t.grant_fence("b", 2.0)  # b's lease here expired: fenced until 8.0
+    assert t.record_grants("b", asked_at=2.0, granted=2, now=2.1)
+    assert t.skippable("b", 3.0)
+    t.reconfigure(["a", "b", "c", "d"], now=3.0)
+    assert t.fenced("b", 7.9) and not t.skippable("b", 3.1)
+    assert not t.accept("b", 6.0)  # fenced (and the mute has ended)
+
+
+def test_acks_from_a_removed_peer_are_ignored_and_unknown_peers_are_not_acked():
+    t = table()
+    t.reconfigure(["a", "c"], now=0.0)
+    result = t.on_ack("b", 0.0, 0.01)  # a reply to a frame sent before b was removed
+    assert not result.serving and "b" not in t.peers
+    assert not t.accept("b", 5.0) and not t.grant_fence("b", 5.0)
+    assert not t.skippable("b", 5.0) and not t.in_contact("b", 5.0)
+
+
+def test_a_muted_start_lends_nothing_until_old_leases_ran_out():
+    t = ContactTable("a", PEERS, 0.0, lease=1.0, drift=0.05, margin=0.05, muted=True)
+    assert not t.accept("b", 1.0)
+    assert t.accept("b", t.skip_age + 0.01)

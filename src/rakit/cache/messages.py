@@ -1,9 +1,12 @@
 """What cache nodes say to each other, in msgpack: one batch of operations per request.
 
 ``POST /cache/internal/batch`` carries a ``Batch`` (the sender, its clock, its
-operations) and answers a ``BatchReply`` (the answerer's clock, whether it
-acked the sender — see ``rakit.cache.contact`` rule 1 —, whether it serves,
-and one result per operation, in order).  An empty batch is a ping.
+operations, its configuration generation) and answers a ``BatchReply`` (the
+answerer's clock, whether it acked the sender — see ``rakit.cache.contact``
+rule 1 —, whether it serves, one result per operation, in order, and its own
+generation).  An empty batch is a ping.  ``conf`` is the generation of the
+cache's membership (``rakit.cache.service``, "Membership"): leases are only
+given and counted between nodes of the same generation.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class Batch(msgspec.Struct, frozen=True):
     src: str
     clock: int
     ops: list[Operation] = []
+    conf: int = -1  # the sender's membership generation (-1: not a member yet)
 
 
 class BatchReply(msgspec.Struct, frozen=True):
@@ -74,6 +78,7 @@ class BatchReply(msgspec.Struct, frozen=True):
     acked: bool
     serving: bool
     results: list[Result] = []
+    conf: int = -1
 
 
 _encoder = msgspec.msgpack.Encoder()

@@ -74,10 +74,13 @@ class PeerChannel:
         max_inflight: int = 64,
         max_queued: int = 50_000,
         auth: InternalAuth | None = None,
+        conf: Callable[[], int] = lambda: -1,
     ) -> None:
         self.src = src
+        self.conf = conf  # the sender's membership generation, read per frame
         self.peer_id = peer_id
         self.auth = auth if auth is not None and auth.enabled else None
+        self.base_url = url
         self.url = url + STREAM_PATH
         self.session = session
         self.clock = clock
@@ -174,7 +177,7 @@ class PeerChannel:
                 pings, self._pings = self._pings, []
                 frame = _Frame(time.monotonic(), futures, pings)
                 self._inflight.append(frame)
-                await ws.send_bytes(encode(Batch(self.src, self.clock(), ops)))
+                await ws.send_bytes(encode(Batch(self.src, self.clock(), ops, self.conf())))
                 self.frames_sent += 1
             reader.result()  # re-raise what ended the stream
         finally:

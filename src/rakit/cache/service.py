@@ -32,6 +32,40 @@ pipelined WebSocket ``PeerChannel`` each (``rakit.cache.peers``).
   ``ping_interval``), and a sweeper that checks for lapses, purges expired
   entries and renews fences on peers that stay cut off, so writes do not
   stall once per fence period.
+
+Membership
+----------
+The cache's members are the Raft configuration's members (voters and
+learners) as *committed*; each configuration that changes the member set
+has a *generation*: the log index of the entry that made it (0 for the
+``--peers`` start, -1 on a node that has not learnt one naming it yet).
+``set_members`` adopts a newer one (the runtime calls it when such an entry
+is applied): the node drops everything, opens streams to new members,
+closes those to removed ones, and reconfigures its contact table (contact
+rule 7: old leases void, a mute of ``skip_age``).  Every frame carries the
+sender's generation and every reply the answerer's: acks are given and
+counted only between nodes of the same generation, fence grants only to
+writers of the same generation.  Why this is safe:
+
+- Nodes of two consecutive generations never serve at the same moment
+  (contact rule 7), and a write round ends only if its writer still serves
+  under the generation it began in.  So while a round runs, every node that
+  serves is a member of the writer's configuration, which the round
+  invalidates or fences; a node of the next generation starts serving only
+  after the old generation stopped, and holds only what it got since then
+  (it dropped everything when it adopted it).
+- A node that was removed, or has not joined yet, is not a member of its
+  own configuration and does not serve.  One that never learns of its
+  removal finds no peer of its generation to lend it leases.
+- Consecutive is the operative word: the membership endpoints refuse a
+  change that alters the member set (``conf_change_in_progress``) until
+  every member that stays has reported the current generation, so no live
+  node is two generations behind.  A member that is down and was never
+  heard at the current generation must be removed before another is added.
+
+Cost: every membership change empties every node's cache, and each node
+answers ``503`` for about ``skip_age`` plus a lease round after it adopts
+the change.
 """
 
 from __future__ import annotations
@@ -39,7 +73,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,24 +120,39 @@ class CacheSettings:
     round_timeout: float = 2.0
     rpc_timeout: float = 0.5
     sweep_interval: float = 0.1
+    raft_grace: float = 3.0  # serve only within this long of the Raft leader's last contact
 
 
 class CacheService:
     def __init__(self, node_id: str, peers: Mapping[str, str], session: aiohttp.ClientSession,
-                 settings: CacheSettings = CacheSettings(), *, auth: InternalAuth | None = None) -> None:
+                 settings: CacheSettings = CacheSettings(), *, auth: InternalAuth | None = None,
+                 generation: int = 0, leader_contact_age: Callable[[], float] = lambda: 0.0) -> None:
+        """``peers``: every member (this node included, if it is one) and its URL;
+        ``leader_contact_age``: seconds since the Raft leader last replicated here."""
         self.node_id = node_id
         self.settings = settings
+        self.session = session
+        self.auth = auth
         self.node = CacheNode(node_id, settings.capacity, settings.max_bytes, HybridClock(node_id))
         self.started = started = time.monotonic()
-        self.contact = ContactTable(node_id, peers, started, lease=settings.lease, fence=settings.fence)
+        self.generation = generation
+        self.members = frozenset(peers)
+        self.leader_contact_age = leader_contact_age
+        self.newest_generation = generation  # the newest any peer reported
+        self.switched_at = started
+        self.contact = ContactTable(node_id, peers, started, lease=settings.lease, fence=settings.fence,
+                                    muted=len(peers) > 1)
         # Rounds answer before their deadline (``_round``); allow for clock drift.
         self.quarantine_until = (started + settings.round_timeout * (1 + self.contact.drift) + 0.1
                                   if len(peers) > 1 else started)
-        self.channels = {
-            peer: PeerChannel(node_id, peer, url, session, self._clock, self._on_reply,
-                              timeout=settings.rpc_timeout, auth=auth)
-            for peer, url in peers.items() if peer != node_id
-        }
+        self.channels: dict[str, PeerChannel] = {}
+        self._channel_tasks: dict[str, list[asyncio.Task[None]]] = {}
+        self._group: asyncio.TaskGroup | None = None
+        for peer, url in peers.items():
+            if peer != node_id:
+                self._open_channel(peer, url)
+        self.peer_generations: dict[str, int] = {}  # the latest generation each peer reported
+        self.reconfigurations = 0
         self._fencing: dict[str, asyncio.Future[bool]] = {}
         self.invalidations_sent = 0
         self.peers_skipped = 0
@@ -112,6 +161,55 @@ class CacheService:
         self.fences_lost = 0
         self.fences_granted = 0
         self.fetch_failures = 0
+
+    # -- membership ------------------------------------------------------------
+
+    def _open_channel(self, peer: str, url: str) -> None:
+        self.channels[peer] = channel = PeerChannel(
+            self.node_id, peer, url, self.session, self._clock, self._on_reply,
+            timeout=self.settings.rpc_timeout, auth=self.auth, conf=lambda: self.generation)
+        if self._group is not None:
+            self._start_channel(channel)
+
+    def _start_channel(self, channel: PeerChannel) -> None:
+        assert self._group is not None
+        self._channel_tasks[channel.peer_id] = [
+            self._group.create_task(channel.run(), name=f"cache-stream-{channel.peer_id}"),
+            self._group.create_task(self._heartbeat(channel), name=f"cache-heartbeat-{channel.peer_id}"),
+        ]
+
+    def _close_channel(self, peer: str) -> None:
+        channel = self.channels.pop(peer)
+        for task in self._channel_tasks.pop(peer, []):
+            task.cancel()
+        channel.close()
+
+    def set_members(self, generation: int, peers: Mapping[str, str]) -> bool:
+        """Adopt a newer membership generation (see "Membership"); False if it is not newer."""
+        if generation <= self.generation:
+            return False
+        now = time.monotonic()
+        self.generation, self.members, self.switched_at = generation, frozenset(peers), now
+        self._drop(f"the cluster's membership changed (generation {generation})")
+        # The mute also outlasts the grace of a removed node's last Raft contact, so a
+        # removed node that never learns of its removal has stopped serving by then.
+        self.contact.reconfigure(peers, now, mute=max(self.contact.skip_age,
+                                                      self.settings.raft_grace * (1 + self.contact.drift) + 0.1))
+        for peer in list(self.channels):
+            if peers.get(peer) != self.channels[peer].base_url:
+                self._close_channel(peer)
+        for peer, url in peers.items():
+            if peer != self.node_id and peer not in self.channels:
+                self._open_channel(peer, url)
+        self.reconfigurations += 1
+        log.warning("cache: membership generation %d: members %s%s", generation, sorted(peers),
+                    "" if self.node_id in peers else " (this node is not one)")
+        return True
+
+    def lagging(self, members: Iterable[str], generation: int) -> list[str]:
+        """Those of ``members`` (this node aside) not heard at ``generation`` or later yet."""
+        return sorted(p for p in members
+                      if p != self.node_id and self.peer_generations.get(p, -1) < generation)
 
     # -- serving right -------------------------------------------------------
 
@@ -123,7 +221,19 @@ class CacheService:
         log.warning("cache: dropped %d entries (%s)", count, reason)
 
     def _ensure_serving(self) -> None:
+        if self.node_id not in self.members:
+            raise Unavailable("this node is not a member of the cluster's configuration yet (or any more), "
+                              "so its cache does not serve; ask another node")
+        if self.newest_generation > self.generation:
+            raise Unavailable("this node has not caught up with the cluster's latest membership change; "
+                              "its cache serves once it has")
+        if self.leader_contact_age() >= self.settings.raft_grace:
+            raise Unavailable(f"this node has not heard from the Raft leader for {self.settings.raft_grace:g} s, "
+                              "so it cannot tell whether it is still a member; its cache does not serve")
         now = time.monotonic()
+        if self.contact.muted(now):
+            raise Unavailable("the cluster's membership just changed; this node's cache serves again "
+                              "once the leases of the previous configuration have run out")
         result = self.contact.check(now)
         if result.lapsed:
             self._drop("lost leases on a majority of the cluster")
@@ -143,7 +253,10 @@ class CacheService:
 
     def _on_reply(self, peer: str, sent_at: float, reply: BatchReply) -> None:
         self.node.clock.observe(Version(reply.clock, ""))
-        if reply.acked:
+        self._heard(peer, reply.conf)
+        # An ack counts only if it was given to this generation: the frame was sent
+        # since this node adopted it, and the peer answered from the same one.
+        if reply.acked and reply.conf == self.generation and sent_at >= self.switched_at:
             result = self.contact.on_ack(peer, sent_at, time.monotonic())
             if result.lapsed:
                 self._drop("lost leases on a majority of the cluster")
@@ -200,6 +313,7 @@ class CacheService:
         if not self.channels:
             self.node.confirm_write(key, version)
             return []
+        generation = self.generation
         now = time.monotonic()
         deadline = now + self.settings.round_timeout
         op = Invalidate(key, version.encode())
@@ -223,7 +337,7 @@ class CacheService:
                     self.invalidations_sent += 1
                     assert isinstance(result, InvalidateResult)
                 except PeerUnreachable:
-                    result = await self._deliver(peer, op, deadline)
+                    result = await self._deliver(peer, op, deadline, generation)
                 results.append(result)
         except Unavailable:
             self.writes_failed += 1
@@ -235,6 +349,15 @@ class CacheService:
         if now >= deadline:  # a restarted peer waits out our deadline (quarantine): keep to it
             self.writes_failed += 1
             raise Unavailable(f"the invalidation round took longer than {self.settings.round_timeout} s")
+        check = self.contact.check(now)
+        if check.lapsed:
+            self._drop("lost leases on a majority of the cluster")
+        if self.generation != generation or not check.serving:
+            # The round counted on the configuration it began in; it holds only while this
+            # node still serves under it ("Membership").
+            self.writes_failed += 1
+            raise Unavailable("this node stopped serving during the write (lost its majority, or the "
+                              "cluster's membership changed); the write was not acknowledged")
         for peer, result in zip(peers, results, strict=True):
             if result is None and not self.contact.skippable(peer, now):
                 self.writes_failed += 1
@@ -246,10 +369,13 @@ class CacheService:
         self.node.confirm_write(key, version)
         return results
 
-    async def _deliver(self, peer: str, op: Invalidate, deadline: float) -> InvalidateResult | None:
+    async def _deliver(self, peer: str, op: Invalidate, deadline: float,
+                       generation: int) -> InvalidateResult | None:
         """The peer's ack, or None when it may be skipped; ``Unavailable`` at the deadline."""
         backoff = 0.02
         while True:
+            if self.generation != generation:
+                raise Unavailable("the cluster's membership changed during the write; it was not acknowledged")
             now = time.monotonic()
             if self.contact.skippable(peer, deadline) and not self.contact.in_contact(peer, now):
                 self.peers_skipped += 1
@@ -279,13 +405,16 @@ class CacheService:
         self._fencing[peer] = future
         try:
             asked_at = time.monotonic()
+            generation = self.generation
             won = False
             if self.contact.grant_fence(peer, asked_at):
                 others = [q for q in self.channels if q != peer]
                 replies = await asyncio.gather(*(self.channels[q].call(Fence(peer)) for q in others),
                                                return_exceptions=True)
                 granted = 1 + sum(isinstance(r, FenceResult) and r.granted for r in replies)
-                won = self.contact.record_grants(peer, asked_at, granted, time.monotonic())
+                # Grants count toward the majority of the generation they were asked in.
+                won = (self.generation == generation
+                       and self.contact.record_grants(peer, asked_at, granted, time.monotonic()))
             if won:
                 self.fences_won += 1
                 log.warning("cache: peer %s is fenced; writes go on without it for %.1f s",
@@ -303,25 +432,39 @@ class CacheService:
 
     # -- what peers ask of us --------------------------------------------------
 
+    def _heard(self, peer: str, generation: int) -> None:
+        if generation > self.peer_generations.get(peer, -1):
+            self.peer_generations[peer] = generation
+            self.newest_generation = max(self.newest_generation, generation)
+
+    def _member_in_good_standing(self) -> bool:
+        """A member of its own generation, not behind one a peer reported, in touch with Raft."""
+        return (self.node_id in self.members and self.newest_generation <= self.generation
+                and self.leader_contact_age() < self.settings.raft_grace)
+
     def handle_batch(self, batch: Batch) -> BatchReply:
-        if batch.src not in self.channels:
-            raise InvalidRequest(f"unknown cache peer {batch.src!r}")
+        """Answer a peer's frame.  A sender that is not a member here (joining, removed, or of
+        another generation) gets its invalidations processed — they only raise watermarks —
+        but no ack, no copy and no fence."""
         now = time.monotonic()
         self.node.clock.observe(Version(batch.clock, ""))
-        acked = self.contact.accept(batch.src, now)
+        self._heard(batch.src, batch.conf)
+        peer = batch.src in self.channels
+        same = peer and batch.conf == self.generation and self.node_id in self.members
+        acked = same and self.contact.accept(batch.src, now)
         check = self.contact.check(now)
         if check.lapsed:
             self._drop("lost leases on a majority of the cluster")
-        serving = check.serving and now >= self.quarantine_until
+        serving = check.serving and now >= self.quarantine_until and self._member_in_good_standing()
         results: list[Result] = []
         try:
             for op in batch.ops:
-                results.append(self._handle(op, serving, now))
+                results.append(self._handle(op, serving and same, same, now))
         except ValueError as exc:  # a malformed version
             raise InvalidRequest(str(exc)) from None
-        return BatchReply(self.node_id, self.node.clock.last, acked, serving, results)
+        return BatchReply(self.node_id, self.node.clock.last, acked, serving, results, self.generation)
 
-    def _handle(self, op: Any, serving: bool, now: float) -> Result:
+    def _handle(self, op: Any, serving: bool, same: bool, now: float) -> Result:
         if isinstance(op, Invalidate):
             dropped = self.node.on_invalidate(op.key, Version.decode(op.version), now)
             held = self.node.peek(op.key, now)
@@ -335,7 +478,7 @@ class CacheService:
             ttl_left = None if entry.expires_at is None else max(0.0, entry.expires_at - now)
             return FetchResult(entry.value, entry.version.encode(), ttl_left, watermark)
         assert isinstance(op, Fence)
-        granted = self.contact.grant_fence(op.target, now) if op.target != self.node_id else False
+        granted = same and op.target != self.node_id and self.contact.grant_fence(op.target, now)
         self.fences_granted += granted
         return FenceResult(granted)
 
@@ -343,9 +486,9 @@ class CacheService:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            for peer, channel in self.channels.items():
-                group.create_task(channel.run(), name=f"cache-stream-{peer}")
-                group.create_task(self._heartbeat(channel), name=f"cache-heartbeat-{peer}")
+            self._group = group
+            for channel in self.channels.values():
+                self._start_channel(channel)
             group.create_task(self._sweep(), name="cache-sweeper")
 
     async def _heartbeat(self, channel: PeerChannel) -> None:
@@ -365,12 +508,12 @@ class CacheService:
             self.node.purge_expired(now)
             if not check.serving:
                 continue
-            for peer in self.channels:
+            for peer in list(self.channels):
                 # A peer that was here and is cut off: fence it (again) before writes
                 # would have to wait for it.  A peer never seen yet (still starting)
                 # is left alone: fencing it would only keep it out longer.
                 remaining = self.contact.skip_remaining(peer, now)
-                if (self.contact.ever_in_contact(peer) and not self.contact.in_contact(peer, now)
+                if (peer in self.channels and self.contact.ever_in_contact(peer) and not self.contact.in_contact(peer, now)
                         and self.contact.lease_expired(peer, now)
                         and remaining < self.settings.round_timeout + 1.0 and peer not in self._fencing):
                     try:
@@ -389,7 +532,11 @@ class CacheService:
         s = self.node.statistics()
         return {
             "node": self.node_id,
-            "serving": self.contact.serving(now) and now >= self.quarantine_until,
+            "serving": (self.contact.serving(now) and now >= self.quarantine_until
+                        and self._member_in_good_standing()),
+            "generation": self.generation,
+            "members": sorted(self.members),
+            "reconfigurations": self.reconfigurations,
             "size": s.size,
             "bytes": s.bytes,
             "capacity": s.capacity,

@@ -62,7 +62,7 @@ def join_cluster(config: NodeConfig, timeout: float = 30.0) -> NodeConfig:
         error = answer.get("error") if isinstance(answer, dict) else None
         if status == 409 and error == "member_exists":
             break  # a restart: checked against the member list below
-        if status in (401, 403, 409, 422):
+        if status in (401, 403, 409, 422) and error != "conf_change_in_progress":
             detail = answer.get("detail") if isinstance(answer, dict) else answer
             raise JoinError(f"{config.join} refused to add {config.node_id}: {error or status}: {detail}")
         if time.monotonic() >= deadline:

@@ -111,10 +111,37 @@ class NodeRuntime:
                                    auth=self.internal_auth)
         transport.set_peers(self._member_urls(conf, self._driver.addresses))
         self._driver.add_membership_listener(self._follow_membership)
-        self._cache = CacheService(c.node_id, c.peers, self._session,
+        generation, cache_members = self._cache_members()
+        self._cache = CacheService(c.node_id, {n: self._driver.addresses[n] for n in cache_members},
+                                   self._session,
                                    CacheSettings(capacity=c.cache_capacity, max_bytes=c.cache_max_bytes),
-                                   auth=self.internal_auth)
+                                   auth=self.internal_auth, generation=generation,
+                                   leader_contact_age=self._driver.leader_contact_age)
+        self._driver.add_committed_membership_listener(self._follow_committed_membership)
         self.metrics.watch_cache(self._cache.stats)
+
+    def _cache_members(self) -> tuple[int, tuple[str, ...]]:
+        """The cache's starting membership: the committed one, else the ``--peers`` start's
+        (generation 0); none (generation -1) on a node that joined and has not learnt one
+        naming it, or whose log holds configuration entries not applied yet (the book may be
+        several changes behind: the cache waits for them, see ``rakit.cache.service``)."""
+        book, core = self.members, self._driver.core
+        if core.pending_conf_index > core.applied_index:
+            return -1, ()
+        if book.members is not None:
+            members = book.members
+            generation = book.generation
+        elif self.config.join is None:
+            members, generation = tuple(self.config.initial_voters), 0
+        else:
+            members, generation = (), -1
+        return generation, tuple(n for n in members if n in self._driver.addresses)
+
+    def _follow_committed_membership(self, generation: int, members: tuple[str, ...],
+                                     addresses: dict[str, str]) -> None:
+        """A committed configuration changed the member set: the cache follows it."""
+        if self._cache is not None:
+            self._cache.set_members(generation, {n: addresses[n] for n in members if n in addresses})
 
     def _member_urls(self, conf: Any, addresses: dict[str, str]) -> dict[str, str]:
         return {n: addresses[n] for n in conf.members if n in addresses}
@@ -122,7 +149,7 @@ class NodeRuntime:
     def _follow_membership(self, conf: Any, addresses: dict[str, str]) -> None:
         """A configuration took effect here: Raft sends to its members, the queue's ring is its voters.
 
-        The cache keeps its start-up peers for now (a joined node's cache answers 503).
+        (The cache follows committed configurations only: ``_follow_committed_membership``.)
         """
         urls = self._member_urls(conf, addresses)
         self.driver.transport.set_peers(urls)  # type: ignore[attr-defined]

@@ -12,7 +12,13 @@ entry, one server at a time (``rakit.raft.core`` rules 12-16), answered once
 committed: ``{"id", "voters", "learners", "index"}``.  Refused with ``409``
 and nothing changed: ``member_exists`` (the id or the URL), ``unknown_member``,
 ``last_voter``, ``conf_change_in_progress``, ``learner_not_caught_up``,
-``already_voter``.  A new node is usually started with ``rakit node --join
+``already_voter``.  An add or a remove also waits (up to ``SETTLE_TIMEOUT``)
+until every member that stays has reported the current membership
+generation to this node's cache, and is refused with
+``conf_change_in_progress`` if one has not: the cache's coherence needs live
+nodes at most one member-set change apart (``rakit.cache.service``,
+"Membership").  A member that is down and was not heard since the last
+add or remove must be removed before another node is added.  A new node is usually started with ``rakit node --join
 <url of any member>``, which does the add itself.
 
 ``/cluster/transfer-leader``: hand Raft leadership to another voter (thesis 3.10).
@@ -31,6 +37,7 @@ target did not take over within 2 s; the old leader then leads again).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated, Any
 
@@ -39,13 +46,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rakit.errors import NotLeader
+from rakit.errors import ConfChangeInProgress, NotLeader
 from rakit.http.forward import on_leader
 from rakit.http.json import Name, decode, json_response, path_name, read_body
 from rakit.raft.messages import ConfChange
 
 TRANSFER_TIMEOUT = 2.0
 CHANGE_TIMEOUT = 5.0
+SETTLE_TIMEOUT = 4.0
+SETTLE_POLL = 0.05
 
 Url = Annotated[str, msgspec.Meta(min_length=8, max_length=512, pattern=r"^https?://[^\s/]+(:[0-9]{1,5})?/?$")]
 
@@ -88,6 +97,28 @@ async def list_members(request: Request) -> Response:
     return json_response(members_view(request.app.state.runtime))
 
 
+async def _wait_settled(runtime: Any, change: ConfChange) -> None:
+    """Until the last member-set change reached every staying member's cache (see the module doc)."""
+    if change.op == "promote":
+        return  # the member set does not change
+    driver, book = runtime.driver, runtime.members
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while True:
+        core = driver.core
+        members = book.members if book.members is not None else core.conf_state.members
+        stay = [n for n in members if not (change.op == "remove" and n == change.node)]
+        applied = core.applied_index >= core.pending_conf_index
+        lagging = runtime.cache.lagging(stay, book.generation) if applied else []
+        if applied and not lagging:
+            return
+        if time.monotonic() >= deadline:
+            who = ", ".join(lagging) if lagging else runtime.node_id
+            raise ConfChangeInProgress(
+                f"the last membership change (generation {book.generation}) has not reached the cache "
+                f"of {who} within {SETTLE_TIMEOUT:g} s; retry, or remove a member that is down first")
+        await asyncio.sleep(SETTLE_POLL)
+
+
 async def _change(request: Request, body: bytes, change: ConfChange) -> Response:
     runtime = request.app.state.runtime
 
@@ -99,6 +130,7 @@ async def _change(request: Request, body: bytes, change: ConfChange) -> Response
             new = await driver.transfer_leader(None, TRANSFER_TIMEOUT)
             if new != runtime.node_id:
                 raise NotLeader(new)  # on_leader relays the request to the new leader
+        await _wait_settled(runtime, change)
         index = await driver.change_membership(change, CHANGE_TIMEOUT)
         conf = runtime.driver.core.conf_state
         return json_response({"id": change.node, "voters": list(conf.voters), "learners": list(conf.learners),
