@@ -13,11 +13,12 @@ and the connection closed), whoever reads it.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Annotated, Any, TypeVar
 
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from rakit.errors import InvalidRequest, TooLarge
@@ -25,6 +26,8 @@ from rakit.errors import InvalidRequest, TooLarge
 MAX_VALUE_BYTES = 1024 * 1024
 # A body may carry one value of MAX_VALUE_BYTES plus its envelope.
 MAX_BODY_BYTES = MAX_VALUE_BYTES + 64 * 1024
+DRAIN_BYTES = 16 * 1024 * 1024  # an oversize body up to this is read (and dropped) before the 413
+DRAIN_SECONDS = 5.0
 
 # Names, as API.md defines them.
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -44,18 +47,37 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The whole body, at most ``limit`` bytes (else 413, before reading past the limit)."""
+    """The whole body, at most ``limit`` bytes, else 413.
+
+    A body a little over the limit is read and dropped before the 413 (up to
+    ``DRAIN_BYTES`` and ``DRAIN_SECONDS``): closing a connection with unread
+    data makes the kernel send a reset, which can destroy the 413 before the
+    client reads it.  Anything larger is refused without reading on."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
+        if int(declared) <= DRAIN_BYTES:
+            await _drain(request, int(declared))
         raise TooLarge(f"request body of {declared} bytes is over the {limit}-byte limit")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
+            await _drain(request, DRAIN_BYTES - size)
             raise TooLarge(f"request body is over the {limit}-byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _drain(request: Request, budget: int) -> None:
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for chunk in request.stream():
+                budget -= len(chunk)
+                if budget < 0:
+                    return
+    except (TimeoutError, ClientDisconnect):
+        return
 
 
 def decode(data: bytes, schema: type[T]) -> T:
