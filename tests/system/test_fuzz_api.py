@@ -93,6 +93,9 @@ def test_every_operation_conforms_to_the_document(cluster_factory: Any) -> None:
     schema.config.generation.update(with_security_parameters=False)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 30, [op.label for op in operations]
+    # Membership changes go last: a change of the member set empties the cache and mutes it for
+    # a few seconds (and a learner that never starts keeps a 2-member cache from serving).
+    operations.sort(key=lambda op: op.path.startswith("/cluster/members"))
     started = time.monotonic()
     calls: dict[str, int] = {}
 

@@ -73,7 +73,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,9 +126,11 @@ class CacheSettings:
 class CacheService:
     def __init__(self, node_id: str, peers: Mapping[str, str], session: aiohttp.ClientSession,
                  settings: CacheSettings = CacheSettings(), *, auth: InternalAuth | None = None,
-                 generation: int = 0, leader_contact_age: Callable[[], float] = lambda: 0.0) -> None:
+                 generation: int = 0, leader_contact_age: Callable[[], float] = lambda: 0.0,
+                 known_nodes: Callable[[], Container[str]] = frozenset) -> None:
         """``peers``: every member (this node included, if it is one) and its URL;
-        ``leader_contact_age``: seconds since the Raft leader last replicated here."""
+        ``leader_contact_age``: seconds since the Raft leader last replicated here;
+        ``known_nodes``: ids the cluster knows besides the members (they may send frames)."""
         self.node_id = node_id
         self.settings = settings
         self.session = session
@@ -138,6 +140,7 @@ class CacheService:
         self.generation = generation
         self.members = frozenset(peers)
         self.leader_contact_age = leader_contact_age
+        self.known_nodes = known_nodes
         self.newest_generation = generation  # the newest any peer reported
         self.switched_at = started
         self.contact = ContactTable(node_id, peers, started, lease=settings.lease, fence=settings.fence,
@@ -445,7 +448,9 @@ class CacheService:
     def handle_batch(self, batch: Batch) -> BatchReply:
         """Answer a peer's frame.  A sender that is not a member here (joining, removed, or of
         another generation) gets its invalidations processed — they only raise watermarks —
-        but no ack, no copy and no fence."""
+        but no ack, no copy and no fence; one the cluster never knew is refused."""
+        if batch.src not in self.channels and batch.src not in self.known_nodes():
+            raise InvalidRequest(f"unknown cache peer {batch.src!r}")
         now = time.monotonic()
         self.node.clock.observe(Version(batch.clock, ""))
         self._heard(batch.src, batch.conf)

@@ -342,6 +342,11 @@ class CacheStats(Struct):
 
     node: NodeId
     serving: Annotated[bool, Meta(description="Whether this node's cache serves requests now.")]
+    generation: Annotated[int, Meta(ge=-1, description=(
+        "The cache's membership generation: the log index of the configuration entry that last "
+        "changed the member set (0: the --peers start; -1: not a member yet)."))]
+    members: Annotated[list[NodeId], Meta(description="The members of this generation.")]
+    reconfigurations: Annotated[int, Meta(ge=0, description="Generations adopted since start.")]
     size: Annotated[int, Meta(ge=0, description="Entries held.")]
     bytes: Count
     capacity: Annotated[int, Meta(ge=0, description="Maximum entries.")]
