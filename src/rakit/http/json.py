@@ -49,10 +49,11 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The whole body, at most ``limit`` bytes, else 413.
 
-    A body a little over the limit is read and dropped before the 413 (up to
-    ``DRAIN_BYTES`` and ``DRAIN_SECONDS``): closing a connection with unread
-    data makes the kernel send a reset, which can destroy the 413 before the
-    client reads it.  Anything larger is refused without reading on."""
+    A declared body a little over the limit is read and dropped before the
+    413 (up to ``DRAIN_BYTES`` and ``DRAIN_SECONDS``): closing a connection
+    with unread data makes the kernel send a reset, which can destroy the 413
+    before the client reads it.  Anything larger, or a chunked body over the
+    limit, is refused without reading on."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         if int(declared) <= DRAIN_BYTES:
@@ -62,8 +63,7 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            await _drain(request, DRAIN_BYTES - size)
+        if size > limit:  # no declared length: answered at once (the client may never stop)
             raise TooLarge(f"request body is over the {limit}-byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
