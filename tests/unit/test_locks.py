@@ -344,3 +344,19 @@ def test_commands_travel_through_the_registry() -> None:
     tags = [c.__struct_config__.tag for c in LockTable.commands]
     assert tags == ["lock.acquire", "lock.release", "lock.renew", "lock.expire", "lock.cancel_wait",
                     "lock.delay_end", "lock.options"]
+
+
+def test_would_wait_predicts_a_queued_acquire() -> None:
+    """The leader's hint for lazy proposals: True exactly when an acquire applied now would queue."""
+    log = Log()
+    t = log.table
+    assert not t.would_wait("r", "a", X)  # unknown resource: granted at once
+    log.acquire("a", S)
+    assert not t.would_wait("r", "b", S) and t.would_wait("r", "b", X)
+    assert not t.would_wait("r", "a", X)  # the holder itself (upgrade or re-acquire): not lazy
+    log.acquire("x", X, wait=5)
+    assert t.would_wait("r", "b", S)  # an exclusive waiter is ahead: no overtaking
+    assert not t.would_wait("r", "x", X)  # already waiting
+    for client, mode in (("b", S), ("c", X)):  # the hint agrees with the table's answer
+        predicted = t.would_wait("r", client, mode)
+        assert isinstance(log.acquire(client, mode, wait=5), Waiting) == predicted

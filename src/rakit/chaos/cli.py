@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         duration: Annotated[float, typer.Option(help="Seconds of workload under faults.")] = 60.0,
         nemesis: Annotated[str, typer.Option(
             help="Faults, comma-separated: partition, isolate-leader, asymmetric, bridge, kill, pause, "
-                 "redis-kill; or all, none.")] = "partition,bridge,kill,pause",
+                 "redis-kill, member (remove, wipe, rejoin, promote a node); or all, none.")] = "partition,bridge,kill,pause",
         seed: Annotated[int | None, typer.Option(help="Seed of the fault plan and the clients (default: random).")] = None,
         nodes: Annotated[int, typer.Option(help="Cluster size: 3 or 5.")] = 3,
         workload: Annotated[str, typer.Option(help="Workloads, comma-separated: locks, queue, cache.")] = "locks,queue,cache",

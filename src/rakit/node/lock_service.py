@@ -70,8 +70,8 @@ class LockService:
 
     # -- operations (run on the leader) -----------------------------------------------
 
-    async def propose(self, command: Any) -> Any:
-        return await self.driver.propose(self.machines.encode(command))
+    async def propose(self, command: Any, *, lazy: bool = False) -> Any:
+        return await self.driver.propose(self.machines.encode(command), lazy=lazy)
 
     async def acquire(self, command: L.Acquire) -> L.Granted:
         """Grant, wait up to ``command.wait`` seconds, or raise a ``Conflict``."""
@@ -79,7 +79,10 @@ class LockService:
         interest: asyncio.Future[L.Grant] = asyncio.get_running_loop().create_future()
         self._grants[key].append(interest)
         try:
-            result = await self.propose(command)
+            # An acquire that will queue is answered at its grant, not at its commit: it may
+            # share the next release's replication round (``RaftDriver.propose``, lazy).
+            lazy = command.wait > 0 and self.table.would_wait(command.resource, command.client_id, command.mode)
+            result = await self.propose(command, lazy=lazy)
             if isinstance(result, L.Refused):
                 raise refusal(result)
             if isinstance(result, L.Waiting):

@@ -747,6 +747,14 @@ class LockTable:
             for w in r.waiters:
                 yield r.name, w.client_id, w.wait
 
+    def would_wait(self, resource: str, client_id: str, mode: str) -> bool:
+        """Whether a new acquire by ``client_id`` would queue if applied now (a hint: the
+        table may change before it is)."""
+        r = self._resources.get(resource)
+        if r is None or r.hold_of(client_id) is not None or r.waiter_of(client_id) is not None:
+            return False
+        return not r.grantable_now(mode)
+
     def holding(self, resource: str, client_id: str) -> Grant | None:
         _, hold = self._lookup(resource, client_id)
         return _grant(resource, hold) if hold is not None else None

