@@ -196,8 +196,9 @@ def test_grow_to_five_and_shrink_back_to_three_under_writes(cluster_factory, tmp
     assert gaps["remove node4 (the leader)"] < 1.0, gaps  # handed over first, no election
 
 
-def run_lock_workload(urls: dict[str, str], stop: threading.Event, out: list) -> None:
-    """The chaos suite's lock clients (recorded history), in a thread of their own until ``stop``."""
+def run_lock_workload(urls: dict[str, str], stop: threading.Event, out: list, live: list | None = None) -> None:
+    """The chaos suite's lock clients (recorded history), in a thread of their own until ``stop``;
+    ``live`` gets the recorder at once (``grants`` counts what it holds so far)."""
     import asyncio
 
     import aiohttp
@@ -207,6 +208,8 @@ def run_lock_workload(urls: dict[str, str], stop: threading.Event, out: list) ->
     async def main() -> None:
         async with aiohttp.ClientSession() as session:
             ctx = wl.Context(session, urls, wl.Recorder(), asyncio.Event(), seed=3)
+            if live is not None:
+                live.append(ctx.recorder)
             tasks = wl.start(ctx, ["locks"], wl.Settings())
             while not stop.is_set():
                 await asyncio.sleep(0.05)
@@ -217,6 +220,16 @@ def run_lock_workload(urls: dict[str, str], stop: threading.Event, out: list) ->
     asyncio.run(main())
 
 
+def grants(live: list) -> int:
+    """Locks granted so far by the workload whose recorder is in ``live``."""
+    return sum(1 for op in list(live[0].ops) if op.f == "acquire" and op.type == "ok") if live else 0
+
+
+def wait_for_grants(cluster, live: list, more: int, what: str) -> None:
+    target = grants(live) + more
+    cluster.wait_until(lambda: grants(live) >= target, 30, what)
+
+
 def test_replace_a_killed_node_under_lock_load_and_drive_it_from_the_cli(cluster_factory, tmp_path):
     import subprocess
     import sys
@@ -225,11 +238,11 @@ def test_replace_a_killed_node_under_lock_load_and_drive_it_from_the_cli(cluster
 
     cluster = cluster_factory(3)
     cluster.wait_for_leader(timeout=15)
-    stop, ops = threading.Event(), []
-    load = threading.Thread(target=run_lock_workload, args=(cluster.urls, stop, ops), daemon=True)
+    stop, ops, live = threading.Event(), [], []
+    load = threading.Thread(target=run_lock_workload, args=(cluster.urls, stop, ops, live), daemon=True)
     load.start()
     try:
-        time.sleep(1.0)
+        wait_for_grants(cluster, live, 10, "the lock clients to get going")
         dead = next(i for i in cluster.nodes if i != cluster.wait_for_leader(timeout=10))
         cluster.nodes[dead].kill()  # the machine is gone for good: a fresh node replaces it
         node4 = start_joiner(cluster, "node4", tmp_path)
@@ -252,7 +265,7 @@ def test_replace_a_killed_node_under_lock_load_and_drive_it_from_the_cli(cluster
         done = subprocess.run([*cli, "transfer-leader", "--to", "node4", "--nodes", nodes, "--json"],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and json.loads(done.stdout)["leader"] == "node4", done.stderr
-        time.sleep(1.5)  # locks keep being granted through node4 as the leader
+        wait_for_grants(cluster, live, 15, "locks granted with node4 as the leader")
     finally:
         stop.set()
         load.join(30)
@@ -269,11 +282,11 @@ def test_transfer_then_restart_the_old_leader_without_an_election_storm(cluster_
 
     cluster = cluster_factory(3)
     old = cluster.wait_for_leader(timeout=15)
-    stop, ops = threading.Event(), []
-    load = threading.Thread(target=run_lock_workload, args=(cluster.urls, stop, ops), daemon=True)
+    stop, ops, live = threading.Event(), [], []
+    load = threading.Thread(target=run_lock_workload, args=(cluster.urls, stop, ops, live), daemon=True)
     load.start()
     try:
-        time.sleep(1.0)
+        wait_for_grants(cluster, live, 10, "the lock clients to get going")
         status, body = post(cluster.nodes[old].url + "/cluster/transfer-leader", {})
         assert status == 200 and body["leader"] != old, body
         new = body["leader"]
@@ -286,7 +299,9 @@ def test_transfer_then_restart_the_old_leader_without_an_election_storm(cluster_
             return s is not None and s["role"] == "follower" and s["leader_id"] == new
 
         cluster.wait_until(rejoined, 15, f"{old} to follow {new} again")
-        time.sleep(1.5)  # a returning node with pre-vote must not depose the leader
+        # A returning node with pre-vote must not depose the leader: locks go on being granted
+        # (over a second or more) and nobody's term moves meanwhile.
+        wait_for_grants(cluster, live, 15, "locks granted after the restart")
         statuses = cluster.statuses()
         assert {s["term"] for s in statuses.values()} == {term}, statuses
         assert cluster.leader() == new

@@ -488,6 +488,10 @@ def test_restarted_node_starts_empty_and_never_serves_old_values(cluster_factory
     restarted = wait_serving_without_reads(cluster, "node2")
     assert restarted["size"] == 0, f"node2 serves again but holds entries it had before: {restarted}"
     assert stats(n2)["size"] == 0
+    # A miss asks the peers node2 holds leases on; a peer that fenced node2 while it was down
+    # lends it one only once that fence has run out (until then a read may miss, never be stale).
+    cluster.wait_until(lambda: all(p["in_contact"] for p in stats(n2)["peers"].values()), 15,
+                       "node2 to be in contact with both peers again")
 
     # keys written before the restart are fetched from a peer, with their current value
     # (never the old one); the restarted node waited out every write round that might
