@@ -425,10 +425,12 @@ class RaftDriver:
         for _ in range(min(ticks, 10)):
             core.tick()
         inbox, self._inbox = self._inbox, []
+        heard_leader = False
         for message in inbox:
             core.step(message)
-            if isinstance(message, LEADER_MESSAGES) and message.term == core.term:
-                self._leader_contact = time.monotonic()
+            heard_leader = heard_leader or (isinstance(message, LEADER_MESSAGES) and message.term == core.term)
+        if heard_leader:  # one clock read per turn, not per message
+            self._leader_contact = time.monotonic()
         controls, self._controls = self._controls, []
         for action, future in controls:
             if future.done():

@@ -16,38 +16,36 @@ seconds without an answer the node refuses to start.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from typing import Any
 
+from rakit.client import Client, RakitError
 from rakit.config import NodeConfig
+
+RETRY_PAUSE = 0.5
+REFUSALS = (401, 403, 409, 422)  # final answers, but conf_change_in_progress (the gate; it passes)
 
 
 class JoinError(Exception):
     """The cluster could not be joined, with a one-line reason."""
 
 
-def _call(method: str, url: str, body: Any = None, timeout: float = 7.0) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json"}
-    token = os.environ.get("RAKIT_TOKEN")
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:  # our own cluster's URL
-            payload, status = resp.read(), resp.status
-    except urllib.error.HTTPError as err:
-        payload, status = err.read(), err.code
-    except (urllib.error.URLError, OSError, TimeoutError):
-        return 0, None
-    try:
-        return status, json.loads(payload) if payload else None
-    except ValueError:
-        return status, None
+def _until(deadline: float, what: str, call: Callable[[], Any], done_codes: tuple[str, ...] = ()) -> Any:
+    """``call()`` until it answers, an error code in ``done_codes`` (None then) or a refusal."""
+    last = "none"
+    while True:
+        try:
+            return call()
+        except RakitError as exc:
+            if exc.error in done_codes:
+                return None
+            if exc.status in REFUSALS and exc.error != "conf_change_in_progress":
+                raise JoinError(f"{what} was refused: {exc}") from None
+            last = str(exc)
+        if time.monotonic() >= deadline:
+            raise JoinError(f"{what} got no answer in time (last: {last})")
+        time.sleep(RETRY_PAUSE)
 
 
 def join_cluster(config: NodeConfig, timeout: float = 30.0) -> NodeConfig:
@@ -55,27 +53,12 @@ def join_cluster(config: NodeConfig, timeout: float = 30.0) -> NodeConfig:
     assert config.join is not None
     own_url = config.peers[config.node_id]
     deadline = time.monotonic() + timeout
-    while True:
-        status, answer = _call("POST", config.join + "/cluster/members", {"id": config.node_id, "url": own_url})
-        if status == 200:
-            break
-        error = answer.get("error") if isinstance(answer, dict) else None
-        if status == 409 and error == "member_exists":
-            break  # a restart: checked against the member list below
-        if status in (401, 403, 409, 422) and error != "conf_change_in_progress":
-            detail = answer.get("detail") if isinstance(answer, dict) else answer
-            raise JoinError(f"{config.join} refused to add {config.node_id}: {error or status}: {detail}")
-        if time.monotonic() >= deadline:
-            raise JoinError(f"no member at {config.join} added {config.node_id} within {timeout:g} s "
-                            f"(last answer: {status or 'none'})")
-        time.sleep(0.5)
-    while True:
-        status, view = _call("GET", config.join + "/cluster/members")
-        if status == 200 and isinstance(view, dict):
-            break
-        if time.monotonic() >= deadline:
-            raise JoinError(f"{config.join} did not list the members within {timeout:g} s")
-        time.sleep(0.5)
+    verify = str(config.tls_ca) if config.tls_ca else True
+    with Client(config.join, timeout=7.0, retry_deadline=timeout, verify=verify) as client:
+        # "member_exists": a restart, checked against the member list below.
+        _until(deadline, f"asking {config.join} to add {config.node_id}",
+               lambda: client.add_member(config.node_id, own_url), ("member_exists",))
+        view = _until(deadline, f"listing the members at {config.join}", client.members)
     members = {m["id"]: m.get("url") for m in [*view.get("voters", []), *view.get("learners", [])]}
     if config.node_id not in members:
         raise JoinError(f"{config.node_id} is not in the configuration {config.join} reports")
