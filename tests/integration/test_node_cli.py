@@ -67,7 +67,7 @@ def test_environment_configures_the_node_and_sigterm_exits_zero(tmp_path):
         status = wait_until(lambda: (s := get(url + "/status", timeout=1)[1]) and s["role"] == "leader" and s,
                             10, "a one-node cluster to elect itself")
         assert status["node_id"] == "solo" and status["peers"] == ["solo"]
-        assert (tmp_path / "solo" / "raft.db").exists()
+        assert (tmp_path / "solo" / "raft.wal").exists()
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0

@@ -1,8 +1,8 @@
-"""The LogStore contract, run against both SQLiteLogStore and its in-memory twin.
+"""The LogStore contract, run against FileLogStore, SQLiteLogStore and their in-memory twin.
 
 Every test reads its result through ``reloaded()``, which also closes and
 reopens the store and checks the reopened store loads the same state, so
-each case doubles as a durability check for SQLite.
+each case doubles as a durability check for the two disk stores.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from rakit.raft.messages import (
     encode_conf_entry,
 )
 from rakit.storage.base import LoadedState, LogStore
+from rakit.storage.file_store import FileLogStore
 from rakit.storage.memory import MemoryLogStore
 from rakit.storage.sqlite_store import SQLiteLogStore
 
@@ -42,6 +43,8 @@ class Harness:
     def _open(self) -> LogStore:
         if self.kind == "memory":
             return getattr(self, "store", None) or MemoryLogStore()
+        if self.kind == "file":
+            return FileLogStore(self.path.with_suffix(".wal"))
         return SQLiteLogStore(self.path)
 
     def reopen(self) -> None:
@@ -56,7 +59,7 @@ class Harness:
         return after
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "file"])
 def h(request: pytest.FixtureRequest, tmp_path: Path):
     harness = Harness(request.param, tmp_path / "raft.db")
     yield harness
@@ -247,7 +250,7 @@ def test_snapshot_learners_and_conf_entries_round_trip(h: Harness) -> None:
     assert state.snapshot is not None and state.snapshot.meta.learners == []
 
 
-# -- the twin agrees with SQLite on random, Raft-shaped operation sequences --
+# -- the twin agrees with both disk stores on random, Raft-shaped operation sequences --
 
 op = st.one_of(
     st.tuples(
@@ -282,9 +285,11 @@ def _apply(store: LogStore, call: tuple) -> str:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(op, max_size=25))
-def test_twin_matches_sqlite(tmp_path_factory: pytest.TempPathFactory, ops: list[tuple]) -> None:
+@pytest.mark.parametrize("disk", ["sqlite", "file"])
+def test_twin_matches_the_disk_stores(tmp_path_factory: pytest.TempPathFactory, disk: str,
+                                      ops: list[tuple]) -> None:
     path = tmp_path_factory.mktemp("twin") / "raft.db"
-    memory, sqlite = Harness("memory", path), Harness("sqlite", path)
+    memory, sqlite = Harness("memory", path), Harness(disk, path)
     term = 1  # terms only grow, as in Raft, so load() never sees a broken log
     try:
         for o in ops:
@@ -411,3 +416,29 @@ def test_wal_mode_and_full_sync(tmp_path: Path) -> None:
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     store.close()
+
+
+# -- FileLogStore only: the file is rewritten once mostly dead --------------------
+
+
+def test_file_store_rewrites_a_mostly_dead_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rakit.storage.file_store as file_store
+
+    monkeypatch.setattr(file_store, "REWRITE_BYTES", 4096)
+    path = tmp_path / "raft.wal"
+    store = FileLogStore(path)
+    for last in range(10, 1500, 10):
+        store.save(HardState(term=1, commit=last), ents(last - 9, last))
+        if last % 50 == 0:
+            store.compact(snap(last - 5, 1))
+    stats = store.statistics()
+    assert stats["rewrites"] >= 2 and stats["file_bytes"] < 8 * 4096
+    before = store.load()
+    assert before.snapshot == snap(1445, 1) and indices(before) == list(range(1446, 1491))
+    store.close()
+    assert not (tmp_path / "raft.wal.tmp").exists()
+    store = FileLogStore(path)
+    assert store.load() == before
+    store.save(None, ents(1491, 1502))
+    store.close()
+    assert indices(FileLogStore(path).load())[-1] == 1502

@@ -1,12 +1,14 @@
-"""SQLiteLogStore under crashes, torn WAL tails, and the data-dir lock.
+"""The disk stores (FileLogStore, SQLiteLogStore) under crashes and torn tails; the data-dir lock.
 
 (a) A writer process appends batches and prints each batch's last index once
     ``save()`` returned; we SIGKILL it at a random moment and check every
     printed index survived, in a contiguous log.
-(b) A WAL whose last frame is torn or overwritten opens cleanly and holds
-    the state after some earlier batch -- never a half-applied one.
+(b) A log whose last record (SQLite: WAL frame) is torn or overwritten
+    opens cleanly and holds the state after some earlier batch -- never a
+    half-applied one.
 (c) ``open_data_dir`` refuses a locked or unwritable directory with a
-    one-line ``DataDirError``.
+    one-line ``DataDirError``, and moves an older rakit's SQLite log to the
+    file store.
 """
 
 from __future__ import annotations
@@ -28,20 +30,24 @@ import pytest
 from rakit.raft.messages import Entry, HardState, Snapshot, SnapshotMeta
 from rakit.storage.base import LoadedState
 from rakit.storage.datadir import DataDirError, open_data_dir
+from rakit.storage.file_store import FileLogStore
 from rakit.storage.sqlite_store import SQLiteLogStore
+
+STORES = {"file": FileLogStore, "sqlite": SQLiteLogStore}
 
 DEADLINE = 30.0  # seconds to wait for the writer's output before failing
 
 WRITER = r"""
 import sys
 from rakit.raft.messages import Entry, HardState, Snapshot, SnapshotMeta
+from rakit.storage.file_store import FileLogStore
 from rakit.storage.sqlite_store import SQLiteLogStore
 
 def payload(i):
     return b"%d:" % i + b"x" * (i % 300)
 
-path, batch, compact_every = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-store = SQLiteLogStore(path)
+path, batch, compact_every, kind = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+store = (FileLogStore if kind == "file" else SQLiteLogStore)(path)
 state = store.load()
 last = state.entries[-1].index if state.entries else (state.snapshot.meta.index if state.snapshot else 0)
 n = 0
@@ -67,10 +73,10 @@ def _pump(stream, lines: queue.Queue) -> None:
     lines.put(None)
 
 
-def _run_and_kill(path: Path, batch: int, compact_every: int, kill_after: int) -> int:
+def _run_and_kill(path: Path, batch: int, compact_every: int, kill_after: int, kind: str) -> int:
     """Start a writer, SIGKILL it after ``kill_after`` acks; return the last ack."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path), str(batch), str(compact_every)],
+        [sys.executable, "-c", WRITER, str(path), str(batch), str(compact_every), kind],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -107,20 +113,22 @@ def _check_log(state: LoadedState, acked: int) -> None:
     assert acked <= state.hard_state.commit <= last
 
 
+@pytest.mark.parametrize("kind", STORES)
 @pytest.mark.parametrize("seed", range(4))
 def test_sigkill_keeps_every_acknowledged_batch(
-    tmp_path: Path, seed: int, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, seed: int, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     rng = random.Random(seed)
-    path = tmp_path / "raft.db"
+    path = tmp_path / "raft.log"
     acked = 0
     for _ in range(3):  # each round resumes from what the last crash left
         batch = rng.choice([1, 7, 64])
-        acked = max(acked, _run_and_kill(path, batch, rng.randint(3, 20), rng.randint(5, 80)))
-        store = SQLiteLogStore(path)
+        acked = max(acked, _run_and_kill(path, batch, rng.randint(3, 20), rng.randint(5, 80), kind))
         with caplog.at_level(logging.WARNING, logger="rakit.storage"):
+            store = STORES[kind](path)
             state = store.load()
         store.close()
+        # A SIGKILL loses no written byte (the page cache survives it), so nothing is torn.
         assert not caplog.records, "load() had to repair the log"
         _check_log(state, acked)
 
@@ -128,9 +136,9 @@ def test_sigkill_keeps_every_acknowledged_batch(
 # -- (b) torn WAL tail ---------------------------------------------------------
 
 
-def _write_batches(path: Path, rng: random.Random) -> tuple[SQLiteLogStore, list[int]]:
-    """Write a few batches, leaving the store open so the WAL is not checkpointed."""
-    store = SQLiteLogStore(path)
+def _write_batches(path: Path, rng: random.Random, kind: str = "sqlite") -> tuple[SQLiteLogStore, list[int]]:
+    """Write a few batches, leaving the store open so SQLite's WAL is not checkpointed."""
+    store = STORES[kind](path)
     ends, last = [0], 0
     for _ in range(12):
         n = rng.randint(1, 6)
@@ -191,7 +199,77 @@ def test_torn_wal_tail(tmp_path: Path, damage: str) -> None:
     store.close()
 
 
-# -- (c) the data-dir lock -----------------------------------------------------
+def _record_ends(path: Path) -> list[int]:
+    """Byte offsets where the file store's records end (its first one: where the header ends)."""
+    data, pos, ends = path.read_bytes(), 12, [12]
+    while True:
+        length = int.from_bytes(data[pos:pos + 4], "little")
+        if length == 0:
+            return ends
+        pos += 8 + length
+        ends.append(pos)
+
+
+@pytest.mark.parametrize("damage", ["cut_mid_last_record", "cut_in_last_header", "garbage_tail",
+                                    "flipped_byte_mid_log", "stale_records_after_torn_one"])
+def test_torn_file_tail(tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture) -> None:
+    rng = random.Random(damage)
+    path = tmp_path / "raft.wal"
+    store, ends = _write_batches(path, rng, "file")
+    store.close()
+    records = _record_ends(path)
+    assert len(records) == len(ends)  # one record per save, after the header
+    with open(path, "r+b") as f:
+        if damage == "cut_mid_last_record":
+            f.truncate((records[-2] + records[-1]) // 2)
+        elif damage == "cut_in_last_header":
+            f.truncate(records[-2] + 5)
+        elif damage == "garbage_tail":
+            f.seek(records[-1] - 20)
+            f.write(rng.randbytes(20))
+        elif damage == "flipped_byte_mid_log":
+            middle = records[len(records) // 2]
+            f.seek(middle + 12)
+            byte = f.read(1)
+            f.seek(middle + 12)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        else:  # the last record torn at its start, the ones after it whole: they must not come back
+            f.seek(records[-4] + 8)
+            f.write(b"\xff")
+
+    with caplog.at_level(logging.WARNING, logger="rakit.storage"):
+        store = FileLogStore(path)
+    assert "log ends at byte" in caplog.text
+    state = store.load()
+    last = len(state.entries)
+    assert [e.index for e in state.entries] == list(range(1, last + 1))
+    assert all(e.data == payload(e.index) for e in state.entries)
+    assert last in ends, "a batch was half applied"
+    assert state.hard_state.commit == last  # hard state and entries went in together
+    expected = {"flipped_byte_mid_log": ends[len(records) // 2],
+                "stale_records_after_torn_one": ends[-4]}.get(damage, ends[-2])
+    assert last == expected
+
+    # The recovered store takes new writes, and what lay beyond the cut stays gone.
+    store.save(HardState(term=2, commit=last + 1), [Entry(term=2, index=last + 1)])
+    store.close()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rakit.storage"):
+        store = FileLogStore(path)
+    assert not caplog.records
+    assert store.load().entries[-1] == Entry(term=2, index=last + 1)
+    assert len(store.load().entries) == last + 1
+    store.close()
+
+
+def test_a_file_from_elsewhere_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "raft.wal"
+    path.write_bytes(b"SQLite format 3\x00" + bytes(100))
+    with pytest.raises(Exception, match="not a rakit log"):
+        FileLogStore(path)
+
+
+# -- (c) the data-dir lock and the migration --------------------------------------
 
 
 def test_data_dir_is_locked(tmp_path: Path) -> None:
@@ -203,9 +281,24 @@ def test_data_dir_is_locked(tmp_path: Path) -> None:
     assert "\n" not in str(err.value)
     first.close()
     with open_data_dir(path) as again:
-        assert isinstance(again.log_store(), SQLiteLogStore)
+        assert isinstance(again.log_store(), FileLogStore)
         assert again.log_store() is again.log_store()
-        assert again.log_store().path == str(path / "raft.db")
+        assert again.log_store().path == path / "raft.wal"
+
+
+def test_an_older_data_dir_moves_to_the_file_store(tmp_path: Path) -> None:
+    old = SQLiteLogStore(tmp_path / "raft.db")
+    snapshot = Snapshot(SnapshotMeta(5, 1, ["a", "b", "c"], ["d"]), b"state")
+    old.save(HardState(term=3, vote="a", commit=7), [Entry(1, i, data=b"%d" % i) for i in range(1, 9)])
+    old.compact(snapshot)
+    old.save(None, [Entry(3, 9, data=b"nine")])
+    before = old.load()
+    old.close()
+    with open_data_dir(tmp_path) as d:
+        assert d.log_store().load() == before
+    assert not list(tmp_path.glob("raft.db*"))
+    with open_data_dir(tmp_path) as d:
+        assert d.log_store().load() == before
 
 
 def test_data_dir_log_store_persists(tmp_path: Path) -> None:

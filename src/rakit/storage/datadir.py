@@ -12,21 +12,31 @@ Rules:
 3. The lock lives as long as the open file: ``DataDir.close()`` (or process
    death, SIGKILL included) releases it.  The LOCK file itself is left in
    place; a stale file without a lock holder means nothing.
-4. ``DataDir.log_store()`` opens ``<dir>/raft.db`` once and hands out the
-   same ``SQLiteLogStore``; ``close()`` closes it before dropping the lock.
+4. ``DataDir.log_store()`` opens ``<dir>/raft.wal`` once and hands out the
+   same ``FileLogStore``; ``close()`` closes it before dropping the lock.
+5. A data dir written by an older rakit holds ``raft.db`` (the SQLite
+   store) instead: its state is copied into a new ``raft.wal`` (written
+   whole, then renamed into place), and only then is ``raft.db`` deleted.
+   A ``raft.db`` beside a ``raft.wal`` is therefore a finished migration's
+   leftover and is deleted too.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import tempfile
 from pathlib import Path
 
+from rakit.storage.file_store import FileLogStore, create_from
 from rakit.storage.sqlite_store import SQLiteLogStore
 
+log = logging.getLogger(__name__)
+
 LOCK_FILE = "LOCK"
-LOG_DB = "raft.db"
+LOG_FILE = "raft.wal"
+OLD_LOG_DB = "raft.db"
 
 
 class DataDirError(Exception):
@@ -41,14 +51,31 @@ class DataDir:
     def __init__(self, path: Path, lock_fd: int) -> None:
         self.path = path
         self._lock_fd: int | None = lock_fd
-        self._store: SQLiteLogStore | None = None
+        self._store: FileLogStore | None = None
 
-    def log_store(self) -> SQLiteLogStore:
+    def log_store(self) -> FileLogStore:
         if self._lock_fd is None:
             raise DataDirError(f"data dir {self.path} is closed")
         if self._store is None:
-            self._store = SQLiteLogStore(self.path / LOG_DB)
+            self._migrate_sqlite()
+            self._store = FileLogStore(self.path / LOG_FILE)
         return self._store
+
+    def _migrate_sqlite(self) -> None:
+        """Rule 5: an older rakit's ``raft.db`` becomes a ``raft.wal``."""
+        old, new = self.path / OLD_LOG_DB, self.path / LOG_FILE
+        if not old.exists():
+            return
+        if not new.exists():
+            store = SQLiteLogStore(old)
+            try:
+                state = store.load()
+            finally:
+                store.close()
+            create_from(new, state)
+            log.info("%s: moved the Raft log from %s to %s", self.path, old.name, new.name)
+        for leftover in (old, old.with_name(old.name + "-wal"), old.with_name(old.name + "-shm")):
+            leftover.unlink(missing_ok=True)
 
     def close(self) -> None:
         if self._store is not None:

@@ -1,4 +1,6 @@
-"""``MemoryLogStore``: the in-memory twin of ``SQLiteLogStore``.
+"""``MemoryLogStore``: the in-memory twin of ``FileLogStore`` (and ``SQLiteLogStore``).
+
+``FileLogStore`` also uses it inside: its records replay through these calls.
 
 The deterministic simulation uses it to model a crash: a restarted node sees
 exactly what ``save``/``compact`` were given before the crash and nothing
@@ -7,7 +9,7 @@ learner lists; the Structs themselves are frozen) and hands out fresh copies fro
 ``load``.  ``close`` does not forget anything: the simulation keeps the
 object as the node's "disk" across restarts.
 
-Rules -- the same as ``sqlite_store``, checked by the same contract suite
+Rules -- the same as the disk stores', checked by the same contract suite
 (``tests/unit/test_storage.py``):
 
 1. The log is contiguous: the stored entries are ``snapshot.index + 1 ..

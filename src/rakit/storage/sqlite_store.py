@@ -1,4 +1,8 @@
-"""``SQLiteLogStore``: the node's durable Raft state in one SQLite file.
+"""``SQLiteLogStore``: the node's durable Raft state in one SQLite file (rakit before session 5).
+
+Nodes now write ``file_store.FileLogStore``; this store is kept to read an
+older data dir's ``raft.db`` once, when ``DataDir`` migrates it, and as the
+baseline of ``bench/storage_append.py``.
 
 Why SQLite: the standard library ships it, and its write-ahead log gives us
 atomic, checksummed, fsynced batches for free -- a torn last write is
