@@ -101,6 +101,7 @@ class RaftDriver:
         self.store = store
         self.machine = machine
         self.transport = transport
+        self._sends_at_once = bool(getattr(transport, "sends_at_once", False))
         self.metrics = metrics
         self.tick_seconds = tick_seconds
         self.snapshot_entries = snapshot_entries
@@ -495,10 +496,11 @@ class RaftDriver:
         if send_first and outgoing:
             self.transport.send(outgoing)
         if must_save:
-            if len(ready.entries) <= INLINE_SAVE_ENTRIES and ready.snapshot is None and not send_first:
-                # Light load on a follower: a thread hop would cost more than the
-                # write.  (A leader writes on the thread even then, so that its
-                # AppendEntries leave while its own fsync runs.)
+            if len(ready.entries) <= INLINE_SAVE_ENTRIES and ready.snapshot is None and (
+                    not send_first or self._sends_at_once):
+                # Light load: a thread hop would cost more than the write.  (A leader
+                # whose transport only queues writes on the thread even then, so that
+                # its AppendEntries leave while its own fsync runs.)
                 elapsed = self._timed_save(hard_state, ready.entries, None)
             else:
                 # Heavier load: the write runs on the disk thread, the event loop

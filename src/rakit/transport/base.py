@@ -13,6 +13,10 @@ from rakit.raft.messages import AnyMessage
 
 
 class Transport(Protocol):
+    # True when ``send`` hands messages to open connections before it returns, so a
+    # driver may block right after it (a small fsync) without holding them back.
+    sends_at_once: bool
+
     def send(self, messages: list[AnyMessage]) -> None:
         """Queue messages for their destinations (``msg.dst``)."""
         ...

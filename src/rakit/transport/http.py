@@ -12,6 +12,15 @@ socket; a reader task hands those to our driver.
 ``POST /append_entries`` (``/request_vote``, ``/install_snapshot``) answer
 the same exchange one request at a time, for tools and older peers.
 
+``send`` writes frames to the socket before it returns when it can (the
+stream is open and its buffer under ``DIRECT_WRITE_LIMIT``): a Ready's
+AppendEntries leave without waiting for the sender task's turn, so the
+driver may then block on a small fsync while the followers do theirs.  The
+frame writer used is aiohttp's own (``_write_websocket_frame``, a private
+method: looked up once per stream, and without it every frame goes through
+the sender task, as before).  Otherwise -- stream down or backed up -- the
+sender task writes, awaiting the socket's flow control.
+
 A broken stream drops what was queued (Raft retransmits) and reconnects
 after a short, bounded back-off; the queue is bounded so an unreachable peer
 cannot grow memory.
@@ -49,8 +58,34 @@ BACKOFF_MAX = 0.25
 CONNECT_TIMEOUT = aiohttp.ClientWSTimeout(ws_close=1.0)
 HEARTBEAT = 5.0  # WebSocket pings: a silently dead peer is noticed within ~2x this
 MAX_FRAME = 256 * 1024 * 1024
+DIRECT_WRITE_LIMIT = 1024 * 1024  # bytes buffered in the socket beyond which send() leaves writing to the task
 
 Deliver = Callable[[list[AnyMessage]], None]
+
+
+class _DirectWriter:
+    """Writes binary frames to an open aiohttp WebSocket synchronously (see the module docstring)."""
+
+    def __init__(self, write: Callable[[bytes, int, int], None], transport: asyncio.Transport) -> None:
+        self._write = write
+        self._transport = transport
+
+    @classmethod
+    def of(cls, ws: aiohttp.ClientWebSocketResponse) -> _DirectWriter | None:
+        """None when this aiohttp has no frame writer to lend, or the stream is compressed."""
+        writer = getattr(ws, "_writer", None)
+        write = getattr(writer, "_write_websocket_frame", None)
+        transport = getattr(writer, "transport", None)
+        if write is None or transport is None or getattr(writer, "compress", 0):
+            return None
+        return cls(write, transport)
+
+    def ready(self) -> bool:
+        transport = self._transport
+        return not transport.is_closing() and transport.get_write_buffer_size() <= DIRECT_WRITE_LIMIT
+
+    def write(self, data: bytes) -> None:
+        self._write(data, aiohttp.WSMsgType.BINARY, 0)
 
 
 class PeerSender:
@@ -69,9 +104,28 @@ class PeerSender:
         self.failures = 0
         self.seq = 0
         self.sent_at: deque[float] = deque()  # send times of frames awaiting their answer
+        self._direct: _DirectWriter | None = None  # while a stream is open
 
     def push(self, message: AnyMessage) -> None:
         self.queue.append(message)
+
+    def write_now(self) -> bool:
+        """Write everything queued to the open stream at once; False leaves it to the sender task."""
+        direct = self._direct
+        if direct is None:
+            return False
+        while self.queue:
+            if not direct.ready():
+                return False
+            frame = encode_batch(Batch(self.src, self.take_batch(), self.epoch, self.seq + 1))
+            try:
+                direct.write(frame)
+            except (aiohttp.ClientError, ConnectionError):  # broken: the reader notices; Raft resends
+                self._direct = None
+                return False
+            self.seq += 1
+            self.sent_at.append(time.perf_counter())
+        return True
 
     def take_batch(self) -> list[AnyMessage]:
         # A snapshot travels alone (it can be large); everything else batches.
@@ -96,7 +150,11 @@ class PeerSender:
                 ) as ws:
                     self.failures = 0
                     log.info("raft stream to %s open", self.peer_id)
-                    await self._serve(ws)
+                    self._direct = _DirectWriter.of(ws)
+                    try:
+                        await self._serve(ws)
+                    finally:
+                        self._direct = None
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 if self.failures == 0:
                     log.info("raft stream to %s failed: %s", self.peer_id, exc)
@@ -145,6 +203,8 @@ class PeerSender:
 class HttpTransport:
     """One ``PeerSender`` per peer; ``set_peers`` follows membership changes (senders come and go)."""
 
+    sends_at_once = True  # send() writes to open streams before returning (see the module docstring)
+
     def __init__(self, node_id: str, peers: dict[str, str], session: aiohttp.ClientSession,
                  metrics: NodeMetrics, deliver: Deliver, auth: InternalAuth | None = None) -> None:
         self.node_id = node_id
@@ -171,7 +231,9 @@ class HttpTransport:
                 sender.push(message)
                 touched.add(message.dst)
         for dst in touched:
-            self.senders[dst].wake.set()
+            sender = self.senders[dst]
+            if not sender.write_now():
+                sender.wake.set()
 
     def set_peers(self, peers: dict[str, str]) -> None:
         """Send to exactly ``peers`` (id -> URL) from now on: new ones get a sender, gone ones lose theirs."""
