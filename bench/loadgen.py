@@ -91,6 +91,19 @@ async def run_load(name: str, request: RequestFn, concurrency: int, duration: fl
     return result
 
 
+def merge(results: list[LoadResult]) -> LoadResult:
+    """One row from the slices of a row measured in turns (ops, seconds and latencies pooled)."""
+    first = results[0]
+    merged = LoadResult(first.name, first.concurrency)
+    for r in results:
+        merged.ops += r.ops
+        merged.errors += r.errors
+        merged.seconds += r.seconds
+        merged.latencies.extend(r.latencies)
+        merged.error_samples.extend(r.error_samples[: 5 - len(merged.error_samples)])
+    return merged
+
+
 def progress(result: LoadResult) -> None:
     """One line on stderr per finished row, so a long bench shows where it is (stdout keeps the tables)."""
     print(f"  done: {result.name:<34} c={result.concurrency:<3} {result.ops_per_s:>9,.0f} ops/s  "
@@ -155,6 +168,9 @@ def bench_args(doc: str | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per row")
     parser.add_argument("--no-etcd", action="store_true", help="skip the etcd baseline")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="slices each row's duration is cut into, taken in turn with the other "
+                             "rows of its concurrency (the machine's drift then hits every row alike)")
     args = parser.parse_args()
     try:
         import uvloop

@@ -1,6 +1,6 @@
 """Committed Raft writes per second on a local 3-node cluster, against baselines.
 
-    .venv/bin/python bench/raft_writes.py [--duration 5] [--no-etcd]
+    .venv/bin/python bench/raft_writes.py [--duration 5] [--rounds 3] [--no-etcd]
 
 Rows, all in one run on this machine (nodes and load generator share it):
 - ``ceiling``: GET /health on the leader — the same HTTP stack doing nothing;
@@ -9,12 +9,17 @@ Rows, all in one run on this machine (nodes and load generator share it):
   forwards to the leader;
 - ``etcd``: a 3-member etcd cluster on loopback, PUT through its HTTP gateway
   (when Debian's etcd-server is installed or installable).
-Each at concurrency 1, 16 and 64.  The last table gives rakit/etcd ratios.
+Each at concurrency 1, 16 and 64.  Both clusters run at once, and each
+concurrency's rows are measured in ``--rounds`` turns of ``duration/rounds``
+seconds (forward, then backward, then forward...), pooled: this machine's
+speed drifts by tens of percent over minutes, and turns make the drift fall
+on rakit and etcd alike.  The last table gives rakit/etcd ratios.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import tempfile
 from pathlib import Path
@@ -25,54 +30,51 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
 from etcd_cluster import EtcdCluster, b64, ensure_etcd  # noqa: E402
-from loadgen import LoadResult, bench_args, print_table, run_load  # noqa: E402
+from loadgen import LoadResult, RequestFn, bench_args, merge, print_table, run_load  # noqa: E402
 
 from rakit.launcher import LocalCluster  # noqa: E402
 
 CONCURRENCY = (1, 16, 64)
 
 
-async def bench_rakit(duration: float) -> list[LoadResult]:
-    results: list[LoadResult] = []
-    with tempfile.TemporaryDirectory(prefix="rakit-bench-") as tmp:
-        cluster = LocalCluster(3, Path(tmp), redis_url="redis://127.0.0.1:6379/15")
-        cluster.start()
-        try:
-            leader_id = cluster.wait_for_leader(timeout=15)
-            leader = cluster.nodes[leader_id].url
-            follower = next(n.url for i, n in cluster.nodes.items() if i != leader_id)
-            for c in CONCURRENCY:
-                results.append(await run_load(
-                    "ceiling (GET /health)", lambda w, s: ("GET", leader + "/health", None), c, duration))
-            for name, target in (("rakit→leader", leader), ("rakit→follower", follower)):
-                for c in CONCURRENCY:
-                    results.append(await run_load(
-                        name, lambda w, s, t=target: ("POST", t + "/kv/put",
-                                                      {"key": f"k{w}", "value": s}), c, duration))
-        finally:
-            cluster.stop()
-    return results
-
-
-async def bench_etcd(duration: float) -> list[LoadResult]:
-    binary = ensure_etcd()
-    if binary is None:
+async def bench(duration: float, rounds: int, with_etcd: bool) -> list[LoadResult]:
+    """Every row, both clusters up at once; each concurrency's rows are measured in ``rounds``
+    turns (forward, then backward), so that drift in the machine's speed hits them alike."""
+    binary = ensure_etcd() if with_etcd else None
+    if with_etcd and binary is None:
         print("etcd-server is not installed and could not be installed: no etcd rows")
-        return []
-    results = []
-    with EtcdCluster(binary) as etcd:
-        leader = etcd.leader_url()
+    with tempfile.TemporaryDirectory(prefix="rakit-bench-") as tmp, contextlib.ExitStack() as stack:
+        cluster = LocalCluster(3, Path(tmp), redis_url="redis://127.0.0.1:6379/15")
+        stack.callback(cluster.stop)
+        cluster.start()
+        leader_id = cluster.wait_for_leader(timeout=15)
+        leader = cluster.nodes[leader_id].url
+        follower = next(n.url for i, n in cluster.nodes.items() if i != leader_id)
+        rows: list[tuple[str, RequestFn]] = [
+            ("ceiling (GET /health)", lambda w, s: ("GET", leader + "/health", None)),
+            *[(name, lambda w, s, t=target: ("POST", t + "/kv/put", {"key": f"k{w}", "value": s}))
+              for name, target in (("rakit→leader", leader), ("rakit→follower", follower))],
+        ]
+        if binary is not None:
+            etcd = stack.enter_context(EtcdCluster(binary))
+            etcd_leader = etcd.leader_url()
+            rows.append(("etcd put→leader", lambda w, s: ("POST", etcd_leader + "/v3/kv/put",
+                                                          {"key": b64(f"k{w}"), "value": b64(str(s))})))
+        results: list[LoadResult] = []
         for c in CONCURRENCY:
-            results.append(await run_load(
-                "etcd put→leader", lambda w, s: ("POST", leader + "/v3/kv/put",
-                                                 {"key": b64(f"k{w}"), "value": b64(str(s))}), c, duration))
+            slices: dict[str, list[LoadResult]] = {name: [] for name, _ in rows}
+            for turn in range(rounds):
+                for name, request in (rows if turn % 2 == 0 else rows[::-1]):
+                    slices[name].append(await run_load(name, request, c, duration / rounds))
+            results.extend(merge(slices[name]) for name, _ in rows)
     return results
 
 
 def main() -> None:
     args = bench_args(__doc__)
-    rakit = asyncio.run(bench_rakit(args.duration))
-    etcd = [] if args.no_etcd else asyncio.run(bench_etcd(args.duration))
+    results = asyncio.run(bench(args.duration, max(1, args.rounds), not args.no_etcd))
+    rakit = [r for r in results if not r.name.startswith("etcd")]
+    etcd = [r for r in results if r.name.startswith("etcd")]
     print_table("Raft writes (3 nodes, fsync on, one machine)", [r.row() for r in rakit + etcd])
     for r in rakit + etcd:
         if r.error_samples:

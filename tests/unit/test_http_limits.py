@@ -408,3 +408,68 @@ def test_a_websocket_outlives_the_head_and_body_deadlines(server: ServerThread) 
         time.sleep(HEAD_TIMEOUT + BODY_TIMEOUT + 0.5)
         ws.send("still here")
         assert ws.recv(timeout=5) == "still here"
+
+
+# -- rule 5: one write per answer ------------------------------------------------------
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str) -> str:
+        return f"info:{name}"
+
+
+async def test_a_head_and_its_body_leave_in_one_write() -> None:
+    from rakit.node.http_protocol import _CorkedTransport
+
+    raw = _Recorder()
+    corked = _CorkedTransport(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
+    corked.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    assert raw.writes == []
+    corked.write(b"body")
+    assert raw.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
+    corked.write(b"head of a streamed answer")  # no body in this loop iteration: it goes out alone
+    await asyncio.sleep(0)
+    assert raw.writes[-1] == b"head of a streamed answer"
+    corked.write(b"last words")
+    corked.close()  # close flushes first
+    assert raw.writes[-1] == b"last words" and raw.closed
+    assert corked.get_extra_info("peername") == "info:peername"
+
+
+def test_a_streamed_answer_sends_its_head_before_its_body() -> None:
+    from starlette.responses import StreamingResponse
+
+    async def chunks() -> Any:
+        await asyncio.sleep(1.0)
+        yield b"late"
+
+    async def stream(request: Request) -> Response:
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    APP.router.routes.append(Route("/stream", stream, methods=["GET"]))
+    try:
+        with ServerThread() as s, s.connect() as sock:
+            sock.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.settimeout(0.8)  # the head must come before the body's second
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(65536)
+            assert data.startswith(b"HTTP/1.1 200") and b"late" not in data
+            sock.settimeout(5)
+            while b"late" not in data:
+                data += sock.recv(65536)
+    finally:
+        APP.router.routes.pop()

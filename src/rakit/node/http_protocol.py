@@ -28,6 +28,13 @@ head or its body.  ``BoundedHttpToolsProtocol`` adds:
    progress) uvicorn answers 503 in plain text; here it is the API's
    ``503 {"error": "unavailable"}`` with ``Retry-After``.
 
+5. **One write per answer.**  uvicorn writes a response's head and its
+   body with two ``transport.write`` calls: two send syscalls and two TCP
+   segments per answer.  Each request's cycle gets a ``_CorkedTransport``
+   that holds the head and sends it with the body in one write (Starlette
+   sends both in one task step); if no body follows within that loop
+   iteration (a streaming answer), the held head goes out on its own.
+
 The timers cost nothing on the common path: a head or a body that arrives in
 the read that starts it never arms one (only a new connection does, until its
 first head).  Everything else is uvicorn's.  Select it with
@@ -51,6 +58,40 @@ MAX_HEADERS = 100
 HEAD_TIMEOUT = 10.0
 BODY_TIMEOUT = 10.0
 MIN_BODY_RATE = 1024 * 1024  # bytes per second a long body must keep up, beyond BODY_TIMEOUT
+
+
+class _CorkedTransport:
+    """The connection's transport, as one request/response cycle writes to it (rule 5)."""
+
+    __slots__ = ("_transport", "_loop", "_held")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held + data)
+        elif self._transport.is_closing():
+            self._transport.write(data)
+        else:
+            self._held = bytes(data)
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class _HeadRefused(Exception):
@@ -217,4 +258,5 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         if app is service_unavailable:
             app = json_service_unavailable
+        cycle.transport = _CorkedTransport(cycle.transport, self.loop)
         super()._start_asgi_task(cycle, app)
