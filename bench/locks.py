@@ -1,6 +1,6 @@
 """Lock acquire+release pairs per second on a local 3-node cluster, against etcd.
 
-    .venv/bin/python bench/locks.py [--duration 5] [--no-etcd]
+    .venv/bin/python bench/locks.py [--duration 5] [--rounds 3] [--no-etcd]
 
 One op is a *pair*: acquire a lock, then release it once granted (two
 dependent HTTP requests, timed together); pairs/s counts completed pairs and
@@ -21,16 +21,20 @@ p50/p99 is the latency of one pair.  Rows, all in one run on this machine
   ``{"name", "lease"}`` (blocks until acquired) returns a key, then POST
   /v3/lock/unlock ``{"key"}``.
 Non-2xx answers (and an acquire answer without a grant) count as errors and
-are not in the latencies.  The last table gives rakit/etcd ratios.
+are not in the latencies.  Both clusters run at once; rows compared with
+each other are measured in ``--rounds`` turns of ``duration/rounds`` seconds
+(forward, then backward...), pooled, so that this machine's drift in speed
+falls on rakit and etcd alike.  The last table gives rakit/etcd ratios.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +47,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 
 from etcd_cluster import EtcdCluster, b64, ensure_etcd  # noqa: E402
 from fasthttp import Connection  # noqa: E402
-from loadgen import LoadResult, Op, OpError, bench_args, print_table, run_ops  # noqa: E402
+from loadgen import LoadResult, Op, OpError, bench_args, merge, print_table, run_ops  # noqa: E402
 
 from rakit.launcher import LocalCluster  # noqa: E402
 
@@ -91,31 +95,6 @@ def rakit_pair(url: str, resource: Callable[[int], str], client: Callable[[int],
     return op
 
 
-async def bench_rakit(duration: float) -> list[Row]:
-    rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="rakit-bench-") as tmp:
-        cluster = LocalCluster(3, Path(tmp), redis_url="redis://127.0.0.1:6379/15")
-        cluster.start()
-        try:
-            leader_id = cluster.wait_for_leader(timeout=15)
-            leader = cluster.nodes[leader_id].url
-            follower = next(n.url for i, n in cluster.nodes.items() if i != leader_id)
-            for c in CONCURRENCY:
-                rows.append(("ceiling (2× GET /health)", "leader",
-                             await run_ops("ceiling", health_pair(leader), c, duration, timeout=HTTP_TIMEOUT)))
-            plan = [("leader", leader, c) for c in CONCURRENCY] + [("follower", follower, FOLLOWER_CONCURRENCY)]
-            for target, url, c in plan:
-                tag = f"u{next(_rows)}"
-                op = rakit_pair(url, lambda w, t=tag: f"{t}-res-{w}", lambda w, t=tag: f"{t}-client-{w}", 0)
-                rows.append(("uncontended", target, await run_ops("rakit uncontended", op, c, duration, timeout=HTTP_TIMEOUT)))
-            tag = f"c{next(_rows)}"
-            op = rakit_pair(leader, lambda w, t=tag: f"{t}-hot", lambda w, t=tag: f"{t}-client-{w}", WAIT)
-            rows.append(("contended", "leader", await run_ops("rakit contended", op, CONTENDED, duration, timeout=HTTP_TIMEOUT)))
-        finally:
-            cluster.stop()
-    return rows
-
-
 def etcd_pair(url: str, name: Callable[[int], str], leases: list[str]) -> Op:
     async def op(session: Connection, w: int, seq: int) -> None:
         locked = await call(session, "POST", url + "/v3/lock/lock",
@@ -133,21 +112,61 @@ async def etcd_row(etcd: EtcdCluster, url: str, name: Callable[[int], str], conc
     return await run_ops("etcd", etcd_pair(url, name, leases), concurrency, duration, timeout=HTTP_TIMEOUT)
 
 
-async def bench_etcd(duration: float) -> list[Row]:
-    binary = ensure_etcd()
-    if binary is None:
+Slice = Callable[[float], Awaitable[LoadResult]]  # seconds -> one slice of a row
+
+
+async def bench(duration: float, rounds: int, with_etcd: bool) -> list[Row]:
+    """Every row, both clusters up at once.  Rows that are compared (a rakit row, its etcd
+    row, the ceiling at that concurrency) are measured in ``rounds`` turns, forward then
+    backward, so that drift in the machine's speed hits them alike."""
+    binary = ensure_etcd() if with_etcd else None
+    if with_etcd and binary is None:
         print("etcd-server is not installed and could not be installed: no etcd rows")
-        return []
-    rows: list[Row] = []
-    with EtcdCluster(binary) as etcd:
-        leader = etcd.leader_url()
+    with tempfile.TemporaryDirectory(prefix="rakit-bench-") as tmp, contextlib.ExitStack() as stack:
+        cluster = LocalCluster(3, Path(tmp), redis_url="redis://127.0.0.1:6379/15")
+        stack.callback(cluster.stop)
+        cluster.start()
+        leader_id = cluster.wait_for_leader(timeout=15)
+        leader = cluster.nodes[leader_id].url
+        follower = next(n.url for i, n in cluster.nodes.items() if i != leader_id)
+        etcd = stack.enter_context(EtcdCluster(binary)) if binary is not None else None
+        etcd_leader = etcd.leader_url() if etcd is not None else ""
+
+        def rakit_slice(url: str, c: int, contended: bool) -> Slice:
+            def run(seconds: float) -> Awaitable[LoadResult]:
+                tag = f"{'c' if contended else 'u'}{next(_rows)}"  # fresh names per slice
+                resource = (lambda w: f"{tag}-hot") if contended else (lambda w: f"{tag}-res-{w}")
+                op = rakit_pair(url, resource, lambda w: f"{tag}-client-{w}", WAIT if contended else 0)
+                return run_ops("rakit", op, c, seconds, timeout=HTTP_TIMEOUT)
+            return run
+
+        def etcd_slice(c: int, contended: bool) -> Slice:
+            def run(seconds: float) -> Awaitable[LoadResult]:
+                assert etcd is not None
+                tag = f"{'c' if contended else 'u'}{next(_rows)}"
+                name = (lambda w: f"{tag}-hot") if contended else (lambda w: f"{tag}-res-{w}")
+                return etcd_row(etcd, etcd_leader, name, c, seconds)
+            return run
+
+        groups: list[list[tuple[str, str, Slice]]] = []
         for c in CONCURRENCY:
-            tag = f"u{next(_rows)}"
-            rows.append(("etcd uncontended", "leader",
-                         await etcd_row(etcd, leader, lambda w, t=tag: f"{t}-res-{w}", c, duration)))
-        tag = f"c{next(_rows)}"
-        rows.append(("etcd contended", "leader",
-                     await etcd_row(etcd, leader, lambda w, t=tag: f"{t}-hot", CONTENDED, duration)))
+            groups.append([
+                ("ceiling (2× GET /health)", "leader",
+                 lambda seconds, c=c: run_ops("ceiling", health_pair(leader), c, seconds, timeout=HTTP_TIMEOUT)),
+                ("uncontended", "leader", rakit_slice(leader, c, False)),
+                *([("etcd uncontended", "leader", etcd_slice(c, False))] if etcd else []),
+            ])
+        groups.append([("uncontended", "follower", rakit_slice(follower, FOLLOWER_CONCURRENCY, False))])
+        groups.append([("contended", "leader", rakit_slice(leader, CONTENDED, True)),
+                       *([("etcd contended", "leader", etcd_slice(CONTENDED, True))] if etcd else [])])
+
+        rows: list[Row] = []
+        for group in groups:
+            slices: dict[tuple[str, str], list[LoadResult]] = {(w, t): [] for w, t, _ in group}
+            for turn in range(rounds):
+                for workload, target, run in (group if turn % 2 == 0 else group[::-1]):
+                    slices[(workload, target)].append(await run(duration / rounds))
+            rows.extend((w, t, merge(slices[(w, t)])) for w, t, _ in group)
     return rows
 
 
@@ -162,8 +181,9 @@ def ratio(a: float, b: float) -> str:
 
 def main() -> None:
     args = bench_args(__doc__)
-    rakit = asyncio.run(bench_rakit(args.duration))
-    etcd = [] if args.no_etcd else asyncio.run(bench_etcd(args.duration))
+    rows = asyncio.run(bench(args.duration, max(1, args.rounds), not args.no_etcd))
+    rakit = [row for row in rows if not row[0].startswith("etcd")]
+    etcd = [row for row in rows if row[0].startswith("etcd")]
     print_table("Lock acquire+release pairs (3 nodes, fsync on, one machine)",
                 [table_row(*row) for row in rakit + etcd], HEADERS)
     for workload, target, r in rakit + etcd:

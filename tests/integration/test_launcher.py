@@ -47,6 +47,12 @@ def test_redis_keeps_aof_data_across_kill_and_restart(redis_server: RedisProcess
     client = redis_server.client(socket_timeout=2)
     client.rpush("queue:{t}", "a", "b")
     client.set("k", "v")
+    # appendfsync everysec: Redis may hold a write back (up to 2 s) while a background fsync
+    # runs; wait until the AOF buffer went to the file, which a SIGKILL then cannot undo.
+    deadline = time.monotonic() + 10
+    while (info := client.info("persistence"))["aof_buffer_length"]:
+        assert time.monotonic() < deadline, f"Redis kept its AOF buffer: {info}"
+        time.sleep(0.01)
     client.close()
 
     redis_server.kill()
