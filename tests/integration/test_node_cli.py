@@ -55,6 +55,16 @@ def test_port_in_use_is_one_line(tmp_path):
     assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0], result.stderr
 
 
+def test_an_unreadable_raft_log_is_one_line(tmp_path):
+    (tmp_path / "raft.wal").write_bytes(b"not a rakit log at all")
+    port = free_port()
+    result = run_node("--id", "n1", "--peers", f"n1=http://127.0.0.1:{port}", "--data-dir", str(tmp_path))
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot open the Raft log" in lines[0] and "not a rakit log" in lines[0], \
+        result.stderr
+
+
 def test_environment_configures_the_node_and_sigterm_exits_zero(tmp_path):
     port = free_port()
     env = {"NODE_ID": "solo", "PEERS": f"solo=http://127.0.0.1:{port}", "DATA_DIR": str(tmp_path / "solo"),

@@ -84,6 +84,7 @@ def serve(config: NodeConfig) -> None:
                         format=f"%(asctime)s {config.node_id} %(levelname)s %(name)s: %(message)s")
     try:
         data_dir = open_data_dir(config.data_dir)
+        data_dir.log_store()  # an unreadable log is a one-line error here, not a crash in the lifespan
     except DataDirError as exc:
         raise ServeError(str(exc)) from None
     sock = bind(config.host, config.port)

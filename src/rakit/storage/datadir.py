@@ -8,7 +8,9 @@ Rules:
    there.  Two nodes (two processes, or two opens in one process) can
    therefore never share a data dir.
 2. Every failure is one ``DataDirError`` whose message is a single human
-   line naming the path and the cause -- the CLI prints it and exits.
+   line naming the path and the cause -- the CLI prints it and exits.  That
+   includes a Raft log that cannot be read (not a rakit log, from a newer
+   rakit): the node opens it before it binds its port.
 3. The lock lives as long as the open file: ``DataDir.close()`` (or process
    death, SIGKILL included) releases it.  The LOCK file itself is left in
    place; a stale file without a lock holder means nothing.
@@ -26,10 +28,11 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import sqlite3
 import tempfile
 from pathlib import Path
 
-from rakit.storage.file_store import FileLogStore, create_from
+from rakit.storage.file_store import FileLogStore, WalError, create_from
 from rakit.storage.sqlite_store import SQLiteLogStore
 
 log = logging.getLogger(__name__)
@@ -57,8 +60,11 @@ class DataDir:
         if self._lock_fd is None:
             raise DataDirError(f"data dir {self.path} is closed")
         if self._store is None:
-            self._migrate_sqlite()
-            self._store = FileLogStore(self.path / LOG_FILE)
+            try:
+                self._migrate_sqlite()
+                self._store = FileLogStore(self.path / LOG_FILE)
+            except (WalError, OSError, sqlite3.Error) as exc:
+                raise DataDirError(f"cannot open the Raft log in {self.path}: {exc}") from exc
         return self._store
 
     def _migrate_sqlite(self) -> None:

@@ -67,7 +67,6 @@ _FILE_HEADER = struct.Struct("<8sI")
 _RECORD_HEADER = struct.Struct("<II")  # payload length, crc32 of the payload
 PREALLOCATE = 16 * 1024 * 1024
 REWRITE_BYTES = 64 * 1024 * 1024
-MAX_RECORD = 1 << 31
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
@@ -126,9 +125,9 @@ class FileLogStore:
         snapshot: Snapshot | None = None,
     ) -> None:
         self._check_usable()
-        before = self._mem.statistics()["saves"]
+        before = self._mem.saves
         self._mem.save(hard_state, entries, snapshot)  # validates first; ValueError changes nothing
-        if self._mem.statistics()["saves"] == before:
+        if self._mem.saves == before:
             return  # nothing to store
         self._append(_frame(_Record(hard_state, entries, snapshot)))
         self._saves += 1

@@ -121,6 +121,11 @@ class MemoryLogStore:
         del self._entries[: index - self._offset]
         self._snapshot = _own(snapshot)
 
+    @property
+    def saves(self) -> int:
+        """How many ``save`` calls changed something."""
+        return self._saves
+
     def close(self) -> None:
         """Nothing to release; the contents survive (they are the node's disk)."""
 
