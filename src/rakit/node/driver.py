@@ -145,7 +145,7 @@ class RaftDriver:
         self.stopped = False
         self._durable_hard_state = loaded.hard_state
         self._unsaved_hard_state: HardState | None = None
-        self._update_metrics()
+        self._watch_metrics()
 
     # -- what request handlers and routes call -------------------------------------
 
@@ -532,7 +532,6 @@ class RaftDriver:
             self._on_soft_state(ready.soft_state.role, ready.soft_state.leader_id)
         self.core.advance(ready)
         self._reads.release_applied(self.core.applied_index)
-        self._update_metrics()
 
     def _route_replies(self, messages: list[AnyMessage]) -> list[AnyMessage]:
         """Keep messages for peers whose requests await an answer; return the rest."""
@@ -620,19 +619,18 @@ class RaftDriver:
         await asyncio.get_running_loop().run_in_executor(self._executor, self.store.compact, snapshot)
         log.info("%s: snapshot at %d, log truncated", self.node_id, index)
         self.metrics.snapshots_taken.inc()
-        self._update_metrics()
 
-    def _update_metrics(self) -> None:
-        core, m = self.core, self.metrics
-        m.term.set(core.term)
-        m.commit_index.set(core.commit_index)
-        m.applied_index.set(core.applied_index)
-        m.last_log_index.set(core.last_index)
-        m.log_entries.set(core.last_index - core.first_index + 1)
-        m.snapshot_index.set(core.first_index - 1)
-        conf = core.conf_state
-        m.voters.set(len(conf.voters))
-        m.learners.set(len(conf.learners))
+    def _watch_metrics(self) -> None:
+        """Export the core's indices as gauges read at each scrape: nothing to do per Ready."""
+        m, core = self.metrics, self.core
+        m.term.set_function(lambda: core.term)
+        m.commit_index.set_function(lambda: core.commit_index)
+        m.applied_index.set_function(lambda: core.applied_index)
+        m.last_log_index.set_function(lambda: core.last_index)
+        m.log_entries.set_function(lambda: core.last_index - core.first_index + 1)
+        m.snapshot_index.set_function(lambda: core.first_index - 1)
+        m.voters.set_function(lambda: len(core.conf_state.voters))
+        m.learners.set_function(lambda: len(core.conf_state.learners))
 
 
 __all__ = ["RaftDriver", "ProposalDropped"]

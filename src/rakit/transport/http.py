@@ -105,6 +105,7 @@ class PeerSender:
         self.seq = 0
         self.sent_at: deque[float] = deque()  # send times of frames awaiting their answer
         self._direct: _DirectWriter | None = None  # while a stream is open
+        self._stream_seconds = metrics.rpc_seconds.labels(peer=peer_id, rpc="stream")
 
     def push(self, message: AnyMessage) -> None:
         self.queue.append(message)
@@ -187,8 +188,7 @@ class PeerSender:
             if frame.type != aiohttp.WSMsgType.BINARY:
                 break
             if self.sent_at:
-                self.metrics.rpc_seconds.labels(peer=self.peer_id, rpc="stream").observe(
-                    time.perf_counter() - self.sent_at.popleft())
+                self._stream_seconds.observe(time.perf_counter() - self.sent_at.popleft())
             try:
                 answer = decode_batch(frame.data)
             except msgspec.MsgspecError as exc:
