@@ -30,10 +30,8 @@ falls on rakit and etcd alike.  The last table gives rakit/etcd ratios.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -45,11 +43,10 @@ import json
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
-from etcd_cluster import EtcdCluster, b64, ensure_etcd  # noqa: E402
+from clusters import both_clusters, in_turns  # noqa: E402
+from etcd_cluster import EtcdCluster, b64  # noqa: E402
 from fasthttp import Connection  # noqa: E402
-from loadgen import LoadResult, Op, OpError, bench_args, merge, print_table, run_ops  # noqa: E402
-
-from rakit.launcher import LocalCluster  # noqa: E402
+from loadgen import LoadResult, Op, OpError, bench_args, print_table, run_ops  # noqa: E402
 
 CONCURRENCY = (1, 16, 64)
 CONTENDED = 16
@@ -116,21 +113,10 @@ Slice = Callable[[float], Awaitable[LoadResult]]  # seconds -> one slice of a ro
 
 
 async def bench(duration: float, rounds: int, with_etcd: bool) -> list[Row]:
-    """Every row, both clusters up at once.  Rows that are compared (a rakit row, its etcd
-    row, the ceiling at that concurrency) are measured in ``rounds`` turns, forward then
-    backward, so that drift in the machine's speed hits them alike."""
-    binary = ensure_etcd() if with_etcd else None
-    if with_etcd and binary is None:
-        print("etcd-server is not installed and could not be installed: no etcd rows")
-    with tempfile.TemporaryDirectory(prefix="rakit-bench-") as tmp, contextlib.ExitStack() as stack:
-        cluster = LocalCluster(3, Path(tmp), redis_url="redis://127.0.0.1:6379/15")
-        stack.callback(cluster.stop)
-        cluster.start()
-        leader_id = cluster.wait_for_leader(timeout=15)
-        leader = cluster.nodes[leader_id].url
-        follower = next(n.url for i, n in cluster.nodes.items() if i != leader_id)
-        etcd = stack.enter_context(EtcdCluster(binary)) if binary is not None else None
-        etcd_leader = etcd.leader_url() if etcd is not None else ""
+    """Every row, both clusters up at once; rows compared with each other (a rakit row, its
+    etcd row, the ceiling at that concurrency) measured in turns."""
+    with both_clusters(with_etcd) as up:
+        etcd = up.etcd
 
         def rakit_slice(url: str, c: int, contended: bool) -> Slice:
             def run(seconds: float) -> Awaitable[LoadResult]:
@@ -145,28 +131,23 @@ async def bench(duration: float, rounds: int, with_etcd: bool) -> list[Row]:
                 assert etcd is not None
                 tag = f"{'c' if contended else 'u'}{next(_rows)}"
                 name = (lambda w: f"{tag}-hot") if contended else (lambda w: f"{tag}-res-{w}")
-                return etcd_row(etcd, etcd_leader, name, c, seconds)
+                return etcd_row(etcd, up.etcd_leader, name, c, seconds)
             return run
 
-        groups: list[list[tuple[str, str, Slice]]] = []
+        groups: list[list[tuple[tuple[str, str], Slice]]] = []
         for c in CONCURRENCY:
             groups.append([
-                ("ceiling (2× GET /health)", "leader",
-                 lambda seconds, c=c: run_ops("ceiling", health_pair(leader), c, seconds, timeout=HTTP_TIMEOUT)),
-                ("uncontended", "leader", rakit_slice(leader, c, False)),
-                *([("etcd uncontended", "leader", etcd_slice(c, False))] if etcd else []),
+                (("ceiling (2× GET /health)", "leader"),
+                 lambda seconds, c=c: run_ops("ceiling", health_pair(up.leader), c, seconds, timeout=HTTP_TIMEOUT)),
+                (("uncontended", "leader"), rakit_slice(up.leader, c, False)),
+                *([(("etcd uncontended", "leader"), etcd_slice(c, False))] if etcd else []),
             ])
-        groups.append([("uncontended", "follower", rakit_slice(follower, FOLLOWER_CONCURRENCY, False))])
-        groups.append([("contended", "leader", rakit_slice(leader, CONTENDED, True)),
-                       *([("etcd contended", "leader", etcd_slice(CONTENDED, True))] if etcd else [])])
-
+        groups.append([(("uncontended", "follower"), rakit_slice(up.follower, FOLLOWER_CONCURRENCY, False))])
+        groups.append([(("contended", "leader"), rakit_slice(up.leader, CONTENDED, True)),
+                       *([(("etcd contended", "leader"), etcd_slice(CONTENDED, True))] if etcd else [])])
         rows: list[Row] = []
         for group in groups:
-            slices: dict[tuple[str, str], list[LoadResult]] = {(w, t): [] for w, t, _ in group}
-            for turn in range(rounds):
-                for workload, target, run in (group if turn % 2 == 0 else group[::-1]):
-                    slices[(workload, target)].append(await run(duration / rounds))
-            rows.extend((w, t, merge(slices[(w, t)])) for w, t, _ in group)
+            rows.extend((w, t, r) for (w, t), r in await in_turns(group, duration, rounds))
     return rows
 
 

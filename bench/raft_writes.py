@@ -19,9 +19,7 @@ on rakit and etcd alike.  The last table gives rakit/etcd ratios.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
-import tempfile
 from pathlib import Path
 
 # bench/queue.py would shadow the standard library's queue module (which the
@@ -29,44 +27,29 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
-from etcd_cluster import EtcdCluster, b64, ensure_etcd  # noqa: E402
-from loadgen import LoadResult, RequestFn, bench_args, merge, print_table, run_load  # noqa: E402
-
-from rakit.launcher import LocalCluster  # noqa: E402
+from clusters import both_clusters, in_turns  # noqa: E402
+from etcd_cluster import b64  # noqa: E402
+from loadgen import LoadResult, RequestFn, bench_args, print_table, run_load  # noqa: E402
 
 CONCURRENCY = (1, 16, 64)
 
 
 async def bench(duration: float, rounds: int, with_etcd: bool) -> list[LoadResult]:
-    """Every row, both clusters up at once; each concurrency's rows are measured in ``rounds``
-    turns (forward, then backward), so that drift in the machine's speed hits them alike."""
-    binary = ensure_etcd() if with_etcd else None
-    if with_etcd and binary is None:
-        print("etcd-server is not installed and could not be installed: no etcd rows")
-    with tempfile.TemporaryDirectory(prefix="rakit-bench-") as tmp, contextlib.ExitStack() as stack:
-        cluster = LocalCluster(3, Path(tmp), redis_url="redis://127.0.0.1:6379/15")
-        stack.callback(cluster.stop)
-        cluster.start()
-        leader_id = cluster.wait_for_leader(timeout=15)
-        leader = cluster.nodes[leader_id].url
-        follower = next(n.url for i, n in cluster.nodes.items() if i != leader_id)
-        rows: list[tuple[str, RequestFn]] = [
-            ("ceiling (GET /health)", lambda w, s: ("GET", leader + "/health", None)),
+    """Every row, both clusters up at once; each concurrency's rows measured in turns."""
+    with both_clusters(with_etcd) as up:
+        targets: list[tuple[str, RequestFn]] = [
+            ("ceiling (GET /health)", lambda w, s: ("GET", up.leader + "/health", None)),
             *[(name, lambda w, s, t=target: ("POST", t + "/kv/put", {"key": f"k{w}", "value": s}))
-              for name, target in (("rakit→leader", leader), ("rakit→follower", follower))],
+              for name, target in (("rakit→leader", up.leader), ("rakit→follower", up.follower))],
         ]
-        if binary is not None:
-            etcd = stack.enter_context(EtcdCluster(binary))
-            etcd_leader = etcd.leader_url()
-            rows.append(("etcd put→leader", lambda w, s: ("POST", etcd_leader + "/v3/kv/put",
-                                                          {"key": b64(f"k{w}"), "value": b64(str(s))})))
+        if up.etcd is not None:
+            targets.append(("etcd put→leader", lambda w, s: ("POST", up.etcd_leader + "/v3/kv/put",
+                                                             {"key": b64(f"k{w}"), "value": b64(str(s))})))
         results: list[LoadResult] = []
         for c in CONCURRENCY:
-            slices: dict[str, list[LoadResult]] = {name: [] for name, _ in rows}
-            for turn in range(rounds):
-                for name, request in (rows if turn % 2 == 0 else rows[::-1]):
-                    slices[name].append(await run_load(name, request, c, duration / rounds))
-            results.extend(merge(slices[name]) for name, _ in rows)
+            rows = [(name, lambda seconds, name=name, request=request, c=c: run_load(name, request, c, seconds))
+                    for name, request in targets]
+            results.extend(result for _, result in await in_turns(rows, duration, rounds))
     return results
 
 

@@ -149,6 +149,16 @@ def _write_batches(path: Path, rng: random.Random, kind: str = "sqlite") -> tupl
     return store, ends
 
 
+def _recovered_batches(state: LoadedState, ends: list[int]) -> int:
+    """Check a repaired log holds whole batches (entries with their hard state); its last index."""
+    last = len(state.entries)
+    assert [e.index for e in state.entries] == list(range(1, last + 1))
+    assert all(e.data == payload(e.index) for e in state.entries)
+    assert last in ends, "a batch was half applied"
+    assert state.hard_state.commit == last  # hard state and entries went in together
+    return last
+
+
 def _wal_frame_size(db: Path) -> int:
     store = SQLiteLogStore(db)
     page = store._db.execute("PRAGMA page_size").fetchone()[0]
@@ -182,12 +192,7 @@ def test_torn_wal_tail(tmp_path: Path, damage: str) -> None:
             f.truncate(32 + (frames // 2) * frame + frame // 3)
 
     store = SQLiteLogStore(copy)
-    state = store.load()
-    last = len(state.entries)
-    assert [e.index for e in state.entries] == list(range(1, last + 1))
-    assert all(e.data == payload(e.index) for e in state.entries)
-    assert last in ends, "a batch was half applied"
-    assert state.hard_state.commit == last  # hard state and entries went in together
+    last = _recovered_batches(store.load(), ends)
     if damage != "cut_mid_wal":
         assert last == ends[-2], "only the torn last batch may be lost"
 
@@ -240,12 +245,7 @@ def test_torn_file_tail(tmp_path: Path, damage: str, caplog: pytest.LogCaptureFi
     with caplog.at_level(logging.WARNING, logger="rakit.storage"):
         store = FileLogStore(path)
     assert "log ends at byte" in caplog.text
-    state = store.load()
-    last = len(state.entries)
-    assert [e.index for e in state.entries] == list(range(1, last + 1))
-    assert all(e.data == payload(e.index) for e in state.entries)
-    assert last in ends, "a batch was half applied"
-    assert state.hard_state.commit == last  # hard state and entries went in together
+    last = _recovered_batches(store.load(), ends)
     expected = {"flipped_byte_mid_log": ends[len(records) // 2],
                 "stale_records_after_torn_one": ends[-4]}.get(damage, ends[-2])
     assert last == expected
