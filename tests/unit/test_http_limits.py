@@ -438,7 +438,7 @@ async def test_a_head_and_its_body_leave_in_one_write() -> None:
     corked = _CorkedTransport(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
     corked.write(b"HTTP/1.1 200 OK\r\n\r\n")
     assert raw.writes == []
-    corked.write(b"body")
+    corked.write(memoryview(b"body"))
     assert raw.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
     corked.write(b"head of a streamed answer")  # no body in this loop iteration: it goes out alone
     await asyncio.sleep(0)

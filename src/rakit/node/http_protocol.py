@@ -74,7 +74,7 @@ class _CorkedTransport:
         held = self._held
         if held is not None:
             self._held = None
-            self._transport.write(held + data)
+            self._transport.write(b"".join((held, data)))  # data may be any bytes-like object
         elif self._transport.is_closing():
             self._transport.write(data)
         else:
