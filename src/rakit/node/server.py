@@ -95,7 +95,7 @@ def serve(config: NodeConfig) -> None:
         log_level=config.log_level, timeout_graceful_shutdown=2, timeout_keep_alive=KEEP_ALIVE_SECONDS,
         limit_concurrency=LIMIT_CONCURRENCY,
         proxy_headers=False, server_header=False, date_header=False,
-        ws="websockets", ws_max_size=256 * 1024 * 1024, ws_ping_interval=None,
+        ws="websockets-sansio", ws_max_size=256 * 1024 * 1024, ws_ping_interval=None,
         **tls.server_kwargs(config),  # HTTPS with --tls-cert; client certificates checked with --tls-ca
     ))
     server.run(sockets=[sock])
