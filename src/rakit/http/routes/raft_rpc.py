@@ -133,9 +133,14 @@ def check_message(runtime: "NodeRuntime", m: AnyMessage) -> None:
 
 
 async def answer_of(future: "asyncio.Future[list[AnyMessage]]") -> list[AnyMessage]:
+    # Awaited directly under a deadline: wait_for would add a callback hop (one more loop
+    # iteration) between the driver's answer and the frame that carries it.
+    if future.done():
+        return future.result()
     try:
-        return await asyncio.wait_for(future, REPLY_TIMEOUT)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(REPLY_TIMEOUT):
+            return await future
+    except TimeoutError:
         return []
 
 
