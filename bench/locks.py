@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-
-import json
 
 # bench/queue.py would shadow the standard library's queue module (which the
 # launcher's thread pool imports): bench/ goes to the end of the path instead.

@@ -422,7 +422,7 @@ def test_wal_mode_and_full_sync(tmp_path: Path) -> None:
 
 
 def test_file_store_rewrites_a_mostly_dead_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import rakit.storage.file_store as file_store
+    from rakit.storage import file_store
 
     monkeypatch.setattr(file_store, "REWRITE_BYTES", 4096)
     path = tmp_path / "raft.wal"

@@ -63,7 +63,7 @@ MIN_BODY_RATE = 1024 * 1024  # bytes per second a long body must keep up, beyond
 class _CorkedTransport:
     """The connection's transport, as one request/response cycle writes to it (rule 5)."""
 
-    __slots__ = ("_transport", "_loop", "_held")
+    __slots__ = ("_held", "_loop", "_transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
