@@ -118,15 +118,18 @@ class PeerSender:
         while self.queue:
             if not direct.ready():
                 return False
-            frame = encode_batch(Batch(self.src, self.take_batch(), self.epoch, self.seq + 1))
             try:
-                direct.write(frame)
+                direct.write(self.next_frame())
             except (aiohttp.ClientError, ConnectionError):  # broken: the reader notices; Raft resends
                 self._direct = None
                 return False
-            self.seq += 1
-            self.sent_at.append(time.perf_counter())
         return True
+
+    def next_frame(self) -> bytes:
+        """The next batch of queued messages as a frame, numbered and timed as sent."""
+        self.seq += 1
+        self.sent_at.append(time.perf_counter())
+        return encode_batch(Batch(self.src, self.take_batch(), self.epoch, self.seq))
 
     def take_batch(self) -> list[AnyMessage]:
         # A snapshot travels alone (it can be large); everything else batches.
@@ -175,10 +178,7 @@ class PeerSender:
                     await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
                     waiter.cancel()
                     continue
-                batch = self.take_batch()
-                self.seq += 1
-                self.sent_at.append(time.perf_counter())
-                await ws.send_bytes(encode_batch(Batch(self.src, batch, self.epoch, self.seq)))
+                await ws.send_bytes(self.next_frame())
             reader.result()  # re-raise what ended the stream
         finally:
             reader.cancel()
