@@ -14,7 +14,8 @@ is woken.  One turn of the loop:
    a. persist hard state, snapshot and entries in one fsynced transaction, in
       a worker thread (the event loop keeps accepting requests meanwhile;
       what arrives then forms the next batch);
-   b. send the messages;
+   b. send the messages, and answer the peers whose messages this turn
+      stepped (their acks and votes need only what is now on disk);
    c. restore a received snapshot, apply committed entries in order and
       answer their proposals; release confirmed reads whose index is applied;
    d. ``advance``;
@@ -125,6 +126,7 @@ class RaftDriver:
         self._ticks = 0
         self._inbox: list[AnyMessage] = []
         self._reply_waiters: list[tuple[str, asyncio.Future[list[AnyMessage]]]] = []
+        self._turn_waiters: list[tuple[str, asyncio.Future[list[AnyMessage]]]] = []  # fed this turn
         self._replies: dict[str, list[AnyMessage]] = {}
         self._proposals: list[tuple[bytes, asyncio.Future[Any]]] = []
         self._lazy: list[tuple[bytes, asyncio.Future[Any]]] = []
@@ -163,9 +165,10 @@ class RaftDriver:
     def exchange(self, src: str, messages: list[AnyMessage]) -> asyncio.Future[list[AnyMessage]]:
         """Queue a peer's messages; the future gets what this node then has for that peer.
 
-        It resolves at the end of the loop turn that stepped them, after that
-        turn's Readies are persisted, so it may carry acks and votes.  The
-        caller answers the peer's HTTP request with it.
+        It resolves once the first Ready of the loop turn that stepped them is
+        persisted, before that Ready's entries are applied, so it may carry
+        acks and votes; what later Readies of the turn have for the peer goes
+        through the transport.  The caller answers the peer's request with it.
         """
         future: asyncio.Future[list[AnyMessage]] = asyncio.get_running_loop().create_future()
         if len(self._inbox) + len(messages) > MAX_INBOX:
@@ -382,16 +385,17 @@ class RaftDriver:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                waiters, self._reply_waiters = self._reply_waiters, []
-                self._replies = {src: [] for src, _ in waiters}
+                self._turn_waiters, self._reply_waiters = self._reply_waiters, []
+                self._replies = {src: [] for src, _ in self._turn_waiters}
                 self._feed()
                 while self.core.has_ready():
                     await self._handle(self.core.ready())
-                self._answer(waiters)
+                self._answer_turn()
                 await self._maybe_compact()
         finally:
             self.stopped = True
             ticker.cancel()
+            self._answer_turn()
             self._answer(self._reply_waiters)
             shutting_down = Unavailable("the node is shutting down")
             for _, future in [*self._lazy, *self._proposals]:
@@ -517,6 +521,10 @@ class RaftDriver:
             self._unsaved_hard_state = hard_state
         if not send_first and outgoing:
             self.transport.send(outgoing)
+        if self._turn_waiters:
+            # The answers need only what is now on disk: the peers get their acks
+            # before this node applies (on a follower, the previous round's commit).
+            self._answer_turn()
         if ready.snapshot is not None:
             self.machine.restore(ready.snapshot.data)
             if self.members is not None:
@@ -546,8 +554,13 @@ class RaftDriver:
                 held.append(message)
         return outgoing
 
+    def _answer_turn(self) -> None:
+        waiters, self._turn_waiters = self._turn_waiters, []
+        self._answer(waiters)
+
     def _answer(self, waiters: list[tuple[str, asyncio.Future[list[AnyMessage]]]]) -> None:
-        """Hand each peer what this turn produced for it (on its latest request)."""
+        """Hand each peer what this turn produced for it (on its latest request); what the
+        turn's later Readies have for it goes through the transport."""
         latest = {src: future for src, future in waiters}
         for src, future in waiters:
             if not future.done():
