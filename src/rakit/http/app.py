@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 
 from rakit.config import NodeConfig
 from rakit.http.errors import HANDLERS
+from rakit.http.routing import IndexedRouter
 from rakit.http.routes import cache, cluster, docs, kv, locks, members, queue, raft_rpc, ui
 from rakit.http.security import SecurityMiddleware
 from rakit.node.runtime import NodeRuntime
@@ -59,14 +60,10 @@ def create_app(config: NodeConfig, data_dir: DataDir) -> Starlette:
     internal, clients = InternalAuth(config.cluster_secret, config.node_id), ClientAuth(config.auth_tokens)
     middleware = ([Middleware(SecurityMiddleware, internal=internal, clients=clients)]
                   if internal.enabled or clients.enabled else [])  # no cost when security is off
-    app = Starlette(
-        routes=[*raft_rpc.routes, *cache.routes, *kv.routes, *locks.routes, *queue.routes, *cluster.routes,
-                *members.routes,
-                *ui.routes, *docs.routes],  # hot paths first
-        exception_handlers=HANDLERS,  # type: ignore[arg-type]
-        lifespan=lifespan,
-        middleware=middleware,
-    )
+    routes = [*raft_rpc.routes, *cache.routes, *kv.routes, *locks.routes, *queue.routes, *cluster.routes,
+              *members.routes, *ui.routes, *docs.routes]
+    app = Starlette(exception_handlers=HANDLERS, middleware=middleware)  # type: ignore[arg-type]
+    app.router = IndexedRouter(routes, lifespan=lifespan)  # finds a route by its path (see rakit.http.routing)
     app.state.internal_auth = internal
     app.state.client_auth = clients
     return app

@@ -1,0 +1,66 @@
+"""IndexedRouter: the route Starlette's full scan would pick, found by the request's path."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Match, Route
+from starlette.testclient import TestClient
+
+from rakit.http.routes import cache, cluster, docs, kv, locks, members, queue, raft_rpc, ui
+from rakit.http.routing import IndexedRouter, literal_paths
+
+NODE_ROUTES = [*raft_rpc.routes, *cache.routes, *kv.routes, *locks.routes, *queue.routes, *cluster.routes,
+               *members.routes, *ui.routes, *docs.routes]
+
+
+def first_full(routes, scope):
+    return next((r for r in routes if r.matches(scope)[0] is Match.FULL), None)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE"])
+def test_the_index_picks_what_the_full_scan_picks_for_every_node_route(method: str) -> None:
+    index = literal_paths(NODE_ROUTES)
+    assert "/kv/put" in index and "/lock/acquire" in index and "/raft/stream" in index
+    for path, candidates in index.items():
+        kind = "websocket" if path.endswith("/stream") else "http"
+        scope = {"type": kind, "path": path, "method": method, "root_path": ""}
+        assert first_full(candidates, scope) is first_full(NODE_ROUTES, scope), (path, method)
+
+
+def _text(body: str):
+    async def endpoint(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(f"{body} {dict(request.path_params)}")
+    return endpoint
+
+
+@pytest.fixture
+def client() -> TestClient:
+    routes = [
+        Route("/items/{name}", _text("param"), methods=["GET"]),  # listed first: wins over the literal route
+        Route("/items/special", _text("literal"), methods=["GET", "POST"]),
+        Route("/things", _text("get things"), methods=["GET"]),
+        Route("/things", _text("post things"), methods=["POST"]),
+    ]
+    app = Starlette()
+    app.router = IndexedRouter(routes)
+    return TestClient(app)
+
+
+def test_an_earlier_parameter_route_still_wins(client: TestClient) -> None:
+    assert client.get("/items/special").text == "param {'name': 'special'}"
+    assert client.post("/items/special").text == "literal {}"
+
+
+def test_routes_sharing_a_path_are_told_apart_by_method(client: TestClient) -> None:
+    assert client.get("/things").text == "get things {}"
+    assert client.post("/things").text == "post things {}"
+
+
+def test_unmatched_requests_get_starlettes_answers(client: TestClient) -> None:
+    assert client.delete("/things").status_code == 405
+    assert client.get("/nowhere").status_code == 404
+    redirected = client.get("/things/", follow_redirects=False)
+    assert redirected.status_code == 307 and redirected.headers["location"].endswith("/things")
