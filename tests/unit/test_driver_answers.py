@@ -63,3 +63,20 @@ async def test_the_ack_is_handed_out_before_the_commit_it_carries_is_applied() -
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+class FailingStore(MemoryLogStore):
+    def save(self, *args: Any) -> None:
+        raise OSError("disk gone")
+
+
+async def test_a_failed_save_hands_out_no_ack() -> None:
+    driver = RaftDriver("n2", ["n1", "n2", "n3"], store=FailingStore(), machine=Recorder(), transport=Nowhere(),
+                        metrics=NodeMetrics("n2"), config=RaftConfig(election_ticks=1000), tick_seconds=1.0)
+    task = asyncio.create_task(driver.run())
+    append = AppendEntries(src="n1", dst="n2", term=1, prev_index=0, prev_term=0,
+                           entries=[Entry(1, 1, data=b"a")], commit=0)
+    answer = await asyncio.wait_for(driver.exchange("n1", [append]), 5)
+    assert answer == []  # the entry never reached the disk: no ack, no vote, nothing
+    assert isinstance(await asyncio.gather(task, return_exceptions=True), list)
+    assert isinstance(task.exception(), OSError)

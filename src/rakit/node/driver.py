@@ -11,9 +11,9 @@ is woken.  One turn of the loop:
    every queued command (one batch -> one AppendEntries per follower and one
    fsync), then one ``read_index`` for every queued read;
 2. while the core has a Ready:
-   a. persist hard state, snapshot and entries in one fsynced transaction, in
-      a worker thread (the event loop keeps accepting requests meanwhile;
-      what arrives then forms the next batch);
+   a. persist hard state, snapshot and entries in one fsynced write: inline
+      when small, else in a worker thread (the event loop keeps accepting
+      requests meanwhile; what arrives then forms the next batch);
    b. send the messages, and answer the peers whose messages this turn
       stepped (their acks and votes need only what is now on disk);
    c. restore a received snapshot, apply committed entries in order and
@@ -395,6 +395,7 @@ class RaftDriver:
         finally:
             self.stopped = True
             ticker.cancel()
+            self._replies = {}  # what they held may not be on disk (a failed or cancelled save)
             self._answer_turn()
             self._answer(self._reply_waiters)
             shutting_down = Unavailable("the node is shutting down")
