@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from driver_stubs import Echo, Nowhere
+
 from rakit.metrics import NodeMetrics
 from rakit.node.driver import RaftDriver
 from rakit.raft.config import RaftConfig
@@ -17,7 +19,7 @@ from rakit.raft.messages import AppendEntries, AppendEntriesResp, Entry
 from rakit.storage.memory import MemoryLogStore
 
 
-class Recorder:
+class Recorder(Echo):
     def __init__(self) -> None:
         self.answer: asyncio.Future[Any] | None = None
         self.applied: list[tuple[int, bool]] = []  # (index, was the answer out)
@@ -25,17 +27,6 @@ class Recorder:
     def apply(self, index: int, command: bytes) -> Any:
         self.applied.append((index, self.answer is not None and self.answer.done()))
         return None
-
-    def snapshot(self) -> bytes:
-        return b""
-
-    def restore(self, data: bytes) -> None:
-        pass
-
-
-class Nowhere:
-    def send(self, messages: list[Any]) -> None:
-        pass
 
 
 async def test_the_ack_is_handed_out_before_the_commit_it_carries_is_applied() -> None:

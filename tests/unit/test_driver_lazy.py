@@ -10,33 +10,13 @@ import asyncio
 from typing import Any
 
 import pytest
+from driver_stubs import Echo, Nowhere
 
 from rakit.metrics import NodeMetrics
 from rakit.node import driver as driver_module
 from rakit.node.driver import RaftDriver
 from rakit.raft.config import RaftConfig
 from rakit.storage.memory import MemoryLogStore
-
-
-class Echo:
-    """A state machine whose result is the command itself."""
-
-    def apply(self, index: int, command: bytes) -> Any:
-        return command
-
-    def snapshot(self) -> bytes:
-        return b""
-
-    def restore(self, data: bytes) -> None:
-        pass
-
-
-class Nowhere:
-    def send(self, messages: list[Any]) -> None:
-        pass
-
-    async def run(self) -> None:
-        await asyncio.Event().wait()
 
 
 class Leader:
