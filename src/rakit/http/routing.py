@@ -14,6 +14,7 @@ which also answers 404, 405 and slash redirects.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from starlette.routing import BaseRoute, Match, Router
 from starlette.types import Receive, Scope, Send
@@ -31,20 +32,18 @@ def literal_paths(routes: Sequence[BaseRoute]) -> dict[str, list[BaseRoute]]:
 
 
 class IndexedRouter(Router):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, routes: Sequence[BaseRoute], **kwargs: Any) -> None:
+        super().__init__(routes, **kwargs)
         self._by_path = literal_paths(self.routes)
 
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
-        candidates = self._by_path.get(scope["path"]) if scope["type"] != "lifespan" and not scope.get(
-            "root_path") else None
-        if candidates:
-            for route in candidates:
-                match, child_scope = route.matches(scope)
-                if match is Match.FULL:
-                    scope.setdefault("router", self)
-                    scope["route"] = route
-                    scope.update(child_scope)
-                    await route.handle(scope, receive, send)
-                    return
+        indexed = scope["type"] != "lifespan" and not scope.get("root_path")
+        for route in self._by_path.get(scope["path"], ()) if indexed else ():
+            match, child_scope = route.matches(scope)
+            if match is Match.FULL:  # what Router.app does with the first full match
+                scope.setdefault("router", self)
+                scope["route"] = route
+                scope.update(child_scope)
+                await route.handle(scope, receive, send)
+                return
         await super().app(scope, receive, send)
