@@ -25,7 +25,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from failover import caught_up, trial as failover_trial  # noqa: E402
-from httpcall import post  # noqa: E402
+from httpcall import call, post  # noqa: E402
 from loadgen import print_table  # noqa: E402
 
 from rakit.launcher import LocalCluster  # noqa: E402
@@ -38,7 +38,8 @@ def transfer_trial(cluster: LocalCluster, n: int) -> tuple[float, float]:
     status, _ = post(cluster.nodes[leader].url + "/kv/put", {"key": "warm", "value": n}, timeout=5)
     assert status == 200, status
     started = time.perf_counter()
-    status, body = post(cluster.nodes[leader].url + "/cluster/transfer-leader", {"to": target}, timeout=5)
+    status, body = call("POST", cluster.nodes[leader].url + "/cluster/transfer-leader", {"to": target}, timeout=5,
+                        secret=cluster.cluster_secret)
     handed_over = time.perf_counter() - started
     assert status == 200 and body["leader"] == target, (status, body)
     deadline = started + 30

@@ -29,6 +29,9 @@ Nodes = Annotated[Optional[str], typer.Option(
     "--nodes", envvar="RAKIT_NODES", help="Node URLs, comma-separated (default: the local cluster).")]
 ApiToken = Annotated[Optional[str], typer.Option(
     "--token", envvar="RAKIT_TOKEN", help="API token, when the cluster runs with --auth-tokens.")]
+Secret = Annotated[Optional[str], typer.Option(
+    "--cluster-secret", envvar="CLUSTER_SECRET", show_default=False,
+    help="The cluster secret (or CLUSTER_SECRET_FILE): membership changes and leader transfer are signed with it.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 ClientId = Annotated[str, typer.Option("--client-id", "-c", help="The lock holder's id.")]
 ConsumerId = Annotated[str, typer.Option("--consumer-id", "-c", help="The consumer's id.")]
@@ -42,15 +45,15 @@ cache_app = typer.Typer(help="The cache: get, set, delete, stats.", no_args_is_h
 
 
 @contextmanager
-def connected(nodes: str | None, token: str | None = None) -> Iterator[Client]:
+def connected(nodes: str | None, token: str | None = None, secret: str | None = None) -> Iterator[Client]:
     try:
-        client = Client(nodes, attempts=4, retry_deadline=10.0, token=token)
-    except ValueError as exc:
+        client = Client(nodes, attempts=4, retry_deadline=10.0, token=token, cluster_secret=secret)
+    except (ValueError, OSError) as exc:
         err_console.print(f"rakit: error: {exc}", markup=False)
         raise typer.Exit(2) from None
     try:
         yield client
-    except RakitError as exc:
+    except (RakitError, ValueError) as exc:
         err_console.print(f"rakit: error: {exc}", markup=False)
         raise typer.Exit(1) from None
     finally:
@@ -392,32 +395,32 @@ def member_list(nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = F
 @member_app.command("add")
 def member_add(node_id: Annotated[str, typer.Argument(help="The new node's --id.")],
                url: Annotated[str, typer.Argument(help="Where it serves, e.g. http://10.0.0.4:8001.")],
-               nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False) -> None:
+               nodes: Nodes = None, token: ApiToken = None, secret: Secret = None, as_json: AsJson = False) -> None:
     """Add a node as a learner (``rakit node --join`` does this itself)."""
-    with connected(nodes, token) as client:
+    with connected(nodes, token, secret) as client:
         emit(client.add_member(node_id, url), as_json, kv_table("added as a learner"))
 
 
 @member_app.command("promote")
 def member_promote(node_id: Annotated[str, typer.Argument(help="A caught-up learner.")],
-                   nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False) -> None:
+                   nodes: Nodes = None, token: ApiToken = None, secret: Secret = None, as_json: AsJson = False) -> None:
     """Make a caught-up learner a voter."""
-    with connected(nodes, token) as client:
+    with connected(nodes, token, secret) as client:
         emit(client.promote(node_id), as_json, kv_table("promoted"))
 
 
 @member_app.command("remove")
 def member_remove(node_id: Annotated[str, typer.Argument(help="A voter or learner.")],
-                  nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False) -> None:
+                  nodes: Nodes = None, token: ApiToken = None, secret: Secret = None, as_json: AsJson = False) -> None:
     """Remove a member (then stop its process)."""
-    with connected(nodes, token) as client:
+    with connected(nodes, token, secret) as client:
         emit(client.remove_member(node_id), as_json, kv_table("removed"))
 
 
 def transfer_leader(to: Annotated[str | None, typer.Option(help="The voter to hand leadership to.")] = None,
-                    nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False) -> None:
+                    nodes: Nodes = None, token: ApiToken = None, secret: Secret = None, as_json: AsJson = False) -> None:
     """Hand Raft leadership to another voter (default: the most caught-up one)."""
-    with connected(nodes, token) as client:
+    with connected(nodes, token, secret) as client:
         emit(client.transfer_leader(to), as_json, kv_table("leadership transferred"))
 
 

@@ -9,6 +9,7 @@ was lost and every member converged.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -106,22 +107,22 @@ def test_grow_to_five_and_shrink_back_to_three_under_writes(cluster_factory, tmp
             assert node_id in [m["id"] for m in view["learners"]], view
             assert node_id not in [m["id"] for m in view["voters"]]
             # A second add of the same id, or of another id at the same URL, is refused.
-            status, body = post(cluster.nodes[leader].url + "/cluster/members",
-                                {"id": node_id, "url": joined[node_id].url})
+            status, body = call("POST", cluster.nodes[leader].url + "/cluster/members",
+                                {"id": node_id, "url": joined[node_id].url}, secret=cluster.cluster_secret)
             assert status == 409 and body["error"] == "member_exists", body
-            status, body = post(cluster.nodes[leader].url + "/cluster/members",
-                                {"id": "node9", "url": joined[node_id].url})
+            status, body = call("POST", cluster.nodes[leader].url + "/cluster/members",
+                                {"id": "node9", "url": joined[node_id].url}, secret=cluster.cluster_secret)
             assert status == 409 and body["error"] == "member_exists", body
             wait_caught_up(cluster, node_id)
             status, body = retry_until_ok("POST", cluster.nodes[leader].url + f"/cluster/members/{node_id}/promote",
-                                          timeout=15)
+                                          timeout=15, secret=cluster.cluster_secret)
             assert status == 200 and node_id in body["voters"], body
             phases.append((f"add {node_id} as learner, catch up, promote", began,
                            next_ack(cluster, writer, time.monotonic())))
             leader = cluster.wait_for_leader(timeout=10)
         view = members(joined["node5"].url)
         assert sorted(m["id"] for m in view["voters"]) == ["node1", "node2", "node3", "node4", "node5"]
-        status, body = post(joined["node4"].url + "/cluster/members/node4/promote", {})
+        status, body = call("POST", joined["node4"].url + "/cluster/members/node4/promote", {}, secret=cluster.cluster_secret)
         assert status == 409 and body["error"] == "already_voter", body
         # Status, the dashboard's overview and the metrics follow the configuration.
         status, body = get(cluster.nodes["node1"].url + "/status")
@@ -141,14 +142,14 @@ def test_grow_to_five_and_shrink_back_to_three_under_writes(cluster_factory, tmp
         # Shrink: move leadership to node4, remove the old leader, then node5 and node4.
         old = cluster.wait_for_leader(timeout=10)
         began = time.monotonic()
-        status, body = post(cluster.nodes[old].url + "/cluster/transfer-leader", {"to": "node4"})
+        status, body = call("POST", cluster.nodes[old].url + "/cluster/transfer-leader", {"to": "node4"}, secret=cluster.cluster_secret)
         assert status == 200 and body["leader"] == "node4", body
         phases.append(("transfer leadership", began, next_ack(cluster, writer, time.monotonic())))
         for gone in (old, "node5", "node4"):
             asked = joined["node4"].url if gone != "node4" else next(
                 n.url for i, n in cluster.nodes.items() if i != old)
             began = time.monotonic()
-            status, body = retry_until_ok("DELETE", asked + f"/cluster/members/{gone}", timeout=15)
+            status, body = retry_until_ok("DELETE", asked + f"/cluster/members/{gone}", timeout=15, secret=cluster.cluster_secret)
             assert status == 200 and gone not in body["voters"] + body["learners"], body
             phases.append((f"remove {gone}" + (" (the leader)" if gone == "node4" else ""), began,
                            next_ack(cluster, writer, time.monotonic())))
@@ -163,12 +164,12 @@ def test_grow_to_five_and_shrink_back_to_three_under_writes(cluster_factory, tmp
         status, body = retry_until_ok("POST", survivor + "/kv/put", {"key": "after", "value": 1}, timeout=10)
         assert status == 200, body
         # Down to one voter, then the last one cannot be removed.
-        status, body = retry_until_ok("DELETE", survivor + f"/cluster/members/{remaining[0]}", timeout=15)
+        status, body = retry_until_ok("DELETE", survivor + f"/cluster/members/{remaining[0]}", timeout=15, secret=cluster.cluster_secret)
         assert status == 200 and body["voters"] == [remaining[1]], body
         cluster.nodes[remaining[0]].stop()
         last_url = cluster.nodes[remaining[1]].url
         cluster.wait_until(lambda: members(last_url)["leader"] == remaining[1], 15, "the last voter to lead")
-        status, body = call("DELETE", last_url + f"/cluster/members/{remaining[1]}")
+        status, body = call("DELETE", last_url + f"/cluster/members/{remaining[1]}", secret=cluster.cluster_secret)
         assert status == 409 and body["error"] == "last_voter", body
     finally:
         writer.stop.set()
@@ -249,11 +250,12 @@ def test_replace_a_killed_node_under_lock_load_and_drive_it_from_the_cli(cluster
         wait_caught_up(cluster, "node4")
         nodes = ",".join(n.url for i, n in cluster.nodes.items() if i != dead)
         cli = [sys.executable, "-m", "rakit"]
+        env = {**os.environ, "CLUSTER_SECRET": cluster.cluster_secret}
         done = subprocess.run([*cli, "member", "promote", "node4", "--nodes", nodes, "--json"],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, env=env)
         assert done.returncode == 0, done.stderr
         done = subprocess.run([*cli, "member", "remove", dead, "--nodes", nodes, "--json"],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, env=env)
         assert done.returncode == 0, done.stderr
         done = subprocess.run([*cli, "member", "list", "--nodes", node4.url, "--json"],
                               capture_output=True, text=True, timeout=60)
@@ -263,7 +265,7 @@ def test_replace_a_killed_node_under_lock_load_and_drive_it_from_the_cli(cluster
         view = json.loads(done.stdout)
         assert sorted(m["id"] for m in view["voters"]) == sorted([*(i for i in cluster.nodes if i != dead), "node4"])
         done = subprocess.run([*cli, "transfer-leader", "--to", "node4", "--nodes", nodes, "--json"],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, env=env)
         assert done.returncode == 0 and json.loads(done.stdout)["leader"] == "node4", done.stderr
         wait_for_grants(cluster, live, 15, "locks granted with node4 as the leader")
     finally:
@@ -287,7 +289,7 @@ def test_transfer_then_restart_the_old_leader_without_an_election_storm(cluster_
     load.start()
     try:
         wait_for_grants(cluster, live, 10, "the lock clients to get going")
-        status, body = post(cluster.nodes[old].url + "/cluster/transfer-leader", {})
+        status, body = call("POST", cluster.nodes[old].url + "/cluster/transfer-leader", {}, secret=cluster.cluster_secret)
         assert status == 200 and body["leader"] != old, body
         new = body["leader"]
         term = cluster.statuses()[new]["term"]
@@ -359,11 +361,11 @@ def test_the_cache_follows_membership(cluster_factory, tmp_path):
         assert cache_read(urls["node1"], "k") == (200, "v4")
 
         # node3 never heard the new generation: another add waits for it, then is refused.
-        status, body = post(urls["node1"] + "/cluster/members", {"id": "node5", "url": "http://127.0.0.1:9"},
-                            timeout=20)
+        status, body = call("POST", urls["node1"] + "/cluster/members", {"id": "node5", "url": "http://127.0.0.1:9"},
+                            timeout=20, secret=cluster.cluster_secret)
         if status == 503:  # node1 relayed to a leader; the answer is the leader's
-            status, body = post(urls[cluster.wait_for_leader(timeout=10)] + "/cluster/members",
-                                {"id": "node5", "url": "http://127.0.0.1:9"}, timeout=20)
+            status, body = call("POST", urls[cluster.wait_for_leader(timeout=10)] + "/cluster/members",
+                                {"id": "node5", "url": "http://127.0.0.1:9"}, timeout=20, secret=cluster.cluster_secret)
         assert status == 409 and body["error"] == "conf_change_in_progress" and "node3" in body["detail"], body
         assert "node5" not in [m["id"] for m in members(urls["node1"])["learners"]]
     finally:
@@ -374,7 +376,7 @@ def test_the_cache_follows_membership(cluster_factory, tmp_path):
     assert cache_read(urls["node3"], "k") == (200, "v4")
 
     # Removing node4: the others' writes stop waiting for it, and it stops serving.
-    status, body = retry_until_ok("DELETE", urls["node1"] + "/cluster/members/node4", timeout=20)
+    status, body = retry_until_ok("DELETE", urls["node1"] + "/cluster/members/node4", timeout=20, secret=cluster.cluster_secret)
     assert status == 200 and "node4" not in body["voters"] + body["learners"], body
     cluster.wait_until(lambda: not cache_stats(node4.url)["serving"], 10, "node4's cache to stop serving")
     cluster.wait_until(lambda: all(cache_stats(u)["serving"] and "node4" not in cache_stats(u)["members"]

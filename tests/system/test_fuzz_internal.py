@@ -45,7 +45,7 @@ from hypothesis import strategies as st
 from rakit.cache.messages import Batch as CacheBatch
 from rakit.cache.messages import Fence, Fetch, Invalidate
 from rakit.cache.messages import encode as cache_encode
-from rakit.http.routes.raft_rpc import MAX_TERM_JUMP
+from rakit.node.inbound import MAX_TERM_JUMP
 from rakit.raft.messages import (
     ENTRY_NOOP,
     ENTRY_NORMAL,

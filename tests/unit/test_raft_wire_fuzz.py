@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rakit.errors import InvalidRequest
-from rakit.http.routes.raft_rpc import MAX_TERM_JUMP, accept_batch, check_message
+from rakit.node.inbound import MAX_TERM_JUMP, accept_batch, check_message
 from rakit.raft.config import RaftConfig
 from rakit.raft.core import RaftCore
 from rakit.raft.messages import (

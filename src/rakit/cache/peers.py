@@ -33,8 +33,10 @@ from dataclasses import dataclass, field
 import aiohttp
 import msgspec
 
+from rakit.cache.checks import check_reply
 from rakit.cache.messages import Batch, BatchReply, Operation, Result, decode_reply, encode
-from rakit.security.internal import InternalAuth
+from rakit.errors import InvalidRequest
+from rakit.security.internal import InternalAuth, PeerNotProven, verify_stream
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +138,7 @@ class PeerChannel:
                     ws = await self.session.ws_connect(self.url, max_msg_size=MAX_FRAME, autoping=True,
                                                        heartbeat=None, headers=headers)
                 try:
+                    verify_stream(self.auth, headers, ws, self.peer_id)
                     self._connected = True
                     self._connecting = False
                     if self.failures:
@@ -146,7 +149,9 @@ class PeerChannel:
                     self._connected = False
                     await ws.close()
             except (aiohttp.ClientError, TimeoutError, OSError, ConnectionError, msgspec.DecodeError) as exc:
-                if self.failures == 0:
+                if isinstance(exc, PeerNotProven) and self.failures % 100 == 0:
+                    log.warning("no cache stream to %s: %s", self.peer_id, exc)
+                elif self.failures == 0:
                     log.info("cache stream to %s broke: %s: %s", self.peer_id, type(exc).__name__, exc)
             self._connected = self._connecting = False
             self.failures += 1
@@ -187,7 +192,10 @@ class PeerChannel:
         async for message in ws:
             if message.type != aiohttp.WSMsgType.BINARY:
                 break
-            reply = decode_reply(message.data)
+            try:
+                reply = check_reply(decode_reply(message.data), self.peer_id, time.time_ns() // 1000)
+            except InvalidRequest as exc:
+                raise ConnectionError(f"{self.peer_id} sent a reply no peer can send: {exc.detail}") from None
             if not self._inflight:
                 raise ConnectionError(f"{self.peer_id} answered a frame never sent")
             frame = self._inflight.popleft()

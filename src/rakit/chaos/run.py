@@ -31,6 +31,7 @@ from rakit.chaos import nemesis as nem
 from rakit.chaos import workloads as wl
 from rakit.chaos.history import Fault, History, Verdict
 from rakit.launcher import LaunchError, NodeProcess, RedisProcess, _pick_leader
+from rakit.security.internal import InternalAuth
 
 NODE_PORT = 8001
 REDIS_PORT = 6379
@@ -231,9 +232,18 @@ class Nemesis:
         elif step.kind == "member":
             await self.rejoin(str(step.target))
 
-    async def _call(self, method: str, url: str, body: Any = None) -> tuple[int, Any]:
+    async def _call(self, method: str, url: str, body: Any = None, sign_for: str | None = None
+                    ) -> tuple[int, Any]:
+        """``method url``; ``sign_for``: the node ``url`` is on, for an operator call signed with the secret."""
+        data = json.dumps(body).encode() if body is not None else b""
+        headers = {"content-type": "application/json"}
+        if sign_for is not None:
+            path = url.split("://", 1)[1].partition("/")[2]
+            headers.update(InternalAuth(self.cluster.env["CLUSTER_SECRET"], "chaos").headers(
+                method, "/" + path, data, dst=sign_for))
         try:
-            async with self.session.request(method, url, json=body, timeout=aiohttp.ClientTimeout(total=12)) as r:
+            async with self.session.request(method, url, data=data or None, headers=headers,
+                                            timeout=aiohttp.ClientTimeout(total=12)) as r:
                 return r.status, await r.json(content_type=None)
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
             return 0, None
@@ -245,7 +255,7 @@ class Nemesis:
                 proc = self.cluster.nodes[node_id]
                 if not proc.alive or proc.paused or path.split("/")[3] == node_id:
                     continue
-                status, body = await self._call(method, url + path)
+                status, body = await self._call(method, url + path, sign_for=node_id)
                 if status == 200 or (isinstance(body, dict) and body.get("error") in done):
                     return True
             await asyncio.sleep(0.2)
@@ -259,12 +269,13 @@ class Nemesis:
 
     async def rejoin(self, node_id: str) -> None:
         """Start ``node_id`` empty with ``--join``, wait until it has caught up, promote it."""
-        via = next(url for n, url in self.cluster.peers.items() if n != node_id and self.cluster.nodes[n].alive)
+        via_id, via = next((n, url) for n, url in self.cluster.peers.items()
+                           if n != node_id and self.cluster.nodes[n].alive)
         await asyncio.to_thread(self.cluster.fresh, node_id, via)
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
             # ``promote`` is refused (learner_not_caught_up) until the learner has the log.
-            status, body = await self._call("POST", via + f"/cluster/members/{node_id}/promote", {})
+            status, body = await self._call("POST", via + f"/cluster/members/{node_id}/promote", {}, sign_for=via_id)
             if status == 200 or (isinstance(body, dict) and body.get("error") == "already_voter"):
                 return
             await asyncio.sleep(0.3)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
-__all__ = ["Call", "Message", "default_client_id", "default_nodes", "default_token"]
+__all__ = ["Call", "Message", "default_client_id", "default_cluster_secret", "default_nodes", "default_token"]
 
 DEFAULT_NODES = "http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003"
 LockMode = Literal["exclusive", "shared"]
@@ -44,6 +44,17 @@ def default_token(token: str | None) -> str | None:
     if token is None:
         token = os.environ.get("RAKIT_TOKEN") or None
     return (token.strip() or None) if token is not None else None
+
+
+def default_cluster_secret(secret: str | None) -> str | None:
+    """``secret``; else ``$CLUSTER_SECRET``; else the file ``$CLUSTER_SECRET_FILE`` names; else None."""
+    if secret is None:
+        secret = os.environ.get("CLUSTER_SECRET") or None
+        path = os.environ.get("CLUSTER_SECRET_FILE")
+        if secret is None and path:
+            with open(path, encoding="utf-8") as f:
+                secret = f.read().strip() or None
+    return secret
 
 
 def default_client_id() -> str:
@@ -77,6 +88,7 @@ class Call:
     absent: tuple[int, str | None] | None = None  # (status, error code or None) -> result None
     retry_success: str | None = None
     retry_result: Any = field(default=None)
+    signed: bool = False  # an operator call: signed with the cluster secret (membership, leader transfer)
 
 
 # -- locks ---------------------------------------------------------------------
@@ -197,18 +209,18 @@ def members() -> Call:
 def add_member(node_id: str, url: str) -> Call:
     # A retry after a lost answer finds the node added already.
     return Call("POST", "/cluster/members", {"id": node_id, "url": url}, wait=5.0, retry_success="member_exists",
-                retry_result={"id": node_id})
+                retry_result={"id": node_id}, signed=True)
 
 
 def promote(node_id: str) -> Call:
     return Call("POST", f"/cluster/members/{key_path(node_id)}/promote", {}, wait=5.0,
-                retry_success="already_voter", retry_result={"id": node_id})
+                retry_success="already_voter", retry_result={"id": node_id}, signed=True)
 
 
 def remove_member(node_id: str) -> Call:
     return Call("DELETE", f"/cluster/members/{key_path(node_id)}", wait=5.0, retry_success="unknown_member",
-                retry_result={"id": node_id})
+                retry_result={"id": node_id}, signed=True)
 
 
 def transfer_leader(to: str | None) -> Call:
-    return Call("POST", "/cluster/transfer-leader", {"to": to} if to else {}, wait=2.0)
+    return Call("POST", "/cluster/transfer-leader", {"to": to} if to else {}, wait=2.0, signed=True)

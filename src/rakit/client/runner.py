@@ -32,6 +32,7 @@ import tenacity
 
 from rakit.client.calls import Call
 from rakit.client.errors import ConnectionFailed, NoLeader, RakitError, ServerError, Unavailable, error_from_answer
+from rakit.security.internal import InternalAuth
 
 __all__ = ["AsyncRunner", "RetryPolicy", "SyncRunner", "Verify", "ssl_verify"]
 
@@ -127,6 +128,44 @@ def _headers(token: str | None) -> dict[str, str]:
     return headers
 
 
+#: The caller an operator's signed call names (``rakit.security.internal``): not a node id of a member.
+OPERATOR = "operator"
+
+
+class _Signer:
+    """Signs operator calls (``Call.signed``) with the cluster secret, for the node each is sent to.
+
+    The signature names its callee, so the signer learns each node's id once
+    (``GET /health``) and remembers it per URL.
+    """
+
+    def __init__(self, secret: str | None, caller: str = OPERATOR) -> None:
+        self.auth = InternalAuth(secret, caller) if secret else None
+        self.node_ids: dict[str, str] = {}
+
+    def needs_id(self, call: Call, url: str) -> bool:
+        return call.signed and self.auth is not None and url not in self.node_ids
+
+    def learn(self, url: str, health: httpx.Response) -> None:
+        try:
+            node_id = health.json()["node_id"]
+        except (ValueError, KeyError, TypeError):
+            raise ConnectionFailed(f"{url}/health did not name its node", node=url) from None
+        self.node_ids[url] = str(node_id)
+
+    def request(self, call: Call, url: str) -> dict[str, Any]:
+        """``httpx`` request arguments for ``call`` to ``url`` (signed when it is an operator call)."""
+        if not call.signed:
+            return {"json": call.json, "params": call.params}
+        if self.auth is None:
+            raise ValueError("membership changes and leader transfer need the cluster secret: pass "
+                             "cluster_secret=... (or set CLUSTER_SECRET / CLUSTER_SECRET_FILE)")
+        body = json.dumps(call.json).encode() if call.json is not None else b""
+        headers = self.auth.headers(call.method, call.path, body, dst=self.node_ids[url])
+        headers["content-type"] = "application/json"
+        return {"content": body, "headers": headers}
+
+
 def _answer(nodes: _Nodes, call: Call, url: str, attempt: int,
             response: httpx.Response | None, error: httpx.TransportError | None) -> Any:
     """One attempt's outcome, for both runners: a node that failed or answered 503 is rotated away."""
@@ -144,10 +183,11 @@ def _answer(nodes: _Nodes, call: Call, url: str, attempt: int,
 
 class SyncRunner:
     def __init__(self, urls: list[str], policy: RetryPolicy, verify: Verify = True,
-                 token: str | None = None) -> None:
+                 token: str | None = None, cluster_secret: str | None = None) -> None:
         self.nodes = _Nodes(urls)
         self.policy = policy
         self.http = httpx.Client(headers=_headers(token), verify=ssl_verify(verify))
+        self.signer = _Signer(cluster_secret)
 
     def run(self, call: Call, node: str | None = None, single: bool = False) -> Any:
         """Run ``call`` (on ``node`` only, when given: no failover; ``single``: one attempt)."""
@@ -158,7 +198,9 @@ class SyncRunner:
             attempt += 1
             url = node or self.nodes.pick()
             try:
-                response = self.http.request(call.method, url + call.path, json=call.json, params=call.params,
+                if self.signer.needs_id(call, url):
+                    self.signer.learn(url, self.http.get(url + "/health", timeout=_timeout(self.policy, call)))
+                response = self.http.request(call.method, url + call.path, **self.signer.request(call, url),
                                              timeout=_timeout(self.policy, call))
             except httpx.TransportError as exc:
                 return _answer(self.nodes, call, url, attempt, None, exc)
@@ -177,10 +219,11 @@ class SyncRunner:
 
 class AsyncRunner:
     def __init__(self, urls: list[str], policy: RetryPolicy, verify: Verify = True,
-                 token: str | None = None) -> None:
+                 token: str | None = None, cluster_secret: str | None = None) -> None:
         self.nodes = _Nodes(urls)
         self.policy = policy
         self.http = httpx.AsyncClient(headers=_headers(token), verify=ssl_verify(verify))
+        self.signer = _Signer(cluster_secret)
 
     async def run(self, call: Call, node: str | None = None, single: bool = False) -> Any:
         """Run ``call`` (on ``node`` only, when given: no failover; ``single``: one attempt)."""
@@ -191,8 +234,11 @@ class AsyncRunner:
             attempt += 1
             url = node or self.nodes.pick()
             try:
-                response = await self.http.request(call.method, url + call.path, json=call.json,
-                                                   params=call.params, timeout=_timeout(self.policy, call))
+                if self.signer.needs_id(call, url):
+                    self.signer.learn(url, await self.http.get(url + "/health",
+                                                               timeout=_timeout(self.policy, call)))
+                response = await self.http.request(call.method, url + call.path, **self.signer.request(call, url),
+                                                   timeout=_timeout(self.policy, call))
             except httpx.TransportError as exc:
                 return _answer(self.nodes, call, url, attempt, None, exc)
             return _answer(self.nodes, call, url, attempt, response, None)

@@ -20,7 +20,14 @@ from types import TracebackType
 from typing import Any
 
 from rakit.client import calls
-from rakit.client.calls import LockMode, Message, default_client_id, default_nodes, default_token
+from rakit.client.calls import (
+    LockMode,
+    Message,
+    default_client_id,
+    default_cluster_secret,
+    default_nodes,
+    default_token,
+)
 from rakit.client.errors import LockLost, NotHolder, RakitError
 from rakit.client.runner import RetryPolicy, SyncRunner, Verify
 
@@ -52,11 +59,12 @@ class Client:
 
     def __init__(self, nodes: str | Sequence[str] | None = None, *, timeout: float = 5.0, attempts: int = 6,
                  retry_deadline: float = 15.0, client_id: str | None = None, verify: Verify = True,
-                 token: str | None = None) -> None:
+                 token: str | None = None, cluster_secret: str | None = None) -> None:
         self.nodes = default_nodes(nodes if nodes is None or isinstance(nodes, str) else list(nodes))
         self.client_id = client_id or default_client_id()
         self._runner = SyncRunner(self.nodes, RetryPolicy(timeout=timeout, attempts=attempts,
-                                                           deadline=retry_deadline), verify, default_token(token))
+                                                           deadline=retry_deadline), verify, default_token(token),
+            cluster_secret=default_cluster_secret(cluster_secret))
         self.cache = Cache(self)
 
     def _run(self, call: calls.Call, node: str | None = None) -> Any:

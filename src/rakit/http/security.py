@@ -1,8 +1,13 @@
 """The ASGI middleware that authenticates requests (installed only when security is configured).
 
 Internal paths (``rakit.security.internal.is_internal``) must prove the
-cluster secret; every other path, when client tokens are configured, must
-carry a valid token allowed to do what it asks.  Refusals are the API's JSON
+cluster secret; so must operator calls (``is_operator``: membership changes
+and leader transfer), whether or not client tokens are on, and no token can
+stand in for it: signed by an operator (``rakit member``, ``Client(cluster_secret=...)``),
+a joining node (``--join``), or a peer relaying one of those to the leader
+(it then names the node identity, ``x-rakit-identity: @node``, signed with
+the body).  Every other path, when client tokens are configured, must carry
+a valid token allowed to do what it asks.  Refusals are the API's JSON
 errors: ``401 unauthorized`` / ``403 forbidden``.
 """
 
@@ -14,8 +19,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rakit.http.client_auth import admit as admit_client
 from rakit.http.json import dumps
-from rakit.security.internal import InternalAuth, is_internal
-from rakit.security.tokens import ClientAuth
+from rakit.security.internal import InternalAuth, is_internal, is_operator, read_body, replaying
+from rakit.security.internal import BodyTooLarge, ClientGone
+from rakit.security.tokens import IDENTITY_HEADER, NODE_IDENTITY, SYSTEM, ClientAuth, identity_binding
+
+OPERATOR_BODY_LIMIT = 64 * 1024  # what a membership change or a leader transfer can carry
 
 
 async def _refuse(scope: Scope, send: Send, status: int, code: str, detail: str) -> None:
@@ -26,6 +34,35 @@ async def _refuse(scope: Scope, send: Send, status: int, code: str, detail: str)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _operator_call(internal: InternalAuth, scope: Scope, receive: Receive, headers: dict[str, str]
+                         ) -> tuple[Receive, tuple[int, str, str] | None]:
+    """Check an operator call's signature: plain (an operator, a joining node) or a peer's relay of one."""
+    name = headers.get(IDENTITY_HEADER)
+    if name is None:
+        receive, refusal = await internal.admit(scope, receive, headers, limit=OPERATOR_BODY_LIMIT)
+        if refusal is not None and refusal[0] == 401:
+            refusal = (401, "unauthorized", f"membership changes and leader transfer must be signed with the "
+                                            f"cluster secret (rakit member ... with CLUSTER_SECRET set): {refusal[2]}")
+        return receive, refusal
+    if name != NODE_IDENTITY:
+        return receive, (401, "unauthorized", f"membership changes are relayed only for {NODE_IDENTITY}")
+    reason = internal.precheck(headers)
+    if reason is not None:
+        return receive, (401, "unauthorized", f"{IDENTITY_HEADER}: {reason}")
+    try:
+        body = await read_body(receive, OPERATOR_BODY_LIMIT, headers.get("content-length"))
+    except BodyTooLarge as exc:
+        return receive, (413, "too_large", str(exc))
+    except ClientGone:
+        return receive, (0, "", "")
+    query: bytes = scope.get("query_string", b"")
+    target = scope["path"] + "?" + query.decode("latin-1") if query else scope["path"]
+    reason = internal.check(scope.get("method", "GET"), target, headers, identity_binding(name, body))
+    if reason is not None:
+        return receive, (401, "unauthorized", f"{IDENTITY_HEADER}: {reason}")
+    return replaying(body, receive), None
 
 
 class SecurityMiddleware:
@@ -49,6 +86,15 @@ class SecurityMiddleware:
                     if status:
                         await _refuse(scope, send, status, code, detail)
                     return None
+            return await self.app(scope, receive, send)
+        if self.internal.enabled and is_operator(scope.get("method", "GET"), path):
+            receive, refusal = await _operator_call(self.internal, scope, receive, headers)
+            if refusal is not None:
+                status, code, detail = refusal
+                if status:
+                    await _refuse(scope, send, status, code, detail)
+                return None
+            scope.setdefault("state", {})["identity"] = SYSTEM  # a relay to the leader signs as the node
             return await self.app(scope, receive, send)
         if self.clients.enabled:  # client tokens (rakit.http.client_auth): refused there, or the identity set
             admitted = await admit_client(self.clients, self.internal, scope, receive, send, headers)

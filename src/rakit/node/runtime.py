@@ -26,6 +26,7 @@ from rakit.statemachines.locks import LockTable
 from rakit.statemachines.members import MembersMachine
 from rakit.statemachines.registry import Registry
 from rakit.storage.datadir import DataDir
+from rakit.node.inbound import ReplyFilter
 from rakit.transport.http import HttpTransport
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class NodeRuntime:
         self._session = aiohttp.ClientSession(connector=connector)
         c = self.config
         transport = HttpTransport(c.node_id, c.peers, self._session, self.metrics,
-                                  deliver=lambda messages: self.driver.receive(messages), auth=self.internal_auth)
+                                  deliver=ReplyFilter(self), auth=self.internal_auth)
         self._driver = RaftDriver(
             c.node_id, list(c.initial_voters),
             store=self.data_dir.log_store(),

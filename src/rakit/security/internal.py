@@ -27,6 +27,12 @@ forgotten and every timestamp up to its own is refused from then on (a
 narrows instead.  Only signed calls enter the cache, so a caller without the
 secret cannot fill it.
 
+A WebSocket stream is authenticated both ways: the callee accepts the
+handshake with ``x-rakit-proof``, a MAC keyed by the secret over the callee,
+the caller and the caller's nonce, and the caller checks it (``check_proof``)
+before it sends or reads a frame.  So a node never streams its log to, nor
+takes answers from, an address that cannot prove the secret.
+
 Refusals are ``401 {"error": "unauthorized", "detail": <the reason>}`` (a
 WebSocket handshake is closed before it is accepted).  With no secret
 configured nothing is signed, nothing is checked, and the middleware is not
@@ -53,6 +59,7 @@ NODE_HEADER = "x-rakit-node"
 TS_HEADER = "x-rakit-ts"
 NONCE_HEADER = "x-rakit-nonce"
 SIG_HEADER = "x-rakit-sig"
+PROOF_HEADER = "x-rakit-proof"  # the callee's answer to a signed WebSocket handshake
 
 WINDOW = 30.0  # seconds a signed call stays valid, either side of the checker's clock
 MAX_NONCES = 200_000  # recent nonces remembered (~40 MB at most; 6k calls/s over a full window)
@@ -74,6 +81,15 @@ log = logging.getLogger(__name__)
 
 def is_internal(path: str) -> bool:
     return path.startswith(INTERNAL_PREFIXES)
+
+
+def is_operator(method: str, path: str) -> bool:
+    """Does this call change who is in the cluster or who leads it (it must prove the secret)?"""
+    if path == "/cluster/transfer-leader":
+        return method == "POST"
+    if path == "/cluster/members" or path == "/cluster/members/":
+        return method == "POST"
+    return path.startswith("/cluster/members/") and method in ("POST", "DELETE", "PUT", "PATCH")
 
 
 def body_limit(path: str) -> int:
@@ -134,6 +150,31 @@ class InternalAuth:
             NONCE_HEADER: nonce,
             SIG_HEADER: self._mac(method, path, self.node_id or "-", dst, ts, nonce, body_hash),
         }
+
+    def proof_headers(self, headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+        """The callee's answer headers to a handshake ``headers`` it accepted (``check`` passed)."""
+        if self.secret is None:
+            return []
+        proof = self._proof(self.node_id, headers.get(NODE_HEADER, ""), headers.get(NONCE_HEADER, ""))
+        return [(PROOF_HEADER.encode(), proof.encode())]
+
+    def check_proof(self, sent: Mapping[str, str], answer: Mapping[str, str] | None, callee: str) -> str | None:
+        """None if ``callee`` answered the handshake ``sent`` with a valid proof, else the reason."""
+        if self.secret is None:
+            return None
+        if answer is None:
+            return "the handshake's answer headers cannot be read"
+        got = answer.get(PROOF_HEADER, "")
+        expected = self._proof(callee, sent.get(NODE_HEADER, ""), sent.get(NONCE_HEADER, ""))
+        if not hmac.compare_digest(expected, got):
+            self.refused += 1
+            return (f"{callee} did not prove the cluster secret when accepting the stream "
+                    f"({'a wrong ' if got else 'no '}{PROOF_HEADER})")
+        return None
+
+    def _proof(self, callee: str, caller: str, nonce: str) -> str:
+        text = "\n".join((SCHEME, "proof", callee, caller, nonce))
+        return hmac.new(self._key, text.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
 
     # -- checking --------------------------------------------------------------
 
@@ -200,8 +241,8 @@ class InternalAuth:
             log.warning("refused an internal call %s %s (claims to be from %r): %s (%d refused so far)",
                         method, path[:200], caller, reason, self.refused)
 
-    async def admit(self, scope: Mapping[str, Any], receive: Receive, headers: Mapping[str, str]
-                    ) -> tuple[Receive, tuple[int, str, str] | None]:
+    async def admit(self, scope: Mapping[str, Any], receive: Receive, headers: Mapping[str, str],
+                    limit: int | None = None) -> tuple[Receive, tuple[int, str, str] | None]:
         """Check one internal call at the ASGI level (``rakit.http.security``).
 
         Answers ``(receive, None)`` when the call proves the secret — for an
@@ -220,7 +261,8 @@ class InternalAuth:
         body = b""
         if scope["type"] == "http":
             try:
-                body = await read_body(receive, body_limit(path), headers.get("content-length"))
+                body = await read_body(receive, body_limit(path) if limit is None else limit,
+                                       headers.get("content-length"))
             except BodyTooLarge as exc:
                 return receive, (413, "too_large", str(exc))
             except ClientGone:
@@ -247,6 +289,26 @@ class InternalAuth:
     def remembered(self) -> int:
         """How many nonces are remembered now (bounded by ``max_nonces``)."""
         return len(self._nonces)
+
+
+class PeerNotProven(ConnectionError):
+    """A peer accepted a stream without proving the cluster secret (``check_proof``)."""
+
+
+def handshake_answer(ws: Any) -> Mapping[str, str] | None:
+    """The answer headers of an open aiohttp WebSocket (None when this aiohttp hides them)."""
+    response = getattr(ws, "_response", None)  # aiohttp keeps the handshake's response here
+    headers = getattr(response, "headers", None)
+    return headers if isinstance(headers, Mapping) else None
+
+
+def verify_stream(auth: InternalAuth | None, sent: Mapping[str, str] | None, ws: Any, callee: str) -> None:
+    """Raise ``PeerNotProven`` unless ``callee`` proved the secret in the stream's handshake."""
+    if auth is None or not auth.enabled or sent is None:
+        return
+    reason = auth.check_proof(sent, handshake_answer(ws), callee)
+    if reason is not None:
+        raise PeerNotProven(reason)
 
 
 # -- the body of an internal HTTP call, read before the app (``rakit.http.security``) -------

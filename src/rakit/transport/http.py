@@ -7,7 +7,9 @@ and heartbeats share a frame, and frames follow each other without waiting
 for answers, so the AppendEntries stream is pipelined, and TCP keeps it in
 order.  The peer steps each frame into its Raft core, persists, and writes
 back a frame with the messages it has for us (acks, votes) on the same
-socket; a reader task hands those to our driver.
+socket; a reader task hands those to our driver, through the same checks as
+what peers send us (``rakit.node.inbound``): a reply no peer can send closes
+the stream.
 
 ``POST /append_entries`` (``/request_vote``, ``/install_snapshot``) answer
 the same exchange one request at a time, for tools and older peers.
@@ -46,7 +48,7 @@ from rakit.raft.messages import (
     decode_batch,
     encode_batch,
 )
-from rakit.security.internal import InternalAuth
+from rakit.security.internal import InternalAuth, PeerNotProven, verify_stream
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,8 @@ HEARTBEAT = 5.0  # WebSocket pings: a silently dead peer is noticed within ~2x t
 MAX_FRAME = 256 * 1024 * 1024
 DIRECT_WRITE_LIMIT = 1024 * 1024  # bytes buffered in the socket beyond which send() leaves writing to the task
 
-Deliver = Callable[[list[AnyMessage]], None]
+#: (peer, its answers) -> False when they were refused (``rakit.node.inbound.ReplyFilter``)
+Deliver = Callable[[str, list[AnyMessage]], bool]
 
 
 class _DirectWriter:
@@ -152,6 +155,7 @@ class PeerSender:
                     self.url + STREAM_PATH, timeout=CONNECT_TIMEOUT, heartbeat=HEARTBEAT,
                     max_msg_size=MAX_FRAME, autoping=True, headers=headers,
                 ) as ws:
+                    verify_stream(self.auth, headers, ws, self.peer_id)
                     self.failures = 0
                     log.info("raft stream to %s open", self.peer_id)
                     self._direct = _DirectWriter.of(ws)
@@ -160,7 +164,9 @@ class PeerSender:
                     finally:
                         self._direct = None
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                if self.failures == 0:
+                if isinstance(exc, PeerNotProven) and self.failures % 100 == 0:
+                    log.warning("not streaming to %s at %s: %s", self.peer_id, self.url, exc)
+                elif self.failures == 0:
                     log.info("raft stream to %s failed: %s", self.peer_id, exc)
             self.failures += 1
             self.metrics.rpc_failures.labels(peer=self.peer_id).inc()
@@ -194,9 +200,8 @@ class PeerSender:
             except msgspec.MsgspecError as exc:
                 log.warning("bad raft frame from %s: %s", self.peer_id, exc)
                 break
-            replies = [m for m in answer.messages if m.src == self.peer_id and m.dst == self.src]
-            if replies:
-                self.deliver(replies)
+            if answer.src != self.peer_id or not self.deliver(self.peer_id, answer.messages):
+                break  # a peer that answers what no peer can send: reconnect (and sign afresh)
         raise ConnectionResetError(f"raft stream to {self.peer_id} closed")
 
 

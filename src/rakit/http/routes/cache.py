@@ -11,16 +11,13 @@
     frames answered by ``BatchReply`` frames in order; ``POST /cache/internal/batch`` answers one
     batch per request, for tools.
 
-A peer's batch (any of the three ways) is checked before it touches the cache (``check_batch``):
-keys of the API's form, well-formed versions, and no clock or version counter more than
-``MAX_CLOCK_AHEAD_US`` ahead of this node's wall clock.  A node observes every clock and version it
-is sent (``rakit.cache.versions`` rule 4), so one hostile counter would otherwise push its clock out
-of the range of msgpack's integers (every later batch it sends fails to encode) or years ahead.
+A peer's batch (any of the three ways) is checked before it touches the cache
+(``rakit.cache.checks.check_batch``); the replies to this node's own frames are checked the same way
+(``check_reply``, in ``rakit.cache.peers``).
 """
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Annotated
 
@@ -32,14 +29,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rakit.cache.messages import (
     Batch,
-    Fence,
     Invalidate,
     InvalidateResult,
     decode_batch,
     encode,
 )
+from rakit.cache.checks import check_batch
 from rakit.cache.service import CacheService
-from rakit.cache.versions import Version
 from rakit.errors import InvalidRequest, NotFound
 from rakit.http.json import (
     Key,
@@ -56,11 +52,6 @@ MAX_TTL = 2_592_000
 Ttl = Annotated[float, msgspec.Meta(gt=0, le=MAX_TTL)]
 # A batch holds many invalidations and fetch answers carry values: allow a few values' worth.
 MAX_BATCH_BODY = 16 * 1024 * 1024
-# How far (microseconds) a peer's clock or version may run ahead of this node's wall clock: far
-# beyond any skew between synchronised clocks, far below anything that could overflow.
-MAX_CLOCK_AHEAD_US = 24 * 3600 * 1_000_000
-_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,128}", re.ASCII)
-MAX_VERSION_CHARS = 200  # "<counter>.<node id>": about 16 digits and an id of at most 64 characters
 
 
 class SetBody(msgspec.Struct):
@@ -125,31 +116,14 @@ async def cache_stats(request: Request) -> Response:
     return json_response(_service(request).stats())
 
 
-def check_batch(batch: Batch) -> Batch:
-    """``batch`` if it is fit to handle (see the module docstring), else InvalidRequest."""
-    limit = time.time_ns() // 1000 + MAX_CLOCK_AHEAD_US
-    if not 0 <= batch.clock <= limit:
-        raise InvalidRequest(f"cache batch clock {batch.clock} is out of range")
-    for op in batch.ops:
-        key = op.target if isinstance(op, Fence) else op.key
-        if _KEY.fullmatch(key) is None:
-            raise InvalidRequest(f"cache batch: {key[:140]!r} is not a key or node of the API's form")
-        if isinstance(op, Invalidate):
-            try:
-                if len(op.version) > MAX_VERSION_CHARS:
-                    raise ValueError(f"a version of {len(op.version)} characters")
-                counter = Version.decode(op.version).counter
-            except ValueError as exc:
-                raise InvalidRequest(f"cache batch: {exc}") from None
-            if counter > limit:
-                raise InvalidRequest(f"cache batch: version {op.version[:60]!r} is too far ahead")
-    return batch
+def _checked(batch: Batch) -> Batch:
+    return check_batch(batch, time.time_ns() // 1000)
 
 
 async def cache_invalidate(request: Request) -> Response:
     parsed = decode(await read_body(request), InvalidateBody)
     reply = _service(request).handle_batch(
-        check_batch(Batch(parsed.src, 0, [Invalidate(parsed.key, parsed.version)])))
+        _checked(Batch(parsed.src, 0, [Invalidate(parsed.key, parsed.version)])))
     result = reply.results[0]
     assert isinstance(result, InvalidateResult)
     return json_response({"dropped": result.dropped, "held": result.held, "acked": reply.acked})
@@ -161,7 +135,7 @@ async def cache_batch(request: Request) -> Response:
         batch = decode_batch(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise InvalidRequest(f"malformed cache batch: {exc}") from None
-    reply = _service(request).handle_batch(check_batch(batch))
+    reply = _service(request).handle_batch(_checked(batch))
     return Response(encode(reply), media_type="application/msgpack")
 
 
@@ -169,8 +143,9 @@ UNSUPPORTED_DATA = 1003
 
 
 async def cache_stream(websocket: WebSocket) -> None:
-    service: CacheService = websocket.app.state.runtime.cache
-    await websocket.accept()
+    runtime = websocket.app.state.runtime
+    service: CacheService = runtime.cache
+    await websocket.accept(headers=runtime.internal_auth.proof_headers(websocket.headers))
     try:
         while True:
             message = await websocket.receive()
@@ -184,7 +159,7 @@ async def cache_stream(websocket: WebSocket) -> None:
                     batch = decode_batch(data)
                 except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                     raise InvalidRequest(f"malformed cache batch: {exc}") from None
-                reply = service.handle_batch(check_batch(batch))
+                reply = service.handle_batch(_checked(batch))
             except InvalidRequest as exc:
                 await websocket.close(UNSUPPORTED_DATA, exc.detail[:120])
                 return
