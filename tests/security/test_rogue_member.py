@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -36,13 +37,16 @@ class Rogue:
         args = [sys.executable, str(ROGUE), "--port", str(self.port), "--term", str(term)]
         if secret is not None:
             args += ["--secret", secret]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
         self.events: list[dict[str, Any]] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30
         while not any(e["event"] == "listening" for e in self.events):
-            assert time.monotonic() < deadline, "the rogue did not start"
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stderr.seek(0)
+                pytest.fail(f"the rogue did not start: {self.stderr.read().decode(errors='replace')[-2000:]}")
             time.sleep(0.02)
 
     def _read(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rakit.http.security import SecurityMiddleware
 from rakit.security.internal import (
+    BODY_HEADER,
     NODE_HEADER,
     NONCE_HEADER,
     SIG_HEADER,
@@ -48,7 +51,7 @@ def pair(clock: Clock | None = None, **kwargs: Any) -> tuple[InternalAuth, Inter
 def test_a_good_signature_is_accepted_once() -> None:
     signer, checker = pair()
     headers = signer.headers("POST", PATH, BODY, dst="node2")
-    assert set(headers) == {NODE_HEADER, TS_HEADER, NONCE_HEADER, SIG_HEADER}
+    assert set(headers) == {NODE_HEADER, TS_HEADER, NONCE_HEADER, BODY_HEADER, SIG_HEADER}
     assert headers[NODE_HEADER] == "node1"
     assert checker.check("POST", PATH, headers, BODY) is None
     reason = checker.check("POST", PATH, headers, BODY)  # the same call again: a replay
@@ -104,7 +107,8 @@ def test_a_replayed_nonce_is_refused_even_with_a_new_timestamp() -> None:
     assert "replayed" in (checker.check("POST", PATH, headers, BODY) or "")
 
 
-@pytest.mark.parametrize("change", ["body", "path", "method", "query", "caller", "callee", "nonce", "sig"])
+@pytest.mark.parametrize("change", ["body", "body_hash", "path", "method", "query", "caller", "callee", "nonce",
+                                    "sig"])
 def test_tampering_with_anything_signed_is_refused(change: str) -> None:
     clock = Clock()
     signer, checker = pair(clock)
@@ -112,6 +116,9 @@ def test_tampering_with_anything_signed_is_refused(change: str) -> None:
     headers = signer.headers(method, path, body, dst="node2")
     if change == "body":
         body = BODY.replace(b"m1", b"m2")
+    elif change == "body_hash":  # the hash the signature covers, changed with the body
+        body = BODY.replace(b"m1", b"m2")
+        headers = {**headers, BODY_HEADER: hashlib.sha256(body).hexdigest()}
     elif change == "path":
         path = "/queue/internal/ack"
     elif change == "method":
@@ -128,7 +135,8 @@ def test_tampering_with_anything_signed_is_refused(change: str) -> None:
         sig = headers[SIG_HEADER]
         headers = {**headers, SIG_HEADER: ("0" if sig[0] != "0" else "1") + sig[1:]}
     reason = checker.check(method, path, headers, body)
-    assert reason is not None and "bad signature" in reason
+    expected = "does not match its signed hash" if change == "body" else "bad signature"
+    assert reason is not None and expected in reason
 
 
 def test_missing_or_malformed_headers_are_refused() -> None:

@@ -22,13 +22,7 @@ from collections.abc import Mapping
 from starlette.types import Receive, Scope, Send
 
 from rakit.http.json import MAX_BODY_BYTES, dumps
-from rakit.security.internal import (
-    BodyTooLarge,
-    ClientGone,
-    InternalAuth,
-    read_body,
-    replaying,
-)
+from rakit.security.internal import InternalAuth
 from rakit.security.tokens import (
     IDENTITY_HEADER,
     OPEN,
@@ -67,23 +61,13 @@ async def _relayed(clients: ClientAuth, internal: InternalAuth, scope: Scope, re
                    headers: Mapping[str, str], name: str) -> tuple[Identity | Refusal | None, Receive] | None:
     if not internal.enabled:
         return Refusal(401, "unauthorized", f"{IDENTITY_HEADER} is only accepted from a peer node"), receive
-    reason = internal.precheck(headers)
-    if reason is not None:
-        return Refusal(401, "unauthorized", f"{IDENTITY_HEADER}: {reason}"), receive
-    body = b""
-    if scope["type"] == "http":
-        try:
-            body = await read_body(receive, MAX_BODY_BYTES, headers.get("content-length"))
-        except BodyTooLarge as exc:
-            return Refusal(413, "too_large", str(exc)), receive
-        except ClientGone:
-            return None
-        receive = replaying(body, receive)
-    query: bytes = scope.get("query_string", b"")
-    target = scope["path"] + "?" + query.decode("latin-1") if query else scope["path"]
-    reason = internal.check(scope.get("method", "GET"), target, headers, identity_binding(name, body))
-    if reason is not None:
-        return Refusal(401, "unauthorized", f"{IDENTITY_HEADER}: {reason}"), receive
+    receive, refusal = await internal.admit(scope, receive, headers, limit=MAX_BODY_BYTES,
+                                            bind=lambda body: identity_binding(name, body))
+    if refusal is not None:
+        status, code, detail = refusal
+        if status == 0:
+            return None  # the peer went away
+        return Refusal(status, code, f"{IDENTITY_HEADER}: {detail}" if status == 401 else detail), receive
     return clients.on_behalf_of(name, scope["path"]), receive
 
 

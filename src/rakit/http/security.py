@@ -19,8 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rakit.http.client_auth import admit as admit_client
 from rakit.http.json import dumps
-from rakit.security.internal import InternalAuth, is_internal, is_operator, read_body, replaying
-from rakit.security.internal import BodyTooLarge, ClientGone
+from rakit.security.internal import InternalAuth, is_internal, is_operator
 from rakit.security.tokens import IDENTITY_HEADER, NODE_IDENTITY, SYSTEM, ClientAuth, identity_binding
 
 OPERATOR_BODY_LIMIT = 64 * 1024  # what a membership change or a leader transfer can carry
@@ -48,21 +47,11 @@ async def _operator_call(internal: InternalAuth, scope: Scope, receive: Receive,
         return receive, refusal
     if name != NODE_IDENTITY:
         return receive, (401, "unauthorized", f"membership changes are relayed only for {NODE_IDENTITY}")
-    reason = internal.precheck(headers)
-    if reason is not None:
-        return receive, (401, "unauthorized", f"{IDENTITY_HEADER}: {reason}")
-    try:
-        body = await read_body(receive, OPERATOR_BODY_LIMIT, headers.get("content-length"))
-    except BodyTooLarge as exc:
-        return receive, (413, "too_large", str(exc))
-    except ClientGone:
-        return receive, (0, "", "")
-    query: bytes = scope.get("query_string", b"")
-    target = scope["path"] + "?" + query.decode("latin-1") if query else scope["path"]
-    reason = internal.check(scope.get("method", "GET"), target, headers, identity_binding(name, body))
-    if reason is not None:
-        return receive, (401, "unauthorized", f"{IDENTITY_HEADER}: {reason}")
-    return replaying(body, receive), None
+    receive, refusal = await internal.admit(scope, receive, headers, limit=OPERATOR_BODY_LIMIT,
+                                            bind=lambda body: identity_binding(name, body))
+    if refusal is not None and refusal[0] == 401:
+        refusal = (401, "unauthorized", f"{IDENTITY_HEADER}: {refusal[2]}")
+    return receive, refusal
 
 
 class SecurityMiddleware:

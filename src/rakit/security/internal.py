@@ -11,6 +11,13 @@ carries four headers::
         rakit-hmac-sha256-v1 \\n METHOD \\n path[?query] \\n caller \\n callee
         \\n ts \\n nonce \\n hex SHA-256 of the request body
 
+``x-rakit-body`` carries that body hash too, so the callee checks the
+signature from the headers alone, *before* it reads a byte of the body, then
+hashes the body as it reads it and refuses a mismatch: a caller without the
+secret cannot make a node buffer anything.  (A call without that header, from
+an older node, is read only up to ``PREAUTH_LIMIT`` bytes before its check.)
+Bodies being read by signed calls share a budget (``MAX_INFLIGHT_BYTES``).
+
 The callee is the node the call is meant for: the checking node puts its own
 id there, so a call recorded on its way to one node cannot be replayed to
 another.  WebSocket streams (``/raft/stream``, ``/cache/stream``) are
@@ -49,7 +56,7 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 INTERNAL_PREFIXES = ("/request_vote", "/append_entries", "/install_snapshot", "/raft/", "/cache/invalidate",
                      "/cache/internal/", "/cache/stream", "/queue/internal/")
@@ -59,6 +66,7 @@ NODE_HEADER = "x-rakit-node"
 TS_HEADER = "x-rakit-ts"
 NONCE_HEADER = "x-rakit-nonce"
 SIG_HEADER = "x-rakit-sig"
+BODY_HEADER = "x-rakit-body"  # hex SHA-256 of the body the signature covers
 PROOF_HEADER = "x-rakit-proof"  # the callee's answer to a signed WebSocket handshake
 
 WINDOW = 30.0  # seconds a signed call stays valid, either side of the checker's clock
@@ -68,6 +76,9 @@ MAX_NONCES = 200_000  # recent nonces remembered (~40 MB at most; 6k calls/s ove
 # at least what each internal endpoint itself accepts (its own limit answers 413).
 RAFT_BODY_LIMIT = 256 * 1024 * 1024 + 1024 * 1024  # /append_entries, /install_snapshot, /request_vote
 OTHER_BODY_LIMIT = 16 * 1024 * 1024 + 1024 * 1024  # /cache/internal/batch (16 MiB), JSON bodies (~1 MiB)
+
+PREAUTH_LIMIT = 64 * 1024  # body bytes read before the signature is checked (calls without BODY_HEADER)
+MAX_INFLIGHT_BYTES = 512 * 1024 * 1024  # body bytes all signed calls in progress may hold at once
 
 _TS_RE = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,6})?$")
 _NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -121,6 +132,7 @@ class InternalAuth:
         self._floor = float("-inf")  # every timestamp <= this is refused (its nonce may be forgotten)
         self.refused = 0
         self._logged_at = float("-inf")
+        self.inflight_bytes = 0  # body bytes signed calls are holding while they are read (``read_body``)
 
     @property
     def enabled(self) -> bool:
@@ -148,6 +160,7 @@ class InternalAuth:
             NODE_HEADER: self.node_id or "-",
             TS_HEADER: ts,
             NONCE_HEADER: nonce,
+            BODY_HEADER: body_hash,
             SIG_HEADER: self._mac(method, path, self.node_id or "-", dst, ts, nonce, body_hash),
         }
 
@@ -210,15 +223,28 @@ class InternalAuth:
         """None if the call proves the secret (its nonce is then used up), else the reason (answered 401).
 
         ``headers`` with lowercase names; ``path`` the target as received
-        (path, and ``?query`` if any); ``now`` the arrival time (default: now).
+        (path, and ``?query`` if any); ``body`` what the signature covers;
+        ``now`` the arrival time (default: now).
         """
+        if self.secret is None:
+            return None
+        body_hash = hashlib.sha256(body).hexdigest() if body else _EMPTY_BODY_HASH
+        declared = headers.get(BODY_HEADER)
+        if declared is not None and not hmac.compare_digest(declared, body_hash):
+            reason = f"the body does not match its signed hash ({BODY_HEADER})"
+            self._refuse(method, path, headers, reason)
+            return reason
+        return self.check_signature(method, path, headers, body_hash, now)
+
+    def check_signature(self, method: str, path: str, headers: Mapping[str, str], body_hash: str,
+                        now: float | None = None) -> str | None:
+        """``check`` for a call whose body has the SHA-256 ``body_hash`` (hex), from the headers alone."""
         if self.secret is None:
             return None
         now = self.clock() if now is None else now
         reason = self.precheck(headers, now)
         if reason is None:
             caller, ts_text, nonce = headers[NODE_HEADER], headers[TS_HEADER], headers[NONCE_HEADER]
-            body_hash = hashlib.sha256(body).hexdigest() if body else _EMPTY_BODY_HASH
             expected = self._mac(method, path, caller, self.node_id, ts_text, nonce, body_hash)
             ts = float(ts_text)
             if not hmac.compare_digest(expected, headers[SIG_HEADER]):
@@ -242,35 +268,62 @@ class InternalAuth:
                         method, path[:200], caller, reason, self.refused)
 
     async def admit(self, scope: Mapping[str, Any], receive: Receive, headers: Mapping[str, str],
-                    limit: int | None = None) -> tuple[Receive, tuple[int, str, str] | None]:
-        """Check one internal call at the ASGI level (``rakit.http.security``).
+                    limit: int | None = None, bind: Callable[[bytes], bytes] | None = None
+                    ) -> tuple[Receive, tuple[int, str, str] | None]:
+        """Check one signed call at the ASGI level (``rakit.http.security``).
 
         Answers ``(receive, None)`` when the call proves the secret — for an
         HTTP call ``receive`` then replays the body read here to the app — or
         ``(receive, (status, code, detail))`` to refuse it: 401 unauthorized,
-        413 too_large; status 0 when the client went away (nothing to answer).
-        The body is read (bounded by ``body_limit``) only once the headers
-        are well-formed and fresh.
+        413 too_large, 503 unavailable (the body budget is spent); status 0
+        when the client went away (nothing to answer).  With ``BODY_HEADER``
+        the signature is checked before the body is read (bounded by
+        ``limit``, default ``body_limit``); ``bind`` maps the body to what
+        the signature covers (default: the body itself).
         """
         arrived = self.clock()
         path: str = scope["path"]
+        method: str = scope.get("method", "GET")
+        query: bytes = scope.get("query_string", b"")
+        target = path + "?" + query.decode("latin-1") if query else path
         reason = self.precheck(headers, arrived)
         if reason is not None:
-            self._refuse(scope.get("method", "GET"), path, headers, reason)
+            self._refuse(method, path, headers, reason)
             return receive, (401, "unauthorized", reason)
+        declared = headers.get(BODY_HEADER)
+        limit = body_limit(path) if limit is None else limit
+        if declared is not None:
+            if not _SIG_RE.match(declared):
+                return receive, (401, "unauthorized", f"malformed {BODY_HEADER}: expected 64 lowercase hex digits")
+            reason = self.check_signature(method, target, headers, declared, now=arrived)
+            if reason is not None:
+                return receive, (401, "unauthorized", reason)
+        else:
+            limit = min(limit, PREAUTH_LIMIT)  # an unsigned hash: read little before the check
         body = b""
         if scope["type"] == "http":
+            declared_length = headers.get("content-length")
+            if declared_length is not None and declared_length.isdigit() and int(declared_length) > limit:
+                return receive, (413, "too_large", f"request body of {declared_length} bytes is over the "
+                                                   f"{limit}-byte limit")
+            if self.inflight_bytes >= MAX_INFLIGHT_BYTES:
+                return receive, (503, "unavailable", "too many request bodies are being read; retry")
             try:
-                body = await read_body(receive, body_limit(path) if limit is None else limit,
-                                       headers.get("content-length"))
+                body = await read_body(receive, limit, declared_length, budget=self)
             except BodyTooLarge as exc:
                 return receive, (413, "too_large", str(exc))
             except ClientGone:
                 return receive, (0, "", "")
             receive = replaying(body, receive)
-        query: bytes = scope.get("query_string", b"")
-        target = path + "?" + query.decode("latin-1") if query else path
-        reason = self.check(scope.get("method", "GET"), target, headers, body, now=arrived)
+        covered = bind(body) if bind is not None else body
+        if declared is not None:
+            if not hmac.compare_digest(declared, hashlib.sha256(covered).hexdigest() if covered
+                                       else _EMPTY_BODY_HASH):
+                reason = f"the body does not match its signed hash ({BODY_HEADER})"
+                self._refuse(method, path, headers, reason)
+                return receive, (401, "unauthorized", reason)
+            return receive, None
+        reason = self.check(method, target, headers, covered, now=arrived)
         if reason is not None:
             return receive, (401, "unauthorized", reason)
         return receive, None
@@ -325,24 +378,38 @@ class ClientGone(Exception):
     """The client disconnected before its body was read (nothing to answer)."""
 
 
-async def read_body(receive: Receive, limit: int, declared: str | None = None) -> bytes:
-    """Every ``http.request`` chunk of the body, at most ``limit`` bytes (``declared``: Content-Length)."""
+class Budget(Protocol):
+    inflight_bytes: int
+
+
+async def read_body(receive: Receive, limit: int, declared: str | None = None,
+                    budget: Budget | None = None) -> bytes:
+    """Every ``http.request`` chunk of the body, at most ``limit`` bytes (``declared``: Content-Length).
+
+    ``budget.inflight_bytes`` counts the bytes held while reading (and is given back after).
+    """
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"request body of {declared} bytes is over the {limit}-byte limit")
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(f"request body is over the {limit}-byte limit")
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if budget is not None:
+                    budget.inflight_bytes += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(f"request body is over the {limit}-byte limit")
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+    finally:
+        if budget is not None:
+            budget.inflight_bytes -= size
 
 
 def replaying(body: bytes, receive: Receive) -> Receive:
