@@ -6,6 +6,7 @@ command line prints that line and exits non-zero (no traceback).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,19 @@ def parse_peers(text: str) -> dict[str, str]:
     return peers
 
 
+PLACEHOLDER_MARK = "insecure-placeholder"  # in a secret, it is the public one of an example file
+
+
+def is_loopback(host: str) -> bool:
+    """Is ``host`` reachable from this machine only (127.0.0.0/8, ::1, localhost)?"""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def build_config(
     *,
     node_id: str | None,
@@ -112,6 +126,7 @@ def build_config(
         raise ConfigError("--id (or NODE_ID) is required")
     join = rest.pop("join", None)
     advertise_url = rest.pop("advertise_url", None)
+    insecure = bool(rest.pop("insecure", False))
     if join is not None:
         join = str(join).rstrip("/")
         if not parse_peers(f"x={join}"):  # pragma: no cover - parse_peers raises on a bad URL
@@ -143,6 +158,10 @@ def build_config(
     if "dedup_window" in numbers and float(numbers["dedup_window"]) < 0:  # type: ignore[arg-type]
         raise ConfigError("--dedup-window must not be negative")
     security = _security(numbers)
+    if "cluster_secret" not in security and not insecure and not is_loopback(host):
+        raise ConfigError(f"--host {host or '(all addresses)'} is reachable from the network: a node there needs "
+                          f"--cluster-secret (or --cluster-secret-file), or anyone who reaches it can speak Raft "
+                          f"and change the membership; pass --insecure to run without one anyway")
     return NodeConfig(
         join=join,  # type: ignore[arg-type]
         node_id=node_id,
@@ -171,6 +190,9 @@ def _security(options: dict[str, object]) -> dict[str, object]:
     if secret is not None:
         if len(str(secret)) < 16:
             raise ConfigError("the cluster secret must be at least 16 characters")
+        if PLACEHOLDER_MARK in str(secret):
+            raise ConfigError("the cluster secret is the public placeholder: set your own "
+                              "(e.g. RAKIT_CLUSTER_SECRET=$(openssl rand -base64 32))")
         out["cluster_secret"] = str(secret)
     for name in ("auth_tokens", "tls_cert", "tls_key", "tls_ca"):
         value = options.pop(name, None)
@@ -184,6 +206,10 @@ def _security(options: dict[str, object]) -> dict[str, object]:
         raise ConfigError("--tls-cert and --tls-key go together")
     if "tls_ca" in out and "tls_cert" not in out:
         raise ConfigError("--tls-ca needs --tls-cert and --tls-key (mutual TLS between nodes)")
+    if "tls_ca" in out and "cluster_secret" not in out:
+        raise ConfigError("--tls-ca needs --cluster-secret (or --cluster-secret-file): node-to-node calls are "
+                          "authenticated by the secret; mutual TLS only encrypts them and checks the peers' "
+                          "certificates")
     if "auth_tokens" in out:
         if "cluster_secret" not in out:
             raise ConfigError("--auth-tokens needs --cluster-secret (or --cluster-secret-file): nodes relay a "

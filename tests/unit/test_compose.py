@@ -39,7 +39,8 @@ def published(service: dict[str, Any]) -> dict[int, int]:
         if isinstance(p, dict):
             out[int(p["target"])] = int(p["published"])
         else:
-            host, _, container = str(p).rpartition(":")
+            host, _, container = str(p).split("#")[0].strip().rpartition(":")
+            assert host.startswith("127.0.0.1:"), f"{p}: published beyond loopback"
             out[int(container.split("/")[0])] = int(host.rsplit(":", 1)[-1])
     return out
 
@@ -108,7 +109,7 @@ def test_compose_env_builds_a_valid_config(compose: dict[str, Any], name: str) -
     env = env_of(compose["services"][name])
     config = build_config(
         node_id=env["NODE_ID"], host=env["NODE_HOST"], port=int(env["NODE_PORT"]),
-        peers=env["PEERS"], redis_url=env["REDIS_URL"], data_dir=env["DATA_DIR"],
+        peers=env["PEERS"], redis_url=env["REDIS_URL"], data_dir=env["DATA_DIR"], cluster_secret="s" * 32,
     )
     assert config.node_id == name
     assert config.port == int(env["NODE_PORT"])

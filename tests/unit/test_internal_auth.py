@@ -316,22 +316,25 @@ def test_local_cluster_makes_up_a_secret_per_cluster_unless_one_is_given(
             cluster.close()
 
 
-def test_compose_gives_every_node_the_cluster_secret() -> None:
+def test_compose_gives_every_node_the_cluster_secret_and_has_no_default_one() -> None:
     from pathlib import Path
 
     import yaml
 
-    from rakit.config import build_config
+    from rakit.config import ConfigError, build_config
 
     compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
     values = set()
     for name in ("node1", "node2", "node3"):
         env = compose["services"][name]["environment"]
         value = str(env["CLUSTER_SECRET"])
-        assert value.startswith("${RAKIT_CLUSTER_SECRET:-") and value.endswith("}"), value
-        default = value[len("${RAKIT_CLUSTER_SECRET:-"):-1]
+        # ${VAR:?message}: compose refuses to start unless RAKIT_CLUSTER_SECRET is set.
+        assert value.startswith("${RAKIT_CLUSTER_SECRET:?") and value.endswith("}"), value
         config = build_config(node_id=name, host="0.0.0.0", port=None, peers=env["PEERS"],
-                              redis_url=env["REDIS_URL"], data_dir="/data", cluster_secret=default)
-        assert config.cluster_secret == default  # the placeholder is a valid secret (>= 16 characters)
+                              redis_url=env["REDIS_URL"], data_dir="/data", cluster_secret="s" * 32)
+        assert config.cluster_secret == "s" * 32
+        with pytest.raises(ConfigError, match="reachable from the network"):
+            build_config(node_id=name, host="0.0.0.0", port=None, peers=env["PEERS"],
+                         redis_url=env["REDIS_URL"], data_dir="/data")
         values.add(value)
     assert len(values) == 1  # one secret for the whole cluster

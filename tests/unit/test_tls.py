@@ -36,8 +36,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def config(peers: str = HTTPS_PEERS, **files: Path | None) -> NodeConfig:
+    # Mutual TLS needs the cluster secret too (the secret authenticates node-to-node calls).
     return build_config(node_id="node1", host="127.0.0.1", port=None, peers=peers,
-                        redis_url="redis://127.0.0.1:6379/0", data_dir="/tmp/unused",
+                        redis_url="redis://127.0.0.1:6379/0", data_dir="/tmp/unused", cluster_secret="s" * 20,
                         **{k: (str(v) if v is not None else None) for k, v in files.items()})
 
 

@@ -9,10 +9,12 @@ from types import FrameType
 
 import uvicorn
 
-from rakit.config import ConfigError, NodeConfig
+from rakit.config import ConfigError, NodeConfig, is_loopback
 from rakit.node.http_protocol import BoundedHttpToolsProtocol
 from rakit.security import tls
 from rakit.storage.datadir import DataDirError, open_data_dir
+
+log = logging.getLogger(__name__)
 
 
 class ServeError(Exception):
@@ -82,6 +84,14 @@ def serve(config: NodeConfig) -> None:
 
     logging.basicConfig(level=config.log_level.upper(),
                         format=f"%(asctime)s {config.node_id} %(levelname)s %(name)s: %(message)s")
+    if not is_loopback(config.host):
+        if config.cluster_secret is None:
+            log.warning("SECURITY: %s serves %s with no cluster secret (--insecure): anyone who reaches it can "
+                        "speak Raft, read the log and change the membership", config.node_id, config.host)
+        if config.auth_tokens is None:
+            log.warning("SECURITY: %s serves %s with no client tokens (--auth-tokens): anyone who reaches it "
+                        "can take and release locks, read and write the queue, the cache and the kv",
+                        config.node_id, config.host)
     try:
         data_dir = open_data_dir(config.data_dir)
         data_dir.log_store()  # an unreadable log is a one-line error here, not a crash in the lifespan
