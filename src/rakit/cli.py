@@ -52,6 +52,7 @@ def node(
     tls_key: Annotated[Optional[str], typer.Option(envvar="TLS_KEY", help="PEM private key of --tls-cert.")] = None,
     tls_ca: Annotated[Optional[str], typer.Option(envvar="TLS_CA", help="PEM CA: verify peers (mutual TLS between nodes).")] = None,
     join: Annotated[Optional[str], typer.Option(envvar="JOIN", help="URL of any member of a running cluster: join it as a learner (then promote).")] = None,
+    allowed_hosts: Annotated[Optional[str], typer.Option(envvar="ALLOWED_HOSTS", help="Host names clients reach this node under, comma-separated (default: its own, its peers', localhost; * for any).")] = None,
     insecure: Annotated[bool, typer.Option("--insecure", envvar="RAKIT_INSECURE", help="Serve a non-loopback --host without a cluster secret (anyone who reaches the node can then change the cluster).")] = False,
     advertise_url: Annotated[Optional[str], typer.Option(envvar="ADVERTISE_URL", help="With --join: the URL the others reach this node at (default http://host:port).")] = None,
 ) -> None:
@@ -65,6 +66,7 @@ def node(
             snapshot_entries=snapshot_entries, log_level=log_level.lower(),
             cluster_secret=cluster_secret, cluster_secret_file=cluster_secret_file, auth_tokens=auth_tokens,
             tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, join=join, advertise_url=advertise_url, insecure=insecure,
+            allowed_hosts=allowed_hosts,
         )
     except ConfigError as exc:
         fail(str(exc))

@@ -44,6 +44,8 @@ class NodeConfig:
     tls_cert: Path | None = None  # this node's certificate (HTTPS for the API and peers)
     tls_key: Path | None = None
     tls_ca: Path | None = None  # verify peers with this CA; nodes then present their certificate too
+    # Host names clients may reach this node under (rakit.http.origin); None: its own and its peers'.
+    allowed_hosts: tuple[str, ...] | None = None
     extra: dict[str, str] = field(default_factory=dict)
     # Joining a running cluster (``--join``): the member asked, and the voters it reported.
     join: str | None = None
@@ -127,6 +129,9 @@ def build_config(
     join = rest.pop("join", None)
     advertise_url = rest.pop("advertise_url", None)
     insecure = bool(rest.pop("insecure", False))
+    allowed = rest.pop("allowed_hosts", None)
+    allowed_hosts = (tuple(h.strip().lower() for h in str(allowed).split(",") if h.strip())
+                     if allowed else None)
     if join is not None:
         join = str(join).rstrip("/")
         if not parse_peers(f"x={join}"):  # pragma: no cover - parse_peers raises on a bad URL
@@ -170,6 +175,7 @@ def build_config(
         peers=peer_map,
         redis_url=redis_url,
         data_dir=Path(data_dir or f"./data/{node_id}"),
+        allowed_hosts=allowed_hosts,
         **security,  # type: ignore[arg-type]
         **numbers,  # type: ignore[arg-type]
     )

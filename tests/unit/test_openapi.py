@@ -53,7 +53,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def client(app: Any) -> TestClient:
-    return TestClient(app)  # not entered: the lifespan (the node runtime) never starts
+    return TestClient(app, base_url="http://localhost")  # not entered: the lifespan (the node runtime) never starts
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 
 from rakit.config import NodeConfig
 from rakit.http.errors import HANDLERS
+from rakit.http.origin import OriginMiddleware, default_hosts
 from rakit.http.routing import IndexedRouter
 from rakit.http.routes import cache, cluster, docs, kv, locks, members, queue, raft_rpc, ui
 from rakit.http.security import SecurityMiddleware
@@ -58,8 +59,11 @@ def create_app(config: NodeConfig, data_dir: DataDir) -> Starlette:
             await runtime.close()
 
     internal, clients = InternalAuth(config.cluster_secret, config.node_id), ClientAuth(config.auth_tokens)
-    middleware = ([Middleware(SecurityMiddleware, internal=internal, clients=clients)]
-                  if internal.enabled or clients.enabled else [])  # no cost when security is off
+    hosts = (frozenset(config.allowed_hosts) if config.allowed_hosts is not None
+             else default_hosts(config.host, config.peers.values()))
+    middleware = [Middleware(OriginMiddleware, allowed_hosts=hosts)]  # always: browsers reach loopback too
+    if internal.enabled or clients.enabled:  # no cost when security is off
+        middleware.append(Middleware(SecurityMiddleware, internal=internal, clients=clients))
     routes = [*raft_rpc.routes, *cache.routes, *kv.routes, *locks.routes, *queue.routes, *cluster.routes,
               *members.routes, *ui.routes, *docs.routes]
     app = Starlette(exception_handlers=HANDLERS, middleware=middleware)  # type: ignore[arg-type]
