@@ -91,11 +91,23 @@ def test_a_timestamp_outside_the_window_is_refused(skew: float) -> None:
 @pytest.mark.parametrize("skew", [-29.0, 29.0])
 def test_a_timestamp_inside_the_window_is_accepted(skew: float) -> None:
     clock = Clock()
+    clock.now -= 60  # the checking node started a minute ago
     signer, checker = pair(clock)
+    clock.now += 60
     clock.now -= skew
     headers = signer.headers("POST", PATH, BODY, dst="node2")
     clock.now += skew
     assert checker.check("POST", PATH, headers, BODY) is None
+
+
+def test_a_call_signed_before_the_checker_started_is_refused_so_a_restart_opens_no_replay() -> None:
+    clock = Clock()
+    signer, checker = pair(clock)
+    headers = signer.headers("POST", PATH, BODY, dst="node2")
+    assert checker.check("POST", PATH, headers, BODY) is None
+    clock.now += 5  # node2 restarts: its nonce cache is empty, but the call predates the process
+    restarted = InternalAuth(SECRET, "node2", clock=clock)
+    assert "replayed" in (restarted.check("POST", PATH, headers, BODY) or "")
 
 
 def test_a_replayed_nonce_is_refused_even_with_a_new_timestamp() -> None:

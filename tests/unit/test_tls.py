@@ -119,7 +119,9 @@ def test_mutual_tls_needs_the_client_auth_usage(pki):
 def test_server_kwargs(pki):
     assert tls.server_kwargs(config(HTTP_PEERS)) == {}
     plain = tls.server_kwargs(config(**tls_files(pki, ca=None)))
-    assert plain == {"ssl_certfile": str(pki["cert"]), "ssl_keyfile": str(pki["key"])}
+    assert plain == {"ssl_certfile": str(pki["cert"]), "ssl_keyfile": str(pki["key"]), "ssl_ciphers": tls.CIPHERS}
+    server = tls.server_context(config(**tls_files(pki)))
+    assert not [c["name"] for c in server.get_ciphers() if "CBC" in c["name"] or c["name"].endswith("SHA")]
     mutual = tls.server_kwargs(config(**tls_files(pki)))
     assert mutual["ssl_ca_certs"] == str(pki["ca"]) and mutual["ssl_cert_reqs"] == ssl.CERT_OPTIONAL
 

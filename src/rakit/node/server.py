@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import socket
 import sys
 from types import FrameType
@@ -92,8 +94,11 @@ def serve(config: NodeConfig) -> None:
             log.warning("SECURITY: %s serves %s with no client tokens (--auth-tokens): anyone who reaches it "
                         "can take and release locks, read and write the queue, the cache and the kv",
                         config.node_id, config.host)
+    os.umask(0o077)  # the data dir (0700) and every file in it (0600) are the node's alone
     try:
         data_dir = open_data_dir(config.data_dir)
+        with contextlib.suppress(OSError):
+            os.chmod(config.data_dir, 0o700)  # also one made before this version
         data_dir.log_store()  # an unreadable log is a one-line error here, not a crash in the lifespan
     except DataDirError as exc:
         raise ServeError(str(exc)) from None

@@ -70,6 +70,7 @@ BODY_HEADER = "x-rakit-body"  # hex SHA-256 of the body the signature covers
 PROOF_HEADER = "x-rakit-proof"  # the callee's answer to a signed WebSocket handshake
 
 WINDOW = 30.0  # seconds a signed call stays valid, either side of the checker's clock
+START_MARGIN = 1.0  # seconds before this process's start from which signed calls are still taken
 MAX_NONCES = 200_000  # recent nonces remembered (~40 MB at most; 6k calls/s over a full window)
 
 # Bodies the middleware reads (to check their hash) before the app sees them:
@@ -129,7 +130,11 @@ class InternalAuth:
                      if secret is not None else b"")
         self._nonces: set[str] = set()
         self._expiry: list[tuple[float, str]] = []  # (ts, nonce), a heap: the oldest timestamp first
-        self._floor = float("-inf")  # every timestamp <= this is refused (its nonce may be forgotten)
+        # Every timestamp <= this is refused (its nonce may be forgotten).  It starts at this
+        # process's start: the nonces seen before a restart are gone, so a call signed before it
+        # is refused rather than replayable.
+        # (START_MARGIN: a timestamp is written with milliseconds, and a peer's clock may lag a little.)
+        self._floor = self.clock() - START_MARGIN
         self.refused = 0
         self._logged_at = float("-inf")
         self.inflight_bytes = 0  # body bytes signed calls are holding while they are read (``read_body``)

@@ -47,11 +47,16 @@ def check_peer_schemes(peers: dict[str, str], tls_on: bool) -> None:
                           "pass --tls-cert and --tls-key, or give every peer as http://")
 
 
+# TLS 1.2 suites: forward-secret AEAD only (no CBC, no SHA-1 MACs); TLS 1.3's are all AEAD already.
+CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
+
+
 def server_kwargs(config: NodeConfig) -> dict[str, Any]:
     """The ``uvicorn.Config`` TLS arguments ({} when TLS is off)."""
     if not enabled(config):
         return {}
-    kwargs: dict[str, Any] = {"ssl_certfile": str(config.tls_cert), "ssl_keyfile": str(config.tls_key)}
+    kwargs: dict[str, Any] = {"ssl_certfile": str(config.tls_cert), "ssl_keyfile": str(config.tls_key),
+                              "ssl_ciphers": CIPHERS}
     if config.tls_ca is not None:
         kwargs["ssl_ca_certs"] = str(config.tls_ca)
         kwargs["ssl_cert_reqs"] = ssl.CERT_OPTIONAL
@@ -62,6 +67,7 @@ def server_context(config: NodeConfig) -> ssl.SSLContext:
     """The context the server uses (what uvicorn builds from ``server_kwargs``)."""
     assert config.tls_cert is not None and config.tls_key is not None
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.set_ciphers(CIPHERS)
     _load_chain(ctx, config.tls_cert, config.tls_key)
     if config.tls_ca is not None:
         _load_ca(ctx, config.tls_ca)
@@ -85,6 +91,7 @@ def client_context(config: NodeConfig) -> ssl.SSLContext | None:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies certificates and host names
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         _load_ca(ctx, config.tls_ca)
+    ctx.set_ciphers(CIPHERS)
     _load_chain(ctx, config.tls_cert, config.tls_key)
     return ctx
 
