@@ -138,8 +138,8 @@ def raw_answer(url: str, request: bytes) -> tuple[int, bytes]:
 def test_the_node_bounds_request_heads_and_bodies(cluster: Any) -> None:
     url = cluster.nodes["node1"].url
     headers = b"".join(b"X-H%d: v\r\n" % i for i in range(MAX_HEADERS + 1))
-    status, body = raw_answer(url, b"GET /health HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+    status, body = raw_answer(url, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers + b"\r\n")
     assert status == 431 and b'"too_large"' in body
     big = b"".join(b"100000\r\n" + b"a" * 0x100000 + b"\r\n" for _ in range(2))  # 2 MiB, no declared length
-    status, body = raw_answer(url, b"POST /kv/put HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + big)
+    status, body = raw_answer(url, b"POST /kv/put HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n" + big)
     assert status == 413 and b'"too_large"' in body

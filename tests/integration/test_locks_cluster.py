@@ -230,7 +230,7 @@ def test_a_waiter_whose_client_disconnects_leaves_the_wait_list(cluster):
         target = urlsplit(url)
         body = json.dumps({"resource": "t11", "client_id": "gone", "timeout": 60}).encode()
         sock = socket.create_connection((target.hostname, target.port), timeout=5)
-        sock.sendall(b"POST /lock/acquire HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        sock.sendall(b"POST /lock/acquire HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
         cluster.wait_until(lambda: status(a, "t11")["waiters"], 10, "the waiter to queue")
         sock.close()

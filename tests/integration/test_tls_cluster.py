@@ -212,7 +212,8 @@ def test_a_node_with_an_impossible_tls_setup_exits_2_with_one_line(case, problem
     cert, key = (member.cert, member.key) if case != "foreign-cert" else pki["foreign"]
     flags = [] if case == "https-without-tls" else ["--tls-cert", str(cert), "--tls-key", str(key),
                                                    "--tls-ca", str(pki["ca"])]
-    result = run_node("--id", "node1", "--peers", peers, "--data-dir", str(tmp_path / "d"), *flags)
+    result = run_node("--id", "node1", "--peers", peers, "--data-dir", str(tmp_path / "d"),
+                      "--cluster-secret", "tls-setup-test-secret", *flags)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rakit: error: ") and problem in lines[0], result.stderr
