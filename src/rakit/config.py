@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # matched whole: fullmatch
 
 
 class ConfigError(ValueError):
@@ -46,6 +46,8 @@ class NodeConfig:
     tls_ca: Path | None = None  # verify peers with this CA; nodes then present their certificate too
     # Host names clients may reach this node under (rakit.http.origin); None: its own and its peers'.
     allowed_hosts: tuple[str, ...] | None = None
+    # ``--repair``: open a Raft log damaged in the middle by dropping the damage and what follows.
+    repair_log: bool = False
     extra: dict[str, str] = field(default_factory=dict)
     # Joining a running cluster (``--join``): the member asked, and the voters it reported.
     join: str | None = None
@@ -82,7 +84,7 @@ def parse_peers(text: str) -> dict[str, str]:
         node_id, url = node_id.strip(), url.strip().rstrip("/")
         if not sep or not node_id or not url:
             raise ConfigError(f"malformed --peers entry {part!r}: expected id=http://host:port")
-        if not ID_RE.match(node_id):
+        if not ID_RE.fullmatch(node_id):
             raise ConfigError(f"malformed node id {node_id!r} in --peers: use 1-64 of [A-Za-z0-9_.-]")
         parts = urlsplit(url)
         try:
@@ -129,6 +131,7 @@ def build_config(
     join = rest.pop("join", None)
     advertise_url = rest.pop("advertise_url", None)
     insecure = bool(rest.pop("insecure", False))
+    repair_log = bool(rest.pop("repair_log", False))
     allowed = rest.pop("allowed_hosts", None)
     allowed_hosts = (tuple(h.strip().lower() for h in str(allowed).split(",") if h.strip())
                      if allowed else None)
@@ -176,6 +179,7 @@ def build_config(
         redis_url=redis_url,
         data_dir=Path(data_dir or f"./data/{node_id}"),
         allowed_hosts=allowed_hosts,
+        repair_log=repair_log,
         **security,  # type: ignore[arg-type]
         **numbers,  # type: ignore[arg-type]
     )

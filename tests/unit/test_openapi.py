@@ -183,7 +183,8 @@ def test_every_operation_is_described(doc: dict[str, Any]) -> None:
 
 
 def test_path_and_query_names_carry_the_api_md_patterns(doc: dict[str, Any]) -> None:
-    assert KEY_PATTERN == "^[A-Za-z0-9_.:-]+$" and NAME_PATTERN == "^[A-Za-z0-9_.-]+$"
+    # matched whole: `$(?!\n)`, since `$` alone also matches before a final newline (issue 18)
+    assert KEY_PATTERN == r"^[A-Za-z0-9_.:-]+$(?!\n)" and NAME_PATTERN == r"^[A-Za-z0-9_.-]+$(?!\n)"
     seen = set()
     for path, method, op in operations(doc):
         for p in op.get("parameters", []):

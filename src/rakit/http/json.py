@@ -18,6 +18,7 @@ import math
 from typing import Annotated, Any, TypeVar
 
 import msgspec
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -29,9 +30,16 @@ MAX_BODY_BYTES = MAX_VALUE_BYTES + 64 * 1024
 DRAIN_BYTES = 16 * 1024 * 1024  # an oversize body up to this is read (and dropped) before the 413
 DRAIN_SECONDS = 5.0
 
-# Names, as API.md defines them.
-Key = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+# Names, as API.md defines them, matched whole.  msgspec checks a pattern with
+# Python's ``re.search``, where ``$`` also matches just before a final newline
+# (``^[a-z]+$`` accepts ``"name\n"``): the ``(?!\n)`` after it refuses that
+# place.  Not ``\Z``: the pattern is also the OpenAPI document's, an ECMA-262
+# regex, where ``\Z`` is a plain ``Z``; ``$(?!\n)`` means the same in both.
+KEY_PATTERN = r"^[A-Za-z0-9_.:-]+$(?!\n)"  # resource, key, message_id
+NAME_PATTERN = r"^[A-Za-z0-9_.-]+$(?!\n)"  # topic, consumer_id, client_id, node and member ids
+Key = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=KEY_PATTERN)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=NAME_PATTERN)]
 
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
@@ -112,6 +120,24 @@ def check_value_size(raw: bytes, what: str = "value") -> None:
     if len(raw) > MAX_VALUE_BYTES:
         raise TooLarge(f"{what} is {len(raw)} bytes once encoded, over the {MAX_VALUE_BYTES}-byte limit")
 
+
+class WholeSegment(Convertor[str]):
+    """``{key:whole}``: the rest of the path, newlines included, for ``path_key`` to judge.
+
+    Starlette's ``{key:path}`` is ``.*`` inside ``^...$``: ``.`` stops at a
+    newline and ``$`` matches before a final one, so ``/kv/get/NAME%0A`` would
+    reach the handler as ``NAME``, the newline dropped before any check."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("whole", WholeSegment())
 
 _key_decoder = msgspec.json.Decoder(Key)
 _name_decoder = msgspec.json.Decoder(Name)

@@ -234,7 +234,8 @@ class Digest(Struct):
 
     node_id: NodeId
     applied: LogIndex
-    digest: Annotated[str, Meta(pattern="^[0-9a-f]{64}$", description="SHA-256 of the state machines' snapshot.")]
+    digest: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$(?!\n)",
+                                description="SHA-256 of the state machines' snapshot.")]
 
 
 # -- locks ----------------------------------------------------------------------------

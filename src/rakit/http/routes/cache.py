@@ -171,7 +171,7 @@ async def cache_stream(websocket: WebSocket) -> None:
 routes = [
     WebSocketRoute("/cache/stream", cache_stream),
     Route("/cache/internal/batch", cache_batch, methods=["POST"]),
-    Route("/cache/get/{key:path}", cache_get, methods=["GET"]),
+    Route("/cache/get/{key:whole}", cache_get, methods=["GET"]),
     Route("/cache/set", cache_set, methods=["POST"]),
     Route("/cache/delete", cache_delete, methods=["POST"]),
     Route("/cache/stats", cache_stats, methods=["GET"]),

@@ -104,5 +104,5 @@ routes = [
     Route("/kv/put", put, methods=["POST"]),
     Route("/kv/delete", delete, methods=["POST"]),
     Route("/kv/incr", incr, methods=["POST"]),
-    Route("/kv/get/{key:path}", get, methods=["GET"]),
+    Route("/kv/get/{key:whole}", get, methods=["GET"]),
 ]

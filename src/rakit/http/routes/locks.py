@@ -142,6 +142,6 @@ routes = [
     Route("/lock/acquire", acquire, methods=["POST"]),
     Route("/lock/release", release, methods=["POST"]),
     Route("/lock/renew", renew, methods=["POST"]),
-    Route("/lock/status/{resource:path}", status, methods=["GET"]),
-    Route("/lock/watch/{resource:path}", watch, methods=["GET"]),
+    Route("/lock/status/{resource:whole}", status, methods=["GET"]),
+    Route("/lock/watch/{resource:whole}", watch, methods=["GET"]),
 ]

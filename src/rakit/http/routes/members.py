@@ -56,7 +56,7 @@ CHANGE_TIMEOUT = 5.0
 SETTLE_TIMEOUT = 4.0
 SETTLE_POLL = 0.05
 
-Url = Annotated[str, msgspec.Meta(min_length=8, max_length=512, pattern=r"^https?://[^\s/]+(:[0-9]{1,5})?/?$")]
+Url = Annotated[str, msgspec.Meta(min_length=8, max_length=512, pattern=r"^https?://[^\s/]+(:[0-9]{1,5})?/?$(?!\n)")]
 
 
 class TransferBody(msgspec.Struct):
