@@ -54,6 +54,7 @@ def node(
     join: Annotated[Optional[str], typer.Option(envvar="JOIN", help="URL of any member of a running cluster: join it as a learner (then promote).")] = None,
     allowed_hosts: Annotated[Optional[str], typer.Option(envvar="ALLOWED_HOSTS", help="Host names clients reach this node under, comma-separated (default: its own, its peers', localhost; * for any).")] = None,
     insecure: Annotated[bool, typer.Option("--insecure", envvar="RAKIT_INSECURE", help="Serve a non-loopback --host without a cluster secret (anyone who reaches the node can then change the cluster).")] = False,
+    repair: Annotated[bool, typer.Option("--repair", help="Start although the Raft log is damaged in the middle: drop the damaged record and everything after it, keep the latest term and vote (safe only while the other members hold those entries; see SECURITY.md).")] = False,
     advertise_url: Annotated[Optional[str], typer.Option(envvar="ADVERTISE_URL", help="With --join: the URL the others reach this node at (default http://host:port).")] = None,
 ) -> None:
     """Run one rakit node (see API.md, "Starting a node")."""
@@ -66,7 +67,7 @@ def node(
             snapshot_entries=snapshot_entries, log_level=log_level.lower(),
             cluster_secret=cluster_secret, cluster_secret_file=cluster_secret_file, auth_tokens=auth_tokens,
             tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, join=join, advertise_url=advertise_url, insecure=insecure,
-            allowed_hosts=allowed_hosts,
+            allowed_hosts=allowed_hosts, repair_log=repair,
         )
     except ConfigError as exc:
         fail(str(exc))

@@ -86,3 +86,61 @@ def test_environment_configures_the_node_and_sigterm_exits_zero(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def _solo(tmp_path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "rakit", "node", "--id", "solo", "--peers",
+                             f"solo=http://127.0.0.1:{port}", "--data-dir", str(tmp_path / "solo"),
+                             "--redis-url", "redis://127.0.0.1:1/0", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: proc.poll() is None and (s := get(url + "/status", timeout=1)[1]) and s["role"] == "leader",
+               20, "a one-node cluster to serve as leader")
+    return proc, url
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    return proc.stderr.read() if proc.stderr else ""
+
+
+def test_a_log_damaged_in_the_middle_is_refused_in_one_line_and_repair_starts_it(tmp_path):
+    from httpcall import call
+
+    from rakit.storage.wal_damage import RECORD_HEADER
+
+    proc, url = _solo(tmp_path)
+    try:
+        for i in range(40):
+            assert call("POST", url + "/kv/put", {"key": f"k{i}", "value": i})[0] == 200
+    finally:
+        _stop(proc)
+    wal = tmp_path / "solo" / "raft.wal"
+    data = bytearray(wal.read_bytes())
+    ends, pos = [], 12
+    while (length := int.from_bytes(data[pos:pos + 4], "little")):
+        pos += RECORD_HEADER.size + length
+        ends.append(pos)
+    middle = ends[len(ends) // 2]
+    data[middle + 10] ^= 0xFF  # one flipped byte in a record with many whole ones after it
+    wal.write_bytes(bytes(data))
+    before = wal.read_bytes()
+
+    result = run_node("--id", "solo", "--peers", "solo=http://127.0.0.1:1", "--data-dir", str(tmp_path / "solo"))
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"byte {middle}" in lines[0] and "--repair" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and wal.read_bytes() == before  # refused, untouched
+
+    proc, url = _solo(tmp_path, "--repair")
+    stderr = _stop(proc)
+    assert "repair: dropped" in stderr and f"from byte {middle}" in stderr
+    proc, url = _solo(tmp_path)  # repaired for good: a plain start serves
+    _stop(proc)

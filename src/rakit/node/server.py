@@ -96,7 +96,7 @@ def serve(config: NodeConfig) -> None:
                         config.node_id, config.host)
     os.umask(0o077)  # the data dir (0700) and every file in it (0600) are the node's alone
     try:
-        data_dir = open_data_dir(config.data_dir)
+        data_dir = open_data_dir(config.data_dir, repair_log=config.repair_log)
         with contextlib.suppress(OSError):
             os.chmod(config.data_dir, 0o700)  # also one made before this version
         data_dir.log_store()  # an unreadable log is a one-line error here, not a crash in the lifespan

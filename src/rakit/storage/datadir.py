@@ -51,8 +51,9 @@ def _why(exc: OSError) -> str:
 
 
 class DataDir:
-    def __init__(self, path: Path, lock_fd: int) -> None:
+    def __init__(self, path: Path, lock_fd: int, repair_log: bool = False) -> None:
         self.path = path
+        self.repair_log = repair_log
         self._lock_fd: int | None = lock_fd
         self._store: FileLogStore | None = None
 
@@ -62,7 +63,7 @@ class DataDir:
         if self._store is None:
             try:
                 self._migrate_sqlite()
-                self._store = FileLogStore(self.path / LOG_FILE)
+                self._store = FileLogStore(self.path / LOG_FILE, repair=self.repair_log)
             except (WalError, OSError, sqlite3.Error) as exc:
                 raise DataDirError(f"cannot open the Raft log in {self.path}: {exc}") from exc
         return self._store
@@ -98,7 +99,7 @@ class DataDir:
         self.close()
 
 
-def open_data_dir(path: str | os.PathLike[str]) -> DataDir:
+def open_data_dir(path: str | os.PathLike[str], repair_log: bool = False) -> DataDir:
     path = Path(path).absolute()
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -143,7 +144,7 @@ def open_data_dir(path: str | os.PathLike[str]) -> DataDir:
     except OSError as exc:
         os.close(fd)
         raise DataDirError(f"cannot write lock file {lock_path}: {_why(exc)}") from exc
-    return DataDir(path, fd)
+    return DataDir(path, fd, repair_log)
 
 
 def _read_pid(fd: int) -> str:

@@ -23,12 +23,22 @@ Rules:
    state in memory for rewrites.
 3. The end of the log is the first record that is not whole: a zero header
    (preallocated space), a length past the end of the file, a CRC mismatch,
-   or a payload that does not decode or does not follow (a gap).  Whatever
-   lies from there on is cut off (``ftruncate``) and fresh zeroed space is
-   allocated after it, so stale bytes of a torn batch can never be read as
-   records behind a later, shorter one.  A cut that dropped non-zero bytes
-   is logged.  After a cut, the hard state's commit index is lowered to the
-   log's end if it pointed past it.
+   or a payload that does not decode or does not follow (a gap).  What lies
+   after it decides (``wal_damage``): if no whole record follows, it is a
+   torn tail (a crash mid-write, never acknowledged) and is cut off
+   (``ftruncate``) with fresh zeroed space after it, so stale bytes of a torn
+   batch can never be read as records behind a later, shorter one; a cut
+   that dropped non-zero bytes is logged, and the hard state's commit index
+   is lowered to the log's end if it pointed past it.  If a whole record
+   follows (or the bad record is itself whole: its CRC matches), the damage
+   is in the middle: the store refuses to open (``WalError``, one line: the
+   file, the offset, what follows, the ways back) and touches nothing, since
+   cutting would drop acknowledged entries and could lower the term or vote.
+3a. ``repair=True`` (``rakit node --repair``) cuts at the damage anyway and
+   says what it dropped, keeping the latest term and vote the file shows
+   (the last hard state, if it lies after every damaged stretch and no entry
+   after it has a higher term; otherwise the vote cannot be known, and
+   repair refuses too).  The commit index is lowered to the log's end.
 4. Space is preallocated (``posix_fallocate``) in ``PREALLOCATE`` chunks, so
    a save's ``fdatasync`` flushes data without growing the file.
 5. The file is rewritten when it has grown past ``REWRITE_BYTES`` and four
@@ -48,8 +58,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,16 +70,18 @@ import msgspec
 from rakit.raft.messages import Entry, HardState, Snapshot
 from rakit.storage.base import LoadedState
 from rakit.storage.memory import MemoryLogStore
+from rakit.storage.wal_damage import RECORD_HEADER, Survey, survey
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"RAKITWAL"
 FORMAT_VERSION = 1
 _FILE_HEADER = struct.Struct("<8sI")
-_RECORD_HEADER = struct.Struct("<II")  # payload length, crc32 of the payload
+_RECORD_HEADER = RECORD_HEADER  # payload length, crc32 of the payload
 PREALLOCATE = 16 * 1024 * 1024
 REWRITE_BYTES = 64 * 1024 * 1024
 
+_NON_ZERO = re.compile(rb"[^\x00]")
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
@@ -90,12 +104,33 @@ def _frame(record: _Record) -> bytes:
 
 
 class WalError(Exception):
-    """The file cannot be used (not a rakit log, a newer format, a failed write)."""
+    """The file cannot be used (not a rakit log, a newer format, damage, a failed write)."""
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    """What ``repair=True`` dropped (rule 3a)."""
+
+    offset: int
+    records_dropped: int
+    first_index: int
+    last_index: int
+    term: int
+    vote: str | None
+
+
+_WAYS_BACK = ("to recover, wipe this node's data dir and add it back as a learner "
+              "(rakit member remove <id>, then rakit node --join <member url>, then rakit member promote <id>), "
+              "or start it once with --repair to drop the damaged record and everything after it "
+              "(safe only while the other members still hold those entries)")
 
 
 class FileLogStore:
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, repair: bool = False) -> None:
         self.path = Path(path)
+        self.repair = repair
+        self.repaired: RepairReport | None = None
+        self._repair_hard_state: HardState | None = None
         self._mem = MemoryLogStore()
         self._failed: BaseException | None = None
         self._saves = 0
@@ -109,6 +144,8 @@ class FileLogStore:
             self._offset = self._replay()
             self._allocated = os.fstat(self._fd).st_size
             self._live_bytes = 0  # unknown until the first rewrite
+            if self._repair_hard_state is not None:  # rule 3a: the kept term and vote, made durable
+                self._append(_frame(_Record(self._repair_hard_state)))
         except BaseException:
             os.close(self._fd)
             raise
@@ -206,7 +243,7 @@ class FileLogStore:
             raise WalError(f"{self.path} is not a rakit log")
         if version > FORMAT_VERSION:
             raise WalError(f"{self.path}: format {version} is newer than this rakit ({FORMAT_VERSION})")
-        pos, why = _FILE_HEADER.size, ""
+        pos, why, whole = _FILE_HEADER.size, "", False
         while pos + _RECORD_HEADER.size <= len(data):
             length, crc = _RECORD_HEADER.unpack_from(data, pos)
             if length == 0 and crc == 0:
@@ -226,18 +263,52 @@ class FileLogStore:
                 else:
                     self._mem.save(record.hard_state, record.entries, record.snapshot)
             except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-                why = f"unreadable ({exc})"
+                why, whole = f"its checksum matches but it does not follow: {exc}", True
                 break
             pos = end
-        if why or any(data[pos:pos + 4096]):
+        stray = _NON_ZERO.search(data, pos) is not None
+        if not (why or stray):
+            return pos
+        found = survey(data, pos, _decode)
+        if whole or found.records:
+            self._damaged(pos, why or "zeroed", whole, found)
+        else:
             log.warning("%s: log ends at byte %d (%s); dropped the %d bytes after it",
                         self.path, pos, why or "stray bytes", len(data) - pos)
-            self._cut(pos)
-            hard_state, last = self._mem.load().hard_state, self._mem.statistics()["last_index"]
-            if hard_state.commit > last:  # committed entries are gone: never point past the log
-                log.warning("%s: lowered commit index %d to %d", self.path, hard_state.commit, last)
-                self._mem.save(HardState(hard_state.term, hard_state.vote, last), [])
+        self._cut(pos)
+        hard_state, last = self._mem.load().hard_state, self._mem.statistics()["last_index"]
+        if self._repair_hard_state is not None:
+            kept = self._repair_hard_state
+            if kept.term < hard_state.term:  # never lower the term (a well-formed log cannot get here)
+                kept = hard_state
+            self._repair_hard_state = HardState(kept.term, kept.vote, min(kept.commit, last))
+            self._mem.save(self._repair_hard_state, [])
+        elif hard_state.commit > last:  # committed entries are gone: never point past the log
+            log.warning("%s: lowered commit index %d to %d", self.path, hard_state.commit, last)
+            self._mem.save(HardState(hard_state.term, hard_state.vote, last), [])
         return pos
+
+    def _damaged(self, pos: int, why: str, whole: bool, found: Survey) -> None:
+        """Damage in the middle (rule 3): refuse, or with ``repair`` say what goes and go on (3a)."""
+        first = self._mem.statistics()["last_index"] + 1
+        last = max(found.last_index, first)
+        what = (f"{self.path}: the record at byte {pos} is damaged ({why}) and {found.records} whole "
+                f"record(s) follow it, reaching log index {found.last_index} and term {found.max_term}")
+        if not self.repair:
+            raise WalError(f"{what}: these are entries this node acknowledged, so it will not cut the log there "
+                           f"and refuses to start; {_WAYS_BACK}")
+        hard_state = found.last_hard_state
+        if not found.hard_state_after_all_damage or hard_state is None:
+            raise WalError(f"{what}: cannot repair: no whole record after the damage says this node's latest "
+                           f"term and vote (the damaged bytes may hold a vote, and starting without it could "
+                           f"vote twice in one term); wipe this node's data dir and add it back as a learner "
+                           f"(rakit member remove <id>, then rakit node --join <member url>)")
+        dropped = found.records + found.damaged_stretches
+        self._repair_hard_state = hard_state
+        self.repaired = RepairReport(pos, dropped, first, last, hard_state.term, hard_state.vote)
+        log.warning("%s: repair: dropped %d record(s) from byte %d on (log entries %d..%d); kept term %d "
+                    "and vote %s; the node catches up from the leader", self.path, dropped, pos, first, last,
+                    hard_state.term, hard_state.vote)
 
     def _cut(self, pos: int) -> None:
         os.ftruncate(self._fd, pos)
