@@ -28,6 +28,10 @@ class NodeMetrics:
         self.voters = Gauge("rakit_raft_voters", "Voting members in the configuration in force here.", registry=r)
         self.learners = Gauge("rakit_raft_learners", "Learners (non-voting members) in the configuration.", registry=r)
         self.leader_changes = Counter("rakit_raft_leader_changes", "Times the known leader changed.", registry=r)
+        self.follower_regressions = Gauge(
+            "rakit_raft_follower_regressions",
+            "Times, as leader, a follower was found to have lost log entries it had acknowledged (a damaged or "
+            "replaced disk); the leader then repairs it.", registry=r)
         self.proposals = Counter("rakit_raft_proposals", "Commands proposed by this node as leader.", registry=r)
         self.proposal_seconds = Histogram(
             "rakit_raft_proposal_seconds", "From propose to applied, on the leader.",

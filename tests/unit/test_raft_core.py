@@ -743,3 +743,51 @@ def test_compact_requires_applied_index() -> None:
     leader = net.elect("a")
     with pytest.raises(ValueError):
         leader.compact(leader.last_index + 5, b"")
+
+
+def test_a_follower_that_lost_acknowledged_entries_is_repaired_not_counted_as_matched() -> None:
+    # Rule 7: b's disk loses its tail after it acknowledged it (a damaged log cut by --repair, a
+    # replaced disk).  The leader must not go on counting b as matched (with c down, that would
+    # commit entries only a holds) and must bring b's log back.
+    net = Net()
+    leader = net.elect("a")
+    for i in range(8):
+        leader.propose([f"cmd{i}".encode()])
+        net.drain()
+    net.tick(1)
+    pr = leader.progress("b")
+    assert pr is not None and pr.match == leader.last_index == 9
+    store = net.stores["b"]
+    store.entries = [e for e in store.entries if e.index <= 4]
+    store.hard_state = HardState(store.hard_state.term, store.hard_state.vote, 4)
+    net.restart("b")
+    net.isolate("c")
+    leader.propose([b"after"])
+    for _ in range(10):
+        net.drain()
+        net.tick(1, ["a"])
+    pr = leader.progress("b")
+    assert leader.follower_regressions == 1 and pr is not None and pr.regressions == 1
+    assert log_of(net["b"]) == log_of(leader)  # repaired from a's log
+    assert pr.match == leader.last_index and leader.commit_index == leader.last_index
+
+
+def test_a_follower_regression_never_commits_what_only_the_leader_holds() -> None:
+    net = Net()
+    leader = net.elect("a")
+    for i in range(4):
+        leader.propose([f"cmd{i}".encode()])
+        net.drain()
+    net.tick(1)
+    committed = leader.commit_index
+    store = net.stores["b"]
+    store.entries = [e for e in store.entries if e.index <= 2]
+    store.hard_state = HardState(store.hard_state.term, store.hard_state.vote, 2)
+    net.restart("b")
+    net.isolate("c")
+    net.isolate("b")  # b never gets the chance to be repaired
+    leader.propose([b"only-on-a"])
+    net.drain()
+    net.tick(1, ["a"])
+    net.drain()
+    assert leader.commit_index == committed  # a alone is no majority, whatever b's old match said

@@ -641,6 +641,7 @@ class RaftDriver:
         m.commit_index.set_function(lambda: core.commit_index)
         m.applied_index.set_function(lambda: core.applied_index)
         m.last_log_index.set_function(lambda: core.last_index)
+        m.follower_regressions.set_function(lambda: core.follower_regressions)
         m.log_entries.set_function(lambda: core.last_index - core.first_index + 1)
         m.snapshot_index.set_function(lambda: core.first_index - 1)
         m.voters.set_function(lambda: len(core.conf_state.voters))

@@ -251,6 +251,7 @@ class RaftCore:
         self._randomized_timeout = config.election_ticks
         self._votes: dict[str, bool] = {}
         self._progress: dict[str, Progress] = {}
+        self.follower_regressions = 0  # rule 7: followers found to have lost acknowledged entries
         self._msgs: list[AnyMessage] = []
         # ReadIndex: waiting for a commit in our term / waiting for acks.
         self._held_reads: list[int] = []
@@ -896,6 +897,10 @@ class RaftCore:
             probe_prev = self._log.last_index_with_term_at_most(msg.hint_index, msg.hint_term)
         else:
             probe_prev = min(msg.hint_index, self._log.last_index)
+        if pr.state == "probe" and 0 < msg.index == pr.next - 1 and msg.index <= pr.match:
+            pr.regress(min(probe_prev, msg.index - 1))  # rule 7: its log went back
+            self.follower_regressions += 1
+            return
         if pr.maybe_decr_to(msg.index, probe_prev) and pr.state == "replicate":
             pr.become_probe()
 

@@ -18,7 +18,13 @@ States (etcd's flow control):
 
 Rules:
 
-1. ``match`` only grows (``maybe_update``); ``next > match`` always.
+1. ``match`` only grows (``maybe_update``); ``next > match`` always.  The one
+   exception is ``regress``: the follower rejected the probe *at* ``match``,
+   so it no longer holds an entry it acknowledged (a damaged or replaced
+   disk).  Then nothing is known to match (``match = 0``, counted in
+   ``regressions``) and probing starts again from its hint.  A lower match
+   is never unsafe (it only delays commits, and a commit is never undone);
+   a stale rejection taken for a regression only costs a resend.
 2. Stale, duplicate or reordered responses are harmless: an ack at or below
    ``match`` changes nothing, and a rejection is only acted on if it rejects
    the probe we are waiting on (probe) or something above ``match``
@@ -76,6 +82,7 @@ class Progress:
         self.snapshot_ticks = 0
         self.recent_active = False
         self.heard_at: int | None = None
+        self.regressions = 0
         # Send an AppendEntries even if it carries no entries (a HeartbeatResp
         # told us the follower lags or is still being probed).
         self.kick = False
@@ -152,6 +159,13 @@ class Progress:
         self.next = max(min(rejected, probe_prev + 1), self.match + 1)
         self.paused = False
         return True
+
+    def regress(self, probe_prev: int) -> None:
+        """Rule 1's exception: the follower lost entries it acknowledged; start over from its hint."""
+        self.regressions += 1
+        self.next = max(probe_prev + 1, 1)
+        self.match = 0
+        self._reset_state("probe")
 
     def heartbeat_answered(self, lagging: bool) -> None:
         self.recent_active = True
