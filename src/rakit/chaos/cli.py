@@ -51,10 +51,14 @@ def register(app: typer.Typer) -> None:
         nodes: Annotated[int, typer.Option(help="Cluster size: 3 or 5.")] = 3,
         workload: Annotated[str, typer.Option(help="Workloads, comma-separated: locks, queue, cache.")] = "locks,queue,cache",
         out: Annotated[str | None, typer.Option(help="Folder for the history, logs, summary and plot.")] = None,
-        plot: Annotated[bool, typer.Option(help="Draw the timeline PNG.")] = True,
+        plot: Annotated[bool | None, typer.Option(
+            help="Draw the timeline PNG; needs matplotlib (pip install 'rakit\\[chaos]'). "
+                 "Default: drawn when matplotlib is installed, else skipped with one line; "
+                 "--plot without matplotlib is an error before the run.",
+            show_default=False)] = None,
     ) -> None:
         """Run the cluster in network namespaces under faults and check the recorded histories (root)."""
-        from rakit.chaos.run import ChaosError, RunConfig, run, summary
+        from rakit.chaos.run import ChaosError, RunConfig, run
 
         if nodes not in (3, 5):
             _fail("--nodes must be 3 or 5")
@@ -68,6 +72,7 @@ def register(app: typer.Typer) -> None:
         unknown = [w for w in chosen if w not in WORKLOADS]
         if unknown or not chosen:
             _fail(f"unknown workload {', '.join(unknown) or '(none)'}: choose from {', '.join(WORKLOADS)}")
+        draw = plot_wanted(plot)  # before anything runs: a missing matplotlib never costs a run
         seed = random.randrange(1 << 31) if seed is None else seed
         folder = Path(out) if out else Path("chaos-runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}"
         console = Console(stderr=False)
@@ -77,14 +82,55 @@ def register(app: typer.Typer) -> None:
         signal.signal(signal.SIGTERM, _interrupt)
         try:
             result = run(RunConfig(duration=duration, nemeses=kinds, seed=seed, nodes=nodes, workloads=chosen,
-                                   out=folder, plot=plot), log=lambda m: console.print(f"[dim]{m}[/dim]"))
+                                   out=folder), log=lambda m: console.print(f"[dim]{m}[/dim]"))
         except ChaosError as exc:
             _fail(str(exc), code=1)
             return
-        report(summary(result), console)
-        console.print(f"history {folder / 'history.jsonl'}"
-                      + (f", timeline {result.plot}" if result.plot else "") + f", seed {seed}")
-        raise typer.Exit(0 if result.valid else 1)
+        raise typer.Exit(finish(result, console, draw=draw))
+
+
+def plot_wanted(plot: bool | None) -> bool:
+    """Whether to draw the timeline, decided before the run (``plot``: the ``--plot/--no-plot`` flag).
+
+    Without matplotlib (the ``chaos`` extra), an explicit ``--plot`` is a usage
+    error (one ``rakit: error:`` line, exit 2, nothing run); by default the run
+    goes ahead without the picture, after one line saying so and how to get it.
+    """
+    if plot is False:
+        return False
+    from rakit.chaos.plot import INSTALL_HINT, missing_dependency
+
+    reason = missing_dependency()
+    if reason is None:
+        return True
+    if plot:
+        _fail(f"--plot needs matplotlib, but {reason}: {INSTALL_HINT}, or run with --no-plot")
+    print(f"rakit chaos: {reason}, so the timeline picture will be skipped ({INSTALL_HINT} to draw it)",
+          file=sys.stderr, flush=True)
+    return False
+
+
+def finish(result: Any, console: Console, *, draw: bool) -> int:
+    """Print the verdicts, then (``draw``) draw the timeline; return the exit status of the verdicts.
+
+    The picture comes after the tables, and a failure while drawing it is one
+    line on stderr, never a traceback: it changes neither what was printed nor
+    the exit status (0 when every checker found nothing, 1 on a violation).
+    """
+    from rakit.chaos.run import draw_timeline, summary
+
+    report(summary(result), console)
+    if draw:
+        console.file.flush()
+        try:
+            draw_timeline(result)
+        except Exception as exc:
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            print(f"rakit chaos: the timeline picture was not drawn: {text}", file=sys.stderr, flush=True)
+    console.print(f"history {result.out / 'history.jsonl'}"
+                  + (f", timeline {result.plot}" if result.plot else "")
+                  + f", seed {result.history.meta.get('seed')}")
+    return 0 if result.valid else 1
 
 
 def _interrupt(signum: int, frame: object) -> None:

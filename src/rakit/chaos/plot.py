@@ -55,7 +55,35 @@ _COLUMN_GAP_IN = 1.55  # between the panels: the f legend, then the latency axis
 _ROW_TITLE_IN, _ROW_GAP_IN, _BOTTOM_IN = 0.3, 0.45, 0.55
 LINESTYLES: tuple[Any, ...] = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)))
 
-_NO_MATPLOTLIB = "the timeline plot needs matplotlib: pip install 'rakit[chaos]'"
+INSTALL_HINT = "pip install 'rakit[chaos]'"
+_NO_MATPLOTLIB = f"the timeline plot needs matplotlib: {INSTALL_HINT}"
+
+
+def missing_dependency() -> str | None:
+    """Why the timeline cannot be drawn here, in a few words, or None when it can.
+
+    It imports what ``plot_timeline`` imports (numpy and the parts of
+    matplotlib it uses), so ``rakit chaos`` can find out before its run, not
+    after it: ``"matplotlib is not installed"`` without the ``chaos`` extra,
+    ``"matplotlib cannot be imported (...)"`` for a broken install.
+    """
+    try:
+        import numpy  # noqa: F401
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.colors  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+        import matplotlib.lines  # noqa: F401
+        import matplotlib.patches  # noqa: F401
+    except ModuleNotFoundError as exc:
+        return f"{(exc.name or 'matplotlib').partition('.')[0]} is not installed"
+    except Exception as exc:  # a broken install: report it now rather than after the run
+        return f"matplotlib cannot be imported ({_one_line(exc)})"
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def plot_timeline(

@@ -5,9 +5,10 @@ start Redis and the nodes inside them, start the workloads (``workloads``)
 from this process, play the seeded nemesis plan (``nemesis``) while they run,
 heal everything, run the final phase (drain the queue, read every cache key
 everywhere), stop the cluster, remove the namespaces, then write the history
-(``history.jsonl``), judge it (``checkers``), print the tables and draw the
-timeline (``timeline.png``).  Everything the run starts it stops, also on an
-error or Ctrl-C.
+(``history.jsonl``), judge it (``checkers``); the command then prints the
+tables and only after them draws the timeline (``timeline.png``,
+``draw_timeline``), so a picture that cannot be drawn never hides a verdict.
+Everything the run starts it stops, also on an error or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ class RunConfig:
     fault_seconds: tuple[float, float] = (4.0, 8.0)
     gap_seconds: tuple[float, float] = (2.0, 4.0)
     settings: wl.Settings = field(default_factory=wl.Settings)
-    plot: bool = True
 
 
 @dataclass(slots=True)
@@ -60,7 +60,7 @@ class RunResult:
     history: History
     verdicts: list[Verdict]
     out: Path
-    plot: Path | None
+    plot: Path | None  # the timeline, once ``draw_timeline`` has drawn it
     final: dict[str, Any]
 
     @property
@@ -357,14 +357,22 @@ def run(config: RunConfig, log: Any = print) -> RunResult:
     )
     history.write(out / "history.jsonl")
     verdicts = check_all(history)
-    plot_path = None
-    if config.plot:
-        from rakit.chaos.plot import plot_timeline
-
-        plot_path = plot_timeline(history, out / "timeline.png")
-    result = RunResult(history, verdicts, out, plot_path, final)
+    result = RunResult(history, verdicts, out, None, final)
     (out / "summary.json").write_text(json.dumps(summary(result), indent=2, sort_keys=True, default=str) + "\n")
     return result
+
+
+def draw_timeline(result: RunResult) -> Path:
+    """Draw ``result``'s timeline as ``timeline.png`` in its folder; set and return ``result.plot``.
+
+    Separate from ``run`` so the verdicts are printed first: whatever goes wrong
+    here (no matplotlib, a full disk) leaves the history, the summary and the
+    verdicts as they are.
+    """
+    from rakit.chaos.plot import plot_timeline
+
+    result.plot = plot_timeline(result.history, result.out / "timeline.png")
+    return result.plot
 
 
 def summary(result: RunResult) -> dict[str, Any]:
