@@ -81,6 +81,30 @@ def node(
 
 
 @app.command()
+def recover(
+    node_id: Annotated[str, typer.Option("--id", help="This node's id (it becomes the only member).")],
+    data_dir: Annotated[str, typer.Option(help="The node's data dir (the node must be stopped).")],
+    url: Annotated[str, typer.Option(help="The URL this node will serve at, e.g. http://10.0.0.5:8001.")],
+) -> None:
+    """Offline: turn one stopped node's data dir into a new one-member cluster keeping all its state."""
+    from rakit.config import ConfigError, parse_peers
+    from rakit.node.recover import RecoverError
+    from rakit.node.recover import recover as run_recover
+
+    try:
+        parse_peers(f"{node_id}={url}")
+        done = run_recover(data_dir, node_id, url.rstrip("/"))
+    except (ConfigError, RecoverError) as exc:
+        fail(str(exc), code=1)
+        return
+    print(f"recovered {node_id} at log index {done.index} (term {done.term}) as a one-member cluster; "
+          f"kept {done.past_commit} entries past the saved commit index; the old log is kept as {done.backup}")
+    print(f"next: rakit node --id {node_id} --peers {node_id}={url.rstrip('/')} --data-dir {data_dir} "
+          f"(with the cluster secret), then bring the others back with empty data dirs: "
+          f"rakit node --join {url.rstrip('/')} ..., rakit member promote <id>")
+
+
+@app.command()
 def up(
     nodes: Annotated[int, typer.Option(help="Cluster size: 1, 3 or 5.")] = 3,
     host: Annotated[str, typer.Option(help="Address the nodes listen on.")] = "127.0.0.1",
