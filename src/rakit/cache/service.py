@@ -126,9 +126,11 @@ class CacheSettings:
 class CacheService:
     def __init__(self, node_id: str, peers: Mapping[str, str], session: aiohttp.ClientSession,
                  settings: CacheSettings = CacheSettings(), *, auth: InternalAuth | None = None,
-                 generation: int = 0, leader_contact_age: Callable[[], float] = lambda: 0.0,
+                 generation: int = 0, first_run: bool = False,
+                 leader_contact_age: Callable[[], float] = lambda: 0.0,
                  known_nodes: Callable[[], Container[str]] = frozenset) -> None:
         """``peers``: every member (this node included, if it is one) and its URL;
+        ``first_run``: this node's data dir is new (no earlier run lent leases or acked rounds);
         ``leader_contact_age``: seconds since the Raft leader last replicated here;
         ``known_nodes``: ids the cluster knows besides the members (they may send frames)."""
         self.node_id = node_id
@@ -143,11 +145,14 @@ class CacheService:
         self.known_nodes = known_nodes
         self.newest_generation = generation  # the newest any peer reported
         self.switched_at = started
+        # The start mute (contact rule 7) is for a run that may follow one under an older
+        # generation; generation 0 (the --peers start, no change ever applied) has none before it.
         self.contact = ContactTable(node_id, peers, started, lease=settings.lease, fence=settings.fence,
-                                    muted=len(peers) > 1)
-        # Rounds answer before their deadline (``_round``); allow for clock drift.
+                                    muted=len(peers) > 1 and generation != 0)
+        # Rounds answer before their deadline (``_round``); allow for clock drift.  Only rounds that
+        # counted an ack of an earlier run of this node matter: a first run has none.
         self.quarantine_until = (started + settings.round_timeout * (1 + self.contact.drift) + 0.1
-                                  if len(peers) > 1 else started)
+                                  if len(peers) > 1 and not first_run else started)
         self.channels: dict[str, PeerChannel] = {}
         self._channel_tasks: dict[str, list[asyncio.Task[None]]] = {}
         self._group: asyncio.TaskGroup | None = None

@@ -107,6 +107,8 @@ class RaftDriver:
         self.tick_seconds = tick_seconds
         self.snapshot_entries = snapshot_entries
         loaded = store.load()
+        # This data dir's first run: no earlier run of this node lent cache leases or acked rounds.
+        self.first_run = loaded.snapshot is None and not loaded.entries and loaded.hard_state.term == 0
         if loaded.snapshot is not None:
             machine.restore(loaded.snapshot.data)
         self.core = RaftCore(

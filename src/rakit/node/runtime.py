@@ -117,6 +117,7 @@ class NodeRuntime:
                                    self._session,
                                    CacheSettings(capacity=c.cache_capacity, max_bytes=c.cache_max_bytes),
                                    auth=self.internal_auth, generation=generation,
+                                   first_run=self._driver.first_run,
                                    leader_contact_age=self._driver.leader_contact_age,
                                    known_nodes=lambda: self._driver.addresses)
         self._driver.add_committed_membership_listener(self._follow_committed_membership)
