@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from rakit.client import calls
+from rakit.client.args import JSON, checked, message_and_consumer
 from rakit.client.calls import (
     LockMode,
     Message,
@@ -37,6 +38,7 @@ __all__ = ["AsyncCache", "AsyncClient", "AsyncLock", "AsyncQueue"]
 log = logging.getLogger(__name__)
 
 
+@checked
 class AsyncClient:
     """The asyncio twin of ``rakit.Client`` (same arguments, same methods, awaited).
 
@@ -287,6 +289,7 @@ class AsyncLock:
             raise LockLost(f"the lock on {self.resource!r} was lost while the block ran")
 
 
+@checked
 class AsyncQueue:
     """One topic of the distributed queue (awaitable methods)."""
 
@@ -294,7 +297,7 @@ class AsyncQueue:
         self.client = client
         self.topic = topic
 
-    async def push(self, message: Any, message_id: str | None = None) -> str:
+    async def push(self, message: JSON, message_id: str | None = None) -> str:
         """Enqueue ``message``; its id (the same ``message_id`` twice enqueues once).
 
         >>> await client.queue("emails").push({"to": "a@b.c"})
@@ -306,31 +309,41 @@ class AsyncQueue:
         """The next message (in flight for ``consumer_id``) or None; long-polls up to ``wait`` s.
 
         >>> m = await client.queue("emails").pop("worker-1", wait=10)
+        >>> if m: await send(m.message); await m.ack()  # as "worker-1"
         """
         return await self.client._run(calls.pop(self.topic, consumer_id or self.client.client_id,  # type: ignore[no-any-return]
-                                                visibility_timeout, wait))
+                                                visibility_timeout, wait, self))
 
-    async def ack(self, message_id: str, consumer_id: str | None = None) -> bool:
+    async def ack(self, message_id: str | Message, consumer_id: str | None = None) -> bool:
         """Acknowledge a popped message.
 
-        >>> await client.queue("emails").ack(m.message_id, "worker-1")
-        """
-        return await self.client._run(calls.ack(self.topic, consumer_id or self.client.client_id, message_id))  # type: ignore[no-any-return]
+        ``message_id``: the id or the ``Message`` itself (whose consumer is the default ``consumer_id``).
 
-    async def nack(self, message_id: str, consumer_id: str | None = None) -> bool:
+        >>> await client.queue("emails").ack(m.message_id, "worker-1")
+        >>> await client.queue("emails").ack(m)
+        """
+        mid, consumer = message_and_consumer(self, "ack", message_id, consumer_id)
+        return await self.client._run(calls.ack(self.topic, consumer, mid))  # type: ignore[no-any-return]
+
+    async def nack(self, message_id: str | Message, consumer_id: str | None = None) -> bool:
         """Give a message back at once.
 
         >>> await client.queue("emails").nack(m.message_id, "worker-1")
+        >>> await client.queue("emails").nack(m)
         """
-        return await self.client._run(calls.nack(self.topic, consumer_id or self.client.client_id, message_id))  # type: ignore[no-any-return]
+        mid, consumer = message_and_consumer(self, "nack", message_id, consumer_id)
+        return await self.client._run(calls.nack(self.topic, consumer, mid))  # type: ignore[no-any-return]
 
-    async def extend(self, message_id: str, visibility_timeout: float, consumer_id: str | None = None) -> bool:
+    async def extend(self, message_id: str | Message, visibility_timeout: float,
+                     consumer_id: str | None = None) -> bool:
         """Keep a message in flight ``visibility_timeout`` more seconds.
 
         >>> await client.queue("emails").extend(m.message_id, 60, "worker-1")
+        >>> await client.queue("emails").extend(m, 60)
         """
-        return await self.client._run(calls.extend(self.topic, consumer_id or self.client.client_id,  # type: ignore[no-any-return]
-                                                   message_id, visibility_timeout))
+        mid, consumer = message_and_consumer(self, "extend", message_id, consumer_id)
+        call = calls.extend(self.topic, consumer, mid, visibility_timeout)
+        return await self.client._run(call)  # type: ignore[no-any-return]
 
     async def stats(self) -> dict[str, Any]:
         """``{"topic", "ready", "in_flight", "dead", "owner"}``.
@@ -379,6 +392,7 @@ class AsyncQueue:
         return done
 
 
+@checked
 class AsyncCache:
     """The distributed cache: ``client.cache`` (awaitable methods)."""
 
@@ -400,7 +414,7 @@ class AsyncCache:
         """
         return await self.client._run(calls.cache_get(key))  # type: ignore[no-any-return]
 
-    async def set(self, key: str, value: Any, ttl: float | None = None) -> str:
+    async def set(self, key: str, value: JSON, ttl: float | None = None) -> str:
         """Store ``value``; answered once every peer dropped older copies.  Its version.
 
         >>> await client.cache.set("user:42", {"name": "Ada"}, ttl=300)

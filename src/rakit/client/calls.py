@@ -67,14 +67,71 @@ def key_path(name: str) -> str:
     return quote(name, safe="")
 
 
+class _Bound:
+    """The slot a popped ``Message`` keeps its queue in: not a dataclass field, so not compared, shown,
+    copied by ``dataclasses.asdict``/``replace`` or pickled (the queue's client stays in this process)."""
+
+    __slots__ = ("_queue",)
+
+
 @dataclass(frozen=True, slots=True)
-class Message:
-    """One delivered queue message."""
+class Message(_Bound):
+    """One delivered queue message.
+
+    A popped message knows its consumer and its queue: ``m.ack()``,
+    ``m.nack()`` and ``m.extend(seconds)`` are ``queue.ack(m)`` and so on
+    (with ``AsyncClient``, await them).  Every queue method that takes a
+    message id also takes the ``Message`` itself.  A dead letter
+    (``queue.dead()``) is in flight for no one: it has no consumer or queue.
+
+    >>> m = client.queue("emails").pop("worker-1")
+    >>> if m: send(m.message); m.ack()
+    """
 
     topic: str
     message_id: str
     message: Any
     delivery_count: int
+    consumer_id: str | None = None  # the consumer that popped it (None: a dead letter)
+
+    def ack(self) -> Any:
+        """Acknowledge this message as the consumer that popped it (``NotInFlight`` if it is not in flight).
+
+        >>> m.ack()  # AsyncClient: await m.ack()
+        True
+        """
+        return self._bound("ack").ack(self)
+
+    def nack(self) -> Any:
+        """Give this message back at once (redelivered with ``delivery_count`` + 1).
+
+        >>> m.nack()  # AsyncClient: await m.nack()
+        """
+        return self._bound("nack").nack(self)
+
+    def extend(self, visibility_timeout: float) -> Any:
+        """Keep this message in flight ``visibility_timeout`` more seconds.
+
+        >>> m.extend(60)  # AsyncClient: await m.extend(60)
+        """
+        return self._bound("extend").extend(self, visibility_timeout)
+
+    def bind(self, queue: Any) -> Message:
+        """This message, bound to the ``Queue``/``AsyncQueue`` that popped it (which refers to its client,
+        nothing back here: no cycle)."""
+        object.__setattr__(self, "_queue", queue)
+        return self
+
+    def _bound(self, op: str) -> Any:
+        queue = getattr(self, "_queue", None)
+        if queue is None:
+            raise ValueError(f"Message.{op}(): message {self.message_id!r} was not popped by a client (a dead "
+                             f"letter, or a copy); use client.queue({self.topic!r}).{op}(message_id, consumer_id)")
+        return queue
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A pickled (or copied) message is the data only.
+        return (Message, (self.topic, self.message_id, self.message, self.delivery_count, self.consumer_id))
 
 
 @dataclass(slots=True)
@@ -134,10 +191,12 @@ def push(topic: str, message: Any, message_id: str) -> Call:
                 parse=lambda body: body["message_id"])
 
 
-def pop(topic: str, consumer_id: str, visibility_timeout: float, wait: float) -> Call:
+def pop(topic: str, consumer_id: str, visibility_timeout: float, wait: float, queue: Any = None) -> Call:
+    """``queue``: the ``Queue``/``AsyncQueue`` popping, which the message is bound to (``m.ack()``)."""
     return Call("GET", f"/queue/pop/{key_path(topic)}/{key_path(consumer_id)}",
                 params={"visibility_timeout": visibility_timeout, "wait": wait}, wait=wait,
-                parse=lambda b: Message(b["topic"], b["message_id"], b["message"], b["delivery_count"]),
+                parse=lambda b: Message(b["topic"], b["message_id"], b["message"], b["delivery_count"],
+                                        consumer_id).bind(queue),
                 absent=(204, None))
 
 

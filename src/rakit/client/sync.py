@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from rakit.client import calls
+from rakit.client.args import JSON, checked, message_and_consumer
 from rakit.client.calls import (
     LockMode,
     Message,
@@ -36,6 +37,7 @@ __all__ = ["Cache", "Client", "Lock", "Queue"]
 log = logging.getLogger(__name__)
 
 
+@checked
 class Client:
     """A connection to a rakit cluster through any of its nodes.
 
@@ -304,6 +306,7 @@ class Lock:
             raise LockLost(f"the lock on {self.resource!r} was lost while the block ran")
 
 
+@checked
 class Queue:
     """One topic of the distributed queue."""
 
@@ -311,7 +314,7 @@ class Queue:
         self.client = client
         self.topic = topic
 
-    def push(self, message: Any, message_id: str | None = None) -> str:
+    def push(self, message: JSON, message_id: str | None = None) -> str:
         """Enqueue ``message`` (any JSON); its id.  The same ``message_id`` twice enqueues once.
 
         >>> client.queue("emails").push({"to": "a@b.c"}, message_id="order-17-mail")
@@ -324,32 +327,40 @@ class Queue:
         """The next message (now in flight for ``consumer_id``), or None; long-polls up to ``wait`` s.
 
         >>> m = client.queue("emails").pop("worker-1", wait=10)
-        >>> if m: send(m.message); client.queue("emails").ack(m.message_id, "worker-1")
+        >>> if m: send(m.message); m.ack()  # as "worker-1"
         """
         return self.client._run(calls.pop(self.topic, consumer_id or self.client.client_id,  # type: ignore[no-any-return]
-                                          visibility_timeout, wait))
+                                          visibility_timeout, wait, self))
 
-    def ack(self, message_id: str, consumer_id: str | None = None) -> bool:
+    def ack(self, message_id: str | Message, consumer_id: str | None = None) -> bool:
         """Acknowledge a message popped by ``consumer_id``; ``NotInFlight`` if it is not in flight.
 
-        >>> client.queue("emails").ack(m.message_id, "worker-1")
-        """
-        return self.client._run(calls.ack(self.topic, consumer_id or self.client.client_id, message_id))  # type: ignore[no-any-return]
+        ``message_id``: the id or the ``Message`` itself (whose consumer is the default ``consumer_id``).
 
-    def nack(self, message_id: str, consumer_id: str | None = None) -> bool:
+        >>> client.queue("emails").ack(m.message_id, "worker-1")
+        >>> client.queue("emails").ack(m)
+        """
+        mid, consumer = message_and_consumer(self, "ack", message_id, consumer_id)
+        return self.client._run(calls.ack(self.topic, consumer, mid))  # type: ignore[no-any-return]
+
+    def nack(self, message_id: str | Message, consumer_id: str | None = None) -> bool:
         """Give a message back at once (redelivered with ``delivery_count`` + 1).
 
         >>> client.queue("emails").nack(m.message_id, "worker-1")
+        >>> client.queue("emails").nack(m)
         """
-        return self.client._run(calls.nack(self.topic, consumer_id or self.client.client_id, message_id))  # type: ignore[no-any-return]
+        mid, consumer = message_and_consumer(self, "nack", message_id, consumer_id)
+        return self.client._run(calls.nack(self.topic, consumer, mid))  # type: ignore[no-any-return]
 
-    def extend(self, message_id: str, visibility_timeout: float, consumer_id: str | None = None) -> bool:
+    def extend(self, message_id: str | Message, visibility_timeout: float, consumer_id: str | None = None) -> bool:
         """Keep a message in flight ``visibility_timeout`` more seconds.
 
         >>> client.queue("emails").extend(m.message_id, 60, "worker-1")
+        >>> client.queue("emails").extend(m, 60)
         """
-        return self.client._run(calls.extend(self.topic, consumer_id or self.client.client_id, message_id,  # type: ignore[no-any-return]
-                                             visibility_timeout))
+        mid, consumer = message_and_consumer(self, "extend", message_id, consumer_id)
+        call = calls.extend(self.topic, consumer, mid, visibility_timeout)
+        return self.client._run(call)  # type: ignore[no-any-return]
 
     def stats(self) -> dict[str, Any]:
         """``{"topic", "ready", "in_flight", "dead", "owner"}``.
@@ -403,6 +414,7 @@ class Queue:
         return done
 
 
+@checked
 class Cache:
     """The distributed cache: ``client.cache``."""
 
@@ -424,7 +436,7 @@ class Cache:
         """
         return self.client._run(calls.cache_get(key))  # type: ignore[no-any-return]
 
-    def set(self, key: str, value: Any, ttl: float | None = None) -> str:
+    def set(self, key: str, value: JSON, ttl: float | None = None) -> str:
         """Store ``value`` (any JSON, ≤ 1 MiB); answered once every peer dropped older copies.
 
         >>> client.cache.set("user:42", {"name": "Ada"}, ttl=300)
