@@ -74,27 +74,30 @@ class AsyncClient:
         return AsyncLock(self, resource, client_id or self.client_id, mode, ttl, timeout, lock_delay, renew)
 
     async def acquire(self, resource: str, client_id: str | None = None, *, mode: LockMode = "exclusive",
-                      ttl: float = 30.0, timeout: float = 0.0, lock_delay: float | None = None) -> dict[str, Any]:
+                      ttl: float = 30.0, timeout: float = 0.0, lock_delay: float | None = None,
+                secret: str | None = None) -> dict[str, Any]:
         """One acquire, no renewal (prefer ``lock()``): the grant.
 
         >>> (await client.acquire("orders", "worker-1", ttl=60))["fencing_token"]
         """
         return await self._run(calls.acquire(resource, client_id or self.client_id, mode, ttl, timeout,  # type: ignore[no-any-return]
-                                             lock_delay))
+                                             lock_delay, secret))
 
-    async def release(self, resource: str, client_id: str | None = None, fencing_token: int | None = None) -> None:
+    async def release(self, resource: str, client_id: str | None = None, fencing_token: int | None = None,
+                *, secret: str | None = None) -> None:
         """Release a hold taken with ``acquire``.
 
         >>> await client.release("orders", "worker-1")
         """
-        await self._run(calls.release(resource, client_id or self.client_id, fencing_token))
+        await self._run(calls.release(resource, client_id or self.client_id, fencing_token, secret))
 
-    async def renew(self, resource: str, client_id: str | None = None, ttl: float | None = None) -> dict[str, Any]:
+    async def renew(self, resource: str, client_id: str | None = None, ttl: float | None = None,
+                *, secret: str | None = None) -> dict[str, Any]:
         """Restart a hold's lease.
 
         >>> await client.renew("orders", "worker-1", ttl=60)
         """
-        return await self._run(calls.renew(resource, client_id or self.client_id, ttl))  # type: ignore[no-any-return]
+        return await self._run(calls.renew(resource, client_id or self.client_id, ttl, secret))  # type: ignore[no-any-return]
 
     async def lock_status(self, resource: str) -> dict[str, Any]:
         """The lock's holders, waiters, mode and highest fencing token (linearizable).
@@ -175,6 +178,7 @@ class AsyncLock:
         self.lock_delay = lock_delay
         self.renew_in_background = renew
         self.fencing_token: int | None = None
+        self.secret = calls.new_lock_secret()  # never shown by a read: a client id alone cannot release this
         self.lost = asyncio.Event()
         self.held = False
         self._renewer: asyncio.Task[None] | None = None
@@ -189,7 +193,7 @@ class AsyncLock:
         """
         started = time.monotonic()
         grant = await self.client._run(calls.acquire(self.resource, self.client_id, self.mode, self.ttl,
-                                                     self.timeout, self.lock_delay))
+                                                     self.timeout, self.lock_delay, self.secret))
         self.fencing_token = grant["fencing_token"]
         self.held = True
         self.lost.clear()
@@ -204,7 +208,7 @@ class AsyncLock:
         >>> await lease.renew()
         """
         started = time.monotonic()
-        await self.client._run(calls.renew(self.resource, self.client_id, self.ttl))
+        await self.client._run(calls.renew(self.resource, self.client_id, self.ttl, self.secret))
         self._expires_at = started + self.ttl
 
     def check(self) -> None:
@@ -233,7 +237,7 @@ class AsyncLock:
             return
         self.held = False
         try:
-            await self.client._run(calls.release(self.resource, self.client_id, self.fencing_token))
+            await self.client._run(calls.release(self.resource, self.client_id, self.fencing_token, self.secret))
         except NotHolder:
             if not self.lost.is_set():
                 raise

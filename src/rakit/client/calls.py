@@ -11,6 +11,8 @@ answer).  ``Client`` and ``AsyncClient`` only differ in how they run calls.
 
 from __future__ import annotations
 
+import secrets
+
 import os
 import re
 import socket
@@ -151,26 +153,37 @@ class Call:
 # -- locks ---------------------------------------------------------------------
 
 
+def new_lock_secret() -> str:
+    """A holder secret (API.md, "Locks"): only who took the hold can release or renew it."""
+    return secrets.token_urlsafe(24)
+
+
 def acquire(resource: str, client_id: str, mode: LockMode, ttl: float, timeout: float,
-            lock_delay: float | None) -> Call:
+            lock_delay: float | None, secret: str | None = None) -> Call:
     body: dict[str, Any] = {"resource": resource, "client_id": client_id, "mode": mode, "ttl": ttl,
                             "timeout": timeout}
     if lock_delay is not None:
         body["lock_delay"] = lock_delay
+    if secret is not None:
+        body["secret"] = secret
     return Call("POST", "/lock/acquire", body, wait=timeout)
 
 
-def release(resource: str, client_id: str, fencing_token: int | None) -> Call:
+def release(resource: str, client_id: str, fencing_token: int | None, secret: str | None = None) -> Call:
     body: dict[str, Any] = {"resource": resource, "client_id": client_id}
     if fencing_token is not None:
         body["fencing_token"] = fencing_token
+    if secret is not None:
+        body["secret"] = secret
     return Call("POST", "/lock/release", body, retry_success="not_holder", retry_result={"released": True})
 
 
-def renew(resource: str, client_id: str, ttl: float | None) -> Call:
+def renew(resource: str, client_id: str, ttl: float | None, secret: str | None = None) -> Call:
     body: dict[str, Any] = {"resource": resource, "client_id": client_id}
     if ttl is not None:
         body["ttl"] = ttl
+    if secret is not None:
+        body["secret"] = secret
     return Call("POST", "/lock/renew", body)
 
 

@@ -92,27 +92,30 @@ class Client:
         return Lock(self, resource, client_id or self.client_id, mode, ttl, timeout, lock_delay, renew)
 
     def acquire(self, resource: str, client_id: str | None = None, *, mode: LockMode = "exclusive",
-                ttl: float = 30.0, timeout: float = 0.0, lock_delay: float | None = None) -> dict[str, Any]:
+                ttl: float = 30.0, timeout: float = 0.0, lock_delay: float | None = None,
+                secret: str | None = None) -> dict[str, Any]:
         """One acquire, no renewal (prefer ``lock()``): the grant ``{"fencing_token", "ttl", ...}``.
 
         >>> client.acquire("orders", "worker-1", ttl=60)["fencing_token"]
         """
         return self._run(calls.acquire(resource, client_id or self.client_id, mode, ttl, timeout,  # type: ignore[no-any-return]
-                                       lock_delay))
+                                       lock_delay, secret))
 
-    def release(self, resource: str, client_id: str | None = None, fencing_token: int | None = None) -> None:
+    def release(self, resource: str, client_id: str | None = None, fencing_token: int | None = None,
+                *, secret: str | None = None) -> None:
         """Release a hold taken with ``acquire`` (``NotHolder`` if it is not held).
 
         >>> client.release("orders", "worker-1")
         """
-        self._run(calls.release(resource, client_id or self.client_id, fencing_token))
+        self._run(calls.release(resource, client_id or self.client_id, fencing_token, secret))
 
-    def renew(self, resource: str, client_id: str | None = None, ttl: float | None = None) -> dict[str, Any]:
+    def renew(self, resource: str, client_id: str | None = None, ttl: float | None = None,
+                *, secret: str | None = None) -> dict[str, Any]:
         """Restart a hold's lease (at ``ttl``, or its own): ``{"renewed", "ttl", "fencing_token"}``.
 
         >>> client.renew("orders", "worker-1", ttl=60)
         """
-        return self._run(calls.renew(resource, client_id or self.client_id, ttl))  # type: ignore[no-any-return]
+        return self._run(calls.renew(resource, client_id or self.client_id, ttl, secret))  # type: ignore[no-any-return]
 
     def lock_status(self, resource: str) -> dict[str, Any]:
         """The lock's holders, waiters, mode and highest fencing token (a linearizable read).
@@ -203,6 +206,7 @@ class Lock:
         self.lock_delay = lock_delay
         self.renew_in_background = renew
         self.fencing_token: int | None = None
+        self.secret = calls.new_lock_secret()  # never shown by a read: a client id alone cannot release this
         self.lost = threading.Event()
         self.held = False
         self._stop = threading.Event()
@@ -216,7 +220,7 @@ class Lock:
         """
         started = time.monotonic()
         grant = self.client._run(calls.acquire(self.resource, self.client_id, self.mode, self.ttl, self.timeout,
-                                               self.lock_delay))
+                                               self.lock_delay, self.secret))
         self.fencing_token = grant["fencing_token"]
         self.held = True
         self.lost.clear()
@@ -234,7 +238,7 @@ class Lock:
         >>> lease.renew()
         """
         started = time.monotonic()
-        self.client._run(calls.renew(self.resource, self.client_id, self.ttl))
+        self.client._run(calls.renew(self.resource, self.client_id, self.ttl, self.secret))
         self._expires_at = started + self.ttl
 
     def check(self) -> None:
@@ -263,7 +267,7 @@ class Lock:
             return
         self.held = False
         try:
-            self.client._run(calls.release(self.resource, self.client_id, self.fencing_token))
+            self.client._run(calls.release(self.resource, self.client_id, self.fencing_token, self.secret))
         except NotHolder:
             if not self.lost.is_set():
                 raise

@@ -128,14 +128,15 @@ class LockService:
                            current=result.current)
         raise Conflict("not_holder", f"{command.client_id!r} does not hold {command.resource!r}")
 
-    async def renew(self, resource: str, client_id: str, ttl: float | None, owner: str | None = None) -> L.Renewed:
+    async def renew(self, resource: str, client_id: str, ttl: float | None, owner: str | None = None,
+                    secret: str | None = None) -> L.Renewed:
         if ttl is None:
             await self.driver.read_barrier()
             held = self.table.holding(resource, client_id)
             if held is None or self.table.hold_owner(resource, client_id) != owner:
                 raise not_holder(resource, client_id)
             ttl = held.ttl
-        result = await self.propose(L.Renew(resource, client_id, ttl, owner))
+        result = await self.propose(L.Renew(resource, client_id, ttl, owner, secret))
         if isinstance(result, L.Renewed):
             return result
         if isinstance(result, L.Refused):

@@ -57,7 +57,10 @@ Rules
     incompatible with its own; plus the edges the new request would add.  If
     that closes a cycle through the requester, the request is refused with
     "deadlock" and the cycle (requester first, each client once), and nothing
-    changes.  A client may wait on several resources at once.
+    changes.  A client may wait on several resources at once.  A client is
+    its (owner, client id) pair (rule 13): two owners' ``worker-1`` are two
+    clients, and a cycle names another owner's clients only as
+    "(another owner's client)".
 9.  Release and expiry end a hold and grant waiters per rule 7.  Release or
     Renew by a client that does not hold (a waiter does not) -> ``NotHolder``.
     Release with a fencing token other than the holder's -> ``TokenMismatch``.
@@ -93,11 +96,22 @@ Rules
     another bound, the same on every replica) is refused with
     "too_many_waiters" and changes nothing at all (not even ``lock_delay``).
     A client already waiting that asks again (rule 6) is not a new waiter.
+15. Holder secrets: an ``Acquire`` may carry a ``secret`` (the client makes
+    it up; it is never shown by any read).  The hold or waiter it makes keeps
+    it, and a waiter granted later passes it on to its hold.  ``Release`` and
+    ``Renew`` of a hold with a secret apply only with that same secret:
+    otherwise ``NotHolder``, as if the client held nothing.  An ``Acquire``
+    for a client that holds or waits with a secret, asking with another (or
+    none), is refused with "conflict" and changes nothing.  A hold made
+    without a secret takes any (or none), as before: the secret is what
+    stops someone who knows a holder's public client id from releasing,
+    renewing or re-acquiring its hold.
 """
 
 from __future__ import annotations
 
 import bisect
+import hmac
 import itertools
 import math
 from collections.abc import Iterator
@@ -131,6 +145,7 @@ class Acquire(msgspec.Struct, tag="lock.acquire", frozen=True):
     wait: float  # how long the request may wait, seconds; 0 = do not wait
     lock_delay: float | None = None  # when given, sets the resource's option
     owner: str | None = None  # rule 13: the API token's name (None: tokens are off)
+    secret: str | None = None  # rule 15
 
 
 class Release(msgspec.Struct, tag="lock.release", frozen=True):
@@ -138,6 +153,7 @@ class Release(msgspec.Struct, tag="lock.release", frozen=True):
     client_id: str
     fencing_token: int | None = None
     owner: str | None = None  # rule 13: must be the hold's owner
+    secret: str | None = None  # rule 15: must be the hold's secret, if it has one
 
 
 class Renew(msgspec.Struct, tag="lock.renew", frozen=True):
@@ -145,6 +161,7 @@ class Renew(msgspec.Struct, tag="lock.renew", frozen=True):
     client_id: str
     ttl: float
     owner: str | None = None  # rule 13: must be the hold's owner
+    secret: str | None = None  # rule 15: must be the hold's secret, if it has one
 
 
 class Expire(msgspec.Struct, tag="lock.expire", frozen=True):
@@ -303,6 +320,11 @@ class _Hold(msgspec.Struct):
     ttl: float
     lease: int
     owner: str | None = None  # rule 13 (absent from older snapshots: None)
+    secret: str | None = None  # rule 15 (absent from older snapshots: None)
+
+    @property
+    def party(self) -> str:
+        return _party(self.owner, self.client_id)
 
 
 class _Waiter(msgspec.Struct):
@@ -312,6 +334,11 @@ class _Waiter(msgspec.Struct):
     wait: float
     upgrade: bool = False
     owner: str | None = None  # rule 13 (absent from older snapshots: None)
+    secret: str | None = None  # rule 15 (absent from older snapshots: None)
+
+    @property
+    def party(self) -> str:
+        return _party(self.owner, self.client_id)
 
 
 class _Resource(msgspec.Struct):
@@ -346,8 +373,9 @@ class _Resource(msgspec.Struct):
 
     def blockers(self, waiter: _Waiter, position: int) -> list[str]:
         """Rule 8: whom ``waiter``, queued at ``position``, waits for."""
-        holders = [h.client_id for h in self.holders if h.client_id != waiter.client_id]
-        ahead = [w.client_id for w in self.waiters[:position] if not compatible(w.mode, waiter.mode)]
+        me = waiter.party
+        holders = [h.party for h in self.holders if h.party != me]
+        ahead = [w.party for w in self.waiters[:position] if not compatible(w.mode, waiter.mode)]
         return holders + ahead
 
     def head_batch(self) -> list[_Waiter]:
@@ -370,8 +398,8 @@ class _Queue:
     __slots__ = ("exclusive_ids", "exclusive_positions", "holders", "ids", "modes", "position")
 
     def __init__(self, r: _Resource) -> None:
-        self.holders = [h.client_id for h in r.holders]
-        self.ids = [w.client_id for w in r.waiters]
+        self.holders = [h.party for h in r.holders]
+        self.ids = [w.party for w in r.waiters]
         self.modes = [w.mode for w in r.waiters]
         self.position = {c: i for i, c in reversed(list(enumerate(self.ids)))}  # first entry wins, as waiter_of
         self.exclusive_positions = [i for i, m in enumerate(self.modes) if m == EXCLUSIVE]
@@ -393,6 +421,27 @@ class _Snapshot(msgspec.Struct):
 _SNAPSHOT_VERSION = 1
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(_Snapshot)
+
+
+_OTHER_OWNER = "(another owner's client)"
+
+
+def _party(owner: str | None, client_id: str) -> str:
+    """Rule 8's graph node: a client id is only the same client under the same owner (rule 13)."""
+    return client_id if owner is None else f"{owner}\x00{client_id}"
+
+
+def _shown_to(owner: str | None, party: str) -> str:
+    """A cycle member as the requester (of ``owner``) may see it: another owner's ids stay hidden."""
+    theirs, sep, client_id = party.rpartition("\x00")
+    if not sep:
+        return party if owner is None else _OTHER_OWNER
+    return client_id if theirs == owner else _OTHER_OWNER
+
+
+def _secret_fits(kept: str | None, given: str | None) -> bool:
+    """Rule 15: a hold or waiter without a secret takes any; one with a secret only that one."""
+    return kept is None or (given is not None and hmac.compare_digest(kept.encode(), given.encode()))
 
 
 def _positive(x: float) -> bool:
@@ -456,6 +505,10 @@ class LockTable:
                     return Refused("conflict", detail=(
                         f"client {cmd.client_id!r} {'holds' if isinstance(entry, _Hold) else 'waits for'} "
                         f"{cmd.resource!r} under another owner (API token)"))
+                if entry is not None and not _secret_fits(entry.secret, cmd.secret):  # rule 15
+                    return Refused("conflict", detail=(
+                        f"client {cmd.client_id!r} {'holds' if isinstance(entry, _Hold) else 'waits for'} "
+                        f"{cmd.resource!r} with another holder secret"))
         r = self._record(cmd.resource)
         lock_delay = r.lock_delay
         if cmd.lock_delay is not None:
@@ -480,13 +533,14 @@ class LockTable:
                 r.max_token = index
                 return self._granted(r, hold, upgraded=True)
             return self._wait(r, _Waiter(cmd.client_id, EXCLUSIVE, float(cmd.ttl), float(cmd.wait), upgrade=True,
-                                         owner=cmd.owner))
+                                         owner=cmd.owner, secret=hold.secret))
         if r.grantable_now(cmd.mode):
-            hold = _Hold(cmd.client_id, cmd.mode, index, float(cmd.ttl), index, cmd.owner)
+            hold = _Hold(cmd.client_id, cmd.mode, index, float(cmd.ttl), index, cmd.owner, cmd.secret)
             r.holders.append(hold)
             r.max_token = index
             return self._granted(r, hold)
-        return self._wait(r, _Waiter(cmd.client_id, cmd.mode, float(cmd.ttl), float(cmd.wait), owner=cmd.owner))
+        return self._wait(r, _Waiter(cmd.client_id, cmd.mode, float(cmd.ttl), float(cmd.wait), owner=cmd.owner,
+                                     secret=cmd.secret))
 
     def _granted(self, r: _Resource, hold: _Hold, *, again: bool = False, upgraded: bool = False) -> Granted:
         return Granted(r.name, hold.client_id, hold.mode, hold.token, hold.ttl, hold.lease, again, upgraded)
@@ -500,12 +554,13 @@ class LockTable:
                 f"{r.name!r} already has {len(r.waiters)} waiters, the most one resource may have"))
         position = r.upgrade_waiters() if waiter.upgrade else len(r.waiters)
         blockers = r.blockers(waiter, position)
-        if self._reaches(waiter.client_id, blockers):  # else no cycle: skip building the graph
-            cycle = find_cycle(self._wait_for_graph(waiter.client_id, blockers), waiter.client_id)
+        me = waiter.party
+        if self._reaches(me, blockers):  # else no cycle: skip building the graph
+            cycle = find_cycle(self._wait_for_graph(me, blockers), me)
             if cycle is not None:
-                return Refused("deadlock", cycle=cycle)
+                return Refused("deadlock", cycle=[_shown_to(waiter.owner, p) for p in cycle])
         r.waiters.insert(position, waiter)
-        self._waiting_on.setdefault(waiter.client_id, {})[r.name] = None
+        self._waiting_on.setdefault(me, {})[r.name] = None
         return Waiting(r.name, waiter.client_id, waiter.mode, position)
 
     def _reaches(self, start: str, new_edges: list[str]) -> bool:
@@ -585,8 +640,8 @@ class LockTable:
 
     def _release(self, index: int, cmd: Release) -> Result:
         r, hold = self._lookup(cmd.resource, cmd.client_id)
-        if r is None or hold is None or hold.owner != cmd.owner:  # rule 13
-            return NotHolder(cmd.resource, cmd.client_id)
+        if r is None or hold is None or hold.owner != cmd.owner or not _secret_fits(hold.secret, cmd.secret):
+            return NotHolder(cmd.resource, cmd.client_id)  # rules 13, 15
         if cmd.fencing_token is not None and cmd.fencing_token != hold.token:
             return TokenMismatch(cmd.resource, cmd.client_id, cmd.fencing_token, hold.token)
         ended, grants = self._end_hold(index, r, hold, "released")
@@ -596,8 +651,8 @@ class LockTable:
         if not _positive(cmd.ttl):
             return Refused("invalid", detail="ttl must be > 0")
         r, hold = self._lookup(cmd.resource, cmd.client_id)
-        if r is None or hold is None or hold.owner != cmd.owner:  # rule 13
-            return NotHolder(cmd.resource, cmd.client_id)
+        if r is None or hold is None or hold.owner != cmd.owner or not _secret_fits(hold.secret, cmd.secret):
+            return NotHolder(cmd.resource, cmd.client_id)  # rules 13, 15
         hold.ttl, hold.lease = float(cmd.ttl), index
         return Renewed(r.name, hold.client_id, hold.token, hold.ttl, hold.lease)
 
@@ -662,7 +717,7 @@ class LockTable:
                 self._dequeue(r, waiter)
                 if waiter.upgrade:  # the sole holder: its shared hold becomes the new grant
                     r.holders.clear()
-                hold = _Hold(waiter.client_id, waiter.mode, index, waiter.ttl, index, waiter.owner)
+                hold = _Hold(waiter.client_id, waiter.mode, index, waiter.ttl, index, waiter.owner, waiter.secret)
                 r.holders.append(hold)
                 grants.append(_grant(r.name, hold))
             r.max_token = index
@@ -670,10 +725,10 @@ class LockTable:
 
     def _dequeue(self, r: _Resource, waiter: _Waiter) -> None:
         r.waiters.remove(waiter)
-        mine = self._waiting_on[waiter.client_id]
+        mine = self._waiting_on[waiter.party]
         del mine[r.name]
         if not mine:
-            del self._waiting_on[waiter.client_id]
+            del self._waiting_on[waiter.party]
 
     def _record(self, resource: str) -> _Resource:
         r = self._resources.get(resource)
@@ -727,10 +782,10 @@ class LockTable:
                 "lock_delay": r.lock_delay,
                 "delayed": r.delayed,
             })
-            holders = {h.client_id for h in r.holders}
+            holders = {h.party for h in r.holders}
             for position, w in enumerate(r.waiters):
                 for blocker in dict.fromkeys(r.blockers(w, position)):  # once each, in order
-                    edges.append({"from": w.client_id, "to": blocker, "resource": r.name,
+                    edges.append({"from": w.client_id, "to": blocker.rpartition("\x00")[2], "resource": r.name,
                                   "kind": "holder" if blocker in holders else "queued"})
         return {"resources": resources, "edges": edges, "count": len(self._resources), "active": len(busy),
                 "truncated": len(shown) < len(self._resources)}
@@ -790,4 +845,4 @@ class LockTable:
         for r in state.resources:
             self._resources[r.name] = r
             for w in r.waiters:
-                self._waiting_on.setdefault(w.client_id, {})[r.name] = None
+                self._waiting_on.setdefault(w.party, {})[r.name] = None

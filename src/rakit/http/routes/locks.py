@@ -3,7 +3,9 @@
 With client tokens (``rakit.security.tokens``) acquire, release and renew need
 ``locks:write`` on the resource, and the caller's token name is the *owner*
 recorded with the hold: a hold is released or renewed only under the token
-that took it (``409 not_holder`` otherwise).  ``/lock/status`` and
+that took it (``409 not_holder`` otherwise).  Without tokens, a hold taken
+with a ``secret`` is released or renewed only with that secret (lock table
+rule 15): the client id, which ``/lock/status`` shows, is not enough.  ``/lock/status`` and
 ``/lock/watch`` need ``locks:read`` (checked by the middleware, from the path).
 """
 
@@ -27,6 +29,8 @@ from rakit.statemachines import locks as L
 Timeout = Annotated[float, msgspec.Meta(ge=0, le=300)]
 Ttl = Annotated[float, msgspec.Meta(ge=1, le=3600)]
 LockDelay = Annotated[float, msgspec.Meta(ge=0, le=60)]
+# A holder secret (lock table rule 15): made up by the client, e.g. secrets.token_urlsafe(24).
+Secret = Annotated[str, msgspec.Meta(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$(?!\n)")]
 # A fencing token is a Raft log index: bounded like one (a bigger int would not fit the command's msgpack).
 Token = Annotated[int, msgspec.Meta(ge=0, le=MAX_WIRE_INT)]
 
@@ -38,18 +42,21 @@ class AcquireBody(msgspec.Struct):
     timeout: Timeout = 0.0
     ttl: Ttl = 30.0
     lock_delay: LockDelay | None = None
+    secret: Secret | None = None
 
 
 class ReleaseBody(msgspec.Struct):
     resource: Key
     client_id: Name
     fencing_token: Token | None = None
+    secret: Secret | None = None
 
 
 class RenewBody(msgspec.Struct):
     resource: Key
     client_id: Name
     ttl: Ttl | None = None
+    secret: Secret | None = None
 
 
 def granted_body(g: L.Granted) -> dict[str, object]:
@@ -66,7 +73,7 @@ async def acquire(request: Request) -> Response:
 
     async def leader() -> Response:
         wait = remaining_seconds(request, req.timeout)
-        command = L.Acquire(req.resource, req.client_id, req.mode, req.ttl, wait, req.lock_delay, owner)
+        command = L.Acquire(req.resource, req.client_id, req.mode, req.ttl, wait, req.lock_delay, owner, req.secret)
         return json_response(granted_body(await runtime.locks.acquire(command)))
 
     work = on_leader(runtime, request, body, leader, wait=req.timeout, idempotent=True)
@@ -86,7 +93,7 @@ async def release(request: Request) -> Response:
     owner = owner_of(request)
 
     async def leader() -> Response:
-        await runtime.locks.release(L.Release(req.resource, req.client_id, req.fencing_token, owner))
+        await runtime.locks.release(L.Release(req.resource, req.client_id, req.fencing_token, owner, req.secret))
         return json_response({"released": True})
 
     return await on_leader(runtime, request, body, leader)
@@ -100,7 +107,7 @@ async def renew(request: Request) -> Response:
     owner = owner_of(request)
 
     async def leader() -> Response:
-        result = await runtime.locks.renew(req.resource, req.client_id, req.ttl, owner)
+        result = await runtime.locks.renew(req.resource, req.client_id, req.ttl, owner, req.secret)
         return json_response({"renewed": True, "ttl": result.ttl, "fencing_token": result.token})
 
     return await on_leader(runtime, request, body, leader, idempotent=True)
