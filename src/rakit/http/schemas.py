@@ -155,11 +155,28 @@ class TooManyInFlightError(Struct):
 # -- cluster --------------------------------------------------------------------------
 
 
+class QueueAvailability(Struct):
+    """Whether this node's Redis serves the queue, as its latest calls found (null: not known yet)."""
+
+    available: bool | None
+
+
+class QueueState(Struct):
+    """``QueueAvailability`` with the reason (``/status`` only: ``/health`` is open without a token)."""
+
+    available: bool | None
+    detail: Annotated[str | None, Meta(description=(
+        "What Redis said when it stopped serving, e.g. `Redis refused the node: NOAUTH ...`; "
+        "null while available."))]
+    since: Annotated[float | None, Meta(description="Epoch seconds of the last change of `available`.")]
+
+
 class Health(Struct):
-    """The process serves."""
+    """The process serves (``200`` whatever Redis does; ``queue`` says whether Redis serves it)."""
 
     status: Literal["ok"]
     node_id: NodeId
+    queue: QueueAvailability
 
 
 class NodeStatus(Struct):
@@ -176,6 +193,7 @@ class NodeStatus(Struct):
     snapshot_index: Annotated[int, Meta(ge=0, description="Last entry covered by the snapshot.")]
     peers: Annotated[list[str], Meta(description="Every voting member, this node included.")]
     learners: Annotated[list[str], Meta(description="Non-voting members catching up.")]
+    queue: QueueState
 
 
 class Member(Struct):

@@ -73,10 +73,14 @@ Rules:
    written *before* the first pop of each slot, so a crash or a concurrent
    monitor can never hide a topic.  Discovery = ``SMEMBERS inflight-slots``
    then one pipelined ``SMEMBERS`` per slot.
-9. **Errors.**  Redis unreachable, timing out, loading its data, or a
-   cluster without a serving primary for the slot: ``rakit.errors.
-   Unavailable``, raised within ``op_timeout`` seconds (default 4) however
-   the client is configured.  The step then either happened entirely or not
+9. **Errors.**  Every Redis failure is ``rakit.errors.Unavailable`` (503),
+   raised within ``op_timeout`` seconds (default 4) however the client is
+   configured, its detail saying what Redis said: unreachable, timing out,
+   a cluster without a serving primary for the slot, or refusing the node
+   (protected mode, password, loading, replica, cannot persist...; see
+   ``rakit.queue.redis_errors``).  Each outcome is reported to
+   ``self.redis_state`` (``rakit.queue.redis_state``: what ``/health`` and
+   ``/status`` show).  The step then either happened entirely or not
    at all (rule 1); a retried push is harmless (dedup), a retried pop at
    worst leaves one message in flight until its deadline (redelivered), and
    a retried ack may answer False for an ack that did happen.
@@ -122,7 +126,9 @@ from redis import exceptions as rex
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from rakit.errors import TooManyInFlight, Unavailable
+from rakit.errors import TooManyInFlight
+from rakit.queue.redis_errors import classify, log_unexpected, timed_out
+from rakit.queue.redis_state import RedisState
 
 __all__ = [
     "INFLIGHT_SLOTS_KEY",
@@ -485,17 +491,20 @@ SCRIPTS: Final = {
 # errors and the client
 # ---------------------------------------------------------------------------
 
-#: Failures meaning "Redis did not serve this request": answered as Unavailable.
-UNAVAILABLE_ERRORS: Final = (
-    rex.ConnectionError,  # refused, reset, BusyLoadingError (loading the AOF), auth...
-    rex.TimeoutError,
-    rex.ClusterError,  # ClusterDownError, MasterDownError, "TTL exhausted"
-    rex.TryAgainError,
-    rex.SlotNotCoveredError,
-    rex.ReadOnlyError,  # talking to a replica during a fail-over
-    rex.OutOfMemoryError,
-    OSError,
-)
+#: Failures of a Redis call, all answered as Unavailable (``rakit.queue.redis_errors`` says
+#: which reason): connection refused or reset, timeouts, refusals (DENIED, NOAUTH, LOADING,
+#: READONLY, MISCONF...), cluster errors, and any other error reply.
+REDIS_ERRORS: Final = (rex.RedisError, rex.RedisClusterException, OSError)
+#: For each script that may write: whether its reply proves it did (Redis accepted a write, so a
+#: write refusal is over: ``redis_state`` rule 2).  An ack of a message not in flight writes nothing,
+#: and neither a replica nor a full Redis refuses it.
+_WROTE: Final[dict[str, Callable[[Any], bool]]] = {
+    "push": lambda r: r == 1,
+    "pop": lambda r: r != -1,  # ZPOPMIN ran (nothing ready or a delivery)
+    "ack": bool, "nack": bool, "extend": bool,
+    "requeue": lambda r: bool(r[0] or r[1]),
+    "redrive": lambda r: int(r) > 0,
+}
 
 
 def connect(
@@ -592,6 +601,7 @@ class RedisQueueStore:
         clock: Callable[[], float] = time.time,
         op_timeout: float | None = 4.0,
         max_in_flight: int = MAX_IN_FLIGHT,
+        redis_state: RedisState | None = None,
     ) -> None:
         if _decodes_responses(redis):
             raise ValueError("the Redis client must be built with decode_responses=False")
@@ -603,6 +613,8 @@ class RedisQueueStore:
         self.clock = clock
         self.op_timeout = op_timeout
         self._redis = redis
+        #: What the latest calls found: does Redis serve this node (``/health``, ``/status``).
+        self.redis_state = redis_state if redis_state is not None else RedisState()
         self._scripts = {name: redis.register_script(text) for name, text in SCRIPTS.items()}
         self._registered_slots: set[int] = set()
         self._slot_locks: dict[int, asyncio.Lock] = {}
@@ -612,17 +624,35 @@ class RedisQueueStore:
     def redis(self) -> Any:
         return self._redis
 
-    async def _call(self, what: str, op: Callable[[], Any]) -> Any:
-        """Run ``op()`` (a coroutine factory) with the bounded timeout, mapping failures."""
+    async def _call(self, what: str, op: Callable[[], Any], timeout: float | None = None,
+                    wrote: Callable[[Any], bool] | None = None) -> Any:
+        """Run ``op()`` (a coroutine factory) within ``timeout`` (default ``op_timeout``), mapping
+        every Redis failure to ``Unavailable`` (rule 9) and reporting the outcome to ``redis_state``
+        (``wrote(result)``: the call proved that Redis accepts writes)."""
+        limit = self.op_timeout if timeout is None else timeout
         try:
-            if self.op_timeout is None:
-                return await op()
-            async with asyncio.timeout(self.op_timeout):
-                return await op()
-        except TimeoutError as exc:  # builtin: our op_timeout
-            raise Unavailable(f"Redis did not answer {what} within {self.op_timeout:g} s") from exc
-        except UNAVAILABLE_ERRORS as exc:
-            raise Unavailable(f"Redis unavailable during {what}: {type(exc).__name__}: {exc}") from exc
+            if limit is None:
+                result = await op()
+            else:
+                async with asyncio.timeout(limit):
+                    result = await op()
+        except TimeoutError as exc:  # builtin: our bound
+            failure = timed_out(what, limit)
+            self.redis_state.failed(failure)
+            raise failure.error() from exc
+        except REDIS_ERRORS as exc:
+            failure = classify(what, exc)
+            if failure.kind == "unexpected":
+                log_unexpected(failure)
+            self.redis_state.failed(failure)
+            raise failure.error() from exc
+        self.redis_state.served(write=wrote is not None and wrote(result))
+        return result
+
+    async def ping(self, timeout: float = 2.0) -> None:
+        """PING Redis, bounded by ``timeout`` (and ``op_timeout``); ``Unavailable`` when it does not serve."""
+        limit = timeout if self.op_timeout is None else min(timeout, self.op_timeout)
+        await self._call("ping", lambda: self._redis.ping(), timeout=limit)
 
     async def _register_slot(self, slot: int) -> None:
         """``SADD inflight-slots slot`` once per process, before the slot's first pop (rule 8).
@@ -635,13 +665,13 @@ class RedisQueueStore:
         async with lock:
             if slot in self._registered_slots:
                 return
-            await self._call("pop", lambda: self._redis.sadd(INFLIGHT_SLOTS_KEY, slot))
+            await self._call("pop", lambda: self._redis.sadd(INFLIGHT_SLOTS_KEY, slot), wrote=lambda _: True)
             self._registered_slots.add(slot)
             self._slot_locks.pop(slot, None)
 
     async def _script(self, name: str, what: str, keys: list[str], args: list[Any]) -> Any:
         script = self._scripts[name]
-        return await self._call(what, lambda: script(keys=keys, args=args))
+        return await self._call(what, lambda: script(keys=keys, args=args), wrote=_WROTE.get(name))
 
     # -- writes ------------------------------------------------------------
 

@@ -27,8 +27,15 @@ Rules:
 4. **Long polling.**  A pop with ``wait > 0`` that finds nothing ready
    re-checks when a local push to the topic wakes it, or every
    ``poll_interval`` seconds, until ``wait`` passes (then: nothing, 204).
-5. **Errors.**  Redis down: ``Unavailable`` (503) from the store within its
-   ``op_timeout``; a ``ValueError`` from the store becomes ``InvalidRequest``.
+5. **Errors.**  Redis down or refusing the node: ``Unavailable`` (503) from
+   the store within its ``op_timeout``, its detail saying what Redis said
+   (``rakit.queue.redis_errors``); a ``ValueError`` from the store becomes
+   ``InvalidRequest``.
+6. **Redis's state.**  At start the node PINGs Redis once in the background
+   (``probe_redis``, at most ``REDIS_PROBE_TIMEOUT`` s; start never waits
+   for it) and logs one warning if Redis refuses it or cannot be reached;
+   from then on every call keeps ``redis_state`` current (``rakit.queue.
+   redis_state``), which ``/health`` and ``/status`` show.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from rakit.errors import InvalidRequest, Unavailable
 from rakit.http.forward import answer_within
 from rakit.http.json import dumps
 from rakit.metrics import NodeMetrics
+from rakit.queue.redis_state import RedisState
 from rakit.queue.redis_store import Delivery, RedisQueueStore
 from rakit.queue.ring import ConsistentHashRing
 from rakit.security.internal import InternalAuth
@@ -56,6 +64,7 @@ HOPS_HEADER = "x-rakit-hops"
 MAX_HOPS = 2
 RELAY_TIMEOUT = 6.0  # beyond a pop's wait: the owner's Redis calls are bounded by op_timeout
 CONNECT_TIMEOUT = 0.5
+REDIS_PROBE_TIMEOUT = 2.0
 
 T = TypeVar("T")
 
@@ -181,10 +190,31 @@ class QueueService:
 
     # -- background ----------------------------------------------------------
 
+    @property
+    def redis_state(self) -> RedisState:
+        """Whether Redis serves this node, as the latest calls found (rule 6)."""
+        return self.store.redis_state
+
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
+            group.create_task(self.probe_redis(), name="queue-redis-probe")
             group.create_task(self.health.run(), name="queue-health")
             group.create_task(self.monitor(), name="queue-monitor")
+
+    async def probe_redis(self, timeout: float = REDIS_PROBE_TIMEOUT) -> bool:
+        """PING Redis once, within ``timeout`` s: True when it serves this node.
+
+        A refusal or no answer is logged once, as a warning, by ``redis_state``;
+        never raises (it runs beside the node's other tasks).
+        """
+        try:
+            await self.store.ping(timeout)
+        except Unavailable:
+            return False
+        except Exception:  # a probe must never take the node's tasks down with it
+            log.exception("queue: probing Redis failed")
+            return False
+        return True
 
     async def monitor(self) -> None:
         while True:

@@ -1,8 +1,18 @@
-"""``/health``, ``/status`` and ``/metrics``: what operators and the launcher read."""
+"""``/health``, ``/status`` and ``/metrics``: what operators and the launcher read.
+
+Both ``/health`` and ``/status`` carry ``"queue"``: whether this node's Redis
+serves it (``rakit.queue.redis_state``).  ``/health`` stays ``200`` whatever
+Redis does (peers probe it for liveness) and, being open without a token,
+says only ``{"available": true|false|null}``; ``/status`` adds ``detail``
+(what Redis said, e.g. ``"Redis refused the node: NOAUTH ..."``) and
+``since`` (epoch seconds of the last change).  ``available`` is null until
+the first Redis call ended (a PING at start).
+"""
 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
@@ -12,12 +22,25 @@ from starlette.routing import Route
 from rakit.http.json import json_response
 
 
+def _queue_state(runtime: Any, *, detail: bool) -> dict[str, Any]:
+    try:
+        queue = runtime.queue
+    except AssertionError:  # the runtime has not started
+        queue = None
+    if queue is None:
+        return {"available": None, "detail": None, "since": None} if detail else {"available": None}
+    return queue.redis_state.view(detail=detail)  # type: ignore[no-any-return]
+
+
 async def health(request: Request) -> Response:
-    return json_response({"status": "ok", "node_id": request.app.state.runtime.node_id})
+    runtime = request.app.state.runtime
+    return json_response({"status": "ok", "node_id": runtime.node_id,
+                          "queue": _queue_state(runtime, detail=False)})
 
 
 async def status(request: Request) -> Response:
-    return json_response(request.app.state.runtime.driver.status())
+    runtime = request.app.state.runtime
+    return json_response({**runtime.driver.status(), "queue": _queue_state(runtime, detail=True)})
 
 
 async def metrics(request: Request) -> Response:
