@@ -1,4 +1,9 @@
-"""Shared fixtures: a private Redis and local clusters of real node processes.
+"""Shared fixtures: a private Redis and local clusters of real node processes; the test tiers.
+
+Tiers: every test under ``integration/``, ``system/``, ``security/`` and
+``sim/`` is marked ``slow`` unless it is marked ``quick`` (a few real-process
+smoke tests).  ``./dev test -m "not slow"`` is the inner loop's quick tier
+(the unit tests and those smoke tests); ``./dev test`` (and CI) runs all.
 
 ``redis_server``     a ``RedisProcess`` on a free port with its files in tmp_path.
 ``cluster_factory``  ``cluster_factory(size=3, **LocalCluster kwargs, start=True)``
@@ -16,6 +21,16 @@ from typing import Any
 import pytest
 
 from rakit.launcher import LocalCluster, RedisProcess, free_port
+
+
+SLOW_DIRS = ("integration", "system", "security", "sim")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.relative_to(Path(__file__).parent).parts
+        if parts and parts[0] in SLOW_DIRS and item.get_closest_marker("quick") is None:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

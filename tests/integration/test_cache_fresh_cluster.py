@@ -21,6 +21,7 @@ MUTE = 3.3  # seconds the cache stayed silent after start before the fix
 SERVE_WITHIN = 1.0  # seconds after the leader is agreed (measured: 0.01-0.03 s; 1.5-1.9 s before the fix)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("size", [3, 5])
 def test_a_fresh_cluster_serves_the_cache_once_it_has_a_leader(size, tmp_path):
     cluster = LocalCluster(size, tmp_path / "c")

@@ -21,6 +21,7 @@ def run_node(*args: str, env: dict[str, str] | None = None, timeout: float = 20)
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("args, problem", [
     (["--id", "node9", "--peers", "node1=http://127.0.0.1:1"], "unknown node id 'node9'"),
     (["--id", "node1", "--peers", "node1=localhost"], "malformed URL"),
@@ -65,6 +66,7 @@ def test_an_unreadable_raft_log_is_one_line(tmp_path):
         result.stderr
 
 
+@pytest.mark.quick
 def test_environment_configures_the_node_and_sigterm_exits_zero(tmp_path):
     port = free_port()
     env = {"NODE_ID": "solo", "PEERS": f"solo=http://127.0.0.1:{port}", "DATA_DIR": str(tmp_path / "solo"),

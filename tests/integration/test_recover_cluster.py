@@ -13,6 +13,7 @@ from rakit.launcher import LocalCluster, NodeProcess, wait_until
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.quick
 def test_a_lost_cluster_is_recovered_from_one_node_with_all_it_applied(tmp_path):
     cluster = LocalCluster(3, tmp_path / "c")
     try:

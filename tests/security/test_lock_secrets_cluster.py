@@ -33,6 +33,7 @@ def test_an_outsider_knowing_the_client_id_cannot_release_renew_or_take_over(clu
         assert get(urls[0] + "/lock/status/payroll")[1]["holders"] == []  # released on leaving
 
 
+@pytest.mark.quick
 def test_a_curl_user_can_protect_a_hold_with_a_secret(cluster_factory):
     cluster = cluster_factory(1)
     url = cluster.nodes[cluster.wait_for_leader(timeout=15)].url
