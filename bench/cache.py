@@ -110,11 +110,13 @@ Row = tuple[str, str, LoadResult]  # (workload, target, result)
 def health(url: str) -> Op:
     async def op(conn: Connection, w: int, seq: int) -> None:
         await call(conn, "GET", url + "/health")
+
     return op
 
 
 def cache_get(url: str, key: Callable[[], str | None], source: str, keys: FreshKeys | None = None) -> Op:
     """GET /cache/get/{key()}; the answer must say ``source``.  ``key()`` None: out of keys."""
+
     async def op(conn: Connection, w: int, seq: int) -> None:
         k = key()
         if k is None:
@@ -124,6 +126,7 @@ def cache_get(url: str, key: Callable[[], str | None], source: str, keys: FreshK
         got = await call(conn, "GET", f"{url}/cache/get/{k}")
         if not isinstance(got, dict) or got.get("source") != source:
             raise OpError(f"get {k} answered {got!r:.120}")
+
     return op
 
 
@@ -133,6 +136,7 @@ def cache_set(url: str) -> Op:
         got = await call(conn, "POST", url + "/cache/set", {"key": k, "value": value(seq)})
         if not isinstance(got, dict) or got.get("key") != k or "version" not in got:
             raise OpError(f"set {k} answered {got!r:.120}")
+
     return op
 
 
@@ -183,8 +187,7 @@ async def wait_cache_ready(urls: list[str], timeout: float) -> None:
             last = ""
             while True:
                 try:
-                    status, data = await conn.request("POST", url + "/cache/set",
-                                                      {"key": "bench:ready", "value": 0})
+                    status, data = await conn.request("POST", url + "/cache/set", {"key": "bench:ready", "value": 0})
                     if status == 200:
                         break
                     last = f"{status} {data[:120].decode(errors='replace')}"
@@ -220,8 +223,13 @@ async def bench(args: argparse.Namespace, notes: list[str]) -> list[Row]:
             node1, node2 = cluster.nodes["node1"].url, cluster.nodes["node2"].url
             await wait_cache_ready([n.url for n in cluster.nodes.values()], READY_TIMEOUT)
             for c in levels:
-                rows.append(("ceiling (GET /health)", "node1",
-                             await run_ops("ceiling", health(node1), c, duration, WARMUP, HTTP_TIMEOUT)))
+                rows.append(
+                    (
+                        "ceiling (GET /health)",
+                        "node1",
+                        await run_ops("ceiling", health(node1), c, duration, WARMUP, HTTP_TIMEOUT),
+                    )
+                )
             await fill(node1, [hot_key(i) for i in range(HOT_KEYS)])
             hits: dict[int, LoadResult] = {}
             for c in levels:
@@ -237,9 +245,12 @@ async def bench(args: argparse.Namespace, notes: list[str]) -> list[Row]:
                 r = await run_ops(MISS, cache_get(node2, keys.take, "peer", keys), c, duration, WARMUP, HTTP_TIMEOUT)
                 rows.append((MISS, "node2", r))
                 if keys.ran_out:
-                    notes.append(f"{MISS} c={c}: all {count:,} prefilled keys were read before the row "
-                                 "ended: its ops/s is an underestimate (rerun with a larger --miss-keys"
-                                 + (", and --cache-capacity" if count >= args.cache_capacity else "") + ")")
+                    notes.append(
+                        f"{MISS} c={c}: all {count:,} prefilled keys were read before the row "
+                        "ended: its ops/s is an underestimate (rerun with a larger --miss-keys"
+                        + (", and --cache-capacity" if count >= args.cache_capacity else "")
+                        + ")"
+                    )
             for c in levels:
                 rows.append((SET, "node1", await run_ops(SET, cache_set(node1), c, duration, WARMUP, HTTP_TIMEOUT)))
             rows.extend(await bench_redis(cluster.redis_url, args))
@@ -255,12 +266,14 @@ def redis_get(client: Any) -> Op:
         if got is None:
             raise OpError(f"GET {k} answered None")
         json.loads(got)
+
     return op
 
 
 def redis_set(client: Any) -> Op:
     async def op(conn: Connection, w: int, seq: int) -> None:
         await client.set(hot_key(_rng.randrange(HOT_KEYS)), encode(value(seq)))
+
     return op
 
 
@@ -274,22 +287,32 @@ async def bench_redis(url: str, args: argparse.Namespace) -> list[Row]:
     gets: list[Row] = []
     sets: list[Row] = []
     for c in args.concurrency:
-        client = aioredis.Redis.from_url(url, max_connections=c, socket_timeout=HTTP_TIMEOUT,
-                                         socket_connect_timeout=HTTP_TIMEOUT)
+        client = aioredis.Redis.from_url(
+            url, max_connections=c, socket_timeout=HTTP_TIMEOUT, socket_connect_timeout=HTTP_TIMEOUT
+        )
         try:
             await client.mset({hot_key(i): encode(value(i)) for i in range(HOT_KEYS)})
-            gets.append((RAW_GET, "redis", await run_ops(RAW_GET, redis_get(client), c, args.duration,
-                                                         WARMUP, HTTP_TIMEOUT)))
-            sets.append((RAW_SET, "redis", await run_ops(RAW_SET, redis_set(client), c, args.duration,
-                                                         WARMUP, HTTP_TIMEOUT)))
+            gets.append(
+                (RAW_GET, "redis", await run_ops(RAW_GET, redis_get(client), c, args.duration, WARMUP, HTTP_TIMEOUT))
+            )
+            sets.append(
+                (RAW_SET, "redis", await run_ops(RAW_SET, redis_set(client), c, args.duration, WARMUP, HTTP_TIMEOUT))
+            )
         finally:
             await client.aclose()
     return gets + sets
 
 
 def table_row(workload: str, target: str, r: LoadResult) -> list[str]:
-    return [workload, target, str(r.concurrency), f"{r.ops_per_s:,.0f}", f"{r.pct(50):.2f}",
-            f"{r.pct(99):.2f}", str(r.errors)]
+    return [
+        workload,
+        target,
+        str(r.concurrency),
+        f"{r.ops_per_s:,.0f}",
+        f"{r.pct(50):.2f}",
+        f"{r.pct(99):.2f}",
+        str(r.errors),
+    ]
 
 
 def ratio(a: float, b: float) -> str:
@@ -309,18 +332,33 @@ def levels(text: str) -> tuple[int, ...]:
 def parse_args() -> argparse.Namespace:
     """``bench_args``'s command line (--duration, --no-etcd) plus this bench's own options."""
     own = argparse.ArgumentParser(add_help=False)
-    own.add_argument("--concurrency", type=levels, default=CONCURRENCY, metavar="1,16,64",
-                     help="concurrency levels of every row (default: 1,16,64)")
-    own.add_argument("--miss-keys", type=int, default=None, metavar="N",
-                     help="keys prefilled for each miss row (default: estimated from the hit row)")
-    own.add_argument("--cache-capacity", type=int, default=CACHE_CAPACITY, metavar="N",
-                     help=f"--cache-capacity of every node (default: {CACHE_CAPACITY:,})")
+    own.add_argument(
+        "--concurrency",
+        type=levels,
+        default=CONCURRENCY,
+        metavar="1,16,64",
+        help="concurrency levels of every row (default: 1,16,64)",
+    )
+    own.add_argument(
+        "--miss-keys",
+        type=int,
+        default=None,
+        metavar="N",
+        help="keys prefilled for each miss row (default: estimated from the hit row)",
+    )
+    own.add_argument(
+        "--cache-capacity",
+        type=int,
+        default=CACHE_CAPACITY,
+        metavar="N",
+        help=f"--cache-capacity of every node (default: {CACHE_CAPACITY:,})",
+    )
     mine, rest = own.parse_known_args()
     if mine.cache_capacity < HOT_KEYS or (mine.miss_keys is not None and mine.miss_keys < 1):
         own.error(f"--cache-capacity must be at least {HOT_KEYS} and --miss-keys at least 1")
     own_help = own.format_help()
     sys.argv[1:] = rest
-    args = bench_args((__doc__ or "") + "\nbench/cache.py " + own_help[own_help.index("\n\n") + 2:])
+    args = bench_args((__doc__ or "") + "\nbench/cache.py " + own_help[own_help.index("\n\n") + 2 :])
     for name, val in vars(mine).items():
         setattr(args, name, val)
     return args
@@ -330,8 +368,11 @@ def main() -> None:
     args = parse_args()  # --no-etcd: accepted, no-op
     notes: list[str] = []
     rows = asyncio.run(bench(args, notes))
-    print_table("Cache gets and sets (3 nodes, one machine; redis-py against the bench's redis-server)",
-                [table_row(*row) for row in rows], HEADERS)
+    print_table(
+        "Cache gets and sets (3 nodes, one machine; redis-py against the bench's redis-server)",
+        [table_row(*row) for row in rows],
+        HEADERS,
+    )
     for workload, target, r in rows:
         if r.error_samples:
             print(f"  {workload} →{target} c={r.concurrency}: {r.errors} errors, such as:")
@@ -343,13 +384,20 @@ def main() -> None:
     table = []
     for c in args.concurrency:
         hit, get, put, raw_set = by.get((HIT, c)), by.get((RAW_GET, c)), by.get((SET, c)), by.get((RAW_SET, c))
-        table.append([str(c),
-                      ratio(hit.ops_per_s, get.ops_per_s) if hit and get else "—",
-                      ratio(hit.pct(50), get.pct(50)) if hit and get else "—",
-                      ratio(put.ops_per_s, raw_set.ops_per_s) if put and raw_set else "—",
-                      ratio(put.pct(50), raw_set.pct(50)) if put and raw_set else "—"])
-    print_table("Ratios rakit/redis-py (ops/s: higher is better; p50: lower is better)", table,
-                ["conc", "hits/GET ops/s", "hits/GET p50", "sets/SET ops/s", "sets/SET p50"])
+        table.append(
+            [
+                str(c),
+                ratio(hit.ops_per_s, get.ops_per_s) if hit and get else "—",
+                ratio(hit.pct(50), get.pct(50)) if hit and get else "—",
+                ratio(put.ops_per_s, raw_set.ops_per_s) if put and raw_set else "—",
+                ratio(put.pct(50), raw_set.pct(50)) if put and raw_set else "—",
+            ]
+        )
+    print_table(
+        "Ratios rakit/redis-py (ops/s: higher is better; p50: lower is better)",
+        table,
+        ["conc", "hits/GET ops/s", "hits/GET p50", "sets/SET ops/s", "sets/SET p50"],
+    )
     for workload, raw, target, what in ((HIT, RAW_GET, 0.50, "hits"), (SET, RAW_SET, 0.25, "sets")):
         ours, theirs = by.get((workload, 64)), by.get((raw, 64))
         if ours is not None and theirs is not None and theirs.ops_per_s:

@@ -47,13 +47,14 @@ def both_clusters(with_etcd: bool) -> Iterator[Clusters]:
         yield Clusters(cluster.nodes[leader_id].url, follower, etcd, etcd.leader_url() if etcd else "")
 
 
-async def in_turns(rows: Sequence[tuple[K, Callable[[float], Awaitable[LoadResult]]]], duration: float,
-                   rounds: int) -> list[tuple[K, LoadResult]]:
+async def in_turns(
+    rows: Sequence[tuple[K, Callable[[float], Awaitable[LoadResult]]]], duration: float, rounds: int
+) -> list[tuple[K, LoadResult]]:
     """Each row's ``run(seconds)`` called ``rounds`` times for ``duration / rounds`` seconds, the
     rows in order on even turns and reversed on odd ones; each row's slices pooled."""
     slices: list[list[LoadResult]] = [[] for _ in rows]
     order = list(range(len(rows)))
     for turn in range(rounds):
-        for i in (order if turn % 2 == 0 else order[::-1]):
+        for i in order if turn % 2 == 0 else order[::-1]:
             slices[i].append(await rows[i][1](duration / rounds))
     return [(key, merge(parts)) for (key, _), parts in zip(rows, slices)]

@@ -26,13 +26,24 @@ def ensure_etcd() -> str | None:
         return path
     if os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "install", "-y", "-qq", "etcd-server"], env=env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "etcd-server"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
         if not shutil.which("etcd"):
-            subprocess.run(["apt-get", "update", "-qq"], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, check=False)
-            subprocess.run(["apt-get", "install", "-y", "-qq", "etcd-server"], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            subprocess.run(
+                ["apt-get", "update", "-qq"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+            )
+            subprocess.run(
+                ["apt-get", "install", "-y", "-qq", "etcd-server"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
     return shutil.which("etcd")
 
 
@@ -58,14 +69,35 @@ class EtcdCluster:
         initial = ",".join(f"e{i}=http://127.0.0.1:{p}" for i, p in enumerate(self.peer_ports))
         for i in range(self.size):
             log = open(self.dir / f"e{i}.log", "wb")
-            self.procs.append(subprocess.Popen([
-                self.binary, "--name", f"e{i}", "--data-dir", str(self.dir / f"e{i}"),
-                "--listen-client-urls", self.urls[i], "--advertise-client-urls", self.urls[i],
-                "--listen-peer-urls", f"http://127.0.0.1:{self.peer_ports[i]}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_ports[i]}",
-                "--initial-cluster", initial, "--initial-cluster-state", "new",
-                "--initial-cluster-token", "rakit-bench", "--log-level", "error",
-            ], stdout=log, stderr=subprocess.STDOUT))
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        self.binary,
+                        "--name",
+                        f"e{i}",
+                        "--data-dir",
+                        str(self.dir / f"e{i}"),
+                        "--listen-client-urls",
+                        self.urls[i],
+                        "--advertise-client-urls",
+                        self.urls[i],
+                        "--listen-peer-urls",
+                        f"http://127.0.0.1:{self.peer_ports[i]}",
+                        "--initial-advertise-peer-urls",
+                        f"http://127.0.0.1:{self.peer_ports[i]}",
+                        "--initial-cluster",
+                        initial,
+                        "--initial-cluster-state",
+                        "new",
+                        "--initial-cluster-token",
+                        "rakit-bench",
+                        "--log-level",
+                        "error",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -76,8 +108,9 @@ class EtcdCluster:
         raise RuntimeError(f"etcd did not become ready; logs in {self.dir}")
 
     def post(self, url: str, path: str, body: dict[str, object]) -> dict[str, object]:
-        req = urllib.request.Request(url + path, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=5) as resp:
             return json.loads(resp.read() or b"{}")
 

@@ -72,10 +72,19 @@ def main() -> None:
                 print(f"trial {n + 1}: {times[-1] * 1000:.0f} ms", flush=True)
     ordered = sorted(times)
     p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
-    print_table("Failover: SIGKILL leader → first committed write via a survivor (3 nodes)",
-                [[str(len(times)), f"{statistics.median(times) * 1000:.0f}", f"{p90 * 1000:.0f}",
-                  f"{max(times) * 1000:.0f}", f"{min(times) * 1000:.0f}"]],
-                ["trials", "median ms", "p90 ms", "max ms", "min ms"])
+    print_table(
+        "Failover: SIGKILL leader → first committed write via a survivor (3 nodes)",
+        [
+            [
+                str(len(times)),
+                f"{statistics.median(times) * 1000:.0f}",
+                f"{p90 * 1000:.0f}",
+                f"{max(times) * 1000:.0f}",
+                f"{min(times) * 1000:.0f}",
+            ]
+        ],
+        ["trials", "median ms", "p90 ms", "max ms", "min ms"],
+    )
 
 
 if __name__ == "__main__":

@@ -72,14 +72,17 @@ class Connection:
         target = (parts.hostname or "127.0.0.1", parts.port or 80)
         path = parts.path + ("?" + parts.query if parts.query else "")
         payload = b"" if body is None else _json.encode(body)
-        head = (f"{method} {path} HTTP/1.1\r\nHost: {target[0]}:{target[1]}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode()
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {target[0]}:{target[1]}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+        ).encode()
         loop = asyncio.get_running_loop()
         if self._proto is None or self._proto.closed or self._target != target:
             self.close()
             try:
                 _, self._proto = await asyncio.wait_for(
-                    loop.create_connection(_Protocol, target[0], target[1]), self.timeout)
+                    loop.create_connection(_Protocol, target[0], target[1]), self.timeout
+                )
             except (OSError, asyncio.TimeoutError) as exc:
                 raise HttpError(f"cannot connect to {target}: {exc}") from None
             self._target = target

@@ -44,16 +44,28 @@ class LoadResult:
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
 
     def row(self) -> list[str]:
-        return [self.name, str(self.concurrency), f"{self.ops_per_s:,.0f}", f"{self.pct(50):.2f}",
-                f"{self.pct(99):.2f}", str(self.errors)]
+        return [
+            self.name,
+            str(self.concurrency),
+            f"{self.ops_per_s:,.0f}",
+            f"{self.pct(50):.2f}",
+            f"{self.pct(99):.2f}",
+            str(self.errors),
+        ]
 
 
 HEADERS = ["workload", "conc", "ops/s", "p50 ms", "p99 ms", "errors"]
 
 
-async def run_load(name: str, request: RequestFn, concurrency: int, duration: float,
-                   warmup: float = 0.5, ok: Callable[[int], bool] = lambda s: 200 <= s < 300,
-                   timeout: float = 10.0) -> LoadResult:
+async def run_load(
+    name: str,
+    request: RequestFn,
+    concurrency: int,
+    duration: float,
+    warmup: float = 0.5,
+    ok: Callable[[int], bool] = lambda s: 200 <= s < 300,
+    timeout: float = 10.0,
+) -> LoadResult:
     result = LoadResult(name, concurrency)
     start = time.perf_counter()
     measure_from = start + warmup
@@ -106,9 +118,12 @@ def merge(results: list[LoadResult]) -> LoadResult:
 
 def progress(result: LoadResult) -> None:
     """One line on stderr per finished row, so a long bench shows where it is (stdout keeps the tables)."""
-    print(f"  done: {result.name:<34} c={result.concurrency:<3} {result.ops_per_s:>9,.0f} ops/s  "
-          f"p50 {result.pct(50):7.2f} ms  p99 {result.pct(99):7.2f} ms  errors {result.errors}",
-          file=sys.stderr, flush=True)
+    print(
+        f"  done: {result.name:<34} c={result.concurrency:<3} {result.ops_per_s:>9,.0f} ops/s  "
+        f"p50 {result.pct(50):7.2f} ms  p99 {result.pct(99):7.2f} ms  errors {result.errors}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 class OpError(Exception):
@@ -119,8 +134,9 @@ class OpError(Exception):
 Op = Callable[[Connection, int, int], Awaitable[None]]
 
 
-async def run_ops(name: str, op: Op, concurrency: int, duration: float, warmup: float = 0.5,
-                  timeout: float = 10.0) -> LoadResult:
+async def run_ops(
+    name: str, op: Op, concurrency: int, duration: float, warmup: float = 0.5, timeout: float = 10.0
+) -> LoadResult:
     """``run_load`` for ops made of several dependent requests: each worker runs ``op``
     back to back on its own connection; an op counts if it started after the warm-up and
     ended in time.  Any exception is a failed op (OpError carries the server's answer)."""
@@ -168,12 +184,17 @@ def bench_args(doc: str | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per row")
     parser.add_argument("--no-etcd", action="store_true", help="skip the etcd baseline")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="slices each row's duration is cut into, taken in turn with the other "
-                             "rows of its concurrency (the machine's drift then hits every row alike)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="slices each row's duration is cut into, taken in turn with the other "
+        "rows of its concurrency (the machine's drift then hits every row alike)",
+    )
     args = parser.parse_args()
     try:
         import uvloop
+
         uvloop.install()
     except ImportError:
         pass

@@ -58,9 +58,6 @@ HEADERS = ["workload", "target", "conc", "pairs/s", "p50 ms", "p99 ms", "errors"
 _rows = itertools.count()  # fresh resource names per row: no row sees another's leftovers
 
 
-
-
-
 async def call(conn: Connection, method: str, url: str, body: Any = None) -> Any:
     status, data = await conn.request(method, url, body)
     if not 200 <= status < 300:
@@ -75,6 +72,7 @@ def health_pair(url: str) -> Op:
     async def op(session: Connection, w: int, seq: int) -> None:
         await call(session, "GET", url + "/health")
         await call(session, "GET", url + "/health")
+
     return op
 
 
@@ -88,22 +86,24 @@ def rakit_pair(url: str, resource: Callable[[int], str], client: Callable[[int],
         if not (isinstance(granted, dict) and granted.get("acquired")):
             raise OpError(f"acquire answered {granted!r:.120}")
         await call(session, "POST", url + "/lock/release", {"resource": res, "client_id": cid})
+
     return op
 
 
 def etcd_pair(url: str, name: Callable[[int], str], leases: list[str]) -> Op:
     async def op(session: Connection, w: int, seq: int) -> None:
-        locked = await call(session, "POST", url + "/v3/lock/lock",
-                            {"name": b64(name(w)), "lease": leases[w]})
+        locked = await call(session, "POST", url + "/v3/lock/lock", {"name": b64(name(w)), "lease": leases[w]})
         key = locked.get("key") if isinstance(locked, dict) else None
         if not key:
             raise OpError(f"lock answered {locked!r:.120}")
         await call(session, "POST", url + "/v3/lock/unlock", {"key": key})
+
     return op
 
 
-async def etcd_row(etcd: EtcdCluster, url: str, name: Callable[[int], str], concurrency: int,
-                   duration: float) -> LoadResult:
+async def etcd_row(
+    etcd: EtcdCluster, url: str, name: Callable[[int], str], concurrency: int, duration: float
+) -> LoadResult:
     leases = [etcd.grant_lease(TTL, url) for _ in range(concurrency)]  # before the clock starts
     return await run_ops("etcd", etcd_pair(url, name, leases), concurrency, duration, timeout=HTTP_TIMEOUT)
 
@@ -123,6 +123,7 @@ async def bench(duration: float, rounds: int, with_etcd: bool) -> list[Row]:
                 resource = (lambda w: f"{tag}-hot") if contended else (lambda w: f"{tag}-res-{w}")
                 op = rakit_pair(url, resource, lambda w: f"{tag}-client-{w}", WAIT if contended else 0)
                 return run_ops("rakit", op, c, seconds, timeout=HTTP_TIMEOUT)
+
             return run
 
         def etcd_slice(c: int, contended: bool) -> Slice:
@@ -131,19 +132,30 @@ async def bench(duration: float, rounds: int, with_etcd: bool) -> list[Row]:
                 tag = f"{'c' if contended else 'u'}{next(_rows)}"
                 name = (lambda w: f"{tag}-hot") if contended else (lambda w: f"{tag}-res-{w}")
                 return etcd_row(etcd, up.etcd_leader, name, c, seconds)
+
             return run
 
         groups: list[list[tuple[tuple[str, str], Slice]]] = []
         for c in CONCURRENCY:
-            groups.append([
-                (("ceiling (2× GET /health)", "leader"),
-                 lambda seconds, c=c: run_ops("ceiling", health_pair(up.leader), c, seconds, timeout=HTTP_TIMEOUT)),
-                (("uncontended", "leader"), rakit_slice(up.leader, c, False)),
-                *([(("etcd uncontended", "leader"), etcd_slice(c, False))] if etcd else []),
-            ])
+            groups.append(
+                [
+                    (
+                        ("ceiling (2× GET /health)", "leader"),
+                        lambda seconds, c=c: run_ops(
+                            "ceiling", health_pair(up.leader), c, seconds, timeout=HTTP_TIMEOUT
+                        ),
+                    ),
+                    (("uncontended", "leader"), rakit_slice(up.leader, c, False)),
+                    *([(("etcd uncontended", "leader"), etcd_slice(c, False))] if etcd else []),
+                ]
+            )
         groups.append([(("uncontended", "follower"), rakit_slice(up.follower, FOLLOWER_CONCURRENCY, False))])
-        groups.append([(("contended", "leader"), rakit_slice(up.leader, CONTENDED, True)),
-                       *([(("etcd contended", "leader"), etcd_slice(CONTENDED, True))] if etcd else [])])
+        groups.append(
+            [
+                (("contended", "leader"), rakit_slice(up.leader, CONTENDED, True)),
+                *([(("etcd contended", "leader"), etcd_slice(CONTENDED, True))] if etcd else []),
+            ]
+        )
         rows: list[Row] = []
         for group in groups:
             rows.extend((w, t, r) for (w, t), r in await in_turns(group, duration, rounds))
@@ -151,8 +163,15 @@ async def bench(duration: float, rounds: int, with_etcd: bool) -> list[Row]:
 
 
 def table_row(workload: str, target: str, r: LoadResult) -> list[str]:
-    return [workload, target, str(r.concurrency), f"{r.ops_per_s:,.0f}", f"{r.pct(50):.2f}",
-            f"{r.pct(99):.2f}", str(r.errors)]
+    return [
+        workload,
+        target,
+        str(r.concurrency),
+        f"{r.ops_per_s:,.0f}",
+        f"{r.pct(50):.2f}",
+        f"{r.pct(99):.2f}",
+        str(r.errors),
+    ]
 
 
 def ratio(a: float, b: float) -> str:
@@ -164,8 +183,11 @@ def main() -> None:
     rows = asyncio.run(bench(args.duration, max(1, args.rounds), not args.no_etcd))
     rakit = [row for row in rows if not row[0].startswith("etcd")]
     etcd = [row for row in rows if row[0].startswith("etcd")]
-    print_table("Lock acquire+release pairs (3 nodes, fsync on, one machine)",
-                [table_row(*row) for row in rakit + etcd], HEADERS)
+    print_table(
+        "Lock acquire+release pairs (3 nodes, fsync on, one machine)",
+        [table_row(*row) for row in rakit + etcd],
+        HEADERS,
+    )
     for workload, target, r in rakit + etcd:
         if r.error_samples:
             print(f"  {workload} →{target} c={r.concurrency}: {r.errors} errors, such as:")
@@ -178,10 +200,20 @@ def main() -> None:
             e = by.get((workload, "leader", r.concurrency, True))
             if e is None:
                 continue
-            rows.append([f"{workload} →{target} / etcd", str(r.concurrency), ratio(r.ops_per_s, e.ops_per_s),
-                         ratio(r.pct(50), e.pct(50)), ratio(r.pct(99), e.pct(99))])
-        print_table("Ratios rakit/etcd (pairs/s: higher is better; latency: lower is better)", rows,
-                    ["workload", "conc", "pairs/s ratio", "p50 ratio", "p99 ratio"])
+            rows.append(
+                [
+                    f"{workload} →{target} / etcd",
+                    str(r.concurrency),
+                    ratio(r.ops_per_s, e.ops_per_s),
+                    ratio(r.pct(50), e.pct(50)),
+                    ratio(r.pct(99), e.pct(99)),
+                ]
+            )
+        print_table(
+            "Ratios rakit/etcd (pairs/s: higher is better; latency: lower is better)",
+            rows,
+            ["workload", "conc", "pairs/s ratio", "p50 ratio", "p99 ratio"],
+        )
 
 
 if __name__ == "__main__":

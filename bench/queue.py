@@ -60,9 +60,6 @@ HEADERS = ["workload", "target", "conc", "cycles/s", "p50 ms", "p99 ms", "errors
 _rows = itertools.count()  # fresh topic names per row: no row sees another's leftovers
 
 
-
-
-
 async def call(conn: Connection, method: str, url: str, body: Any = None) -> tuple[int, Any]:
     status, data = await conn.request(method, url, body)
     if not 200 <= status < 300:
@@ -78,21 +75,26 @@ def health_triple(url: str) -> Op:
         await call(conn, "GET", url + "/health")
         await call(conn, "GET", url + "/health")
         await call(conn, "GET", url + "/health")
+
     return op
 
 
 def rakit_cycle(urls: list[str], tag: str) -> Op:
     """push→pop→ack on topic ``{tag}-{w}`` sent to ``urls[w]``."""
+
     async def op(conn: Connection, w: int, seq: int) -> None:
         url, topic, consumer = urls[w], f"{tag}-{w}", f"c{w}"
         mid = f"m{w}-{seq}"
-        await call(conn, "POST", url + "/queue/push", {"topic": topic, "message": {"w": w, "n": seq},
-                                                      "message_id": mid})
+        await call(
+            conn, "POST", url + "/queue/push", {"topic": topic, "message": {"w": w, "n": seq}, "message_id": mid}
+        )
         status, got = await call(conn, "GET", f"{url}/queue/pop/{topic}/{consumer}?visibility_timeout={VISIBILITY}")
         if status == 204 or not isinstance(got, dict) or "message_id" not in got:
             raise OpError(f"pop answered {status} {got!r:.100}")
-        await call(conn, "POST", url + "/queue/ack", {"topic": topic, "consumer_id": consumer,
-                                                     "message_id": got["message_id"]})
+        await call(
+            conn, "POST", url + "/queue/ack", {"topic": topic, "consumer_id": consumer, "message_id": got["message_id"]}
+        )
+
     return op
 
 
@@ -105,6 +107,7 @@ def raw_cycle(store: RedisQueueStore, tag: str) -> Op:
             raise OpError("pop answered None (nothing ready)")
         if not await store.ack(topic, consumer, got.message_id):
             raise OpError(f"ack of {got.message_id} answered False")
+
     return op
 
 
@@ -134,8 +137,13 @@ async def bench(duration: float) -> list[Row]:
             urls = [n.url for n in cluster.nodes.values()]
             probe = await owner_url(cluster, "q-ceiling")
             for c in CONCURRENCY:
-                rows.append(("ceiling (3× GET /health)", "owner",
-                             await run_ops("ceiling", health_triple(probe), c, duration, timeout=HTTP_TIMEOUT)))
+                rows.append(
+                    (
+                        "ceiling (3× GET /health)",
+                        "owner",
+                        await run_ops("ceiling", health_triple(probe), c, duration, timeout=HTTP_TIMEOUT),
+                    )
+                )
             plan = [("owner", c) for c in CONCURRENCY] + [("forwarded", FORWARDED_CONCURRENCY)]
             for target, c in plan:
                 tag = f"q{next(_rows)}"
@@ -144,14 +152,21 @@ async def bench(duration: float) -> list[Row]:
                     dest = owners
                 else:  # another node than the owner, spread over the two others
                     dest = [[u for u in urls if u != o][w % (len(urls) - 1)] for w, o in enumerate(owners)]
-                rows.append((f"rakit→{target}", target,
-                             await run_ops(f"rakit→{target}", rakit_cycle(dest, tag), c, duration, timeout=HTTP_TIMEOUT)))
+                rows.append(
+                    (
+                        f"rakit→{target}",
+                        target,
+                        await run_ops(f"rakit→{target}", rakit_cycle(dest, tag), c, duration, timeout=HTTP_TIMEOUT),
+                    )
+                )
             redis = connect(cluster.redis_url)
             try:
                 store = RedisQueueStore(redis, max_deliveries=5, dedup_window=300.0)
                 for c in CONCURRENCY:
                     tag = f"q{next(_rows)}"
-                    rows.append((RAW, "redis", await run_ops(RAW, raw_cycle(store, tag), c, duration, timeout=HTTP_TIMEOUT)))
+                    rows.append(
+                        (RAW, "redis", await run_ops(RAW, raw_cycle(store, tag), c, duration, timeout=HTTP_TIMEOUT))
+                    )
             finally:
                 await redis.aclose()
         finally:
@@ -160,8 +175,15 @@ async def bench(duration: float) -> list[Row]:
 
 
 def table_row(workload: str, target: str, r: LoadResult) -> list[str]:
-    return [workload, target, str(r.concurrency), f"{r.ops_per_s:,.0f}", f"{r.pct(50):.2f}",
-            f"{r.pct(99):.2f}", str(r.errors)]
+    return [
+        workload,
+        target,
+        str(r.concurrency),
+        f"{r.ops_per_s:,.0f}",
+        f"{r.pct(50):.2f}",
+        f"{r.pct(99):.2f}",
+        str(r.errors),
+    ]
 
 
 def ratio(a: float, b: float) -> str:
@@ -171,8 +193,11 @@ def ratio(a: float, b: float) -> str:
 def main() -> None:
     args = bench_args(__doc__)  # --no-etcd: accepted, no-op
     rows = asyncio.run(bench(args.duration))
-    print_table("Queue push→pop→ack cycles (3 nodes, Redis on loopback, one machine)",
-                [table_row(*row) for row in rows], HEADERS)
+    print_table(
+        "Queue push→pop→ack cycles (3 nodes, Redis on loopback, one machine)",
+        [table_row(*row) for row in rows],
+        HEADERS,
+    )
     for workload, target, r in rows:
         if r.error_samples:
             print(f"  {workload} c={r.concurrency}: {r.errors} errors, such as:")
@@ -184,10 +209,14 @@ def main() -> None:
         e = raw.get(r.concurrency)
         if not workload.startswith("rakit") or e is None:
             continue
-        table.append([f"{workload} / redis-py", str(r.concurrency), ratio(r.ops_per_s, e.ops_per_s),
-                      ratio(r.pct(50), e.pct(50))])
-    print_table("Ratios rakit/redis-py (cycles/s: higher is better; p50: lower is better)", table,
-                ["workload", "conc", "cycles/s ratio", "p50 ratio"])
+        table.append(
+            [f"{workload} / redis-py", str(r.concurrency), ratio(r.ops_per_s, e.ops_per_s), ratio(r.pct(50), e.pct(50))]
+        )
+    print_table(
+        "Ratios rakit/redis-py (cycles/s: higher is better; p50: lower is better)",
+        table,
+        ["workload", "conc", "cycles/s ratio", "p50 ratio"],
+    )
     owner64 = next((r for w, _, r in rows if w == "rakit→owner" and r.concurrency == 64), None)
     if owner64 is not None and 64 in raw and raw[64].ops_per_s:
         share = owner64.ops_per_s / raw[64].ops_per_s

@@ -39,16 +39,24 @@ async def bench(duration: float, rounds: int, with_etcd: bool) -> list[LoadResul
     with both_clusters(with_etcd) as up:
         targets: list[tuple[str, RequestFn]] = [
             ("ceiling (GET /health)", lambda w, s: ("GET", up.leader + "/health", None)),
-            *[(name, lambda w, s, t=target: ("POST", t + "/kv/put", {"key": f"k{w}", "value": s}))
-              for name, target in (("rakit→leader", up.leader), ("rakit→follower", up.follower))],
+            *[
+                (name, lambda w, s, t=target: ("POST", t + "/kv/put", {"key": f"k{w}", "value": s}))
+                for name, target in (("rakit→leader", up.leader), ("rakit→follower", up.follower))
+            ],
         ]
         if up.etcd is not None:
-            targets.append(("etcd put→leader", lambda w, s: ("POST", up.etcd_leader + "/v3/kv/put",
-                                                             {"key": b64(f"k{w}"), "value": b64(str(s))})))
+            targets.append(
+                (
+                    "etcd put→leader",
+                    lambda w, s: ("POST", up.etcd_leader + "/v3/kv/put", {"key": b64(f"k{w}"), "value": b64(str(s))}),
+                )
+            )
         results: list[LoadResult] = []
         for c in CONCURRENCY:
-            rows = [(name, lambda seconds, name=name, request=request, c=c: run_load(name, request, c, seconds))
-                    for name, request in targets]
+            rows = [
+                (name, lambda seconds, name=name, request=request, c=c: run_load(name, request, c, seconds))
+                for name, request in targets
+            ]
             results.extend(result for _, result in await in_turns(rows, duration, rounds))
     return results
 
@@ -69,10 +77,21 @@ def main() -> None:
             e = by[("etcd put→leader", c)]
             for name in ("rakit→leader", "rakit→follower"):
                 r = by[(name, c)]
-                rows.append([f"{name} / etcd", str(c), f"{r.ops_per_s / e.ops_per_s:.2f}×",
-                             f"{r.pct(50) / e.pct(50):.2f}×", f"{r.pct(99) / e.pct(99):.2f}×", ""])
-        print_table("Ratios (throughput: higher is better; latency: lower is better)", rows,
-                    ["workload", "conc", "ops/s ratio", "p50 ratio", "p99 ratio", ""])
+                rows.append(
+                    [
+                        f"{name} / etcd",
+                        str(c),
+                        f"{r.ops_per_s / e.ops_per_s:.2f}×",
+                        f"{r.pct(50) / e.pct(50):.2f}×",
+                        f"{r.pct(99) / e.pct(99):.2f}×",
+                        "",
+                    ]
+                )
+        print_table(
+            "Ratios (throughput: higher is better; latency: lower is better)",
+            rows,
+            ["workload", "conc", "ops/s ratio", "p50 ratio", "p99 ratio", ""],
+        )
 
 
 if __name__ == "__main__":

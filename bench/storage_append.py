@@ -63,6 +63,7 @@ def _saver(kind: str, path: str, size: int) -> Callable[[list[Entry], int], None
         os.pwrite(fd, data, offset)
         os.fdatasync(fd)
         offset += len(data)
+
     return bare
 
 
@@ -85,8 +86,10 @@ def _writer(kind: str, path: str, batch: int, seconds: float, size: int, start_a
 def run(tmp: str, kind: str, writers: int, batch: int, seconds: float, size: int) -> tuple[float, float, float]:
     """Saves per second per writer, p50 and p99 in ms."""
     start_at = time.time() + 0.5  # every writer has opened its store by then
-    args = [(kind, os.path.join(tmp, f"{kind[:4]}-{writers}-{batch}-{w}"), batch, seconds, size, start_at)
-            for w in range(writers)]
+    args = [
+        (kind, os.path.join(tmp, f"{kind[:4]}-{writers}-{batch}-{w}"), batch, seconds, size, start_at)
+        for w in range(writers)
+    ]
     with multiprocessing.get_context("spawn").Pool(writers) as pool:
         results = pool.starmap(_writer, args)
     times = sorted(t for r in results for t in r)
@@ -102,16 +105,20 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rakit-bench-", dir=args.dir) as tmp:
         print(f"{args.size}-byte entries, a hard state per save, in {tmp}")
-        print(f"{'store':<16} {'writers':>7} {'batch':>5} {'saves/s/writer':>14} {'p50 ms':>7} "
-              f"{'p99 ms':>7} {'p50 / bare':>10}")
+        print(
+            f"{'store':<16} {'writers':>7} {'batch':>5} {'saves/s/writer':>14} {'p50 ms':>7} "
+            f"{'p99 ms':>7} {'p50 / bare':>10}"
+        )
         for writers in WRITERS:
             for batch in BATCH_SIZES:
                 floor = None
                 for kind in KINDS:
                     rate, p50, p99 = run(tmp, kind, writers, batch, args.seconds, args.size)
                     floor = floor or p50
-                    print(f"{kind:<16} {writers:>7} {batch:>5} {rate:>14,.0f} {p50:>7.3f} {p99:>7.3f} "
-                          f"{p50 / floor:>9.2f}×")
+                    print(
+                        f"{kind:<16} {writers:>7} {batch:>5} {rate:>14,.0f} {p50:>7.3f} {p99:>7.3f} "
+                        f"{p50 / floor:>9.2f}×"
+                    )
 
 
 if __name__ == "__main__":

@@ -34,12 +34,17 @@ from rakit.launcher import LocalCluster  # noqa: E402
 def transfer_trial(cluster: LocalCluster, n: int) -> tuple[float, float]:
     cluster.wait_until(lambda: caught_up(cluster), 30, "every node to catch up")
     leader = cluster.wait_for_leader(timeout=15)
-    target, third = sorted(i for i in cluster.nodes if i != leader)[: 2]
+    target, third = sorted(i for i in cluster.nodes if i != leader)[:2]
     status, _ = post(cluster.nodes[leader].url + "/kv/put", {"key": "warm", "value": n}, timeout=5)
     assert status == 200, status
     started = time.perf_counter()
-    status, body = call("POST", cluster.nodes[leader].url + "/cluster/transfer-leader", {"to": target}, timeout=5,
-                        secret=cluster.cluster_secret)
+    status, body = call(
+        "POST",
+        cluster.nodes[leader].url + "/cluster/transfer-leader",
+        {"to": target},
+        timeout=5,
+        secret=cluster.cluster_secret,
+    )
     handed_over = time.perf_counter() - started
     assert status == 200 and body["leader"] == target, (status, body)
     deadline = started + 30
@@ -54,8 +59,14 @@ def transfer_trial(cluster: LocalCluster, n: int) -> tuple[float, float]:
 def row(name: str, times: list[float]) -> list[str]:
     ordered = sorted(times)
     p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
-    return [name, str(len(times)), f"{statistics.median(times) * 1000:.0f}", f"{p90 * 1000:.0f}",
-            f"{max(times) * 1000:.0f}", f"{min(times) * 1000:.0f}"]
+    return [
+        name,
+        str(len(times)),
+        f"{statistics.median(times) * 1000:.0f}",
+        f"{p90 * 1000:.0f}",
+        f"{max(times) * 1000:.0f}",
+        f"{min(times) * 1000:.0f}",
+    ]
 
 
 def main() -> None:
@@ -73,10 +84,11 @@ def main() -> None:
             for n in range(args.trials):
                 crash.append(failover_trial(cluster, n))
                 print(f"failover {n + 1}: {crash[-1] * 1000:.0f} ms", flush=True)
-    print_table("Leadership transfer vs. crash failover (3 nodes, same cluster, same run)",
-                [row("transfer: hand-over", hand), row("transfer: write gap", gap),
-                 row("crash: SIGKILL → first write", crash)],
-                ["measure", "trials", "median ms", "p90 ms", "max ms", "min ms"])
+    print_table(
+        "Leadership transfer vs. crash failover (3 nodes, same cluster, same run)",
+        [row("transfer: hand-over", hand), row("transfer: write gap", gap), row("crash: SIGKILL → first write", crash)],
+        ["measure", "trials", "median ms", "p90 ms", "max ms", "min ms"],
+    )
     print(f"median write gap, transfer / crash failover: {statistics.median(gap) / statistics.median(crash):.2f}×")
 
 

@@ -10,9 +10,15 @@ import urllib.request
 from typing import Any
 
 
-def call(method: str, url: str, body: Any = None, timeout: float = 10.0,
-         raw: bytes | None = None, headers: dict[str, str] | None = None,
-         secret: str | None = None) -> tuple[int, Any]:
+def call(
+    method: str,
+    url: str,
+    body: Any = None,
+    timeout: float = 10.0,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    secret: str | None = None,
+) -> tuple[int, Any]:
     """(status, decoded JSON or None); status 0 when the node could not be reached.
 
     ``secret``: sign the call with the cluster secret, as an operator does
@@ -26,8 +32,9 @@ def call(method: str, url: str, body: Any = None, timeout: float = 10.0,
             return 0, None
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         headers = {**(headers or {}), **internal_headers(secret, health["node_id"], method, target, data or b"")}
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json", **(headers or {})})
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             payload = resp.read()
@@ -50,13 +57,20 @@ def get(url: str, timeout: float = 10.0) -> tuple[int, Any]:
     return call("GET", url, None, timeout)
 
 
-def retry_until_ok(method: str, url: str, body: Any = None, timeout: float = 15.0,
-                   ok: tuple[int, ...] = (200,), secret: str | None = None) -> tuple[int, Any]:
+def retry_until_ok(
+    method: str,
+    url: str,
+    body: Any = None,
+    timeout: float = 15.0,
+    ok: tuple[int, ...] = (200,),
+    secret: str | None = None,
+) -> tuple[int, Any]:
     """Repeat a request until its status is in ``ok`` or ``timeout`` passes (then return the last)."""
     deadline = time.monotonic() + timeout
     while True:
-        status, payload = call(method, url, body, timeout=max(0.5, min(5.0, deadline - time.monotonic())),
-                               secret=secret)
+        status, payload = call(
+            method, url, body, timeout=max(0.5, min(5.0, deadline - time.monotonic())), secret=secret
+        )
         if status in ok or time.monotonic() >= deadline:
             return status, payload
         time.sleep(0.05)

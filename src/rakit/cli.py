@@ -30,44 +30,129 @@ def fail(message: str, code: int = 2) -> None:
 
 @app.command()
 def node(
-    node_id: Annotated[Optional[str], typer.Option("--id", envvar="NODE_ID", help="This node's id; must be in --peers.")] = None,
+    node_id: Annotated[
+        Optional[str], typer.Option("--id", envvar="NODE_ID", help="This node's id; must be in --peers.")
+    ] = None,
     host: Annotated[str, typer.Option(envvar="NODE_HOST", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[Optional[int], typer.Option(envvar="NODE_PORT", help="Port to listen on (default: from --peers).")] = None,
-    peers: Annotated[Optional[str], typer.Option(envvar="PEERS", help="Every member as id=url, comma-separated, this node included.")] = None,
-    redis_url: Annotated[str, typer.Option(envvar="REDIS_URL", help="Redis for the queue.")] = "redis://127.0.0.1:6379/0",
-    data_dir: Annotated[Optional[str], typer.Option(envvar="DATA_DIR", help="Where Raft state is kept (default ./data/<id>).")] = None,
-    cache_capacity: Annotated[Optional[int], typer.Option(envvar="CACHE_CAPACITY", help="Cache entries per node.")] = None,
-    cache_max_bytes: Annotated[Optional[int], typer.Option(envvar="CACHE_MAX_BYTES", help="Cache bytes per node.")] = None,
-    max_deliveries: Annotated[Optional[int], typer.Option(envvar="MAX_DELIVERIES", help="Deliveries before a message is dead-lettered.")] = None,
-    dedup_window: Annotated[Optional[float], typer.Option(envvar="DEDUP_WINDOW", help="Seconds a queue message_id is remembered.")] = None,
+    port: Annotated[
+        Optional[int], typer.Option(envvar="NODE_PORT", help="Port to listen on (default: from --peers).")
+    ] = None,
+    peers: Annotated[
+        Optional[str], typer.Option(envvar="PEERS", help="Every member as id=url, comma-separated, this node included.")
+    ] = None,
+    redis_url: Annotated[
+        str, typer.Option(envvar="REDIS_URL", help="Redis for the queue.")
+    ] = "redis://127.0.0.1:6379/0",
+    data_dir: Annotated[
+        Optional[str], typer.Option(envvar="DATA_DIR", help="Where Raft state is kept (default ./data/<id>).")
+    ] = None,
+    cache_capacity: Annotated[
+        Optional[int], typer.Option(envvar="CACHE_CAPACITY", help="Cache entries per node.")
+    ] = None,
+    cache_max_bytes: Annotated[
+        Optional[int], typer.Option(envvar="CACHE_MAX_BYTES", help="Cache bytes per node.")
+    ] = None,
+    max_deliveries: Annotated[
+        Optional[int], typer.Option(envvar="MAX_DELIVERIES", help="Deliveries before a message is dead-lettered.")
+    ] = None,
+    dedup_window: Annotated[
+        Optional[float], typer.Option(envvar="DEDUP_WINDOW", help="Seconds a queue message_id is remembered.")
+    ] = None,
     tick_ms: Annotated[Optional[int], typer.Option(envvar="RAFT_TICK_MS", help="Raft tick in milliseconds.")] = None,
-    election_ticks: Annotated[Optional[int], typer.Option(envvar="RAFT_ELECTION_TICKS", help="Election timeout in ticks (randomized up to 2x).")] = None,
-    heartbeat_ticks: Annotated[Optional[int], typer.Option(envvar="RAFT_HEARTBEAT_TICKS", help="Heartbeat interval in ticks.")] = None,
-    snapshot_entries: Annotated[Optional[int], typer.Option(envvar="RAFT_SNAPSHOT_ENTRIES", help="Snapshot after this many applied entries.")] = None,
+    election_ticks: Annotated[
+        Optional[int],
+        typer.Option(envvar="RAFT_ELECTION_TICKS", help="Election timeout in ticks (randomized up to 2x)."),
+    ] = None,
+    heartbeat_ticks: Annotated[
+        Optional[int], typer.Option(envvar="RAFT_HEARTBEAT_TICKS", help="Heartbeat interval in ticks.")
+    ] = None,
+    snapshot_entries: Annotated[
+        Optional[int], typer.Option(envvar="RAFT_SNAPSHOT_ENTRIES", help="Snapshot after this many applied entries.")
+    ] = None,
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL", help="debug, info, warning or error.")] = "warning",
-    cluster_secret: Annotated[Optional[str], typer.Option(envvar="CLUSTER_SECRET", help="Shared secret every node-to-node call proves (>= 16 chars).")] = None,
-    cluster_secret_file: Annotated[Optional[str], typer.Option(envvar="CLUSTER_SECRET_FILE", help="A file holding the cluster secret.")] = None,
-    auth_tokens: Annotated[Optional[str], typer.Option(envvar="AUTH_TOKENS", help="Client API tokens file (JSON); requests then need a token.")] = None,
-    tls_cert: Annotated[Optional[str], typer.Option(envvar="TLS_CERT", help="PEM certificate: serve HTTPS and present it to peers.")] = None,
+    cluster_secret: Annotated[
+        Optional[str],
+        typer.Option(envvar="CLUSTER_SECRET", help="Shared secret every node-to-node call proves (>= 16 chars)."),
+    ] = None,
+    cluster_secret_file: Annotated[
+        Optional[str], typer.Option(envvar="CLUSTER_SECRET_FILE", help="A file holding the cluster secret.")
+    ] = None,
+    auth_tokens: Annotated[
+        Optional[str],
+        typer.Option(envvar="AUTH_TOKENS", help="Client API tokens file (JSON); requests then need a token."),
+    ] = None,
+    tls_cert: Annotated[
+        Optional[str], typer.Option(envvar="TLS_CERT", help="PEM certificate: serve HTTPS and present it to peers.")
+    ] = None,
     tls_key: Annotated[Optional[str], typer.Option(envvar="TLS_KEY", help="PEM private key of --tls-cert.")] = None,
-    tls_ca: Annotated[Optional[str], typer.Option(envvar="TLS_CA", help="PEM CA: verify peers (mutual TLS between nodes).")] = None,
-    join: Annotated[Optional[str], typer.Option(envvar="JOIN", help="URL of any member of a running cluster: join it as a learner (then promote).")] = None,
-    allowed_hosts: Annotated[Optional[str], typer.Option(envvar="ALLOWED_HOSTS", help="Host names clients reach this node under, comma-separated (default: its own, its peers', localhost; * for any).")] = None,
-    insecure: Annotated[bool, typer.Option("--insecure", envvar="RAKIT_INSECURE", help="Serve a non-loopback --host without a cluster secret (anyone who reaches the node can then change the cluster).")] = False,
-    repair: Annotated[bool, typer.Option("--repair", help="Start although the Raft log is damaged in the middle: drop the damaged record and everything after it, keep the latest term and vote (safe only while the other members hold those entries; see SECURITY.md).")] = False,
-    advertise_url: Annotated[Optional[str], typer.Option(envvar="ADVERTISE_URL", help="With --join: the URL the others reach this node at (default http://host:port).")] = None,
+    tls_ca: Annotated[
+        Optional[str], typer.Option(envvar="TLS_CA", help="PEM CA: verify peers (mutual TLS between nodes).")
+    ] = None,
+    join: Annotated[
+        Optional[str],
+        typer.Option(
+            envvar="JOIN", help="URL of any member of a running cluster: join it as a learner (then promote)."
+        ),
+    ] = None,
+    allowed_hosts: Annotated[
+        Optional[str],
+        typer.Option(
+            envvar="ALLOWED_HOSTS",
+            help="Host names clients reach this node under, comma-separated (default: its own, its peers', localhost; * for any).",
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            envvar="RAKIT_INSECURE",
+            help="Serve a non-loopback --host without a cluster secret (anyone who reaches the node can then change the cluster).",
+        ),
+    ] = False,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Start although the Raft log is damaged in the middle: drop the damaged record and everything after it, keep the latest term and vote (safe only while the other members hold those entries; see SECURITY.md).",
+        ),
+    ] = False,
+    advertise_url: Annotated[
+        Optional[str],
+        typer.Option(
+            envvar="ADVERTISE_URL",
+            help="With --join: the URL the others reach this node at (default http://host:port).",
+        ),
+    ] = None,
 ) -> None:
     """Run one rakit node (see API.md, "Starting a node")."""
     try:
         config = build_config(
-            node_id=node_id, host=host, port=port, peers=peers, redis_url=redis_url,
-            data_dir=data_dir, cache_capacity=cache_capacity, cache_max_bytes=cache_max_bytes,
-            max_deliveries=max_deliveries, dedup_window=dedup_window, tick_ms=tick_ms,
-            election_ticks=election_ticks, heartbeat_ticks=heartbeat_ticks,
-            snapshot_entries=snapshot_entries, log_level=log_level.lower(),
-            cluster_secret=cluster_secret, cluster_secret_file=cluster_secret_file, auth_tokens=auth_tokens,
-            tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, join=join, advertise_url=advertise_url, insecure=insecure,
-            allowed_hosts=allowed_hosts, repair_log=repair,
+            node_id=node_id,
+            host=host,
+            port=port,
+            peers=peers,
+            redis_url=redis_url,
+            data_dir=data_dir,
+            cache_capacity=cache_capacity,
+            cache_max_bytes=cache_max_bytes,
+            max_deliveries=max_deliveries,
+            dedup_window=dedup_window,
+            tick_ms=tick_ms,
+            election_ticks=election_ticks,
+            heartbeat_ticks=heartbeat_ticks,
+            snapshot_entries=snapshot_entries,
+            log_level=log_level.lower(),
+            cluster_secret=cluster_secret,
+            cluster_secret_file=cluster_secret_file,
+            auth_tokens=auth_tokens,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_ca=tls_ca,
+            join=join,
+            advertise_url=advertise_url,
+            insecure=insecure,
+            allowed_hosts=allowed_hosts,
+            repair_log=repair,
         )
     except ConfigError as exc:
         fail(str(exc))
@@ -97,11 +182,15 @@ def recover(
     except (ConfigError, RecoverError) as exc:
         fail(str(exc), code=1)
         return
-    print(f"recovered {node_id} at log index {done.index} (term {done.term}) as a one-member cluster; "
-          f"kept {done.past_commit} entries past the saved commit index; the old log is kept as {done.backup}")
-    print(f"next: rakit node --id {node_id} --peers {node_id}={url.rstrip('/')} --data-dir {data_dir} "
-          f"(with the cluster secret), then bring the others back with empty data dirs: "
-          f"rakit node --join {url.rstrip('/')} ..., rakit member promote <id>")
+    print(
+        f"recovered {node_id} at log index {done.index} (term {done.term}) as a one-member cluster; "
+        f"kept {done.past_commit} entries past the saved commit index; the old log is kept as {done.backup}"
+    )
+    print(
+        f"next: rakit node --id {node_id} --peers {node_id}={url.rstrip('/')} --data-dir {data_dir} "
+        f"(with the cluster secret), then bring the others back with empty data dirs: "
+        f"rakit node --join {url.rstrip('/')} ..., rakit member promote <id>"
+    )
 
 
 @app.command()
@@ -109,9 +198,13 @@ def up(
     nodes: Annotated[int, typer.Option(help="Cluster size: 1, 3 or 5.")] = 3,
     host: Annotated[str, typer.Option(help="Address the nodes listen on.")] = "127.0.0.1",
     base_port: Annotated[int, typer.Option(help="node1 listens here, node2 on the next port, ...")] = 8001,
-    redis_url: Annotated[Optional[str], typer.Option(envvar="REDIS_URL", help="Use this Redis instead of starting one.")] = None,
+    redis_url: Annotated[
+        Optional[str], typer.Option(envvar="REDIS_URL", help="Use this Redis instead of starting one.")
+    ] = None,
     redis_port: Annotated[int, typer.Option(help="Port for the Redis that rakit up starts.")] = 6390,
-    data_root: Annotated[str, typer.Option(envvar="RAKIT_DATA", help="Folder for every node's data dir.")] = "./rakit-data",
+    data_root: Annotated[
+        str, typer.Option(envvar="RAKIT_DATA", help="Folder for every node's data dir.")
+    ] = "./rakit-data",
     fresh: Annotated[bool, typer.Option("--fresh", help="Wipe the data folder first.")] = False,
 ) -> None:
     """Start a local cluster and the Redis it needs; Ctrl-C stops everything."""
@@ -120,8 +213,15 @@ def up(
     if nodes not in (1, 3, 5):
         fail("--nodes must be 1, 3 or 5")
     try:
-        code = run_up(nodes=nodes, host=host, base_port=base_port, redis_url=redis_url,
-                      redis_port=redis_port, data_root=data_root, fresh=fresh)
+        code = run_up(
+            nodes=nodes,
+            host=host,
+            base_port=base_port,
+            redis_url=redis_url,
+            redis_port=redis_port,
+            data_root=data_root,
+            fresh=fresh,
+        )
     except LaunchError as exc:
         fail(str(exc), code=1)
         return

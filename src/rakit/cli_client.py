@@ -25,13 +25,23 @@ from rich.table import Table
 
 from rakit.client import Client, RakitError, calls
 
-Nodes = Annotated[Optional[str], typer.Option(
-    "--nodes", envvar="RAKIT_NODES", help="Node URLs, comma-separated (default: the local cluster).")]
-ApiToken = Annotated[Optional[str], typer.Option(
-    "--token", envvar="RAKIT_TOKEN", help="API token, when the cluster runs with --auth-tokens.")]
-Secret = Annotated[Optional[str], typer.Option(
-    "--cluster-secret", envvar="CLUSTER_SECRET", show_default=False,
-    help="The cluster secret (or CLUSTER_SECRET_FILE): membership changes and leader transfer are signed with it.")]
+Nodes = Annotated[
+    Optional[str],
+    typer.Option("--nodes", envvar="RAKIT_NODES", help="Node URLs, comma-separated (default: the local cluster)."),
+]
+ApiToken = Annotated[
+    Optional[str],
+    typer.Option("--token", envvar="RAKIT_TOKEN", help="API token, when the cluster runs with --auth-tokens."),
+]
+Secret = Annotated[
+    Optional[str],
+    typer.Option(
+        "--cluster-secret",
+        envvar="CLUSTER_SECRET",
+        show_default=False,
+        help="The cluster secret (or CLUSTER_SECRET_FILE): membership changes and leader transfer are signed with it.",
+    ),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 ClientId = Annotated[str, typer.Option("--client-id", "-c", help="The lock holder's id.")]
 ConsumerId = Annotated[str, typer.Option("--consumer-id", "-c", help="The consumer's id.")]
@@ -92,6 +102,7 @@ def kv_table(title: str) -> Callable[[dict[str, Any]], Table]:
         for key, value in data.items():
             table.add_row(str(key), json.dumps(value) if isinstance(value, (dict, list)) else str(value))
         return table
+
     return render
 
 
@@ -105,15 +116,22 @@ def status_table(nodes: list[dict[str, Any]]) -> Table:
     for n in nodes:
         role = n.get("role", "-")
         style = {"leader": "bold green", "follower": "cyan"}.get(role, "yellow")
-        table.add_row(n.get("node_id", "?"), n["url"], f"[{style}]{role}[/]", str(n.get("term", "-")),
-                      str(n.get("leader_id") or "-"), str(n.get("commit_index", "-")),
-                      str(n.get("last_applied", "-")),
-                      "[green]ok[/]" if n["ok"] else f"[red]down[/] {n.get('error', '')[:60]}")
+        table.add_row(
+            n.get("node_id", "?"),
+            n["url"],
+            f"[{style}]{role}[/]",
+            str(n.get("term", "-")),
+            str(n.get("leader_id") or "-"),
+            str(n.get("commit_index", "-")),
+            str(n.get("last_applied", "-")),
+            "[green]ok[/]" if n["ok"] else f"[red]down[/] {n.get('error', '')[:60]}",
+        )
     return table
 
 
 def status(
-    nodes: Nodes = None, token: ApiToken = None,
+    nodes: Nodes = None,
+    token: ApiToken = None,
     as_json: AsJson = False,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh every second until Ctrl-C.")] = False,
     wait_leader: Annotated[float, typer.Option(help="Wait up to this many seconds for a leader first.")] = 0.0,
@@ -144,19 +162,25 @@ def status(
 
 @lock_app.command("acquire")
 def lock_acquire(
-    resource: str, client_id: ClientId,
+    resource: str,
+    client_id: ClientId,
     mode: Annotated[str, typer.Option(help="exclusive or shared.")] = "exclusive",
     ttl: Annotated[float, typer.Option(help="Lease in seconds (not renewed: this command exits).")] = 30.0,
     timeout: Annotated[float, typer.Option(help="Seconds to wait in line (0: fail at once).")] = 0.0,
-    nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False,
+    nodes: Nodes = None,
+    token: ApiToken = None,
+    as_json: AsJson = False,
 ) -> None:
     """Acquire a lock for CLIENT_ID; prints the grant and its fencing token."""
     if mode not in ("exclusive", "shared"):
         err_console.print("rakit: error: --mode must be exclusive or shared")
         raise typer.Exit(2)
     with connected(nodes, token) as client:
-        with console.status(f"waiting for {resource} ...", spinner="dots") if timeout > 0 and console.is_terminal \
-                else _nothing():
+        with (
+            console.status(f"waiting for {resource} ...", spinner="dots")
+            if timeout > 0 and console.is_terminal
+            else _nothing()
+        ):
             grant = client.acquire(resource, client_id, mode=mode, ttl=ttl, timeout=timeout)  # type: ignore[arg-type]
         emit(grant, as_json, kv_table(f"granted {resource}"))
 
@@ -168,10 +192,14 @@ def _nothing() -> Iterator[None]:
 
 @lock_app.command("release")
 def lock_release(
-    resource: str, client_id: ClientId,
-    fencing_token: Annotated[Optional[int], typer.Option(
-        "--fencing-token", help="Only if this is the current fencing token.")] = None,
-    nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False,
+    resource: str,
+    client_id: ClientId,
+    fencing_token: Annotated[
+        Optional[int], typer.Option("--fencing-token", help="Only if this is the current fencing token.")
+    ] = None,
+    nodes: Nodes = None,
+    token: ApiToken = None,
+    as_json: AsJson = False,
 ) -> None:
     """Release CLIENT_ID's hold on RESOURCE."""
     with connected(nodes, token) as client:
@@ -181,9 +209,12 @@ def lock_release(
 
 @lock_app.command("renew")
 def lock_renew(
-    resource: str, client_id: ClientId,
+    resource: str,
+    client_id: ClientId,
     ttl: Annotated[Optional[float], typer.Option(help="New lease in seconds (default: the hold's own).")] = None,
-    nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False,
+    nodes: Nodes = None,
+    token: ApiToken = None,
+    as_json: AsJson = False,
 ) -> None:
     """Restart CLIENT_ID's lease on RESOURCE."""
     with connected(nodes, token) as client:
@@ -199,9 +230,12 @@ def lock_status(resource: str, nodes: Nodes = None, token: ApiToken = None, as_j
 
 @lock_app.command("watch")
 def lock_watch(
-    resource: str, client_id: ClientId,
+    resource: str,
+    client_id: ClientId,
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds (≤ 300).")] = 30.0,
-    nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False,
+    nodes: Nodes = None,
+    token: ApiToken = None,
+    as_json: AsJson = False,
 ) -> None:
     """Wait until CLIENT_ID's hold on RESOURCE ends."""
     with connected(nodes, token) as client:
@@ -221,9 +255,12 @@ def message_table(data: Any) -> Table | str:
 
 @queue_app.command("push")
 def queue_push(
-    topic: str, message: Annotated[str, typer.Argument(help="JSON (a bare word is a string).")],
+    topic: str,
+    message: Annotated[str, typer.Argument(help="JSON (a bare word is a string).")],
     message_id: Annotated[Optional[str], typer.Option(help="Idempotency key (default: random).")] = None,
-    nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False,
+    nodes: Nodes = None,
+    token: ApiToken = None,
+    as_json: AsJson = False,
 ) -> None:
     """Push MESSAGE to TOPIC; prints its message id."""
     with connected(nodes, token) as client:
@@ -233,22 +270,39 @@ def queue_push(
 
 @queue_app.command("pop")
 def queue_pop(
-    topic: str, consumer_id: ConsumerId,
+    topic: str,
+    consumer_id: ConsumerId,
     visibility_timeout: Annotated[float, typer.Option(help="Seconds before an un-acked message returns.")] = 30.0,
     wait: Annotated[float, typer.Option(help="Long-poll up to this many seconds (≤ 20).")] = 0.0,
-    nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False,
+    nodes: Nodes = None,
+    token: ApiToken = None,
+    as_json: AsJson = False,
 ) -> None:
     """Pop the next message of TOPIC for CONSUMER_ID (then ack it)."""
     with connected(nodes, token) as client:
         m = client.queue(topic).pop(consumer_id, visibility_timeout=visibility_timeout, wait=wait)
-        data = None if m is None else {"topic": m.topic, "message_id": m.message_id, "message": m.message,
-                                       "delivery_count": m.delivery_count}
+        data = (
+            None
+            if m is None
+            else {
+                "topic": m.topic,
+                "message_id": m.message_id,
+                "message": m.message,
+                "delivery_count": m.delivery_count,
+            }
+        )
         emit(data, as_json, message_table)
 
 
 @queue_app.command("ack")
-def queue_ack(topic: str, message_id: str, consumer_id: ConsumerId, nodes: Nodes = None, token: ApiToken = None,
-              as_json: AsJson = False) -> None:
+def queue_ack(
+    topic: str,
+    message_id: str,
+    consumer_id: ConsumerId,
+    nodes: Nodes = None,
+    token: ApiToken = None,
+    as_json: AsJson = False,
+) -> None:
     """Acknowledge MESSAGE_ID, popped by CONSUMER_ID."""
     with connected(nodes, token) as client:
         client.queue(topic).ack(message_id, consumer_id)
@@ -256,8 +310,14 @@ def queue_ack(topic: str, message_id: str, consumer_id: ConsumerId, nodes: Nodes
 
 
 @queue_app.command("nack")
-def queue_nack(topic: str, message_id: str, consumer_id: ConsumerId, nodes: Nodes = None, token: ApiToken = None,
-               as_json: AsJson = False) -> None:
+def queue_nack(
+    topic: str,
+    message_id: str,
+    consumer_id: ConsumerId,
+    nodes: Nodes = None,
+    token: ApiToken = None,
+    as_json: AsJson = False,
+) -> None:
     """Give MESSAGE_ID back at once (redelivered)."""
     with connected(nodes, token) as client:
         client.queue(topic).nack(message_id, consumer_id)
@@ -272,12 +332,19 @@ def queue_stats(topic: str, nodes: Nodes = None, token: ApiToken = None, as_json
 
 
 @queue_app.command("dead")
-def queue_dead(topic: str, limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
-               nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False) -> None:
+def queue_dead(
+    topic: str,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    nodes: Nodes = None,
+    token: ApiToken = None,
+    as_json: AsJson = False,
+) -> None:
     """List TOPIC's dead letters."""
     with connected(nodes, token) as client:
-        dead = [{"message_id": m.message_id, "message": m.message, "delivery_count": m.delivery_count}
-                for m in client.queue(topic).dead(limit)]
+        dead = [
+            {"message_id": m.message_id, "message": m.message, "delivery_count": m.delivery_count}
+            for m in client.queue(topic).dead(limit)
+        ]
 
         def render(rows: list[dict[str, Any]]) -> Table:
             table = Table(title=f"dead letters of {topic}")
@@ -291,8 +358,13 @@ def queue_dead(topic: str, limit: Annotated[int, typer.Option(help="At most this
 
 
 @queue_app.command("redrive")
-def queue_redrive(topic: str, limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
-                  nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False) -> None:
+def queue_redrive(
+    topic: str,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    nodes: Nodes = None,
+    token: ApiToken = None,
+    as_json: AsJson = False,
+) -> None:
     """Move TOPIC's dead letters back to the queue."""
     with connected(nodes, token) as client:
         moved = client.queue(topic).redrive(limit)
@@ -315,9 +387,12 @@ def cache_get(key: str, nodes: Nodes = None, token: ApiToken = None, as_json: As
 
 @cache_app.command("set")
 def cache_set(
-    key: str, value: Annotated[str, typer.Argument(help="JSON (a bare word is a string).")],
+    key: str,
+    value: Annotated[str, typer.Argument(help="JSON (a bare word is a string).")],
     ttl: Annotated[Optional[float], typer.Option(help="Expire after this many seconds.")] = None,
-    nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = False,
+    nodes: Nodes = None,
+    token: ApiToken = None,
+    as_json: AsJson = False,
 ) -> None:
     """Set KEY to VALUE on every node (peers drop older copies first)."""
     with connected(nodes, token) as client:
@@ -346,16 +421,26 @@ def cache_stats(nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = F
 
         def render(data: list[dict[str, Any]]) -> Table:
             table = Table(title="rakit cache")
-            columns = ("node", "serving", "size", "hits", "misses", "peer_fetches", "evictions",
-                       "invalidations_sent", "invalidations_received")
+            columns = (
+                "node",
+                "serving",
+                "size",
+                "hits",
+                "misses",
+                "peer_fetches",
+                "evictions",
+                "invalidations_sent",
+                "invalidations_received",
+            )
             for column in columns:
                 table.add_column(column, justify="left" if column in ("node", "serving") else "right")
             for r in data:
                 if not r["ok"]:
                     table.add_row(r["url"], f"[red]down[/] {r['error'][:40]}", *[""] * (len(columns) - 2))
                     continue
-                table.add_row(r["node"], "[green]yes[/]" if r["serving"] else "[yellow]no[/]",
-                              *(str(r[c]) for c in columns[2:]))
+                table.add_row(
+                    r["node"], "[green]yes[/]" if r["serving"] else "[yellow]no[/]", *(str(r[c]) for c in columns[2:])
+                )
             return table
 
         emit(rows, as_json, render)
@@ -371,12 +456,17 @@ def members_table(view: dict[str, Any]) -> Table:
     for column in ("id", "role", "url", "caught up"):
         table.add_column(column)
     for m in view.get("voters", []):
-        table.add_row(m["id"], "[bold green]leader[/]" if m["id"] == view.get("leader") else "voter",
-                      m.get("url") or "-", "")
+        table.add_row(
+            m["id"], "[bold green]leader[/]" if m["id"] == view.get("leader") else "voter", m.get("url") or "-", ""
+        )
     for m in view.get("learners", []):
         caught = m.get("caught_up")
-        table.add_row(m["id"], "[yellow]learner[/]", m.get("url") or "-",
-                      "-" if caught is None else ("[green]yes[/]" if caught else "[red]no[/]"))
+        table.add_row(
+            m["id"],
+            "[yellow]learner[/]",
+            m.get("url") or "-",
+            "-" if caught is None else ("[green]yes[/]" if caught else "[red]no[/]"),
+        )
     return table
 
 
@@ -393,32 +483,52 @@ def member_list(nodes: Nodes = None, token: ApiToken = None, as_json: AsJson = F
 
 
 @member_app.command("add")
-def member_add(node_id: Annotated[str, typer.Argument(help="The new node's --id.")],
-               url: Annotated[str, typer.Argument(help="Where it serves, e.g. http://10.0.0.4:8001.")],
-               nodes: Nodes = None, token: ApiToken = None, secret: Secret = None, as_json: AsJson = False) -> None:
+def member_add(
+    node_id: Annotated[str, typer.Argument(help="The new node's --id.")],
+    url: Annotated[str, typer.Argument(help="Where it serves, e.g. http://10.0.0.4:8001.")],
+    nodes: Nodes = None,
+    token: ApiToken = None,
+    secret: Secret = None,
+    as_json: AsJson = False,
+) -> None:
     """Add a node as a learner (``rakit node --join`` does this itself)."""
     with connected(nodes, token, secret) as client:
         emit(client.add_member(node_id, url), as_json, kv_table("added as a learner"))
 
 
 @member_app.command("promote")
-def member_promote(node_id: Annotated[str, typer.Argument(help="A caught-up learner.")],
-                   nodes: Nodes = None, token: ApiToken = None, secret: Secret = None, as_json: AsJson = False) -> None:
+def member_promote(
+    node_id: Annotated[str, typer.Argument(help="A caught-up learner.")],
+    nodes: Nodes = None,
+    token: ApiToken = None,
+    secret: Secret = None,
+    as_json: AsJson = False,
+) -> None:
     """Make a caught-up learner a voter."""
     with connected(nodes, token, secret) as client:
         emit(client.promote(node_id), as_json, kv_table("promoted"))
 
 
 @member_app.command("remove")
-def member_remove(node_id: Annotated[str, typer.Argument(help="A voter or learner.")],
-                  nodes: Nodes = None, token: ApiToken = None, secret: Secret = None, as_json: AsJson = False) -> None:
+def member_remove(
+    node_id: Annotated[str, typer.Argument(help="A voter or learner.")],
+    nodes: Nodes = None,
+    token: ApiToken = None,
+    secret: Secret = None,
+    as_json: AsJson = False,
+) -> None:
     """Remove a member (then stop its process)."""
     with connected(nodes, token, secret) as client:
         emit(client.remove_member(node_id), as_json, kv_table("removed"))
 
 
-def transfer_leader(to: Annotated[str | None, typer.Option(help="The voter to hand leadership to.")] = None,
-                    nodes: Nodes = None, token: ApiToken = None, secret: Secret = None, as_json: AsJson = False) -> None:
+def transfer_leader(
+    to: Annotated[str | None, typer.Option(help="The voter to hand leadership to.")] = None,
+    nodes: Nodes = None,
+    token: ApiToken = None,
+    secret: Secret = None,
+    as_json: AsJson = False,
+) -> None:
     """Hand Raft leadership to another voter (default: the most caught-up one)."""
     with connected(nodes, token, secret) as client:
         emit(client.transfer_leader(to), as_json, kv_table("leadership transferred"))

@@ -133,8 +133,7 @@ def build_config(
     insecure = bool(rest.pop("insecure", False))
     repair_log = bool(rest.pop("repair_log", False))
     allowed = rest.pop("allowed_hosts", None)
-    allowed_hosts = (tuple(h.strip().lower() for h in str(allowed).split(",") if h.strip())
-                     if allowed else None)
+    allowed_hosts = tuple(h.strip().lower() for h in str(allowed).split(",") if h.strip()) if allowed else None
     if join is not None:
         join = str(join).rstrip("/")
         if not parse_peers(f"x={join}"):  # pragma: no cover - parse_peers raises on a bad URL
@@ -146,8 +145,10 @@ def build_config(
                 advertise_url = f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{port}"
             peers = f"{node_id}={advertise_url}"
     if not peers:
-        raise ConfigError("--peers (or PEERS) is required: list every member as id=url, comma-separated "
-                          "(or --join <url of a member> to join a running cluster)")
+        raise ConfigError(
+            "--peers (or PEERS) is required: list every member as id=url, comma-separated "
+            "(or --join <url of a member> to join a running cluster)"
+        )
     peer_map = parse_peers(peers)
     if node_id not in peer_map:
         raise ConfigError(f"unknown node id {node_id!r}: --peers lists {', '.join(sorted(peer_map))}")
@@ -159,17 +160,26 @@ def build_config(
     if not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"malformed --redis-url {redis_url!r}: expected redis://host:port/db")
     numbers = {k: v for k, v in rest.items() if v is not None}
-    for name in ("cache_capacity", "cache_max_bytes", "max_deliveries", "tick_ms", "election_ticks",
-                 "heartbeat_ticks", "snapshot_entries"):
+    for name in (
+        "cache_capacity",
+        "cache_max_bytes",
+        "max_deliveries",
+        "tick_ms",
+        "election_ticks",
+        "heartbeat_ticks",
+        "snapshot_entries",
+    ):
         if name in numbers and int(numbers[name]) < 1:  # type: ignore[call-overload]
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
     if "dedup_window" in numbers and float(numbers["dedup_window"]) < 0:  # type: ignore[arg-type]
         raise ConfigError("--dedup-window must not be negative")
     security = _security(numbers)
     if "cluster_secret" not in security and not insecure and not is_loopback(host):
-        raise ConfigError(f"--host {host or '(all addresses)'} is reachable from the network: a node there needs "
-                          f"--cluster-secret (or --cluster-secret-file), or anyone who reaches it can speak Raft "
-                          f"and change the membership; pass --insecure to run without one anyway")
+        raise ConfigError(
+            f"--host {host or '(all addresses)'} is reachable from the network: a node there needs "
+            f"--cluster-secret (or --cluster-secret-file), or anyone who reaches it can speak Raft "
+            f"and change the membership; pass --insecure to run without one anyway"
+        )
     return NodeConfig(
         join=join,  # type: ignore[arg-type]
         node_id=node_id,
@@ -201,8 +211,10 @@ def _security(options: dict[str, object]) -> dict[str, object]:
         if len(str(secret)) < 16:
             raise ConfigError("the cluster secret must be at least 16 characters")
         if PLACEHOLDER_MARK in str(secret):
-            raise ConfigError("the cluster secret is the public placeholder: set your own "
-                              "(e.g. RAKIT_CLUSTER_SECRET=$(openssl rand -base64 32))")
+            raise ConfigError(
+                "the cluster secret is the public placeholder: set your own "
+                "(e.g. RAKIT_CLUSTER_SECRET=$(openssl rand -base64 32))"
+            )
         out["cluster_secret"] = str(secret)
     for name in ("auth_tokens", "tls_cert", "tls_key", "tls_ca"):
         value = options.pop(name, None)
@@ -217,13 +229,17 @@ def _security(options: dict[str, object]) -> dict[str, object]:
     if "tls_ca" in out and "tls_cert" not in out:
         raise ConfigError("--tls-ca needs --tls-cert and --tls-key (mutual TLS between nodes)")
     if "tls_ca" in out and "cluster_secret" not in out:
-        raise ConfigError("--tls-ca needs --cluster-secret (or --cluster-secret-file): node-to-node calls are "
-                          "authenticated by the secret; mutual TLS only encrypts them and checks the peers' "
-                          "certificates")
+        raise ConfigError(
+            "--tls-ca needs --cluster-secret (or --cluster-secret-file): node-to-node calls are "
+            "authenticated by the secret; mutual TLS only encrypts them and checks the peers' "
+            "certificates"
+        )
     if "auth_tokens" in out:
         if "cluster_secret" not in out:
-            raise ConfigError("--auth-tokens needs --cluster-secret (or --cluster-secret-file): nodes relay a "
-                              "client's identity to the leader and trust it only from a peer proving the secret")
+            raise ConfigError(
+                "--auth-tokens needs --cluster-secret (or --cluster-secret-file): nodes relay a "
+                "client's identity to the leader and trust it only from a peer proving the secret"
+            )
         from rakit.security.tokens import load_tokens
 
         load_tokens(out["auth_tokens"])  # type: ignore[arg-type]  # a malformed file is a ConfigError

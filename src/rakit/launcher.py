@@ -255,7 +255,8 @@ def redis_ping(url: str, timeout: float = 3.0) -> bool:
     while True:
         remaining = deadline - time.monotonic()
         client = redis.Redis.from_url(
-            url, socket_connect_timeout=max(0.05, min(1.0, remaining)),
+            url,
+            socket_connect_timeout=max(0.05, min(1.0, remaining)),
             socket_timeout=max(0.05, min(1.0, remaining)),
         )
         try:
@@ -524,12 +525,18 @@ class NodeProcess:
         return [
             *self.wrap,
             *self.command,
-            "--id", self.node_id,
-            "--host", self.host,
-            "--port", str(self.port),
-            "--peers", self.peers,
-            "--redis-url", self.redis_url,
-            "--data-dir", str(self.data_dir),
+            "--id",
+            self.node_id,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--peers",
+            self.peers,
+            "--redis-url",
+            self.redis_url,
+            "--data-dir",
+            str(self.data_dir),
             *(self.tls.args if self.tls is not None else ()),
             *self.extra_args,
         ]
@@ -615,7 +622,11 @@ class NodeProcess:
     def health(self, timeout: float = 1.0) -> dict[str, Any] | None:
         """``GET /health`` as a dict; None when the node does not answer in time."""
         value = self.get("/health", timeout)
-        if isinstance(value, dict) and value.get("status") == "ok" and value.get("node_id", self.node_id) == self.node_id:
+        if (
+            isinstance(value, dict)
+            and value.get("status") == "ok"
+            and value.get("node_id", self.node_id) == self.node_id
+        ):
             return value
         return None
 
@@ -658,10 +669,7 @@ def _pick_leader(statuses: Mapping[str, Mapping[str, Any] | None]) -> str | None
     for node_id, s in answered.items():
         if s.get("role") != "leader" or int(s.get("term") or 0) != top_term:
             continue
-        agree = sum(
-            1 for other_id, o in answered.items()
-            if (o.get("leader_id") == node_id) or (other_id == node_id)
-        )
+        agree = sum(1 for other_id, o in answered.items() if (o.get("leader_id") == node_id) or (other_id == node_id))
         if agree * 2 > len(answered):
             return node_id
     return None
@@ -697,8 +705,9 @@ def _given_secret(extra_args: Sequence[str], env: Mapping[str, str]) -> tuple[bo
     return False, None
 
 
-def _cluster_secret(choice: str | bool | None, extra_args: Sequence[str], env: Mapping[str, str] | None
-                    ) -> tuple[dict[str, str], str | None, bool]:
+def _cluster_secret(
+    choice: str | bool | None, extra_args: Sequence[str], env: Mapping[str, str] | None
+) -> tuple[dict[str, str], str | None, bool]:
     """The nodes' ``env`` with the cluster secret in it, that secret (None: unknown or none), and
     whether it was generated here.
 
@@ -711,7 +720,8 @@ def _cluster_secret(choice: str | bool | None, extra_args: Sequence[str], env: M
     if isinstance(choice, str):
         # Overrides a CLUSTER_SECRET in the environment; a flag or a secret file would clash.
         if any(a.partition("=")[0] in SECRET_FLAGS for a in extra_args) or any(
-                source.get("CLUSTER_SECRET_FILE") for source in (node_env, os.environ)):
+            source.get("CLUSTER_SECRET_FILE") for source in (node_env, os.environ)
+        ):
             raise ValueError("cluster_secret is given twice: as an argument and in the flags or a secret file")
         node_env["CLUSTER_SECRET"] = choice
         return node_env, choice, False
@@ -770,15 +780,25 @@ class LocalCluster:
         self.redis: RedisProcess | None = None
         if redis_url is None:
             self.redis = RedisProcess(
-                redis_port or picked[size], self.data_root / "redis", appendonly=True,
+                redis_port or picked[size],
+                self.data_root / "redis",
+                appendonly=True,
                 log_path=self.log_dir / "redis.log",
             )
             redis_url = self.redis.url
         self.redis_url = redis_url
         self.nodes: dict[str, NodeProcess] = {
             i: NodeProcess(
-                i, p, self.peers, redis_url, self.data_root / i, host=host,
-                log_path=self.log_dir / f"{i}.log", extra_args=extra_args, env=env, command=node_command,
+                i,
+                p,
+                self.peers,
+                redis_url,
+                self.data_root / i,
+                host=host,
+                log_path=self.log_dir / f"{i}.log",
+                extra_args=extra_args,
+                env=env,
+                command=node_command,
                 tls=node_tls[i],
             )
             for i, p in zip(ids, ports, strict=True)
@@ -855,8 +875,7 @@ class LocalCluster:
     def statuses(self, timeout: float = 1.0) -> dict[str, dict[str, Any] | None]:
         """``GET /status`` of every node, in parallel; None for a node that does not answer."""
         futures = {
-            i: self._pool.submit(n.status, timeout) if n.alive and not n.paused else None
-            for i, n in self.nodes.items()
+            i: self._pool.submit(n.status, timeout) if n.alive and not n.paused else None for i, n in self.nodes.items()
         }
         return {i: (f.result() if f is not None else None) for i, f in futures.items()}
 
@@ -913,9 +932,7 @@ def _wipe(data_root: Path) -> None:
         raise LaunchError(f"refusing to wipe {data_root}: choose a dedicated --data-root")
     strangers = sorted(p.name for p in real.iterdir() if not _OWN_ENTRY.match(p.name))
     if strangers:
-        raise LaunchError(
-            f"refusing to wipe {data_root}: it holds {strangers[0]!r}, which rakit up did not create"
-        )
+        raise LaunchError(f"refusing to wipe {data_root}: it holds {strangers[0]!r}, which rakit up did not create")
     shutil.rmtree(real)
 
 
@@ -930,8 +947,12 @@ def _status_cells(node: NodeProcess, s: Mapping[str, Any] | None) -> tuple[str, 
     """(role, term, leader, commit, applied, health) for one node."""
     if s:
         return (
-            str(s.get("role", "?")), str(s.get("term", "?")), str(s.get("leader_id") or "-"),
-            str(s.get("commit_index", "?")), str(s.get("last_applied", "?")), "up",
+            str(s.get("role", "?")),
+            str(s.get("term", "?")),
+            str(s.get("leader_id") or "-"),
+            str(s.get("commit_index", "?")),
+            str(s.get("last_applied", "?")),
+            "up",
         )
     if not node.alive:
         health = "down"
@@ -950,8 +971,14 @@ def _render(cluster: LocalCluster, statuses: Mapping[str, Mapping[str, Any] | No
 
     from rich import box
 
-    table = Table(title="rakit cluster", title_justify="left", expand=False, box=box.SIMPLE_HEAD,
-                  pad_edge=False, padding=(0, 1, 0, 0))
+    table = Table(
+        title="rakit cluster",
+        title_justify="left",
+        expand=False,
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+    )
     for col in ("node", "url", "role", "term", "leader", "commit", "applied", "health"):
         justify = "right" if col in ("term", "commit", "applied") else "left"
         table.add_column(col, justify=justify, no_wrap=col in ("node", "url"))
@@ -960,12 +987,19 @@ def _render(cluster: LocalCluster, statuses: Mapping[str, Mapping[str, Any] | No
         role, term, leader, commit, applied, health = _status_cells(node, statuses.get(node_id))
         health_style = "green" if health == "up" else ("yellow" if health in ("no answer", "paused") else "bold red")
         table.add_row(
-            node_id, node.url, Text(role, style=styles.get(role, "dim")), term, leader, commit, applied,
+            node_id,
+            node.url,
+            Text(role, style=styles.get(role, "dim")),
+            term,
+            leader,
+            commit,
+            applied,
             Text(health, style=health_style),
         )
     dead = [
         f"{i} {_exit_text(n.returncode)} (log: {n.log_path})"
-        for i, n in cluster.nodes.items() if n.proc is not None and n.returncode is not None
+        for i, n in cluster.nodes.items()
+        if n.proc is not None and n.returncode is not None
     ]
     if dead:
         table.caption = "\n".join(dead)
@@ -1074,8 +1108,11 @@ def _print_endpoints(console: Any, cluster: LocalCluster, owned_redis: bool) -> 
     console.print(f"  {'redis':<7} {cluster.redis_url} ({how})")
     console.print(f"  {'logs':<7} {cluster.log_dir}{os.sep}")
     if cluster.secret_generated:
-        console.print(f"  {'secret':<7} node-to-node calls are signed with a random secret made for this run "
-                      "(set CLUSTER_SECRET to choose one)", soft_wrap=True)
+        console.print(
+            f"  {'secret':<7} node-to-node calls are signed with a random secret made for this run "
+            "(set CLUSTER_SECRET to choose one)",
+            soft_wrap=True,
+        )
     elif cluster.cluster_secret is not None:
         console.print(f"  {'secret':<7} node-to-node calls are signed with the given cluster secret")
     console.print(f"  {'ui':<7} {first}/ui  (live dashboard)   {first}/docs  (API reference)")
@@ -1083,7 +1120,7 @@ def _print_endpoints(console: Any, cluster: LocalCluster, owned_redis: bool) -> 
     console.print(f"  curl -s {first}/status")
     console.print(
         f"  curl -s -X POST {first}/lock/acquire -H 'content-type: application/json' "
-        "-d '{\"resource\": \"r1\", \"client_id\": \"me\"}'",
+        '-d \'{"resource": "r1", "client_id": "me"}\'',
         soft_wrap=True,
     )
     console.print(

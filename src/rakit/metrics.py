@@ -31,26 +31,45 @@ class NodeMetrics:
         self.follower_regressions = Gauge(
             "rakit_raft_follower_regressions",
             "Times, as leader, a follower was found to have lost log entries it had acknowledged (a damaged or "
-            "replaced disk); the leader then repairs it.", registry=r)
+            "replaced disk); the leader then repairs it.",
+            registry=r,
+        )
         self.proposals = Counter("rakit_raft_proposals", "Commands proposed by this node as leader.", registry=r)
         self.proposal_seconds = Histogram(
-            "rakit_raft_proposal_seconds", "From propose to applied, on the leader.",
-            buckets=LATENCY_BUCKETS, registry=r)
+            "rakit_raft_proposal_seconds",
+            "From propose to applied, on the leader.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.persist_seconds = Histogram(
-            "rakit_raft_persist_seconds", "Time to persist one Ready (fsync included).",
-            buckets=LATENCY_BUCKETS, registry=r)
+            "rakit_raft_persist_seconds",
+            "Time to persist one Ready (fsync included).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.persist_entries = Histogram(
-            "rakit_raft_persist_batch_entries", "Entries persisted per Ready.",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096), registry=r)
+            "rakit_raft_persist_batch_entries",
+            "Entries persisted per Ready.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
+            registry=r,
+        )
         self.rpc_seconds = Histogram(
-            "rakit_raft_rpc_seconds", "Node-to-node Raft RPC latency.", ["peer", "rpc"],
-            buckets=LATENCY_BUCKETS, registry=r)
+            "rakit_raft_rpc_seconds",
+            "Node-to-node Raft RPC latency.",
+            ["peer", "rpc"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.rpc_serve_seconds = Histogram(
-            "rakit_raft_rpc_serve_seconds", "Serving one Raft RPC batch (step, persist, answer).",
-            buckets=LATENCY_BUCKETS, registry=r)
+            "rakit_raft_rpc_serve_seconds",
+            "Serving one Raft RPC batch (step, persist, answer).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.rpc_failures = Counter("rakit_raft_rpc_failures", "Failed Raft RPCs.", ["peer"], registry=r)
         self.snapshots_installed = Counter(
-            "rakit_raft_snapshots_installed", "Snapshots received from a leader and restored.", registry=r)
+            "rakit_raft_snapshots_installed", "Snapshots received from a leader and restored.", registry=r
+        )
         self.snapshots_taken = Counter("rakit_raft_snapshots_taken", "Local snapshots taken.", registry=r)
         self.forwarded = Counter("rakit_forwarded_requests", "Requests forwarded to the leader.", registry=r)
         self.lock_waiting = Gauge("rakit_lock_waiting_requests", "Acquire requests waiting here.", registry=r)
@@ -61,11 +80,12 @@ class NodeMetrics:
         self.queue_acks = Counter("rakit_queue_acks", "Messages acknowledged through this node.", registry=r)
         self.queue_nacks = Counter("rakit_queue_nacks", "Messages nacked through this node.", registry=r)
         self.queue_requeued = Counter(
-            "rakit_queue_requeued", "Messages requeued by this node's monitor (visibility timeout).", registry=r)
+            "rakit_queue_requeued", "Messages requeued by this node's monitor (visibility timeout).", registry=r
+        )
         self.queue_dead_lettered = Counter(
-            "rakit_queue_dead_lettered", "Messages moved to dead letters by this node's monitor.", registry=r)
-        self.queue_forwarded = Counter(
-            "rakit_queue_forwarded", "Queue calls relayed to a topic's owner.", registry=r)
+            "rakit_queue_dead_lettered", "Messages moved to dead letters by this node's monitor.", registry=r
+        )
+        self.queue_forwarded = Counter("rakit_queue_forwarded", "Queue calls relayed to a topic's owner.", registry=r)
         self.node_info = Gauge("rakit_node_info", "Node identity.", ["node_id"], registry=r)
         self.node_info.labels(node_id=node_id).set(1)
 

@@ -30,9 +30,11 @@ def test_a_fresh_cluster_serves_the_cache_once_it_has_a_leader(size, tmp_path):
         cluster.wait_for_leader(timeout=30)
         t0 = time.monotonic()
         for node in cluster.nodes.values():
-            cluster.wait_until(lambda n=node: call("POST", n.url + "/cache/set", {"key": f"k-{n.node_id}",
-                                                                                    "value": 1})[0] == 200,
-                               MUTE, f"{node.node_id}'s cache to serve")
+            cluster.wait_until(
+                lambda n=node: call("POST", n.url + "/cache/set", {"key": f"k-{n.node_id}", "value": 1})[0] == 200,
+                MUTE,
+                f"{node.node_id}'s cache to serve",
+            )
         took = time.monotonic() - t0
         print(f"every cache served {took:.2f} s after the leader was agreed")
         assert took < SERVE_WITHIN, f"the caches served {took:.2f} s after the leader was agreed"

@@ -15,8 +15,9 @@ pytestmark = pytest.mark.integration
 
 def rakit(nodes: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RAKIT_NODES": nodes, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "rakit", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "rakit", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 def ok_json(nodes: str, *args: str) -> object:
@@ -53,9 +54,13 @@ def test_lock_commands(nodes):
     assert conflict.returncode == 1 and conflict.stderr.startswith("rakit: error: conflict")
     renewed = ok_json(nodes, "lock", "renew", "orders", "--client-id", "cli-1", "--ttl", "60")
     assert renewed["renewed"] and renewed["ttl"] == 60
-    watcher = subprocess.Popen([sys.executable, "-m", "rakit", "lock", "watch", "orders", "--client-id", "cli-1",
-                                "--timeout", "20", "--json"], env={**os.environ, "RAKIT_NODES": nodes},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "rakit", "lock", "watch", "orders", "--client-id", "cli-1", "--timeout", "20", "--json"],
+        env={**os.environ, "RAKIT_NODES": nodes},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     # Released before or after the watch reaches the leader, the watch answers (at once if late).
     assert ok_json(nodes, "lock", "release", "orders", "--client-id", "cli-1")["released"]
     out, err = watcher.communicate(timeout=30)

@@ -76,8 +76,7 @@ def test_a_secured_cluster_works_and_refuses_forged_internal_calls(cluster_facto
     assert status == 200 and grant["acquired"], grant
 
     # Cache: written on one node, read on the others (signed cache streams).
-    status, _ = retry_until_ok("POST", url["node1"] + "/cache/set", {"key": "victim", "value": {"v": 1}},
-                               timeout=20)
+    status, _ = retry_until_ok("POST", url["node1"] + "/cache/set", {"key": "victim", "value": {"v": 1}}, timeout=20)
     assert status == 200
     for node in ("node2", "node3"):
         status, got = retry_until_ok("GET", url[node] + "/cache/get/victim", timeout=20)
@@ -91,8 +90,9 @@ def test_a_secured_cluster_works_and_refuses_forged_internal_calls(cluster_facto
     _, stats = retry_until_ok("GET", url["node1"] + "/queue/stats/secured", timeout=20)
     owner = stats["owner"]
     pusher, popper = [i for i in cluster.nodes if i != owner]
-    status, pushed = retry_until_ok("POST", url[pusher] + "/queue/push",
-                                    {"topic": "secured", "message": {"n": 1}}, timeout=20)
+    status, pushed = retry_until_ok(
+        "POST", url[pusher] + "/queue/push", {"topic": "secured", "message": {"n": 1}}, timeout=20
+    )
     assert status == 200 and pushed["node"] == owner, pushed
     status, popped = get(url[popper] + "/queue/pop/secured/w1?wait=2")
     assert status == 200 and popped["message"] == {"n": 1} and popped["message_id"] == pushed["message_id"]
@@ -101,10 +101,15 @@ def test_a_secured_cluster_works_and_refuses_forged_internal_calls(cluster_facto
     # Raft: votes and entries at a huge term, to every node, in every forged form.
     for target in cluster.nodes:
         src = next(i for i in cluster.nodes if i != target)
-        entries = encode_batch(Batch(src, [AppendEntries(term=HUGE_TERM, src=src, dst=target, prev_index=0,
-                                                         prev_term=0, entries=[], commit=0)]))
-        vote = encode_batch(Batch(src, [RequestVote(term=HUGE_TERM, src=src, dst=target,
-                                                    last_index=HUGE_TERM, last_term=HUGE_TERM)]))
+        entries = encode_batch(
+            Batch(
+                src,
+                [AppendEntries(term=HUGE_TERM, src=src, dst=target, prev_index=0, prev_term=0, entries=[], commit=0)],
+            )
+        )
+        vote = encode_batch(
+            Batch(src, [RequestVote(term=HUGE_TERM, src=src, dst=target, last_index=HUGE_TERM, last_term=HUGE_TERM)])
+        )
         beat = encode_batch(Batch(src, [Heartbeat(term=HUGE_TERM, src=src, dst=target, commit=0)]))
         assert_all_refused(cluster, target, "/append_entries", entries, "application/msgpack")
         assert_all_refused(cluster, target, "/request_vote", vote, "application/msgpack")
@@ -113,8 +118,9 @@ def test_a_secured_cluster_works_and_refuses_forged_internal_calls(cluster_facto
     # Cache: invalidations (one, and a batch) at a version newer than the held copy.
     invalidate = b'{"src": "node1", "key": "victim", "version": "%s"}' % newer.encode()
     assert_all_refused(cluster, "node2", "/cache/invalidate", invalidate, "application/json")
-    batch = cache_messages.encode(cache_messages.Batch(
-        "node1", 0, [cache_messages.Invalidate("victim", newer), cache_messages.Fence("node2")]))
+    batch = cache_messages.encode(
+        cache_messages.Batch("node1", 0, [cache_messages.Invalidate("victim", newer), cache_messages.Fence("node2")])
+    )
     assert_all_refused(cluster, "node2", "/cache/internal/batch", batch, "application/msgpack")
 
     # Queue: relayed calls straight to the owner.
@@ -135,7 +141,8 @@ def test_a_secured_cluster_works_and_refuses_forged_internal_calls(cluster_facto
                 wrong = InternalAuth(OTHER_SECRET, src).headers("GET", path, dst=target)
                 assert await handshake(ws_url, wrong) in (401, 403), (target, path)
                 elsewhere = InternalAuth(cluster.cluster_secret, src).headers(
-                    "GET", path, dst=next(i for i in cluster.nodes if i not in (src, target)))
+                    "GET", path, dst=next(i for i in cluster.nodes if i not in (src, target))
+                )
                 assert await handshake(ws_url, elsewhere) in (401, 403), (target, path)
             # Sanity: the test signs the way the nodes do (a cache stream opens; nothing is sent on it).
             right = InternalAuth(cluster.cluster_secret, src).headers("GET", "/cache/stream", dst=target)
@@ -159,9 +166,15 @@ def test_a_secured_cluster_works_and_refuses_forged_internal_calls(cluster_facto
 
     # And the endpoints are only gated, not broken: the same calls signed right are served.
     signer = InternalAuth(cluster.cluster_secret, "node1")
-    status, answer = call("POST", url["node2"] + "/append_entries", raw=b"\x93garbage",
-                          headers={"Content-Type": "application/msgpack",
-                                   **signer.headers("POST", "/append_entries", b"\x93garbage", dst="node2")})
+    status, answer = call(
+        "POST",
+        url["node2"] + "/append_entries",
+        raw=b"\x93garbage",
+        headers={
+            "Content-Type": "application/msgpack",
+            **signer.headers("POST", "/append_entries", b"\x93garbage", dst="node2"),
+        },
+    )
     assert status == 422 and answer["error"] == "invalid_request", answer
     headers = signer.headers("POST", "/cache/invalidate", invalidate, dst="node2")
     status, answer = call("POST", url["node2"] + "/cache/invalidate", raw=invalidate, headers=headers)
@@ -196,5 +209,8 @@ def test_a_node_with_another_secret_cannot_join(cluster_factory: Any) -> None:
     leader_commit = cluster.nodes[leader].status()["commit_index"]
     assert leader_commit >= 5
     # Both sides logged the refusals (node3's streams to them, and theirs to node3).
-    cluster.wait_until(lambda: all("refused an internal call" in cluster.nodes[i].log_tail(200)
-                                   for i in cluster.nodes), 10, "every node to log a refused call")
+    cluster.wait_until(
+        lambda: all("refused an internal call" in cluster.nodes[i].log_tail(200) for i in cluster.nodes),
+        10,
+        "every node to log a refused call",
+    )

@@ -148,9 +148,24 @@ def _rakit_up(tmp_path: Path, base_port: int, redis_port: int, *extra: str) -> t
     out = tmp_path / "up.out"
     with open(out, "wb") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rakit", "up", "--nodes", "3", "--base-port", str(base_port),
-             "--redis-port", str(redis_port), "--data-root", str(tmp_path / "data"), *extra],
-            stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "rakit",
+                "up",
+                "--nodes",
+                "3",
+                "--base-port",
+                str(base_port),
+                "--redis-port",
+                str(redis_port),
+                "--data-root",
+                str(tmp_path / "data"),
+                *extra,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     return proc, out
@@ -174,6 +189,7 @@ def test_rakit_up_end_to_end(tmp_path: Path) -> None:
     urls = [f"http://127.0.0.1:{base + i}" for i in range(3)]
     proc, out = _rakit_up(tmp_path, base, redis_port)
     try:
+
         def leader_seen() -> str | None:
             if proc.poll() is not None:
                 raise AssertionError(f"rakit up exited early ({proc.returncode}):\n{out.read_text()}")

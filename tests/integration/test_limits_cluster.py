@@ -35,8 +35,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
     c.start()
     c.wait_for_leader(20)
     urls = [n.url for n in c.nodes.values()]
-    c.wait_until(lambda: len({get(u + "/queue/stats/inflight")[1]["owner"] for u in urls}) == 1, 10,
-                 "the nodes to agree on topic owners")
+    c.wait_until(
+        lambda: len({get(u + "/queue/stats/inflight")[1]["owner"] for u in urls}) == 1,
+        10,
+        "the nodes to agree on topic owners",
+    )
     yield c
     c.close()
 
@@ -64,8 +67,12 @@ def test_a_pop_beyond_the_in_flight_bound_is_429_and_changes_nothing(cluster: An
         try:
             store = RedisQueueStore(redis)
             for first in range(0, MAX_IN_FLIGHT + 5, 50):
-                await asyncio.gather(*(store.push(topic, f"m{i}", b'{"n": %d}' % i)
-                                       for i in range(first, min(first + 50, MAX_IN_FLIGHT + 5))))
+                await asyncio.gather(
+                    *(
+                        store.push(topic, f"m{i}", b'{"n": %d}' % i)
+                        for i in range(first, min(first + 50, MAX_IN_FLIGHT + 5))
+                    )
+                )
         finally:
             await redis.aclose()
 
@@ -94,12 +101,17 @@ def test_waiting_requests_end_within_their_timeout_plus_a_bound(cluster: Any) ->
     leader = cluster.wait_for_leader(20)
     urls = {i: n.url for i, n in cluster.nodes.items()}
     follower = next(u for i, u in urls.items() if i != leader)
-    assert retry_until_ok("POST", urls[leader] + "/lock/acquire",
-                          {"resource": "held", "client_id": "holder", "ttl": 60})[0] == 200
+    assert (
+        retry_until_ok("POST", urls[leader] + "/lock/acquire", {"resource": "held", "client_id": "holder", "ttl": 60})[
+            0
+        ]
+        == 200
+    )
 
     for url in (urls[leader], follower):
-        status, body, elapsed = timed("POST", url + "/lock/acquire",
-                                      {"resource": "held", "client_id": "waiter", "timeout": 1.5})
+        status, body, elapsed = timed(
+            "POST", url + "/lock/acquire", {"resource": "held", "client_id": "waiter", "timeout": 1.5}
+        )
         assert status == 409 and body["error"] == "timeout", body
         assert 1.5 <= elapsed < 1.5 + SLACK, elapsed
 
@@ -125,8 +137,9 @@ def raw_answer(url: str, request: bytes) -> tuple[int, bytes]:
                 break
             data += chunk
         head, _, rest = data.partition(b"\r\n\r\n")
-        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                       if line.lower().startswith(b"content-length:")), 0)
+        length = next(
+            (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
+        )
         while len(rest) < length:
             chunk = sock.recv(65536)
             if not chunk:
@@ -141,5 +154,7 @@ def test_the_node_bounds_request_heads_and_bodies(cluster: Any) -> None:
     status, body = raw_answer(url, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers + b"\r\n")
     assert status == 431 and b'"too_large"' in body
     big = b"".join(b"100000\r\n" + b"a" * 0x100000 + b"\r\n" for _ in range(2))  # 2 MiB, no declared length
-    status, body = raw_answer(url, b"POST /kv/put HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n" + big)
+    status, body = raw_answer(
+        url, b"POST /kv/put HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n" + big
+    )
     assert status == 413 and b'"too_large"' in body

@@ -80,8 +80,9 @@ def test_shared_waiters_at_the_head_are_granted_together_and_fifo(cluster):
         t = threading.Thread(target=wait, args=(name, mode, url))
         t.start()
         threads.append(t)
-        cluster.wait_until(lambda n=name: any(w["client_id"] == n for w in status(a, "t3")["waiters"]),
-                           10, f"{name} to wait")
+        cluster.wait_until(
+            lambda n=name: any(w["client_id"] == n for w in status(a, "t3")["waiters"]), 10, f"{name} to wait"
+        )
     assert [w["client_id"] for w in status(b, "t3")["waiters"]] == ["r1", "r2", "w2", "r3"]
     release(b, "t3", "writer")
     for t in threads[:2]:
@@ -119,8 +120,11 @@ def test_deadlock_is_refused_with_the_cycle(cluster):
     for res, client, url in (("t5b", "p", a), ("t5c", "q", b)):
         t = threading.Thread(target=lambda r=res, cl=client, u=url: waits.append(acquire(u, r, cl, timeout=10)))
         t.start()
-        cluster.wait_until(lambda r=res, cl=client: any(w["client_id"] == cl for w in status(a, r)["waiters"]),
-                           10, f"{client} to wait on {res}")
+        cluster.wait_until(
+            lambda r=res, cl=client: any(w["client_id"] == cl for w in status(a, r)["waiters"]),
+            10,
+            f"{client} to wait on {res}",
+        )
     s, body = acquire(c, "t5a", "r", timeout=5)
     assert (s, body["error"], body["acquired"]) == (409, "deadlock", False)
     assert body["cycle"] == ["r", "p", "q"]
@@ -156,8 +160,11 @@ def test_watch_answers_when_the_hold_ends(cluster):
     a, b, _ = urls(cluster)
     acquire(a, "t8", "watched", ttl=30)
     answer = {}
-    t = threading.Thread(target=lambda: answer.update(
-        zip(("status", "body"), get(b + "/lock/watch/t8?client_id=watched&timeout=20", timeout=30))))
+    t = threading.Thread(
+        target=lambda: answer.update(
+            zip(("status", "body"), get(b + "/lock/watch/t8?client_id=watched&timeout=20", timeout=30))
+        )
+    )
     t.start()
     leader = cluster.nodes[cluster.wait_for_leader()]
     cluster.wait_until(lambda: metric(leader.url, "rakit_lock_watchers") >= 1, 10, "the watch to reach the leader")
@@ -215,8 +222,7 @@ def test_bad_input_gets_json_errors_and_changes_nothing(cluster):
     assert s == 422 and answer["error"] == "invalid_request"
     s, answer = get(a + "/lock/watch/r?client_id=&timeout=1")
     assert s == 422
-    assert status(a, "r") == {"resource": "r", "mode": None, "holders": [], "waiters": [],
-                              "fencing_token": None}
+    assert status(a, "r") == {"resource": "r", "mode": None, "holders": [], "waiters": [], "fencing_token": None}
 
 
 def test_a_waiter_whose_client_disconnects_leaves_the_wait_list(cluster):
@@ -230,8 +236,11 @@ def test_a_waiter_whose_client_disconnects_leaves_the_wait_list(cluster):
         target = urlsplit(url)
         body = json.dumps({"resource": "t11", "client_id": "gone", "timeout": 60}).encode()
         sock = socket.create_connection((target.hostname, target.port), timeout=5)
-        sock.sendall(b"POST /lock/acquire HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        sock.sendall(
+            b"POST /lock/acquire HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         cluster.wait_until(lambda: status(a, "t11")["waiters"], 10, "the waiter to queue")
         sock.close()
         cluster.wait_until(lambda: status(a, "t11")["waiters"] == [], 10, "the abandoned waiter to be removed")

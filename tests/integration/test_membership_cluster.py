@@ -55,8 +55,9 @@ def longest_gap(times: list[float], start: float, end: float) -> float:
 
 def next_ack(cluster, writer: Writer, after: float) -> float:
     """When the writer next got a write acknowledged after ``after`` (waits for it)."""
-    return cluster.wait_until(lambda: next((t for t in writer.ack_times if t > after), None), 15,
-                              "a write acknowledged after the change")
+    return cluster.wait_until(
+        lambda: next((t for t in writer.ack_times if t > after), None), 15, "a write acknowledged after the change"
+    )
 
 
 def members(url: str) -> dict:
@@ -68,9 +69,16 @@ def members(url: str) -> dict:
 def start_joiner(cluster, node_id: str, tmp_path) -> NodeProcess:
     port = free_port()
     seed = next(n.url for n in cluster.nodes.values() if n.alive)
-    node = NodeProcess(node_id, port, {node_id: f"http://127.0.0.1:{port}"}, cluster.redis_url,
-                       tmp_path / node_id, log_path=tmp_path / "logs" / f"{node_id}.log",
-                       extra_args=["--join", seed], env={"CLUSTER_SECRET": cluster.cluster_secret or ""})
+    node = NodeProcess(
+        node_id,
+        port,
+        {node_id: f"http://127.0.0.1:{port}"},
+        cluster.redis_url,
+        tmp_path / node_id,
+        log_path=tmp_path / "logs" / f"{node_id}.log",
+        extra_args=["--join", seed],
+        env={"CLUSTER_SECRET": cluster.cluster_secret or ""},
+    )
     node.start()
     node.wait_healthy(timeout=30)
     return node
@@ -107,29 +115,45 @@ def test_grow_to_five_and_shrink_back_to_three_under_writes(cluster_factory, tmp
             assert node_id in [m["id"] for m in view["learners"]], view
             assert node_id not in [m["id"] for m in view["voters"]]
             # A second add of the same id, or of another id at the same URL, is refused.
-            status, body = call("POST", cluster.nodes[leader].url + "/cluster/members",
-                                {"id": node_id, "url": joined[node_id].url}, secret=cluster.cluster_secret)
+            status, body = call(
+                "POST",
+                cluster.nodes[leader].url + "/cluster/members",
+                {"id": node_id, "url": joined[node_id].url},
+                secret=cluster.cluster_secret,
+            )
             assert status == 409 and body["error"] == "member_exists", body
-            status, body = call("POST", cluster.nodes[leader].url + "/cluster/members",
-                                {"id": "node9", "url": joined[node_id].url}, secret=cluster.cluster_secret)
+            status, body = call(
+                "POST",
+                cluster.nodes[leader].url + "/cluster/members",
+                {"id": "node9", "url": joined[node_id].url},
+                secret=cluster.cluster_secret,
+            )
             assert status == 409 and body["error"] == "member_exists", body
             wait_caught_up(cluster, node_id)
-            status, body = retry_until_ok("POST", cluster.nodes[leader].url + f"/cluster/members/{node_id}/promote",
-                                          timeout=15, secret=cluster.cluster_secret)
+            status, body = retry_until_ok(
+                "POST",
+                cluster.nodes[leader].url + f"/cluster/members/{node_id}/promote",
+                timeout=15,
+                secret=cluster.cluster_secret,
+            )
             assert status == 200 and node_id in body["voters"], body
-            phases.append((f"add {node_id} as learner, catch up, promote", began,
-                           next_ack(cluster, writer, time.monotonic())))
+            phases.append(
+                (f"add {node_id} as learner, catch up, promote", began, next_ack(cluster, writer, time.monotonic()))
+            )
             leader = cluster.wait_for_leader(timeout=10)
         view = members(joined["node5"].url)
         assert sorted(m["id"] for m in view["voters"]) == ["node1", "node2", "node3", "node4", "node5"]
-        status, body = call("POST", joined["node4"].url + "/cluster/members/node4/promote", {}, secret=cluster.cluster_secret)
+        status, body = call(
+            "POST", joined["node4"].url + "/cluster/members/node4/promote", {}, secret=cluster.cluster_secret
+        )
         assert status == 409 and body["error"] == "already_voter", body
         # Status, the dashboard's overview and the metrics follow the configuration.
         status, body = get(cluster.nodes["node1"].url + "/status")
         assert sorted(body["peers"]) == ["node1", "node2", "node3", "node4", "node5"] and body["learners"] == []
         status, body = get(joined["node5"].url + "/cluster/overview")
-        assert status == 200 and sorted(n["node_id"] for n in body["nodes"]) == sorted(body_ids := [
-            "node1", "node2", "node3", "node4", "node5"]), body_ids
+        assert status == 200 and sorted(n["node_id"] for n in body["nodes"]) == sorted(
+            body_ids := ["node1", "node2", "node3", "node4", "node5"]
+        ), body_ids
         status, text = call("GET", joined["node4"].url + "/metrics")
         assert "rakit_raft_voters 5.0" in text and "rakit_raft_learners 0.0" in text
 
@@ -142,17 +166,27 @@ def test_grow_to_five_and_shrink_back_to_three_under_writes(cluster_factory, tmp
         # Shrink: move leadership to node4, remove the old leader, then node5 and node4.
         old = cluster.wait_for_leader(timeout=10)
         began = time.monotonic()
-        status, body = call("POST", cluster.nodes[old].url + "/cluster/transfer-leader", {"to": "node4"}, secret=cluster.cluster_secret)
+        status, body = call(
+            "POST", cluster.nodes[old].url + "/cluster/transfer-leader", {"to": "node4"}, secret=cluster.cluster_secret
+        )
         assert status == 200 and body["leader"] == "node4", body
         phases.append(("transfer leadership", began, next_ack(cluster, writer, time.monotonic())))
         for gone in (old, "node5", "node4"):
-            asked = joined["node4"].url if gone != "node4" else next(
-                n.url for i, n in cluster.nodes.items() if i != old)
+            asked = (
+                joined["node4"].url if gone != "node4" else next(n.url for i, n in cluster.nodes.items() if i != old)
+            )
             began = time.monotonic()
-            status, body = retry_until_ok("DELETE", asked + f"/cluster/members/{gone}", timeout=15, secret=cluster.cluster_secret)
+            status, body = retry_until_ok(
+                "DELETE", asked + f"/cluster/members/{gone}", timeout=15, secret=cluster.cluster_secret
+            )
             assert status == 200 and gone not in body["voters"] + body["learners"], body
-            phases.append((f"remove {gone}" + (" (the leader)" if gone == "node4" else ""), began,
-                           next_ack(cluster, writer, time.monotonic())))
+            phases.append(
+                (
+                    f"remove {gone}" + (" (the leader)" if gone == "node4" else ""),
+                    began,
+                    next_ack(cluster, writer, time.monotonic()),
+                )
+            )
             # As an operator would: stop a removed node (the leader stops replicating to it, so it
             # never learns it was removed; until stopped, pre-vote keeps it from disrupting anyone).
             (joined.get(gone) or cluster.nodes[gone]).stop()
@@ -164,7 +198,9 @@ def test_grow_to_five_and_shrink_back_to_three_under_writes(cluster_factory, tmp
         status, body = retry_until_ok("POST", survivor + "/kv/put", {"key": "after", "value": 1}, timeout=10)
         assert status == 200, body
         # Down to one voter, then the last one cannot be removed.
-        status, body = retry_until_ok("DELETE", survivor + f"/cluster/members/{remaining[0]}", timeout=15, secret=cluster.cluster_secret)
+        status, body = retry_until_ok(
+            "DELETE", survivor + f"/cluster/members/{remaining[0]}", timeout=15, secret=cluster.cluster_secret
+        )
         assert status == 200 and body["voters"] == [remaining[1]], body
         cluster.nodes[remaining[0]].stop()
         last_url = cluster.nodes[remaining[1]].url
@@ -251,21 +287,37 @@ def test_replace_a_killed_node_under_lock_load_and_drive_it_from_the_cli(cluster
         nodes = ",".join(n.url for i, n in cluster.nodes.items() if i != dead)
         cli = [sys.executable, "-m", "rakit"]
         env = {**os.environ, "CLUSTER_SECRET": cluster.cluster_secret}
-        done = subprocess.run([*cli, "member", "promote", "node4", "--nodes", nodes, "--json"],
-                              capture_output=True, text=True, timeout=60, env=env)
+        done = subprocess.run(
+            [*cli, "member", "promote", "node4", "--nodes", nodes, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
         assert done.returncode == 0, done.stderr
-        done = subprocess.run([*cli, "member", "remove", dead, "--nodes", nodes, "--json"],
-                              capture_output=True, text=True, timeout=60, env=env)
+        done = subprocess.run(
+            [*cli, "member", "remove", dead, "--nodes", nodes, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
         assert done.returncode == 0, done.stderr
-        done = subprocess.run([*cli, "member", "list", "--nodes", node4.url, "--json"],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [*cli, "member", "list", "--nodes", node4.url, "--json"], capture_output=True, text=True, timeout=60
+        )
         assert done.returncode == 0, done.stderr
         import json
 
         view = json.loads(done.stdout)
         assert sorted(m["id"] for m in view["voters"]) == sorted([*(i for i in cluster.nodes if i != dead), "node4"])
-        done = subprocess.run([*cli, "transfer-leader", "--to", "node4", "--nodes", nodes, "--json"],
-                              capture_output=True, text=True, timeout=60, env=env)
+        done = subprocess.run(
+            [*cli, "transfer-leader", "--to", "node4", "--nodes", nodes, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
         assert done.returncode == 0 and json.loads(done.stdout)["leader"] == "node4", done.stderr
         wait_for_grants(cluster, live, 15, "locks granted with node4 as the leader")
     finally:
@@ -289,7 +341,9 @@ def test_transfer_then_restart_the_old_leader_without_an_election_storm(cluster_
     load.start()
     try:
         wait_for_grants(cluster, live, 10, "the lock clients to get going")
-        status, body = call("POST", cluster.nodes[old].url + "/cluster/transfer-leader", {}, secret=cluster.cluster_secret)
+        status, body = call(
+            "POST", cluster.nodes[old].url + "/cluster/transfer-leader", {}, secret=cluster.cluster_secret
+        )
         assert status == 200 and body["leader"] != old, body
         new = body["leader"]
         term = cluster.statuses()[new]["term"]
@@ -345,7 +399,11 @@ def test_the_cache_follows_membership(cluster_factory, tmp_path):
         view = members(urls[leader] if leader != "node3" else urls["node1"])
         generation = cache_stats(urls["node1"])["generation"]
         assert generation > 0 and sorted(cache_stats(urls["node1"])["members"]) == [
-            "node1", "node2", "node3", "node4"], view
+            "node1",
+            "node2",
+            "node3",
+            "node4",
+        ], view
 
         # The new node serves once it has adopted the generation and holds leases on a majority.
         cluster.wait_until(lambda: cache_stats(node4.url)["serving"], 20, "node4's cache to serve")
@@ -361,26 +419,42 @@ def test_the_cache_follows_membership(cluster_factory, tmp_path):
         assert cache_read(urls["node1"], "k") == (200, "v4")
 
         # node3 never heard the new generation: another add waits for it, then is refused.
-        status, body = call("POST", urls["node1"] + "/cluster/members", {"id": "node5", "url": "http://127.0.0.1:9"},
-                            timeout=20, secret=cluster.cluster_secret)
+        status, body = call(
+            "POST",
+            urls["node1"] + "/cluster/members",
+            {"id": "node5", "url": "http://127.0.0.1:9"},
+            timeout=20,
+            secret=cluster.cluster_secret,
+        )
         if status == 503:  # node1 relayed to a leader; the answer is the leader's
-            status, body = call("POST", urls[cluster.wait_for_leader(timeout=10)] + "/cluster/members",
-                                {"id": "node5", "url": "http://127.0.0.1:9"}, timeout=20, secret=cluster.cluster_secret)
+            status, body = call(
+                "POST",
+                urls[cluster.wait_for_leader(timeout=10)] + "/cluster/members",
+                {"id": "node5", "url": "http://127.0.0.1:9"},
+                timeout=20,
+                secret=cluster.cluster_secret,
+            )
         assert status == 409 and body["error"] == "conf_change_in_progress" and "node3" in body["detail"], body
         assert "node5" not in [m["id"] for m in members(urls["node1"])["learners"]]
     finally:
         cluster.nodes["node3"].resume()
-    cluster.wait_until(lambda: cache_stats(urls["node3"])["generation"] == generation, 20,
-                       "node3 to adopt the new generation")
+    cluster.wait_until(
+        lambda: cache_stats(urls["node3"])["generation"] == generation, 20, "node3 to adopt the new generation"
+    )
     cluster.wait_until(lambda: cache_stats(urls["node3"])["serving"], 20, "node3's cache to serve again")
     assert cache_read(urls["node3"], "k") == (200, "v4")
 
     # Removing node4: the others' writes stop waiting for it, and it stops serving.
-    status, body = retry_until_ok("DELETE", urls["node1"] + "/cluster/members/node4", timeout=20, secret=cluster.cluster_secret)
+    status, body = retry_until_ok(
+        "DELETE", urls["node1"] + "/cluster/members/node4", timeout=20, secret=cluster.cluster_secret
+    )
     assert status == 200 and "node4" not in body["voters"] + body["learners"], body
     cluster.wait_until(lambda: not cache_stats(node4.url)["serving"], 10, "node4's cache to stop serving")
-    cluster.wait_until(lambda: all(cache_stats(u)["serving"] and "node4" not in cache_stats(u)["members"]
-                                   for u in urls.values()), 20, "the others to serve without node4")
+    cluster.wait_until(
+        lambda: all(cache_stats(u)["serving"] and "node4" not in cache_stats(u)["members"] for u in urls.values()),
+        20,
+        "the others to serve without node4",
+    )
     node4.stop()
     began = time.monotonic()
     cache_put(urls["node2"], "k", "v5")

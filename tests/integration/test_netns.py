@@ -115,7 +115,9 @@ def assert_connect_times_out(bed: Testbed, src: str | None, dst: str, timeout: f
     assert time.monotonic() - t0 >= timeout * 0.9
 
 
-def udp_matrix(bed: Testbed, hosts: Iterable[str], expected: set[tuple[str, str]], *, settle: float = 0.3) -> set[tuple[str, str]]:
+def udp_matrix(
+    bed: Testbed, hosts: Iterable[str], expected: set[tuple[str, str]], *, settle: float = 0.3
+) -> set[tuple[str, str]]:
     """Send one UDP datagram between every ordered pair of endpoints (hosts and "driver"); return the pairs delivered.
 
     Waits (deadline 3 s) until every expected pair arrived, then settle seconds more for unexpected ones.
@@ -276,12 +278,31 @@ def test_create_and_close_leave_nothing_behind() -> None:
         assert len({bed.address(h) for h in hosts}) == len(hosts)
         assert bed.address("redis") == str(bed.subnet.network_address + netns.FIRST_HOST_OCTET + 5)  # type: ignore[union-attr]
         # The subnet was free: the only route into it is our bridge's.
-        routes = json.loads(subprocess.run(["ip", "-j", "-4", "route", "show"], capture_output=True, text=True, timeout=10, check=True).stdout)
-        into = [r for r in routes if r["dst"] != "default" and netns.ipaddress.ip_network(r["dst"], strict=False).overlaps(bed.subnet)]  # type: ignore[arg-type]
+        routes = json.loads(
+            subprocess.run(
+                ["ip", "-j", "-4", "route", "show"], capture_output=True, text=True, timeout=10, check=True
+            ).stdout
+        )
+        into = [
+            r
+            for r in routes
+            if r["dst"] != "default" and netns.ipaddress.ip_network(r["dst"], strict=False).overlaps(bed.subnet)
+        ]  # type: ignore[arg-type]
         assert [r["dev"] for r in into] == [bed.bridge]
         # Each host has lo up and its address on eth0.
-        addrs = json.loads(subprocess.run(["ip", "-n", bed.namespace("node4"), "-j", "-4", "addr"], capture_output=True, text=True, timeout=10, check=True).stdout)
-        assert {(a["ifname"], i["local"]) for a in addrs for i in a["addr_info"]} == {("lo", "127.0.0.1"), ("eth0", bed.address("node4"))}
+        addrs = json.loads(
+            subprocess.run(
+                ["ip", "-n", bed.namespace("node4"), "-j", "-4", "addr"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout
+        )
+        assert {(a["ifname"], i["local"]) for a in addrs for i in a["addr_info"]} == {
+            ("lo", "127.0.0.1"),
+            ("eth0", bed.address("node4")),
+        }
         # Full mesh, driver included.
         expected = all_pairs([*hosts, "driver"])
         assert udp_matrix(bed, hosts, expected, settle=0.0) == expected
@@ -308,7 +329,9 @@ def test_two_testbeds_get_distinct_tags_and_subnets(bed: Testbed) -> None:
         assert other.tag != bed.tag
         assert not other.subnet.overlaps(bed.subnet)  # type: ignore[union-attr]
         assert other.namespace("node1") != bed.namespace("node1")
-        assert udp_matrix(other, other.hosts, all_pairs([*other.hosts, "driver"]), settle=0.0) == all_pairs([*other.hosts, "driver"])
+        assert udp_matrix(other, other.hosts, all_pairs([*other.hosts, "driver"]), settle=0.0) == all_pairs(
+            [*other.hosts, "driver"]
+        )
 
 
 def test_bad_arguments() -> None:
@@ -324,7 +347,9 @@ def test_bad_arguments() -> None:
         Testbed(["a"]).cut("a", "a")
 
 
-def test_server_reachable_then_cut_times_out_while_driver_still_reaches(bed: Testbed, echo: Callable[[str], object]) -> None:
+def test_server_reachable_then_cut_times_out_while_driver_still_reaches(
+    bed: Testbed, echo: Callable[[str], object]
+) -> None:
     echo("node1")
     echo_roundtrip(bed, None, "node1")
     echo_roundtrip(bed, "node2", "node1")
@@ -340,7 +365,9 @@ def test_server_reachable_then_cut_times_out_while_driver_still_reaches(bed: Tes
     echo_roundtrip(bed, "node2", "node1")
 
 
-def test_established_connection_stalls_during_a_cut_and_resumes_after_heal(bed: Testbed, echo: Callable[[str], object]) -> None:
+def test_established_connection_stalls_during_a_cut_and_resumes_after_heal(
+    bed: Testbed, echo: Callable[[str], object]
+) -> None:
     echo("node1")
     with connect(bed, "node2", "node1", timeout=5.0) as sock:
         sock.sendall(b"a")
@@ -497,7 +524,19 @@ def test_cleanup_stale_removes_only_dead_runs_of_our_scheme(bed: Testbed) -> Non
             ip("netns", "add", name)
         for name in made_links + foreign_links:
             ip("link", "add", "name", name, "type", "bridge")
-        ip("link", "add", "name", f"{p}{leaked}-v0", "type", "veth", "peer", "name", "eth0", "netns", f"{p}{leaked}-node1")
+        ip(
+            "link",
+            "add",
+            "name",
+            f"{p}{leaked}-v0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            f"{p}{leaked}-node1",
+        )
         dead_file.write_text(json.dumps({"pid": dead_proc.pid, "start": "1", "tag": dead_owner}))
 
         removed = cleanup_stale()

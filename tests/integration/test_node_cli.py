@@ -17,22 +17,30 @@ pytestmark = pytest.mark.integration
 
 
 def run_node(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rakit", "node", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "rakit", "node", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.mark.quick
-@pytest.mark.parametrize("args, problem", [
-    (["--id", "node9", "--peers", "node1=http://127.0.0.1:1"], "unknown node id 'node9'"),
-    (["--id", "node1", "--peers", "node1=localhost"], "malformed URL"),
-    (["--id", "node1", "--peers", "node1"], "malformed --peers entry"),
-    (["--id", "node1", "--peers", "node1=http://127.0.0.1:1,node1=http://127.0.0.1:2"], "appears twice"),
-    (["--peers", "node1=http://127.0.0.1:1"], "--id (or NODE_ID) is required"),
-    (["--id", "node1", "--peers", "node1=http://127.0.0.1:1", "--port", "abc"], "Invalid value for '--port'"),
-    (["--id", "node1", "--peers", "node1=http://127.0.0.1:1", "--data-dir", "/proc/rakit/nope"], "data dir"),
-    (["--id", "node1", "--peers", "node1=http://127.0.0.1:1", "--redis-url", "http://x"], "malformed --redis-url"),
-    (["--id", "node1", "--peers", "node1=http://127.0.0.1:1", "--bogus"], "No such option"),
-])
+@pytest.mark.parametrize(
+    "args, problem",
+    [
+        (["--id", "node9", "--peers", "node1=http://127.0.0.1:1"], "unknown node id 'node9'"),
+        (["--id", "node1", "--peers", "node1=localhost"], "malformed URL"),
+        (["--id", "node1", "--peers", "node1"], "malformed --peers entry"),
+        (["--id", "node1", "--peers", "node1=http://127.0.0.1:1,node1=http://127.0.0.1:2"], "appears twice"),
+        (["--peers", "node1=http://127.0.0.1:1"], "--id (or NODE_ID) is required"),
+        (["--id", "node1", "--peers", "node1=http://127.0.0.1:1", "--port", "abc"], "Invalid value for '--port'"),
+        (["--id", "node1", "--peers", "node1=http://127.0.0.1:1", "--data-dir", "/proc/rakit/nope"], "data dir"),
+        (["--id", "node1", "--peers", "node1=http://127.0.0.1:1", "--redis-url", "http://x"], "malformed --redis-url"),
+        (["--id", "node1", "--peers", "node1=http://127.0.0.1:1", "--bogus"], "No such option"),
+    ],
+)
 def test_bad_configuration_exits_non_zero_with_one_line(args, problem, tmp_path):
     if "--data-dir" not in args:
         args = [*args, "--data-dir", str(tmp_path / "d")]
@@ -62,22 +70,33 @@ def test_an_unreadable_raft_log_is_one_line(tmp_path):
     result = run_node("--id", "n1", "--peers", f"n1=http://127.0.0.1:{port}", "--data-dir", str(tmp_path))
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "cannot open the Raft log" in lines[0] and "not a rakit log" in lines[0], \
-        result.stderr
+    assert len(lines) == 1 and "cannot open the Raft log" in lines[0] and "not a rakit log" in lines[0], result.stderr
 
 
 @pytest.mark.quick
 def test_environment_configures_the_node_and_sigterm_exits_zero(tmp_path):
     port = free_port()
-    env = {"NODE_ID": "solo", "PEERS": f"solo=http://127.0.0.1:{port}", "DATA_DIR": str(tmp_path / "solo"),
-           "REDIS_URL": "redis://127.0.0.1:1/0"}
-    proc = subprocess.Popen([sys.executable, "-m", "rakit", "node"], env={**os.environ, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        "NODE_ID": "solo",
+        "PEERS": f"solo=http://127.0.0.1:{port}",
+        "DATA_DIR": str(tmp_path / "solo"),
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rakit", "node"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: get(url + "/status", timeout=1)[0] == 200, 20, "the node to serve")
-        status = wait_until(lambda: (s := get(url + "/status", timeout=1)[1]) and s["role"] == "leader" and s,
-                            10, "a one-node cluster to elect itself")
+        status = wait_until(
+            lambda: (s := get(url + "/status", timeout=1)[1]) and s["role"] == "leader" and s,
+            10,
+            "a one-node cluster to elect itself",
+        )
         assert status["node_id"] == "solo" and status["peers"] == ["solo"]
         assert (tmp_path / "solo" / "raft.wal").exists()
         started = time.monotonic()
@@ -92,13 +111,32 @@ def test_environment_configures_the_node_and_sigterm_exits_zero(tmp_path):
 
 def _solo(tmp_path, *extra: str) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "rakit", "node", "--id", "solo", "--peers",
-                             f"solo=http://127.0.0.1:{port}", "--data-dir", str(tmp_path / "solo"),
-                             "--redis-url", "redis://127.0.0.1:1/0", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rakit",
+            "node",
+            "--id",
+            "solo",
+            "--peers",
+            f"solo=http://127.0.0.1:{port}",
+            "--data-dir",
+            str(tmp_path / "solo"),
+            "--redis-url",
+            "redis://127.0.0.1:1/0",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: proc.poll() is None and (s := get(url + "/status", timeout=1)[1]) and s["role"] == "leader",
-               20, "a one-node cluster to serve as leader")
+    wait_until(
+        lambda: proc.poll() is None and (s := get(url + "/status", timeout=1)[1]) and s["role"] == "leader",
+        20,
+        "a one-node cluster to serve as leader",
+    )
     return proc, url
 
 
@@ -127,7 +165,7 @@ def test_a_log_damaged_in_the_middle_is_refused_in_one_line_and_repair_starts_it
     wal = tmp_path / "solo" / "raft.wal"
     data = bytearray(wal.read_bytes())
     ends, pos = [], 12
-    while (length := int.from_bytes(data[pos:pos + 4], "little")):
+    while length := int.from_bytes(data[pos : pos + 4], "little"):
         pos += RECORD_HEADER.size + length
         ends.append(pos)
     middle = ends[len(ends) // 2]

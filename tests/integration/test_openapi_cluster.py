@@ -51,8 +51,16 @@ class Checker:
             return None
         return closed(content["application/json"]["schema"])
 
-    def check(self, method: str, template: str, path: str | None = None, body: Any = None,
-              status: int = 200, retry: bool = False, headers: dict[str, str] | None = None) -> Any:
+    def check(
+        self,
+        method: str,
+        template: str,
+        path: str | None = None,
+        body: Any = None,
+        status: int = 200,
+        retry: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         url = self.url + (path or template)
         if retry:
             got, answer = retry_until_ok(method, url, body, timeout=20.0, ok=(status,))
@@ -65,8 +73,10 @@ class Checker:
         else:
             validator = jsonschema.Draft202012Validator({**schema, "components": self.components})
             errors = sorted(validator.iter_errors(answer), key=str)
-            assert not errors, (f"{method} {path or template} {status}: the answer does not match the "
-                                f"document:\n{answer}\n" + "\n".join(e.message for e in errors[:5]))
+            assert not errors, (
+                f"{method} {path or template} {status}: the answer does not match the "
+                f"document:\n{answer}\n" + "\n".join(e.message for e in errors[:5])
+            )
         self.checked.append((method, template, status))
         return answer
 
@@ -85,6 +95,7 @@ def test_docs_are_served_and_answers_match_the_document(cluster_factory: Any) ->
     doc = json.loads(raw)
     assert doc["openapi"].startswith("3.1.")
     from openapi_spec_validator import validate
+
     validate(doc)
 
     status, content_type, page = raw_get(url + "/docs")
@@ -110,8 +121,9 @@ def test_docs_are_served_and_answers_match_the_document(cluster_factory: Any) ->
     c.check("POST", "/lock/acquire", body={"resource": "orders", "client_id": "w2", "timeout": 0.2}, status=409)
     c.check("POST", "/lock/acquire", body={"resource": "orders"}, status=422)
     c.check("POST", "/lock/acquire", body={"resource": "bad name", "client_id": "w"}, status=422)
-    c.check("POST", "/lock/acquire", body={"resource": "shared-r", "client_id": "s1", "mode": "shared",
-                                           "lock_delay": 0})
+    c.check(
+        "POST", "/lock/acquire", body={"resource": "shared-r", "client_id": "s1", "mode": "shared", "lock_delay": 0}
+    )
     c.check("GET", "/lock/status/{resource}", "/lock/status/orders")
     c.check("GET", "/lock/status/{resource}", "/lock/status/x")
     c.check("GET", "/lock/status/{resource}", "/lock/status/shared-r")
@@ -121,8 +133,12 @@ def test_docs_are_served_and_answers_match_the_document(cluster_factory: Any) ->
     c.check("GET", "/lock/watch/{resource}", "/lock/watch/orders?client_id=w1&timeout=0.1")
     c.check("GET", "/lock/watch/{resource}", "/lock/watch/orders?client_id=nobody&timeout=0.1")
     c.check("GET", "/lock/watch/{resource}", "/lock/watch/orders?timeout=0.1", status=422)
-    c.check("POST", "/lock/release", body={"resource": "orders", "client_id": "w1",
-                                           "fencing_token": grant["fencing_token"] + 1000}, status=409)
+    c.check(
+        "POST",
+        "/lock/release",
+        body={"resource": "orders", "client_id": "w1", "fencing_token": grant["fencing_token"] + 1000},
+        status=409,
+    )
     c.check("POST", "/lock/release", body={"resource": "orders", "client_id": "w1"})
     c.check("POST", "/lock/release", body={"resource": "orders", "client_id": "w1"}, status=409)
 
@@ -142,8 +158,15 @@ def test_docs_are_served_and_answers_match_the_document(cluster_factory: Any) ->
     c.check("POST", "/cache/delete", body={"key": "user:42"})
     c.check("GET", "/cache/stats")
     bad = {"src": "nodeX", "key": "k", "version": "1.nodeX"}  # signed: the cluster has a secret
-    c.check("POST", "/cache/invalidate", body=bad, status=422, headers=internal_headers(
-        cluster.cluster_secret, "node1", "POST", "/cache/invalidate", json.dumps(bad).encode()))
+    c.check(
+        "POST",
+        "/cache/invalidate",
+        body=bad,
+        status=422,
+        headers=internal_headers(
+            cluster.cluster_secret, "node1", "POST", "/cache/invalidate", json.dumps(bad).encode()
+        ),
+    )
 
     # queue
     pushed = c.check("POST", "/queue/push", body={"topic": "emails", "message": {"to": "a@b.c"}}, retry=True)

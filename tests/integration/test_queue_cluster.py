@@ -56,8 +56,10 @@ def counts(url, topic):
 
 def settle(cluster, topics=("fifo", "stream", "lp", "x", "y", "z")):
     """Wait until every node sees every peer alive (all agree on each topic's owner)."""
+
     def agreed():
         return all(len({stats(u, t)["owner"] for u in urls(cluster)}) == 1 for t in topics)
+
     cluster.wait_until(agreed, 10, "the nodes to agree on topic owners")
 
 
@@ -121,8 +123,7 @@ def test_redelivery_after_visibility_timeout(cluster):
     s, m = pop(b, "redeliver", "w1", vt=0.5)
     assert s == 200 and m["delivery_count"] == 1
     assert counts(a, "redeliver") == (0, 1, 0)
-    second = cluster.wait_until(lambda: (r := pop(c, "redeliver", "w2", vt=30))[0] == 200 and r[1], 10,
-                                "redelivery")
+    second = cluster.wait_until(lambda: (r := pop(c, "redeliver", "w2", vt=30))[0] == 200 and r[1], 10, "redelivery")
     assert second["message_id"] == body["message_id"] and second["delivery_count"] == 2
     # the first consumer's ack is refused: the message is no longer in flight for it
     assert ack(a, "redeliver", "w1", body["message_id"])[0] == 404
@@ -140,8 +141,10 @@ def test_dead_letter_after_max_deliveries_then_redrive(cluster):
     cluster.wait_until(lambda: counts(c, "dl") == (0, 0, 1), 10, "dead letter")
     assert pop(a, "dl", "w") == (204, None)
     s, dead = get(c + "/queue/dead/dl?limit=10")
-    assert s == 200 and dead == {"topic": "dl", "messages": [{"message_id": mid, "message": {"job": 1},
-                                                              "delivery_count": 2}]}
+    assert s == 200 and dead == {
+        "topic": "dl",
+        "messages": [{"message_id": mid, "message": {"job": 1}, "delivery_count": 2}],
+    }
     assert post(a + "/queue/redrive", {"topic": "dl"}) == (200, {"redriven": 1})
     assert counts(a, "dl") == (1, 0, 0)
     s, m = pop(b, "dl", "w")
@@ -189,33 +192,36 @@ def test_nack_and_extend(cluster):
     assert (s, err["error"]) == (404, "not_in_flight")
 
 
-@pytest.mark.parametrize("method,path,body", [
-    ("POST", "/queue/push", {"topic": "bad topic", "message": 1}),
-    ("POST", "/queue/push", {"topic": "a:b", "message": 1}),
-    ("POST", "/queue/push", {"topic": "{x}", "message": 1}),
-    ("POST", "/queue/push", {"topic": "good"}),
-    ("POST", "/queue/push", {"topic": "good", "message": 1, "message_id": "a b"}),
-    ("POST", "/queue/push", {"topic": "good", "message": 1, "message_id": ""}),
-    ("POST", "/queue/push", {"topic": "x" * 129, "message": 1}),
-    ("POST", "/queue/push", "not an object"),
-    ("GET", "/queue/pop/good/w?visibility_timeout=0.05", None),
-    ("GET", "/queue/pop/good/w?visibility_timeout=50000", None),
-    ("GET", "/queue/pop/good/w?visibility_timeout=abc", None),
-    ("GET", "/queue/pop/good/w?visibility_timeout=nan", None),
-    ("GET", "/queue/pop/good/w?wait=21", None),
-    ("GET", "/queue/pop/good/w?wait=-1", None),
-    ("GET", "/queue/pop/good/w?wait=soon", None),
-    ("GET", "/queue/pop/good/a:b", None),
-    ("GET", "/queue/pop/a:b/w", None),
-    ("POST", "/queue/ack", {"topic": "good", "consumer_id": "w:x", "message_id": "m"}),
-    ("POST", "/queue/ack", {"topic": "good", "consumer_id": "w"}),
-    ("POST", "/queue/extend", {"topic": "good", "consumer_id": "w", "message_id": "m", "visibility_timeout": 0}),
-    ("POST", "/queue/extend", {"topic": "good", "consumer_id": "w", "message_id": "m", "visibility_timeout": "x"}),
-    ("GET", "/queue/stats/a:b", None),
-    ("GET", "/queue/dead/good?limit=0", None),
-    ("GET", "/queue/dead/good?limit=x", None),
-    ("POST", "/queue/redrive", {"topic": "good", "limit": 0}),
-])
+@pytest.mark.parametrize(
+    "method,path,body",
+    [
+        ("POST", "/queue/push", {"topic": "bad topic", "message": 1}),
+        ("POST", "/queue/push", {"topic": "a:b", "message": 1}),
+        ("POST", "/queue/push", {"topic": "{x}", "message": 1}),
+        ("POST", "/queue/push", {"topic": "good"}),
+        ("POST", "/queue/push", {"topic": "good", "message": 1, "message_id": "a b"}),
+        ("POST", "/queue/push", {"topic": "good", "message": 1, "message_id": ""}),
+        ("POST", "/queue/push", {"topic": "x" * 129, "message": 1}),
+        ("POST", "/queue/push", "not an object"),
+        ("GET", "/queue/pop/good/w?visibility_timeout=0.05", None),
+        ("GET", "/queue/pop/good/w?visibility_timeout=50000", None),
+        ("GET", "/queue/pop/good/w?visibility_timeout=abc", None),
+        ("GET", "/queue/pop/good/w?visibility_timeout=nan", None),
+        ("GET", "/queue/pop/good/w?wait=21", None),
+        ("GET", "/queue/pop/good/w?wait=-1", None),
+        ("GET", "/queue/pop/good/w?wait=soon", None),
+        ("GET", "/queue/pop/good/a:b", None),
+        ("GET", "/queue/pop/a:b/w", None),
+        ("POST", "/queue/ack", {"topic": "good", "consumer_id": "w:x", "message_id": "m"}),
+        ("POST", "/queue/ack", {"topic": "good", "consumer_id": "w"}),
+        ("POST", "/queue/extend", {"topic": "good", "consumer_id": "w", "message_id": "m", "visibility_timeout": 0}),
+        ("POST", "/queue/extend", {"topic": "good", "consumer_id": "w", "message_id": "m", "visibility_timeout": "x"}),
+        ("GET", "/queue/stats/a:b", None),
+        ("GET", "/queue/dead/good?limit=0", None),
+        ("GET", "/queue/dead/good?limit=x", None),
+        ("POST", "/queue/redrive", {"topic": "good", "limit": 0}),
+    ],
+)
 def test_bad_input_is_422_and_changes_nothing(cluster, method, path, body):
     a, b, _ = urls(cluster)
     s, err = call(method, b + path, body)
@@ -254,8 +260,9 @@ def test_owner_killed_mid_stream_loses_nothing(cluster_factory):
         assert pop(others[0], topic, "c1", vt=1)[0] == 200
     cluster.nodes[owner].kill()
     for i in range(20, 40):
-        s, body = retry_until_ok("POST", others[i % 2] + "/queue/push", {"topic": topic, "message": {"i": i}},
-                                 timeout=10)
+        s, body = retry_until_ok(
+            "POST", others[i % 2] + "/queue/push", {"topic": topic, "message": {"i": i}}, timeout=10
+        )
         assert s == 200 and body["node"] != owner, body
         pushed.add(body["message_id"])
     assert stats(others[0], topic)["owner"] != owner
@@ -281,13 +288,17 @@ def test_redis_down_is_503_fast_and_recovers_from_aof(cluster_factory):
     a, b, c = urls(cluster)
     ids = [push([a, b, c][i % 3], "durable", i)[1]["message_id"] for i in range(5)]
     cluster.redis.kill()
-    for url, (method, path, body) in zip([a, b, c, a, b], [
-        ("POST", "/queue/push", {"topic": "durable", "message": "lost?"}),
-        ("GET", "/queue/pop/durable/w", None),
-        ("POST", "/queue/ack", {"topic": "durable", "consumer_id": "w", "message_id": "x"}),
-        ("GET", "/queue/stats/durable", None),
-        ("GET", "/queue/pop/durable/w?wait=2", None),
-    ], strict=True):
+    for url, (method, path, body) in zip(
+        [a, b, c, a, b],
+        [
+            ("POST", "/queue/push", {"topic": "durable", "message": "lost?"}),
+            ("GET", "/queue/pop/durable/w", None),
+            ("POST", "/queue/ack", {"topic": "durable", "consumer_id": "w", "message_id": "x"}),
+            ("GET", "/queue/stats/durable", None),
+            ("GET", "/queue/pop/durable/w?wait=2", None),
+        ],
+        strict=True,
+    ):
         started = time.monotonic()
         s, err = call(method, url + path, body, timeout=10)
         assert (s, err["error"]) == (503, "unavailable"), (path, s, err)
@@ -337,8 +348,9 @@ def test_a_consumer_killed_between_pop_and_ack_loses_nothing(cluster):
 
     a, b, c = urls(cluster)
     _, pushed = push(a, "killed", {"job": 1})
-    consumer = subprocess.Popen([sys.executable, "-c", CONSUMER, b, "killed"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    consumer = subprocess.Popen(
+        [sys.executable, "-c", CONSUMER, b, "killed"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         popped = consumer.stdout.readline().strip()
         assert popped == pushed["message_id"]
@@ -348,8 +360,9 @@ def test_a_consumer_killed_between_pop_and_ack_loses_nothing(cluster):
     finally:
         if consumer.poll() is None:
             consumer.kill()
-    again = cluster.wait_until(lambda: (r := pop(c, "killed", "survivor"))[0] == 200 and r[1], 10,
-                               "the killed consumer's message to come back")
+    again = cluster.wait_until(
+        lambda: (r := pop(c, "killed", "survivor"))[0] == 200 and r[1], 10, "the killed consumer's message to come back"
+    )
     assert again["message_id"] == pushed["message_id"] and again["delivery_count"] == 2
     assert ack(a, "killed", "survivor", again["message_id"]) == (200, {"acked": True})
     assert counts(b, "killed") == (0, 0, 0)

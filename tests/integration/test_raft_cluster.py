@@ -108,6 +108,7 @@ def test_sigstop_leader_steps_down_after_sigcont_and_nothing_diverges(cluster_fa
     def old_stepped_down():
         s = cluster.nodes[old].status()
         return s is not None and s["role"] == "follower" and s["leader_id"] == new
+
     cluster.wait_until(old_stepped_down, 10, f"{old} to follow {new}")
     digests = digests_converge(cluster, list(cluster.nodes))
     assert len(set(digests.values())) == 1
@@ -163,9 +164,18 @@ def test_reads_and_writes_answer_bad_input_with_json_errors(cluster_factory):
     ]
     cases.append((call("POST", url + "/kv/put", raw=b"{not json"), 422, "invalid_request"))
     garbage = b"\x93garbage"  # signed with the cluster's secret: this checks the endpoint, not the auth
-    cases.append((call("POST", url + "/append_entries", raw=garbage,
-                       headers=internal_headers(cluster.cluster_secret, "node1", "POST", "/append_entries", garbage)),
-                  422, "invalid_request"))
+    cases.append(
+        (
+            call(
+                "POST",
+                url + "/append_entries",
+                raw=garbage,
+                headers=internal_headers(cluster.cluster_secret, "node1", "POST", "/append_entries", garbage),
+            ),
+            422,
+            "invalid_request",
+        )
+    )
     for (status, body), want_status, want_code in cases:
         assert status == want_status, (status, body)
         assert body["error"] == want_code and isinstance(body["detail"], str), body

@@ -86,9 +86,19 @@ def _create_cluster(shards: list[Shard]) -> None:
     cli = shutil.which("redis-cli")
     if cli and not os.environ.get("RAKIT_TEST_CLUSTER_BY_HAND"):
         out = subprocess.run(
-            [cli, "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in shards),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{s.port}" for s in shards),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
         )
         if out.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed: {out.stdout[-800:]} {out.stderr[-800:]}")
@@ -128,8 +138,13 @@ def cluster_ports(n: int, timeout: float = 10.0) -> list[int]:
 
     def more() -> bool:
         for port in free_ports(n):
-            if port + 10000 <= 65535 and port not in chosen and port + 10000 not in chosen \
-                    and port_is_free(port + 10000) and len(chosen) < n:
+            if (
+                port + 10000 <= 65535
+                and port not in chosen
+                and port + 10000 not in chosen
+                and port_is_free(port + 10000)
+                and len(chosen) < n
+            ):
                 chosen.append(port)
         return len(chosen) == n
 
@@ -148,13 +163,32 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterI
             data.mkdir()
             log = data / "redis.log"
             conf = data / "redis.conf"
-            conf.write_text("\n".join([
-                f"port {port}", "bind 127.0.0.1", f'dir "{data}"', f'logfile "{log}"',
-                "cluster-enabled yes", "cluster-config-file nodes.conf", "cluster-node-timeout 2000",
-                "appendonly no", 'save ""', "daemonize no", "protected-mode no",
-            ]) + "\n")
-            proc = subprocess.Popen([exe, str(conf)], cwd=data, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            conf.write_text(
+                "\n".join(
+                    [
+                        f"port {port}",
+                        "bind 127.0.0.1",
+                        f'dir "{data}"',
+                        f'logfile "{log}"',
+                        "cluster-enabled yes",
+                        "cluster-config-file nodes.conf",
+                        "cluster-node-timeout 2000",
+                        "appendonly no",
+                        'save ""',
+                        "daemonize no",
+                        "protected-mode no",
+                    ]
+                )
+                + "\n"
+            )
+            proc = subprocess.Popen(
+                [exe, str(conf)],
+                cwd=data,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             shards.append(Shard(port, proc, log))
 
         def answers(shard: Shard) -> bool:

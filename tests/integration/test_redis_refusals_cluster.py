@@ -21,10 +21,12 @@ from rakit.launcher import LocalCluster, find_redis_server, free_port, wait_unti
 
 pytestmark = pytest.mark.integration
 
-QUEUE_CALLS = [("POST", "/queue/push", {"topic": "t", "message": {"n": 1}}),
-               ("GET", "/queue/pop/t/c?visibility_timeout=5", None),
-               ("POST", "/queue/ack", {"topic": "t", "consumer_id": "c", "message_id": "m1"}),
-               ("GET", "/queue/stats/t", None)]
+QUEUE_CALLS = [
+    ("POST", "/queue/push", {"topic": "t", "message": {"n": 1}}),
+    ("GET", "/queue/pop/t/c?visibility_timeout=5", None),
+    ("POST", "/queue/ack", {"topic": "t", "consumer_id": "c", "message_id": "m1"}),
+    ("GET", "/queue/stats/t", None),
+]
 
 
 def _answers(host: str, port: int, password: str | None) -> bool:
@@ -41,9 +43,27 @@ def redis_server(tmp: Path, *args: str, host: str = "127.0.0.1", password: str |
     port = free_port()
     tmp.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [find_redis_server(), "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no",
-         "--dir", str(tmp), "--logfile", str(tmp / "redis.log"), *args],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            find_redis_server(),
+            "--port",
+            str(port),
+            "--bind",
+            host,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp),
+            "--logfile",
+            str(tmp / "redis.log"),
+            *args,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_until(lambda: proc.poll() is not None or _answers(host, port, password), 10, f"redis-server on {port}")
         assert proc.poll() is None, (tmp / "redis.log").read_text()
@@ -86,8 +106,9 @@ def test_a_password_redis_refuses_the_node_with_503_and_says_why(cluster_factory
         url_password = f":{password}@" if password else ""
         cluster, url = one_node(cluster_factory, f"redis://{url_password}{where}/0")
         # The start-up probe found it out: /health (still 200) and /status say so before any queue call.
-        assert wait_until(lambda: queue_state(url, "/health") == {"available": False}, 10,
-                          "/health to show the queue unavailable")
+        assert wait_until(
+            lambda: queue_state(url, "/health") == {"available": False}, 10, "/health to show the queue unavailable"
+        )
         status = queue_state(url, "/status")
         assert status["available"] is False and status["detail"].startswith(f"Redis refused the node: {code} ")
         assert "secret" not in status["detail"] and "wrong" not in status["detail"]
@@ -143,8 +164,9 @@ def test_protected_mode_denies_the_node_with_503_and_says_why(cluster_factory, t
         pytest.skip("no non-loopback IPv4 address: protected mode only denies remote clients")
     with redis_server(tmp_path / "redis", "--protected-mode", "yes", host=host) as where:
         cluster, url = one_node(cluster_factory, f"redis://{where}/0")
-        assert wait_until(lambda: queue_state(url, "/health") == {"available": False}, 10,
-                          "/health to show the queue unavailable")
+        assert wait_until(
+            lambda: queue_state(url, "/health") == {"available": False}, 10, "/health to show the queue unavailable"
+        )
         assert_refused(url, "DENIED")
         detail = queue_state(url, "/status")["detail"]
         assert detail.startswith("Redis refused the node: DENIED Redis is running in protected mode")

@@ -219,7 +219,9 @@ async def test_expired_messages_go_back_to_the_head_in_push_order(
     assert await store.stats("t") == {"ready": 3, "in_flight": 1, "dead": 0}
 
 
-async def test_requeue_respects_limit_and_several_consumers(store: RedisQueueStore, client: Any, clock: FakeClock) -> None:
+async def test_requeue_respects_limit_and_several_consumers(
+    store: RedisQueueStore, client: Any, clock: FakeClock
+) -> None:
     ids = [f"m{i:02d}" for i in range(12)]
     await push_all(store, "t", ids)
     for i in range(12):

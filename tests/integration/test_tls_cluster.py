@@ -96,8 +96,9 @@ def test_the_cluster_serves_https_and_elects_a_leader_over_mutual_tls(cluster, h
 def test_a_lock_taken_through_a_follower_is_forwarded_over_tls(cluster, http):
     leader = cluster.wait_for_leader(15)
     follower = cluster.nodes[cluster.followers()[0]]
-    grant = retry_ok(http, "POST", follower.url + "/lock/acquire",
-                     {"resource": "tls-orders", "client_id": "w1", "ttl": 30})
+    grant = retry_ok(
+        http, "POST", follower.url + "/lock/acquire", {"resource": "tls-orders", "client_id": "w1", "ttl": 30}
+    )
     assert grant["acquired"] is True and grant["fencing_token"] > 0
     status = http.get(cluster.nodes[leader].url + "/lock/status/tls-orders").json()
     assert status["holders"] == ["w1"] and status["fencing_token"] == grant["fencing_token"], status
@@ -108,8 +109,11 @@ def test_a_lock_taken_through_a_follower_is_forwarded_over_tls(cluster, http):
 def test_the_cache_talks_to_its_peers_over_tls(cluster, http):
     a, b, c = urls(cluster)
     # Each node serves its cache once it has heard from its peers (over the cache WebSockets).
-    wait_until(lambda: all(http.get(u + "/cache/stats").json()["serving"] for u in (a, b, c)), 15,
-               "every node's cache to serve")
+    wait_until(
+        lambda: all(http.get(u + "/cache/stats").json()["serving"] for u in (a, b, c)),
+        15,
+        "every node's cache to serve",
+    )
     v1 = retry_ok(http, "POST", a + "/cache/set", {"key": "tls:user", "value": {"name": "Ada"}})["version"]
     got = retry_ok(http, "GET", b + "/cache/get/tls:user")
     assert got["value"] == {"name": "Ada"} and got["version"] == v1 and got["source"] == "peer", got
@@ -134,8 +138,9 @@ def test_a_queue_push_through_a_non_owner_is_forwarded_over_tls(cluster, http):
     assert pushed["node"] == owner
     popped = http.get(entry.url + "/queue/pop/tls-mail/c1?visibility_timeout=30").json()
     assert popped["message"] == {"to": "a@b.c"} and popped["message_id"] == pushed["message_id"]
-    acked = http.post(entry.url + "/queue/ack", json={"topic": "tls-mail", "consumer_id": "c1",
-                                                      "message_id": pushed["message_id"]})
+    acked = http.post(
+        entry.url + "/queue/ack", json={"topic": "tls-mail", "consumer_id": "c1", "message_id": pushed["message_id"]}
+    )
     assert acked.status_code == 200, acked.text
 
 
@@ -171,8 +176,10 @@ def test_plain_http_to_the_port_fails(cluster):
 
 def test_a_client_trusting_no_ca_fails_verification(cluster, pki):
     for verify in (True, pki["other_ca"]):  # True: the default CAs only; then a CA that signed no node
-        with rakit.Client(urls(cluster), attempts=1, verify=verify) as client, \
-                pytest.raises(rakit.ConnectionFailed, match="CERTIFICATE_VERIFY_FAILED"):
+        with (
+            rakit.Client(urls(cluster), attempts=1, verify=verify) as client,
+            pytest.raises(rakit.ConnectionFailed, match="CERTIFICATE_VERIFY_FAILED"),
+        ):
             client.cache.get("tls:user")
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         httpx.get(urls(cluster)[0] + "/status", timeout=5)
@@ -195,25 +202,46 @@ def test_a_client_certificate_from_another_ca_is_refused(cluster, pki):
 
 
 def run_node(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rakit", "node", *args], capture_output=True, text=True,
-                          timeout=30, env={**os.environ}, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "rakit", "node", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ},
+        check=False,
+    )
 
 
-@pytest.mark.parametrize("case, problem", [
-    ("http-peers", "--tls-cert is set but --peers gives node1 as http://127.0.0.1:"),
-    ("https-without-tls", "but TLS is off"),
-    ("foreign-cert", "peers would refuse"),
-])
+@pytest.mark.parametrize(
+    "case, problem",
+    [
+        ("http-peers", "--tls-cert is set but --peers gives node1 as http://127.0.0.1:"),
+        ("https-without-tls", "but TLS is off"),
+        ("foreign-cert", "peers would refuse"),
+    ],
+)
 def test_a_node_with_an_impossible_tls_setup_exits_2_with_one_line(case, problem, pki, tmp_path):
     ports = free_ports(2)
     scheme = "http" if case == "http-peers" else "https"
     peers = ",".join(f"node{k}={scheme}://127.0.0.1:{p}" for k, p in enumerate(ports, 1))
     member = pki["nodes"]["node1"]
     cert, key = (member.cert, member.key) if case != "foreign-cert" else pki["foreign"]
-    flags = [] if case == "https-without-tls" else ["--tls-cert", str(cert), "--tls-key", str(key),
-                                                   "--tls-ca", str(pki["ca"])]
-    result = run_node("--id", "node1", "--peers", peers, "--data-dir", str(tmp_path / "d"),
-                      "--cluster-secret", "tls-setup-test-secret", *flags)
+    flags = (
+        []
+        if case == "https-without-tls"
+        else ["--tls-cert", str(cert), "--tls-key", str(key), "--tls-ca", str(pki["ca"])]
+    )
+    result = run_node(
+        "--id",
+        "node1",
+        "--peers",
+        peers,
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--cluster-secret",
+        "tls-setup-test-secret",
+        *flags,
+    )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rakit: error: ") and problem in lines[0], result.stderr
@@ -223,6 +251,12 @@ def test_a_node_with_an_impossible_tls_setup_exits_2_with_one_line(case, problem
 
 def test_launcher_tls_files_args(pki):
     member = pki["nodes"]["node1"]
-    assert member.args == ["--tls-cert", str(Path(member.cert).absolute()), "--tls-key",
-                           str(Path(member.key).absolute()), "--tls-ca", str(Path(pki["ca"]).absolute())]
+    assert member.args == [
+        "--tls-cert",
+        str(Path(member.cert).absolute()),
+        "--tls-key",
+        str(Path(member.key).absolute()),
+        "--tls-ca",
+        str(Path(pki["ca"]).absolute()),
+    ]
     assert TlsFiles("c.pem", "k.pem").args[-2:] == ["--tls-key", str(Path("k.pem").absolute())]

@@ -31,13 +31,18 @@ ORDERS = "orders-token-0123456789abcdef"  # orders-svc
 BILLING = "billing-token-0123456789abcdef"  # billing-svc
 OPS = "ops-token-0123456789abcdef012"  # ops
 READER = "reader-token-0123456789abcdef"  # reader
-TOKENS = {"tokens": [
-    {"name": "orders-svc", "token": ORDERS,
-     "grants": ["locks:orders.*", "queue:read:emails", "queue:write:emails", "cache:*", "status"]},
-    {"name": "billing-svc", "token": BILLING, "grants": ["locks:*", "status"]},
-    {"name": "ops", "token": OPS, "grants": ["admin", "status"]},
-    {"name": "reader", "token": READER, "grants": ["locks:read:*"]},
-]}
+TOKENS = {
+    "tokens": [
+        {
+            "name": "orders-svc",
+            "token": ORDERS,
+            "grants": ["locks:orders.*", "queue:read:emails", "queue:write:emails", "cache:*", "status"],
+        },
+        {"name": "billing-svc", "token": BILLING, "grants": ["locks:*", "status"]},
+        {"name": "ops", "token": OPS, "grants": ["admin", "status"]},
+        {"name": "reader", "token": READER, "grants": ["locks:read:*"]},
+    ]
+}
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -100,30 +105,43 @@ def test_tokens_on_a_cluster(secured: Any) -> None:
     assert status == 200 and st["holders"] == ["w1"]
     status, watch = req("GET", f2 + "/lock/watch/orders.1?client_id=w1&timeout=0.2", READER)
     assert status == 200 and watch["held"] is True  # a relayed request with a query string
-    assert req("POST", f2 + "/lock/release", ORDERS, {"resource": "orders.1", "client_id": "w1"}) == \
-        (200, {"released": True})
+    assert req("POST", f2 + "/lock/release", ORDERS, {"resource": "orders.1", "client_id": "w1"}) == (
+        200,
+        {"released": True},
+    )
 
     # -- owners: a lock taken under one token is not released or renewed under another ---------------
-    status, grant = req("POST", f1 + "/lock/acquire", ORDERS, {"resource": "orders.2", "client_id": "shared-id",
-                                                               "ttl": 30})
+    status, grant = req(
+        "POST", f1 + "/lock/acquire", ORDERS, {"resource": "orders.2", "client_id": "shared-id", "ttl": 30}
+    )
     assert status == 200
     for url in (f1, f2, leader):
         status, body = req("POST", url + "/lock/release", BILLING, {"resource": "orders.2", "client_id": "shared-id"})
         assert (status, body["error"]) == (409, "not_holder"), (url, body)
-        status, body = req("POST", url + "/lock/renew", BILLING, {"resource": "orders.2", "client_id": "shared-id",
-                                                                  "ttl": 60})
+        status, body = req(
+            "POST", url + "/lock/renew", BILLING, {"resource": "orders.2", "client_id": "shared-id", "ttl": 60}
+        )
         assert (status, body["error"]) == (409, "not_holder"), (url, body)
         status, body = req("POST", url + "/lock/renew", BILLING, {"resource": "orders.2", "client_id": "shared-id"})
         assert (status, body["error"]) == (409, "not_holder"), (url, body)
-        status, body = req("POST", url + "/lock/release", BILLING, {"resource": "orders.2", "client_id": "shared-id",
-                                                                    "fencing_token": grant["fencing_token"]})
+        status, body = req(
+            "POST",
+            url + "/lock/release",
+            BILLING,
+            {"resource": "orders.2", "client_id": "shared-id", "fencing_token": grant["fencing_token"]},
+        )
         assert (status, body["error"]) == (409, "not_holder"), (url, body)
-        status, body = req("POST", url + "/lock/acquire", BILLING, {"resource": "orders.2", "client_id": "shared-id",
-                                                                    "timeout": 1})
+        status, body = req(
+            "POST", url + "/lock/acquire", BILLING, {"resource": "orders.2", "client_id": "shared-id", "timeout": 1}
+        )
         assert (status, body["error"], body["acquired"]) == (409, "conflict", False), (url, body)
     # a client that sends the identity header itself is not a peer
-    status, body = call("POST", f1 + "/lock/release", {"resource": "orders.2", "client_id": "shared-id"},
-                        headers={**bearer(BILLING), "x-rakit-identity": "orders-svc"})
+    status, body = call(
+        "POST",
+        f1 + "/lock/release",
+        {"resource": "orders.2", "client_id": "shared-id"},
+        headers={**bearer(BILLING), "x-rakit-identity": "orders-svc"},
+    )
     assert status == 401 and "x-rakit-identity" in body["detail"]
     # the dashboard's table (admin) shows the owner
     status, table = req("GET", f2 + "/lock/table", OPS)
@@ -132,8 +150,10 @@ def test_tokens_on_a_cluster(secured: Any) -> None:
     assert row["holders"][0]["owner"] == "orders-svc"
     status, renewed = req("POST", f2 + "/lock/renew", ORDERS, {"resource": "orders.2", "client_id": "shared-id"})
     assert status == 200 and renewed["fencing_token"] == grant["fencing_token"]
-    assert req("POST", f1 + "/lock/release", ORDERS, {"resource": "orders.2", "client_id": "shared-id"}) == \
-        (200, {"released": True})
+    assert req("POST", f1 + "/lock/release", ORDERS, {"resource": "orders.2", "client_id": "shared-id"}) == (
+        200,
+        {"released": True},
+    )
 
     # -- admin: metrics and the overview (the node asks its peers as itself, signed) -------------------
     status, text = req("GET", f1 + "/metrics", OPS)
@@ -149,8 +169,9 @@ def test_tokens_on_a_cluster(secured: Any) -> None:
     assert req("POST", f2 + "/queue/push", ORDERS, {"topic": "other", "message": 1})[0] == 403
     status, popped = req("GET", f1 + "/queue/pop/emails/c1?wait=2", ORDERS)
     assert status == 200 and popped["message"] == {"to": "a@b.c"}
-    assert req("POST", f1 + "/queue/ack", ORDERS, {"topic": "emails", "consumer_id": "c1",
-                                                     "message_id": popped["message_id"]}) == (200, {"acked": True})
+    assert req(
+        "POST", f1 + "/queue/ack", ORDERS, {"topic": "emails", "consumer_id": "c1", "message_id": popped["message_id"]}
+    ) == (200, {"acked": True})
     assert req("GET", f1 + "/queue/stats/other", ORDERS)[0] == 403
     deadline = time.monotonic() + 15  # a node's cache serves a moment after it starts (503 until then)
     while (answer := req("POST", f1 + "/cache/set", ORDERS, {"key": "user:1", "value": 1}))[0] == 503:
@@ -169,8 +190,11 @@ def test_client_and_cli_with_tokens(secured: Any, monkeypatch: pytest.MonkeyPatc
     urls = ",".join(n.url for n in secured.nodes.values())
     monkeypatch.delenv("RAKIT_TOKEN", raising=False)
 
-    with rakit.Client(urls, token=ORDERS, client_id="py-1") as orders, \
-            rakit.Client(urls, token=BILLING, client_id="py-1") as billing, rakit.Client(urls) as anonymous:
+    with (
+        rakit.Client(urls, token=ORDERS, client_id="py-1") as orders,
+        rakit.Client(urls, token=BILLING, client_id="py-1") as billing,
+        rakit.Client(urls) as anonymous,
+    ):
         with pytest.raises(rakit.Unauthorized) as no_token:
             anonymous.lock_status("orders.py")
         assert no_token.value.status == 401
@@ -203,8 +227,9 @@ def test_client_and_cli_with_tokens(secured: Any, monkeypatch: pytest.MonkeyPatc
         env["RAKIT_NODES"] = urls
         if token is not None:
             env["RAKIT_TOKEN"] = token
-        return subprocess.run([sys.executable, "-m", "rakit", *args], capture_output=True, text=True, env=env,
-                              timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "rakit", *args], capture_output=True, text=True, env=env, timeout=60
+        )
 
     result = cli("lock", "acquire", "orders.cli", "-c", "cli-1", "--json", token=ORDERS)
     assert result.returncode == 0, result.stderr
@@ -226,12 +251,23 @@ def test_the_node_refuses_bad_token_setups(tmp_path: Path) -> None:
     good.write_text(json.dumps(TOKENS))
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"tokens": [{"name": "x", "token": ORDERS, "grants": ["locks:orders.*", "lock:x"]}]}))
-    base = [sys.executable, "-m", "rakit", "node", "--id", "n1", "--peers", "n1=http://127.0.0.1:1",
-            "--data-dir", str(tmp_path / "data")]
+    base = [
+        sys.executable,
+        "-m",
+        "rakit",
+        "node",
+        "--id",
+        "n1",
+        "--peers",
+        "n1=http://127.0.0.1:1",
+        "--data-dir",
+        str(tmp_path / "data"),
+    ]
     result = subprocess.run([*base, "--auth-tokens", str(good)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("rakit: error: --auth-tokens needs --cluster-secret"), result.stderr
-    result = subprocess.run([*base, "--cluster-secret", SECRET, "--auth-tokens", str(bad)], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [*base, "--cluster-secret", SECRET, "--auth-tokens", str(bad)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "tokens[0] ('x'): unknown grant 'lock:x'" in result.stderr

@@ -15,7 +15,9 @@ def test_transfer_to_a_chosen_voter_then_back_by_default(cluster_factory):
     other = next(i for i in sorted(cluster.nodes) if i not in (old, target))
 
     # Asked at a follower that is not the target: relayed to the leader.
-    status, body = call("POST", cluster.nodes[other].url + "/cluster/transfer-leader", {"to": target}, secret=cluster.cluster_secret)
+    status, body = call(
+        "POST", cluster.nodes[other].url + "/cluster/transfer-leader", {"to": target}, secret=cluster.cluster_secret
+    )
     assert status == 200, body
     assert body["leader"] == target and body["previous"] == old
     assert body["took_ms"] < 2000
@@ -28,7 +30,9 @@ def test_transfer_to_a_chosen_voter_then_back_by_default(cluster_factory):
     assert status == 200, body
 
     # No target: the most caught-up other voter.
-    status, body = call("POST", cluster.nodes[target].url + "/cluster/transfer-leader", {}, secret=cluster.cluster_secret)
+    status, body = call(
+        "POST", cluster.nodes[target].url + "/cluster/transfer-leader", {}, secret=cluster.cluster_secret
+    )
     assert status == 200, body
     assert body["previous"] == target and body["leader"] != target
     assert cluster.wait_for_leader(timeout=5) == body["leader"]
@@ -42,6 +46,8 @@ def test_transfer_refusals_change_nothing(cluster_factory):
     assert status == 409 and body["error"] == "not_a_voter", body
     status, body = call("POST", url + "/cluster/transfer-leader", {"to": "not a name!"}, secret=cluster.cluster_secret)
     assert status == 422 and body["error"] == "invalid_request", body
-    status, body = call("POST", url + "/cluster/transfer-leader", {"to": leader}, secret=cluster.cluster_secret)  # already leads
+    status, body = call(
+        "POST", url + "/cluster/transfer-leader", {"to": leader}, secret=cluster.cluster_secret
+    )  # already leads
     assert status == 200 and body["leader"] == leader, body
     assert cluster.leader() == leader

@@ -76,18 +76,26 @@ def test_overview_locks_queue_and_cache_on_a_live_cluster(cluster_factory) -> No
         assert all(n.up and n.error is None and n.term == o.term for n in o.nodes), o
         assert [n.node_id for n in o.nodes if n.role == "leader"] == [leader] == o.leaders
         assert o.leader == leader
-        assert all(n.leader_id == leader and n.commit_index is not None and n.last_applied is not None
-                   and n.cache is not None for n in o.nodes)
+        assert all(
+            n.leader_id == leader and n.commit_index is not None and n.last_applied is not None and n.cache is not None
+            for n in o.nodes
+        )
         assert {n.url for n in o.nodes} == set(urls.values())
 
     # -- a lock with a waiter, read through a follower (forwarded to the leader).
     s, grant = post(a + "/lock/acquire", {"resource": "ui-orders", "client_id": "holder-1", "ttl": 60})
     assert s == 200, grant
     waited: dict[str, Any] = {}
-    waiter = threading.Thread(target=lambda: waited.update(answer=post(
-        b + "/lock/acquire", {"resource": "ui-orders", "client_id": "waiter-2", "timeout": 20}, timeout=30)))
+    waiter = threading.Thread(
+        target=lambda: waited.update(
+            answer=post(
+                b + "/lock/acquire", {"resource": "ui-orders", "client_id": "waiter-2", "timeout": 20}, timeout=30
+            )
+        )
+    )
     waiter.start()
     try:
+
         def waiting() -> LockTableView | None:
             t = lock_table(urls[follower])
             r = next((r for r in t.resources if r.resource == "ui-orders"), None)
@@ -98,10 +106,12 @@ def test_overview_locks_queue_and_cache_on_a_live_cluster(cluster_factory) -> No
         (row,) = [r for r in table.resources if r.resource == "ui-orders"]
         assert row.mode == "exclusive" and row.fencing_token == grant["fencing_token"]
         assert [(h.client_id, h.mode, h.fencing_token) for h in row.holders] == [
-            ("holder-1", "exclusive", grant["fencing_token"])]
+            ("holder-1", "exclusive", grant["fencing_token"])
+        ]
         assert [(w.client_id, w.mode) for w in row.waiters] == [("waiter-2", "exclusive")]
         assert [(e.from_, e.to, e.resource, e.kind) for e in table.edges] == [
-            ("waiter-2", "holder-1", "ui-orders", "holder")]
+            ("waiter-2", "holder-1", "ui-orders", "holder")
+        ]
         assert table.active == 1 and not table.truncated
     finally:
         assert post(c + "/lock/release", {"resource": "ui-orders", "client_id": "holder-1"})[0] == 200
@@ -132,7 +142,9 @@ def test_overview_locks_queue_and_cache_on_a_live_cluster(cluster_factory) -> No
         view = queue_topics(url)
         assert not view.truncated
         assert {t.topic: (t.ready, t.in_flight, t.dead) for t in view.topics} == {
-            "ui-emails": (2, 1, 0), "ui-other": (1, 0, 0)}
+            "ui-emails": (2, 1, 0),
+            "ui-other": (1, 0, 0),
+        }
         emails = next(t for t in view.topics if t.topic == "ui-emails")
         assert emails.owner == stats["owner"] and emails.owner in urls
     capped_topics = queue_topics(a, limit=1)
@@ -148,9 +160,16 @@ def test_overview_locks_queue_and_cache_on_a_live_cluster(cluster_factory) -> No
         o = overview(c)
         by_id = {n.node_id: n.cache for n in o.nodes}
         writer, reader = by_id[ids[0]], by_id[ids[1]]
-        ok = (writer is not None and reader is not None and writer.size >= 1 and reader.size >= 1
-              and reader.peer_fetches >= 1 and reader.misses >= 1 and writer.invalidations_sent >= 1
-              and all(n.health == "ok" and n.cache and n.cache.serving for n in o.nodes))
+        ok = (
+            writer is not None
+            and reader is not None
+            and writer.size >= 1
+            and reader.size >= 1
+            and reader.peer_fetches >= 1
+            and reader.misses >= 1
+            and writer.invalidations_sent >= 1
+            and all(n.health == "ok" and n.cache and n.cache.serving for n in o.nodes)
+        )
         return o if ok else None
 
     wait_for("the cache counters in the overview, every node serving", cache_seen)
@@ -172,8 +191,11 @@ def test_pages_and_bad_input(cluster_factory) -> None:
         assert status == 200 and ctype.startswith(kind), (name, ctype)
         files[name] = body.decode()
     for name, text in files.items():
-        external = [u for u in re.findall(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}[^\s\"')]*", text)
-                    if u != "http://www.w3.org/2000/svg"]  # the SVG namespace name, never fetched
+        external = [
+            u
+            for u in re.findall(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}[^\s\"')]*", text)
+            if u != "http://www.w3.org/2000/svg"
+        ]  # the SVG namespace name, never fetched
         assert external == [], (name, external)
     for path in ("/cluster/overview", "/lock/table", "/queue/topics"):
         assert path in files["app.js"]
@@ -182,10 +204,19 @@ def test_pages_and_bad_input(cluster_factory) -> None:
     for path in ("/ui/missing.js", "/ui/app.py", "/ui/..%2Fapp.py", "/ui/x/y"):
         s, body = get(url + path)
         assert s == 404 and body["error"] == "not_found", (path, s, body)
-    for path in ("/lock/table?limit=0", "/lock/table?limit=5001", "/lock/table?limit=abc",
-                 "/lock/table?limit=-1", "/lock/table?limit=1.5", "/queue/topics?limit=0",
-                 "/queue/topics?limit=%F0%9F%92%A5", "/cluster/overview?timeout=0",
-                 "/cluster/overview?timeout=abc", "/cluster/overview?timeout=nan", "/cluster/overview?timeout=9"):
+    for path in (
+        "/lock/table?limit=0",
+        "/lock/table?limit=5001",
+        "/lock/table?limit=abc",
+        "/lock/table?limit=-1",
+        "/lock/table?limit=1.5",
+        "/queue/topics?limit=0",
+        "/queue/topics?limit=%F0%9F%92%A5",
+        "/cluster/overview?timeout=0",
+        "/cluster/overview?timeout=abc",
+        "/cluster/overview?timeout=nan",
+        "/cluster/overview?timeout=9",
+    ):
         s, body = get(url + path)
         assert s == 422 and body["error"] == "invalid_request" and isinstance(body["detail"], str), (path, s, body)
     for path in ("/cluster/overview", "/lock/table", "/queue/topics", "/ui"):

@@ -48,8 +48,13 @@ def main() -> None:
             if frame.type != WSMsgType.BINARY:
                 break
             batch = decode_batch(frame.data)
-            event("frame", path="/raft/stream", src=batch.src, messages=len(batch.messages),
-                  entries=sum(len(getattr(m, "entries", ())) for m in batch.messages))
+            event(
+                "frame",
+                path="/raft/stream",
+                src=batch.src,
+                messages=len(batch.messages),
+                entries=sum(len(getattr(m, "entries", ())) for m in batch.messages),
+            )
             reply = AppendEntriesResp(term=args.term, src=args.id, dst=batch.src, success=False, index=0)
             await ws.send_bytes(encode_batch(Batch(args.id, [reply])))
         return ws

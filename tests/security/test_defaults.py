@@ -13,8 +13,15 @@ PEERS = "n1=http://127.0.0.1:9"
 
 
 def config(host: str, **kwargs: object):
-    return build_config(node_id="n1", host=host, port=None, peers=PEERS, redis_url="redis://127.0.0.1:6379/0",
-                        data_dir="/tmp/x", **kwargs)
+    return build_config(
+        node_id="n1",
+        host=host,
+        port=None,
+        peers=PEERS,
+        redis_url="redis://127.0.0.1:6379/0",
+        data_dir="/tmp/x",
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "", "10.1.2.3", "::", "192.168.0.4", "node1.example"])
@@ -46,8 +53,12 @@ def test_mutual_tls_without_a_secret_is_refused(tmp_path) -> None:
 
 
 def test_rakit_node_on_a_public_address_without_a_secret_exits_with_one_line() -> None:
-    done = subprocess.run([sys.executable, "-m", "rakit", "node", "--id", "n1", "--host", "0.0.0.0",
-                           "--peers", "n1=http://127.0.0.1:9"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "rakit", "node", "--id", "n1", "--host", "0.0.0.0", "--peers", "n1=http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "--cluster-secret" in lines[0] and "Traceback" not in done.stderr, done.stderr

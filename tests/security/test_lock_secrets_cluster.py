@@ -21,13 +21,14 @@ def test_an_outsider_knowing_the_client_id_cannot_release_renew_or_take_over(clu
             for url in urls:  # ...but with it alone, through any node, nothing is done
                 body = {"resource": "payroll", "client_id": "victim"}
                 assert call("POST", url + "/lock/release", body)[1]["error"] == "not_holder"
-                assert call("POST", url + "/lock/release", {**body, "fencing_token": lease.fencing_token}
-                            )[1]["error"] == "not_holder"
+                assert (
+                    call("POST", url + "/lock/release", {**body, "fencing_token": lease.fencing_token})[1]["error"]
+                    == "not_holder"
+                )
                 assert call("POST", url + "/lock/renew", body)[1]["error"] == "not_holder"
                 status, taken = call("POST", url + "/lock/acquire", body)  # a re-acquire would renew it
                 assert status == 409 and taken["error"] == "conflict", taken
-                assert call("POST", url + "/lock/release", {**body, "secret": "x" * 24}
-                            )[1]["error"] == "not_holder"
+                assert call("POST", url + "/lock/release", {**body, "secret": "x" * 24})[1]["error"] == "not_holder"
             assert get(urls[0] + "/lock/status/payroll")[1]["holders"] == ["victim"]
             lease.renew()  # the holder, with its secret, still can
         assert get(urls[0] + "/lock/status/payroll")[1]["holders"] == []  # released on leaving

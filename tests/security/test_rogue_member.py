@@ -93,8 +93,12 @@ def test_nobody_without_the_secret_can_change_membership_or_move_leadership(clus
         status, body = post(url + "/cluster/transfer-leader", {})
         assert status == 401, body
         # A forged signature, or one made with another secret, is refused the same way.
-        status, body = call("POST", url + "/cluster/members", {"id": "evil", "url": "http://127.0.0.1:9"},
-                            secret="not-the-cluster-secret-at-all")
+        status, body = call(
+            "POST",
+            url + "/cluster/members",
+            {"id": "evil", "url": "http://127.0.0.1:9"},
+            secret="not-the-cluster-secret-at-all",
+        )
         assert status == 401 and "bad signature" in body["detail"], body
     assert voters_and_learners(urls[0]) == sorted(cluster.nodes)
     assert cluster.wait_for_leader(timeout=5) == leader
@@ -107,14 +111,19 @@ def test_nobody_without_the_secret_can_change_membership_or_move_leadership(clus
 def test_a_member_that_cannot_prove_the_secret_is_sent_nothing(cluster_factory):
     cluster = cluster_factory(3)
     leader = cluster.wait_for_leader(timeout=15)
-    status, _ = retry_until_ok("POST", cluster.nodes[leader].url + "/kv/put",
-                               {"key": "db.password", "value": "hunter2"})
+    status, _ = retry_until_ok(
+        "POST", cluster.nodes[leader].url + "/kv/put", {"key": "db.password", "value": "hunter2"}
+    )
     assert status == 200
     rogue = Rogue(secret=None)
     try:
         # An operator adds it (with the secret): the nodes dial it, signed, but it cannot answer the proof.
-        status, body = call("POST", cluster.nodes[leader].url + "/cluster/members",
-                            {"id": "evil", "url": rogue.url}, secret=cluster.cluster_secret)
+        status, body = call(
+            "POST",
+            cluster.nodes[leader].url + "/cluster/members",
+            {"id": "evil", "url": rogue.url},
+            secret=cluster.cluster_secret,
+        )
         assert status == 200, body
         wait(lambda: rogue.count("accepted", "/raft/stream") >= 2, 15, "the leader to dial the rogue twice")
         assert rogue.count("frame") == 0, rogue.events  # not one frame: no entry, no snapshot, no heartbeat
@@ -135,8 +144,12 @@ def test_huge_terms_in_replies_on_a_nodes_own_stream_are_refused(cluster_factory
     # The worst case: the rogue holds the secret (a member gone bad) and answers every frame with term 2**62.
     rogue = Rogue(secret=cluster.cluster_secret)
     try:
-        status, body = call("POST", cluster.nodes[leader].url + "/cluster/members",
-                            {"id": "evil", "url": rogue.url}, secret=cluster.cluster_secret)
+        status, body = call(
+            "POST",
+            cluster.nodes[leader].url + "/cluster/members",
+            {"id": "evil", "url": rogue.url},
+            secret=cluster.cluster_secret,
+        )
         assert status == 200, body
         wait(lambda: rogue.count("frame", "/raft/stream") >= 20, 15, "the leader to stream to the rogue")
         # Writes keep committing, the leader keeps leading, nobody's term moved.
@@ -146,8 +159,9 @@ def test_huge_terms_in_replies_on_a_nodes_own_stream_are_refused(cluster_factory
         statuses = cluster.statuses()
         assert cluster.wait_for_leader(timeout=5) == leader
         assert all(s["term"] == term for s in statuses.values() if s), statuses
-        status, body = call("DELETE", cluster.nodes[leader].url + "/cluster/members/evil",
-                            secret=cluster.cluster_secret)
+        status, body = call(
+            "DELETE", cluster.nodes[leader].url + "/cluster/members/evil", secret=cluster.cluster_secret
+        )
         assert status == 200, body
     finally:
         rogue.stop()

@@ -457,9 +457,7 @@ class Checker:
             if hs.vote is not None:
                 before = self.votes.setdefault((node, hs.term), hs.vote)
                 if before != hs.vote:
-                    raise InvariantViolation(
-                        f"{node}: voted for {before} and then for {hs.vote} in term {hs.term}"
-                    )
+                    raise InvariantViolation(f"{node}: voted for {before} and then for {hs.vote} in term {hs.term}")
         for e in entries:
             if e.index <= disk.snapshot_index:
                 continue
@@ -579,7 +577,9 @@ class Checker:
         if known is None:
             raise InvariantViolation(f"{node}: snapshot at {index} that no state machine ever applied")
         if known != digest:
-            raise InvariantViolation(f"state machine safety: {node} restored a snapshot at {index} with a different state")
+            raise InvariantViolation(
+                f"state machine safety: {node} restored a snapshot at {index} with a different state"
+            )
         term = self.committed_terms.get(index)
         if term is not None and term != snap.meta.term:
             raise InvariantViolation(
@@ -634,8 +634,7 @@ class Checker:
                 raise InvariantViolation(f"{n.id}: commit {core.commit_index} past last index {core.last_index}")
             if core.conf_state != disk.conf:
                 raise InvariantViolation(
-                    f"membership: {n.id}'s core is in configuration {core.conf_state}, "
-                    f"its log implies {disk.conf}"
+                    f"membership: {n.id}'s core is in configuration {core.conf_state}, its log implies {disk.conf}"
                 )
         # Commit monotonic per live node; commit agreement; record committed terms.
         for n in up:
@@ -672,7 +671,9 @@ class Checker:
                 self.leaders[term] = n.id
                 self._check_complete(n)
                 if not self._may_lead(n):
-                    raise InvariantViolation(f"membership: {n.id} leads term {term} but is no voter of {core.conf_state}")
+                    raise InvariantViolation(
+                        f"membership: {n.id} leads term {term} but is no voter of {core.conf_state}"
+                    )
             elif known != n.id:
                 raise InvariantViolation(f"election safety: both {known} and {n.id} were leader of term {term}")
             uncommitted = [i for i, _ in n.disk.confs if i > core.commit_index]
@@ -751,8 +752,15 @@ class Cluster:
         self.now = 0
         self.trace: deque[str] = deque(maxlen=400)
         self.nodes: dict[str, SimNode] = {}
-        self.stats: dict[str, int] = {"elections": 0, "crashes": 0, "snapshots_sent": 0, "compactions": 0,
-                                      "proposals": 0, "reads": 0, "partitions": 0}
+        self.stats: dict[str, int] = {
+            "elections": 0,
+            "crashes": 0,
+            "snapshots_sent": 0,
+            "compactions": 0,
+            "proposals": 0,
+            "reads": 0,
+            "partitions": 0,
+        }
         self._proposal_seq = 0
         self._read_ctx = 0
         self._dirty: set[str] = set()
@@ -774,8 +782,15 @@ class Cluster:
         hs, snap, entries = node.disk.load()
         node.incarnation += 1
         rng = random.Random(self.rng.getrandbits(64))
-        node.core = self.core_cls(node.id, list(self.initial_voters), config=self.cfg.raft, rng=rng,
-                                  hard_state=hs, snapshot=snap, entries=entries)
+        node.core = self.core_cls(
+            node.id,
+            list(self.initial_voters),
+            config=self.cfg.raft,
+            rng=rng,
+            hard_state=hs,
+            snapshot=snap,
+            entries=entries,
+        )
         node.sm = self.check.on_restore(node.id, snap) if snap is not None else self.check.new_state_machine()
         node.reads = []
         self.check.live_commit[node.id] = node.core.commit_index
@@ -801,8 +816,10 @@ class Cluster:
         self._boot(node)
         core = node.core
         assert core is not None
-        self.log(f"restart {nid} (term {core.term}, commit {core.commit_index}, "
-                 f"log {core.first_index - 1}..{core.last_index})")
+        self.log(
+            f"restart {nid} (term {core.term}, commit {core.commit_index}, "
+            f"log {core.first_index - 1}..{core.last_index})"
+        )
 
     # -- membership ----------------------------------------------------------------------
 
@@ -826,7 +843,8 @@ class Cluster:
             term, index = self.core(nid).propose_conf_change(change)
         except (NotLeader, ConfChangeRefused) as exc:
             self.stats[f"conf_refused_{getattr(exc, 'code', 'other')}"] = (
-                self.stats.get(f"conf_refused_{getattr(exc, 'code', 'other')}", 0) + 1)
+                self.stats.get(f"conf_refused_{getattr(exc, 'code', 'other')}", 0) + 1
+            )
             self.log(f"{change.op} {change.node} on {nid}: refused ({type(exc).__name__})")
             return None
         self.stats[f"conf_{change.op}"] = self.stats.get(f"conf_{change.op}", 0) + 1
@@ -891,7 +909,12 @@ class Cluster:
         assert core is not None and node.sm is not None
         rd: Ready = core.ready()
         crash_at = self.crash_plan.pop(node.id, -1)
-        if crash_at < 0 and self.cfg.crash_in_ready and self._may_crash() and self.rng.random() < self.cfg.crash_in_ready:
+        if (
+            crash_at < 0
+            and self.cfg.crash_in_ready
+            and self._may_crash()
+            and self.rng.random() < self.cfg.crash_in_ready
+        ):
             crash_at = self.rng.randrange(4)
         if crash_at == 0:
             return self.crash(node.id, " (in Ready, before persisting)")
@@ -1161,8 +1184,11 @@ class Cluster:
                 self.crash(self.rng.choice(up))
 
     def _ev_restart(self) -> None:
-        down = [n.id for n in self.nodes.values()
-                if n.core is None and self.now - n.down_since >= 20 and n.id not in self.retired]
+        down = [
+            n.id
+            for n in self.nodes.values()
+            if n.core is None and self.now - n.down_since >= 20 and n.id not in self.retired
+        ]
         if down:
             self.restart(self.rng.choice(down))
 
@@ -1336,8 +1362,10 @@ class Cluster:
         lines = []
         for n in self.nodes.values():
             if n.core is None:
-                lines.append(f"  {n.id}: DOWN  disk hs={n.disk.hard_state} snap={_snap_str(n.disk.snapshot)} "
-                             f"last={n.disk.last_index}")
+                lines.append(
+                    f"  {n.id}: DOWN  disk hs={n.disk.hard_state} snap={_snap_str(n.disk.snapshot)} "
+                    f"last={n.disk.last_index}"
+                )
                 continue
             c = n.core
             assert n.sm is not None

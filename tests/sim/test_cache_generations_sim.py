@@ -65,14 +65,20 @@ class World:
         node.table.reconfigure(self.configs[gen], self.now, mute=MUTE)
 
     def serving_generations(self) -> set[int]:
-        return {n.gen for n in self.nodes.values()
-                if n.gen >= 0 and n.id in self.configs[n.gen] and n.newest <= n.gen
-                and self.now < n.raft_until and n.table.serving(self.now)}
+        return {
+            n.gen
+            for n in self.nodes.values()
+            if n.gen >= 0
+            and n.id in self.configs[n.gen]
+            and n.newest <= n.gen
+            and self.now < n.raft_until
+            and n.table.serving(self.now)
+        }
 
 
 def make_world(seed: int) -> World:
     rng = random.Random(seed)
-    first = frozenset(POOL[:rng.choice([1, 3, 3, 5])])
+    first = frozenset(POOL[: rng.choice([1, 3, 3, 5])])
     world = World(rng, [first])
     for node_id in POOL:
         table = ContactTable(node_id, first if node_id in first else [], 0.0, muted=True)
@@ -98,8 +104,11 @@ def step(world: World) -> None:
             if rng.random() > 0.15:
                 world.at(now + rng.uniform(0.0, 0.3), ("ping", node.id, peer, node.gen, now))
     elif roll < 0.7:  # a node adopts the latest configuration (or never does, if removed)
-        lagging = [n for n in world.nodes.values() if n.gen < latest and not n.deaf
-                   and (n.id in world.configs[latest] or n.gen >= 0)]
+        lagging = [
+            n
+            for n in world.nodes.values()
+            if n.gen < latest and not n.deaf and (n.id in world.configs[latest] or n.gen >= 0)
+        ]
         if lagging:
             node = rng.choice(lagging)
             if node.id not in world.configs[latest] and rng.random() < 0.5:
@@ -130,8 +139,7 @@ def deliver(world: World, event: tuple) -> None:
     if kind == "ping":
         node = world.nodes[dst]
         node.table.check(now)
-        same = src in node.table.peers and gen == node.gen and dst in world.configs[max(node.gen, 0)] \
-            and node.gen >= 0
+        same = src in node.table.peers and gen == node.gen and dst in world.configs[max(node.gen, 0)] and node.gen >= 0
         acked = same and node.table.accept(src, now)
         if world.rng.random() > 0.15:
             world.at(now + world.rng.uniform(0.0, 0.3), ("ack" if acked else "nack", dst, src, node.gen, sent_at))

@@ -325,31 +325,47 @@ def random_command(rng: random.Random, sm: LockSM) -> bytes:
     if x < 0.985:
         return enc(SetOptions(r, rng.choice([0.0, 1.5])))
     # Rare malformed commands: refused or skipped, the same way everywhere.
-    return rng.choice([
-        enc(Acquire(r, c, "bogus", 1.0, 0.0)),
-        enc(Acquire(r, c, EXCLUSIVE, 0.0, 1.0)),
-        enc(Renew(r, c, float("nan"))),
-        enc(SetOptions(r, -1.0)),
-        b"\xc1",  # never valid msgpack
-        msgspec.msgpack.encode({"type": "lock.acquire", "resource": r}),  # missing fields
-        msgspec.msgpack.encode({"type": "kv.put", "key": "k"}),  # nobody's tag
-    ])
+    return rng.choice(
+        [
+            enc(Acquire(r, c, "bogus", 1.0, 0.0)),
+            enc(Acquire(r, c, EXCLUSIVE, 0.0, 1.0)),
+            enc(Renew(r, c, float("nan"))),
+            enc(SetOptions(r, -1.0)),
+            b"\xc1",  # never valid msgpack
+            msgspec.msgpack.encode({"type": "lock.acquire", "resource": r}),  # missing fields
+            msgspec.msgpack.encode({"type": "kv.put", "key": "k"}),  # nobody's tag
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------
 # Profiles and runs
 # ---------------------------------------------------------------------------
 
-_COMMON: dict[str, Any] = dict(steps=1000, w_propose=16, w_crash=0.6, crash_in_ready=0.02, w_partition=1.5,
-                               w_heal=1.0, drop=0.1, duplicate=0.05, max_delay=10)
+_COMMON: dict[str, Any] = dict(
+    steps=1000,
+    w_propose=16,
+    w_crash=0.6,
+    crash_in_ready=0.02,
+    w_partition=1.5,
+    w_heal=1.0,
+    drop=0.1,
+    duplicate=0.05,
+    max_delay=10,
+)
 
 PROFILES: dict[str, tuple[SimConfig, int]] = {
     "3n-locks": (SimConfig(name="3n-locks", nodes=3, compact_every=5, **_COMMON), 120),
     "5n-locks": (SimConfig(name="5n-locks", nodes=5, compact_every=6, **_COMMON), 64),
     # Every node may be down at once: whole tables come back from disk only.
     "3n-locks-whole-cluster-crashes": (
-        SimConfig(name="3n-locks-whole-cluster-crashes", nodes=3, compact_every=4,
-                  **{**_COMMON, "w_crash": 1.2, "w_restart": 2.0, "crash_in_ready": 0.03}, max_down=3),
+        SimConfig(
+            name="3n-locks-whole-cluster-crashes",
+            nodes=3,
+            compact_every=4,
+            **{**_COMMON, "w_crash": 1.2, "w_restart": 2.0, "crash_in_ready": 0.03},
+            max_down=3,
+        ),
         80,
     ),
 }
@@ -395,7 +411,8 @@ def run_one(profile: str, seed: int) -> LockCluster:
         import traceback
 
         pytest.fail(
-            cluster.failure_report(err, replay_command(profile, seed)) + "\n\n"
+            cluster.failure_report(err, replay_command(profile, seed))
+            + "\n\n"
             + "".join(traceback.format_exception(err)),
             pytrace=False,
         )
@@ -417,9 +434,18 @@ def test_lock_table_runs(profile: str, batch: int) -> None:
     if os.environ.get("RAKIT_SIM_SEED") or len(seeds) < 10:
         return
     # Not vacuous: these runs granted waiters, refused deadlocks, delayed, and restored tables.
-    for what, least in [("grants_to_waiters", 20), ("refused_deadlock", 3), ("Waiting", 20),
-                        ("granted_upgraded", 1), ("expired_into_delay", 1), ("DelayEnded", 1),
-                        ("Stale", 5), ("TokenMismatch", 1), ("compactions", 20), ("restores_from_disk", 5)]:
+    for what, least in [
+        ("grants_to_waiters", 20),
+        ("refused_deadlock", 3),
+        ("Waiting", 20),
+        ("granted_upgraded", 1),
+        ("expired_into_delay", 1),
+        ("DelayEnded", 1),
+        ("Stale", 5),
+        ("TokenMismatch", 1),
+        ("compactions", 20),
+        ("restores_from_disk", 5),
+    ]:
         assert totals[what] >= least, (what, totals[what], dict(totals))
     if not profile.startswith("3n-locks-whole"):
         assert totals["restores_from_leader"] >= 1, dict(totals)
@@ -456,8 +482,9 @@ def test_tables_do_not_depend_on_the_hash_seed() -> None:
     code = f"from tests.sim.test_lock_table_sim import _digest; print(_digest({seeds!r}))"
     for hash_seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        out = subprocess.run([sys.executable, "-c", code], env=env, cwd=_ROOT, capture_output=True, text=True,
-                             timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, cwd=_ROOT, capture_output=True, text=True, timeout=120
+        )
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == here, f"PYTHONHASHSEED={hash_seed} gave other tables or results"
 
@@ -491,10 +518,13 @@ def _cluster_with(table_cls: type[LockTable]) -> type[LockCluster]:
     return type("MutantCluster", (LockCluster,), {"checker_cls": checker})
 
 
-@pytest.mark.parametrize(("mutant", "expect"), [
-    (CountsItsOwnIndexes, "differ"),  # lock results or lock tables
-    (ForgetsTokenWhenFree, "fencing token went down"),
-])
+@pytest.mark.parametrize(
+    ("mutant", "expect"),
+    [
+        (CountsItsOwnIndexes, "differ"),  # lock results or lock tables
+        (ForgetsTokenWhenFree, "fencing token went down"),
+    ],
+)
 def test_checker_has_teeth(mutant: type[LockTable], expect: str) -> None:
     """Broken tables must be caught by the checks above within a few seeded runs."""
     cls, cfg = _cluster_with(mutant), PROFILES["3n-locks"][0]
@@ -515,5 +545,7 @@ if __name__ == "__main__":  # quick look: python -m tests.sim.test_lock_table_si
         tot: Counter[str] = Counter()
         for s in range(10):
             tot.update(run_one(name, PROFILE_BASE[name] + s).stats)
-        print(f"{name:32} {(time.time() - t0) / 10 * 1000:.0f} ms/run  applied/run {tot['applied'] / 10:.0f}"
-              f"  {dict(sorted(tot.items()))}")
+        print(
+            f"{name:32} {(time.time() - t0) / 10 * 1000:.0f} ms/run  applied/run {tot['applied'] / 10:.0f}"
+            f"  {dict(sorted(tot.items()))}"
+        )

@@ -36,27 +36,60 @@ MEMBERSHIP = {"w_add": 3.0, "w_promote": 4.0, "w_remove": 2.0, "w_transfer": 0.3
 
 PROFILES: dict[str, tuple[SimConfig, int]] = {
     "3n-membership": (
-        SimConfig(name="3n-membership", nodes=3, steps=600, compact_every=6, w_crash=0.5, crash_in_ready=0.02,
-                  **MEMBERSHIP),
+        SimConfig(
+            name="3n-membership", nodes=3, steps=600, compact_every=6, w_crash=0.5, crash_in_ready=0.02, **MEMBERSHIP
+        ),
         70,
     ),
     "5n-membership-lossy": (
-        SimConfig(name="5n-membership-lossy", nodes=5, steps=1000, drop=0.1, duplicate=0.1, max_delay=12,
-                  w_partition=0.8, w_heal=1.5, compact_every=8, max_nodes=7, **{**MEMBERSHIP, "w_promote": 8.0}),
+        SimConfig(
+            name="5n-membership-lossy",
+            nodes=5,
+            steps=1000,
+            drop=0.1,
+            duplicate=0.1,
+            max_delay=12,
+            w_partition=0.8,
+            w_heal=1.5,
+            compact_every=8,
+            max_nodes=7,
+            **{**MEMBERSHIP, "w_promote": 8.0},
+        ),
         50,
     ),
     # Grow from one node; small messages, so learners take a while to catch up.
     "1n-grow": (
-        with_raft(SimConfig(name="1n-grow", nodes=1, steps=600, compact_every=5, max_down=1, w_crash=0.3,
-                            w_restart=2.0, **{**MEMBERSHIP, "w_add": 2.0, "w_remove": 0.5}),
-                  max_entries_per_msg=2, max_inflight=4),
+        with_raft(
+            SimConfig(
+                name="1n-grow",
+                nodes=1,
+                steps=600,
+                compact_every=5,
+                max_down=1,
+                w_crash=0.3,
+                w_restart=2.0,
+                **{**MEMBERSHIP, "w_add": 2.0, "w_remove": 0.5},
+            ),
+            max_entries_per_msg=2,
+            max_inflight=4,
+        ),
         40,
     ),
     # Leadership churn: transfers and forced campaigns, no pre-vote (the lease still holds).
     "3n-membership-churn": (
-        with_raft(SimConfig(name="3n-membership-churn", nodes=3, steps=600, compact_every=7, w_campaign=1.0,
-                            drop=0.1, max_delay=10, **{**MEMBERSHIP, "w_transfer": 2.0}),
-                  pre_vote=False),
+        with_raft(
+            SimConfig(
+                name="3n-membership-churn",
+                nodes=3,
+                steps=600,
+                compact_every=7,
+                w_campaign=1.0,
+                drop=0.1,
+                max_delay=10,
+                **{**MEMBERSHIP, "w_transfer": 2.0},
+            ),
+            pre_vote=False,
+        ),
         40,
     ),
 }
@@ -82,8 +115,10 @@ def run_one(profile: str, seed: int) -> Cluster:
         cluster.check_liveness()
         check_final_configuration(cluster)
     except AssertionError as err:
-        replay = (f"cd /work/main && RAKIT_SIM_SEED={seed} .venv/bin/python -m pytest -q "
-                  f"'tests/sim/test_membership_sim.py::test_membership_runs[{profile}-0]'")
+        replay = (
+            f"cd /work/main && RAKIT_SIM_SEED={seed} .venv/bin/python -m pytest -q "
+            f"'tests/sim/test_membership_sim.py::test_membership_runs[{profile}-0]'"
+        )
         pytest.fail(cluster.failure_report(err, replay), pytrace=False)
     return cluster
 
@@ -97,7 +132,8 @@ def check_final_configuration(cluster: Cluster) -> None:
     assert lead.core.pending_conf_index <= lead.core.commit_index, "the final configuration is not committed"
     for node in cluster.members(lead):
         assert node.core is not None and node.core.conf_state == conf, (
-            f"{node.id} is in {node.core.conf_state if node.core else None}, the leader in {conf}")
+            f"{node.id} is in {node.core.conf_state if node.core else None}, the leader in {conf}"
+        )
     assert all(n not in cluster.retired for n in conf.members)
 
 
@@ -114,8 +150,16 @@ def test_membership_runs(profile: str, batch: int) -> None:
         totals["retired"] += len(cluster.retired)
     if len(seeds) >= 10:
         # The runs must exercise what they claim to (a quiet generator would pass vacuously).
-        for key in ("conf_add_learner", "conf_promote", "conf_remove", "transfers", "retired",
-                    "conf_refused_conf_change_in_progress", "crashes", "compactions"):
+        for key in (
+            "conf_add_learner",
+            "conf_promote",
+            "conf_remove",
+            "transfers",
+            "retired",
+            "conf_refused_conf_change_in_progress",
+            "crashes",
+            "compactions",
+        ):
             assert totals[key] > 0, f"{profile}: no {key} in {len(seeds)} runs: {dict(totals)}"
     print(f"{profile}[{batch}]: {len(seeds)} runs in {time.perf_counter() - started:.1f}s {dict(totals)}")
 
@@ -219,12 +263,15 @@ class IgnoresRemovedLeaderRule(RaftCore):
         return self._id in self._conf.voters
 
 
-@pytest.mark.parametrize("mutant, profile, budget", [
-    (ConcurrentConfChanges, "3n-membership", 40),
-    (KeepsTruncatedConf, "3n-membership-churn", 80),
-    (LearnersCampaign, "1n-grow", 80),
-    (IgnoresRemovedLeaderRule, "3n-membership-churn", 80),
-])
+@pytest.mark.parametrize(
+    "mutant, profile, budget",
+    [
+        (ConcurrentConfChanges, "3n-membership", 40),
+        (KeepsTruncatedConf, "3n-membership-churn", 80),
+        (LearnersCampaign, "1n-grow", 80),
+        (IgnoresRemovedLeaderRule, "3n-membership-churn", 80),
+    ],
+)
 def test_broken_membership_rules_are_caught(mutant: type[RaftCore], profile: str, budget: int) -> None:
     cfg, _ = PROFILES[profile]
 

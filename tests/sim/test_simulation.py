@@ -32,67 +32,143 @@ PROFILES: dict[str, tuple[SimConfig, int]] = {
     "3n-basic": (SimConfig(name="3n-basic", nodes=3, steps=500), 250),
     "5n-basic": (SimConfig(name="5n-basic", nodes=5, steps=500), 150),
     "3n-snapshots-crashes": (
-        SimConfig(name="3n-snapshots-crashes", nodes=3, steps=600, compact_every=5,
-                  w_crash=0.6, crash_in_ready=0.02),
+        SimConfig(name="3n-snapshots-crashes", nodes=3, steps=600, compact_every=5, w_crash=0.6, crash_in_ready=0.02),
         250,
     ),
     "5n-snapshots-crashes": (
-        SimConfig(name="5n-snapshots-crashes", nodes=5, steps=600, compact_every=6,
-                  w_crash=0.6, crash_in_ready=0.02),
+        SimConfig(name="5n-snapshots-crashes", nodes=5, steps=600, compact_every=6, w_crash=0.6, crash_in_ready=0.02),
         150,
     ),
     "3n-lossy": (
-        SimConfig(name="3n-lossy", nodes=3, steps=600, drop=0.3, duplicate=0.15, max_delay=25,
-                  w_partition=1.5, w_heal=1.0, compact_every=8),
+        SimConfig(
+            name="3n-lossy",
+            nodes=3,
+            steps=600,
+            drop=0.3,
+            duplicate=0.15,
+            max_delay=25,
+            w_partition=1.5,
+            w_heal=1.0,
+            compact_every=8,
+        ),
         250,
     ),
     "5n-lossy": (
-        SimConfig(name="5n-lossy", nodes=5, steps=600, drop=0.3, duplicate=0.15, max_delay=25,
-                  w_partition=1.5, w_heal=1.0, compact_every=8),
+        SimConfig(
+            name="5n-lossy",
+            nodes=5,
+            steps=600,
+            drop=0.3,
+            duplicate=0.15,
+            max_delay=25,
+            w_partition=1.5,
+            w_heal=1.0,
+            compact_every=8,
+        ),
         150,
     ),
     "5n-partitions": (
-        SimConfig(name="5n-partitions", nodes=5, steps=600, w_partition=4.0, w_heal=2.0,
-                  w_crash=0.3, compact_every=10),
+        SimConfig(name="5n-partitions", nodes=5, steps=600, w_partition=4.0, w_heal=2.0, w_crash=0.3, compact_every=10),
         150,
     ),
     "3n-flow-control": (
-        with_raft(SimConfig(name="3n-flow-control", nodes=3, steps=600, compact_every=7, w_propose=10,
-                            duplicate=0.1, max_delay=12),
-                  max_inflight=2, max_entries_per_msg=2, heartbeat_ticks=3, max_committed_per_ready=3),
+        with_raft(
+            SimConfig(
+                name="3n-flow-control", nodes=3, steps=600, compact_every=7, w_propose=10, duplicate=0.1, max_delay=12
+            ),
+            max_inflight=2,
+            max_entries_per_msg=2,
+            heartbeat_ticks=3,
+            max_committed_per_ready=3,
+        ),
         200,
     ),
     "3n-whole-cluster-crashes": (
-        SimConfig(name="3n-whole-cluster-crashes", nodes=3, steps=600, compact_every=4, w_crash=2.0,
-                  w_restart=1.5, crash_in_ready=0.05, max_down=3),
+        SimConfig(
+            name="3n-whole-cluster-crashes",
+            nodes=3,
+            steps=600,
+            compact_every=4,
+            w_crash=2.0,
+            w_restart=1.5,
+            crash_in_ready=0.05,
+            max_down=3,
+        ),
         300,
     ),
     "5n-no-prevote-no-checkquorum": (
-        with_raft(SimConfig(name="5n-no-prevote-no-checkquorum", nodes=5, steps=600, compact_every=6,
-                            w_crash=0.5, crash_in_ready=0.02, w_partition=1.5, drop=0.1),
-                  pre_vote=False, check_quorum=False),
+        with_raft(
+            SimConfig(
+                name="5n-no-prevote-no-checkquorum",
+                nodes=5,
+                steps=600,
+                compact_every=6,
+                w_crash=0.5,
+                crash_in_ready=0.02,
+                w_partition=1.5,
+                drop=0.1,
+            ),
+            pre_vote=False,
+            check_quorum=False,
+        ),
         150,
     ),
     # No check-quorum: a cut-off leader keeps believing it leads, so reads sent
     # to it must still never be confirmed stale (ReadIndex's heartbeat round).
     "3n-stale-leaders": (
-        with_raft(SimConfig(name="3n-stale-leaders", nodes=3, steps=600, w_read=8, w_partition=3.0,
-                            w_heal=1.0, drop=0.05, compact_every=10),
-                  check_quorum=False),
+        with_raft(
+            SimConfig(
+                name="3n-stale-leaders",
+                nodes=3,
+                steps=600,
+                w_read=8,
+                w_partition=3.0,
+                w_heal=1.0,
+                drop=0.05,
+                compact_every=10,
+            ),
+            check_quorum=False,
+        ),
         250,
     ),
     # Election churn with one entry per AppendEntries: new leaders replicate
     # old-term entries one by one (the Figure 8 situation).
     "5n-figure8": (
-        with_raft(SimConfig(name="5n-figure8", nodes=5, steps=600, drop=0.2, max_delay=10, w_campaign=3.0,
-                            w_crash=1.0, w_restart=2.0, crash_in_ready=0.02, w_propose=10, w_partition=1.5),
-                  pre_vote=False, check_quorum=False, max_entries_per_msg=1),
+        with_raft(
+            SimConfig(
+                name="5n-figure8",
+                nodes=5,
+                steps=600,
+                drop=0.2,
+                max_delay=10,
+                w_campaign=3.0,
+                w_crash=1.0,
+                w_restart=2.0,
+                crash_in_ready=0.02,
+                w_propose=10,
+                w_partition=1.5,
+            ),
+            pre_vote=False,
+            check_quorum=False,
+            max_entries_per_msg=1,
+        ),
         150,
     ),
     "3n-no-prevote": (
-        with_raft(SimConfig(name="3n-no-prevote", nodes=3, steps=600, compact_every=6, w_crash=0.5,
-                            crash_in_ready=0.03, drop=0.15, max_delay=15, w_campaign=1.0),
-                  pre_vote=False),
+        with_raft(
+            SimConfig(
+                name="3n-no-prevote",
+                nodes=3,
+                steps=600,
+                compact_every=6,
+                w_crash=0.5,
+                crash_in_ready=0.03,
+                drop=0.15,
+                max_delay=15,
+                w_campaign=1.0,
+            ),
+            pre_vote=False,
+        ),
         200,
     ),
 }
@@ -129,9 +205,7 @@ def run_one(profile: str, seed: int) -> Cluster:
     except AssertionError as err:  # InvariantViolation, or an assert in the core itself
         pytest.fail(cluster.failure_report(err, replay_command(profile, seed)), pytrace=False)
     except Exception as err:  # the core raised where it must not (step never raises)
-        pytest.fail(
-            cluster.failure_report(err, replay_command(profile, seed)) + "\n\n" + _tb(err), pytrace=False
-        )
+        pytest.fail(cluster.failure_report(err, replay_command(profile, seed)) + "\n\n" + _tb(err), pytrace=False)
     return cluster
 
 

@@ -35,8 +35,14 @@ class RaftMachine(RuleBasedStateMachine):
     )
     def setup(self, nodes: int, seed: int, compact_every: int) -> None:
         cfg = SimConfig(
-            name="stateful", nodes=nodes, drop=0.0, duplicate=0.0, max_delay=0,
-            compact_every=compact_every, max_down=nodes, liveness_rounds=300,
+            name="stateful",
+            nodes=nodes,
+            drop=0.0,
+            duplicate=0.0,
+            max_delay=0,
+            compact_every=compact_every,
+            max_down=nodes,
+            liveness_rounds=300,
         )
         self.c = Cluster(cfg, seed)
         self._run(self.c.after_event)

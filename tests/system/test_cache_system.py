@@ -75,10 +75,16 @@ def wait_cache_ready(cluster, ids=None, timeout: float = 20.0) -> None:
     for node_id in ids if ids is not None else list(cluster.nodes):
         url = cluster.nodes[node_id].url
         probe = f"probe.{node_id}"
-        cluster.wait_until(lambda u=url, k=probe: cache_set(u, k, "ready", timeout=3)[0] == 200, timeout,
-                           f"a cache set to answer 200 on {node_id}")
-        cluster.wait_until(lambda u=url, k=probe: cache_delete(u, k, timeout=3)[0] == 200, timeout,
-                           f"a cache delete to answer 200 on {node_id}")
+        cluster.wait_until(
+            lambda u=url, k=probe: cache_set(u, k, "ready", timeout=3)[0] == 200,
+            timeout,
+            f"a cache set to answer 200 on {node_id}",
+        )
+        cluster.wait_until(
+            lambda u=url, k=probe: cache_delete(u, k, timeout=3)[0] == 200,
+            timeout,
+            f"a cache delete to answer 200 on {node_id}",
+        )
 
 
 def wait_serving_without_reads(cluster, node_id: str, timeout: float = 25.0) -> dict[str, Any]:
@@ -178,11 +184,11 @@ def test_checker_accepts_good_histories_and_catches_stale_reads():
     w1 = Write(1, "100.node1", invoked=0.0, completed=1.0)
     w2 = Write(2, "200.node2", invoked=2.0, completed=3.0)
     good = [
-        Read("node1", 0.1, 0.2, 404),                    # before any write
-        Read("node2", 0.5, 0.6, 200, 1, "100.node1"),   # concurrent with w1: may see it
+        Read("node1", 0.1, 0.2, 404),  # before any write
+        Read("node2", 0.5, 0.6, 200, 1, "100.node1"),  # concurrent with w1: may see it
         Read("node3", 1.5, 1.6, 200, 1, "100.node1"),
-        Read("node1", 2.5, 2.6, 200, 1, "100.node1"),   # concurrent with w2: the old one is fine
-        Read("node2", 2.5, 2.6, 200, 2, "200.node2"),   # ... and so is the new one
+        Read("node1", 2.5, 2.6, 200, 1, "100.node1"),  # concurrent with w2: the old one is fine
+        Read("node2", 2.5, 2.6, 200, 2, "200.node2"),  # ... and so is the new one
         Read("node3", 3.5, 3.6, 200, 2, "200.node2"),
     ]
     assert check_reads([w1, w2], good) == 0
@@ -490,8 +496,11 @@ def test_restarted_node_starts_empty_and_never_serves_old_values(cluster_factory
     assert stats(n2)["size"] == 0
     # A miss asks the peers node2 holds leases on; a peer that fenced node2 while it was down
     # lends it one only once that fence has run out (until then a read may miss, never be stale).
-    cluster.wait_until(lambda: all(p["in_contact"] for p in stats(n2)["peers"].values()), 15,
-                       "node2 to be in contact with both peers again")
+    cluster.wait_until(
+        lambda: all(p["in_contact"] for p in stats(n2)["peers"].values()),
+        15,
+        "node2 to be in contact with both peers again",
+    )
 
     # keys written before the restart are fetched from a peer, with their current value
     # (never the old one); the restarted node waited out every write round that might
@@ -551,8 +560,8 @@ def test_ttl_expires_the_key_on_every_node(cluster_factory):
 
 
 BAD_REQUESTS = [
-    ("POST", "/cache/set", {"value": 1}),                                   # missing key
-    ("POST", "/cache/set", {"key": "bad key", "value": 1}),                 # space
+    ("POST", "/cache/set", {"value": 1}),  # missing key
+    ("POST", "/cache/set", {"key": "bad key", "value": 1}),  # space
     ("POST", "/cache/set", {"key": "bad/key", "value": 1}),
     ("POST", "/cache/set", {"key": "bad!", "value": 1}),
     ("POST", "/cache/set", {"key": "", "value": 1}),
@@ -585,7 +594,12 @@ def test_bad_input_is_rejected_and_changes_nothing(cluster_factory):
     for method, path, body in BAD_REQUESTS:
         status, err = call(method, n2 + path, body)
         assert status == 422 and err["error"] == "invalid_request" and isinstance(err["detail"], str), (
-            method, path, body, status, err)
+            method,
+            path,
+            body,
+            status,
+            err,
+        )
     status, err = call("POST", n1 + "/cache/set", raw=b'{"key": "broken", "value": ')
     assert status == 422 and err["error"] == "invalid_request", (status, err)
     status, err = cache_set(n3, "big", "x" * MiB)

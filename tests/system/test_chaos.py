@@ -32,9 +32,23 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedP
         pytest.skip(f"no network namespaces here: {reason}")
     out = tmp_path_factory.mktemp("chaos")
     proc = subprocess.run(
-        [sys.executable, "-m", "rakit", "chaos", "--duration", str(DURATION), "--nemesis", "all",
-         "--seed", str(SEED), "--out", str(out)],
-        capture_output=True, text=True, timeout=DURATION + 150,
+        [
+            sys.executable,
+            "-m",
+            "rakit",
+            "chaos",
+            "--duration",
+            str(DURATION),
+            "--nemesis",
+            "all",
+            "--seed",
+            str(SEED),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DURATION + 150,
     )
     return proc, out
 

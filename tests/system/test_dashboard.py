@@ -36,8 +36,10 @@ def _missing_browser() -> str | None:
         return "the selenium package is not installed (pip install -e '.[test]')"
     for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            return (f"{path} is missing: install it with `sudo apt-get install chromium chromium-driver` "
-                    f"(package {package}), or run ./dev test, which does")
+            return (
+                f"{path} is missing: install it with `sudo apt-get install chromium chromium-driver` "
+                f"(package {package}), or run ./dev test, which does"
+            )
     return None
 
 
@@ -53,8 +55,14 @@ def browser() -> Iterator[Any]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1440,1000", "--hide-scrollbars"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1440,1000",
+        "--hide-scrollbars",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
@@ -72,14 +80,16 @@ def wait_until(driver: Any, what: str, condition: Any, timeout: float = DEADLINE
         return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
     except TimeoutException:
         errors = driver.execute_script(
-            "return [...document.querySelectorAll('.err')].map(e => e.textContent).filter(Boolean)")
+            "return [...document.querySelectorAll('.err')].map(e => e.textContent).filter(Boolean)"
+        )
         pytest.fail(f"the dashboard did not show {what} within {timeout:g} s (page errors: {errors})")
 
 
 def rows(driver: Any, selector: str) -> list[dict[str, str]]:
     """The data-* attributes of the rows matching ``selector``, read in one script call (no stale elements)."""
     return driver.execute_script(
-        "return [...document.querySelectorAll(arguments[0])].map(e => Object.assign({}, e.dataset))", selector)
+        "return [...document.querySelectorAll(arguments[0])].map(e => Object.assign({}, e.dataset))", selector
+    )
 
 
 def test_dashboard_shows_nodes_leader_locks_queue_and_cache(cluster_factory, browser) -> None:
@@ -94,14 +104,17 @@ def test_dashboard_shows_nodes_leader_locks_queue_and_cache(cluster_factory, bro
     def three_nodes_one_leader(d: Any) -> list[dict[str, str]] | None:
         nodes = rows(d, "#nodes-body tr[data-node-id]")
         leaders = [n for n in nodes if n["role"] == "leader"]
-        ok = (len(nodes) == 3 and all(n["role"] != "down" for n in nodes) and len(leaders) == 1
-              and leaders[0]["nodeId"] == leader)
+        ok = (
+            len(nodes) == 3
+            and all(n["role"] != "down" for n in nodes)
+            and len(leaders) == 1
+            and leaders[0]["nodeId"] == leader
+        )
         return nodes if ok else None
 
     nodes = wait_until(browser, "three nodes and exactly one leader", three_nodes_one_leader)
     assert sorted(n["nodeId"] for n in nodes) == sorted(urls)
-    wait_until(browser, "the leader in the header",
-               lambda d: d.find_element("id", "leader").text == leader)
+    wait_until(browser, "the leader in the header", lambda d: d.find_element("id", "leader").text == leader)
     assert browser.find_element("id", "served-by").text in urls
 
     # A lock, with a waiter, through the API (any node).
@@ -109,19 +122,35 @@ def test_dashboard_shows_nodes_leader_locks_queue_and_cache(cluster_factory, bro
     assert s == 200, grant
     token = str(grant["fencing_token"])
     answers: dict[str, Any] = {}
-    waiter = threading.Thread(target=lambda: answers.update(waiter=post(
-        page + "/lock/acquire", {"resource": "dash-orders", "client_id": "worker-2", "timeout": 40}, timeout=60)))
+    waiter = threading.Thread(
+        target=lambda: answers.update(
+            waiter=post(
+                page + "/lock/acquire", {"resource": "dash-orders", "client_id": "worker-2", "timeout": 40}, timeout=60
+            )
+        )
+    )
     waiter.start()
     try:
-        lock = wait_until(browser, "the lock dash-orders held by worker-1 with worker-2 waiting", lambda d: next(
-            (r for r in rows(d, "#locks-body tr[data-resource]")
-             if r["resource"] == "dash-orders" and r["holders"] == "worker-1" and r["waiters"] == "worker-2"),
-            None))
+        lock = wait_until(
+            browser,
+            "the lock dash-orders held by worker-1 with worker-2 waiting",
+            lambda d: next(
+                (
+                    r
+                    for r in rows(d, "#locks-body tr[data-resource]")
+                    if r["resource"] == "dash-orders" and r["holders"] == "worker-1" and r["waiters"] == "worker-2"
+                ),
+                None,
+            ),
+        )
         assert lock["mode"] == "exclusive"
         cell = browser.find_element("css selector", '#locks-body tr[data-resource="dash-orders"]').text
         assert "worker-1 (" + token + ")" in cell, cell
-        wait_until(browser, "the wait-for edge worker-2 -> worker-1", lambda d: any(
-            e["from"] == "worker-2" and e["to"] == "worker-1" for e in rows(d, "#edges li[data-from]")))
+        wait_until(
+            browser,
+            "the wait-for edge worker-2 -> worker-1",
+            lambda d: any(e["from"] == "worker-2" and e["to"] == "worker-1" for e in rows(d, "#edges li[data-from]")),
+        )
         assert browser.find_element("id", "graph").is_displayed()
 
         # A queue topic and a cache key.
@@ -131,16 +160,34 @@ def test_dashboard_shows_nodes_leader_locks_queue_and_cache(cluster_factory, bro
         reader = next(url for url in urls.values() if url != page)
         for _ in range(2):  # a peer fetch, then a local hit
             assert retry_until_ok("GET", reader + "/cache/get/dash:user:42")[0] == 200
-        topic = wait_until(browser, "the topic dash-emails", lambda d: next(
-            (r for r in rows(d, "#topics-body tr[data-topic]") if r["topic"] == "dash-emails"), None))
+        topic = wait_until(
+            browser,
+            "the topic dash-emails",
+            lambda d: next((r for r in rows(d, "#topics-body tr[data-topic]") if r["topic"] == "dash-emails"), None),
+        )
         assert topic["owner"] in urls
-        wait_until(browser, "3 ready messages of dash-emails", lambda d: d.find_element(
-            "css selector", '#topics-body tr[data-topic="dash-emails"] td[data-field="ready"]').text == "3")
+        wait_until(
+            browser,
+            "3 ready messages of dash-emails",
+            lambda d: (
+                d.find_element("css selector", '#topics-body tr[data-topic="dash-emails"] td[data-field="ready"]').text
+                == "3"
+            ),
+        )
         page_node = browser.find_element("id", "served-by").text
-        wait_until(browser, "the cache key counted on the node that wrote it", lambda d: d.find_element(
-            "css selector", f'#cache-body tr[data-node-id="{page_node}"] td[data-field="size"]').text == "1")
-        wait_until(browser, "every cache serving", lambda d: [r.get("serving") for r in rows(
-            d, "#cache-body tr[data-node-id]")] == ["true"] * 3)
+        wait_until(
+            browser,
+            "the cache key counted on the node that wrote it",
+            lambda d: (
+                d.find_element("css selector", f'#cache-body tr[data-node-id="{page_node}"] td[data-field="size"]').text
+                == "1"
+            ),
+        )
+        wait_until(
+            browser,
+            "every cache serving",
+            lambda d: [r.get("serving") for r in rows(d, "#cache-body tr[data-node-id]")] == ["true"] * 3,
+        )
         wait_until(browser, "the live badge", lambda d: d.find_element("id", "live").text == "live")
 
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
@@ -155,9 +202,17 @@ def test_dashboard_shows_nodes_leader_locks_queue_and_cache(cluster_factory, bro
     assert s == 200 and second["fencing_token"] > grant["fencing_token"], second
 
     # The release shows up too: worker-2 holds, nobody waits, the edge is gone.
-    wait_until(browser, "worker-2 holding dash-orders and no edge", lambda d: any(
-        r["resource"] == "dash-orders" and r["holders"] == "worker-2" and r["waiters"] == ""
-        for r in rows(d, "#locks-body tr[data-resource]")) and not rows(d, "#edges li[data-from]"))
+    wait_until(
+        browser,
+        "worker-2 holding dash-orders and no edge",
+        lambda d: (
+            any(
+                r["resource"] == "dash-orders" and r["holders"] == "worker-2" and r["waiters"] == ""
+                for r in rows(d, "#locks-body tr[data-resource]")
+            )
+            and not rows(d, "#edges li[data-from]")
+        ),
+    )
 
 
 def test_a_missing_browser_is_named_with_the_packages_to_install(monkeypatch) -> None:
@@ -177,8 +232,16 @@ def test_dashboard_with_api_tokens(cluster_factory, browser, tmp_path) -> None:
 
     ops, orders = "ops-dashboard-token-0123456789", "orders-dashboard-token-0123456789"
     tokens = tmp_path / "tokens.json"
-    tokens.write_text(json.dumps({"tokens": [{"name": "ops", "token": ops, "grants": ["admin"]},
-                                             {"name": "orders", "token": orders, "grants": ["locks:*"]}]}))
+    tokens.write_text(
+        json.dumps(
+            {
+                "tokens": [
+                    {"name": "ops", "token": ops, "grants": ["admin"]},
+                    {"name": "orders", "token": orders, "grants": ["locks:*"]},
+                ]
+            }
+        )
+    )
     cluster = cluster_factory(3, env={"CLUSTER_SECRET": "dashboard-cluster-secret-0123", "AUTH_TOKENS": str(tokens)})
     page = next(iter(cluster.urls.values()))
 

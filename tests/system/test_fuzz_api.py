@@ -40,8 +40,13 @@ EXAMPLES = 20
 MSGPACK_PATHS = ["/append_entries", "/request_vote", "/install_snapshot", "/cache/internal/batch"]
 WAIT_FIELDS = {"timeout", "wait"}  # seconds a request may legitimately be held
 MAX_WAIT = 0.5
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 
 
 def long_waits(case: Any) -> bool:
@@ -79,15 +84,22 @@ def short_waits(case: Any) -> None:
 def check_error_shape(response: Any, case: Any) -> None:
     if 400 <= response.status_code < 500:
         body = response.json()
-        assert isinstance(body, dict) and isinstance(body.get("error"), str) and \
-            isinstance(body.get("detail"), str), f"{case.method} {case.formatted_path}: {response.status_code} {body!r}"
+        assert isinstance(body, dict) and isinstance(body.get("error"), str) and isinstance(body.get("detail"), str), (
+            f"{case.method} {case.formatted_path}: {response.status_code} {body!r}"
+        )
 
 
 def fuzz(operation: Any, mode: GenerationMode, url: str, calls: dict[str, int]) -> None:
     checks = [*CHECKS, negative_data_rejection] if mode is GenerationMode.NEGATIVE else CHECKS
 
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-              phases=[Phase.explicit, Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(operation.as_strategy(generation_mode=mode))
     def run(case: Any) -> None:
         if mode is GenerationMode.NEGATIVE:

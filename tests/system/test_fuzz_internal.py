@@ -76,8 +76,9 @@ BAD_UTF8_COMMAND = b"\x82\xa4type\xa6kv.put\xa3key\xa1\xff"
 
 
 def fuzz_settings(examples: int) -> settings:
-    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=list(HealthCheck))
+    return settings(
+        max_examples=examples, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+    )
 
 
 class Target:
@@ -111,12 +112,13 @@ class Target:
     def check_answer(self, node: str, path: str, raw: bytes, code: int, body: Any) -> None:
         where = f"POST {path} on {node} with {raw[:300]!r}"
         assert code != 0, f"{where}: no answer (crashed? {self.dead()})"
-        assert code < 500 or (code == 503 and isinstance(body, dict)
-                              and body.get("error") in ("no_leader", "not_leader", "unavailable")), \
-            f"{where}: {code} {body!r}"
+        assert code < 500 or (
+            code == 503 and isinstance(body, dict) and body.get("error") in ("no_leader", "not_leader", "unavailable")
+        ), f"{where}: {code} {body!r}"
         if code >= 400:
-            assert isinstance(body, dict) and isinstance(body.get("error"), str) \
-                and isinstance(body.get("detail"), str), f"{where}: {code} without the error shape: {body!r}"
+            assert (
+                isinstance(body, dict) and isinstance(body.get("error"), str) and isinstance(body.get("detail"), str)
+            ), f"{where}: {code} without the error shape: {body!r}"
         assert not self.dead(), f"{where}: nodes stopped: {self.dead()}"
 
     def dead(self) -> list[str]:
@@ -139,33 +141,41 @@ def mutated(draw: st.DrawFn, frame: bytes) -> bytes:
         at = draw(ANY) % max(1, len(data))
         op = draw(st.sampled_from(["flip", "insert", "delete", "truncate"]))
         bit = draw(st.integers(0, 7))
-        junk = draw(st.sampled_from([b"\xff", b"\xc1", b"\xdd\xff\xff\xff\xff", b"\xcf" + b"\xff" * 8,
-                                     b"\xa1\xff", b"\x91" * 64]))
+        junk = draw(
+            st.sampled_from(
+                [b"\xff", b"\xc1", b"\xdd\xff\xff\xff\xff", b"\xcf" + b"\xff" * 8, b"\xa1\xff", b"\x91" * 64]
+            )
+        )
         if op == "flip" and data:
             data[at] ^= 1 << bit
         elif op == "insert":
             data[at:at] = junk
         elif op == "delete" and data:
-            del data[at:at + 1 + bit % 4]
+            del data[at : at + 1 + bit % 4]
         else:
             del data[at:]
     return bytes(data)
 
 
 def big() -> st.SearchStrategy[int]:
-    return st.one_of(st.integers(0, 50), st.integers(0, 2**64 - 1),
-                     st.sampled_from([MAX_WIRE_INT, MAX_WIRE_INT + 1, 2**63 - 1, 2**63, 2**64 - 1]))
+    return st.one_of(
+        st.integers(0, 50),
+        st.integers(0, 2**64 - 1),
+        st.sampled_from([MAX_WIRE_INT, MAX_WIRE_INT + 1, 2**63 - 1, 2**63, 2**64 - 1]),
+    )
 
 
 @st.composite
 def command_data(draw: st.DrawFn) -> bytes:
-    return draw(st.one_of(
-        st.binary(max_size=24),  # garbage: an unknown command
-        st.just(msgspec.msgpack.encode({"type": "lock.nuke", "resource": "x"})),  # a newer node's command
-        st.just(BAD_UTF8_COMMAND),
-        st.just(Registry([KvMachine()]).encode(KvPut("fz.kv", b"1"))),
-        st.just(Registry([LockTable()]).encode(Acquire("fz.r", "c", "exclusive", 30.0, 0.0))),
-    ))
+    return draw(
+        st.one_of(
+            st.binary(max_size=24),  # garbage: an unknown command
+            st.just(msgspec.msgpack.encode({"type": "lock.nuke", "resource": "x"})),  # a newer node's command
+            st.just(BAD_UTF8_COMMAND),
+            st.just(Registry([KvMachine()]).encode(KvPut("fz.kv", b"1"))),
+            st.just(Registry([LockTable()]).encode(Acquire("fz.r", "c", "exclusive", 30.0, 0.0))),
+        )
+    )
 
 
 @st.composite
@@ -183,9 +193,21 @@ def entries_after(draw: st.DrawFn, prev_index: int, prev_term: int, term: int, *
     return out
 
 
-KINDS = ["stale", "append_past_log", "append_below_commit", "append_no_such_term", "append_malformed",
-         "heartbeat", "vote", "vote_refused", "append_resp", "heartbeat_resp", "snapshot", "timeout_now",
-         "far_ahead"]
+KINDS = [
+    "stale",
+    "append_past_log",
+    "append_below_commit",
+    "append_no_such_term",
+    "append_malformed",
+    "heartbeat",
+    "vote",
+    "vote_refused",
+    "append_resp",
+    "heartbeat_resp",
+    "snapshot",
+    "timeout_now",
+    "far_ahead",
+]
 MEMBERS = ["node1", "node2", "node3"]
 
 
@@ -202,12 +224,23 @@ def raft_messages(draw: st.DrawFn, me: str, src: str, s: dict[str, Any]) -> Any:
         prev = min(b1, 2**64 - 10)  # entries after it still encode
         prev_term = min(t, prev)
         return [
-            AppendEntries(term=t, src=src, dst=me, prev_index=prev, prev_term=prev_term, commit=b2,
-                          entries=draw(entries_after(prev, prev_term, t, wellformed=True))),
+            AppendEntries(
+                term=t,
+                src=src,
+                dst=me,
+                prev_index=prev,
+                prev_term=prev_term,
+                commit=b2,
+                entries=draw(entries_after(prev, prev_term, t, wellformed=True)),
+            ),
             Heartbeat(term=t, src=src, dst=me, commit=b2),
             RequestVoteResp(term=t, src=src, dst=me, granted=True),
-            InstallSnapshot(term=t, src=src, dst=me, snapshot=Snapshot(
-                SnapshotMeta(b1, t, MEMBERS), Registry([KvMachine()]).snapshot())),
+            InstallSnapshot(
+                term=t,
+                src=src,
+                dst=me,
+                snapshot=Snapshot(SnapshotMeta(b1, t, MEMBERS), Registry([KvMachine()]).snapshot()),
+            ),
         ][k1 % 4]
     if kind == "append_below_commit" and commit > 0:  # acked with our commit index, nothing appended
         prev, prev_term = k1 % commit, k2 % (t + 1)
@@ -219,40 +252,67 @@ def raft_messages(draw: st.DrawFn, me: str, src: str, s: dict[str, Any]) -> Any:
         prev_term = k2 % (t + 1)
     elif kind == "append_malformed":  # refused by the route whatever the term
         prev = k1 % (last + 3)
-        return AppendEntries(term=t, src=src, dst=me, prev_index=prev, prev_term=k2 % (t + 4), commit=b1,
-                             entries=draw(entries_after(prev, 0, t, wellformed=False)))
+        return AppendEntries(
+            term=t,
+            src=src,
+            dst=me,
+            prev_index=prev,
+            prev_term=k2 % (t + 4),
+            commit=b1,
+            entries=draw(entries_after(prev, 0, t, wellformed=False)),
+        )
     else:
         prev = prev_term = -1
     if prev >= 0:
-        return AppendEntries(term=t, src=src, dst=me, prev_index=prev, prev_term=prev_term, commit=b1,
-                             entries=draw(entries_after(prev, prev_term, t, wellformed=True)))
+        return AppendEntries(
+            term=t,
+            src=src,
+            dst=me,
+            prev_index=prev,
+            prev_term=prev_term,
+            commit=b1,
+            entries=draw(entries_after(prev, prev_term, t, wellformed=True)),
+        )
     if kind == "heartbeat":  # commit capped by our own log
         return Heartbeat(term=t, src=src, dst=me, commit=b1, ctx=b2)
     if kind == "vote":
         t = k1 % (term + 4)
-        return RequestVote(term=t, src=src, dst=me, last_index=b1, last_term=k2 % (t + 3), pre_vote=flag,
-                           transfer=draw(st.booleans()))
+        return RequestVote(
+            term=t, src=src, dst=me, last_index=b1, last_term=k2 % (t + 3), pre_vote=flag, transfer=draw(st.booleans())
+        )
     if kind == "vote_refused":  # a granted real vote at our term would be a forgery: refused ones only
         return RequestVoteResp(term=t, src=src, dst=me, granted=False, pre_vote=flag)
     if kind == "append_resp":  # rejections, and acks past our log (ignored) or at most our commit
         ack = k1 % (commit + 1) if flag else last + 1 + k1 * 2**28 % (MAX_WIRE_INT - last - 10)
-        return AppendEntriesResp(term=t, src=src, dst=me, success=draw(st.booleans()), index=ack,
-                                 hint_index=b1, hint_term=b2)
+        return AppendEntriesResp(
+            term=t, src=src, dst=me, success=draw(st.booleans()), index=ack, hint_index=b1, hint_term=b2
+        )
     if kind == "heartbeat_resp":
         return HeartbeatResp(term=t, src=src, dst=me, ctx=b1)
     if kind == "snapshot":  # refused (data, members, term), or at most our commit (acked)
         voters = [MEMBERS, ["node1", "node2"], ["node1", "node2", "node3", "nodeX"], [], ["node1"] * 3][k1 % 5]
-        data = [b"", b"garbage", Registry([LockTable(), KvMachine()]).snapshot(),
-                msgspec.msgpack.encode({"locks": b"\xc1", "kv": b""})][k2 % 4]
+        data = [
+            b"",
+            b"garbage",
+            Registry([LockTable(), KvMachine()]).snapshot(),
+            msgspec.msgpack.encode({"locks": b"\xc1", "kv": b""}),
+        ][k2 % 4]
         good = voters == MEMBERS and data == Registry([LockTable(), KvMachine()]).snapshot()
         index = k2 % (commit + 1) if good else b1
-        return InstallSnapshot(term=t, src=src, dst=me, snapshot=Snapshot(
-            SnapshotMeta(index, t + (2 if flag else 0), voters), data))
+        return InstallSnapshot(
+            term=t, src=src, dst=me, snapshot=Snapshot(SnapshotMeta(index, t + (2 if flag else 0), voters), data)
+        )
     if kind == "timeout_now":
         return TimeoutNow(term=term + ahead % 2, src=src, dst=me)
     # far_ahead: beyond what any honest peer can be ahead of us (refused)
-    return RequestVote(term=term + MAX_TERM_JUMP + 1 + k1 % (MAX_WIRE_INT - term - MAX_TERM_JUMP), src=src,
-                       dst=me, last_index=b1, last_term=0, transfer=True)
+    return RequestVote(
+        term=term + MAX_TERM_JUMP + 1 + k1 % (MAX_WIRE_INT - term - MAX_TERM_JUMP),
+        src=src,
+        dst=me,
+        last_index=b1,
+        last_term=0,
+        transfer=True,
+    )
 
 
 # -- the test ----------------------------------------------------------------------------
@@ -286,38 +346,75 @@ def test_internal_endpoints_survive_hostile_bodies(cluster_factory: Any) -> None
         "/queue/internal/pop": {"topic": "fz", "consumer_id": "c", "visibility_timeout": 5, "wait": 0},
         "/queue/internal/ack": {"topic": "fz", "consumer_id": "c", "message_id": "m1"},
         "/queue/internal/nack": {"topic": "fz", "consumer_id": "c", "message_id": "m1"},
-        "/queue/internal/extend": {"topic": "fz", "consumer_id": "c", "message_id": "m1",
-                                   "visibility_timeout": 5},
+        "/queue/internal/extend": {"topic": "fz", "consumer_id": "c", "message_id": "m1", "visibility_timeout": 5},
     }
 
     @st.composite
     def hostile_json(draw: st.DrawFn, template: dict[str, Any]) -> bytes:
         body = dict(template)
         field = draw(st.sampled_from(sorted(body)))
-        how = draw(st.sampled_from(["bad_utf8", "nested", "number", "value", "raw_tail", "truncate", "bom",
-                                    "duplicate", "empty", "not_object"]))
+        how = draw(
+            st.sampled_from(
+                [
+                    "bad_utf8",
+                    "nested",
+                    "number",
+                    "value",
+                    "raw_tail",
+                    "truncate",
+                    "bom",
+                    "duplicate",
+                    "empty",
+                    "not_object",
+                ]
+            )
+        )
         if how == "value" and field in ("wait", "timeout"):  # no long waits: out of range or wrong type
             body[field] = draw(st.sampled_from([-1, 21, 301, "5", None, True, 1e308, [0]]))
             return json.dumps(body).encode()
         if how == "value":
-            body[field] = draw(st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
-                                         st.floats(allow_nan=False), st.text(max_size=200),
-                                         st.lists(st.integers(), max_size=3), st.just("a" * 200_000)))
+            body[field] = draw(
+                st.one_of(
+                    st.none(),
+                    st.booleans(),
+                    st.integers(-(2**70), 2**70),
+                    st.floats(allow_nan=False),
+                    st.text(max_size=200),
+                    st.lists(st.integers(), max_size=3),
+                    st.just("a" * 200_000),
+                )
+            )
             return json.dumps(body).encode()
         text = json.dumps(body).encode()
         if how == "bad_utf8":
-            return json.dumps({**body, field: "@@"}).encode().replace(b"@@", draw(st.sampled_from(
-                [b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"a\x80b"])))
+            return (
+                json.dumps({**body, field: "@@"})
+                .encode()
+                .replace(
+                    b"@@",
+                    draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"a\x80b"])),
+                )
+            )
         if how == "nested":
             depth = draw(st.sampled_from([990, 1000, 1100, 5000, 50_000]))
             return json.dumps({**body, field: "@@"}).encode().replace(b'"@@"', b"[" * depth + b"]" * depth)
         if how == "number":
-            return json.dumps({**body, field: "@@"}).encode().replace(b'"@@"', draw(st.sampled_from(
-                [b"1e400", b"-1e400", b"NaN", b"Infinity", b"1" * 5000, b"-0", b"0x10", b"1.5e-400"])))
+            return (
+                json.dumps({**body, field: "@@"})
+                .encode()
+                .replace(
+                    b'"@@"',
+                    draw(
+                        st.sampled_from(
+                            [b"1e400", b"-1e400", b"NaN", b"Infinity", b"1" * 5000, b"-0", b"0x10", b"1.5e-400"]
+                        )
+                    ),
+                )
+            )
         if how == "raw_tail":
             return text + draw(st.sampled_from([b"}", b" x", b"\x00", b"{}"]))
         if how == "truncate":
-            return text[:draw(st.integers(0, len(text) - 1))]
+            return text[: draw(st.integers(0, len(text) - 1))]
         if how == "bom":
             return b"\xef\xbb\xbf" + text
         if how == "duplicate":
@@ -339,8 +436,11 @@ def test_internal_endpoints_survive_hostile_bodies(cluster_factory: Any) -> None
     @given(st.data())
     def fuzz_headers(data: st.DataObject) -> None:
         header = data.draw(st.sampled_from(["x-rakit-hops", "x-rakit-remaining", "content-type"]))
-        value = data.draw(st.sampled_from(["abc", "-1", "1.5", "nan", "inf", "-inf", "1e309", "", " 1 ",
-                                           "application/msgpack", "text/plain"]))
+        value = data.draw(
+            st.sampled_from(
+                ["abc", "-1", "1.5", "nan", "inf", "-inf", "1e309", "", " 1 ", "application/msgpack", "text/plain"]
+            )
+        )
         path = data.draw(st.sampled_from(["/kv/put", "/lock/acquire", "/queue/push", "/cache/set"]))
         node = data.draw(st.sampled_from(fuzz.ids))
         fuzz.send(node, path, json.dumps(templates[path]).encode(), headers={header: value})
@@ -356,15 +456,35 @@ def test_internal_endpoints_survive_hostile_bodies(cluster_factory: Any) -> None
         key = st.one_of(st.sampled_from(["fz.c", "fz.d"]), st.text(max_size=140))
         version = st.one_of(
             st.integers(0, 10**12).map(lambda back: f"{now_us - back}.node1"),  # a plausible one
-            st.sampled_from([f"{now_us + 3 * 86_400_000_000}.node1", "18446744073709551615.x",
-                             "99999999999999999999999999.node2", "-5.node1", "5", ".node1", "x.y", "",
-                             "1" * 5000 + ".node1", "12." + "n" * 5000]),
-            st.text(max_size=30))
-        op = st.one_of(st.builds(Invalidate, key, version), st.builds(Fetch, key),
-                       st.builds(Fence, st.sampled_from(["node1", "node2", "node3", "nodeX", ""])))
+            st.sampled_from(
+                [
+                    f"{now_us + 3 * 86_400_000_000}.node1",
+                    "18446744073709551615.x",
+                    "99999999999999999999999999.node2",
+                    "-5.node1",
+                    "5",
+                    ".node1",
+                    "x.y",
+                    "",
+                    "1" * 5000 + ".node1",
+                    "12." + "n" * 5000,
+                ]
+            ),
+            st.text(max_size=30),
+        )
+        op = st.one_of(
+            st.builds(Invalidate, key, version),
+            st.builds(Fetch, key),
+            st.builds(Fence, st.sampled_from(["node1", "node2", "node3", "nodeX", ""])),
+        )
         src = data.draw(st.sampled_from(["node1", "node2", "node3", "nodeX", ""]))
-        clock = data.draw(st.one_of(st.integers(0, 10**12).map(lambda back: now_us - back),
-                                    st.integers(-2**63, 2**64 - 1), st.just(now_us + 3 * 86_400_000_000)))
+        clock = data.draw(
+            st.one_of(
+                st.integers(0, 10**12).map(lambda back: now_us - back),
+                st.integers(-(2**63), 2**64 - 1),
+                st.just(now_us + 3 * 86_400_000_000),
+            )
+        )
         frame = cache_encode(CacheBatch(src, clock, data.draw(st.lists(op, max_size=5))))
         how = data.draw(st.sampled_from(["batch", "batch", "mutated", "garbage", "invalidate"]))
         if how == "mutated":
@@ -424,12 +544,12 @@ def test_internal_endpoints_survive_hostile_bodies(cluster_factory: Any) -> None
     for node in fuzz.ids:
         assert get(fuzz.urls[node] + "/kv/get/fz.after")[1]["value"] == 2
 
-    status, grant = retry_until_ok("POST", url + "/lock/acquire",
-                                   {"resource": "fz.after", "client_id": "checker", "ttl": 10}, timeout=20)
+    status, grant = retry_until_ok(
+        "POST", url + "/lock/acquire", {"resource": "fz.after", "client_id": "checker", "ttl": 10}, timeout=20
+    )
     assert status == 200 and grant["acquired"], grant
     assert post(url + "/lock/release", {"resource": "fz.after", "client_id": "checker"})[0] == 200
-    status, _ = retry_until_ok("POST", fuzz.urls["node1"] + "/cache/set", {"key": "fz.after", "value": 3},
-                               timeout=20)
+    status, _ = retry_until_ok("POST", fuzz.urls["node1"] + "/cache/set", {"key": "fz.after", "value": 3}, timeout=20)
     assert status == 200
     assert get(fuzz.urls["node2"] + "/cache/get/fz.after")[1]["value"] == 3
     assert post(fuzz.urls["node3"] + "/queue/push", {"topic": "fzafter", "message": 4})[0] == 200
@@ -443,13 +563,26 @@ def test_with_a_cluster_secret_unsigned_hostile_calls_get_401(cluster_factory: A
     cluster = cluster_factory(1)  # the launcher gives it a random cluster secret
     fuzz = Target(cluster)
     node = fuzz.ids[0]
-    paths = [*RAFT_PATHS, "/cache/internal/batch", "/cache/invalidate", "/queue/internal/push",
-             "/queue/internal/pop", "/queue/internal/ack", "/queue/internal/nack", "/queue/internal/extend"]
+    paths = [
+        *RAFT_PATHS,
+        "/cache/internal/batch",
+        "/cache/invalidate",
+        "/queue/internal/push",
+        "/queue/internal/pop",
+        "/queue/internal/ack",
+        "/queue/internal/nack",
+        "/queue/internal/extend",
+    ]
 
     @fuzz_settings(60)
-    @given(st.sampled_from(paths), st.binary(max_size=100),
-           st.dictionaries(st.sampled_from(["x-rakit-node", "x-rakit-ts", "x-rakit-nonce", "x-rakit-sig"]),
-                           st.sampled_from(["node1", "abc", "-1", "1e999", "nan", "0" * 300, ""])))
+    @given(
+        st.sampled_from(paths),
+        st.binary(max_size=100),
+        st.dictionaries(
+            st.sampled_from(["x-rakit-node", "x-rakit-ts", "x-rakit-nonce", "x-rakit-sig"]),
+            st.sampled_from(["node1", "abc", "-1", "1e999", "nan", "0" * 300, ""]),
+        ),
+    )
     def fuzz_unsigned(path: str, body: bytes, headers: dict[str, str]) -> None:
         code, answer = fuzz.send(node, path, body, {**MSGPACK, **headers})
         assert code == 401 and answer["error"] == "unauthorized", (path, headers, code, answer)

@@ -35,7 +35,8 @@ def check_history(uses: list[Use]) -> None:
     for before, after in zip(ordered, ordered[1:]):
         assert before.end <= after.start, f"overlapping holds: {before} and {after}"
         assert before.token < after.token or (before.client == after.client and before.token == after.token), (
-            f"fencing tokens out of order: {before} then {after}")
+            f"fencing tokens out of order: {before} then {after}"
+        )
 
 
 def test_checker_catches_overlaps_and_token_inversions():
@@ -52,8 +53,11 @@ def contend(cluster, stop: threading.Event, uses: list[Use], name: str, seed: in
     urls = [n.url for n in cluster.nodes.values()]
     while not stop.is_set():
         invoked = time.monotonic()
-        status, body = post(rng.choice(urls) + "/lock/acquire",
-                            {"resource": "hot", "client_id": name, "ttl": TTL, "timeout": 3}, timeout=10)
+        status, body = post(
+            rng.choice(urls) + "/lock/acquire",
+            {"resource": "hot", "client_id": name, "ttl": TTL, "timeout": 3},
+            timeout=10,
+        )
         if status != 200:
             time.sleep(0.02)
             continue
@@ -115,8 +119,9 @@ def test_waiting_acquire_survives_a_leader_change(cluster_factory):
 
     def waiter():
         t0 = time.monotonic()
-        answer["result"] = post(url + "/lock/acquire",
-                                {"resource": "x", "client_id": "waiter", "timeout": 20}, timeout=30)
+        answer["result"] = post(
+            url + "/lock/acquire", {"resource": "x", "client_id": "waiter", "timeout": 20}, timeout=30
+        )
         answer["took"] = time.monotonic() - t0
 
     thread = threading.Thread(target=waiter)
@@ -148,8 +153,11 @@ def test_full_cluster_restart_keeps_the_lock_table(cluster_factory):
     # A waiter whose request is cut by the crash: it stays in the replicated table.
     # (Its request goes straight to the leader, which dies first: had a forwarding
     # node died first, the leader would rightly have cancelled the orphaned wait.)
-    waiter = threading.Thread(target=post, args=(url + "/lock/acquire", {
-        "resource": "keep0", "client_id": "reader", "mode": "shared", "timeout": 60}), kwargs={"timeout": 90})
+    waiter = threading.Thread(
+        target=post,
+        args=(url + "/lock/acquire", {"resource": "keep0", "client_id": "reader", "mode": "shared", "timeout": 60}),
+        kwargs={"timeout": 90},
+    )
     waiter.start()
     cluster.wait_until(lambda: get(url + "/lock/status/keep0")[1]["waiters"], 10, "the waiter to queue")
     before = {r: get(url + f"/lock/status/{r}")[1] for r in grants}

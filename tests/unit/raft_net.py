@@ -77,8 +77,15 @@ class Net:
 
     def _core(self, node: str) -> RaftCore:
         s = self.stores[node]
-        return RaftCore(node, self.initial, config=self.config, rng=random.Random(f"{self.seed}/{node}"),
-                        hard_state=s.hard_state, snapshot=s.snapshot, entries=list(s.entries))
+        return RaftCore(
+            node,
+            self.initial,
+            config=self.config,
+            rng=random.Random(f"{self.seed}/{node}"),
+            hard_state=s.hard_state,
+            snapshot=s.snapshot,
+            entries=list(s.entries),
+        )
 
     def restart(self, node: str) -> RaftCore:
         self.stopped.discard(node)

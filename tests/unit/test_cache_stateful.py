@@ -152,11 +152,7 @@ class CacheCluster(RuleBasedStateMachine):
         return [p for p in self.ids if p != node_id]
 
     def _deliverable(self) -> list[int]:
-        return [
-            i
-            for i, m in enumerate(self.net)
-            if m.src not in self.isolated and m.dst not in self.isolated
-        ]
+        return [i for i, m in enumerate(self.net) if m.src not in self.isolated and m.dst not in self.isolated]
 
     def _check_read(self, key: str, entry: CacheEntry | None) -> None:
         if entry is None:
@@ -171,9 +167,7 @@ class CacheCluster(RuleBasedStateMachine):
     def _write(self, writer: str, key: str, version: Version) -> None:
         self.written[key] = max(self.written.get(key, MIN_VERSION), version)
         round_id = next(self.counter)
-        self.rounds[round_id] = Round(
-            writer, self.incarnation[writer], key, version, set(self._peers(writer))
-        )
+        self.rounds[round_id] = Round(writer, self.incarnation[writer], key, version, set(self._peers(writer)))
         for peer in self._peers(writer):
             self.net.append(Invalidate(writer, peer, round_id, key, version))
         self._close_rounds()
@@ -196,9 +190,7 @@ class CacheCluster(RuleBasedStateMachine):
         if isinstance(message, Invalidate):
             node.on_invalidate(message.key, message.version, self.now_s)
             held = node.peek(message.key, self.now_s)
-            self.net.append(
-                Ack(message.dst, message.src, message.round_id, held.version if held else None)
-            )
+            self.net.append(Ack(message.dst, message.src, message.round_id, held.version if held else None))
         elif isinstance(message, Ack):
             r = self.rounds.get(message.round_id)
             if r is None or r.incarnation != self.incarnation[r.writer]:
@@ -250,9 +242,7 @@ class CacheCluster(RuleBasedStateMachine):
             return
         fetch_id = next(self.counter)
         peers = self._peers(reader)
-        self.fetches[fetch_id] = Fetch(
-            reader, self.incarnation[reader], node.begin_fetch(key), set(peers)
-        )
+        self.fetches[fetch_id] = Fetch(reader, self.incarnation[reader], node.begin_fetch(key), set(peers))
         for peer in peers:
             self.net.append(FetchRequest(reader, peer, fetch_id, key))
 
@@ -388,11 +378,7 @@ def _cluster(tombstones: int = 3) -> CacheCluster:
 
 
 def _deliver_one(machine: CacheCluster, kind: type, src: str, dst: str) -> None:
-    (index,) = [
-        i
-        for i, m in enumerate(machine.net)
-        if isinstance(m, kind) and m.src == src and m.dst == dst
-    ][:1]
+    (index,) = [i for i, m in enumerate(machine.net) if isinstance(m, kind) and m.src == src and m.dst == dst][:1]
     machine._deliver(machine.net.pop(index))
     machine.no_copy_older_than_an_acknowledged_write_or_its_watermark()
 

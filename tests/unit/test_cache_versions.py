@@ -91,9 +91,7 @@ def test_floor_starts_clock_above_it() -> None:
     st.lists(st.integers(0, 3), min_size=1, max_size=30),
     st.integers(1, 10**6),
 )
-def test_restarted_clock_issues_above_everything_before(
-    before: list[int], steps: list[int], gap: int
-) -> None:
+def test_restarted_clock_issues_above_everything_before(before: list[int], steps: list[int], gap: int) -> None:
     """Given a non-decreasing wall clock, a fresh clock after a restart wins.
 
     The wall clock advances by ``steps`` (maybe 0) per tick; the restart

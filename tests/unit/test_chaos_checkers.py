@@ -15,8 +15,16 @@ X, S = "exclusive", "shared"
 
 
 def op(
-    workload: str, f: str, invoke: float, complete: float, type: str = "ok", *,
-    process: int = 0, node: str = "n1", args: dict[str, Any] | None = None, result: dict[str, Any] | None = None,
+    workload: str,
+    f: str,
+    invoke: float,
+    complete: float,
+    type: str = "ok",
+    *,
+    process: int = 0,
+    node: str = "n1",
+    args: dict[str, Any] | None = None,
+    result: dict[str, Any] | None = None,
 ) -> Op:
     return Op(workload, process, f, node, invoke, complete, type, args or {}, result)
 
@@ -30,14 +38,29 @@ def kinds(verdict: Verdict) -> set[str]:
 
 
 def acq(
-    client: str, invoke: float, complete: float, token: int | None = None, *, type: str = "ok", mode: str = X,
-    r: str = "r", ttl: float = 10.0, node: str = "n1", process: int = 0,
+    client: str,
+    invoke: float,
+    complete: float,
+    token: int | None = None,
+    *,
+    type: str = "ok",
+    mode: str = X,
+    r: str = "r",
+    ttl: float = 10.0,
+    node: str = "n1",
+    process: int = 0,
 ) -> Op:
     args = {"resource": r, "client_id": client, "mode": mode, "ttl": ttl, "timeout": 0}
     result = None
     if type == "ok":
-        result = {"acquired": True, "resource": r, "client_id": client, "mode": mode, "fencing_token": token,
-                  "ttl": ttl}
+        result = {
+            "acquired": True,
+            "resource": r,
+            "client_id": client,
+            "mode": mode,
+            "fencing_token": token,
+            "ttl": ttl,
+        }
     elif type == "fail":
         result = {"acquired": False, "error": "conflict"}
     return op("locks", "acquire", invoke, complete, type, process=process, node=node, args=args, result=result)
@@ -45,8 +68,16 @@ def acq(
 
 def rel(client: str, invoke: float, complete: float, *, type: str = "ok", r: str = "r", process: int = 0) -> Op:
     result = {"released": True} if type == "ok" else None
-    return op("locks", "release", invoke, complete, type, process=process,
-              args={"resource": r, "client_id": client}, result=result)
+    return op(
+        "locks",
+        "release",
+        invoke,
+        complete,
+        type,
+        process=process,
+        args={"resource": r, "client_id": client},
+        result=result,
+    )
 
 
 def partition(start: float, end: float, minority: tuple[str, ...] = ("n3",), nemesis: str = "partition") -> Fault:
@@ -62,9 +93,17 @@ def test_locks_empty_history_is_valid() -> None:
 
 
 def test_locks_serial_history_is_valid() -> None:
-    ops = [acq("a", 0, 1, 1), rel("a", 2, 2.1), acq("b", 3, 4, 2), rel("b", 5, 5.1),
-           acq("c", 6, 7, 5, mode=S), acq("d", 6.5, 7.5, 5, mode=S), rel("c", 8, 8.1), rel("d", 8, 8.1),
-           acq("e", 9, 10, 9)]
+    ops = [
+        acq("a", 0, 1, 1),
+        rel("a", 2, 2.1),
+        acq("b", 3, 4, 2),
+        rel("b", 5, 5.1),
+        acq("c", 6, 7, 5, mode=S),
+        acq("d", 6.5, 7.5, 5, mode=S),
+        rel("c", 8, 8.1),
+        rel("d", 8, 8.1),
+        acq("e", 9, 10, 9),
+    ]
     verdict = check_locks(ops)
     assert verdict.valid, verdict.violations
     assert verdict.stats["holds"] == 5
@@ -105,8 +144,12 @@ def test_locks_release_before_the_acquire_does_not_end_it() -> None:
 
 
 def test_locks_unknown_and_failed_acquires_hold_nothing() -> None:
-    ops = [acq("a", 0, 1, type="info"), acq("b", 0.5, 1, type="fail"), acq("c", 2, 3, 1), acq("d", 2.5, 2.7,
-           type="fail")]
+    ops = [
+        acq("a", 0, 1, type="info"),
+        acq("b", 0.5, 1, type="fail"),
+        acq("c", 2, 3, 1),
+        acq("d", 2.5, 2.7, type="fail"),
+    ]
     verdict = check_locks(ops)
     assert verdict.valid, verdict.violations
     assert verdict.stats["holds"] == 1
@@ -121,8 +164,14 @@ def test_locks_same_client_may_overlap_itself_and_reacquire_with_the_same_token(
 
 
 def test_locks_same_client_id_acquire_release_acquire_again() -> None:
-    ops = [acq("a", 0, 1, 1), rel("a", 2, 2.1), acq("b", 3, 4, 2), rel("b", 5, 5.1), acq("a", 6, 7, 3),
-           rel("a", 8, 8.1)]
+    ops = [
+        acq("a", 0, 1, 1),
+        rel("a", 2, 2.1),
+        acq("b", 3, 4, 2),
+        rel("b", 5, 5.1),
+        acq("a", 6, 7, 3),
+        rel("a", 8, 8.1),
+    ]
     assert check_locks(ops).valid
     # ... but the second grant to a cannot reuse its first token once b had a greater one
     bad = [*ops[:4], acq("a", 6, 7, 1)]
@@ -200,18 +249,27 @@ def test_locks_grant_from_a_minority_is_caught() -> None:
 
 def test_locks_grants_not_entirely_inside_a_partition_are_not_judged() -> None:
     faults = [partition(10, 20), Fault("kill", 30, 40, nodes=("n3",))]
-    ops = [acq("a", 9, 12, 1, node="n3"), rel("a", 12, 12.1), acq("b", 19, 21, 2, node="n3"), rel("b", 21, 21.1),
-           acq("c", 31, 32, 3, node="n3")]
+    ops = [
+        acq("a", 9, 12, 1, node="n3"),
+        rel("a", 12, 12.1),
+        acq("b", 19, 21, 2, node="n3"),
+        rel("b", 21, 21.1),
+        acq("c", 31, 32, 3, node="n3"),
+    ]
     verdict = check_locks(ops, faults)
     assert verdict.valid, verdict.violations
     assert verdict.stats["majority_grants_during_partitions"] == 0
 
 
 def test_locks_partition_stats() -> None:
-    faults = [partition(10, 20), partition(15, 25, ("n1",)), Fault("kill", 30, 40, nodes=("n2",)),
-              partition(50, 55)]
-    ops = [acq("a", 11, 12, 1, node="n1"), rel("a", 12, 12.1), acq("b", 16, 17, 2, node="n2"), rel("b", 17, 17.1),
-           acq("c", 51, 52, 3, node="n2")]
+    faults = [partition(10, 20), partition(15, 25, ("n1",)), Fault("kill", 30, 40, nodes=("n2",)), partition(50, 55)]
+    ops = [
+        acq("a", 11, 12, 1, node="n1"),
+        rel("a", 12, 12.1),
+        acq("b", 16, 17, 2, node="n2"),
+        rel("b", 17, 17.1),
+        acq("c", 51, 52, 3, node="n2"),
+    ]
     verdict = check_locks(ops, faults)
     assert verdict.valid, verdict.violations
     assert verdict.stats["partition_seconds"] == 20.0
@@ -245,12 +303,18 @@ def serial_lock_histories(draw: st.DrawFn) -> list[Op]:
             n += 1
             invoke = t + draw(st.floats(0, 0.5))
             last_invoke = max(last_invoke, invoke)
-            ops.append(acq(f"c{n}", invoke, invoke + draw(st.floats(0.01, 0.5)), token, mode=mode, ttl=ttl,
-                           process=n))
+            ops.append(acq(f"c{n}", invoke, invoke + draw(st.floats(0.01, 0.5)), token, mode=mode, ttl=ttl, process=n))
             if draw(st.booleans()):  # releases (or lets the lease run out)
                 release = invoke + draw(st.floats(0.6, 2.0))
-                ops.append(rel(f"c{n}", release, release + draw(st.floats(0, 0.5)),
-                               type=draw(st.sampled_from(["ok", "info", "fail"])), process=n))
+                ops.append(
+                    rel(
+                        f"c{n}",
+                        release,
+                        release + draw(st.floats(0, 0.5)),
+                        type=draw(st.sampled_from(["ok", "info", "fail"])),
+                        process=n,
+                    )
+                )
             if draw(st.booleans()):  # a refused or unknown attempt by someone else
                 n += 1
                 ops.append(acq(f"c{n}", invoke, invoke + 0.1, type=draw(st.sampled_from(["fail", "info"]))))
@@ -288,30 +352,70 @@ def _fields(o: Op) -> dict[str, Any]:
 # --- queue -------------------------------------------------------------------------------------------------
 
 
-def push(mid: str, invoke: float, complete: float, type: str = "ok", *, topic: str = "t", message: Any = None,
-         process: int = 0) -> Op:
+def push(
+    mid: str,
+    invoke: float,
+    complete: float,
+    type: str = "ok",
+    *,
+    topic: str = "t",
+    message: Any = None,
+    process: int = 0,
+) -> Op:
     message = f"m-{mid}" if message is None else message
     result = {"topic": topic, "message_id": mid, "node": "n1"} if type == "ok" else None
-    return op("queue", "push", invoke, complete, type, process=process,
-              args={"topic": topic, "message_id": mid, "message": message}, result=result)
+    return op(
+        "queue",
+        "push",
+        invoke,
+        complete,
+        type,
+        process=process,
+        args={"topic": topic, "message_id": mid, "message": message},
+        result=result,
+    )
 
 
-def pop(mid: str | None, invoke: float, complete: float, type: str = "ok", *, count: int = 1, topic: str = "t",
-        message: Any = None, final: bool = False, process: int = 0) -> Op:
+def pop(
+    mid: str | None,
+    invoke: float,
+    complete: float,
+    type: str = "ok",
+    *,
+    count: int = 1,
+    topic: str = "t",
+    message: Any = None,
+    final: bool = False,
+    process: int = 0,
+) -> Op:
     args: dict[str, Any] = {"topic": topic, "consumer_id": f"k{process}", "visibility_timeout": 5}
     if final:
         args["final"] = True
     result: dict[str, Any] | None = None
     if type == "ok":
-        result = {"empty": True} if mid is None else {
-            "topic": topic, "message_id": mid, "message": f"m-{mid}" if message is None else message,
-            "delivery_count": count}
+        result = (
+            {"empty": True}
+            if mid is None
+            else {
+                "topic": topic,
+                "message_id": mid,
+                "message": f"m-{mid}" if message is None else message,
+                "delivery_count": count,
+            }
+        )
     return op("queue", "pop", invoke, complete, type, process=process, args=args, result=result)
 
 
 def ack(mid: str, invoke: float, complete: float, type: str = "ok", *, topic: str = "t") -> Op:
-    return op("queue", "ack", invoke, complete, type, args={"topic": topic, "consumer_id": "k0", "message_id": mid},
-              result={"acked": True} if type == "ok" else None)
+    return op(
+        "queue",
+        "ack",
+        invoke,
+        complete,
+        type,
+        args={"topic": topic, "consumer_id": "k0", "message_id": mid},
+        result={"acked": True} if type == "ok" else None,
+    )
 
 
 def test_queue_empty_history_is_valid() -> None:
@@ -321,9 +425,19 @@ def test_queue_empty_history_is_valid() -> None:
 
 
 def test_queue_valid_history_and_stats() -> None:
-    ops = [push("a", 0, 1), push("b", 2, 3), push("c", 2.5, 3.5, "info"), push("d", 3, 3.2, "fail"),
-           pop("a", 4, 5), ack("a", 5, 5.1), pop("b", 6, 7), pop(None, 7, 7.1), pop("b", 20, 21, count=2),
-           pop(None, 30, 31, final=True), pop(None, 31, 32, "info")]
+    ops = [
+        push("a", 0, 1),
+        push("b", 2, 3),
+        push("c", 2.5, 3.5, "info"),
+        push("d", 3, 3.2, "fail"),
+        pop("a", 4, 5),
+        ack("a", 5, 5.1),
+        pop("b", 6, 7),
+        pop(None, 7, 7.1),
+        pop("b", 20, 21, count=2),
+        pop(None, 30, 31, final=True),
+        pop(None, 31, 32, "info"),
+    ]
     verdict = check_queue(ops)
     assert verdict.valid, verdict.violations
     stats = verdict.stats
@@ -403,13 +517,19 @@ def test_queue_order_is_not_judged_when_it_cannot_be_known() -> None:
     # the pops overlap: a's first delivery may have happened first
     assert check_queue([push("a", 0, 1), push("b", 2, 3), pop("b", 4, 6), pop("a", 5, 7)]).valid
     # b was delivered only to an unknown pop
-    assert check_queue([push("a", 0, 1), push("b", 2, 3), pop("b", 4, 5, "info"), pop("a", 6, 7),
-                        pop(None, 8, 9, "info")] + [pop(None, 10 + i, 11 + i, "info") for i in range(4)]).valid
+    assert check_queue(
+        [push("a", 0, 1), push("b", 2, 3), pop("b", 4, 5, "info"), pop("a", 6, 7), pop(None, 8, 9, "info")]
+        + [pop(None, 10 + i, 11 + i, "info") for i in range(4)]
+    ).valid
 
 
 def test_queue_order_is_per_topic() -> None:
-    ops = [push("a", 0, 1, topic="t1"), push("b", 2, 3, topic="t2"), pop("b", 4, 5, topic="t2"),
-           pop("a", 6, 7, topic="t1")]
+    ops = [
+        push("a", 0, 1, topic="t1"),
+        push("b", 2, 3, topic="t2"),
+        pop("b", 4, 5, topic="t2"),
+        pop("a", 6, 7, topic="t1"),
+    ]
     verdict = check_queue(ops)
     assert verdict.valid and verdict.stats["topics"] == 2
 
@@ -427,8 +547,13 @@ def test_queue_duplicate_first_deliveries_and_redeliveries_are_counted() -> None
 
 
 def test_queue_final_pops_count_like_any_pop() -> None:
-    ops = [push("a", 0, 1), push("b", 2, 3), pop("a", 10, 11, final=True), pop("b", 11, 12, final=True),
-           pop(None, 12, 13, final=True)]
+    ops = [
+        push("a", 0, 1),
+        push("b", 2, 3),
+        pop("a", 10, 11, final=True),
+        pop("b", 11, 12, final=True),
+        pop(None, 12, 13, final=True),
+    ]
     verdict = check_queue(ops)
     assert verdict.valid and verdict.stats["final_pops"] == 3 and verdict.stats["delivered"] == 2
 
@@ -489,22 +614,42 @@ def test_queue_property_a_dropped_delivery_is_caught(ops: list[Op], data: st.Dat
 # --- cache -------------------------------------------------------------------------------------------------
 
 
-def set_(value: str, invoke: float, complete: float, type: str = "ok", *, key: str = "k", version: Any = None,
-         process: int = 0) -> Op:
+def set_(
+    value: str,
+    invoke: float,
+    complete: float,
+    type: str = "ok",
+    *,
+    key: str = "k",
+    version: Any = None,
+    process: int = 0,
+) -> Op:
     result = {"key": key, "version": version if version is not None else f"v-{value}"} if type == "ok" else None
-    return op("cache", "set", invoke, complete, type, process=process, args={"key": key, "value": value},
-              result=result)
+    return op("cache", "set", invoke, complete, type, process=process, args={"key": key, "value": value}, result=result)
 
 
-def get(value: str | None, invoke: float, complete: float, type: str = "ok", *, key: str = "k",
-        version: Any = None, node: str = "n1", final: bool = False, process: int = 0) -> Op:
+def get(
+    value: str | None,
+    invoke: float,
+    complete: float,
+    type: str = "ok",
+    *,
+    key: str = "k",
+    version: Any = None,
+    node: str = "n1",
+    final: bool = False,
+    process: int = 0,
+) -> Op:
     args: dict[str, Any] = {"key": key}
     if final:
         args["final"] = True
     result: dict[str, Any] | None = None
     if type == "ok":
-        result = {"found": False} if value is None else {
-            "key": key, "value": value, "version": version if version is not None else f"v-{value}", "node": node}
+        result = (
+            {"found": False}
+            if value is None
+            else {"key": key, "value": value, "version": version if version is not None else f"v-{value}", "node": node}
+        )
     return op("cache", "get", invoke, complete, type, process=process, node=node, args=args, result=result)
 
 
@@ -514,9 +659,19 @@ def test_cache_empty_history_is_valid() -> None:
 
 
 def test_cache_valid_history_and_stats() -> None:
-    ops = [set_("1", 0, 1), get("1", 2, 3), set_("2", 4, 5), get(None, 5.5, 6), get("2", 6, 7),
-           set_("3", 8, 9, "info"), set_("4", 8, 9, "fail"), get(None, 10, 11, "info"), get("2", 12, 13, final=True),
-           get("2", 12, 13, node="n2", final=True), set_("x", 0, 1, key="other")]
+    ops = [
+        set_("1", 0, 1),
+        get("1", 2, 3),
+        set_("2", 4, 5),
+        get(None, 5.5, 6),
+        get("2", 6, 7),
+        set_("3", 8, 9, "info"),
+        set_("4", 8, 9, "fail"),
+        get(None, 10, 11, "info"),
+        get("2", 12, 13, final=True),
+        get("2", 12, 13, node="n2", final=True),
+        set_("x", 0, 1, key="other"),
+    ]
     verdict = check_cache(ops)
     assert verdict.valid, verdict.violations
     stats = verdict.stats
@@ -567,16 +722,24 @@ def test_cache_version_mismatch_is_caught() -> None:
 
 
 def test_cache_divergence_after_healing_is_caught() -> None:
-    ops = [set_("1", 0, 1), set_("2", 2, 3), get("1", 10, 11, node="n3", final=True),
-           get("2", 10, 11, node="n1", final=True)]
+    ops = [
+        set_("1", 0, 1),
+        set_("2", 2, 3),
+        get("1", 10, 11, node="n3", final=True),
+        get("2", 10, 11, node="n1", final=True),
+    ]
     verdict = check_cache(ops)
     assert "diverged" in kinds(verdict) and verdict.stats["diverged_keys"] == 1
     assert any(line.startswith("diverged: key k") and "@n3" in line for line in verdict.violations)
 
 
 def test_cache_final_reads_may_differ_by_a_late_landing_write() -> None:
-    ops = [set_("1", 0, 1), set_("2", 2, 3, "info"), get("1", 10, 11, node="n3", final=True),
-           get("2", 10, 11, node="n1", final=True)]
+    ops = [
+        set_("1", 0, 1),
+        set_("2", 2, 3, "info"),
+        get("1", 10, 11, node="n3", final=True),
+        get("2", 10, 11, node="n1", final=True),
+    ]
     assert check_cache(ops).valid
     # ... and a final miss is fine too
     assert check_cache([set_("1", 0, 1), get("1", 10, 11, final=True), get(None, 10, 11, final=True)]).valid
@@ -645,11 +808,23 @@ def test_check_all_on_an_empty_history() -> None:
 
 def test_checkers_scale_to_large_histories() -> None:
     n = 40_000
-    locks = [o for i in range(n) for o in (acq(f"c{i}", 3 * i, 3 * i + 1, i + 1, r=f"r{i % 7}", ttl=30),
-                                            rel(f"c{i}", 3 * i + 1.5, 3 * i + 2, r=f"r{i % 7}"))]
+    locks = [
+        o
+        for i in range(n)
+        for o in (
+            acq(f"c{i}", 3 * i, 3 * i + 1, i + 1, r=f"r{i % 7}", ttl=30),
+            rel(f"c{i}", 3 * i + 1.5, 3 * i + 2, r=f"r{i % 7}"),
+        )
+    ]
     queue = [push(f"m{i}", i, i + 0.5) for i in range(n)] + [pop(f"m{i}", n + i, n + i + 0.5) for i in range(n)]
-    cache = [o for i in range(n) for o in (set_(str(i), 2 * i, 2 * i + 0.5, key=f"k{i % 5}"),
-                                          get(str(i), 2 * i + 1, 2 * i + 1.5, key=f"k{i % 5}"))]
+    cache = [
+        o
+        for i in range(n)
+        for o in (
+            set_(str(i), 2 * i, 2 * i + 0.5, key=f"k{i % 5}"),
+            get(str(i), 2 * i + 1, 2 * i + 1.5, key=f"k{i % 5}"),
+        )
+    ]
     faults = [partition(1000 * j, 1000 * j + 500) for j in range(50)]
     began = time.perf_counter()
     verdicts = [check_locks(locks, faults), check_queue(queue), check_cache(cache)]

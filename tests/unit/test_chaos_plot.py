@@ -53,8 +53,7 @@ def synthetic(n_per_workload: int = 1500, duration: float = 60.0, seed: int = 7)
                 kind, latency = "ok", rnd.lognormvariate(-5.5, 0.8)
             if i % 97 == 0:
                 latency = -1e-9  # complete a hair before invoke: float noise
-            ops.append(Op(workload, i % 10, rnd.choice(names), f"n{i % 5 + 1}",
-                          invoke, invoke + latency, kind))
+            ops.append(Op(workload, i % 10, rnd.choice(names), f"n{i % 5 + 1}", invoke, invoke + latency, kind))
     ops.sort(key=lambda op: op.complete)
     meta = {"seed": seed, "duration": duration, "nemeses": ["partition", "kill", "redis-kill"]}
     return History(meta=meta, ops=ops, faults=faults)
@@ -86,15 +85,20 @@ def test_empty_history(tmp_path: Path) -> None:
 
 
 def test_faults_without_ops(tmp_path: Path) -> None:
-    history = History(meta={"seed": 1}, faults=[Fault("partition", 1.0, 5.0), Fault("kill", 6.0, 6.0),
-                                               Fault("something-new", 7.0, 9.0)])
+    history = History(
+        meta={"seed": 1},
+        faults=[Fault("partition", 1.0, 5.0), Fault("kill", 6.0, 6.0), Fault("something-new", 7.0, 9.0)],
+    )
     out = plot_timeline(history, tmp_path / "faults.png")
     assert png_size(out) == (WIDTH_PX, expected_height(1))
 
 
 def test_info_only_workload(tmp_path: Path) -> None:
-    ops = [Op("cache", p, "get", "n1", float(t), float(t) + 2.0, "info", error="timeout")
-           for p in range(3) for t in range(20)]
+    ops = [
+        Op("cache", p, "get", "n1", float(t), float(t) + 2.0, "info", error="timeout")
+        for p in range(3)
+        for t in range(20)
+    ]
     out = plot_timeline(History(ops=ops, faults=[Fault("pause", 3.0, 8.0)]), tmp_path / "info.png")
     assert png_size(out) == (WIDTH_PX, expected_height(1))
 

@@ -79,7 +79,8 @@ def test_installed_matplotlib_is_not_reported() -> None:
 
 
 def test_default_goes_on_without_the_picture_after_one_line(
-        no_matplotlib: None, capsys: pytest.CaptureFixture[str]) -> None:
+    no_matplotlib: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert chaos_cli.plot_wanted(None) is False
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -89,7 +90,8 @@ def test_default_goes_on_without_the_picture_after_one_line(
 
 
 def test_explicit_plot_without_matplotlib_is_a_usage_error(
-        no_matplotlib: None, capsys: pytest.CaptureFixture[str]) -> None:
+    no_matplotlib: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(typer.Exit) as exc:
         chaos_cli.plot_wanted(True)
     assert exc.value.exit_code == 2
@@ -103,7 +105,8 @@ def test_no_plot_needs_no_matplotlib(no_matplotlib: None, capsys: pytest.Capture
 
 
 def test_command_with_plot_exits_2_before_any_workload_runs(
-        no_matplotlib: None, no_run: list[Any], capsys: pytest.CaptureFixture[str]) -> None:
+    no_matplotlib: None, no_run: list[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["chaos", "--duration", "45", "--seed", "3", "--plot"])
     assert exc.value.code == 2
@@ -115,8 +118,8 @@ def test_command_with_plot_exits_2_before_any_workload_runs(
 
 
 def test_command_by_default_says_so_before_the_run_then_prints_the_verdict(
-        no_matplotlib: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    no_matplotlib: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     seen_before_run: list[str] = []
 
     def fake_run(config: Any, log: Any = print) -> RunResult:
@@ -145,8 +148,8 @@ def test_command_by_default_says_so_before_the_run_then_prints_the_verdict(
 
 @pytest.mark.parametrize(("violations", "status"), [([], 0), (["two holders of lock k0 at 1.20 s"], 1)])
 def test_plot_failure_keeps_the_verdict_and_its_exit_status(
-        no_matplotlib: None, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        violations: list[str], status: int) -> None:
+    no_matplotlib: None, tmp_path: Path, capsys: pytest.CaptureFixture[str], violations: list[str], status: int
+) -> None:
     out, buffer = console()
     assert chaos_cli.finish(result(tmp_path, violations), out, draw=True) == status
     printed = buffer.getvalue()
@@ -161,7 +164,8 @@ def test_plot_failure_keeps_the_verdict_and_its_exit_status(
 
 
 def test_verdict_is_printed_before_drawing_and_any_error_is_one_line(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out, buffer = console()
     at_draw: list[str] = []
 
@@ -177,7 +181,8 @@ def test_verdict_is_printed_before_drawing_and_any_error_is_one_line(
 
 
 def test_with_matplotlib_the_picture_is_drawn_after_the_verdict(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("matplotlib")
     out, buffer = console()
     run_result = result(tmp_path)

@@ -35,8 +35,13 @@ def test_cache_miss_is_an_ok_read_and_queue_empty_is_an_ok_pop() -> None:
 
 
 def test_processes_are_spread_evenly_over_the_nodes() -> None:
-    ctx = wl.Context(session=None, urls={"node2": "b", "node1": "a", "node3": "c"},  # type: ignore[arg-type]
-                     recorder=wl.Recorder(), stop=asyncio.Event(), seed=1)
+    ctx = wl.Context(
+        session=None,
+        urls={"node2": "b", "node1": "a", "node3": "c"},  # type: ignore[arg-type]
+        recorder=wl.Recorder(),
+        stop=asyncio.Event(),
+        seed=1,
+    )
     homes = [ctx.home(p) for p in range(6)]
     assert homes == ["node1", "node2", "node3", "node1", "node2", "node3"]
     assert ctx.rng("locks", 1).random() == ctx.rng("locks", 1).random()  # one seed, one sequence

@@ -37,10 +37,18 @@ class Node:
             return httpx.Response(200, json=POPPED)
         if path.startswith("/queue/dead/"):
             return httpx.Response(200, json={"messages": [{"message_id": "d1", "message": 1, "delivery_count": 5}]})
-        answers = {"/queue/ack": {"acked": True}, "/queue/nack": {"nacked": True}, "/queue/extend": {"extended": True},
-                   "/queue/push": {"message_id": "p1"}, "/cache/set": {"version": "1.node1"}}
-        return httpx.Response(200, json=answers[path]) if path in answers else httpx.Response(404, json={
-            "error": "not_found", "detail": path})
+        answers = {
+            "/queue/ack": {"acked": True},
+            "/queue/nack": {"nacked": True},
+            "/queue/extend": {"extended": True},
+            "/queue/push": {"message_id": "p1"},
+            "/cache/set": {"version": "1.node1"},
+        }
+        return (
+            httpx.Response(200, json=answers[path])
+            if path in answers
+            else httpx.Response(404, json={"error": "not_found", "detail": path})
+        )
 
     def bodies(self) -> list[tuple[str, Any]]:
         """(path, JSON body) of each request, in order."""
@@ -91,8 +99,10 @@ def test_nack_and_extend_take_the_message_too(client: Client, node: Node) -> Non
     assert m is not None
     q.nack(m)
     q.extend(m, 60)
-    assert node.bodies()[-2:] == [("/queue/nack", ack_body("w")),
-                                  ("/queue/extend", ack_body("w", visibility_timeout=60))]
+    assert node.bodies()[-2:] == [
+        ("/queue/nack", ack_body("w")),
+        ("/queue/extend", ack_body("w", visibility_timeout=60)),
+    ]
 
 
 def test_a_given_consumer_id_wins_over_the_messages_and_a_str_id_still_works(client: Client, node: Node) -> None:
@@ -108,8 +118,11 @@ def test_the_message_acks_nacks_and_extends_itself(client: Client, node: Node) -
     m = client.queue("jobs").pop()  # the client's own id as consumer
     assert m is not None and m.consumer_id == "me"
     assert m.ack() is True and m.nack() is True and m.extend(5.5) is True
-    assert node.bodies()[1:] == [("/queue/ack", ack_body("me")), ("/queue/nack", ack_body("me")),
-                                 ("/queue/extend", ack_body("me", visibility_timeout=5.5))]
+    assert node.bodies()[1:] == [
+        ("/queue/ack", ack_body("me")),
+        ("/queue/nack", ack_body("me")),
+        ("/queue/extend", ack_body("me", visibility_timeout=5.5)),
+    ]
 
 
 def test_a_message_of_another_topic_is_refused_before_sending(client: Client, node: Node) -> None:
@@ -153,8 +166,10 @@ def test_consume_acks_as_its_consumer(client: Client, node: Node) -> None:
 
 Call = Callable[[Client], Any]
 WRONG_TYPES: list[tuple[Call, str]] = [
-    (lambda c: c.queue("jobs").ack({"message_id": "m1"}),
-     "Queue.ack(): message_id must be a str message id or a Message, not dict"),
+    (
+        lambda c: c.queue("jobs").ack({"message_id": "m1"}),
+        "Queue.ack(): message_id must be a str message id or a Message, not dict",
+    ),
     (lambda c: c.queue("jobs").nack(17), "Queue.nack(): message_id must be a str message id or a Message, not int"),
     (lambda c: c.queue("jobs").extend(None, 30), "Queue.extend(): message_id must be a str message id or a Message"),
     (lambda c: c.queue("jobs").ack("m1", consumer_id=3), "Queue.ack(): consumer_id must be a str or None, not int"),
@@ -162,8 +177,10 @@ WRONG_TYPES: list[tuple[Call, str]] = [
     (lambda c: c.queue("jobs").extend("m1", True), "Queue.extend(): visibility_timeout must be a number, not bool"),
     (lambda c: c.queue("jobs").pop(["w"]), "Queue.pop(): consumer_id must be a str or None, not list"),
     (lambda c: c.queue("jobs").pop(wait="10"), "Queue.pop(): wait must be a number, not str"),
-    (lambda c: c.queue("jobs").push({"n": 1}, message_id=5),
-     "Queue.push(): message_id must be a str message id or None, not int"),
+    (
+        lambda c: c.queue("jobs").push({"n": 1}, message_id=5),
+        "Queue.push(): message_id must be a str message id or None, not int",
+    ),
     (lambda c: c.queue("jobs").push({1, 2}), "Queue.push(): message must be JSON-serializable: Object of type set"),
     (lambda c: c.queue("jobs").dead("10"), "Queue.dead(): limit must be an int, not str"),
     (lambda c: c.queue("jobs").redrive(2.0), "Queue.redrive(): limit must be an int, not float"),
@@ -186,23 +203,29 @@ WRONG_TYPES: list[tuple[Call, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("call", "error"), WRONG_TYPES, ids=[e.split(":")[0] + ":" + e.split()[1]
-                                                              for _, e in WRONG_TYPES])
+@pytest.mark.parametrize(
+    ("call", "error"), WRONG_TYPES, ids=[e.split(":")[0] + ":" + e.split()[1] for _, e in WRONG_TYPES]
+)
 def test_a_wrong_type_raises_type_error_naming_the_argument_before_sending(
-        client: Client, node: Node, call: Call, error: str) -> None:
+    client: Client, node: Node, call: Call, error: str
+) -> None:
     with pytest.raises(TypeError, match="^" + re.escape(error)):
         call(client)
     assert node.requests == []
 
 
-@pytest.mark.parametrize(("call", "error"), [
-    (lambda c: c.queue("jobs").extend("m1", float("nan")), "visibility_timeout must be a finite number, not nan"),
-    (lambda c: c.lock("r", ttl=float("inf")), "ttl must be a finite number, not inf"),
-    (lambda c: c.lock("r", mode="exclusiv"), "mode must be 'exclusive' or 'shared', not 'exclusiv'"),
-    (lambda c: c.queue("jobs").push(float("nan")), "message must be JSON-serializable: Out of range float"),
-])
-def test_an_impossible_value_of_the_right_type_raises_value_error(client: Client, node: Node, call: Call,
-                                                                   error: str) -> None:
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda c: c.queue("jobs").extend("m1", float("nan")), "visibility_timeout must be a finite number, not nan"),
+        (lambda c: c.lock("r", ttl=float("inf")), "ttl must be a finite number, not inf"),
+        (lambda c: c.lock("r", mode="exclusiv"), "mode must be 'exclusive' or 'shared', not 'exclusiv'"),
+        (lambda c: c.queue("jobs").push(float("nan")), "message must be JSON-serializable: Out of range float"),
+    ],
+)
+def test_an_impossible_value_of_the_right_type_raises_value_error(
+    client: Client, node: Node, call: Call, error: str
+) -> None:
     with pytest.raises(ValueError, match=re.escape(error)):
         call(client)
     assert node.requests == []
@@ -226,7 +249,9 @@ def test_right_types_pass_ints_as_seconds_and_payloads_stay_any_json(client: Cli
     assert client.cache.set("k", {"nested": [1.5, True]}, ttl=60) == "1.node1"
     assert [b for _, b in node.bodies()] == [
         {"topic": "jobs", "message": [1, "two", {"three": None}], "message_id": "p1"},
-        ack_body("me", visibility_timeout=30), {"key": "k", "value": {"nested": [1.5, True]}, "ttl": 60}]
+        ack_body("me", visibility_timeout=30),
+        {"key": "k", "value": {"nested": [1.5, True]}, "ttl": 60},
+    ]
 
 
 def test_a_missing_argument_is_pythons_usual_error(client: Client) -> None:
@@ -250,8 +275,7 @@ async def test_async_ack_of_the_popped_message(aclient: AsyncClient, node: Node)
     assert m is not None and m.consumer_id == "w"
     assert await q.ack(m) is True
     await q.extend(m, 45)
-    assert node.bodies()[1:] == [("/queue/ack", ack_body("w")),
-                                 ("/queue/extend", ack_body("w", visibility_timeout=45))]
+    assert node.bodies()[1:] == [("/queue/ack", ack_body("w")), ("/queue/extend", ack_body("w", visibility_timeout=45))]
 
 
 async def test_async_message_methods_are_awaited(aclient: AsyncClient, node: Node) -> None:
@@ -277,19 +301,25 @@ async def test_async_consume_acks_as_its_consumer(aclient: AsyncClient, node: No
 AsyncCall = Callable[[AsyncClient], Any]
 
 
-@pytest.mark.parametrize(("call", "error"), [
-    (lambda c: c.queue("jobs").ack({"message_id": "m1"}),
-     "AsyncQueue.ack(): message_id must be a str message id or a Message, not dict"),
-    (lambda c: c.queue("jobs").nack("m1", 3), "AsyncQueue.nack(): consumer_id must be a str or None, not int"),
-    (lambda c: c.queue("jobs").extend("m1", None), "AsyncQueue.extend(): visibility_timeout must be a number"),
-    (lambda c: c.queue("jobs").push({"n": {1}}), "AsyncQueue.push(): message must be JSON-serializable"),
-    (lambda c: c.acquire(("r",)), "AsyncClient.acquire(): resource must be a str, not tuple"),
-    (lambda c: c.watch("r", "c", timeout="5"), "AsyncClient.watch(): timeout must be a number, not str"),
-    (lambda c: c.cache.set(5, 1), "AsyncCache.set(): key must be a str, not int"),
-    (lambda c: c.queue("jobs").consume(print, stop=True), "AsyncQueue.consume(): stop must be an Event or None"),
-])
-async def test_async_wrong_types_raise_when_awaited_before_sending(aclient: AsyncClient, node: Node,
-                                                                   call: AsyncCall, error: str) -> None:
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (
+            lambda c: c.queue("jobs").ack({"message_id": "m1"}),
+            "AsyncQueue.ack(): message_id must be a str message id or a Message, not dict",
+        ),
+        (lambda c: c.queue("jobs").nack("m1", 3), "AsyncQueue.nack(): consumer_id must be a str or None, not int"),
+        (lambda c: c.queue("jobs").extend("m1", None), "AsyncQueue.extend(): visibility_timeout must be a number"),
+        (lambda c: c.queue("jobs").push({"n": {1}}), "AsyncQueue.push(): message must be JSON-serializable"),
+        (lambda c: c.acquire(("r",)), "AsyncClient.acquire(): resource must be a str, not tuple"),
+        (lambda c: c.watch("r", "c", timeout="5"), "AsyncClient.watch(): timeout must be a number, not str"),
+        (lambda c: c.cache.set(5, 1), "AsyncCache.set(): key must be a str, not int"),
+        (lambda c: c.queue("jobs").consume(print, stop=True), "AsyncQueue.consume(): stop must be an Event or None"),
+    ],
+)
+async def test_async_wrong_types_raise_when_awaited_before_sending(
+    aclient: AsyncClient, node: Node, call: AsyncCall, error: str
+) -> None:
     with pytest.raises(TypeError, match="^" + re.escape(error)):
         await call(aclient)
     assert node.requests == []

@@ -108,8 +108,13 @@ def test_network_on_every_service(compose: dict[str, Any]) -> None:
 def test_compose_env_builds_a_valid_config(compose: dict[str, Any], name: str) -> None:
     env = env_of(compose["services"][name])
     config = build_config(
-        node_id=env["NODE_ID"], host=env["NODE_HOST"], port=int(env["NODE_PORT"]),
-        peers=env["PEERS"], redis_url=env["REDIS_URL"], data_dir=env["DATA_DIR"], cluster_secret="s" * 32,
+        node_id=env["NODE_ID"],
+        host=env["NODE_HOST"],
+        port=int(env["NODE_PORT"]),
+        peers=env["PEERS"],
+        redis_url=env["REDIS_URL"],
+        data_dir=env["DATA_DIR"],
+        cluster_secret="s" * 32,
     )
     assert config.node_id == name
     assert config.port == int(env["NODE_PORT"])
@@ -120,7 +125,10 @@ def test_compose_env_builds_a_valid_config(compose: dict[str, Any], name: str) -
 def test_cli_reads_every_env_var_compose_sets(compose: dict[str, Any]) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "rakit", "node", "--help"],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
         env={**os.environ, "COLUMNS": "250", "TERM": "dumb", "NO_COLOR": "1"},
     )
     read = set(re.findall(r"env var:\s*([A-Z_][A-Z0-9_]*)", out.stdout))

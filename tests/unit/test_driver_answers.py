@@ -31,18 +31,34 @@ class Recorder(Echo):
 
 async def test_the_ack_is_handed_out_before_the_commit_it_carries_is_applied() -> None:
     machine = Recorder()
-    driver = RaftDriver("n2", ["n1", "n2", "n3"], store=MemoryLogStore(), machine=machine, transport=Nowhere(),
-                        metrics=NodeMetrics("n2"), config=RaftConfig(election_ticks=1000), tick_seconds=1.0)
+    driver = RaftDriver(
+        "n2",
+        ["n1", "n2", "n3"],
+        store=MemoryLogStore(),
+        machine=machine,
+        transport=Nowhere(),
+        metrics=NodeMetrics("n2"),
+        config=RaftConfig(election_ticks=1000),
+        tick_seconds=1.0,
+    )
     task = asyncio.create_task(driver.run())
     try:
-        first = AppendEntries(src="n1", dst="n2", term=1, prev_index=0, prev_term=0,
-                              entries=[Entry(1, 1, data=b"a"), Entry(1, 2, data=b"b")], commit=0)
+        first = AppendEntries(
+            src="n1",
+            dst="n2",
+            term=1,
+            prev_index=0,
+            prev_term=0,
+            entries=[Entry(1, 1, data=b"a"), Entry(1, 2, data=b"b")],
+            commit=0,
+        )
         answer = await asyncio.wait_for(driver.exchange("n1", [first]), 5)
         assert [(type(m), m.index) for m in answer] == [(AppendEntriesResp, 2)]
         assert machine.applied == []
 
-        second = AppendEntries(src="n1", dst="n2", term=1, prev_index=2, prev_term=1,
-                               entries=[Entry(1, 3, data=b"c")], commit=2)
+        second = AppendEntries(
+            src="n1", dst="n2", term=1, prev_index=2, prev_term=1, entries=[Entry(1, 3, data=b"c")], commit=2
+        )
         machine.answer = driver.exchange("n1", [second])
         answer = await asyncio.wait_for(machine.answer, 5)
         assert [(type(m), m.success, m.index) for m in answer] == [(AppendEntriesResp, True, 3)]
@@ -62,11 +78,20 @@ class FailingStore(MemoryLogStore):
 
 
 async def test_a_failed_save_hands_out_no_ack() -> None:
-    driver = RaftDriver("n2", ["n1", "n2", "n3"], store=FailingStore(), machine=Recorder(), transport=Nowhere(),
-                        metrics=NodeMetrics("n2"), config=RaftConfig(election_ticks=1000), tick_seconds=1.0)
+    driver = RaftDriver(
+        "n2",
+        ["n1", "n2", "n3"],
+        store=FailingStore(),
+        machine=Recorder(),
+        transport=Nowhere(),
+        metrics=NodeMetrics("n2"),
+        config=RaftConfig(election_ticks=1000),
+        tick_seconds=1.0,
+    )
     task = asyncio.create_task(driver.run())
-    append = AppendEntries(src="n1", dst="n2", term=1, prev_index=0, prev_term=0,
-                           entries=[Entry(1, 1, data=b"a")], commit=0)
+    append = AppendEntries(
+        src="n1", dst="n2", term=1, prev_index=0, prev_term=0, entries=[Entry(1, 1, data=b"a")], commit=0
+    )
     answer = await asyncio.wait_for(driver.exchange("n1", [append]), 5)
     assert answer == []  # the entry never reached the disk: no ack, no vote, nothing
     assert isinstance(await asyncio.gather(task, return_exceptions=True), list)

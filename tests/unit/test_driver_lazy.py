@@ -23,9 +23,16 @@ class Leader:
     """A one-node driver that leads, its loop task, and the proposal batches its core was handed."""
 
     def __init__(self) -> None:
-        self.driver = RaftDriver("n1", ["n1"], store=MemoryLogStore(), machine=Echo(), transport=Nowhere(),
-                                 metrics=NodeMetrics("n1"), config=RaftConfig(election_ticks=2),
-                                 tick_seconds=0.002)
+        self.driver = RaftDriver(
+            "n1",
+            ["n1"],
+            store=MemoryLogStore(),
+            machine=Echo(),
+            transport=Nowhere(),
+            metrics=NodeMetrics("n1"),
+            config=RaftConfig(election_ticks=2),
+            tick_seconds=0.002,
+        )
         self.batches: list[list[bytes]] = []
         propose_batch = self.driver._propose_batch
 
@@ -50,8 +57,9 @@ async def leader() -> Any:
     await node.stop()
 
 
-async def test_a_lazy_proposal_waits_for_an_eager_one_and_goes_first(leader: Leader,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_lazy_proposal_waits_for_an_eager_one_and_goes_first(
+    leader: Leader, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(driver_module, "LAZY_DELAY", 30.0)
     driver = leader.driver
     lazy = asyncio.create_task(driver.propose(b"lazy", lazy=True))
@@ -71,7 +79,8 @@ async def test_a_lazy_proposal_alone_goes_out_on_its_timer(leader: Leader, monke
 
 
 async def test_lazy_proposals_fail_like_the_others_when_the_driver_stops(
-        leader: Leader, monkeypatch: pytest.MonkeyPatch) -> None:
+    leader: Leader, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(driver_module, "LAZY_DELAY", 30.0)
     lazy = asyncio.create_task(leader.driver.propose(b"never", lazy=True))
     await leader.driver.read_barrier()

@@ -61,17 +61,24 @@ async def ws_echo(websocket: WebSocket) -> None:
         await websocket.send_text(await websocket.receive_text())
 
 
-APP = Starlette(routes=[Route("/echo", echo, methods=["POST"]), Route("/slow", slow, methods=["GET"]),
-                        WebSocketRoute("/ws", ws_echo)],
-                exception_handlers=HANDLERS)  # type: ignore[arg-type]
+APP = Starlette(
+    routes=[
+        Route("/echo", echo, methods=["POST"]),
+        Route("/slow", slow, methods=["GET"]),
+        WebSocketRoute("/ws", ws_echo),
+    ],
+    exception_handlers=HANDLERS,
+)  # type: ignore[arg-type]
 
 
 class ServerThread:
     def __init__(self, **config: Any) -> None:
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(
-            APP, host="127.0.0.1", port=self.port, http=FastProtocol, lifespan="off", log_level="critical",
-            **config))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                APP, host="127.0.0.1", port=self.port, http=FastProtocol, lifespan="off", log_level="critical", **config
+            )
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> ServerThread:
@@ -136,8 +143,14 @@ def closed(sock: socket.socket, within: float) -> bool:
 
 
 def request(path: str = "/echo", body: bytes = b"{}", extra: bytes = b"") -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n").encode() + extra + b"\r\n" + body
+    return (
+        (
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        ).encode()
+        + extra
+        + b"\r\n"
+        + body
+    )
 
 
 def assert_error_shape(body: Any, code: str) -> None:
@@ -179,7 +192,7 @@ def read_answer_open(sock: socket.socket) -> tuple[int, dict[str, str], Any]:
     reader = _READERS.setdefault(id(sock), sock.makefile("rb"))
     status = int(reader.readline().split()[1])
     headers: dict[str, str] = {}
-    while (line := reader.readline().decode("latin-1").strip()):
+    while line := reader.readline().decode("latin-1").strip():
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return status, headers, json.loads(reader.read(int(headers["content-length"])))
@@ -256,8 +269,7 @@ def test_a_head_trickled_byte_by_byte_is_cut_off(server: ServerThread) -> None:
 def test_a_body_trickled_byte_by_byte_is_cut_off_with_408(server: ServerThread) -> None:
     body = b'{"x": "' + b"y" * 200 + b'"}'
     with server.connect() as sock:
-        sock.sendall(request(body=b"")[:-2].replace(b"Content-Length: 0", b"Content-Length: %d" % len(body))
-                     + b"\r\n")
+        sock.sendall(request(body=b"")[:-2].replace(b"Content-Length: 0", b"Content-Length: %d" % len(body)) + b"\r\n")
         started = time.monotonic()
         try:
             for byte in body:
@@ -296,8 +308,10 @@ def test_a_declared_length_over_the_limit_is_413_at_once(server: ServerThread) -
 
 def test_a_chunked_body_within_the_limit_is_read(server: ServerThread) -> None:
     with server.connect() as sock:
-        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     b"3\r\n{\"a\r\n4\r\n\": 1\r\n1\r\n}\r\n0\r\n\r\n")
+        sock.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b'3\r\n{"a\r\n4\r\n": 1\r\n1\r\n}\r\n0\r\n\r\n'
+        )
         status, _, body = read_answer_open(sock)
     assert status == 200 and body == {"size": 8}
 
@@ -330,8 +344,12 @@ def test_every_post_route_reads_its_body_through_read_body() -> None:
 
     from rakit.http.routes import cache, cluster, docs, kv, locks, queue, raft_rpc, ui
 
-    posts = [route for module in (cache, cluster, docs, kv, locks, queue, raft_rpc, ui) for route in module.routes
-             if isinstance(route, StarletteRoute) and "POST" in (route.methods or ())]
+    posts = [
+        route
+        for module in (cache, cluster, docs, kv, locks, queue, raft_rpc, ui)
+        for route in module.routes
+        if isinstance(route, StarletteRoute) and "POST" in (route.methods or ())
+    ]
     assert len(posts) >= 20
     for route in posts:
         source = inspect.getsource(route.endpoint)
@@ -376,7 +394,7 @@ def test_a_long_body_at_the_minimum_rate_gets_its_time(server: ServerThread) -> 
     with server.connect() as sock:
         sock.sendall(request(body=b"")[:-2].replace(b"Content-Length: 0", b"Content-Length: 900") + b"\r\n")
         for i in range(0, 900, 150):  # 900 bytes in ~1.2 s: slower than BODY_TIMEOUT alone allows
-            sock.sendall(body[i:i + 150])
+            sock.sendall(body[i : i + 150])
             time.sleep(0.2)
         status, _, answer = read_answer_open(sock)
     assert status == 200 and answer == {"size": 900}

@@ -44,8 +44,7 @@ class Clock:
 def pair(clock: Clock | None = None, **kwargs: Any) -> tuple[InternalAuth, InternalAuth]:
     """(node1 signing, node2 checking), sharing SECRET and a clock."""
     clock = clock or Clock()
-    return (InternalAuth(SECRET, "node1", clock=clock, **kwargs),
-            InternalAuth(SECRET, "node2", clock=clock, **kwargs))
+    return (InternalAuth(SECRET, "node1", clock=clock, **kwargs), InternalAuth(SECRET, "node2", clock=clock, **kwargs))
 
 
 def test_a_good_signature_is_accepted_once() -> None:
@@ -119,8 +118,7 @@ def test_a_replayed_nonce_is_refused_even_with_a_new_timestamp() -> None:
     assert "replayed" in (checker.check("POST", PATH, headers, BODY) or "")
 
 
-@pytest.mark.parametrize("change", ["body", "body_hash", "path", "method", "query", "caller", "callee", "nonce",
-                                    "sig"])
+@pytest.mark.parametrize("change", ["body", "body_hash", "path", "method", "query", "caller", "callee", "nonce", "sig"])
 def test_tampering_with_anything_signed_is_refused(change: str) -> None:
     clock = Clock()
     signer, checker = pair(clock)
@@ -158,8 +156,13 @@ def test_missing_or_malformed_headers_are_refused() -> None:
     for name in (NODE_HEADER, TS_HEADER, NONCE_HEADER, SIG_HEADER):
         partial = {k: v for k, v in good.items() if k != name}
         assert name in (checker.check("POST", PATH, partial, BODY) or "")
-    for name, bad in ((TS_HEADER, "soon"), (TS_HEADER, "nan"), (NONCE_HEADER, "short"),
-                      (SIG_HEADER, "zz" * 32), (NODE_HEADER, "a b")):
+    for name, bad in (
+        (TS_HEADER, "soon"),
+        (TS_HEADER, "nan"),
+        (NONCE_HEADER, "short"),
+        (SIG_HEADER, "zz" * 32),
+        (NODE_HEADER, "a b"),
+    ):
         reason = checker.check("POST", PATH, {**good, name: bad}, BODY)
         assert reason is not None and "malformed" in reason, (name, bad, reason)
     assert checker.check("POST", PATH, good, BODY) is None  # none of that used the nonce up
@@ -200,8 +203,17 @@ def test_nonces_are_forgotten_once_their_timestamp_leaves_the_window() -> None:
 
 
 def test_internal_paths() -> None:
-    for path in ("/request_vote", "/append_entries", "/install_snapshot", "/raft/stream", "/cache/invalidate",
-                 "/cache/internal/batch", "/cache/stream", "/queue/internal/push", "/queue/internal/pop"):
+    for path in (
+        "/request_vote",
+        "/append_entries",
+        "/install_snapshot",
+        "/raft/stream",
+        "/cache/invalidate",
+        "/cache/internal/batch",
+        "/cache/stream",
+        "/queue/internal/push",
+        "/queue/internal/pop",
+    ):
         assert is_internal(path), path
     for path in ("/status", "/health", "/cache/stats", "/cache/get/k", "/queue/push", "/kv/put", "/ui"):
         assert not is_internal(path), path
@@ -223,8 +235,12 @@ def client() -> TestClient:
 
     internal = InternalAuth(SECRET, "node2")
     app = Starlette(
-        routes=[Route(PATH, echo, methods=["POST"]), Route("/append_entries", echo, methods=["POST"]),
-                Route("/status", echo, methods=["GET"]), WebSocketRoute("/raft/stream", stream)],
+        routes=[
+            Route(PATH, echo, methods=["POST"]),
+            Route("/append_entries", echo, methods=["POST"]),
+            Route("/status", echo, methods=["GET"]),
+            WebSocketRoute("/raft/stream", stream),
+        ],
         middleware=[Middleware(SecurityMiddleware, internal=internal, clients=ClientAuth(None))],
     )
     return TestClient(app)
@@ -282,7 +298,8 @@ def test_websocket_handshakes_are_checked(client: TestClient) -> None:
 
 
 def test_local_cluster_makes_up_a_secret_per_cluster_unless_one_is_given(
-        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from rakit.launcher import LocalCluster as Cluster
 
     made: list[Cluster] = []
@@ -321,8 +338,9 @@ def test_local_cluster_makes_up_a_secret_per_cluster_unless_one_is_given(
         off = LocalCluster(3, tmp_path / "g", cluster_secret=False)
         assert off.cluster_secret is None and all("CLUSTER_SECRET" not in n.env for n in off.nodes.values())
         with pytest.raises(ValueError, match="twice"):
-            LocalCluster(3, tmp_path / "h", extra_args=["--cluster-secret-file", str(secret_file)],
-                         cluster_secret="x" * 20)
+            LocalCluster(
+                3, tmp_path / "h", extra_args=["--cluster-secret-file", str(secret_file)], cluster_secret="x" * 20
+            )
     finally:
         for cluster in made:
             cluster.close()
@@ -342,11 +360,24 @@ def test_compose_gives_every_node_the_cluster_secret_and_has_no_default_one() ->
         value = str(env["CLUSTER_SECRET"])
         # ${VAR:?message}: compose refuses to start unless RAKIT_CLUSTER_SECRET is set.
         assert value.startswith("${RAKIT_CLUSTER_SECRET:?") and value.endswith("}"), value
-        config = build_config(node_id=name, host="0.0.0.0", port=None, peers=env["PEERS"],
-                              redis_url=env["REDIS_URL"], data_dir="/data", cluster_secret="s" * 32)
+        config = build_config(
+            node_id=name,
+            host="0.0.0.0",
+            port=None,
+            peers=env["PEERS"],
+            redis_url=env["REDIS_URL"],
+            data_dir="/data",
+            cluster_secret="s" * 32,
+        )
         assert config.cluster_secret == "s" * 32
         with pytest.raises(ConfigError, match="reachable from the network"):
-            build_config(node_id=name, host="0.0.0.0", port=None, peers=env["PEERS"],
-                         redis_url=env["REDIS_URL"], data_dir="/data")
+            build_config(
+                node_id=name,
+                host="0.0.0.0",
+                port=None,
+                peers=env["PEERS"],
+                redis_url=env["REDIS_URL"],
+                data_dir="/data",
+            )
         values.add(value)
     assert len(values) == 1  # one secret for the whole cluster

@@ -37,8 +37,9 @@ class Log:
         self.index += 1
         return self.table.apply(self.index, command)
 
-    def acquire(self, client: str, owner: str | None, mode: str = X, *, r: str = "r", wait: float = 0,
-                **kw: Any) -> Any:
+    def acquire(
+        self, client: str, owner: str | None, mode: str = X, *, r: str = "r", wait: float = 0, **kw: Any
+    ) -> Any:
         return self(Acquire(r, client, mode, 10, wait, owner=owner, **kw))
 
 
@@ -219,12 +220,18 @@ class _OldSnapshot(msgspec.Struct):
 
 
 def test_a_snapshot_without_owners_still_restores() -> None:
-    old = msgspec.msgpack.encode(_OldSnapshot(1, [_OldResource(
-        "r", [_OldHold("h", X, 3, 10.0, 3)], [_OldWaiter("w", X, 10.0, 5.0)], 3)]))
+    old = msgspec.msgpack.encode(
+        _OldSnapshot(1, [_OldResource("r", [_OldHold("h", X, 3, 10.0, 3)], [_OldWaiter("w", X, 10.0, 5.0)], 3)])
+    )
     table = LockTable()
     table.restore(old)
-    assert table.status("r") == {"resource": "r", "mode": X, "holders": ["h"],
-                                 "waiters": [{"client_id": "w", "mode": X}], "fencing_token": 3}
+    assert table.status("r") == {
+        "resource": "r",
+        "mode": X,
+        "holders": ["h"],
+        "waiters": [{"client_id": "w", "mode": X}],
+        "fencing_token": 3,
+    }
     assert table.hold_owner("r", "h") is None
     assert isinstance(table.apply(4, Renew("r", "h", 10)), Renewed)  # no owner: as before tokens
     released = table.apply(5, Release("r", "h"))
@@ -301,8 +308,9 @@ def test_the_reachability_check_agrees_with_the_graph_search() -> None:
         table, index = LockTable(), 0
         for _ in range(rng.randrange(5, 40)):
             index += 1
-            table.apply(index, Acquire(rng.choice("pqrs"), rng.choice(clients), rng.choice((X, S)), 10,
-                                       rng.choice((0, 5, 5))))
+            table.apply(
+                index, Acquire(rng.choice("pqrs"), rng.choice(clients), rng.choice((X, S)), 10, rng.choice((0, 5, 5)))
+            )
             if rng.random() < 0.15:
                 index += 1
                 table.apply(index, Release(rng.choice("pqrs"), rng.choice(clients)))

@@ -30,8 +30,16 @@ class Log:
         self.index += 1
         return self.table.apply(self.index, command)
 
-    def acquire(self, client: str, *, r: str = "r", mode: str = X, wait: float = 0, owner: str | None = None,
-                secret: str | None = None) -> Any:
+    def acquire(
+        self,
+        client: str,
+        *,
+        r: str = "r",
+        mode: str = X,
+        wait: float = 0,
+        owner: str | None = None,
+        secret: str | None = None,
+    ) -> Any:
         return self(Acquire(r, client, mode, 10, wait, owner=owner, secret=secret))
 
 

@@ -21,16 +21,29 @@ def test_busy_resources_first_with_holders_waiters_and_wait_for_edges() -> None:
     assert (view["count"], view["active"], view["truncated"]) == (2, 1, False)
     docs, free = view["resources"]
     assert docs == {
-        "resource": "docs", "mode": "shared", "fencing_token": 4, "lock_delay": 0.0, "delayed": False,
-        "holders": [{"client_id": "r1", "mode": "shared", "fencing_token": 3, "ttl": 30.0, "lease": 3,
-                     "owner": "svc-a"},
-                    {"client_id": "r2", "mode": "shared", "fencing_token": 4, "ttl": 30.0, "lease": 4,
-                     "owner": None}],
-        "waiters": [{"client_id": "w", "mode": "exclusive", "upgrade": False, "wait": 10.0, "owner": "svc-b"},
-                    {"client_id": "r3", "mode": "shared", "upgrade": False, "wait": 10.0, "owner": None}],
+        "resource": "docs",
+        "mode": "shared",
+        "fencing_token": 4,
+        "lock_delay": 0.0,
+        "delayed": False,
+        "holders": [
+            {"client_id": "r1", "mode": "shared", "fencing_token": 3, "ttl": 30.0, "lease": 3, "owner": "svc-a"},
+            {"client_id": "r2", "mode": "shared", "fencing_token": 4, "ttl": 30.0, "lease": 4, "owner": None},
+        ],
+        "waiters": [
+            {"client_id": "w", "mode": "exclusive", "upgrade": False, "wait": 10.0, "owner": "svc-b"},
+            {"client_id": "r3", "mode": "shared", "upgrade": False, "wait": 10.0, "owner": None},
+        ],
     }
-    assert free == {"resource": "free-later", "mode": None, "holders": [], "waiters": [], "fencing_token": 1,
-                    "lock_delay": 0.0, "delayed": False}
+    assert free == {
+        "resource": "free-later",
+        "mode": None,
+        "holders": [],
+        "waiters": [],
+        "fencing_token": 1,
+        "lock_delay": 0.0,
+        "delayed": False,
+    }
     assert view["edges"] == [
         {"from": "w", "to": "r1", "resource": "docs", "kind": "holder"},
         {"from": "w", "to": "r2", "resource": "docs", "kind": "holder"},
@@ -52,9 +65,17 @@ def test_upgrade_waiter_edges_are_listed_once_and_limit_truncates() -> None:
     view = t.table(3)
     assert [r["resource"] for r in view["resources"]] == ["x", "idle0", "idle1"]
     assert (view["count"], view["active"], view["truncated"]) == (6, 1, True)
-    assert view["resources"][0]["waiters"][0] == {"client_id": "a", "mode": "exclusive", "upgrade": True,
-                                                  "wait": 10.0, "owner": None}
+    assert view["resources"][0]["waiters"][0] == {
+        "client_id": "a",
+        "mode": "exclusive",
+        "upgrade": True,
+        "wait": 10.0,
+        "owner": None,
+    }
     assert [(e["from"], e["to"], e["kind"]) for e in view["edges"]] == [
-        ("a", "b", "holder"), ("c", "a", "holder"), ("c", "b", "holder")]
+        ("a", "b", "holder"),
+        ("c", "a", "holder"),
+        ("c", "b", "holder"),
+    ]
     assert t.table(0)["resources"] == [] and t.table(0)["truncated"]
     assert LockTable().table(10) == {"resources": [], "edges": [], "count": 0, "active": 0, "truncated": False}

@@ -342,8 +342,15 @@ def test_commands_travel_through_the_registry() -> None:
     assert granted == Granted("r", "a", X, 1, 10.0, 1)
     assert registry.apply(2, registry.encode(Release("r", "a", fencing_token=1))).token == 1
     tags = [c.__struct_config__.tag for c in LockTable.commands]
-    assert tags == ["lock.acquire", "lock.release", "lock.renew", "lock.expire", "lock.cancel_wait",
-                    "lock.delay_end", "lock.options"]
+    assert tags == [
+        "lock.acquire",
+        "lock.release",
+        "lock.renew",
+        "lock.expire",
+        "lock.cancel_wait",
+        "lock.delay_end",
+        "lock.options",
+    ]
 
 
 def test_would_wait_predicts_a_queued_acquire() -> None:

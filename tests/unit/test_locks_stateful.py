@@ -264,25 +264,46 @@ class LockTableMachine(RuleBasedStateMachine):
         pool = [(name, e["c"]) for name, v in sorted(self.model.res.items()) for e in v[which]]
         return pool[n % len(pool)] if pool and n else (r, c)
 
-    @rule(gap=st.integers(1, 3), r=resources, c=clients, mode=st.sampled_from([X, S]), ttl=ttls,
-          wait=st.sampled_from([0.0, 0.0, 1.0, 5.0]), lock_delay=st.sampled_from([None, None, None, 0.0, 2.0]),
-          bad=st.integers(0, 19))
-    def acquire(self, gap: int, r: str, c: str, mode: str, ttl: float, wait: float, lock_delay: float | None,
-                bad: int) -> None:
+    @rule(
+        gap=st.integers(1, 3),
+        r=resources,
+        c=clients,
+        mode=st.sampled_from([X, S]),
+        ttl=ttls,
+        wait=st.sampled_from([0.0, 0.0, 1.0, 5.0]),
+        lock_delay=st.sampled_from([None, None, None, 0.0, 2.0]),
+        bad=st.integers(0, 19),
+    )
+    def acquire(
+        self, gap: int, r: str, c: str, mode: str, ttl: float, wait: float, lock_delay: float | None, bad: int
+    ) -> None:
         """Any acquire; now and then a malformed one (rule 12)."""
-        mode, ttl, wait = [("bogus", ttl, wait), (mode, 0.0, wait), (mode, ttl, -1.0)][bad] if bad < 3 else (mode, ttl, wait)
+        mode, ttl, wait = (
+            [("bogus", ttl, wait), (mode, 0.0, wait), (mode, ttl, -1.0)][bad] if bad < 3 else (mode, ttl, wait)
+        )
         cmd = Acquire(r, c, mode, ttl, wait, lock_delay)
         self.step(gap, cmd, self.model.acquire(self.index + gap, cmd))
 
-    @rule(gap=st.integers(1, 3), n=st.integers(0, 7), r=resources, c=clients, mode=st.sampled_from([X, S]),
-          wait=st.sampled_from([1.0, 5.0]))
+    @rule(
+        gap=st.integers(1, 3),
+        n=st.integers(0, 7),
+        r=resources,
+        c=clients,
+        mode=st.sampled_from([X, S]),
+        wait=st.sampled_from([1.0, 5.0]),
+    )
     def acquire_and_wait(self, gap: int, n: int, r: str, c: str, mode: str, wait: float) -> None:
         """An acquire that may wait; half the time by a current holder (re-acquire, upgrade)."""
         cmd = Acquire(*self.pick("holders", max(n - 3, 0), r, c), mode, 10.0, wait)
         self.step(gap, cmd, self.model.acquire(self.index + gap, cmd))
 
-    @rule(gap=st.integers(1, 3), n=st.integers(0, 7), r=resources, c=clients,
-          token=st.sampled_from(["none", "right", "wrong"]))
+    @rule(
+        gap=st.integers(1, 3),
+        n=st.integers(0, 7),
+        r=resources,
+        c=clients,
+        token=st.sampled_from(["none", "right", "wrong"]),
+    )
     def release(self, gap: int, n: int, r: str, c: str, token: str) -> None:
         r, c = self.pick("holders", n, r, c)
         h = self.model.hold(r, c)

@@ -55,10 +55,16 @@ BODIES: list[tuple[type[msgspec.Struct], dict[str, Any], list[str]]] = [
     (queue.PushBody, {"topic": VALID, "message": 1, "message_id": VALID_KEY}, ["topic", "message_id"]),
     (queue.InternalPushBody, {"topic": VALID, "message": 1, "message_id": VALID_KEY}, ["topic", "message_id"]),
     (queue.PopBody, {"topic": VALID, "consumer_id": VALID}, ["topic", "consumer_id"]),
-    (queue.MessageBody, {"topic": VALID, "consumer_id": VALID, "message_id": VALID_KEY},
-     ["topic", "consumer_id", "message_id"]),
-    (queue.ExtendBody, {"topic": VALID, "consumer_id": VALID, "message_id": VALID_KEY, "visibility_timeout": 5},
-     ["topic", "consumer_id", "message_id"]),
+    (
+        queue.MessageBody,
+        {"topic": VALID, "consumer_id": VALID, "message_id": VALID_KEY},
+        ["topic", "consumer_id", "message_id"],
+    ),
+    (
+        queue.ExtendBody,
+        {"topic": VALID, "consumer_id": VALID, "message_id": VALID_KEY, "visibility_timeout": 5},
+        ["topic", "consumer_id", "message_id"],
+    ),
     (queue.RedriveBody, {"topic": VALID}, ["topic"]),
     (members.TransferBody, {"to": VALID}, ["to"]),
     (members.AddMemberBody, {"id": VALID, "url": "http://127.0.0.1:8001"}, ["id"]),
@@ -72,10 +78,12 @@ def test_a_valid_body_decodes(schema: type[msgspec.Struct], body: dict[str, Any]
 
 
 @pytest.mark.parametrize("bad", BAD, ids=repr)
-@pytest.mark.parametrize(("schema", "body", "field"), BODY_FIELDS,
-                         ids=[f"{s.__qualname__}.{f}" for s, _, f in BODY_FIELDS])
-def test_a_name_in_a_body_is_matched_whole(schema: type[msgspec.Struct], body: dict[str, Any], field: str,
-                                           bad: str) -> None:
+@pytest.mark.parametrize(
+    ("schema", "body", "field"), BODY_FIELDS, ids=[f"{s.__qualname__}.{f}" for s, _, f in BODY_FIELDS]
+)
+def test_a_name_in_a_body_is_matched_whole(
+    schema: type[msgspec.Struct], body: dict[str, Any], field: str, bad: str
+) -> None:
     with pytest.raises(InvalidRequest) as info:
         decode(json.dumps({**body, field: bad}).encode(), schema)
     assert info.value.status == 422 and info.value.code == "invalid_request"
@@ -83,6 +91,7 @@ def test_a_name_in_a_body_is_matched_whole(schema: type[msgspec.Struct], body: d
 
 
 # -- URL paths -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("bad", BAD, ids=repr)
 def test_path_key_and_path_name_match_whole(bad: str) -> None:
@@ -109,8 +118,9 @@ class _Untouchable:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[TestClient]:
-    app = Starlette(routes=[*locks.routes, *kv.routes, *cache.routes, *queue.routes, *members.routes],
-                    exception_handlers=HANDLERS)  # type: ignore[arg-type]
+    app = Starlette(
+        routes=[*locks.routes, *kv.routes, *cache.routes, *queue.routes, *members.routes], exception_handlers=HANDLERS
+    )  # type: ignore[arg-type]
     app.state.runtime = _Untouchable()
     with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as c:
         yield c
@@ -135,8 +145,7 @@ PATH_BAD = [b for b in BAD if b]  # an empty path segment is another route (404)
 
 @pytest.mark.parametrize("bad", PATH_BAD, ids=repr)
 @pytest.mark.parametrize(("method", "url", "field"), PATHS, ids=[u for _, u, _ in PATHS])
-def test_a_name_in_the_url_is_matched_whole(client: TestClient, method: str, url: str, field: str,
-                                            bad: str) -> None:
+def test_a_name_in_the_url_is_matched_whole(client: TestClient, method: str, url: str, field: str, bad: str) -> None:
     answer = client.request(method, url.format(quote(bad, safe="")))
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"] == "invalid_request" and answer.json()["field"] == field
@@ -161,14 +170,16 @@ ROUTE_BODIES = [
 
 
 @pytest.mark.parametrize(("url", "body", "field"), ROUTE_BODIES, ids=[f"{u}:{f}" for u, _, f in ROUTE_BODIES])
-def test_a_body_route_refuses_a_trailing_newline(client: TestClient, url: str, body: dict[str, Any],
-                                                 field: str) -> None:
+def test_a_body_route_refuses_a_trailing_newline(
+    client: TestClient, url: str, body: dict[str, Any], field: str
+) -> None:
     answer = client.post(url, content=json.dumps(body), headers={"content-type": "application/json"})
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"] == "invalid_request" and answer.json()["field"] == field
 
 
 # -- node ids in --peers -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("bad", ["node\n1", "node 1", "n" * 65], ids=repr)
 def test_a_node_id_in_peers_is_matched_whole(bad: str) -> None:
@@ -235,8 +246,7 @@ def test_the_walk_sees_the_name_types() -> None:
 
 
 def test_no_pattern_ends_at_a_bare_dollar() -> None:
-    bare = sorted({(where, p) for where, p in _schema_patterns()
-                   if _BARE_DOLLAR.search(p) and where not in KNOWN_BARE})
+    bare = sorted({(where, p) for where, p in _schema_patterns() if _BARE_DOLLAR.search(p) and where not in KNOWN_BARE})
     assert not bare, f"`$` also matches before a final newline; end with `$(?!\\n)`: {bare}"
 
 
@@ -248,8 +258,7 @@ def test_a_member_url_is_matched_whole() -> None:
 def test_the_openapi_document_has_no_bare_dollar() -> None:
     from rakit.http import openapi
 
-    bare = sorted({p for p in _patterns(openapi.build_document())
-                   if _BARE_DOLLAR.search(p)})
+    bare = sorted({p for p in _patterns(openapi.build_document()) if _BARE_DOLLAR.search(p)})
     assert not bare, bare
 
 

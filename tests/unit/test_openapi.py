@@ -42,8 +42,14 @@ NAME_PARAMS = {"topic", "consumer_id", "client_id"}
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     root = tmp_path_factory.mktemp("openapi")
-    config = NodeConfig(node_id="node1", host="127.0.0.1", port=8001, peers={"node1": "http://127.0.0.1:8001"},
-                        redis_url="redis://127.0.0.1:6379/0", data_dir=root / "node1")
+    config = NodeConfig(
+        node_id="node1",
+        host="127.0.0.1",
+        port=8001,
+        peers={"node1": "http://127.0.0.1:8001"},
+        redis_url="redis://127.0.0.1:6379/0",
+        data_dir=root / "node1",
+    )
     data_dir = open_data_dir(config.data_dir)
     try:
         yield create_app(config, data_dir)
@@ -131,33 +137,59 @@ def test_every_http_route_of_the_app_is_documented(app: Any, doc: dict[str, Any]
 def test_a_route_added_without_docs_is_caught(app: Any, doc: dict[str, Any]) -> None:
     async def endpoint(request: Any) -> None: ...
 
-    extra = [Route("/lock/steal/{resource:path}", endpoint, methods=["POST"]),
-             Route("/status", endpoint, methods=["DELETE"]),
-             Mount("/admin", routes=[Route("/purge", endpoint, methods=["GET"])])]
+    extra = [
+        Route("/lock/steal/{resource:path}", endpoint, methods=["POST"]),
+        Route("/status", endpoint, methods=["DELETE"]),
+        Mount("/admin", routes=[Route("/purge", endpoint, methods=["GET"])]),
+    ]
     assert undocumented([*app.routes, *extra], doc) == [
-        ("/admin/purge", "GET"), ("/lock/steal/{resource}", "POST"), ("/status", "DELETE")]
+        ("/admin/purge", "GET"),
+        ("/lock/steal/{resource}", "POST"),
+        ("/status", "DELETE"),
+    ]
 
 
 def test_the_well_known_endpoints_are_there(doc: dict[str, Any]) -> None:
     wanted = {
-        ("/lock/acquire", "POST"), ("/lock/release", "POST"), ("/lock/renew", "POST"),
-        ("/lock/status/{resource}", "GET"), ("/lock/watch/{resource}", "GET"),
-        ("/queue/push", "POST"), ("/queue/pop/{topic}/{consumer_id}", "GET"), ("/queue/ack", "POST"),
-        ("/queue/stats/{topic}", "GET"), ("/queue/dead/{topic}", "GET"),
-        ("/cache/set", "POST"), ("/cache/get/{key}", "GET"), ("/cache/delete", "POST"), ("/cache/stats", "GET"),
-        ("/kv/put", "POST"), ("/kv/get/{key}", "GET"),
-        ("/health", "GET"), ("/status", "GET"), ("/metrics", "GET"),
-        ("/request_vote", "POST"), ("/append_entries", "POST"), ("/install_snapshot", "POST"),
-        ("/queue/internal/push", "POST"), ("/cache/internal/batch", "POST"), ("/cache/invalidate", "POST"),
-        ("/openapi.json", "GET"), ("/docs", "GET"),
+        ("/lock/acquire", "POST"),
+        ("/lock/release", "POST"),
+        ("/lock/renew", "POST"),
+        ("/lock/status/{resource}", "GET"),
+        ("/lock/watch/{resource}", "GET"),
+        ("/queue/push", "POST"),
+        ("/queue/pop/{topic}/{consumer_id}", "GET"),
+        ("/queue/ack", "POST"),
+        ("/queue/stats/{topic}", "GET"),
+        ("/queue/dead/{topic}", "GET"),
+        ("/cache/set", "POST"),
+        ("/cache/get/{key}", "GET"),
+        ("/cache/delete", "POST"),
+        ("/cache/stats", "GET"),
+        ("/kv/put", "POST"),
+        ("/kv/get/{key}", "GET"),
+        ("/health", "GET"),
+        ("/status", "GET"),
+        ("/metrics", "GET"),
+        ("/request_vote", "POST"),
+        ("/append_entries", "POST"),
+        ("/install_snapshot", "POST"),
+        ("/queue/internal/push", "POST"),
+        ("/cache/internal/batch", "POST"),
+        ("/cache/invalidate", "POST"),
+        ("/openapi.json", "GET"),
+        ("/docs", "GET"),
     }
     assert wanted <= {(p, m) for p, m, _ in operations(doc)}
 
 
 def test_internal_endpoints_are_tagged_internal(doc: dict[str, Any]) -> None:
     for path, _, op in operations(doc):
-        if "/internal/" in path or path in ("/request_vote", "/append_entries", "/install_snapshot",
-                                            "/cache/invalidate"):
+        if "/internal/" in path or path in (
+            "/request_vote",
+            "/append_entries",
+            "/install_snapshot",
+            "/cache/invalidate",
+        ):
             assert op["tags"] == ["internal"], path
 
 
@@ -192,8 +224,9 @@ def test_path_and_query_names_carry_the_api_md_patterns(doc: dict[str, Any]) -> 
             if p["name"] in KEY_PARAMS | NAME_PARAMS:
                 seen.add(p["name"])
                 pattern = KEY_PATTERN if p["name"] in KEY_PARAMS else NAME_PATTERN
-                assert (schema["pattern"], schema["minLength"], schema["maxLength"]) == (pattern, 1, 128), \
+                assert (schema["pattern"], schema["minLength"], schema["maxLength"]) == (pattern, 1, 128), (
                     f"{method} {path} {p['name']}"
+                )
     assert seen == KEY_PARAMS | NAME_PARAMS
 
 
@@ -202,16 +235,14 @@ def test_query_parameters(doc: dict[str, Any]) -> None:
         return {p["name"]: p for p in doc["paths"][path]["get"]["parameters"] if p["in"] == "query"}
 
     pop = query("/queue/pop/{topic}/{consumer_id}")
-    assert pop["visibility_timeout"]["schema"] == {"type": "number", "minimum": 0.1, "maximum": 43200,
-                                                   "default": 30.0}
+    assert pop["visibility_timeout"]["schema"] == {"type": "number", "minimum": 0.1, "maximum": 43200, "default": 30.0}
     assert pop["wait"]["schema"] == {"type": "number", "minimum": 0, "maximum": 20, "default": 0.0}
     assert not pop["wait"]["required"] and not pop["visibility_timeout"]["required"]
     watch = query("/lock/watch/{resource}")
     assert watch["client_id"]["required"] and watch["client_id"]["schema"]["pattern"] == NAME_PATTERN
     assert watch["timeout"]["schema"] == {"type": "number", "minimum": 0, "maximum": 300, "default": 30.0}
     dead = query("/queue/dead/{topic}")
-    assert dead["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": queue.MAX_DEAD_LIMIT,
-                                       "default": 100}
+    assert dead["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": queue.MAX_DEAD_LIMIT, "default": 100}
 
 
 # -- schemas: the very Structs the handlers use -------------------------------------------------
@@ -223,8 +254,13 @@ def decoded_structs(endpoint: Any) -> list[type]:
     tree = ast.parse(textwrap.dedent(inspect.getsource(endpoint)))
     found = []
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("decode", "parse")
-                and len(node.args) >= 2 and isinstance(node.args[1], ast.Name)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("decode", "parse")
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Name)
+        ):
             struct = getattr(module, node.args[1].id)
             assert issubclass(struct, msgspec.Struct), struct
             found.append(struct)
@@ -247,8 +283,11 @@ def referenced(doc: dict[str, Any]) -> set[str]:
     text = msgspec.json.encode(doc["paths"]).decode()
     todo = set(re.findall(r'"#/components/schemas/([^"]+)"', text))
     for name in re.findall(r'"#/components/responses/([^"]+)"', text):
-        todo |= set(re.findall(r'"#/components/schemas/([^"]+)"',
-                               msgspec.json.encode(doc["components"]["responses"][name]).decode()))
+        todo |= set(
+            re.findall(
+                r'"#/components/schemas/([^"]+)"', msgspec.json.encode(doc["components"]["responses"][name]).decode()
+            )
+        )
     seen: set[str] = set()
     while todo:
         name = todo.pop()
@@ -263,11 +302,18 @@ def test_every_struct_of_the_route_modules_is_referenced(app: Any, doc: dict[str
     reachable = referenced(doc)
     modules = {importlib.import_module(route.endpoint.__module__) for _, _, route in http_routes(app.routes)}
     modules.add(schemas)
-    structs = [v for m in modules for v in vars(m).values()
-               if isinstance(v, type) and issubclass(v, msgspec.Struct) and v.__module__ == m.__name__]
+    structs = [
+        v
+        for m in modules
+        for v in vars(m).values()
+        if isinstance(v, type) and issubclass(v, msgspec.Struct) and v.__module__ == m.__name__
+    ]
     assert locks.AcquireBody in structs and cache.SetBody in structs and queue.PopBody in structs
-    unreferenced = sorted(f"{s.__module__}.{s.__qualname__}" for s in structs
-                          if s is not schemas.Error and names.get(s, s.__name__) not in reachable)
+    unreferenced = sorted(
+        f"{s.__module__}.{s.__qualname__}"
+        for s in structs
+        if s is not schemas.Error and names.get(s, s.__name__) not in reachable
+    )
     assert not unreferenced, f"Structs the document does not use: {unreferenced}"
     assert set(components) == reachable | {"Error"}
 
@@ -354,7 +400,7 @@ SAMPLES: list[tuple[type, dict[str, Any]]] = [
     (queue.PushBody, {"topic": "e:mails", "message": "hi"}),
     (queue.ExtendBody, {"topic": "t", "consumer_id": "c", "message_id": "m", "visibility_timeout": 0.05}),
     (queue.RedriveBody, {"topic": "t", "limit": 0}),
-    (kv.IncrBody, {"key": "k", "delta": 2 ** 53 + 1}),
+    (kv.IncrBody, {"key": "k", "delta": 2**53 + 1}),
     (kv.IncrBody, {"key": "k", "delta": 1.5}),
 ]
 
@@ -374,11 +420,21 @@ def test_the_documented_request_schema_agrees_with_msgspec(struct: type, body: d
 
 def test_answer_structs_describe_what_the_handlers_encode() -> None:
     # The shapes the handlers build as dicts, as msgspec sees them: encoding the Struct gives the same keys.
-    grant = schemas.LockGrant(acquired=True, resource="r", client_id="c", mode="shared", fencing_token=3,
-                              ttl=30.0, again=False, upgraded=False)
+    grant = schemas.LockGrant(
+        acquired=True,
+        resource="r",
+        client_id="c",
+        mode="shared",
+        fencing_token=3,
+        ttl=30.0,
+        again=False,
+        upgraded=False,
+    )
     from rakit.statemachines.locks import Granted
+
     assert msgspec.json.decode(msgspec.json.encode(grant)) == locks.granted_body(
-        Granted("r", "c", "shared", 3, 30.0, 3))
+        Granted("r", "c", "shared", 3, 30.0, 3)
+    )
 
 
 # -- served --------------------------------------------------------------------------------------

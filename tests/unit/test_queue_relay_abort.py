@@ -21,6 +21,7 @@ from rakit.queue.service import QueueService
 
 async def _silent_server() -> tuple[asyncio.AbstractServer, str]:
     """Accepts connections and reads requests, never answers (a paused or cut-off peer)."""
+
     async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await reader.read(1 << 20)
@@ -38,8 +39,14 @@ async def test_relay_gives_up_when_the_owner_is_marked_down(op: str) -> None:
     server, url = await _silent_server()
     async with aiohttp.ClientSession() as session:
         peers = {"a": "http://127.0.0.1:1", "b": url}
-        service = QueueService("a", peers, ConsistentHashRing(sorted(peers)), store=None,  # type: ignore[arg-type]
-                               session=session, metrics=NodeMetrics("a"))
+        service = QueueService(
+            "a",
+            peers,
+            ConsistentHashRing(sorted(peers)),
+            store=None,  # type: ignore[arg-type]
+            session=session,
+            metrics=NodeMetrics("a"),
+        )
         payload = {"topic": "t", "consumer_id": "c", "message_id": "m1", "message": 1}
         relay = asyncio.ensure_future(service._relay(op, "b", payload, 0, 0.0))
         await asyncio.sleep(0.3)

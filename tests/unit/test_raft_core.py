@@ -35,12 +35,14 @@ def log_of(core: RaftCore) -> list[tuple[int, int]]:
     return [(e.index, e.term) for e in core.log.slice(core.first_index, core.last_index + 1)]
 
 
-def restarted(node: str, term: int, terms: list[int], *, vote: str | None = None,
-              commit: int = 0, config: RaftConfig = CFG) -> RaftCore:
+def restarted(
+    node: str, term: int, terms: list[int], *, vote: str | None = None, commit: int = 0, config: RaftConfig = CFG
+) -> RaftCore:
     """A core restarted with a log whose entry i has term terms[i-1]."""
     entries = [Entry(t, i + 1, data=f"{node}{i + 1}".encode()) for i, t in enumerate(terms)]
-    return RaftCore(node, ABC, config=config, rng=random.Random(node),
-                    hard_state=HardState(term, vote, commit), entries=entries)
+    return RaftCore(
+        node, ABC, config=config, rng=random.Random(node), hard_state=HardState(term, vote, commit), entries=entries
+    )
 
 
 # -- elections ---------------------------------------------------------------------
@@ -304,8 +306,14 @@ def test_proposals_replicate_commit_and_apply_everywhere_paper_5_3() -> None:
 def test_leader_commits_only_entries_of_its_own_term_paper_5_4_2_figure_8() -> None:
     """Figure 8: an old-term entry on a majority is not committed by counting replicas."""
     voters = ["s1", "s2", "s3", "s4", "s5"]
-    s1 = RaftCore("s1", voters, config=RaftConfig(pre_vote=False), rng=random.Random(0),
-                  hard_state=HardState(3, None, 1), entries=[Entry(1, 1), Entry(2, 2)])
+    s1 = RaftCore(
+        "s1",
+        voters,
+        config=RaftConfig(pre_vote=False),
+        rng=random.Random(0),
+        hard_state=HardState(3, None, 1),
+        entries=[Entry(1, 1), Entry(2, 2)],
+    )
     s1.campaign()  # term 4
     for voter in ["s2", "s3"]:
         s1.step(RequestVoteResp(term=4, src=voter, dst="s1", granted=True))
@@ -373,8 +381,9 @@ def test_rejection_backoff_terminates_against_many_terms() -> None:
     leader_log = [1, 2, 3, 4, 5, 6, 7, 8]
     follower_log = [1, 1, 2, 2, 3, 3, 4, 4, 4, 4, 4, 4]
     net = Net(config=RaftConfig(pre_vote=False))
-    net.cores.update(a=restarted("a", 8, leader_log), b=restarted("b", 8, leader_log),
-                     c=restarted("c", 4, follower_log))
+    net.cores.update(
+        a=restarted("a", 8, leader_log), b=restarted("b", 8, leader_log), c=restarted("c", 4, follower_log)
+    )
     net.elect("a")
     net.tick(1)
     rejections = [m for m in of_type(net.sent, AppendEntriesResp) if m.src == "c" and not m.success]
@@ -384,8 +393,7 @@ def test_rejection_backoff_terminates_against_many_terms() -> None:
 
 def test_follower_acks_its_commit_for_append_below_commit() -> None:
     core = restarted("b", 2, [1, 1, 2, 2], commit=3)
-    core.step(AppendEntries(term=2, src="a", dst="b", prev_index=1, prev_term=1,
-                            entries=[Entry(1, 2)], commit=3))
+    core.step(AppendEntries(term=2, src="a", dst="b", prev_index=1, prev_term=1, entries=[Entry(1, 2)], commit=3))
     (resp,) = of_type(core.ready().messages, AppendEntriesResp)
     assert resp.success and resp.index == 3
 
@@ -420,8 +428,9 @@ def test_vote_is_in_the_same_ready_as_its_response() -> None:
 
 def test_follower_applies_committed_entries_only_once_stable() -> None:
     core = RaftCore("b", ABC, rng=random.Random(0))
-    core.step(AppendEntries(term=1, src="a", dst="b", prev_index=0, prev_term=0,
-                            entries=[Entry(1, 1), Entry(1, 2)], commit=2))
+    core.step(
+        AppendEntries(term=1, src="a", dst="b", prev_index=0, prev_term=0, entries=[Entry(1, 1), Entry(1, 2)], commit=2)
+    )
     rd = core.ready()
     assert [e.index for e in rd.entries] == [1, 2] and rd.committed_entries == []
     assert rd.hard_state == HardState(1, None, 2)
@@ -731,8 +740,9 @@ def test_restart_restores_term_vote_log_and_reapplies_after_snapshot() -> None:
 
 def test_restart_clamps_commit_to_last_index_and_takes_voters_from_snapshot() -> None:
     snap = Snapshot(_meta(3, 1), b"")
-    core = RaftCore("a", ["ignored"], rng=random.Random(0), hard_state=HardState(2, "b", 9),
-                    snapshot=snap, entries=[Entry(2, 4)])
+    core = RaftCore(
+        "a", ["ignored"], rng=random.Random(0), hard_state=HardState(2, "b", 9), snapshot=snap, entries=[Entry(2, 4)]
+    )
     assert core.voters == ABC
     assert (core.commit_index, core.applied_index, core.last_index) == (4, 3, 4)
     assert [e.index for e in core.ready().committed_entries] == [4]

@@ -79,8 +79,16 @@ def with_learner(learner: str = "d") -> tuple[Net, RaftCore]:
 
 def snapshot_of(core: RaftCore) -> tuple:
     """Everything a refused request must leave alone."""
-    return (core.role, core.term, core.last_index, core.commit_index, core.conf_state,
-            core.pending_conf_index, core.transferring_to, core.has_ready())
+    return (
+        core.role,
+        core.term,
+        core.last_index,
+        core.commit_index,
+        core.conf_state,
+        core.pending_conf_index,
+        core.transferring_to,
+        core.has_ready(),
+    )
 
 
 def conf_entry(term: int, index: int, c: ConfChange, before: ConfState) -> Entry:
@@ -123,10 +131,15 @@ def test_snapshot_meta_without_learners_still_decodes() -> None:
 
 
 def test_errors_are_409_conflicts_with_specific_codes() -> None:
-    for cls, code in [(ConfChangeInProgress, "conf_change_in_progress"), (MemberExists, "member_exists"),
-                      (UnknownMember, "unknown_member"), (LastVoter, "last_voter"),
-                      (LearnerNotCaughtUp, "learner_not_caught_up"), (AlreadyVoter, "already_voter"),
-                      (NotAVoter, "not_a_voter")]:
+    for cls, code in [
+        (ConfChangeInProgress, "conf_change_in_progress"),
+        (MemberExists, "member_exists"),
+        (UnknownMember, "unknown_member"),
+        (LastVoter, "last_voter"),
+        (LearnerNotCaughtUp, "learner_not_caught_up"),
+        (AlreadyVoter, "already_voter"),
+        (NotAVoter, "not_a_voter"),
+    ]:
         err = cls("why")
         assert isinstance(err, Conflict) and err.status == 409
         assert err.body() == {"error": code, "detail": "why"}
@@ -170,15 +183,23 @@ def test_add_learner_takes_effect_on_append_before_commit_on_leader_and_follower
 def test_conf_reverts_when_its_entry_is_truncated() -> None:
     abc = ConfState.of(ABC)
     b = RaftCore("b", ABC, config=CFG, rng=random.Random(0))
-    b.step(AppendEntries(term=1, src="a", dst="b", prev_index=0, prev_term=0,
-                         entries=[Entry(1, 1), conf_entry(1, 2, remove("c"), abc)], commit=1))
+    b.step(
+        AppendEntries(
+            term=1,
+            src="a",
+            dst="b",
+            prev_index=0,
+            prev_term=0,
+            entries=[Entry(1, 1), conf_entry(1, 2, remove("c"), abc)],
+            commit=1,
+        )
+    )
     assert b.conf_state == ConfState.of(["a", "b"]) and b.pending_conf_index == 2
     rd = b.ready()
     assert rd.conf_state == ConfState.of(["a", "b"])
     b.advance(rd)
     # A new leader (c, term 2) overwrites index 2: the removal is undone.
-    b.step(AppendEntries(term=2, src="c", dst="b", prev_index=1, prev_term=1,
-                         entries=[Entry(2, 2)], commit=1))
+    b.step(AppendEntries(term=2, src="c", dst="b", prev_index=1, prev_term=1, entries=[Entry(2, 2)], commit=1))
     assert b.log.term_at(2) == 2
     assert b.conf_state == abc and b.pending_conf_index == 0
     assert b.ready().conf_state == abc
@@ -188,9 +209,17 @@ def test_truncation_returns_to_the_latest_remaining_conf_entry() -> None:
     abc = ConfState.of(ABC)
     one = abc.apply(add_learner("d"))
     b = RaftCore("b", ABC, config=CFG, rng=random.Random(0))
-    b.step(AppendEntries(term=1, src="a", dst="b", prev_index=0, prev_term=0,
-                         entries=[conf_entry(1, 1, add_learner("d"), abc), Entry(1, 2),
-                                  conf_entry(1, 3, remove("d"), one)], commit=2))
+    b.step(
+        AppendEntries(
+            term=1,
+            src="a",
+            dst="b",
+            prev_index=0,
+            prev_term=0,
+            entries=[conf_entry(1, 1, add_learner("d"), abc), Entry(1, 2), conf_entry(1, 3, remove("d"), one)],
+            commit=2,
+        )
+    )
     assert b.conf_state == abc
     b.step(AppendEntries(term=2, src="c", dst="b", prev_index=2, prev_term=1, entries=[Entry(2, 3)], commit=2))
     assert b.conf_state == one and b.pending_conf_index == 1
@@ -198,8 +227,17 @@ def test_truncation_returns_to_the_latest_remaining_conf_entry() -> None:
 
 def test_undecodable_conf_entry_changes_nothing() -> None:
     b = RaftCore("b", ABC, config=CFG, rng=random.Random(0))
-    b.step(AppendEntries(term=1, src="a", dst="b", prev_index=0, prev_term=0,
-                         entries=[Entry(1, 1, ENTRY_CONF, b"\xc1junk")], commit=1))
+    b.step(
+        AppendEntries(
+            term=1,
+            src="a",
+            dst="b",
+            prev_index=0,
+            prev_term=0,
+            entries=[Entry(1, 1, ENTRY_CONF, b"\xc1junk")],
+            commit=1,
+        )
+    )
     assert b.last_index == 1 and b.conf_state == ConfState.of(ABC) and b.pending_conf_index == 0
 
 
@@ -214,8 +252,11 @@ def test_conf_survives_snapshot_and_restart() -> None:
     # b: restart from its log alone (no snapshot).
     assert net.restart("b").conf_state == want
     # a: snapshot in the middle (after the promotion, before the learner e), then restart.
-    promoted_at = max(i for i, e in enumerate(net.stores["a"].entries, 1)
-                      if e.kind == ENTRY_CONF and decode_conf_entry(e.data).change == promote("d"))
+    promoted_at = max(
+        i
+        for i, e in enumerate(net.stores["a"].entries, 1)
+        if e.kind == ENTRY_CONF and decode_conf_entry(e.data).change == promote("d")
+    )
     snap = leader.compact(promoted_at, b"")
     assert (snap.meta.voters, snap.meta.learners) == ([*ABC, "d"], [])
     store = net.stores["a"]
@@ -293,8 +334,16 @@ def test_learner_answers_vote_requests_but_candidates_ignore_its_vote() -> None:
     net, leader = with_learner("d")
     d = net["d"]
     # d may have been promoted in the candidate's log without knowing it yet (rule 14): it answers.
-    d.step(RequestVote(term=leader.term + 1, src="b", dst="d", last_index=leader.last_index,
-                       last_term=leader.last_term, transfer=True))
+    d.step(
+        RequestVote(
+            term=leader.term + 1,
+            src="b",
+            dst="d",
+            last_index=leader.last_index,
+            last_term=leader.last_term,
+            transfer=True,
+        )
+    )
     (resp,) = of_type(d.ready().messages, RequestVoteResp)
     assert resp.granted
     # A candidate counts only its own voters.
@@ -365,13 +414,16 @@ def test_promoted_learner_can_be_elected() -> None:
 # -- leader rules and refusals (rule 13) -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("c, error", [
-    (add_learner("b"), MemberExists),
-    (add_learner("a"), MemberExists),
-    (promote("zz"), UnknownMember),
-    (remove("zz"), UnknownMember),
-    (promote("b"), AlreadyVoter),
-])
+@pytest.mark.parametrize(
+    "c, error",
+    [
+        (add_learner("b"), MemberExists),
+        (add_learner("a"), MemberExists),
+        (promote("zz"), UnknownMember),
+        (remove("zz"), UnknownMember),
+        (promote("b"), AlreadyVoter),
+    ],
+)
 def test_invalid_changes_are_refused_and_change_nothing(c: ConfChange, error: type) -> None:
     net = Net()
     leader = steady(net)
@@ -556,8 +608,11 @@ def test_leader_that_lost_leadership_before_its_removal_committed_campaigns_to_f
 def test_removed_follower_that_holds_its_removal_never_campaigns() -> None:
     abc = ConfState.of(ABC)
     c = RaftCore("c", ABC, config=CFG, rng=random.Random(0))
-    c.step(AppendEntries(term=1, src="a", dst="c", prev_index=0, prev_term=0,
-                         entries=[conf_entry(1, 1, remove("c"), abc)], commit=1))
+    c.step(
+        AppendEntries(
+            term=1, src="a", dst="c", prev_index=0, prev_term=0, entries=[conf_entry(1, 1, remove("c"), abc)], commit=1
+        )
+    )
     assert "c" not in c.voters
     for _ in range(10 * CFG.election_ticks):
         c.tick()

@@ -30,9 +30,12 @@ from rakit.queue.redis_store import SCRIPTS, RedisQueueStore
 from rakit.queue.ring import ConsistentHashRing
 from rakit.queue.service import QueueService
 
-DENIED = ("DENIED Redis is running in protected mode because protected mode is enabled and no password is set "
-          "for the default user. In this mode connections are only accepted from the loopback interface. "
-          + "If you want to connect from external computers to Redis you may adopt one of the following. " * 8)
+DENIED = (
+    "DENIED Redis is running in protected mode because protected mode is enabled and no password is set "
+    "for the default user. In this mode connections are only accepted from the loopback interface. "
+    + "If you want to connect from external computers to Redis you may adopt one of the following. "
+    * 8
+)
 NOAUTH = "NOAUTH Authentication required."
 WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled."
 READONLY = "READONLY You can't write against a read only replica."
@@ -49,20 +52,29 @@ def reply(raw: str) -> rex.RedisError:
 # -- classification ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw, code, cls", [
-    (DENIED, "DENIED", rex.ResponseError),
-    (NOAUTH, "NOAUTH", rex.AuthenticationError),
-    (WRONGPASS, "WRONGPASS", rex.AuthenticationError),
-    ("NOPERM User default has no permissions to run the 'evalsha' command", "NOPERM", rex.NoPermissionError),
-    ("LOADING Redis is loading the dataset in memory", "LOADING", rex.BusyLoadingError),
-    (READONLY, "READONLY", rex.ReadOnlyError),
-    ("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk.",
-     "MISCONF", rex.ResponseError),
-    ("OOM command not allowed when used memory > 'maxmemory'.", "OOM", rex.OutOfMemoryError),
-    ("BUSY Redis is busy running a script.", "BUSY", rex.ResponseError),
-    ("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.", "MASTERDOWN",
-     rex.MasterDownError),
-])
+@pytest.mark.parametrize(
+    "raw, code, cls",
+    [
+        (DENIED, "DENIED", rex.ResponseError),
+        (NOAUTH, "NOAUTH", rex.AuthenticationError),
+        (WRONGPASS, "WRONGPASS", rex.AuthenticationError),
+        ("NOPERM User default has no permissions to run the 'evalsha' command", "NOPERM", rex.NoPermissionError),
+        ("LOADING Redis is loading the dataset in memory", "LOADING", rex.BusyLoadingError),
+        (READONLY, "READONLY", rex.ReadOnlyError),
+        (
+            "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk.",
+            "MISCONF",
+            rex.ResponseError,
+        ),
+        ("OOM command not allowed when used memory > 'maxmemory'.", "OOM", rex.OutOfMemoryError),
+        ("BUSY Redis is busy running a script.", "BUSY", rex.ResponseError),
+        (
+            "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+            "MASTERDOWN",
+            rex.MasterDownError,
+        ),
+    ],
+)
 def test_every_refusal_is_unavailable_with_what_redis_said(raw: str, code: str, cls: type) -> None:
     exc = reply(raw)
     assert isinstance(exc, cls) and reply_code(exc) == code
@@ -71,7 +83,7 @@ def test_every_refusal_is_unavailable_with_what_redis_said(raw: str, code: str, 
     error = failure.error()
     assert isinstance(error, Unavailable) and error.status == 503 and error.code == "unavailable"
     assert error.detail.startswith(f"Redis refused the node: {code} ")
-    assert raw.split(".")[0][:MAX_SAID - 2] in error.detail
+    assert raw.split(".")[0][: MAX_SAID - 2] in error.detail
     assert len(failure.said) <= MAX_SAID and failure.hint
 
 
@@ -84,8 +96,10 @@ def test_auth_replies_of_an_err_code_are_refusals_too() -> None:
 
 
 def test_exceptions_without_a_status_code_are_classified_by_class() -> None:
-    assert classify("pop", rex.AuthenticationError("Authentication required.")).detail == \
-        "Redis refused the node: NOAUTH Authentication required."
+    assert (
+        classify("pop", rex.AuthenticationError("Authentication required.")).detail
+        == "Redis refused the node: NOAUTH Authentication required."
+    )
     assert classify("pop", rex.BusyLoadingError("Redis is loading")).code == "LOADING"
     assert classify("pop", rex.ReadOnlyError("You can't write")).writes_only
 
@@ -97,12 +111,15 @@ def test_protected_mode_text_is_one_bounded_line() -> None:
     assert redis_said(rex.ResponseError("ERR first line\nsecond line")) == "ERR first line"
 
 
-@pytest.mark.parametrize("exc, name", [
-    (rex.ConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused."), "ConnectionError"),
-    (rex.TimeoutError("Timeout reading from socket"), "TimeoutError"),
-    (ConnectionResetError(104, "Connection reset by peer"), "ConnectionResetError"),
-    (rex.MaxConnectionsError("Too many connections"), "MaxConnectionsError"),
-])
+@pytest.mark.parametrize(
+    "exc, name",
+    [
+        (rex.ConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused."), "ConnectionError"),
+        (rex.TimeoutError("Timeout reading from socket"), "TimeoutError"),
+        (ConnectionResetError(104, "Connection reset by peer"), "ConnectionResetError"),
+        (rex.MaxConnectionsError("Too many connections"), "MaxConnectionsError"),
+    ],
+)
 def test_no_reply_is_unreachable(exc: Exception, name: str) -> None:
     failure = classify("push", exc)
     assert failure.kind == "unreachable" and failure.detail.startswith(f"Redis unavailable during push: {name}: ")
@@ -111,8 +128,10 @@ def test_no_reply_is_unreachable(exc: Exception, name: str) -> None:
 def test_any_other_error_reply_is_a_503_naming_it_not_an_internal_error() -> None:
     failure = classify("push", reply("WRONGTYPE Operation against a key holding the wrong kind of value"))
     assert failure.kind == "unexpected"
-    assert failure.detail == "Redis could not serve push: WRONGTYPE Operation against a key holding the wrong kind " \
-                             "of value"
+    assert (
+        failure.detail == "Redis could not serve push: WRONGTYPE Operation against a key holding the wrong kind "
+        "of value"
+    )
     assert failure.error().status == 503
     script = classify("pop", reply("ERR Error running script (call to f_1234): @user_script:3: oops"))
     assert script.kind == "unexpected" and script.detail.startswith("Redis could not serve pop: ERR Error running")
@@ -161,11 +180,21 @@ class FakeRedis:
 
     def register_script(self, text: str) -> Any:
         name = next(n for n, t in SCRIPTS.items() if t == text)
-        answers = {"push": 1, "pop": None, "ack": 1, "nack": 1, "extend": 1, "requeue": [[], []], "redrive": 0,
-                   "stats": [0, 0, 0], "dead_letters": []}
+        answers = {
+            "push": 1,
+            "pop": None,
+            "ack": 1,
+            "nack": 1,
+            "extend": 1,
+            "requeue": [[], []],
+            "redrive": 0,
+            "stats": [0, 0, 0],
+            "dead_letters": [],
+        }
 
         async def run(keys: list[str], args: list[Any]) -> Any:
             return await self._answer(name in WRITE_SCRIPTS, answers[name])
+
         return run
 
     async def ping(self) -> bool:
@@ -187,8 +216,7 @@ class Clock:
 
 
 def queue_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.name.startswith("rakit.queue") and r.levelno >= logging.WARNING]
+    return [r.getMessage() for r in caplog.records if r.name.startswith("rakit.queue") and r.levelno >= logging.WARNING]
 
 
 async def test_a_refusing_redis_is_unavailable_and_warned_once(caplog: pytest.LogCaptureFixture) -> None:
@@ -274,8 +302,9 @@ async def test_the_start_probe_is_bounded_and_never_raises(caplog: pytest.LogCap
 
 
 def make_service(store: RedisQueueStore) -> QueueService:
-    return QueueService("a", {"a": "http://127.0.0.1:1"}, ConsistentHashRing(["a"]), store,
-                        session=None, metrics=NodeMetrics("a"))  # type: ignore[arg-type]
+    return QueueService(
+        "a", {"a": "http://127.0.0.1:1"}, ConsistentHashRing(["a"]), store, session=None, metrics=NodeMetrics("a")
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -283,24 +312,34 @@ def node() -> tuple[TestClient, FakeRedis]:
     fake = FakeRedis()
     service = make_service(RedisQueueStore(fake))
     app = Starlette(routes=[*queue.routes, *cluster.routes], exception_handlers=HANDLERS)  # type: ignore[arg-type]
-    app.state.runtime = SimpleNamespace(node_id="a", queue=service,
-                                        driver=SimpleNamespace(status=lambda: {"node_id": "a", "role": "leader"}))
+    app.state.runtime = SimpleNamespace(
+        node_id="a", queue=service, driver=SimpleNamespace(status=lambda: {"node_id": "a", "role": "leader"})
+    )
     return TestClient(app), fake
 
 
-@pytest.mark.parametrize("raw, code", [(NOAUTH, "NOAUTH"), (WRONGPASS, "WRONGPASS"), (DENIED, "DENIED"),
-                                       ("LOADING Redis is loading the dataset in memory", "LOADING"),
-                                       ("MISCONF Redis is configured to save RDB snapshots", "MISCONF")])
+@pytest.mark.parametrize(
+    "raw, code",
+    [
+        (NOAUTH, "NOAUTH"),
+        (WRONGPASS, "WRONGPASS"),
+        (DENIED, "DENIED"),
+        ("LOADING Redis is loading the dataset in memory", "LOADING"),
+        ("MISCONF Redis is configured to save RDB snapshots", "MISCONF"),
+    ],
+)
 def test_queue_calls_answer_503_naming_the_refusal(node: tuple[TestClient, FakeRedis], raw: str, code: str) -> None:
     client, fake = node
     assert client.get("/health").json()["queue"] == {"available": None}
     fake.fail = reply(raw)
-    calls = [("POST", "/queue/push", {"topic": "t", "message": {"n": 1}}),
-             ("GET", "/queue/pop/t/c", None),
-             ("POST", "/queue/ack", {"topic": "t", "consumer_id": "c", "message_id": "m1"}),
-             ("GET", "/queue/stats/t", None),
-             ("GET", "/queue/dead/t", None),
-             ("POST", "/queue/redrive", {"topic": "t"})]
+    calls = [
+        ("POST", "/queue/push", {"topic": "t", "message": {"n": 1}}),
+        ("GET", "/queue/pop/t/c", None),
+        ("POST", "/queue/ack", {"topic": "t", "consumer_id": "c", "message_id": "m1"}),
+        ("GET", "/queue/stats/t", None),
+        ("GET", "/queue/dead/t", None),
+        ("POST", "/queue/redrive", {"topic": "t"}),
+    ]
     for method, path, body in calls:
         resp = client.request(method, path, json=body)
         assert resp.status_code == 503, (path, resp.text)
@@ -308,8 +347,11 @@ def test_queue_calls_answer_503_naming_the_refusal(node: tuple[TestClient, FakeR
         assert answer["error"] == "unavailable" and answer["detail"].startswith(f"Redis refused the node: {code}")
         assert resp.headers["retry-after"] == "1"
     health = client.get("/health")
-    assert health.status_code == 200 and health.json() == {"status": "ok", "node_id": "a",
-                                                           "queue": {"available": False}}
+    assert health.status_code == 200 and health.json() == {
+        "status": "ok",
+        "node_id": "a",
+        "queue": {"available": False},
+    }
     status = client.get("/status").json()
     assert status["role"] == "leader" and status["queue"]["available"] is False
     assert status["queue"]["detail"].startswith(f"Redis refused the node: {code}")

@@ -41,7 +41,11 @@ def test_the_ring_is_the_same_in_another_process() -> None:
         "print(stable_hash('orders'), *[r.owner(f'topic-{i}') for i in range(200)])"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
         env={"PYTHONHASHSEED": "12345", "PATH": ""},
     ).stdout.split()
     ring = ConsistentHashRing(["node1", "node2", "node3"])

@@ -12,8 +12,17 @@ from starlette.testclient import TestClient
 from rakit.http.routes import cache, cluster, docs, kv, locks, members, queue, raft_rpc, ui
 from rakit.http.routing import IndexedRouter, literal_paths
 
-NODE_ROUTES = [*raft_rpc.routes, *cache.routes, *kv.routes, *locks.routes, *queue.routes, *cluster.routes,
-               *members.routes, *ui.routes, *docs.routes]
+NODE_ROUTES = [
+    *raft_rpc.routes,
+    *cache.routes,
+    *kv.routes,
+    *locks.routes,
+    *queue.routes,
+    *cluster.routes,
+    *members.routes,
+    *ui.routes,
+    *docs.routes,
+]
 
 
 def first_full(routes, scope):
@@ -33,6 +42,7 @@ def test_the_index_picks_what_the_full_scan_picks_for_every_node_route(method: s
 def _text(body: str):
     async def endpoint(request: Request) -> PlainTextResponse:
         return PlainTextResponse(f"{body} {dict(request.path_params)}")
+
     return endpoint
 
 

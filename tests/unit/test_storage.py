@@ -286,8 +286,7 @@ def _apply(store: LogStore, call: tuple) -> str:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(op, max_size=25))
 @pytest.mark.parametrize("disk", ["sqlite", "file"])
-def test_twin_matches_the_disk_stores(tmp_path_factory: pytest.TempPathFactory, disk: str,
-                                      ops: list[tuple]) -> None:
+def test_twin_matches_the_disk_stores(tmp_path_factory: pytest.TempPathFactory, disk: str, ops: list[tuple]) -> None:
     path = tmp_path_factory.mktemp("twin") / "raft.db"
     memory, sqlite = Harness("memory", path), Harness(disk, path)
     term = 1  # terms only grow, as in Raft, so load() never sees a broken log

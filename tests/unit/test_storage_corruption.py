@@ -32,7 +32,7 @@ def _record_ends(path: Path) -> list[int]:
     """Byte offsets where the records end (the first: where the file header ends)."""
     data, pos, ends = path.read_bytes(), 12, [12]
     while True:
-        length = int.from_bytes(data[pos:pos + 4], "little")
+        length = int.from_bytes(data[pos : pos + 4], "little")
         if length == 0:
             return ends
         pos += 8 + length
@@ -140,10 +140,19 @@ def test_a_whole_record_that_does_not_follow_is_refused(tmp_path: Path) -> None:
 # -- (b) a torn final record is still cut --------------------------------------------
 
 
-@pytest.mark.parametrize("damage", ["cut_mid_last_record", "cut_in_last_header", "bad_crc_last_record",
-                                    "garbage_length_last_record", "stray_bytes_after_the_end"])
-def test_a_torn_last_record_is_cut_with_a_warning(tmp_path: Path, damage: str,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "cut_mid_last_record",
+        "cut_in_last_header",
+        "bad_crc_last_record",
+        "garbage_length_last_record",
+        "stray_bytes_after_the_end",
+    ],
+)
+def test_a_torn_last_record_is_cut_with_a_warning(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "raft.wal"
     ends = _write(path, _batches(30))
     with open(path, "r+b") as f:

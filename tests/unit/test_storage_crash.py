@@ -208,15 +208,23 @@ def _record_ends(path: Path) -> list[int]:
     """Byte offsets where the file store's records end (its first one: where the header ends)."""
     data, pos, ends = path.read_bytes(), 12, [12]
     while True:
-        length = int.from_bytes(data[pos:pos + 4], "little")
+        length = int.from_bytes(data[pos : pos + 4], "little")
         if length == 0:
             return ends
         pos += 8 + length
         ends.append(pos)
 
 
-@pytest.mark.parametrize("damage", ["cut_mid_last_record", "cut_in_last_header", "garbage_tail",
-                                    "flipped_byte_mid_log", "stale_records_after_torn_one"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "cut_mid_last_record",
+        "cut_in_last_header",
+        "garbage_tail",
+        "flipped_byte_mid_log",
+        "stale_records_after_torn_one",
+    ],
+)
 def test_torn_file_tail(tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture) -> None:
     rng = random.Random(damage)
     path = tmp_path / "raft.wal"

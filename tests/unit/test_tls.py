@@ -28,7 +28,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     files["cert2"], files["key2"] = ca.issue(folder, "node2")
     files["wrong_host_cert"], files["wrong_host_key"] = ca.issue(folder, "elsewhere", hosts=("10.9.9.9", "elsewhere"))
     files["server_only_cert"], files["server_only_key"] = ca.issue(
-        folder, "server-only", usages=(ExtendedKeyUsageOID.SERVER_AUTH,))
+        folder, "server-only", usages=(ExtendedKeyUsageOID.SERVER_AUTH,)
+    )
     files["foreign_cert"], files["foreign_key"] = other.issue(folder, "foreign")
     files["garbage"] = folder / "garbage.pem"
     files["garbage"].write_text("not a certificate\n")
@@ -37,12 +38,21 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def config(peers: str = HTTPS_PEERS, **files: Path | None) -> NodeConfig:
     # Mutual TLS needs the cluster secret too (the secret authenticates node-to-node calls).
-    return build_config(node_id="node1", host="127.0.0.1", port=None, peers=peers,
-                        redis_url="redis://127.0.0.1:6379/0", data_dir="/tmp/unused", cluster_secret="s" * 20,
-                        **{k: (str(v) if v is not None else None) for k, v in files.items()})
+    return build_config(
+        node_id="node1",
+        host="127.0.0.1",
+        port=None,
+        peers=peers,
+        redis_url="redis://127.0.0.1:6379/0",
+        data_dir="/tmp/unused",
+        cluster_secret="s" * 20,
+        **{k: (str(v) if v is not None else None) for k, v in files.items()},
+    )
 
 
-def tls_files(pki: dict[str, Path], cert: str = "cert", key: str = "key", ca: str | None = "ca") -> dict[str, Path | None]:
+def tls_files(
+    pki: dict[str, Path], cert: str = "cert", key: str = "key", ca: str | None = "ca"
+) -> dict[str, Path | None]:
     return {"tls_cert": pki[cert], "tls_key": pki[key], "tls_ca": pki[ca] if ca else None}
 
 
@@ -68,7 +78,9 @@ def test_https_peer_with_tls_off_is_refused():
 def test_consistent_setups_pass(pki):
     tls.check(config(HTTP_PEERS))  # no TLS at all
     tls.check(config(HTTPS_PEERS, **tls_files(pki)))  # mutual TLS
-    tls.check(config(HTTPS_PEERS, **tls_files(pki, "cert2", "key2")))  # any certificate the CA signed, valid for the host
+    tls.check(
+        config(HTTPS_PEERS, **tls_files(pki, "cert2", "key2"))
+    )  # any certificate the CA signed, valid for the host
 
 
 def test_messages_are_one_line(pki):
@@ -131,8 +143,9 @@ def test_client_context(pki):
     ctx = tls.client_context(config(**tls_files(pki)))
     assert ctx is not None and ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
     # Only the cluster CA is trusted with --tls-ca, not the system's.
-    assert [c["subject"] for c in ctx.get_ca_certs()] == [((("organizationName", "rakit tests"),),
-                                                          (("commonName", "rakit-test-ca"),))]
+    assert [c["subject"] for c in ctx.get_ca_certs()] == [
+        ((("organizationName", "rakit tests"),), (("commonName", "rakit-test-ca"),))
+    ]
     system = tls.client_context(config(**tls_files(pki, ca=None)))
     assert system is not None and system.verify_mode == ssl.CERT_REQUIRED and system.check_hostname
 

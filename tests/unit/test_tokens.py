@@ -47,56 +47,71 @@ def write(tmp_path: Path, doc: Any, name: str = "tokens.json") -> Path:
 
 @pytest.fixture
 def tokens_file(tmp_path: Path) -> Path:
-    return write(tmp_path, {"tokens": [
-        {"name": "orders-svc", "token": ORDERS,
-         "grants": ["locks:orders.*", "queue:read:emails", "queue:write:emails", "cache:*", "status"]},
-        {"name": "ops", "sha256": hashlib.sha256(OPS.encode()).hexdigest(), "grants": ["admin"]},
-    ]})
+    return write(
+        tmp_path,
+        {
+            "tokens": [
+                {
+                    "name": "orders-svc",
+                    "token": ORDERS,
+                    "grants": ["locks:orders.*", "queue:read:emails", "queue:write:emails", "cache:*", "status"],
+                },
+                {"name": "ops", "sha256": hashlib.sha256(OPS.encode()).hexdigest(), "grants": ["admin"]},
+            ]
+        },
+    )
 
 
 # -- the grammar ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "grant"), [
-    ("*", Grant("*")),
-    ("status", Grant("status")),
-    ("admin", Grant("admin")),
-    ("locks", Grant("locks", "*", "*")),
-    ("locks:orders.*", Grant("locks", "*", "orders.*")),
-    ("locks:read:orders.*", Grant("locks", "read", "orders.*")),
-    ("locks:*:read:*", Grant("locks", "*", "read:*")),  # every action on the keys read:*
-    ("cache:*", Grant("cache", "*", "*")),
-    ("cache:user:*", Grant("cache", "*", "user:*")),  # keys may contain ':'
-    ("cache:write:user:?", Grant("cache", "write", "user:?")),
-    ("queue:read:emails", Grant("queue", "read", "emails")),
-    ("queue:write", Grant("queue", "write", "*")),
-    ("kv:read:*", Grant("kv", "read", "*")),
-])
+@pytest.mark.parametrize(
+    ("text", "grant"),
+    [
+        ("*", Grant("*")),
+        ("status", Grant("status")),
+        ("admin", Grant("admin")),
+        ("locks", Grant("locks", "*", "*")),
+        ("locks:orders.*", Grant("locks", "*", "orders.*")),
+        ("locks:read:orders.*", Grant("locks", "read", "orders.*")),
+        ("locks:*:read:*", Grant("locks", "*", "read:*")),  # every action on the keys read:*
+        ("cache:*", Grant("cache", "*", "*")),
+        ("cache:user:*", Grant("cache", "*", "user:*")),  # keys may contain ':'
+        ("cache:write:user:?", Grant("cache", "write", "user:?")),
+        ("queue:read:emails", Grant("queue", "read", "emails")),
+        ("queue:write", Grant("queue", "write", "*")),
+        ("kv:read:*", Grant("kv", "read", "*")),
+    ],
+)
 def test_grammar(text: str, grant: Grant) -> None:
     assert parse_grant(text) == grant
 
 
-@pytest.mark.parametrize(("text", "why"), [
-    ("", "non-empty"),
-    (7, "non-empty string"),
-    ("lock:orders", "unknown grant"),
-    ("admin:x", "unknown grant"),
-    ("status:*", "unknown grant"),
-    ("locks:read:", "pattern"),
-    ("locks:", "pattern"),
-    ("locks:a b", "pattern"),
-    ("locks:a/b", "pattern"),
-    ("queue:emails:read", "topics never contain ':'"),
-    ("locks:" + "x" * 257, "pattern"),
-])
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("", "non-empty"),
+        (7, "non-empty string"),
+        ("lock:orders", "unknown grant"),
+        ("admin:x", "unknown grant"),
+        ("status:*", "unknown grant"),
+        ("locks:read:", "pattern"),
+        ("locks:", "pattern"),
+        ("locks:a b", "pattern"),
+        ("locks:a/b", "pattern"),
+        ("queue:emails:read", "topics never contain ':'"),
+        ("locks:" + "x" * 257, "pattern"),
+    ],
+)
 def test_grammar_refuses(text: Any, why: str) -> None:
     with pytest.raises(ValueError, match=why):
         parse_grant(text)
 
 
 def test_matching() -> None:
-    me = Identity("svc", tuple(parse_grant(g) for g in
-                               ["locks:orders.*", "queue:read:emails", "cache:write:user:?", "kv:read:*"]))
+    me = Identity(
+        "svc", tuple(parse_grant(g) for g in ["locks:orders.*", "queue:read:emails", "cache:write:user:?", "kv:read:*"])
+    )
     assert me.allows("locks", "write", "orders.1") and me.allows("locks", "read", "orders.")
     assert not me.allows("locks", "write", "orders") and not me.allows("locks", "write", "xorders.1")
     assert not me.allows("locks", "write", "ORDERS.1")  # case-sensitive
@@ -146,30 +161,41 @@ def test_load(tokens_file: Path) -> None:
     assert entries[1].identity.grants == (Grant("admin"),)
 
 
-@pytest.mark.parametrize(("doc", "why"), [
-    ("{not json", "not valid JSON"),
-    ([], "expected a JSON object"),
-    ({"tokens": {}}, "expected a JSON object"),
-    ({"tokens": []}, "lists no token"),
-    ({"tokens": [], "extra": 1}, "unknown key"),
-    ({"tokens": ["x"]}, r"tokens\[0\]: expected an object"),
-    ({"tokens": [{"name": "a", "token": ORDERS, "grants": [], "grant": []}]}, "unknown key.*'grant'"),
-    ({"tokens": [{"name": "a b", "token": ORDERS, "grants": []}]}, "name must be"),
-    ({"tokens": [{"token": ORDERS, "grants": []}]}, "name must be"),
-    ({"tokens": [{"name": "a", "grants": []}]}, "exactly one of token and sha256"),
-    ({"tokens": [{"name": "a", "token": ORDERS, "sha256": "0" * 64, "grants": []}]}, "exactly one"),
-    ({"tokens": [{"name": "a", "token": "short", "grants": []}]}, "16-4096 printable"),
-    ({"tokens": [{"name": "a", "token": "has a space in it!!", "grants": []}]}, "16-4096 printable"),
-    ({"tokens": [{"name": "a", "sha256": "xyz", "grants": []}]}, "64 hex digits"),
-    ({"tokens": [{"name": "a", "token": ORDERS}]}, "grants must be a list"),
-    ({"tokens": [{"name": "a", "token": ORDERS, "grants": "status"}]}, "grants must be a list"),
-    ({"tokens": [{"name": "a", "token": ORDERS, "grants": ["lock:x"]}]}, r"tokens\[0\] \('a'\): unknown grant"),
-    ({"tokens": [{"name": "a", "token": ORDERS, "grants": []}, {"name": "a", "token": OPS, "grants": []}]},
-     "used twice"),
-    ({"tokens": [{"name": "a", "token": ORDERS, "grants": []},
-                 {"name": "b", "sha256": hashlib.sha256(ORDERS.encode()).hexdigest(), "grants": []}]},
-     "same token is listed twice"),
-])
+@pytest.mark.parametrize(
+    ("doc", "why"),
+    [
+        ("{not json", "not valid JSON"),
+        ([], "expected a JSON object"),
+        ({"tokens": {}}, "expected a JSON object"),
+        ({"tokens": []}, "lists no token"),
+        ({"tokens": [], "extra": 1}, "unknown key"),
+        ({"tokens": ["x"]}, r"tokens\[0\]: expected an object"),
+        ({"tokens": [{"name": "a", "token": ORDERS, "grants": [], "grant": []}]}, "unknown key.*'grant'"),
+        ({"tokens": [{"name": "a b", "token": ORDERS, "grants": []}]}, "name must be"),
+        ({"tokens": [{"token": ORDERS, "grants": []}]}, "name must be"),
+        ({"tokens": [{"name": "a", "grants": []}]}, "exactly one of token and sha256"),
+        ({"tokens": [{"name": "a", "token": ORDERS, "sha256": "0" * 64, "grants": []}]}, "exactly one"),
+        ({"tokens": [{"name": "a", "token": "short", "grants": []}]}, "16-4096 printable"),
+        ({"tokens": [{"name": "a", "token": "has a space in it!!", "grants": []}]}, "16-4096 printable"),
+        ({"tokens": [{"name": "a", "sha256": "xyz", "grants": []}]}, "64 hex digits"),
+        ({"tokens": [{"name": "a", "token": ORDERS}]}, "grants must be a list"),
+        ({"tokens": [{"name": "a", "token": ORDERS, "grants": "status"}]}, "grants must be a list"),
+        ({"tokens": [{"name": "a", "token": ORDERS, "grants": ["lock:x"]}]}, r"tokens\[0\] \('a'\): unknown grant"),
+        (
+            {"tokens": [{"name": "a", "token": ORDERS, "grants": []}, {"name": "a", "token": OPS, "grants": []}]},
+            "used twice",
+        ),
+        (
+            {
+                "tokens": [
+                    {"name": "a", "token": ORDERS, "grants": []},
+                    {"name": "b", "sha256": hashlib.sha256(ORDERS.encode()).hexdigest(), "grants": []},
+                ]
+            },
+            "same token is listed twice",
+        ),
+    ],
+)
 def test_a_malformed_file_is_a_one_line_config_error(tmp_path: Path, doc: Any, why: str) -> None:
     path = write(tmp_path, doc)
     with pytest.raises(ConfigError, match=why) as info:
@@ -178,8 +204,15 @@ def test_a_malformed_file_is_a_one_line_config_error(tmp_path: Path, doc: Any, w
 
 
 def config(**kw: Any) -> Any:
-    return build_config(node_id="n1", host="127.0.0.1", port=None, peers="n1=http://127.0.0.1:9", redis_url=
-                        "redis://127.0.0.1:6379/0", data_dir=None, **kw)
+    return build_config(
+        node_id="n1",
+        host="127.0.0.1",
+        port=None,
+        peers="n1=http://127.0.0.1:9",
+        redis_url="redis://127.0.0.1:6379/0",
+        data_dir=None,
+        **kw,
+    )
 
 
 def test_config_checks_the_file_and_wants_a_cluster_secret(tmp_path: Path, tokens_file: Path) -> None:
@@ -198,8 +231,21 @@ def test_the_node_command_refuses_a_malformed_file_with_exit_2(tmp_path: Path, c
 
     bad = write(tmp_path, {"tokens": [{"name": "a", "token": ORDERS, "grants": ["locks:a b"]}]})
     with pytest.raises(SystemExit) as info:
-        main(["node", "--id", "n1", "--peers", "n1=http://127.0.0.1:9", "--data-dir", str(tmp_path / "d"),
-              "--cluster-secret", SECRET, "--auth-tokens", str(bad)])
+        main(
+            [
+                "node",
+                "--id",
+                "n1",
+                "--peers",
+                "n1=http://127.0.0.1:9",
+                "--data-dir",
+                str(tmp_path / "d"),
+                "--cluster-secret",
+                SECRET,
+                "--auth-tokens",
+                str(bad),
+            ]
+        )
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("rakit: error: --auth-tokens") and "pattern 'a b'" in err and err.count("\n") == 1
@@ -224,12 +270,18 @@ def test_check(tokens_file: Path) -> None:
     assert check("/health") is None  # open
     assert check("/status") == 401
     assert check("/status", "Basic abc") == check("/status", "Bearer") == 401
-    assert auth.check("GET", "/status", {"authorization": "Bearer wrong-token-0123456789"}) == \
-        (401, "unauthorized", "unknown API token")
+    assert auth.check("GET", "/status", {"authorization": "Bearer wrong-token-0123456789"}) == (
+        401,
+        "unauthorized",
+        "unknown API token",
+    )
     assert check("/status", orders) == check("/status", f"bearer  {ORDERS} ") == "orders-svc"
     assert check("/lock/acquire", orders) == "orders-svc"  # the resource (in the body) is the route's to check
-    assert auth.check("GET", "/lock/status/payments", {"authorization": orders}) == \
-        (403, "forbidden", "token 'orders-svc' is not granted locks:read on 'payments'")
+    assert auth.check("GET", "/lock/status/payments", {"authorization": orders}) == (
+        403,
+        "forbidden",
+        "token 'orders-svc' is not granted locks:read on 'payments'",
+    )
     assert check("/metrics", orders) == 403
     assert check("/kv/put", orders) == 403  # no kv grant at all
     assert check("/metrics", ops) == "ops"  # listed by its sha256
@@ -251,10 +303,16 @@ async def echo(request: Request) -> JSONResponse:
 
 
 def app(tokens_file: Path, node_id: str = "n1") -> Starlette:
-    routes = [Route(p, echo, methods=["GET", "POST"]) for p in
-              ("/health", "/status", "/lock/acquire", "/lock/status/{r:path}", "/metrics", "/openapi.json")]
-    return Starlette(routes=routes, middleware=[
-        Middleware(SecurityMiddleware, internal=InternalAuth(SECRET, node_id), clients=ClientAuth(tokens_file))])
+    routes = [
+        Route(p, echo, methods=["GET", "POST"])
+        for p in ("/health", "/status", "/lock/acquire", "/lock/status/{r:path}", "/metrics", "/openapi.json")
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(SecurityMiddleware, internal=InternalAuth(SECRET, node_id), clients=ClientAuth(tokens_file))
+        ],
+    )
 
 
 def test_middleware_answers_401_and_403_and_sets_the_identity(tokens_file: Path) -> None:
@@ -286,8 +344,9 @@ def test_middleware_trusts_a_relayed_identity_only_when_signed(tokens_file: Path
     r = client.post("/lock/acquire", content=body, headers=signed("orders-svc"))
     assert r.status_code == 200 and r.json() == {"identity": "orders-svc", "body": body.decode()}
     # the header alone (a client trying to be someone else), even with a valid token: refused
-    r = client.post("/lock/acquire", content=body, headers={IDENTITY_HEADER: "ops",
-                                                            "Authorization": f"Bearer {ORDERS}"})
+    r = client.post(
+        "/lock/acquire", content=body, headers={IDENTITY_HEADER: "ops", "Authorization": f"Bearer {ORDERS}"}
+    )
     assert r.status_code == 401 and IDENTITY_HEADER in r.json()["detail"]
     # signed for another name, another body, another node, or replayed: refused
     forged = {**signed("orders-svc"), IDENTITY_HEADER: "ops"}
@@ -299,15 +358,27 @@ def test_middleware_trusts_a_relayed_identity_only_when_signed(tokens_file: Path
     assert client.post("/lock/acquire", content=body, headers=once).status_code == 401
     # a wrong secret
     stranger = InternalAuth("another-secret-0123456789", "follower")
-    headers = {**stranger.headers("POST", "/lock/acquire", identity_binding("orders-svc", body), dst="leader"),
-               IDENTITY_HEADER: "orders-svc"}
+    headers = {
+        **stranger.headers("POST", "/lock/acquire", identity_binding("orders-svc", body), dst="leader"),
+        IDENTITY_HEADER: "orders-svc",
+    }
     assert client.post("/lock/acquire", content=body, headers=headers).status_code == 401
     # the grants are checked again on the relayed name
     path = "/lock/status/payments"
-    r = client.get(path, headers={**peer.headers("GET", path, identity_binding("orders-svc", b""), dst="leader"),
-                                  IDENTITY_HEADER: "orders-svc"})
+    r = client.get(
+        path,
+        headers={
+            **peer.headers("GET", path, identity_binding("orders-svc", b""), dst="leader"),
+            IDENTITY_HEADER: "orders-svc",
+        },
+    )
     assert r.status_code == 403
     # the node's own identity (dashboard overview): everything
-    r = client.get("/metrics", headers={**peer.headers("GET", "/metrics", identity_binding(NODE_IDENTITY, b""),
-                                                       dst="leader"), IDENTITY_HEADER: NODE_IDENTITY})
+    r = client.get(
+        "/metrics",
+        headers={
+            **peer.headers("GET", "/metrics", identity_binding(NODE_IDENTITY, b""), dst="leader"),
+            IDENTITY_HEADER: NODE_IDENTITY,
+        },
+    )
     assert r.status_code == 200 and r.json()["identity"] == NODE_IDENTITY

@@ -8,9 +8,7 @@ from rakit.statemachines.waitfor import find_cycle
 
 
 def is_cycle(graph: dict[str, set[str]], cycle: list[str]) -> bool:
-    return len(set(cycle)) == len(cycle) and all(
-        b in graph.get(a, ()) for a, b in zip(cycle, cycle[1:] + cycle[:1])
-    )
+    return len(set(cycle)) == len(cycle) and all(b in graph.get(a, ()) for a, b in zip(cycle, cycle[1:] + cycle[:1]))
 
 
 def naive_on_cycle(graph: dict[str, set[str]], start: str) -> bool:

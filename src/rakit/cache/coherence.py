@@ -267,9 +267,7 @@ class CacheNode:
         self.node_id = node_id
         self.clock = clock
         self._store = LruStore(capacity, max_bytes)
-        self._tombstone_capacity = (
-            max(4096, 8 * capacity) if tombstone_capacity is None else tombstone_capacity
-        )
+        self._tombstone_capacity = max(4096, 8 * capacity) if tombstone_capacity is None else tombstone_capacity
         if self._tombstone_capacity < 1:
             raise ValueError("tombstone_capacity must be >= 1")
         # (counter, node) as exact tuples, which the garbage collector untracks
@@ -318,9 +316,7 @@ class CacheNode:
 
     # -- local writes ----------------------------------------------------
 
-    def local_set(
-        self, key: str, value: bytes, ttl: float | None, now_s: float, now_us: int
-    ) -> Version:
+    def local_set(self, key: str, value: bytes, ttl: float | None, now_s: float, now_us: int) -> Version:
         """Rule 9, then row 1.  The new version, to send in ``invalidate``."""
         if ttl is not None and not ttl > 0:
             raise ValueError(f"ttl must be > 0, not {ttl}")
@@ -337,9 +333,7 @@ class CacheNode:
         self._sets += 1
         return version
 
-    def local_delete(
-        self, key: str, now_us: int, now_s: float | None = None
-    ) -> tuple[Version, bool]:
+    def local_delete(self, key: str, now_us: int, now_s: float | None = None) -> tuple[Version, bool]:
         """Row 2.  The delete's version, and whether a live copy was held here.
 
         Without ``now_s`` a copy whose TTL has passed but is still stored counts.
@@ -362,9 +356,7 @@ class CacheNode:
 
     # -- remote invalidation ---------------------------------------------
 
-    def on_invalidate(
-        self, key: str, version: Version, now_s: float | None = None, *, count: bool = True
-    ) -> bool:
+    def on_invalidate(self, key: str, version: Version, now_s: float | None = None, *, count: bool = True) -> bool:
         """Rows 4-6.  True if a copy older than ``version`` was held (and dropped).
 
         Without ``now_s`` a copy whose TTL has passed but is still stored counts.

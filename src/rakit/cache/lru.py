@@ -116,8 +116,7 @@ def _pack(entry: CacheEntry) -> _Packed:
 
 
 def _unpack(key: str, packed: _Packed) -> CacheEntry:
-    return CacheEntry(key, packed[_VALUE], Version(packed[_COUNTER], packed[_NODE]), packed[_STATE],
-                      packed[_EXPIRES])
+    return CacheEntry(key, packed[_VALUE], Version(packed[_COUNTER], packed[_NODE]), packed[_STATE], packed[_EXPIRES])
 
 
 def _dead(packed: _Packed, now: float) -> bool:
@@ -245,8 +244,7 @@ class LruStore:
         if packed is None:
             return None
         if packed[_STATE] != state:
-            packed = (packed[_VALUE], packed[_COUNTER], packed[_NODE], str(state), packed[_EXPIRES],
-                      packed[_SIZE])
+            packed = (packed[_VALUE], packed[_COUNTER], packed[_NODE], str(state), packed[_EXPIRES], packed[_SIZE])
             self._entries[key] = packed  # an existing key keeps its place
         return _unpack(key, packed)
 

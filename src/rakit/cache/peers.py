@@ -135,8 +135,9 @@ class PeerChannel:
                 # With a cluster secret the handshake is signed (afresh for every attempt).
                 headers = self.auth.headers("GET", STREAM_PATH, dst=self.peer_id) if self.auth else None
                 async with asyncio.timeout(self.timeout * 2):
-                    ws = await self.session.ws_connect(self.url, max_msg_size=MAX_FRAME, autoping=True,
-                                                       heartbeat=None, headers=headers)
+                    ws = await self.session.ws_connect(
+                        self.url, max_msg_size=MAX_FRAME, autoping=True, heartbeat=None, headers=headers
+                    )
                 try:
                     verify_stream(self.auth, headers, ws, self.peer_id)
                     self._connected = True
@@ -167,8 +168,7 @@ class PeerChannel:
                 if (not self._queue and not self._pings) or len(self._inflight) >= self.max_inflight:
                     self._wake.clear()
                     waiter = asyncio.ensure_future(self._wake.wait())
-                    await asyncio.wait({waiter, reader}, timeout=self.timeout / 4,
-                                       return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait({waiter, reader}, timeout=self.timeout / 4, return_when=asyncio.FIRST_COMPLETED)
                     waiter.cancel()
                     continue
                 take = min(len(self._queue), self.max_batch)
@@ -200,8 +200,9 @@ class PeerChannel:
                 raise ConnectionError(f"{self.peer_id} answered a frame never sent")
             frame = self._inflight.popleft()
             if len(reply.results) != len(frame.futures):
-                raise ConnectionError(f"{self.peer_id} answered {len(reply.results)} results "
-                                      f"to {len(frame.futures)} operations")
+                raise ConnectionError(
+                    f"{self.peer_id} answered {len(reply.results)} results to {len(frame.futures)} operations"
+                )
             self.on_reply(self.peer_id, frame.sent_at, reply)
             for future, result in zip(frame.futures, reply.results, strict=True):
                 if not future.done():

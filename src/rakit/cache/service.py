@@ -124,11 +124,19 @@ class CacheSettings:
 
 
 class CacheService:
-    def __init__(self, node_id: str, peers: Mapping[str, str], session: aiohttp.ClientSession,
-                 settings: CacheSettings = CacheSettings(), *, auth: InternalAuth | None = None,
-                 generation: int = 0, first_run: bool = False,
-                 leader_contact_age: Callable[[], float] = lambda: 0.0,
-                 known_nodes: Callable[[], Container[str]] = frozenset) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        peers: Mapping[str, str],
+        session: aiohttp.ClientSession,
+        settings: CacheSettings = CacheSettings(),
+        *,
+        auth: InternalAuth | None = None,
+        generation: int = 0,
+        first_run: bool = False,
+        leader_contact_age: Callable[[], float] = lambda: 0.0,
+        known_nodes: Callable[[], Container[str]] = frozenset,
+    ) -> None:
         """``peers``: every member (this node included, if it is one) and its URL;
         ``first_run``: this node's data dir is new (no earlier run lent leases or acked rounds);
         ``leader_contact_age``: seconds since the Raft leader last replicated here;
@@ -147,12 +155,21 @@ class CacheService:
         self.switched_at = started
         # The start mute (contact rule 7) is for a run that may follow one under an older
         # generation; generation 0 (the --peers start, no change ever applied) has none before it.
-        self.contact = ContactTable(node_id, peers, started, lease=settings.lease, fence=settings.fence,
-                                    muted=len(peers) > 1 and generation != 0)
+        self.contact = ContactTable(
+            node_id,
+            peers,
+            started,
+            lease=settings.lease,
+            fence=settings.fence,
+            muted=len(peers) > 1 and generation != 0,
+        )
         # Rounds answer before their deadline (``_round``); allow for clock drift.  Only rounds that
         # counted an ack of an earlier run of this node matter: a first run has none.
-        self.quarantine_until = (started + settings.round_timeout * (1 + self.contact.drift) + 0.1
-                                  if len(peers) > 1 and not first_run else started)
+        self.quarantine_until = (
+            started + settings.round_timeout * (1 + self.contact.drift) + 0.1
+            if len(peers) > 1 and not first_run
+            else started
+        )
         self.channels: dict[str, PeerChannel] = {}
         self._channel_tasks: dict[str, list[asyncio.Task[None]]] = {}
         self._group: asyncio.TaskGroup | None = None
@@ -174,8 +191,16 @@ class CacheService:
 
     def _open_channel(self, peer: str, url: str) -> None:
         self.channels[peer] = channel = PeerChannel(
-            self.node_id, peer, url, self.session, self._clock, self._on_reply,
-            timeout=self.settings.rpc_timeout, auth=self.auth, conf=lambda: self.generation)
+            self.node_id,
+            peer,
+            url,
+            self.session,
+            self._clock,
+            self._on_reply,
+            timeout=self.settings.rpc_timeout,
+            auth=self.auth,
+            conf=lambda: self.generation,
+        )
         if self._group is not None:
             self._start_channel(channel)
 
@@ -201,8 +226,9 @@ class CacheService:
         self._drop(f"the cluster's membership changed (generation {generation})")
         # The mute also outlasts the grace of a removed node's last Raft contact, so a
         # removed node that never learns of its removal has stopped serving by then.
-        self.contact.reconfigure(peers, now, mute=max(self.contact.skip_age,
-                                                      self.settings.raft_grace * (1 + self.contact.drift) + 0.1))
+        self.contact.reconfigure(
+            peers, now, mute=max(self.contact.skip_age, self.settings.raft_grace * (1 + self.contact.drift) + 0.1)
+        )
         for peer in list(self.channels):
             if peers.get(peer) != self.channels[peer].base_url:
                 self._close_channel(peer)
@@ -210,14 +236,17 @@ class CacheService:
             if peer != self.node_id and peer not in self.channels:
                 self._open_channel(peer, url)
         self.reconfigurations += 1
-        log.warning("cache: membership generation %d: members %s%s", generation, sorted(peers),
-                    "" if self.node_id in peers else " (this node is not one)")
+        log.warning(
+            "cache: membership generation %d: members %s%s",
+            generation,
+            sorted(peers),
+            "" if self.node_id in peers else " (this node is not one)",
+        )
         return True
 
     def lagging(self, members: Iterable[str], generation: int) -> list[str]:
         """Those of ``members`` (this node aside) not heard at ``generation`` or later yet."""
-        return sorted(p for p in members
-                      if p != self.node_id and self.peer_generations.get(p, -1) < generation)
+        return sorted(p for p in members if p != self.node_id and self.peer_generations.get(p, -1) < generation)
 
     # -- serving right -------------------------------------------------------
 
@@ -230,27 +259,38 @@ class CacheService:
 
     def _ensure_serving(self) -> None:
         if self.node_id not in self.members:
-            raise Unavailable("this node is not a member of the cluster's configuration yet (or any more), "
-                              "so its cache does not serve; ask another node")
+            raise Unavailable(
+                "this node is not a member of the cluster's configuration yet (or any more), "
+                "so its cache does not serve; ask another node"
+            )
         if self.newest_generation > self.generation:
-            raise Unavailable("this node has not caught up with the cluster's latest membership change; "
-                              "its cache serves once it has")
+            raise Unavailable(
+                "this node has not caught up with the cluster's latest membership change; its cache serves once it has"
+            )
         if self.leader_contact_age() >= self.settings.raft_grace:
-            raise Unavailable(f"this node has not heard from the Raft leader for {self.settings.raft_grace:g} s, "
-                              "so it cannot tell whether it is still a member; its cache does not serve")
+            raise Unavailable(
+                f"this node has not heard from the Raft leader for {self.settings.raft_grace:g} s, "
+                "so it cannot tell whether it is still a member; its cache does not serve"
+            )
         now = time.monotonic()
         if self.contact.muted(now):
-            raise Unavailable("the cluster's membership just changed; this node's cache serves again "
-                              "once the leases of the previous configuration have run out")
+            raise Unavailable(
+                "the cluster's membership just changed; this node's cache serves again "
+                "once the leases of the previous configuration have run out"
+            )
         result = self.contact.check(now)
         if result.lapsed:
             self._drop("lost leases on a majority of the cluster")
         if not result.serving:
-            raise Unavailable("this node is not in contact with a majority of the cluster, "
-                              "so its cache cannot prove its copies current; retry, or ask another node")
+            raise Unavailable(
+                "this node is not in contact with a majority of the cluster, "
+                "so its cache cannot prove its copies current; retry, or ask another node"
+            )
         if now < self.quarantine_until:
-            raise Unavailable(f"this node started {now - self.started:.1f} s ago; its cache serves "
-                              f"once write rounds from before its start have ended")
+            raise Unavailable(
+                f"this node started {now - self.started:.1f} s ago; its cache serves "
+                f"once write rounds from before its start have ended"
+            )
 
     def serving(self) -> bool:
         try:
@@ -286,8 +326,7 @@ class CacheService:
     async def _fetch(self, key: str) -> CacheEntry | None:
         ticket = self.node.begin_fetch(key)
         peers = self.contact.contacts(time.monotonic())
-        replies = await asyncio.gather(*(self.channels[p].call(Fetch(key)) for p in peers),
-                                       return_exceptions=True)
+        replies = await asyncio.gather(*(self.channels[p].call(Fetch(key)) for p in peers), return_exceptions=True)
         self._ensure_serving()  # a lapse during the fetch drops everything (its answers too)
         now = time.monotonic()
         answers: list[CacheEntry] = []
@@ -329,7 +368,8 @@ class CacheService:
         # Fast path: one queued operation per peer, no task; a peer that fails
         # goes through ``_deliver`` (retries, fencing), all within the deadline.
         sent: list[asyncio.Future[Result] | None] = [
-            None if self.contact.skippable(p, deadline) and not self.contact.in_contact(p, now)
+            None
+            if self.contact.skippable(p, deadline) and not self.contact.in_contact(p, now)
             else self.channels[p].call(op)
             for p in peers
         ]
@@ -364,8 +404,10 @@ class CacheService:
             # The round counted on the configuration it began in; it holds only while this
             # node still serves under it ("Membership").
             self.writes_failed += 1
-            raise Unavailable("this node stopped serving during the write (lost its majority, or the "
-                              "cluster's membership changed); the write was not acknowledged")
+            raise Unavailable(
+                "this node stopped serving during the write (lost its majority, or the "
+                "cluster's membership changed); the write was not acknowledged"
+            )
         for peer, result in zip(peers, results, strict=True):
             if result is None and not self.contact.skippable(peer, now):
                 self.writes_failed += 1
@@ -377,8 +419,7 @@ class CacheService:
         self.node.confirm_write(key, version)
         return results
 
-    async def _deliver(self, peer: str, op: Invalidate, deadline: float,
-                       generation: int) -> InvalidateResult | None:
+    async def _deliver(self, peer: str, op: Invalidate, deadline: float, generation: int) -> InvalidateResult | None:
         """The peer's ack, or None when it may be skipped; ``Unavailable`` at the deadline."""
         backoff = 0.02
         while True:
@@ -397,8 +438,10 @@ class CacheService:
                 pass
             now = time.monotonic()
             if now >= deadline:
-                raise Unavailable(f"peer {peer} neither acknowledged the invalidation nor could be "
-                                  f"declared cut off within {self.settings.round_timeout} s")
+                raise Unavailable(
+                    f"peer {peer} neither acknowledged the invalidation nor could be "
+                    f"declared cut off within {self.settings.round_timeout} s"
+                )
             if self.contact.lease_expired(peer, now) and await self._fence(peer):
                 continue
             await asyncio.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
@@ -417,16 +460,21 @@ class CacheService:
             won = False
             if self.contact.grant_fence(peer, asked_at):
                 others = [q for q in self.channels if q != peer]
-                replies = await asyncio.gather(*(self.channels[q].call(Fence(peer)) for q in others),
-                                               return_exceptions=True)
+                replies = await asyncio.gather(
+                    *(self.channels[q].call(Fence(peer)) for q in others), return_exceptions=True
+                )
                 granted = 1 + sum(isinstance(r, FenceResult) and r.granted for r in replies)
                 # Grants count toward the majority of the generation they were asked in.
-                won = (self.generation == generation
-                       and self.contact.record_grants(peer, asked_at, granted, time.monotonic()))
+                won = self.generation == generation and self.contact.record_grants(
+                    peer, asked_at, granted, time.monotonic()
+                )
             if won:
                 self.fences_won += 1
-                log.warning("cache: peer %s is fenced; writes go on without it for %.1f s",
-                            peer, self.contact.skip_remaining(peer, time.monotonic()))
+                log.warning(
+                    "cache: peer %s is fenced; writes go on without it for %.1f s",
+                    peer,
+                    self.contact.skip_remaining(peer, time.monotonic()),
+                )
             else:
                 self.fences_lost += 1
             future.set_result(won)
@@ -447,8 +495,11 @@ class CacheService:
 
     def _member_in_good_standing(self) -> bool:
         """A member of its own generation, not behind one a peer reported, in touch with Raft."""
-        return (self.node_id in self.members and self.newest_generation <= self.generation
-                and self.leader_contact_age() < self.settings.raft_grace)
+        return (
+            self.node_id in self.members
+            and self.newest_generation <= self.generation
+            and self.leader_contact_age() < self.settings.raft_grace
+        )
 
     def handle_batch(self, batch: Batch) -> BatchReply:
         """Answer a peer's frame.  A sender that is not a member here (joining, removed, or of
@@ -523,9 +574,14 @@ class CacheService:
                 # would have to wait for it.  A peer never seen yet (still starting)
                 # is left alone: fencing it would only keep it out longer.
                 remaining = self.contact.skip_remaining(peer, now)
-                if (peer in self.channels and self.contact.ever_in_contact(peer) and not self.contact.in_contact(peer, now)
-                        and self.contact.lease_expired(peer, now)
-                        and remaining < self.settings.round_timeout + 1.0 and peer not in self._fencing):
+                if (
+                    peer in self.channels
+                    and self.contact.ever_in_contact(peer)
+                    and not self.contact.in_contact(peer, now)
+                    and self.contact.lease_expired(peer, now)
+                    and remaining < self.settings.round_timeout + 1.0
+                    and peer not in self._fencing
+                ):
                     try:
                         await self._fence(peer)
                     except PeerUnreachable:
@@ -542,8 +598,7 @@ class CacheService:
         s = self.node.statistics()
         return {
             "node": self.node_id,
-            "serving": (self.contact.serving(now) and now >= self.quarantine_until
-                        and self._member_in_good_standing()),
+            "serving": (self.contact.serving(now) and now >= self.quarantine_until and self._member_in_good_standing()),
             "generation": self.generation,
             "members": sorted(self.members),
             "reconfigurations": self.reconfigurations,

@@ -20,14 +20,22 @@ from rakit.chaos.workloads import WORKLOADS
 def report(summary: dict[str, Any], console: Console) -> None:
     """The run's tables: per workload operations, outcomes, faults and violations; then the figures."""
     faults = summary["faults"]
-    table = Table(title=f"chaos run, seed {summary['seed']}: faults injected "
-                        + (", ".join(f"{k} ×{v}" for k, v in sorted(faults.items())) or "none"))
+    table = Table(
+        title=f"chaos run, seed {summary['seed']}: faults injected "
+        + (", ".join(f"{k} ×{v}" for k, v in sorted(faults.items())) or "none")
+    )
     for column in ("workload", "operations", "ok", "fail", "info", "violations"):
         table.add_column(column, justify="left" if column == "workload" else "right")
     for name, w in summary["workloads"].items():
         style = "bold red" if w["violations"] else "green"
-        table.add_row(name, str(w["operations"]), str(w["ok"]), str(w["fail"]), str(w["info"]),
-                      f"[{style}]{w['violations']}[/{style}]")
+        table.add_row(
+            name,
+            str(w["operations"]),
+            str(w["ok"]),
+            str(w["fail"]),
+            str(w["info"]),
+            f"[{style}]{w['violations']}[/{style}]",
+        )
     console.print(table)
     for name, w in summary["workloads"].items():
         stats = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(w["stats"].items()) if not isinstance(v, dict | list))
@@ -44,18 +52,30 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def chaos(
         duration: Annotated[float, typer.Option(help="Seconds of workload under faults.")] = 60.0,
-        nemesis: Annotated[str, typer.Option(
-            help="Faults, comma-separated: partition, isolate-leader, asymmetric, bridge, kill, pause, "
-                 "redis-kill, member (remove, wipe, rejoin, promote a node); or all, none.")] = "partition,bridge,kill,pause",
-        seed: Annotated[int | None, typer.Option(help="Seed of the fault plan and the clients (default: random).")] = None,
+        nemesis: Annotated[
+            str,
+            typer.Option(
+                help="Faults, comma-separated: partition, isolate-leader, asymmetric, bridge, kill, pause, "
+                "redis-kill, member (remove, wipe, rejoin, promote a node); or all, none."
+            ),
+        ] = "partition,bridge,kill,pause",
+        seed: Annotated[
+            int | None, typer.Option(help="Seed of the fault plan and the clients (default: random).")
+        ] = None,
         nodes: Annotated[int, typer.Option(help="Cluster size: 3 or 5.")] = 3,
-        workload: Annotated[str, typer.Option(help="Workloads, comma-separated: locks, queue, cache.")] = "locks,queue,cache",
+        workload: Annotated[
+            str, typer.Option(help="Workloads, comma-separated: locks, queue, cache.")
+        ] = "locks,queue,cache",
         out: Annotated[str | None, typer.Option(help="Folder for the history, logs, summary and plot.")] = None,
-        plot: Annotated[bool | None, typer.Option(
-            help="Draw the timeline PNG; needs matplotlib (pip install 'rakit\\[chaos]'). "
-                 "Default: drawn when matplotlib is installed, else skipped with one line; "
-                 "--plot without matplotlib is an error before the run.",
-            show_default=False)] = None,
+        plot: Annotated[
+            bool | None,
+            typer.Option(
+                help="Draw the timeline PNG; needs matplotlib (pip install 'rakit\\[chaos]'). "
+                "Default: drawn when matplotlib is installed, else skipped with one line; "
+                "--plot without matplotlib is an error before the run.",
+                show_default=False,
+            ),
+        ] = None,
     ) -> None:
         """Run the cluster in network namespaces under faults and check the recorded histories (root)."""
         from rakit.chaos.run import ChaosError, RunConfig, run
@@ -76,13 +96,17 @@ def register(app: typer.Typer) -> None:
         seed = random.randrange(1 << 31) if seed is None else seed
         folder = Path(out) if out else Path("chaos-runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}"
         console = Console(stderr=False)
-        console.print(f"rakit chaos: seed {seed}, {duration:.0f} s, nemesis {','.join(kinds) or 'none'}, "
-                      f"{nodes} nodes, workloads {','.join(chosen)}; output in {folder}")
+        console.print(
+            f"rakit chaos: seed {seed}, {duration:.0f} s, nemesis {','.join(kinds) or 'none'}, "
+            f"{nodes} nodes, workloads {','.join(chosen)}; output in {folder}"
+        )
         # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C: nodes stopped, test hosts removed.
         signal.signal(signal.SIGTERM, _interrupt)
         try:
-            result = run(RunConfig(duration=duration, nemeses=kinds, seed=seed, nodes=nodes, workloads=chosen,
-                                   out=folder), log=lambda m: console.print(f"[dim]{m}[/dim]"))
+            result = run(
+                RunConfig(duration=duration, nemeses=kinds, seed=seed, nodes=nodes, workloads=chosen, out=folder),
+                log=lambda m: console.print(f"[dim]{m}[/dim]"),
+            )
         except ChaosError as exc:
             _fail(str(exc), code=1)
             return
@@ -105,8 +129,11 @@ def plot_wanted(plot: bool | None) -> bool:
         return True
     if plot:
         _fail(f"--plot needs matplotlib, but {reason}: {INSTALL_HINT}, or run with --no-plot")
-    print(f"rakit chaos: {reason}, so the timeline picture will be skipped ({INSTALL_HINT} to draw it)",
-          file=sys.stderr, flush=True)
+    print(
+        f"rakit chaos: {reason}, so the timeline picture will be skipped ({INSTALL_HINT} to draw it)",
+        file=sys.stderr,
+        flush=True,
+    )
     return False
 
 
@@ -127,9 +154,11 @@ def finish(result: Any, console: Console, *, draw: bool) -> int:
         except Exception as exc:
             text = " ".join(str(exc).split()) or type(exc).__name__
             print(f"rakit chaos: the timeline picture was not drawn: {text}", file=sys.stderr, flush=True)
-    console.print(f"history {result.out / 'history.jsonl'}"
-                  + (f", timeline {result.plot}" if result.plot else "")
-                  + f", seed {result.history.meta.get('seed')}")
+    console.print(
+        f"history {result.out / 'history.jsonl'}"
+        + (f", timeline {result.plot}" if result.plot else "")
+        + f", seed {result.history.meta.get('seed')}"
+    )
     return 0 if result.valid else 1
 
 

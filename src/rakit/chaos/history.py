@@ -79,16 +79,26 @@ def fault_to_json(fault: Fault) -> dict[str, Any]:
 
 def op_from_json(obj: dict[str, Any]) -> Op:
     return Op(
-        workload=obj["workload"], process=int(obj["process"]), f=obj["f"], node=obj["node"],
-        invoke=float(obj["invoke"]), complete=float(obj["complete"]), type=obj["type"],
-        args=dict(obj.get("args") or {}), result=obj.get("result"), error=obj.get("error"),
+        workload=obj["workload"],
+        process=int(obj["process"]),
+        f=obj["f"],
+        node=obj["node"],
+        invoke=float(obj["invoke"]),
+        complete=float(obj["complete"]),
+        type=obj["type"],
+        args=dict(obj.get("args") or {}),
+        result=obj.get("result"),
+        error=obj.get("error"),
     )
 
 
 def fault_from_json(obj: dict[str, Any]) -> Fault:
     return Fault(
-        nemesis=obj["nemesis"], start=float(obj["start"]), end=float(obj["end"]),
-        nodes=tuple(obj.get("nodes") or ()), minority=tuple(obj.get("minority") or ()),
+        nemesis=obj["nemesis"],
+        start=float(obj["start"]),
+        end=float(obj["end"]),
+        nodes=tuple(obj.get("nodes") or ()),
+        minority=tuple(obj.get("minority") or ()),
         detail=dict(obj.get("detail") or {}),
     )
 

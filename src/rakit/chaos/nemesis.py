@@ -117,15 +117,26 @@ def _step(rng: random.Random, kind: str, at: float, length: float, nodes: list[s
         shuffled = nodes[:]
         rng.shuffle(shuffled)
         small = shuffled[: len(nodes) // 2]
-        return Step(kind, at, length, cuts=groups_cuts([small, shuffled[len(small):]]),
-                    detail={"groups": [sorted(small), sorted(shuffled[len(small):])]})
+        return Step(
+            kind,
+            at,
+            length,
+            cuts=groups_cuts([small, shuffled[len(small) :]]),
+            detail={"groups": [sorted(small), sorted(shuffled[len(small) :])]},
+        )
     if kind == "bridge":
         shuffled = nodes[:]
         rng.shuffle(shuffled)
         middle, rest = shuffled[0], shuffled[1:]
-        left, right = rest[: len(rest) // 2], rest[len(rest) // 2:]
-        return Step(kind, at, length, target=middle, cuts=groups_cuts([left, right]),
-                    detail={"groups": [sorted([*left, middle]), sorted([*right, middle])], "bridge": middle})
+        left, right = rest[: len(rest) // 2], rest[len(rest) // 2 :]
+        return Step(
+            kind,
+            at,
+            length,
+            target=middle,
+            cuts=groups_cuts([left, right]),
+            detail={"groups": [sorted([*left, middle]), sorted([*right, middle])], "bridge": middle},
+        )
     if kind == "redis-kill":
         return Step(kind, at, length, target="redis")
     # isolate-leader always targets the leader; the others half the time.
@@ -153,7 +164,7 @@ def groups_cuts(groups: Iterable[Iterable[str]]) -> tuple[tuple[str, str], ...]:
     sets = [sorted(g) for g in groups]
     cuts: list[tuple[str, str]] = []
     for i, a_group in enumerate(sets):
-        for b_group in sets[i + 1:]:
+        for b_group in sets[i + 1 :]:
             for a in a_group:
                 for b in b_group:
                     cuts += [(a, b), (b, a)]

@@ -153,7 +153,9 @@ class TestbedError(RuntimeError):
 
     __test__ = False  # not a pytest test class despite the name
 
-    def __init__(self, message: str, *, cmd: Sequence[str] | None = None, stderr: str = "", returncode: int | None = None):
+    def __init__(
+        self, message: str, *, cmd: Sequence[str] | None = None, stderr: str = "", returncode: int | None = None
+    ):
         self.cmd = list(cmd) if cmd is not None else None
         self.stderr = stderr
         self.returncode = returncode
@@ -246,9 +248,7 @@ def _claim_tag(prefix: str, tag: str | None) -> tuple[str, Path]:
         stem = f"{prefix}{candidate}-"
         state_file = state_dir / f"{prefix}{candidate}.json"
         in_use = (
-            any(n.startswith(stem) for n in namespaces)
-            or any(n.startswith(stem) for n in links)
-            or state_file.exists()
+            any(n.startswith(stem) for n in namespaces) or any(n.startswith(stem) for n in links) or state_file.exists()
         )
         if not in_use:
             try:
@@ -445,7 +445,9 @@ class Testbed:
         for host in self.hosts:
             ns, port, addr = self.namespace(host), self.port(host), self.address(host)
             self._make("netns", ns, ["ip", "netns", "add", ns])
-            self._make("link", port, ["ip", "link", "add", "name", port, "type", "veth", "peer", "name", "eth0", "netns", ns])
+            self._make(
+                "link", port, ["ip", "link", "add", "name", port, "type", "veth", "peer", "name", "eth0", "netns", ns]
+            )
             _run(["ip", "link", "set", "dev", port, "master", br, "up"])
             _run(
                 ["ip", "-n", ns, "-batch", "-"],
@@ -580,8 +582,9 @@ class Testbed:
 def _pids_in(namespace: str) -> list[int]:
     """Processes running in ``namespace`` (``ip netns pids``); [] when it cannot tell."""
     try:
-        out = subprocess.run(["ip", "netns", "pids", namespace], check=False, capture_output=True, text=True,
-                             timeout=10)
+        out = subprocess.run(
+            ["ip", "netns", "pids", namespace], check=False, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return []
     return [int(word) for word in out.stdout.split() if word.isdigit()]

@@ -125,10 +125,13 @@ def plot_timeline(
     # header, then per row the panel titles and the panels, tick labels at the bottom.
     fig = Figure(figsize=(WIDTH_IN, height), dpi=DPI)
     FigureCanvasAgg(fig)
-    fig.suptitle(title if title is not None else _default_title(history), fontsize=12,
-                 y=1 - 0.12 / height, va="top")
-    box = {"left": _LEFT_IN / WIDTH_IN, "right": 1 - _RIGHT_IN / WIDTH_IN,
-           "top": 1 - (HEADER_IN + _ROW_TITLE_IN) / height, "bottom": _BOTTOM_IN / height}
+    fig.suptitle(title if title is not None else _default_title(history), fontsize=12, y=1 - 0.12 / height, va="top")
+    box = {
+        "left": _LEFT_IN / WIDTH_IN,
+        "right": 1 - _RIGHT_IN / WIDTH_IN,
+        "top": 1 - (HEADER_IN + _ROW_TITLE_IN) / height,
+        "bottom": _BOTTOM_IN / height,
+    }
 
     name_texts: list[tuple[Any, Any, float, float]] = []  # (axes, text, start, end)
     if not workloads:
@@ -136,20 +139,25 @@ def plot_timeline(
         ax.set_xlim(t0, t1)
         ax.set_yticks([])
         ax.set_xlabel("time (s)")
-        ax.text(0.5, 0.5, "no operations", transform=ax.transAxes, ha="center", va="center",
-                fontsize=16, color="#444444")
+        ax.text(
+            0.5, 0.5, "no operations", transform=ax.transAxes, ha="center", va="center", fontsize=16, color="#444444"
+        )
         name_texts += _shade_faults(ax, history.faults, fault_colours, names=True)
     else:
         panel_w = (WIDTH_IN - _LEFT_IN - _RIGHT_IN - _COLUMN_GAP_IN) / 2
         panel_h = (height - HEADER_IN - _ROW_TITLE_IN - _BOTTOM_IN - _ROW_GAP_IN * (rows - 1)) / rows
-        axes = fig.subplots(rows, 2, sharex=True, squeeze=False, gridspec_kw={
-            **box, "wspace": _COLUMN_GAP_IN / panel_w, "hspace": _ROW_GAP_IN / panel_h})
+        axes = fig.subplots(
+            rows,
+            2,
+            sharex=True,
+            squeeze=False,
+            gridspec_kw={**box, "wspace": _COLUMN_GAP_IN / panel_w, "hspace": _ROW_GAP_IN / panel_h},
+        )
         edges = _bin_edges(np, t0, t1, bin_seconds)
         for row, workload in enumerate(workloads):
             ax_rate, ax_lat = axes[row]
             ops = by_workload[workload]
-            _draw_throughput(np, Line2D, ax_rate, workload, ops, edges, bin_seconds,
-                             headroom=bool(history.faults))
+            _draw_throughput(np, Line2D, ax_rate, workload, ops, edges, bin_seconds, headroom=bool(history.faults))
             _draw_latency(np, ax_lat, workload, ops)
             name_texts += _shade_faults(ax_rate, history.faults, fault_colours, names=True)
             _shade_faults(ax_lat, history.faults, fault_colours, names=False)
@@ -159,12 +167,20 @@ def plot_timeline(
 
     handles: list[Any] = [
         Line2D([], [], color=OUTCOME_COLOURS[t], marker="o", markersize=5, linewidth=1.5, label=t)
-        for t in OP_TYPES if workloads
+        for t in OP_TYPES
+        if workloads
     ]
-    handles += [Patch(facecolor=c, alpha=FAULT_ALPHA * 2, edgecolor=c, label=name)
-                for name, c in fault_colours.items()]
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.4 / height),
-               ncols=len(handles), fontsize=9, frameon=False, handlelength=1.8, columnspacing=1.4)
+    handles += [Patch(facecolor=c, alpha=FAULT_ALPHA * 2, edgecolor=c, label=name) for name, c in fault_colours.items()]
+    fig.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 1 - 0.4 / height),
+        ncols=len(handles),
+        fontsize=9,
+        frameon=False,
+        handlelength=1.8,
+        columnspacing=1.4,
+    )
 
     _drop_names_that_do_not_fit(fig, name_texts)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,8 +226,9 @@ def _fault_colours(faults: Sequence[Fault]) -> dict[str, str]:
     return colours
 
 
-def _draw_throughput(np: Any, line2d: Any, ax: Any, workload: str, ops: list[Op], edges: Any,
-                     bin_seconds: float, *, headroom: bool) -> None:
+def _draw_throughput(
+    np: Any, line2d: Any, ax: Any, workload: str, ops: list[Op], edges: Any, bin_seconds: float, *, headroom: bool
+) -> None:
     """Operations per second by completion time, one line per (f, outcome) seen."""
     groups: dict[tuple[str, str], list[float]] = {}
     for op in ops:
@@ -221,21 +238,33 @@ def _draw_throughput(np: Any, line2d: Any, ax: Any, workload: str, ops: list[Op]
     centres = (edges[:-1] + edges[1:]) / 2
     top = 0.0
     order = {t: i for i, t in enumerate(OP_TYPES)}
-    for (f, outcome) in sorted(groups, key=lambda k: (order.get(k[1], len(order)), k[0])):
+    for f, outcome in sorted(groups, key=lambda k: (order.get(k[1], len(order)), k[0])):
         counts, _ = np.histogram(np.asarray(groups[(f, outcome)]), bins=edges)
         rate = counts / bin_seconds
         top = max(top, float(rate.max()))
-        ax.plot(centres, rate, color=OUTCOME_COLOURS.get(outcome, "#777777"), linestyle=styles[f],
-                linewidth=1.2, drawstyle="default")
+        ax.plot(
+            centres,
+            rate,
+            color=OUTCOME_COLOURS.get(outcome, "#777777"),
+            linestyle=styles[f],
+            linewidth=1.2,
+            drawstyle="default",
+        )
     ax.set_ylim(0, max(1.0, top) * (1.25 if headroom else 1.08))
     ax.set_ylabel("ops/s")
-    ax.set_title(f"{workload} — throughput ({len(ops):,} ops, {bin_seconds:g} s bins)",
-                 fontsize=10, loc="left")
+    ax.set_title(f"{workload} — throughput ({len(ops):,} ops, {bin_seconds:g} s bins)", fontsize=10, loc="left")
     ax.grid(True, axis="y", linewidth=0.4, alpha=0.5)
-    handles = [line2d([], [], color="#333333", linestyle=styles[f], linewidth=1.2, label=f)
-               for f in fs]
-    ax.legend(handles=handles, title="f", loc="upper left", bbox_to_anchor=(1.01, 1.0),
-              fontsize=8, title_fontsize=8, frameon=False, handlelength=2.6)
+    handles = [line2d([], [], color="#333333", linestyle=styles[f], linewidth=1.2, label=f) for f in fs]
+    ax.legend(
+        handles=handles,
+        title="f",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=8,
+        title_fontsize=8,
+        frameon=False,
+        handlelength=2.6,
+    )
 
 
 def _draw_latency(np: Any, ax: Any, workload: str, ops: list[Op]) -> None:
@@ -256,8 +285,15 @@ def _draw_latency(np: Any, ax: Any, workload: str, ops: list[Op]) -> None:
             idx = np.sort(rng.choice(len(xs), size=keep[outcome], replace=False))
             xs, ys = xs[idx], ys[idx]
         shown += len(xs)
-        ax.scatter(xs, ys, s=OUTCOME_SIZES.get(outcome, 4.0), c=OUTCOME_COLOURS.get(outcome, "#777777"),
-                   alpha=OUTCOME_ALPHAS.get(outcome, 0.5), linewidths=0, rasterized=True)
+        ax.scatter(
+            xs,
+            ys,
+            s=OUTCOME_SIZES.get(outcome, 4.0),
+            c=OUTCOME_COLOURS.get(outcome, "#777777"),
+            alpha=OUTCOME_ALPHAS.get(outcome, 0.5),
+            linewidths=0,
+            rasterized=True,
+        )
     ax.set_yscale("log")
     ax.set_ylabel("latency (ms)")
     sampled = f", {shown:,} of {len(ops):,} shown" if shown < len(ops) else ""
@@ -283,8 +319,9 @@ def _point_quota(counts: dict[str, int], cap: int) -> dict[str, int]:
     return quota
 
 
-def _shade_faults(ax: Any, faults: Sequence[Fault], colours: dict[str, str], *,
-                  names: bool) -> list[tuple[Any, Any, float, float]]:
+def _shade_faults(
+    ax: Any, faults: Sequence[Fault], colours: dict[str, str], *, names: bool
+) -> list[tuple[Any, Any, float, float]]:
     """Shade each fault's interval; with ``names``, write its name at the top of the span."""
     texts: list[tuple[Any, Any, float, float]] = []
     level_ends: list[float] = []  # per text level: where the last span on it ended
@@ -302,9 +339,17 @@ def _shade_faults(ax: Any, faults: Sequence[Fault], colours: dict[str, str], *,
             level_ends.append(end)
         else:
             level_ends[level] = end
-        text = ax.text((start + end) / 2, 0.98 - 0.1 * level, fault.nemesis,
-                       transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=7.5,
-                       color=_darker(colour), clip_on=True)
+        text = ax.text(
+            (start + end) / 2,
+            0.98 - 0.1 * level,
+            fault.nemesis,
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="top",
+            fontsize=7.5,
+            color=_darker(colour),
+            clip_on=True,
+        )
         text.set_in_layout(False)
         texts.append((ax, text, start, end))
     return texts

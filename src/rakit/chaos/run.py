@@ -77,13 +77,26 @@ class Cluster:
         secret = secrets.token_urlsafe(32)
         self.out = out
         self.env = {"CLUSTER_SECRET": secret}
-        self.redis = RedisProcess(REDIS_PORT, out / "redis", host=testbed.address("redis"),
-                                  log_path=out / "logs" / "redis.log", wrap=testbed.wrap("redis", []))
+        self.redis = RedisProcess(
+            REDIS_PORT,
+            out / "redis",
+            host=testbed.address("redis"),
+            log_path=out / "logs" / "redis.log",
+            wrap=testbed.wrap("redis", []),
+        )
         self.peers = {i: f"http://{testbed.address(i)}:{NODE_PORT}" for i in self.ids}
         self.nodes = {
-            i: NodeProcess(i, NODE_PORT, self.peers, self.redis.url, out / i, host=testbed.address(i),
-                           log_path=out / "logs" / f"{i}.log", wrap=testbed.wrap(i, []),
-                           env=self.env)
+            i: NodeProcess(
+                i,
+                NODE_PORT,
+                self.peers,
+                self.redis.url,
+                out / i,
+                host=testbed.address(i),
+                log_path=out / "logs" / f"{i}.log",
+                wrap=testbed.wrap(i, []),
+                env=self.env,
+            )
             for i in self.ids
         }
 
@@ -91,9 +104,18 @@ class Cluster:
         """``node_id`` again, on the same test host and port, with an empty data dir, joining through ``join``."""
         old = self.nodes[node_id]
         shutil.rmtree(old.data_dir, ignore_errors=True)
-        node = NodeProcess(node_id, NODE_PORT, {node_id: self.peers[node_id]}, self.redis.url, old.data_dir,
-                           host=old.host, log_path=old.log_path, wrap=old.wrap, env=self.env,
-                           extra_args=["--join", join])
+        node = NodeProcess(
+            node_id,
+            NODE_PORT,
+            {node_id: self.peers[node_id]},
+            self.redis.url,
+            old.data_dir,
+            host=old.host,
+            log_path=old.log_path,
+            wrap=old.wrap,
+            env=self.env,
+            extra_args=["--join", join],
+        )
         self.nodes[node_id] = node
         return node.start()
 
@@ -232,18 +254,21 @@ class Nemesis:
         elif step.kind == "member":
             await self.rejoin(str(step.target))
 
-    async def _call(self, method: str, url: str, body: Any = None, sign_for: str | None = None
-                    ) -> tuple[int, Any]:
+    async def _call(self, method: str, url: str, body: Any = None, sign_for: str | None = None) -> tuple[int, Any]:
         """``method url``; ``sign_for``: the node ``url`` is on, for an operator call signed with the secret."""
         data = json.dumps(body).encode() if body is not None else b""
         headers = {"content-type": "application/json"}
         if sign_for is not None:
             path = url.split("://", 1)[1].partition("/")[2]
-            headers.update(InternalAuth(self.cluster.env["CLUSTER_SECRET"], "chaos").headers(
-                method, "/" + path, data, dst=sign_for))
+            headers.update(
+                InternalAuth(self.cluster.env["CLUSTER_SECRET"], "chaos").headers(
+                    method, "/" + path, data, dst=sign_for
+                )
+            )
         try:
-            async with self.session.request(method, url, data=data or None, headers=headers,
-                                            timeout=aiohttp.ClientTimeout(total=12)) as r:
+            async with self.session.request(
+                method, url, data=data or None, headers=headers, timeout=aiohttp.ClientTimeout(total=12)
+            ) as r:
                 return r.status, await r.json(content_type=None)
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
             return 0, None
@@ -263,14 +288,16 @@ class Nemesis:
 
     async def remove(self, node_id: str) -> None:
         """Take ``node_id`` out of the configuration (committed), through another member."""
-        if not await self._members_call("DELETE", f"/cluster/members/{node_id}", {"unknown_member"},
-                                        time.monotonic() + 20):
+        if not await self._members_call(
+            "DELETE", f"/cluster/members/{node_id}", {"unknown_member"}, time.monotonic() + 20
+        ):
             raise ChaosError(f"the member nemesis could not remove {node_id} within 20 s")
 
     async def rejoin(self, node_id: str) -> None:
         """Start ``node_id`` empty with ``--join``, wait until it has caught up, promote it."""
-        via_id, via = next((n, url) for n, url in self.cluster.peers.items()
-                           if n != node_id and self.cluster.nodes[n].alive)
+        via_id, via = next(
+            (n, url) for n, url in self.cluster.peers.items() if n != node_id and self.cluster.nodes[n].alive
+        )
         await asyncio.to_thread(self.cluster.fresh, node_id, via)
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
@@ -282,8 +309,9 @@ class Nemesis:
         raise ChaosError(f"the member nemesis could not add {node_id} back within 40 s")
 
 
-async def _drive(config: RunConfig, cluster: Cluster, recorder: wl.Recorder,
-                 steps: Sequence[nem.Step], log: Any) -> tuple[list[Fault], dict[str, Any]]:
+async def _drive(
+    config: RunConfig, cluster: Cluster, recorder: wl.Recorder, steps: Sequence[nem.Step], log: Any
+) -> tuple[list[Fault], dict[str, Any]]:
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     async with aiohttp.ClientSession(connector=connector) as session:
         if await wait_for_leader(session, cluster.peers, 20.0) is None:
@@ -332,8 +360,14 @@ def run(config: RunConfig, log: Any = print) -> RunResult:
         raise ChaosError(f"the chaos suite cannot run here: {reason}")
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
-    steps = nem.plan(config.seed, config.duration, config.nemeses, [f"node{i}" for i in range(1, config.nodes + 1)],
-                     fault_seconds=config.fault_seconds, gap_seconds=config.gap_seconds)
+    steps = nem.plan(
+        config.seed,
+        config.duration,
+        config.nemeses,
+        [f"node{i}" for i in range(1, config.nodes + 1)],
+        fault_seconds=config.fault_seconds,
+        gap_seconds=config.gap_seconds,
+    )
     netns.cleanup_stale()
     recorder = wl.Recorder()
     hosts = [f"node{i}" for i in range(1, config.nodes + 1)] + ["redis"]
@@ -349,9 +383,15 @@ def run(config: RunConfig, log: Any = print) -> RunResult:
         finally:
             cluster.stop()
     history = History(
-        meta={"seed": config.seed, "duration": config.duration, "nemeses": list(config.nemeses),
-              "nodes": config.nodes, "workloads": list(config.workloads), "final": final,
-              "planned_faults": len(steps)},
+        meta={
+            "seed": config.seed,
+            "duration": config.duration,
+            "nemeses": list(config.nemeses),
+            "nodes": config.nodes,
+            "workloads": list(config.workloads),
+            "final": final,
+            "planned_faults": len(steps),
+        },
         ops=sorted(recorder.ops, key=lambda op: op.complete),
         faults=faults,
     )
@@ -379,14 +419,23 @@ def summary(result: RunResult) -> dict[str, Any]:
     """Per workload: operations by outcome, violations and the checker's figures; the faults by kind."""
     history = result.history
     faults = Counter(f.nemesis for f in history.faults)
-    out: dict[str, Any] = {"seed": history.meta.get("seed"), "faults": dict(faults), "final": result.final,
-                           "valid": result.valid, "workloads": {}}
+    out: dict[str, Any] = {
+        "seed": history.meta.get("seed"),
+        "faults": dict(faults),
+        "final": result.final,
+        "valid": result.valid,
+        "workloads": {},
+    }
     for verdict in result.verdicts:
         ops = history.of(verdict.workload)
         kinds = Counter(op.type for op in ops)
         out["workloads"][verdict.workload] = {
-            "operations": len(ops), "ok": kinds["ok"], "fail": kinds["fail"], "info": kinds["info"],
-            "violations": len(verdict.violations), "first_violations": verdict.violations[:20],
+            "operations": len(ops),
+            "ok": kinds["ok"],
+            "fail": kinds["fail"],
+            "info": kinds["info"],
+            "violations": len(verdict.violations),
+            "first_violations": verdict.violations[:20],
             "stats": verdict.stats,
         }
     return out

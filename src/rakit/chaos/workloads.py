@@ -69,8 +69,9 @@ class Context:
     async def request(self, method: str, node: str, path: str, body: Any = None, timeout: float = 5.0) -> Answer:
         url = self.urls[node] + path
         try:
-            async with self.session.request(method, url, json=body, headers=self.headers,
-                                            timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            async with self.session.request(
+                method, url, json=body, headers=self.headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as resp:
                 data: Any = None
                 if resp.status != 204:
                     try:
@@ -83,18 +84,39 @@ class Context:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             return Answer(None, error=type(exc).__name__)
 
-    async def record(self, workload: str, process: int, f: str, node: str, args: dict[str, Any],
-                     send: Callable[[], Awaitable[Answer]], classify: Callable[[Answer], tuple[str, Any]]) -> Op:
+    async def record(
+        self,
+        workload: str,
+        process: int,
+        f: str,
+        node: str,
+        args: dict[str, Any],
+        send: Callable[[], Awaitable[Answer]],
+        classify: Callable[[Answer], tuple[str, Any]],
+    ) -> Op:
         invoke = self.recorder.now()
         answer = await send()
         complete = self.recorder.now()
         kind, result = classify(answer)
         error = None
         if kind != "ok":
-            error = answer.error or (answer.body.get("error") if isinstance(answer.body, dict) else None) \
+            error = (
+                answer.error
+                or (answer.body.get("error") if isinstance(answer.body, dict) else None)
                 or f"http {answer.status}"
-        op = Op(workload=workload, process=process, f=f, node=node, invoke=invoke, complete=complete,
-                type=kind, args=args, result=result, error=error)
+            )
+        op = Op(
+            workload=workload,
+            process=process,
+            f=f,
+            node=node,
+            invoke=invoke,
+            complete=complete,
+            type=kind,
+            args=args,
+            result=result,
+            error=error,
+        )
         self.recorder.ops.append(op)
         return op
 
@@ -134,6 +156,7 @@ async def _pause(ctx: Context, seconds: float) -> None:
 # Locks
 # --------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class LockSettings:
     processes: int = 6
@@ -159,9 +182,15 @@ async def lock_process(ctx: Context, process: int, s: LockSettings) -> None:
         mode = "shared" if rng.random() < s.shared_fraction else "exclusive"
         args = {"resource": resource, "client_id": client_id, "mode": mode, "ttl": s.ttl, "timeout": s.wait}
         node = ctx.home(process)
-        op = await ctx.record("locks", process, "acquire", node, args,
-                              lambda n=node, a=args: ctx.request("POST", n, "/lock/acquire", a, s.wait + 2.0),
-                              classify)
+        op = await ctx.record(
+            "locks",
+            process,
+            "acquire",
+            node,
+            args,
+            lambda n=node, a=args: ctx.request("POST", n, "/lock/acquire", a, s.wait + 2.0),
+            classify,
+        )
         if op.type == "ok":
             hold = s.long_hold if rng.random() < s.long_fraction else s.hold
             await asyncio.sleep(rng.uniform(*hold))  # a hold is never cut short by stop
@@ -174,11 +203,21 @@ async def release(ctx: Context, process: int, rng: random.Random, args: dict[str
     """Release, asking other nodes when one cannot be reached or does not answer (as a real client does)."""
     tried: list[str] = []
     for _ in range(attempts):
-        node = ctx.home(process) if not tried else \
-            rng.choice([n for n in sorted(ctx.urls) if n not in tried] or sorted(ctx.urls))
+        node = (
+            ctx.home(process)
+            if not tried
+            else rng.choice([n for n in sorted(ctx.urls) if n not in tried] or sorted(ctx.urls))
+        )
         tried.append(node)
-        op = await ctx.record("locks", process, "release", node, args,
-                              lambda n=node: ctx.request("POST", n, "/lock/release", args, 2.0), classify)
+        op = await ctx.record(
+            "locks",
+            process,
+            "release",
+            node,
+            args,
+            lambda n=node: ctx.request("POST", n, "/lock/release", args, 2.0),
+            classify,
+        )
         if op.type == "ok" or (op.type == "fail" and op.result is not None):  # released, or not_holder
             return
 
@@ -186,6 +225,7 @@ async def release(ctx: Context, process: int, rng: random.Random, args: dict[str
 # --------------------------------------------------------------------------
 # Queue
 # --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class QueueSettings:
@@ -205,8 +245,15 @@ async def producer(ctx: Context, process: int, s: QueueSettings) -> None:
         topic = rng.choice(s.topics)
         args = {"topic": topic, "message_id": f"m{process}-{seq}", "message": {"p": process, "n": seq}}
         node = ctx.home(process)
-        await ctx.record("queue", process, "push", node, args,
-                         lambda n=node, a=args: ctx.request("POST", n, "/queue/push", a, 3.0), classify)
+        await ctx.record(
+            "queue",
+            process,
+            "push",
+            node,
+            args,
+            lambda n=node, a=args: ctx.request("POST", n, "/queue/push", a, 3.0),
+            classify,
+        )
         await _pause(ctx, rng.uniform(*s.push_gap))
 
 
@@ -216,25 +263,33 @@ def _pop_result(answer: Answer) -> tuple[str, Any]:
     return classify(answer)
 
 
-async def pop_once(ctx: Context, process: int, node: str, topic: str, consumer: str, visibility: float,
-                   final: bool = False) -> Op:
+async def pop_once(
+    ctx: Context, process: int, node: str, topic: str, consumer: str, visibility: float, final: bool = False
+) -> Op:
     args: dict[str, Any] = {"topic": topic, "consumer_id": consumer, "visibility_timeout": visibility}
     if final:
         args["final"] = True
     path = f"/queue/pop/{topic}/{consumer}?visibility_timeout={visibility}"
-    return await ctx.record("queue", process, "pop", node, args,
-                            lambda: ctx.request("GET", node, path, None, 3.0), _pop_result)
+    return await ctx.record(
+        "queue", process, "pop", node, args, lambda: ctx.request("GET", node, path, None, 3.0), _pop_result
+    )
 
 
-async def ack_once(ctx: Context, process: int, node: str, topic: str, consumer: str, message_id: str,
-                   final: bool = False) -> Op:
+async def ack_once(
+    ctx: Context, process: int, node: str, topic: str, consumer: str, message_id: str, final: bool = False
+) -> Op:
     args: dict[str, Any] = {"topic": topic, "consumer_id": consumer, "message_id": message_id}
     if final:
         args["final"] = True
-    return await ctx.record("queue", process, "ack", node, args,
-                            lambda: ctx.request("POST", node, "/queue/ack",
-                                                {k: v for k, v in args.items() if k != "final"}, 3.0),
-                            classify)
+    return await ctx.record(
+        "queue",
+        process,
+        "ack",
+        node,
+        args,
+        lambda: ctx.request("POST", node, "/queue/ack", {k: v for k, v in args.items() if k != "final"}, 3.0),
+        classify,
+    )
 
 
 async def consumer(ctx: Context, process: int, s: QueueSettings) -> None:
@@ -266,8 +321,12 @@ async def drain(ctx: Context, s: QueueSettings, deadline: float, process: int = 
                 continue
             if op.type == "ok":  # empty: done once nothing is in flight either
                 stats = await ctx.request("GET", node, f"/queue/stats/{topic}", None, 5.0)
-                if stats.status == 200 and isinstance(stats.body, dict) and \
-                        not stats.body.get("ready") and not stats.body.get("in_flight"):
+                if (
+                    stats.status == 200
+                    and isinstance(stats.body, dict)
+                    and not stats.body.get("ready")
+                    and not stats.body.get("in_flight")
+                ):
                     pending.discard(topic)
                     continue
             await asyncio.sleep(0.2)
@@ -277,6 +336,7 @@ async def drain(ctx: Context, s: QueueSettings, deadline: float, process: int = 
 # --------------------------------------------------------------------------
 # Cache
 # --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class CacheSettings:
@@ -299,9 +359,15 @@ async def writer(ctx: Context, process: int, s: CacheSettings) -> None:
         seq += 1
         args = {"key": rng.choice(s.keys), "value": f"w{process}-{seq}"}
         node = ctx.home(process)
-        await ctx.record("cache", process, "set", node, args,
-                         lambda n=node, a=args: ctx.request("POST", n, "/cache/set", a, 3.0),
-                         lambda a: classify(a, fail=(422,)))
+        await ctx.record(
+            "cache",
+            process,
+            "set",
+            node,
+            args,
+            lambda n=node, a=args: ctx.request("POST", n, "/cache/set", a, 3.0),
+            lambda a: classify(a, fail=(422,)),
+        )
         await _pause(ctx, rng.uniform(*s.gap))
 
 
@@ -309,8 +375,15 @@ async def get_once(ctx: Context, process: int, node: str, key: str, final: bool 
     args: dict[str, Any] = {"key": key}
     if final:
         args["final"] = True
-    return await ctx.record("cache", process, "get", node, args,
-                            lambda: ctx.request("GET", node, f"/cache/get/{key}", None, 2.0), _get_result)
+    return await ctx.record(
+        "cache",
+        process,
+        "get",
+        node,
+        args,
+        lambda: ctx.request("GET", node, f"/cache/get/{key}", None, 2.0),
+        _get_result,
+    )
 
 
 async def reader(ctx: Context, process: int, s: CacheSettings) -> None:
@@ -334,6 +407,7 @@ async def final_reads(ctx: Context, s: CacheSettings, deadline: float, process: 
 # --------------------------------------------------------------------------
 # Assembly
 # --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:

@@ -47,21 +47,43 @@ class AsyncClient:
     >>> await client.aclose()
     """
 
-    def __init__(self, nodes: str | Sequence[str] | None = None, *, timeout: float = 5.0, attempts: int = 6,
-                 retry_deadline: float = 15.0, client_id: str | None = None, verify: Verify = True,
-                 token: str | None = None, cluster_secret: str | None = None) -> None:
+    def __init__(
+        self,
+        nodes: str | Sequence[str] | None = None,
+        *,
+        timeout: float = 5.0,
+        attempts: int = 6,
+        retry_deadline: float = 15.0,
+        client_id: str | None = None,
+        verify: Verify = True,
+        token: str | None = None,
+        cluster_secret: str | None = None,
+    ) -> None:
         self.nodes = default_nodes(nodes if nodes is None or isinstance(nodes, str) else list(nodes))
         self.client_id = client_id or default_client_id()
-        self._runner = AsyncRunner(self.nodes, RetryPolicy(timeout=timeout, attempts=attempts,
-                                                             deadline=retry_deadline), verify, default_token(token),
-            cluster_secret=default_cluster_secret(cluster_secret))
+        self._runner = AsyncRunner(
+            self.nodes,
+            RetryPolicy(timeout=timeout, attempts=attempts, deadline=retry_deadline),
+            verify,
+            default_token(token),
+            cluster_secret=default_cluster_secret(cluster_secret),
+        )
         self.cache = AsyncCache(self)
 
     async def _run(self, call: calls.Call, node: str | None = None) -> Any:
         return await self._runner.run(call, node)
 
-    def lock(self, resource: str, *, ttl: float = 30.0, timeout: float = 0.0, mode: LockMode = "exclusive",
-             client_id: str | None = None, lock_delay: float | None = None, renew: bool = True) -> AsyncLock:
+    def lock(
+        self,
+        resource: str,
+        *,
+        ttl: float = 30.0,
+        timeout: float = 0.0,
+        mode: LockMode = "exclusive",
+        client_id: str | None = None,
+        lock_delay: float | None = None,
+        renew: bool = True,
+    ) -> AsyncLock:
         """A lock on ``resource`` for ``async with``; renewed every ``ttl / 3`` while held.
 
         If the lock is lost (renewal refused, or the cluster unreachable until
@@ -73,26 +95,50 @@ class AsyncClient:
         """
         return AsyncLock(self, resource, client_id or self.client_id, mode, ttl, timeout, lock_delay, renew)
 
-    async def acquire(self, resource: str, client_id: str | None = None, *, mode: LockMode = "exclusive",
-                      ttl: float = 30.0, timeout: float = 0.0, lock_delay: float | None = None,
-                secret: str | None = None) -> dict[str, Any]:
+    async def acquire(
+        self,
+        resource: str,
+        client_id: str | None = None,
+        *,
+        mode: LockMode = "exclusive",
+        ttl: float = 30.0,
+        timeout: float = 0.0,
+        lock_delay: float | None = None,
+        secret: str | None = None,
+    ) -> dict[str, Any]:
         """One acquire, no renewal (prefer ``lock()``): the grant.
 
         >>> (await client.acquire("orders", "worker-1", ttl=60))["fencing_token"]
         """
-        return await self._run(calls.acquire(resource, client_id or self.client_id, mode, ttl, timeout,  # type: ignore[no-any-return]
-                                             lock_delay, secret))
+        return await self._run(
+            calls.acquire(
+                resource,
+                client_id or self.client_id,
+                mode,
+                ttl,
+                timeout,  # type: ignore[no-any-return]
+                lock_delay,
+                secret,
+            )
+        )
 
-    async def release(self, resource: str, client_id: str | None = None, fencing_token: int | None = None,
-                *, secret: str | None = None) -> None:
+    async def release(
+        self,
+        resource: str,
+        client_id: str | None = None,
+        fencing_token: int | None = None,
+        *,
+        secret: str | None = None,
+    ) -> None:
         """Release a hold taken with ``acquire``.
 
         >>> await client.release("orders", "worker-1")
         """
         await self._run(calls.release(resource, client_id or self.client_id, fencing_token, secret))
 
-    async def renew(self, resource: str, client_id: str | None = None, ttl: float | None = None,
-                *, secret: str | None = None) -> dict[str, Any]:
+    async def renew(
+        self, resource: str, client_id: str | None = None, ttl: float | None = None, *, secret: str | None = None
+    ) -> dict[str, Any]:
         """Restart a hold's lease.
 
         >>> await client.renew("orders", "worker-1", ttl=60)
@@ -125,6 +171,7 @@ class AsyncClient:
 
         >>> [n.get("role") for n in await client.status()]
         """
+
         async def one(url: str) -> dict[str, Any]:
             try:
                 return {"url": url, "ok": True, **await self._runner.run(calls.status(), url, single=True)}
@@ -167,8 +214,17 @@ class AsyncClient:
 class AsyncLock:
     """A lock and, once acquired, its lease (``fencing_token``, ``lost``)."""
 
-    def __init__(self, client: AsyncClient, resource: str, client_id: str, mode: LockMode, ttl: float,
-                 timeout: float, lock_delay: float | None, renew: bool) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        resource: str,
+        client_id: str,
+        mode: LockMode,
+        ttl: float,
+        timeout: float,
+        lock_delay: float | None,
+        renew: bool,
+    ) -> None:
         self.client = client
         self.resource = resource
         self.client_id = client_id
@@ -192,8 +248,11 @@ class AsyncLock:
         >>> lease = await client.lock("orders", ttl=10).acquire()
         """
         started = time.monotonic()
-        grant = await self.client._run(calls.acquire(self.resource, self.client_id, self.mode, self.ttl,
-                                                     self.timeout, self.lock_delay, self.secret))
+        grant = await self.client._run(
+            calls.acquire(
+                self.resource, self.client_id, self.mode, self.ttl, self.timeout, self.lock_delay, self.secret
+            )
+        )
         self.fencing_token = grant["fencing_token"]
         self.held = True
         self.lost.clear()
@@ -280,8 +339,9 @@ class AsyncLock:
         self._cancelled_owner = False
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         owner, self._owner = self._owner, None
         lost = self.lost.is_set()
         await self.release()
@@ -308,15 +368,23 @@ class AsyncQueue:
         """
         return await self.client._run(calls.push(self.topic, message, message_id or uuid.uuid4().hex))  # type: ignore[no-any-return]
 
-    async def pop(self, consumer_id: str | None = None, *, visibility_timeout: float = 30.0,
-                  wait: float = 0.0) -> Message | None:
+    async def pop(
+        self, consumer_id: str | None = None, *, visibility_timeout: float = 30.0, wait: float = 0.0
+    ) -> Message | None:
         """The next message (in flight for ``consumer_id``) or None; long-polls up to ``wait`` s.
 
         >>> m = await client.queue("emails").pop("worker-1", wait=10)
         >>> if m: await send(m.message); await m.ack()  # as "worker-1"
         """
-        return await self.client._run(calls.pop(self.topic, consumer_id or self.client.client_id,  # type: ignore[no-any-return]
-                                                visibility_timeout, wait, self))
+        return await self.client._run(
+            calls.pop(
+                self.topic,
+                consumer_id or self.client.client_id,  # type: ignore[no-any-return]
+                visibility_timeout,
+                wait,
+                self,
+            )
+        )
 
     async def ack(self, message_id: str | Message, consumer_id: str | None = None) -> bool:
         """Acknowledge a popped message.
@@ -338,8 +406,9 @@ class AsyncQueue:
         mid, consumer = message_and_consumer(self, "nack", message_id, consumer_id)
         return await self.client._run(calls.nack(self.topic, consumer, mid))  # type: ignore[no-any-return]
 
-    async def extend(self, message_id: str | Message, visibility_timeout: float,
-                     consumer_id: str | None = None) -> bool:
+    async def extend(
+        self, message_id: str | Message, visibility_timeout: float, consumer_id: str | None = None
+    ) -> bool:
         """Keep a message in flight ``visibility_timeout`` more seconds.
 
         >>> await client.queue("emails").extend(m.message_id, 60, "worker-1")
@@ -370,9 +439,17 @@ class AsyncQueue:
         """
         return await self.client._run(calls.redrive(self.topic, limit))  # type: ignore[no-any-return]
 
-    async def consume(self, handler: Callable[[Any], Awaitable[object]], consumer_id: str | None = None, *,
-                      wait: float = 10.0, visibility_timeout: float = 30.0, stop: asyncio.Event | None = None,
-                      max_messages: int | None = None, idle_exit: bool = False) -> int:
+    async def consume(
+        self,
+        handler: Callable[[Any], Awaitable[object]],
+        consumer_id: str | None = None,
+        *,
+        wait: float = 10.0,
+        visibility_timeout: float = 30.0,
+        stop: asyncio.Event | None = None,
+        max_messages: int | None = None,
+        idle_exit: bool = False,
+    ) -> int:
         """Loop: pop (long polling), ``await handler(message)``, ack on success, nack on exception.
 
         >>> await client.queue("emails").consume(send_email, "worker-1", stop=shutdown)

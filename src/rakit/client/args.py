@@ -65,8 +65,7 @@ def _json(label: str, value: Any) -> None:
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{label} must be JSON-serializable: {exc}") from None
     except RecursionError:
-        raise ValueError(f"{label} must be JSON-serializable: it is nested too deeply (or contains itself)") \
-            from None
+        raise ValueError(f"{label} must be JSON-serializable: it is nested too deeply (or contains itself)") from None
 
 
 def _literal(choices: tuple[Any, ...]) -> _Kind:
@@ -155,8 +154,11 @@ def _wrap(cls: type, fn: Callable[..., Any]) -> Callable[..., Any]:
         nonlocal rules
         if rules is None:
             hints = get_type_hints(fn, include_extras=True)
-            rules = {name: kinds for name in signature.parameters
-                     if name in hints and (kinds := _kinds(hints[name], name)) is not None}
+            rules = {
+                name: kinds
+                for name in signature.parameters
+                if name in hints and (kinds := _kinds(hints[name], name)) is not None
+            }
         try:
             bound = signature.bind(*args, **kwargs)
         except TypeError:
@@ -166,16 +168,19 @@ def _wrap(cls: type, fn: Callable[..., Any]) -> Callable[..., Any]:
                 _check(f"{where}: {name}", rules[name], value)
 
     if inspect.iscoroutinefunction(fn):
+
         @functools.wraps(fn)
         async def run_async(*args: Any, **kwargs: Any) -> Any:
             check(args, kwargs)
             return await fn(*args, **kwargs)
+
         return run_async
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
         check(args, kwargs)
         return fn(*args, **kwargs)
+
     return run
 
 
@@ -187,8 +192,7 @@ def checked(cls: _C) -> _C:
     return cls
 
 
-def message_and_consumer(queue: Any, op: str, message_id: str | Message,
-                         consumer_id: str | None) -> tuple[str, str]:
+def message_and_consumer(queue: Any, op: str, message_id: str | Message, consumer_id: str | None) -> tuple[str, str]:
     """The message id and consumer of ``queue.<op>(message_id, consumer_id)``.
 
     A ``Message`` gives its id and, unless ``consumer_id`` is given, the
@@ -196,7 +200,9 @@ def message_and_consumer(queue: Any, op: str, message_id: str | Message,
     """
     if isinstance(message_id, Message):
         if message_id.topic != queue.topic:
-            raise ValueError(f"{type(queue).__name__}.{op}(): the Message is of topic {message_id.topic!r}, "
-                             f"not this queue's {queue.topic!r}")
+            raise ValueError(
+                f"{type(queue).__name__}.{op}(): the Message is of topic {message_id.topic!r}, "
+                f"not this queue's {queue.topic!r}"
+            )
         return message_id.message_id, consumer_id or message_id.consumer_id or queue.client.client_id
     return message_id, consumer_id or queue.client.client_id

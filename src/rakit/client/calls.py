@@ -127,8 +127,10 @@ class Message(_Bound):
     def _bound(self, op: str) -> Any:
         queue = getattr(self, "_queue", None)
         if queue is None:
-            raise ValueError(f"Message.{op}(): message {self.message_id!r} was not popped by a client (a dead "
-                             f"letter, or a copy); use client.queue({self.topic!r}).{op}(message_id, consumer_id)")
+            raise ValueError(
+                f"Message.{op}(): message {self.message_id!r} was not popped by a client (a dead "
+                f"letter, or a copy); use client.queue({self.topic!r}).{op}(message_id, consumer_id)"
+            )
         return queue
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -158,10 +160,16 @@ def new_lock_secret() -> str:
     return secrets.token_urlsafe(24)
 
 
-def acquire(resource: str, client_id: str, mode: LockMode, ttl: float, timeout: float,
-            lock_delay: float | None, secret: str | None = None) -> Call:
-    body: dict[str, Any] = {"resource": resource, "client_id": client_id, "mode": mode, "ttl": ttl,
-                            "timeout": timeout}
+def acquire(
+    resource: str,
+    client_id: str,
+    mode: LockMode,
+    ttl: float,
+    timeout: float,
+    lock_delay: float | None,
+    secret: str | None = None,
+) -> Call:
+    body: dict[str, Any] = {"resource": resource, "client_id": client_id, "mode": mode, "ttl": ttl, "timeout": timeout}
     if lock_delay is not None:
         body["lock_delay"] = lock_delay
     if secret is not None:
@@ -192,31 +200,40 @@ def lock_status(resource: str) -> Call:
 
 
 def lock_watch(resource: str, client_id: str, timeout: float) -> Call:
-    return Call("GET", "/lock/watch/" + key_path(resource), params={"client_id": client_id, "timeout": timeout},
-                wait=timeout)
+    return Call(
+        "GET", "/lock/watch/" + key_path(resource), params={"client_id": client_id, "timeout": timeout}, wait=timeout
+    )
 
 
 # -- queue ---------------------------------------------------------------------
 
 
 def push(topic: str, message: Any, message_id: str) -> Call:
-    return Call("POST", "/queue/push", {"topic": topic, "message": message, "message_id": message_id},
-                parse=lambda body: body["message_id"])
+    return Call(
+        "POST",
+        "/queue/push",
+        {"topic": topic, "message": message, "message_id": message_id},
+        parse=lambda body: body["message_id"],
+    )
 
 
 def pop(topic: str, consumer_id: str, visibility_timeout: float, wait: float, queue: Any = None) -> Call:
     """``queue``: the ``Queue``/``AsyncQueue`` popping, which the message is bound to (``m.ack()``)."""
-    return Call("GET", f"/queue/pop/{key_path(topic)}/{key_path(consumer_id)}",
-                params={"visibility_timeout": visibility_timeout, "wait": wait}, wait=wait,
-                parse=lambda b: Message(b["topic"], b["message_id"], b["message"], b["delivery_count"],
-                                        consumer_id).bind(queue),
-                absent=(204, None))
+    return Call(
+        "GET",
+        f"/queue/pop/{key_path(topic)}/{key_path(consumer_id)}",
+        params={"visibility_timeout": visibility_timeout, "wait": wait},
+        wait=wait,
+        parse=lambda b: Message(b["topic"], b["message_id"], b["message"], b["delivery_count"], consumer_id).bind(
+            queue
+        ),
+        absent=(204, None),
+    )
 
 
 def _message_call(op: str, topic: str, consumer_id: str, message_id: str, extra: dict[str, Any] | None = None) -> Call:
     body = {"topic": topic, "consumer_id": consumer_id, "message_id": message_id, **(extra or {})}
-    return Call("POST", f"/queue/{op}", body, parse=lambda b: True, retry_success="not_in_flight",
-                retry_result=True)
+    return Call("POST", f"/queue/{op}", body, parse=lambda b: True, retry_success="not_in_flight", retry_result=True)
 
 
 def ack(topic: str, consumer_id: str, message_id: str) -> Call:
@@ -236,9 +253,12 @@ def queue_stats(topic: str) -> Call:
 
 
 def dead(topic: str, limit: int) -> Call:
-    return Call("GET", "/queue/dead/" + key_path(topic), params={"limit": limit},
-                parse=lambda b: [Message(topic, m["message_id"], m["message"], m["delivery_count"])
-                                 for m in b["messages"]])
+    return Call(
+        "GET",
+        "/queue/dead/" + key_path(topic),
+        params={"limit": limit},
+        parse=lambda b: [Message(topic, m["message_id"], m["message"], m["delivery_count"]) for m in b["messages"]],
+    )
 
 
 def redrive(topic: str, limit: int) -> Call:
@@ -280,18 +300,38 @@ def members() -> Call:
 
 def add_member(node_id: str, url: str) -> Call:
     # A retry after a lost answer finds the node added already.
-    return Call("POST", "/cluster/members", {"id": node_id, "url": url}, wait=5.0, retry_success="member_exists",
-                retry_result={"id": node_id}, signed=True)
+    return Call(
+        "POST",
+        "/cluster/members",
+        {"id": node_id, "url": url},
+        wait=5.0,
+        retry_success="member_exists",
+        retry_result={"id": node_id},
+        signed=True,
+    )
 
 
 def promote(node_id: str) -> Call:
-    return Call("POST", f"/cluster/members/{key_path(node_id)}/promote", {}, wait=5.0,
-                retry_success="already_voter", retry_result={"id": node_id}, signed=True)
+    return Call(
+        "POST",
+        f"/cluster/members/{key_path(node_id)}/promote",
+        {},
+        wait=5.0,
+        retry_success="already_voter",
+        retry_result={"id": node_id},
+        signed=True,
+    )
 
 
 def remove_member(node_id: str) -> Call:
-    return Call("DELETE", f"/cluster/members/{key_path(node_id)}", wait=5.0, retry_success="unknown_member",
-                retry_result={"id": node_id}, signed=True)
+    return Call(
+        "DELETE",
+        f"/cluster/members/{key_path(node_id)}",
+        wait=5.0,
+        retry_success="unknown_member",
+        retry_result={"id": node_id},
+        signed=True,
+    )
 
 
 def transfer_leader(to: str | None) -> Call:

@@ -41,8 +41,14 @@ class RakitError(Exception):
 
     error: str = "error"
 
-    def __init__(self, detail: str = "", *, status: int | None = None, body: dict[str, Any] | None = None,
-                 node: str | None = None) -> None:
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        status: int | None = None,
+        body: dict[str, Any] | None = None,
+        node: str | None = None,
+    ) -> None:
         super().__init__(detail or self.error)
         self.detail = detail
         self.status = status
@@ -163,8 +169,22 @@ class LockLost(RakitError):
 
 _BY_CODE: dict[str, type[RakitError]] = {
     cls.error: cls
-    for cls in (InvalidRequest, TooLarge, NotFound, LockConflict, LockTimeout, Deadlock, NotHolder,
-                TokenMismatch, NotInFlight, NoLeader, Unavailable, TooManyWaiters, Unauthorized, Forbidden)
+    for cls in (
+        InvalidRequest,
+        TooLarge,
+        NotFound,
+        LockConflict,
+        LockTimeout,
+        Deadlock,
+        NotHolder,
+        TokenMismatch,
+        NotInFlight,
+        NoLeader,
+        Unavailable,
+        TooManyWaiters,
+        Unauthorized,
+        Forbidden,
+    )
 }
 
 

@@ -56,8 +56,10 @@ class RetryPolicy:
     def tenacity_kwargs(self) -> dict[str, Any]:
         return {
             "stop": tenacity.stop_after_attempt(self.attempts) | tenacity.stop_after_delay(self.deadline),
-            "wait": (tenacity.wait_exponential(multiplier=self.backoff_initial, max=self.backoff_max)
-                     + tenacity.wait_random(0, self.backoff_initial)),
+            "wait": (
+                tenacity.wait_exponential(multiplier=self.backoff_initial, max=self.backoff_max)
+                + tenacity.wait_random(0, self.backoff_initial)
+            ),
             "retry": tenacity.retry_if_exception_type(_RETRYABLE),
             "reraise": True,
         }
@@ -158,16 +160,24 @@ class _Signer:
         if not call.signed:
             return {"json": call.json, "params": call.params}
         if self.auth is None:
-            raise ValueError("membership changes and leader transfer need the cluster secret: pass "
-                             "cluster_secret=... (or set CLUSTER_SECRET / CLUSTER_SECRET_FILE)")
+            raise ValueError(
+                "membership changes and leader transfer need the cluster secret: pass "
+                "cluster_secret=... (or set CLUSTER_SECRET / CLUSTER_SECRET_FILE)"
+            )
         body = json.dumps(call.json).encode() if call.json is not None else b""
         headers = self.auth.headers(call.method, call.path, body, dst=self.node_ids[url])
         headers["content-type"] = "application/json"
         return {"content": body, "headers": headers}
 
 
-def _answer(nodes: _Nodes, call: Call, url: str, attempt: int,
-            response: httpx.Response | None, error: httpx.TransportError | None) -> Any:
+def _answer(
+    nodes: _Nodes,
+    call: Call,
+    url: str,
+    attempt: int,
+    response: httpx.Response | None,
+    error: httpx.TransportError | None,
+) -> Any:
     """One attempt's outcome, for both runners: a node that failed or answered 503 is rotated away."""
     if error is not None:
         nodes.failed(url)
@@ -182,8 +192,14 @@ def _answer(nodes: _Nodes, call: Call, url: str, attempt: int,
 
 
 class SyncRunner:
-    def __init__(self, urls: list[str], policy: RetryPolicy, verify: Verify = True,
-                 token: str | None = None, cluster_secret: str | None = None) -> None:
+    def __init__(
+        self,
+        urls: list[str],
+        policy: RetryPolicy,
+        verify: Verify = True,
+        token: str | None = None,
+        cluster_secret: str | None = None,
+    ) -> None:
         self.nodes = _Nodes(urls)
         self.policy = policy
         self.http = httpx.Client(headers=_headers(token), verify=ssl_verify(verify))
@@ -200,8 +216,9 @@ class SyncRunner:
             try:
                 if self.signer.needs_id(call, url):
                     self.signer.learn(url, self.http.get(url + "/health", timeout=_timeout(self.policy, call)))
-                response = self.http.request(call.method, url + call.path, **self.signer.request(call, url),
-                                             timeout=_timeout(self.policy, call))
+                response = self.http.request(
+                    call.method, url + call.path, **self.signer.request(call, url), timeout=_timeout(self.policy, call)
+                )
             except httpx.TransportError as exc:
                 return _answer(self.nodes, call, url, attempt, None, exc)
             return _answer(self.nodes, call, url, attempt, response, None)
@@ -218,8 +235,14 @@ class SyncRunner:
 
 
 class AsyncRunner:
-    def __init__(self, urls: list[str], policy: RetryPolicy, verify: Verify = True,
-                 token: str | None = None, cluster_secret: str | None = None) -> None:
+    def __init__(
+        self,
+        urls: list[str],
+        policy: RetryPolicy,
+        verify: Verify = True,
+        token: str | None = None,
+        cluster_secret: str | None = None,
+    ) -> None:
         self.nodes = _Nodes(urls)
         self.policy = policy
         self.http = httpx.AsyncClient(headers=_headers(token), verify=ssl_verify(verify))
@@ -235,10 +258,10 @@ class AsyncRunner:
             url = node or self.nodes.pick()
             try:
                 if self.signer.needs_id(call, url):
-                    self.signer.learn(url, await self.http.get(url + "/health",
-                                                               timeout=_timeout(self.policy, call)))
-                response = await self.http.request(call.method, url + call.path, **self.signer.request(call, url),
-                                                   timeout=_timeout(self.policy, call))
+                    self.signer.learn(url, await self.http.get(url + "/health", timeout=_timeout(self.policy, call)))
+                response = await self.http.request(
+                    call.method, url + call.path, **self.signer.request(call, url), timeout=_timeout(self.policy, call)
+                )
             except httpx.TransportError as exc:
                 return _answer(self.nodes, call, url, attempt, None, exc)
             return _answer(self.nodes, call, url, attempt, response, None)

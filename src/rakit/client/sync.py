@@ -59,14 +59,27 @@ class Client:
     >>> rakit.Client(token=os.environ["ORDERS_TOKEN"])
     """
 
-    def __init__(self, nodes: str | Sequence[str] | None = None, *, timeout: float = 5.0, attempts: int = 6,
-                 retry_deadline: float = 15.0, client_id: str | None = None, verify: Verify = True,
-                 token: str | None = None, cluster_secret: str | None = None) -> None:
+    def __init__(
+        self,
+        nodes: str | Sequence[str] | None = None,
+        *,
+        timeout: float = 5.0,
+        attempts: int = 6,
+        retry_deadline: float = 15.0,
+        client_id: str | None = None,
+        verify: Verify = True,
+        token: str | None = None,
+        cluster_secret: str | None = None,
+    ) -> None:
         self.nodes = default_nodes(nodes if nodes is None or isinstance(nodes, str) else list(nodes))
         self.client_id = client_id or default_client_id()
-        self._runner = SyncRunner(self.nodes, RetryPolicy(timeout=timeout, attempts=attempts,
-                                                           deadline=retry_deadline), verify, default_token(token),
-            cluster_secret=default_cluster_secret(cluster_secret))
+        self._runner = SyncRunner(
+            self.nodes,
+            RetryPolicy(timeout=timeout, attempts=attempts, deadline=retry_deadline),
+            verify,
+            default_token(token),
+            cluster_secret=default_cluster_secret(cluster_secret),
+        )
         self.cache = Cache(self)
 
     def _run(self, call: calls.Call, node: str | None = None) -> Any:
@@ -74,8 +87,17 @@ class Client:
 
     # -- locks ---------------------------------------------------------------
 
-    def lock(self, resource: str, *, ttl: float = 30.0, timeout: float = 0.0, mode: LockMode = "exclusive",
-             client_id: str | None = None, lock_delay: float | None = None, renew: bool = True) -> Lock:
+    def lock(
+        self,
+        resource: str,
+        *,
+        ttl: float = 30.0,
+        timeout: float = 0.0,
+        mode: LockMode = "exclusive",
+        client_id: str | None = None,
+        lock_delay: float | None = None,
+        renew: bool = True,
+    ) -> Lock:
         """A lock on ``resource``, to use as a context manager (or ``acquire()``/``release()``).
 
         ``timeout``: seconds to wait in the FIFO queue (0: fail at once with
@@ -91,26 +113,50 @@ class Client:
         """
         return Lock(self, resource, client_id or self.client_id, mode, ttl, timeout, lock_delay, renew)
 
-    def acquire(self, resource: str, client_id: str | None = None, *, mode: LockMode = "exclusive",
-                ttl: float = 30.0, timeout: float = 0.0, lock_delay: float | None = None,
-                secret: str | None = None) -> dict[str, Any]:
+    def acquire(
+        self,
+        resource: str,
+        client_id: str | None = None,
+        *,
+        mode: LockMode = "exclusive",
+        ttl: float = 30.0,
+        timeout: float = 0.0,
+        lock_delay: float | None = None,
+        secret: str | None = None,
+    ) -> dict[str, Any]:
         """One acquire, no renewal (prefer ``lock()``): the grant ``{"fencing_token", "ttl", ...}``.
 
         >>> client.acquire("orders", "worker-1", ttl=60)["fencing_token"]
         """
-        return self._run(calls.acquire(resource, client_id or self.client_id, mode, ttl, timeout,  # type: ignore[no-any-return]
-                                       lock_delay, secret))
+        return self._run(
+            calls.acquire(
+                resource,
+                client_id or self.client_id,
+                mode,
+                ttl,
+                timeout,  # type: ignore[no-any-return]
+                lock_delay,
+                secret,
+            )
+        )
 
-    def release(self, resource: str, client_id: str | None = None, fencing_token: int | None = None,
-                *, secret: str | None = None) -> None:
+    def release(
+        self,
+        resource: str,
+        client_id: str | None = None,
+        fencing_token: int | None = None,
+        *,
+        secret: str | None = None,
+    ) -> None:
         """Release a hold taken with ``acquire`` (``NotHolder`` if it is not held).
 
         >>> client.release("orders", "worker-1")
         """
         self._run(calls.release(resource, client_id or self.client_id, fencing_token, secret))
 
-    def renew(self, resource: str, client_id: str | None = None, ttl: float | None = None,
-                *, secret: str | None = None) -> dict[str, Any]:
+    def renew(
+        self, resource: str, client_id: str | None = None, ttl: float | None = None, *, secret: str | None = None
+    ) -> dict[str, Any]:
         """Restart a hold's lease (at ``ttl``, or its own): ``{"renewed", "ttl", "fencing_token"}``.
 
         >>> client.renew("orders", "worker-1", ttl=60)
@@ -195,8 +241,17 @@ class Client:
 class Lock:
     """A lock and, once acquired, its lease (``fencing_token``, ``lost``)."""
 
-    def __init__(self, client: Client, resource: str, client_id: str, mode: LockMode, ttl: float,
-                 timeout: float, lock_delay: float | None, renew: bool) -> None:
+    def __init__(
+        self,
+        client: Client,
+        resource: str,
+        client_id: str,
+        mode: LockMode,
+        ttl: float,
+        timeout: float,
+        lock_delay: float | None,
+        renew: bool,
+    ) -> None:
         self.client = client
         self.resource = resource
         self.client_id = client_id
@@ -219,16 +274,18 @@ class Lock:
         >>> lease = client.lock("orders", ttl=10).acquire()
         """
         started = time.monotonic()
-        grant = self.client._run(calls.acquire(self.resource, self.client_id, self.mode, self.ttl, self.timeout,
-                                               self.lock_delay, self.secret))
+        grant = self.client._run(
+            calls.acquire(
+                self.resource, self.client_id, self.mode, self.ttl, self.timeout, self.lock_delay, self.secret
+            )
+        )
         self.fencing_token = grant["fencing_token"]
         self.held = True
         self.lost.clear()
         self._expires_at = started + self.ttl  # the server's lease starts later than our request: safe
         if self.renew_in_background:
             self._stop.clear()
-            self._renewer = threading.Thread(target=self._renew_loop, name=f"rakit-renew-{self.resource}",
-                                             daemon=True)
+            self._renewer = threading.Thread(target=self._renew_loop, name=f"rakit-renew-{self.resource}", daemon=True)
             self._renewer.start()
         return self
 
@@ -302,8 +359,9 @@ class Lock:
     def __enter__(self) -> Lock:
         return self.acquire()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         lost = self.lost.is_set()
         self.release()
         if lost and exc_type is None:
@@ -326,15 +384,23 @@ class Queue:
         """
         return self.client._run(calls.push(self.topic, message, message_id or uuid.uuid4().hex))  # type: ignore[no-any-return]
 
-    def pop(self, consumer_id: str | None = None, *, visibility_timeout: float = 30.0,
-            wait: float = 0.0) -> Message | None:
+    def pop(
+        self, consumer_id: str | None = None, *, visibility_timeout: float = 30.0, wait: float = 0.0
+    ) -> Message | None:
         """The next message (now in flight for ``consumer_id``), or None; long-polls up to ``wait`` s.
 
         >>> m = client.queue("emails").pop("worker-1", wait=10)
         >>> if m: send(m.message); m.ack()  # as "worker-1"
         """
-        return self.client._run(calls.pop(self.topic, consumer_id or self.client.client_id,  # type: ignore[no-any-return]
-                                          visibility_timeout, wait, self))
+        return self.client._run(
+            calls.pop(
+                self.topic,
+                consumer_id or self.client.client_id,  # type: ignore[no-any-return]
+                visibility_timeout,
+                wait,
+                self,
+            )
+        )
 
     def ack(self, message_id: str | Message, consumer_id: str | None = None) -> bool:
         """Acknowledge a message popped by ``consumer_id``; ``NotInFlight`` if it is not in flight.
@@ -387,9 +453,17 @@ class Queue:
         """
         return self.client._run(calls.redrive(self.topic, limit))  # type: ignore[no-any-return]
 
-    def consume(self, handler: Callable[[Any], object], consumer_id: str | None = None, *, wait: float = 10.0,
-                visibility_timeout: float = 30.0, stop: threading.Event | None = None,
-                max_messages: int | None = None, idle_exit: bool = False) -> int:
+    def consume(
+        self,
+        handler: Callable[[Any], object],
+        consumer_id: str | None = None,
+        *,
+        wait: float = 10.0,
+        visibility_timeout: float = 30.0,
+        stop: threading.Event | None = None,
+        max_messages: int | None = None,
+        idle_exit: bool = False,
+    ) -> int:
         """Loop: pop (long polling), call ``handler(message)``, ack on success, nack on exception.
 
         Runs until ``stop`` is set, ``max_messages`` were handled, or (with

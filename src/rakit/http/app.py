@@ -59,13 +59,25 @@ def create_app(config: NodeConfig, data_dir: DataDir) -> Starlette:
             await runtime.close()
 
     internal, clients = InternalAuth(config.cluster_secret, config.node_id), ClientAuth(config.auth_tokens)
-    hosts = (frozenset(config.allowed_hosts) if config.allowed_hosts is not None
-             else default_hosts(config.host, config.peers.values()))
+    hosts = (
+        frozenset(config.allowed_hosts)
+        if config.allowed_hosts is not None
+        else default_hosts(config.host, config.peers.values())
+    )
     middleware = [Middleware(OriginMiddleware, allowed_hosts=hosts)]  # always: browsers reach loopback too
     if internal.enabled or clients.enabled:  # no cost when security is off
         middleware.append(Middleware(SecurityMiddleware, internal=internal, clients=clients))
-    routes = [*raft_rpc.routes, *cache.routes, *kv.routes, *locks.routes, *queue.routes, *cluster.routes,
-              *members.routes, *ui.routes, *docs.routes]
+    routes = [
+        *raft_rpc.routes,
+        *cache.routes,
+        *kv.routes,
+        *locks.routes,
+        *queue.routes,
+        *cluster.routes,
+        *members.routes,
+        *ui.routes,
+        *docs.routes,
+    ]
     app = Starlette(exception_handlers=HANDLERS, middleware=middleware)  # type: ignore[arg-type]
     app.router = IndexedRouter(routes, lifespan=lifespan)  # finds a route by its path (see rakit.http.routing)
     app.state.internal_auth = internal

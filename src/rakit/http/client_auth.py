@@ -34,8 +34,9 @@ from rakit.security.tokens import (
 )
 
 
-async def admit(clients: ClientAuth, internal: InternalAuth, scope: Scope, receive: Receive, send: Send,
-                headers: Mapping[str, str]) -> Receive | None:
+async def admit(
+    clients: ClientAuth, internal: InternalAuth, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str]
+) -> Receive | None:
     """The ``receive`` to run the app with, or None when the request was refused (answered here)."""
     path: str = scope["path"]
     if need(path) is OPEN:
@@ -57,12 +58,14 @@ async def admit(clients: ClientAuth, internal: InternalAuth, scope: Scope, recei
     return receive
 
 
-async def _relayed(clients: ClientAuth, internal: InternalAuth, scope: Scope, receive: Receive,
-                   headers: Mapping[str, str], name: str) -> tuple[Identity | Refusal | None, Receive] | None:
+async def _relayed(
+    clients: ClientAuth, internal: InternalAuth, scope: Scope, receive: Receive, headers: Mapping[str, str], name: str
+) -> tuple[Identity | Refusal | None, Receive] | None:
     if not internal.enabled:
         return Refusal(401, "unauthorized", f"{IDENTITY_HEADER} is only accepted from a peer node"), receive
-    receive, refusal = await internal.admit(scope, receive, headers, limit=MAX_BODY_BYTES,
-                                            bind=lambda body: identity_binding(name, body))
+    receive, refusal = await internal.admit(
+        scope, receive, headers, limit=MAX_BODY_BYTES, bind=lambda body: identity_binding(name, body)
+    )
     if refusal is not None:
         status, code, detail = refusal
         if status == 0:

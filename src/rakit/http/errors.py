@@ -13,9 +13,17 @@ from rakit.http.json import json_response
 
 log = logging.getLogger(__name__)
 
-HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 408: "request_timeout", 413: "too_large",
-              400: "invalid_request", 422: "invalid_request", 429: "too_many_requests", 431: "too_large",
-              503: "unavailable"}
+HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "too_large",
+    400: "invalid_request",
+    422: "invalid_request",
+    429: "too_many_requests",
+    431: "too_large",
+    503: "unavailable",
+}
 
 
 async def rakit_error(request: Request, exc: Exception) -> Response:
@@ -46,5 +54,9 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
     return json_response({"error": "internal", "detail": f"{type(exc).__name__}: internal error"}, status=500)
 
 
-HANDLERS = {RakitError: rakit_error, HTTPException: http_error, ClientDisconnect: client_gone,
-            Exception: unexpected_error}
+HANDLERS = {
+    RakitError: rakit_error,
+    HTTPException: http_error,
+    ClientDisconnect: client_gone,
+    Exception: unexpected_error,
+}

@@ -84,8 +84,15 @@ def remaining_seconds(request: Request, wanted: float) -> float:
         return wanted
 
 
-async def on_leader(runtime: "NodeRuntime", request: Request, body: bytes, handler: Handler,
-                    *, wait: float = 0.0, idempotent: bool = False) -> Response:
+async def on_leader(
+    runtime: "NodeRuntime",
+    request: Request,
+    body: bytes,
+    handler: Handler,
+    *,
+    wait: float = 0.0,
+    idempotent: bool = False,
+) -> Response:
     """Run ``handler`` on the leader, here or by relay.
 
     ``wait``: seconds the request may legitimately wait at the leader (a lock
@@ -97,8 +104,9 @@ async def on_leader(runtime: "NodeRuntime", request: Request, body: bytes, handl
     return await answer_within(wait, _on_leader(runtime, request, body, handler, wait, idempotent))
 
 
-async def _on_leader(runtime: "NodeRuntime", request: Request, body: bytes, handler: Handler,
-                     wait: float, idempotent: bool) -> Response:
+async def _on_leader(
+    runtime: "NodeRuntime", request: Request, body: bytes, handler: Handler, wait: float, idempotent: bool
+) -> Response:
     driver = runtime.driver
     started = time.monotonic()
     deadline = started + wait + RETRY_DEADLINE
@@ -116,8 +124,7 @@ async def _on_leader(runtime: "NodeRuntime", request: Request, body: bytes, hand
                 leader = await driver.wait_for_leader(max(0.0, deadline - time.monotonic()))
             if leader is not None and leader != runtime.node_id and hops < MAX_HOPS:
                 remaining = max(0.0, started + wait - time.monotonic())
-                response = await relay(runtime, request, body, leader, hops, remaining if wait else None,
-                                       idempotent)
+                response = await relay(runtime, request, body, leader, hops, remaining if wait else None, idempotent)
                 if response is not None:
                     return response
                 last_error = Unavailable(f"the leader {leader} could not be reached")
@@ -130,8 +137,15 @@ async def _on_leader(runtime: "NodeRuntime", request: Request, body: bytes, hand
         await asyncio.sleep(RETRY_PAUSE)
 
 
-def identity_headers(request: Request, peer: str, body: bytes, *, method: str | None = None,
-                     target: str | None = None, identity: Identity | None = None) -> dict[str, str]:
+def identity_headers(
+    request: Request,
+    peer: str,
+    body: bytes,
+    *,
+    method: str | None = None,
+    target: str | None = None,
+    identity: Identity | None = None,
+) -> dict[str, str]:
     """Headers carrying the caller's identity to ``peer``, signed with the cluster secret; {} without one.
 
     ``method`` and ``target`` (path and ``?query``) default to ``request``'s own (a relay);
@@ -148,8 +162,15 @@ def identity_headers(request: Request, peer: str, body: bytes, *, method: str | 
     return headers  # type: ignore[no-any-return]
 
 
-async def relay(runtime: "NodeRuntime", request: Request, body: bytes, leader: str, hops: int,
-                remaining: float | None, idempotent: bool) -> Response | None:
+async def relay(
+    runtime: "NodeRuntime",
+    request: Request,
+    body: bytes,
+    leader: str,
+    hops: int,
+    remaining: float | None,
+    idempotent: bool,
+) -> Response | None:
     """The leader's answer, or None when retrying elsewhere is safe."""
     base = runtime.driver.addresses.get(leader)
     if base is None:
@@ -164,7 +185,10 @@ async def relay(runtime: "NodeRuntime", request: Request, body: bytes, leader: s
     runtime.metrics.forwarded.inc()
     try:
         async with runtime.session.request(
-            request.method, url, data=body, headers=headers,
+            request.method,
+            url,
+            data=body,
+            headers=headers,
             timeout=aiohttp.ClientTimeout(total=(remaining or 0.0) + RELAY_TIMEOUT, connect=0.5),
         ) as resp:
             content = await resp.read()

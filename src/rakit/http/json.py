@@ -50,8 +50,7 @@ def dumps(obj: Any) -> bytes:
 
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(_encoder.encode(obj), status_code=status, headers=headers,
-                    media_type="application/json")
+    return Response(_encoder.encode(obj), status_code=status, headers=headers, media_type="application/json")
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:

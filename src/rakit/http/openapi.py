@@ -58,8 +58,13 @@ class Param:
         schema = msgspec.json.schema(self.type)
         if self.default is not None:
             schema["default"] = self.default
-        return {"name": self.name, "in": self.where, "required": self.where == "path" or self.required,
-                "description": self.description, "schema": schema}
+        return {
+            "name": self.name,
+            "in": self.where,
+            "required": self.where == "path" or self.required,
+            "description": self.description,
+            "schema": schema,
+        }
 
 
 def key_param(name: str, what: str) -> Param:
@@ -94,30 +99,72 @@ class Op:
 # name -> (status, Struct, description, with Retry-After)
 ERRORS: dict[str, tuple[int, type, str, bool]] = {
     "InvalidRequest": (422, S.InvalidRequestError, "`invalid_request`: malformed or out-of-range input.", False),
-    "TooLarge": (413, S.TooLargeError, ("`too_large`: a value over 1 MiB once encoded, or a body over "
-                 "its limit."), False),
+    "TooLarge": (
+        413,
+        S.TooLargeError,
+        ("`too_large`: a value over 1 MiB once encoded, or a body over its limit."),
+        False,
+    ),
     "NotFound": (404, S.NotFoundError, "`not_found`.", False),
-    "NoRoute": (404, S.NotFoundError, ("`not_found`: a path parameter that does not fit the route (a `/` or a "
-                "line break in it) leaves no such endpoint."), False),
-    "NotInFlight": (404, S.NotInFlightError, ("`not_in_flight`: the message is not in flight for that "
-                    "consumer."), False),
-    "LeaderUnavailable": (503, S.LeaderUnavailableError, ("`no_leader` / `not_leader` / `unavailable`: no "
-                          "leader served the request in time."), True),
-    "Unavailable": (503, S.UnavailableError, ("`unavailable`: a dependency did not answer; nothing was "
-                    "half-done."), True),
-    "ConfChangeRefused": (409, S.ConfChangeRefusedError, ("`member_exists` / `unknown_member` / `last_voter` / "
-                          "`conf_change_in_progress` / `learner_not_caught_up` / `already_voter`."), False),
+    "NoRoute": (
+        404,
+        S.NotFoundError,
+        (
+            "`not_found`: a path parameter that does not fit the route (a `/` or a "
+            "line break in it) leaves no such endpoint."
+        ),
+        False,
+    ),
+    "NotInFlight": (
+        404,
+        S.NotInFlightError,
+        ("`not_in_flight`: the message is not in flight for that consumer."),
+        False,
+    ),
+    "LeaderUnavailable": (
+        503,
+        S.LeaderUnavailableError,
+        ("`no_leader` / `not_leader` / `unavailable`: no leader served the request in time."),
+        True,
+    ),
+    "Unavailable": (
+        503,
+        S.UnavailableError,
+        ("`unavailable`: a dependency did not answer; nothing was half-done."),
+        True,
+    ),
+    "ConfChangeRefused": (
+        409,
+        S.ConfChangeRefusedError,
+        (
+            "`member_exists` / `unknown_member` / `last_voter` / "
+            "`conf_change_in_progress` / `learner_not_caught_up` / `already_voter`."
+        ),
+        False,
+    ),
     "NotAVoter": (409, S.NotAVoterError, "`not_a_voter`: the target is not a voting member.", False),
     "LockRefused": (409, S.LockRefusedError, "`conflict` / `timeout` / `deadlock`: not granted.", False),
     "NotHolder": (409, S.NotHolderError, "`not_holder`: the client does not hold the lock.", False),
     "ReleaseRefused": (409, S.ReleaseRefusedError, "`not_holder` / `token_mismatch`.", False),
-    "TooManyInFlight": (429, S.TooManyInFlightError, ("`too_many_in_flight`: the consumer already holds "
-                        "1000 messages of the topic in flight; nothing changed."), False),
-    "TooManyWaiters": (429, S.TooManyWaitersError, ("`too_many_waiters`: the resource's wait list is full; "
-                       "nothing changed."), False),
+    "TooManyInFlight": (
+        429,
+        S.TooManyInFlightError,
+        ("`too_many_in_flight`: the consumer already holds 1000 messages of the topic in flight; nothing changed."),
+        False,
+    ),
+    "TooManyWaiters": (
+        429,
+        S.TooManyWaitersError,
+        ("`too_many_waiters`: the resource's wait list is full; nothing changed."),
+        False,
+    ),
     # Only with client tokens (`--auth-tokens`); added to every operation that needs a token (`_operation`).
-    "Unauthorized": (401, S.UnauthorizedError, ("`unauthorized`: no API token, a malformed `Authorization` "
-                     "header, or an unknown token."), False),
+    "Unauthorized": (
+        401,
+        S.UnauthorizedError,
+        ("`unauthorized`: no API token, a malformed `Authorization` header, or an unknown token."),
+        False,
+    ),
     "Forbidden": (403, S.ForbiddenError, "`forbidden`: the token's grants do not cover this.", False),
 }
 # Further headers of some error answers: name in ERRORS -> {header: components/headers entry}.
@@ -142,8 +189,11 @@ NO_MESSAGE = {"204": {"description": "Nothing ready on the topic (within `wait` 
 
 
 def _msgpack_request(what: str, limit: int) -> dict[str, Any]:
-    return {"required": True, "description": f"{what} Internal binary format (msgpack); at most {limit} bytes.",
-            "content": {MSGPACK: {}}}
+    return {
+        "required": True,
+        "description": f"{what} Internal binary format (msgpack); at most {limit} bytes.",
+        "content": {MSGPACK: {}},
+    }
 
 
 def _msgpack_answer(what: str) -> dict[str, Any]:
@@ -152,7 +202,10 @@ def _msgpack_answer(what: str) -> dict[str, Any]:
 
 def _raft_rpc(path: str, what: str) -> Op:
     return Op(
-        "POST", path, "internal", f"Raft RPC: {what}",
+        "POST",
+        path,
+        "internal",
+        f"Raft RPC: {what}",
         "Node to node. The body is a msgpack `rakit.raft.messages.Batch` from a peer; the answer is a "
         "`Batch` of this node's messages for that peer, sent once this node has persisted what the batch "
         "implies (empty after 2 s). All three paths do the same exchange; the nodes themselves use the "
@@ -160,186 +213,495 @@ def _raft_rpc(path: str, what: str) -> Op:
         "refused with 422 and changes nothing.",
         request=_msgpack_request("A `rakit.raft.messages.Batch`.", 256 * 1024 * 1024),
         responses=_msgpack_answer("A `rakit.raft.messages.Batch` for the sender."),
-        errors=BODY)
+        errors=BODY,
+    )
 
 
 CORE_OPERATIONS: tuple[Op, ...] = (
     # -- cluster --
-    Op("GET", "/health", "cluster", "Liveness", "`200` while the process serves.",
-       ok=S.Health, ok_description="The node serves."),
-    Op("GET", "/status", "cluster", "Raft status of this node",
-       "This node's role, term, the leader it knows of and its log indexes. Not forwarded: every node "
-       "answers for itself.", ok=S.NodeStatus, ok_description="This node's view."),
-    Op("GET", "/metrics", "cluster", "Prometheus metrics", "Prometheus text exposition format (`rakit_*`).",
-       responses={"200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}}}),
-    Op("GET", "/debug/digest", "cluster", "Diagnostic: digest of the replicated state",
-       "This replica's applied index and a SHA-256 of its state machines; replicas that applied the same "
-       "index show the same digest.", ok=S.Digest, ok_description="This replica's digest."),
+    Op(
+        "GET",
+        "/health",
+        "cluster",
+        "Liveness",
+        "`200` while the process serves.",
+        ok=S.Health,
+        ok_description="The node serves.",
+    ),
+    Op(
+        "GET",
+        "/status",
+        "cluster",
+        "Raft status of this node",
+        "This node's role, term, the leader it knows of and its log indexes. Not forwarded: every node "
+        "answers for itself.",
+        ok=S.NodeStatus,
+        ok_description="This node's view.",
+    ),
+    Op(
+        "GET",
+        "/metrics",
+        "cluster",
+        "Prometheus metrics",
+        "Prometheus text exposition format (`rakit_*`).",
+        responses={"200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+    ),
+    Op(
+        "GET",
+        "/debug/digest",
+        "cluster",
+        "Diagnostic: digest of the replicated state",
+        "This replica's applied index and a SHA-256 of its state machines; replicas that applied the same "
+        "index show the same digest.",
+        ok=S.Digest,
+        ok_description="This replica's digest.",
+    ),
     # -- locks --
-    Op("POST", "/lock/acquire", "locks", "Acquire a lock",
-       "Exclusive excludes everyone; shared is compatible with shared. Granted at once only if compatible "
-       "with the holders and nobody waits ahead (a new shared request never overtakes a waiting exclusive "
-       "one); otherwise the request waits in a FIFO wait list up to `timeout` seconds, or gets `409 "
-       "conflict` at once with `timeout: 0`. Re-acquiring in the same mode is idempotent (same token, lease "
-       "restarted at `ttl`); the sole shared holder asking for exclusive is upgraded (new, greater token). "
-       "A request whose wait would close a cycle in the wait-for graph gets `409 deadlock` with the cycle. "
-       "Served by the Raft leader; any node forwards.",
-       body=locks.AcquireBody, ok=S.LockGrant, ok_description="Granted.",
-       errors=(*BODY, "LockRefused", "TooManyWaiters", *LEADER)),
-    Op("POST", "/lock/release", "locks", "Release a lock",
-       "Ends the client's hold; the head of the wait list is granted. With `fencing_token`, only the hold "
-       "with that token is released.",
-       body=locks.ReleaseBody, ok=S.LockReleased, ok_description="Released.",
-       errors=(*BODY, "ReleaseRefused", *LEADER)),
-    Op("POST", "/lock/renew", "locks", "Renew a lock's lease",
-       "Restarts the lease of the client's hold at `ttl` (default: the hold's current ttl).",
-       body=locks.RenewBody, ok=S.LockRenewed, ok_description="Renewed.",
-       errors=(*BODY, "NotHolder", *LEADER)),
-    Op("GET", "/lock/status/{resource}", "locks", "Lock status",
-       "Holders, waiters (in arrival order) and the highest fencing token of a resource; a linearizable "
-       "read (ReadIndex on the leader).",
-       params=(RESOURCE,), ok=S.LockStatus, ok_description="The resource's state.",
-       errors=("InvalidRequest", "NoRoute", *LEADER)),
-    Op("GET", "/lock/watch/{resource}", "locks", "Wait for a hold to end",
-       "Answers when `client_id`'s hold on the resource ends (released or expired), at once if there is "
-       "none, or after `timeout` seconds with `held: true`.",
-       params=(RESOURCE, name_param("client_id", "The holder to watch", "query"),
-               Param("timeout", "query", locks.Timeout, "Seconds to wait.", required=False, default=30.0)),
-       ok=S.LockWatch, ok_description="The hold ended, there was none, or the timeout ran out.",
-       errors=("InvalidRequest", "NoRoute", *LEADER)),
-    Op("GET", "/cluster/members", "cluster", "List the members",
-       "This node's view of the configuration: voters and learners with their URLs (asked at the leader, "
-       "learners also say whether they are caught up).", ok=S.Members, ok_description="The configuration."),
-    Op("POST", "/cluster/members", "cluster", "Add a member (as a learner)",
-       "Adds the node as a non-voting learner: it receives the log (or a snapshot) without counting toward "
-       "commit or elections, so adding it never lowers availability. Promote it once caught up. One "
-       "configuration change at a time; answered once committed.",
-       body=members.AddMemberBody, ok=S.MembershipChanged, ok_description="Committed.",
-       errors=(*BODY, "ConfChangeRefused", *LEADER)),
-    Op("POST", "/cluster/members/{id}/promote", "cluster", "Promote a learner to voter",
-       "Refused (`learner_not_caught_up`) unless the learner's log is within one batch of the leader's.",
-       params=(NODE_ID,), body=members.PromoteBody, ok=S.MembershipChanged, ok_description="Committed.",
-       errors=(*BODY, "ConfChangeRefused", *LEADER)),
-    Op("DELETE", "/cluster/members/{id}", "cluster", "Remove a member",
-       "Removes a voter or learner. A removed leader keeps leading until its removal is committed, then "
-       "steps down; stop the removed node's process afterwards.",
-       params=(NODE_ID,), ok=S.MembershipChanged, ok_description="Committed.",
-       errors=("InvalidRequest", "ConfChangeRefused", *LEADER)),
-    Op("POST", "/cluster/transfer-leader", "cluster", "Transfer Raft leadership",
-       "Hands leadership to `to` (default: the most caught-up other voter) with TimeoutNow (Raft thesis "
-       "3.10): the leader stops taking proposals, brings the target up to date and tells it to start an "
-       "election at once. Answered once the target leads; 503 if it has not within 2 s (the old leader "
-       "then leads again). Use it before restarting or removing the leader.",
-       body=members.TransferBody, ok=S.LeaderTransferred, ok_description="The target leads.",
-       errors=(*BODY, "NotAVoter", *LEADER)),
+    Op(
+        "POST",
+        "/lock/acquire",
+        "locks",
+        "Acquire a lock",
+        "Exclusive excludes everyone; shared is compatible with shared. Granted at once only if compatible "
+        "with the holders and nobody waits ahead (a new shared request never overtakes a waiting exclusive "
+        "one); otherwise the request waits in a FIFO wait list up to `timeout` seconds, or gets `409 "
+        "conflict` at once with `timeout: 0`. Re-acquiring in the same mode is idempotent (same token, lease "
+        "restarted at `ttl`); the sole shared holder asking for exclusive is upgraded (new, greater token). "
+        "A request whose wait would close a cycle in the wait-for graph gets `409 deadlock` with the cycle. "
+        "Served by the Raft leader; any node forwards.",
+        body=locks.AcquireBody,
+        ok=S.LockGrant,
+        ok_description="Granted.",
+        errors=(*BODY, "LockRefused", "TooManyWaiters", *LEADER),
+    ),
+    Op(
+        "POST",
+        "/lock/release",
+        "locks",
+        "Release a lock",
+        "Ends the client's hold; the head of the wait list is granted. With `fencing_token`, only the hold "
+        "with that token is released.",
+        body=locks.ReleaseBody,
+        ok=S.LockReleased,
+        ok_description="Released.",
+        errors=(*BODY, "ReleaseRefused", *LEADER),
+    ),
+    Op(
+        "POST",
+        "/lock/renew",
+        "locks",
+        "Renew a lock's lease",
+        "Restarts the lease of the client's hold at `ttl` (default: the hold's current ttl).",
+        body=locks.RenewBody,
+        ok=S.LockRenewed,
+        ok_description="Renewed.",
+        errors=(*BODY, "NotHolder", *LEADER),
+    ),
+    Op(
+        "GET",
+        "/lock/status/{resource}",
+        "locks",
+        "Lock status",
+        "Holders, waiters (in arrival order) and the highest fencing token of a resource; a linearizable "
+        "read (ReadIndex on the leader).",
+        params=(RESOURCE,),
+        ok=S.LockStatus,
+        ok_description="The resource's state.",
+        errors=("InvalidRequest", "NoRoute", *LEADER),
+    ),
+    Op(
+        "GET",
+        "/lock/watch/{resource}",
+        "locks",
+        "Wait for a hold to end",
+        "Answers when `client_id`'s hold on the resource ends (released or expired), at once if there is "
+        "none, or after `timeout` seconds with `held: true`.",
+        params=(
+            RESOURCE,
+            name_param("client_id", "The holder to watch", "query"),
+            Param("timeout", "query", locks.Timeout, "Seconds to wait.", required=False, default=30.0),
+        ),
+        ok=S.LockWatch,
+        ok_description="The hold ended, there was none, or the timeout ran out.",
+        errors=("InvalidRequest", "NoRoute", *LEADER),
+    ),
+    Op(
+        "GET",
+        "/cluster/members",
+        "cluster",
+        "List the members",
+        "This node's view of the configuration: voters and learners with their URLs (asked at the leader, "
+        "learners also say whether they are caught up).",
+        ok=S.Members,
+        ok_description="The configuration.",
+    ),
+    Op(
+        "POST",
+        "/cluster/members",
+        "cluster",
+        "Add a member (as a learner)",
+        "Adds the node as a non-voting learner: it receives the log (or a snapshot) without counting toward "
+        "commit or elections, so adding it never lowers availability. Promote it once caught up. One "
+        "configuration change at a time; answered once committed.",
+        body=members.AddMemberBody,
+        ok=S.MembershipChanged,
+        ok_description="Committed.",
+        errors=(*BODY, "ConfChangeRefused", *LEADER),
+    ),
+    Op(
+        "POST",
+        "/cluster/members/{id}/promote",
+        "cluster",
+        "Promote a learner to voter",
+        "Refused (`learner_not_caught_up`) unless the learner's log is within one batch of the leader's.",
+        params=(NODE_ID,),
+        body=members.PromoteBody,
+        ok=S.MembershipChanged,
+        ok_description="Committed.",
+        errors=(*BODY, "ConfChangeRefused", *LEADER),
+    ),
+    Op(
+        "DELETE",
+        "/cluster/members/{id}",
+        "cluster",
+        "Remove a member",
+        "Removes a voter or learner. A removed leader keeps leading until its removal is committed, then "
+        "steps down; stop the removed node's process afterwards.",
+        params=(NODE_ID,),
+        ok=S.MembershipChanged,
+        ok_description="Committed.",
+        errors=("InvalidRequest", "ConfChangeRefused", *LEADER),
+    ),
+    Op(
+        "POST",
+        "/cluster/transfer-leader",
+        "cluster",
+        "Transfer Raft leadership",
+        "Hands leadership to `to` (default: the most caught-up other voter) with TimeoutNow (Raft thesis "
+        "3.10): the leader stops taking proposals, brings the target up to date and tells it to start an "
+        "election at once. Answered once the target leads; 503 if it has not within 2 s (the old leader "
+        "then leads again). Use it before restarting or removing the leader.",
+        body=members.TransferBody,
+        ok=S.LeaderTransferred,
+        ok_description="The target leads.",
+        errors=(*BODY, "NotAVoter", *LEADER),
+    ),
     # -- kv --
-    Op("POST", "/kv/put", "kv", "Put a value (demo map)",
-       "Writes through Raft; answered once committed and applied. A demo / diagnostic replicated map.",
-       body=kv.PutBody, ok=S.KvPut, ok_description="Committed and applied.", errors=(*BODY, *LEADER)),
-    Op("POST", "/kv/delete", "kv", "Delete a key (demo map)", "Deletes through Raft.",
-       body=kv.KeyBody, ok=S.KvDeleted, ok_description="Committed and applied.", errors=(*BODY, *LEADER)),
-    Op("POST", "/kv/incr", "kv", "Increment an integer (demo map)",
-       "Adds `delta` to the key's integer value (a missing key counts as 0); 422 when the value is not an "
-       "integer.", body=kv.IncrBody, ok=S.KvValue, ok_description="The new value.", errors=(*BODY, *LEADER)),
-    Op("GET", "/kv/get/{key}", "kv", "Get a value (demo map)", "A linearizable read (ReadIndex on the leader).",
-       params=(KV_KEY,), ok=S.KvValue, ok_description="The value.",
-       errors=("InvalidRequest", "NotFound", *LEADER)),
+    Op(
+        "POST",
+        "/kv/put",
+        "kv",
+        "Put a value (demo map)",
+        "Writes through Raft; answered once committed and applied. A demo / diagnostic replicated map.",
+        body=kv.PutBody,
+        ok=S.KvPut,
+        ok_description="Committed and applied.",
+        errors=(*BODY, *LEADER),
+    ),
+    Op(
+        "POST",
+        "/kv/delete",
+        "kv",
+        "Delete a key (demo map)",
+        "Deletes through Raft.",
+        body=kv.KeyBody,
+        ok=S.KvDeleted,
+        ok_description="Committed and applied.",
+        errors=(*BODY, *LEADER),
+    ),
+    Op(
+        "POST",
+        "/kv/incr",
+        "kv",
+        "Increment an integer (demo map)",
+        "Adds `delta` to the key's integer value (a missing key counts as 0); 422 when the value is not an integer.",
+        body=kv.IncrBody,
+        ok=S.KvValue,
+        ok_description="The new value.",
+        errors=(*BODY, *LEADER),
+    ),
+    Op(
+        "GET",
+        "/kv/get/{key}",
+        "kv",
+        "Get a value (demo map)",
+        "A linearizable read (ReadIndex on the leader).",
+        params=(KV_KEY,),
+        ok=S.KvValue,
+        ok_description="The value.",
+        errors=("InvalidRequest", "NotFound", *LEADER),
+    ),
     # -- cache --
-    Op("POST", "/cache/set", "cache", "Set a cache entry",
-       "Stores the value on this node with a version above every version it has seen, and answers once "
-       "every peer has dropped (or replaced) its older copy, or has been fenced out of serving. From then "
-       "on no node answers an older value of that key.",
-       body=cache.SetBody, ok=S.CacheSet, ok_description="Written.", errors=(*BODY, "Unavailable")),
-    Op("GET", "/cache/get/{key}", "cache", "Get a cache entry",
-       "A local hit, or a miss served by whichever peer holds the newest copy (which this node then keeps).",
-       params=(CACHE_KEY,), ok=cache.GetAnswer, ok_description="The current value.",
-       errors=("InvalidRequest", "NotFound", "Unavailable")),
-    Op("POST", "/cache/delete", "cache", "Delete a cache entry",
-       "Drops the key everywhere; answered like a set.",
-       body=cache.KeyBody, ok=S.CacheDeleted, ok_description="Deleted.", errors=(*BODY, "Unavailable")),
-    Op("GET", "/cache/stats", "cache", "Cache statistics", "This node's cache: occupancy, counters, serving "
-       "state and contact with each peer.", ok=S.CacheStats, ok_description="Statistics."),
-    Op("POST", "/cache/invalidate", "internal", "Apply one invalidation (tools)",
-       "One invalidation as JSON, as if sent by node `src`: drops this node's copy of `key` if older than "
-       "`version`. The nodes themselves batch theirs on `/cache/stream`.",
-       body=cache.InvalidateBody, ok=S.CacheInvalidated, ok_description="What the invalidation did.",
-       errors=BODY),
-    Op("POST", "/cache/internal/batch", "internal", "Cache peer batch (msgpack)",
-       "One msgpack `rakit.cache.messages.Batch` (invalidations, fetches, heartbeats) answered by a "
-       "`BatchReply`; what the nodes send each other on `/cache/stream`, one batch per request.",
-       request=_msgpack_request("A `rakit.cache.messages.Batch`.", cache.MAX_BATCH_BODY),
-       responses=_msgpack_answer("A `rakit.cache.messages.BatchReply`."), errors=BODY),
+    Op(
+        "POST",
+        "/cache/set",
+        "cache",
+        "Set a cache entry",
+        "Stores the value on this node with a version above every version it has seen, and answers once "
+        "every peer has dropped (or replaced) its older copy, or has been fenced out of serving. From then "
+        "on no node answers an older value of that key.",
+        body=cache.SetBody,
+        ok=S.CacheSet,
+        ok_description="Written.",
+        errors=(*BODY, "Unavailable"),
+    ),
+    Op(
+        "GET",
+        "/cache/get/{key}",
+        "cache",
+        "Get a cache entry",
+        "A local hit, or a miss served by whichever peer holds the newest copy (which this node then keeps).",
+        params=(CACHE_KEY,),
+        ok=cache.GetAnswer,
+        ok_description="The current value.",
+        errors=("InvalidRequest", "NotFound", "Unavailable"),
+    ),
+    Op(
+        "POST",
+        "/cache/delete",
+        "cache",
+        "Delete a cache entry",
+        "Drops the key everywhere; answered like a set.",
+        body=cache.KeyBody,
+        ok=S.CacheDeleted,
+        ok_description="Deleted.",
+        errors=(*BODY, "Unavailable"),
+    ),
+    Op(
+        "GET",
+        "/cache/stats",
+        "cache",
+        "Cache statistics",
+        "This node's cache: occupancy, counters, serving state and contact with each peer.",
+        ok=S.CacheStats,
+        ok_description="Statistics.",
+    ),
+    Op(
+        "POST",
+        "/cache/invalidate",
+        "internal",
+        "Apply one invalidation (tools)",
+        "One invalidation as JSON, as if sent by node `src`: drops this node's copy of `key` if older than "
+        "`version`. The nodes themselves batch theirs on `/cache/stream`.",
+        body=cache.InvalidateBody,
+        ok=S.CacheInvalidated,
+        ok_description="What the invalidation did.",
+        errors=BODY,
+    ),
+    Op(
+        "POST",
+        "/cache/internal/batch",
+        "internal",
+        "Cache peer batch (msgpack)",
+        "One msgpack `rakit.cache.messages.Batch` (invalidations, fetches, heartbeats) answered by a "
+        "`BatchReply`; what the nodes send each other on `/cache/stream`, one batch per request.",
+        request=_msgpack_request("A `rakit.cache.messages.Batch`.", cache.MAX_BATCH_BODY),
+        responses=_msgpack_answer("A `rakit.cache.messages.BatchReply`."),
+        errors=BODY,
+    ),
     # -- queue --
-    Op("POST", "/queue/push", "queue", "Push a message",
-       "Answered once the message is durable in Redis. The topic is served by its ring owner (the next "
-       "live node while the owner is down); any node forwards. A `message_id` seen on the topic within the "
-       "dedup window is not enqueued twice (same answer again).",
-       body=queue.PushBody, ok=S.QueuePushed, ok_description="Durable.", errors=(*BODY, "Unavailable")),
-    Op("GET", "/queue/pop/{topic}/{consumer_id}", "queue", "Pop a message",
-       "Moves the topic's next message atomically to the consumer's processing list. Not acked within "
-       "`visibility_timeout` seconds it becomes ready again at the head of the topic (`delivery_count` + 1); "
-       "after `max_deliveries` it goes to the dead-letter list instead. With `wait`, long-polls up to that "
-       "many seconds for a message. A consumer holds at most 1000 messages of a topic in flight: one more "
-       "pop gets `429 too_many_in_flight` and changes nothing.",
-       params=(TOPIC, CONSUMER,
-               Param("visibility_timeout", "query", queue.VisibilityTimeout, "Seconds the message stays "
-                     "in flight before it is delivered again.", required=False, default=queue.DEFAULT_VISIBILITY),
-               Param("wait", "query", queue.Wait, "Seconds to wait for a message when none is ready.",
-                     required=False, default=0.0)),
-       ok=S.Delivery, ok_description="A message, now in flight for the consumer.", responses=NO_MESSAGE,
-       errors=("InvalidRequest", "NoRoute", "TooManyInFlight", "Unavailable")),
-    Op("POST", "/queue/ack", "queue", "Acknowledge a message", "The message is done: removed for good.",
-       body=queue.MessageBody, ok=S.Acked, ok_description="Acked.",
-       errors=(*BODY, "NotInFlight", "Unavailable")),
-    Op("POST", "/queue/nack", "queue", "Give a message back",
-       "The message becomes ready again at once, at the head of the topic.",
-       body=queue.MessageBody, ok=S.Nacked, ok_description="Nacked.",
-       errors=(*BODY, "NotInFlight", "Unavailable")),
-    Op("POST", "/queue/extend", "queue", "Extend a message's visibility timeout",
-       "The message stays in flight `visibility_timeout` seconds from now.",
-       body=queue.ExtendBody, ok=S.Extended, ok_description="Extended.",
-       errors=(*BODY, "NotInFlight", "Unavailable")),
-    Op("GET", "/queue/stats/{topic}", "queue", "Topic statistics",
-       "Ready, in-flight and dead counts (read atomically), and the node serving the topic now.",
-       params=(TOPIC,), ok=S.QueueStats, ok_description="Counts.",
-       errors=("InvalidRequest", "NoRoute", "Unavailable")),
-    Op("GET", "/queue/dead/{topic}", "queue", "List dead letters", "The topic's dead letters, oldest first.",
-       params=(TOPIC, Param("limit", "query", DeadLimit, "At most this many.", required=False, default=100)),
-       ok=S.DeadLetters, ok_description="Dead letters.", errors=("InvalidRequest", "NoRoute", "Unavailable")),
-    Op("POST", "/queue/redrive", "queue", "Redrive dead letters",
-       "Moves up to `limit` dead letters back to the head of the topic, with a fresh delivery count.",
-       body=queue.RedriveBody, ok=S.Redriven, ok_description="Redriven.", errors=(*BODY, "Unavailable")),
-    Op("POST", "/queue/internal/push", "internal", "Relayed push (served here)",
-       "A push relayed by another node to the topic's owner: served by this node whatever the ring says. "
-       "`message_id` is required (the relaying node generates it).",
-       body=queue.InternalPushBody, ok=S.QueuePushed, ok_description="Durable.", errors=(*BODY, "Unavailable")),
-    Op("POST", "/queue/internal/pop", "internal", "Relayed pop (served here)",
-       "A pop relayed to the topic's owner, its query parameters in the body.",
-       body=queue.PopBody, ok=S.Delivery, ok_description="A message, now in flight for the consumer.",
-       responses=NO_MESSAGE, errors=(*BODY, "TooManyInFlight", "Unavailable")),
-    Op("POST", "/queue/internal/ack", "internal", "Relayed ack (served here)", "An ack relayed to the "
-       "topic's owner.", body=queue.MessageBody, ok=S.Acked, ok_description="Acked.",
-       errors=(*BODY, "NotInFlight", "Unavailable")),
-    Op("POST", "/queue/internal/nack", "internal", "Relayed nack (served here)", "A nack relayed to the "
-       "topic's owner.", body=queue.MessageBody, ok=S.Nacked, ok_description="Nacked.",
-       errors=(*BODY, "NotInFlight", "Unavailable")),
-    Op("POST", "/queue/internal/extend", "internal", "Relayed extend (served here)", "An extend relayed "
-       "to the topic's owner.", body=queue.ExtendBody, ok=S.Extended, ok_description="Extended.",
-       errors=(*BODY, "NotInFlight", "Unavailable")),
+    Op(
+        "POST",
+        "/queue/push",
+        "queue",
+        "Push a message",
+        "Answered once the message is durable in Redis. The topic is served by its ring owner (the next "
+        "live node while the owner is down); any node forwards. A `message_id` seen on the topic within the "
+        "dedup window is not enqueued twice (same answer again).",
+        body=queue.PushBody,
+        ok=S.QueuePushed,
+        ok_description="Durable.",
+        errors=(*BODY, "Unavailable"),
+    ),
+    Op(
+        "GET",
+        "/queue/pop/{topic}/{consumer_id}",
+        "queue",
+        "Pop a message",
+        "Moves the topic's next message atomically to the consumer's processing list. Not acked within "
+        "`visibility_timeout` seconds it becomes ready again at the head of the topic (`delivery_count` + 1); "
+        "after `max_deliveries` it goes to the dead-letter list instead. With `wait`, long-polls up to that "
+        "many seconds for a message. A consumer holds at most 1000 messages of a topic in flight: one more "
+        "pop gets `429 too_many_in_flight` and changes nothing.",
+        params=(
+            TOPIC,
+            CONSUMER,
+            Param(
+                "visibility_timeout",
+                "query",
+                queue.VisibilityTimeout,
+                "Seconds the message stays in flight before it is delivered again.",
+                required=False,
+                default=queue.DEFAULT_VISIBILITY,
+            ),
+            Param(
+                "wait",
+                "query",
+                queue.Wait,
+                "Seconds to wait for a message when none is ready.",
+                required=False,
+                default=0.0,
+            ),
+        ),
+        ok=S.Delivery,
+        ok_description="A message, now in flight for the consumer.",
+        responses=NO_MESSAGE,
+        errors=("InvalidRequest", "NoRoute", "TooManyInFlight", "Unavailable"),
+    ),
+    Op(
+        "POST",
+        "/queue/ack",
+        "queue",
+        "Acknowledge a message",
+        "The message is done: removed for good.",
+        body=queue.MessageBody,
+        ok=S.Acked,
+        ok_description="Acked.",
+        errors=(*BODY, "NotInFlight", "Unavailable"),
+    ),
+    Op(
+        "POST",
+        "/queue/nack",
+        "queue",
+        "Give a message back",
+        "The message becomes ready again at once, at the head of the topic.",
+        body=queue.MessageBody,
+        ok=S.Nacked,
+        ok_description="Nacked.",
+        errors=(*BODY, "NotInFlight", "Unavailable"),
+    ),
+    Op(
+        "POST",
+        "/queue/extend",
+        "queue",
+        "Extend a message's visibility timeout",
+        "The message stays in flight `visibility_timeout` seconds from now.",
+        body=queue.ExtendBody,
+        ok=S.Extended,
+        ok_description="Extended.",
+        errors=(*BODY, "NotInFlight", "Unavailable"),
+    ),
+    Op(
+        "GET",
+        "/queue/stats/{topic}",
+        "queue",
+        "Topic statistics",
+        "Ready, in-flight and dead counts (read atomically), and the node serving the topic now.",
+        params=(TOPIC,),
+        ok=S.QueueStats,
+        ok_description="Counts.",
+        errors=("InvalidRequest", "NoRoute", "Unavailable"),
+    ),
+    Op(
+        "GET",
+        "/queue/dead/{topic}",
+        "queue",
+        "List dead letters",
+        "The topic's dead letters, oldest first.",
+        params=(TOPIC, Param("limit", "query", DeadLimit, "At most this many.", required=False, default=100)),
+        ok=S.DeadLetters,
+        ok_description="Dead letters.",
+        errors=("InvalidRequest", "NoRoute", "Unavailable"),
+    ),
+    Op(
+        "POST",
+        "/queue/redrive",
+        "queue",
+        "Redrive dead letters",
+        "Moves up to `limit` dead letters back to the head of the topic, with a fresh delivery count.",
+        body=queue.RedriveBody,
+        ok=S.Redriven,
+        ok_description="Redriven.",
+        errors=(*BODY, "Unavailable"),
+    ),
+    Op(
+        "POST",
+        "/queue/internal/push",
+        "internal",
+        "Relayed push (served here)",
+        "A push relayed by another node to the topic's owner: served by this node whatever the ring says. "
+        "`message_id` is required (the relaying node generates it).",
+        body=queue.InternalPushBody,
+        ok=S.QueuePushed,
+        ok_description="Durable.",
+        errors=(*BODY, "Unavailable"),
+    ),
+    Op(
+        "POST",
+        "/queue/internal/pop",
+        "internal",
+        "Relayed pop (served here)",
+        "A pop relayed to the topic's owner, its query parameters in the body.",
+        body=queue.PopBody,
+        ok=S.Delivery,
+        ok_description="A message, now in flight for the consumer.",
+        responses=NO_MESSAGE,
+        errors=(*BODY, "TooManyInFlight", "Unavailable"),
+    ),
+    Op(
+        "POST",
+        "/queue/internal/ack",
+        "internal",
+        "Relayed ack (served here)",
+        "An ack relayed to the topic's owner.",
+        body=queue.MessageBody,
+        ok=S.Acked,
+        ok_description="Acked.",
+        errors=(*BODY, "NotInFlight", "Unavailable"),
+    ),
+    Op(
+        "POST",
+        "/queue/internal/nack",
+        "internal",
+        "Relayed nack (served here)",
+        "A nack relayed to the topic's owner.",
+        body=queue.MessageBody,
+        ok=S.Nacked,
+        ok_description="Nacked.",
+        errors=(*BODY, "NotInFlight", "Unavailable"),
+    ),
+    Op(
+        "POST",
+        "/queue/internal/extend",
+        "internal",
+        "Relayed extend (served here)",
+        "An extend relayed to the topic's owner.",
+        body=queue.ExtendBody,
+        ok=S.Extended,
+        ok_description="Extended.",
+        errors=(*BODY, "NotInFlight", "Unavailable"),
+    ),
     # -- raft --
     _raft_rpc("/request_vote", "votes"),
     _raft_rpc("/append_entries", "log replication"),
     _raft_rpc("/install_snapshot", "snapshots"),
     # -- this document --
-    Op("GET", "/openapi.json", "docs", "This document", "The OpenAPI 3.1 description of this node's API.",
-       responses={"200": {"description": "The document.", "content": {JSON: {"schema": {"type": "object"}}}}}),
-    Op("GET", "/docs/openapi-3.0.json", "docs", "This document in OpenAPI 3.0",
-       "The same document translated to OpenAPI 3.0, for the bundled Swagger UI (4.x reads 3.0 only).",
-       responses={"200": {"description": "The document.", "content": {JSON: {"schema": {"type": "object"}}}}}),
-    Op("GET", "/docs", "docs", "API reference (HTML)",
-       "A browsable reference of this document (Swagger UI, served by the node: no external assets).",
-       responses={"200": {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}}}),
+    Op(
+        "GET",
+        "/openapi.json",
+        "docs",
+        "This document",
+        "The OpenAPI 3.1 description of this node's API.",
+        responses={"200": {"description": "The document.", "content": {JSON: {"schema": {"type": "object"}}}}},
+    ),
+    Op(
+        "GET",
+        "/docs/openapi-3.0.json",
+        "docs",
+        "This document in OpenAPI 3.0",
+        "The same document translated to OpenAPI 3.0, for the bundled Swagger UI (4.x reads 3.0 only).",
+        responses={"200": {"description": "The document.", "content": {JSON: {"schema": {"type": "object"}}}}},
+    ),
+    Op(
+        "GET",
+        "/docs",
+        "docs",
+        "API reference (HTML)",
+        "A browsable reference of this document (Swagger UI, served by the node: no external assets).",
+        responses={"200": {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}}},
+    ),
 )
+
 
 def _ui_operations() -> tuple[Op, ...]:
     """The dashboard's page and read-only endpoints (``rakit.http.routes.ui``), when it is there.
@@ -358,36 +720,74 @@ def _ui_operations() -> tuple[Op, ...]:
     about: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "/cluster/overview": (
             "Cluster overview (dashboard)",
-            ("Every node's Raft status and cache counters, gathered by this node in parallel (it answers "
-            "for itself directly); a node that does not answer within `timeout` seconds is listed with "
-            "`up: false` and its error."), ("InvalidRequest",)),
+            (
+                "Every node's Raft status and cache counters, gathered by this node in parallel (it answers "
+                "for itself directly); a node that does not answer within `timeout` seconds is listed with "
+                "`up: false` and its error."
+            ),
+            ("InvalidRequest",),
+        ),
         "/lock/table": (
             "The lock table (dashboard)",
-            ("The replicated lock table read on the leader after a ReadIndex barrier (forwarded like the "
-            "other lock calls): busy resources first, at most `limit`, with the wait-for edges."),
-            ("InvalidRequest", *LEADER)),
+            (
+                "The replicated lock table read on the leader after a ReadIndex barrier (forwarded like the "
+                "other lock calls): busy resources first, at most `limit`, with the wait-for edges."
+            ),
+            ("InvalidRequest", *LEADER),
+        ),
         "/queue/topics": (
             "Queue topics (dashboard)",
-            ("Topics known in Redis (a bounded scan) with their ready / in-flight / dead counts and "
-            "current owner."), ("InvalidRequest", "Unavailable")),
+            ("Topics known in Redis (a bounded scan) with their ready / in-flight / dead counts and current owner."),
+            ("InvalidRequest", "Unavailable"),
+        ),
     }
     ops = []
     for path, (struct, params) in ui.SCHEMAS.items():
         summary, description, errors = about[path]  # KeyError: a dashboard endpoint not described here
-        ops.append(Op("GET", path, "ui", summary, description, ok=struct, ok_description="The view.",
-                      params=tuple(Param(name, "query", query[name][0], text, required=False,
-                                         default=query[name][1]) for name, text in params.items()),
-                      errors=errors))
+        ops.append(
+            Op(
+                "GET",
+                path,
+                "ui",
+                summary,
+                description,
+                ok=struct,
+                ok_description="The view.",
+                params=tuple(
+                    Param(name, "query", query[name][0], text, required=False, default=query[name][1])
+                    for name, text in params.items()
+                ),
+                errors=errors,
+            )
+        )
     page = {"200": {"description": "The dashboard page.", "content": {"text/html": {"schema": {"type": "string"}}}}}
-    asset = {"200": {"description": "The file.", "content": {
-        media.split(";")[0]: {"schema": {"type": "string"}} for media in ui.ASSETS.values()}}}
+    asset = {
+        "200": {
+            "description": "The file.",
+            "content": {media.split(";")[0]: {"schema": {"type": "string"}} for media in ui.ASSETS.values()},
+        }
+    }
     ops += [
-        Op("GET", "/ui", "ui", "Live dashboard (HTML)", "Cluster, locks, queue and cache at a glance; the "
-           "page polls the endpoints tagged `ui` on this node. No external assets.", responses=page),
+        Op(
+            "GET",
+            "/ui",
+            "ui",
+            "Live dashboard (HTML)",
+            "Cluster, locks, queue and cache at a glance; the "
+            "page polls the endpoints tagged `ui` on this node. No external assets.",
+            responses=page,
+        ),
         Op("GET", "/ui/", "ui", "Live dashboard (HTML)", "Same as `/ui`.", responses=page),
-        Op("GET", "/ui/{name}", "ui", "A file of the dashboard", "The page's HTML, script and style sheet.",
-           params=(Param("name", "path", Literal[tuple(sorted(ui.ASSETS))], "The file."),),
-           responses=asset, errors=("NotFound",)),
+        Op(
+            "GET",
+            "/ui/{name}",
+            "ui",
+            "A file of the dashboard",
+            "The page's HTML, script and style sheet.",
+            params=(Param("name", "path", Literal[tuple(sorted(ui.ASSETS))], "The file."),),
+            responses=asset,
+            errors=("NotFound",),
+        ),
     ]
     return tuple(ops)
 
@@ -399,61 +799,93 @@ OPERATIONS: tuple[Op, ...] = CORE_OPERATIONS + _ui_operations()
 # Struct -> (description, {field: description or extra schema keywords}).
 NOTES: dict[type, tuple[str, Mapping[str, str | Mapping[str, Any]]]] = {
     members.PromoteBody: ("An empty object (the body may also be left out).", {}),
-    members.AddMemberBody: ("A node to add as a learner.", {
-        "id": "Its node id (as its `--id`).", "url": "Where it serves, e.g. `http://10.0.0.4:8001`."}),
-    members.TransferBody: ("Where leadership should go.", {
-        "to": "The voter to hand leadership to; default: the most caught-up other voter."}),
-    locks.AcquireBody: ("A lock request.", {
-        "resource": "The resource to lock.",
-        "client_id": "Who will hold it.",
-        "mode": "`exclusive` excludes everyone; `shared` is compatible with `shared`.",
-        "timeout": "Seconds to wait in the FIFO wait list; 0: `409 conflict` at once when unavailable.",
-        "ttl": "Lease in seconds: the hold ends unless renewed within it.",
-        "lock_delay": "Sets the resource's option: seconds the lock stays ungranted after an expiry "
-                      "(not after a release). Absent: unchanged (default 0).",
-    }),
-    locks.ReleaseBody: ("Ends a hold.", {
-        "fencing_token": "When given, must be the token of the client's current hold, else "
-                         "`409 token_mismatch`.",
-    }),
+    members.AddMemberBody: (
+        "A node to add as a learner.",
+        {"id": "Its node id (as its `--id`).", "url": "Where it serves, e.g. `http://10.0.0.4:8001`."},
+    ),
+    members.TransferBody: (
+        "Where leadership should go.",
+        {"to": "The voter to hand leadership to; default: the most caught-up other voter."},
+    ),
+    locks.AcquireBody: (
+        "A lock request.",
+        {
+            "resource": "The resource to lock.",
+            "client_id": "Who will hold it.",
+            "mode": "`exclusive` excludes everyone; `shared` is compatible with `shared`.",
+            "timeout": "Seconds to wait in the FIFO wait list; 0: `409 conflict` at once when unavailable.",
+            "ttl": "Lease in seconds: the hold ends unless renewed within it.",
+            "lock_delay": "Sets the resource's option: seconds the lock stays ungranted after an expiry "
+            "(not after a release). Absent: unchanged (default 0).",
+        },
+    ),
+    locks.ReleaseBody: (
+        "Ends a hold.",
+        {
+            "fencing_token": "When given, must be the token of the client's current hold, else `409 token_mismatch`.",
+        },
+    ),
     locks.RenewBody: ("Restarts a lease.", {"ttl": "The new lease in seconds; absent: the hold's current ttl."}),
     kv.PutBody: ("A demo-map write.", {"value": f"Any JSON, at most {MAX_VALUE_BYTES} bytes encoded."}),
     kv.KeyBody: ("A demo-map key.", {}),
     kv.IncrBody: ("A demo-map increment.", {"delta": "Added to the key's integer value."}),
-    cache.SetBody: ("A cache write.", {
-        "value": f"Any JSON, at most {MAX_VALUE_BYTES} bytes encoded.",
-        "ttl": "Seconds the entry lives; absent or null: no expiry.",
-    }),
+    cache.SetBody: (
+        "A cache write.",
+        {
+            "value": f"Any JSON, at most {MAX_VALUE_BYTES} bytes encoded.",
+            "ttl": "Seconds the entry lives; absent or null: no expiry.",
+        },
+    ),
     cache.KeyBody: ("A cache key.", {}),
-    cache.InvalidateBody: ("One invalidation, as if sent by node `src`.", {
-        "src": "The node the invalidation comes from (a member of the cluster).",
-        "version": "The version written: copies older than it are dropped.",
-    }),
-    cache.GetAnswer: ("A cache hit.", {
-        "version": "Opaque version of the write (`<counter>.<node>`), the same on every node.",
-        "node": "The answering node.",
-        "source": {"enum": ["local", "peer"],
-                   "description": "`local`: this node's copy; `peer`: fetched from a peer (and now kept here)."},
-        "value": "Any JSON value, exactly as it was written.",
-    }),
-    queue.PushBody: ("A message for a topic.", {
-        "message": f"Any JSON, at most {MAX_VALUE_BYTES} bytes encoded.",
-        "message_id": "Deduplication id (the form of a key); one is generated when absent.",
-    }),
+    cache.InvalidateBody: (
+        "One invalidation, as if sent by node `src`.",
+        {
+            "src": "The node the invalidation comes from (a member of the cluster).",
+            "version": "The version written: copies older than it are dropped.",
+        },
+    ),
+    cache.GetAnswer: (
+        "A cache hit.",
+        {
+            "version": "Opaque version of the write (`<counter>.<node>`), the same on every node.",
+            "node": "The answering node.",
+            "source": {
+                "enum": ["local", "peer"],
+                "description": "`local`: this node's copy; `peer`: fetched from a peer (and now kept here).",
+            },
+            "value": "Any JSON value, exactly as it was written.",
+        },
+    ),
+    queue.PushBody: (
+        "A message for a topic.",
+        {
+            "message": f"Any JSON, at most {MAX_VALUE_BYTES} bytes encoded.",
+            "message_id": "Deduplication id (the form of a key); one is generated when absent.",
+        },
+    ),
     queue.InternalPushBody: ("A relayed push.", {}),
     queue.PopBody: ("A relayed pop: the query parameters of `GET /queue/pop/{topic}/{consumer_id}`.", {}),
     queue.MessageBody: ("A message in flight for a consumer.", {}),
-    queue.ExtendBody: ("A new visibility timeout for a message in flight.", {
-        "visibility_timeout": "Seconds from now.",
-    }),
+    queue.ExtendBody: (
+        "A new visibility timeout for a message in flight.",
+        {
+            "visibility_timeout": "Seconds from now.",
+        },
+    ),
     queue.RedriveBody: ("Dead letters to move back.", {"limit": "At most this many."}),
 }
 
 TAGS = [
-    {"name": "locks", "description": "Distributed locks (Raft state machine): shared/exclusive, FIFO "
-                                     "waiting, leases, fencing tokens, deadlock detection."},
-    {"name": "queue", "description": "Topic queues in Redis, each topic served by its ring owner: "
-                                     "at-least-once delivery, visibility timeouts, dead letters."},
+    {
+        "name": "locks",
+        "description": "Distributed locks (Raft state machine): shared/exclusive, FIFO "
+        "waiting, leases, fencing tokens, deadlock detection.",
+    },
+    {
+        "name": "queue",
+        "description": "Topic queues in Redis, each topic served by its ring owner: "
+        "at-least-once delivery, visibility timeouts, dead letters.",
+    },
     {"name": "cache", "description": "Each node's LRU cache, kept coherent by write-invalidate."},
     {"name": "kv", "description": "A demo / diagnostic replicated map (exercises Raft end to end)."},
     {"name": "cluster", "description": "Health, Raft status and metrics of one node."},
@@ -579,8 +1011,12 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _operation(op: Op, names: Mapping[type, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {"tags": [op.tag], "summary": op.summary, "description": op.description,
-                           "operationId": op.operation_id}
+    out: dict[str, Any] = {
+        "tags": [op.tag],
+        "summary": op.summary,
+        "description": op.description,
+        "operationId": op.operation_id,
+    }
     if op.params:
         out["parameters"] = [p.render() for p in op.params]
     if op.body is not None:
@@ -620,8 +1056,10 @@ def build_document() -> dict[str, Any]:
             raise ValueError(f"{op.method} {op.path}: path parameters {sorted(declared)} do not match")
     responses = {}
     for name, (status, struct, description, retry) in ERRORS.items():
-        response: dict[str, Any] = {"description": f"{status}: {description}",
-                                    "content": {JSON: {"schema": _ref(names[struct])}}}
+        response: dict[str, Any] = {
+            "description": f"{status}: {description}",
+            "content": {JSON: {"schema": _ref(names[struct])}},
+        }
         if retry:
             response["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
         for header, ref in ERROR_HEADERS.get(name, {}).items():
@@ -635,13 +1073,23 @@ def build_document() -> dict[str, Any]:
         "components": {
             "schemas": components,
             "responses": responses,
-            "headers": {"RetryAfter": {"description": "Seconds to wait before trying again.",
-                                       "schema": {"type": "integer", "minimum": 0}},
-                        "WWWAuthenticate": {"description": "`Bearer realm=\"rakit\"`: send an API token.",
-                                            "schema": {"type": "string"}}},
-            "securitySchemes": {BEARER: {
-                "type": "http", "scheme": "bearer",
-                "description": "An API token of the node's `--auth-tokens` file (only when it has one)."}},
+            "headers": {
+                "RetryAfter": {
+                    "description": "Seconds to wait before trying again.",
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+                "WWWAuthenticate": {
+                    "description": '`Bearer realm="rakit"`: send an API token.',
+                    "schema": {"type": "string"},
+                },
+            },
+            "securitySchemes": {
+                BEARER: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API token of the node's `--auth-tokens` file (only when it has one).",
+                }
+            },
         },
     }
 
@@ -739,17 +1187,20 @@ def _params_30(params: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _content_30(content: dict[str, Any]) -> dict[str, Any]:
-    return {media: ({**m, "schema": schema_30(m["schema"])} if "schema" in m else m)
-            for media, m in content.items()}
+    return {media: ({**m, "schema": schema_30(m["schema"])} if "schema" in m else m) for media, m in content.items()}
 
 
 def build_document_30(doc: Mapping[str, Any]) -> dict[str, Any]:
     """``doc`` (OpenAPI 3.1, as built here) translated to OpenAPI 3.0.3."""
     out = copy.deepcopy(dict(doc))
     out["openapi"] = "3.0.3"
-    out["info"] = {**out["info"], "description": (
-        "*A translation to OpenAPI 3.0 for this page; the canonical document is "
-        "[/openapi.json](/openapi.json) (OpenAPI 3.1).*\n\n" + out["info"]["description"])}
+    out["info"] = {
+        **out["info"],
+        "description": (
+            "*A translation to OpenAPI 3.0 for this page; the canonical document is "
+            "[/openapi.json](/openapi.json) (OpenAPI 3.1).*\n\n" + out["info"]["description"]
+        ),
+    }
     out["info"].pop("summary", None)
     for item in out["paths"].values():
         for operation in item.values():

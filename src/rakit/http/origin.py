@@ -53,8 +53,13 @@ def default_hosts(own_host: str, peer_urls: Iterable[str]) -> frozenset[str]:
 
 async def _refuse(send: Send, status: int, code: str, detail: str) -> None:
     body = dumps({"error": code, "detail": detail})
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -78,8 +83,12 @@ class OriginMiddleware:
         if host is not None and not self.any_host:
             name = host_of(host.decode("latin-1"))
             if name not in self.allowed_hosts:
-                return (421, "misdirected_request", f"Host {name[:100]!r} is not a name of this node "
-                        f"(a DNS-rebinding page?); list it in --allowed-hosts if it is")
+                return (
+                    421,
+                    "misdirected_request",
+                    f"Host {name[:100]!r} is not a name of this node "
+                    f"(a DNS-rebinding page?); list it in --allowed-hosts if it is",
+                )
         if scope.get("method", "GET") in SAFE_METHODS:
             return None
         if fetch_site in (b"cross-site", b"same-site"):
@@ -87,8 +96,11 @@ class OriginMiddleware:
         if origin is not None:
             origin_host = host_of(urlsplit(origin.decode("latin-1")).netloc) if origin != b"null" else "null"
             if host is None or origin_host != host_of(host.decode("latin-1")):
-                return 403, "forbidden", f"a request from the page at {origin.decode('latin-1')[:100]!r} " \
-                                         f"may not change anything here"
+                return (
+                    403,
+                    "forbidden",
+                    f"a request from the page at {origin.decode('latin-1')[:100]!r} may not change anything here",
+                )
             media = (content_type or b"").split(b";", 1)[0].strip().lower()
             if media != b"application/json":
                 return 415, "unsupported_media_type", "send the body as Content-Type: application/json"

@@ -19,13 +19,21 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 AnyJson = Annotated[Any, Meta(description="Any JSON value, returned exactly as it was written.")]
 NodeId = Annotated[str, Meta(description="A node id, as listed in `--peers`.")]
 LogIndex = Annotated[int, Meta(ge=0)]
-FencingToken = Annotated[int, Meta(ge=0, description=(
-    "The Raft log index of the grant: strictly greater than every token granted before it "
-    "for this resource. Hand it to the storage you protect; it rejects smaller ones."))]
+FencingToken = Annotated[
+    int,
+    Meta(
+        ge=0,
+        description=(
+            "The Raft log index of the grant: strictly greater than every token granted before it "
+            "for this resource. Hand it to the storage you protect; it rejects smaller ones."
+        ),
+    ),
+]
 LockMode = Literal["exclusive", "shared"]
 Count = Annotated[int, Meta(ge=0)]
-CacheVersion = Annotated[str, Meta(description=(
-    "Opaque version of one write (`<counter>.<node>`), the same on every node for that write."))]
+CacheVersion = Annotated[
+    str, Meta(description=("Opaque version of one write (`<counter>.<node>`), the same on every node for that write."))
+]
 
 
 # -- errors ---------------------------------------------------------------------------
@@ -165,9 +173,15 @@ class QueueState(Struct):
     """``QueueAvailability`` with the reason (``/status`` only: ``/health`` is open without a token)."""
 
     available: bool | None
-    detail: Annotated[str | None, Meta(description=(
-        "What Redis said when it stopped serving, e.g. `Redis refused the node: NOAUTH ...`; "
-        "null while available."))]
+    detail: Annotated[
+        str | None,
+        Meta(
+            description=(
+                "What Redis said when it stopped serving, e.g. `Redis refused the node: NOAUTH ...`; "
+                "null while available."
+            )
+        ),
+    ]
     since: Annotated[float | None, Meta(description="Epoch seconds of the last change of `available`.")]
 
 
@@ -201,8 +215,9 @@ class Member(Struct):
 
     id: NodeId
     url: str | None
-    caught_up: Annotated[bool, Meta(description="Learners, asked at the leader: may be promoted now.")] \
-        | UnsetType = UNSET
+    caught_up: Annotated[bool, Meta(description="Learners, asked at the leader: may be promoted now.")] | UnsetType = (
+        UNSET
+    )
 
 
 class Members(Struct):
@@ -227,8 +242,14 @@ class MembershipChanged(Struct):
 class ConfChangeRefusedError(Struct):
     """The membership change was refused; nothing changed."""
 
-    error: Literal["member_exists", "unknown_member", "last_voter", "conf_change_in_progress",
-                   "learner_not_caught_up", "already_voter"]
+    error: Literal[
+        "member_exists",
+        "unknown_member",
+        "last_voter",
+        "conf_change_in_progress",
+        "learner_not_caught_up",
+        "already_voter",
+    ]
     detail: str
 
 
@@ -252,8 +273,9 @@ class Digest(Struct):
 
     node_id: NodeId
     applied: LogIndex
-    digest: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$(?!\n)",
-                                description="SHA-256 of the state machines' snapshot.")]
+    digest: Annotated[
+        str, Meta(pattern=r"^[0-9a-f]{64}$(?!\n)", description="SHA-256 of the state machines' snapshot.")
+    ]
 
 
 # -- locks ----------------------------------------------------------------------------
@@ -296,8 +318,9 @@ class LockStatus(Struct):
     mode: Annotated[LockMode | None, Meta(description="The holders' mode; null when free.")]
     holders: list[str]
     waiters: Annotated[list[LockWaiter], Meta(description="In arrival order.")]
-    fencing_token: Annotated[int | None, Meta(
-        description="The highest token ever granted for the resource; null if none.")]
+    fencing_token: Annotated[
+        int | None, Meta(description="The highest token ever granted for the resource; null if none.")
+    ]
 
 
 class LockWatch(Struct):
@@ -361,9 +384,16 @@ class CacheStats(Struct):
 
     node: NodeId
     serving: Annotated[bool, Meta(description="Whether this node's cache serves requests now.")]
-    generation: Annotated[int, Meta(ge=-1, description=(
-        "The cache's membership generation: the log index of the configuration entry that last "
-        "changed the member set (0: the --peers start; -1: not a member yet)."))]
+    generation: Annotated[
+        int,
+        Meta(
+            ge=-1,
+            description=(
+                "The cache's membership generation: the log index of the configuration entry that last "
+                "changed the member set (0: the --peers start; -1: not a member yet)."
+            ),
+        ),
+    ]
     members: Annotated[list[NodeId], Meta(description="The members of this generation.")]
     reconfigurations: Annotated[int, Meta(ge=0, description="Generations adopted since start.")]
     size: Annotated[int, Meta(ge=0, description="Entries held.")]
@@ -462,4 +492,3 @@ class DeadLetters(Struct):
 
 class Redriven(Struct):
     redriven: Annotated[int, Meta(ge=0, description="Dead letters moved back to the head of the topic.")]
-

@@ -30,25 +30,36 @@ async def _refuse(scope: Scope, send: Send, status: int, code: str, detail: str)
         await send({"type": "websocket.close", "code": 4401 if status == 401 else 4403, "reason": detail[:120]})
         return
     body = dumps({"error": code, "detail": detail})
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
-async def _operator_call(internal: InternalAuth, scope: Scope, receive: Receive, headers: dict[str, str]
-                         ) -> tuple[Receive, tuple[int, str, str] | None]:
+async def _operator_call(
+    internal: InternalAuth, scope: Scope, receive: Receive, headers: dict[str, str]
+) -> tuple[Receive, tuple[int, str, str] | None]:
     """Check an operator call's signature: plain (an operator, a joining node) or a peer's relay of one."""
     name = headers.get(IDENTITY_HEADER)
     if name is None:
         receive, refusal = await internal.admit(scope, receive, headers, limit=OPERATOR_BODY_LIMIT)
         if refusal is not None and refusal[0] == 401:
-            refusal = (401, "unauthorized", f"membership changes and leader transfer must be signed with the "
-                                            f"cluster secret (rakit member ... with CLUSTER_SECRET set): {refusal[2]}")
+            refusal = (
+                401,
+                "unauthorized",
+                f"membership changes and leader transfer must be signed with the "
+                f"cluster secret (rakit member ... with CLUSTER_SECRET set): {refusal[2]}",
+            )
         return receive, refusal
     if name != NODE_IDENTITY:
         return receive, (401, "unauthorized", f"membership changes are relayed only for {NODE_IDENTITY}")
-    receive, refusal = await internal.admit(scope, receive, headers, limit=OPERATOR_BODY_LIMIT,
-                                            bind=lambda body: identity_binding(name, body))
+    receive, refusal = await internal.admit(
+        scope, receive, headers, limit=OPERATOR_BODY_LIMIT, bind=lambda body: identity_binding(name, body)
+    )
     if refusal is not None and refusal[0] == 401:
         refusal = (401, "unauthorized", f"{IDENTITY_HEADER}: {refusal[2]}")
     return receive, refusal

@@ -112,8 +112,13 @@ class RaftDriver:
         if loaded.snapshot is not None:
             machine.restore(loaded.snapshot.data)
         self.core = RaftCore(
-            node_id, voters, config=config, rng=rng or random.Random(),
-            hard_state=loaded.hard_state, snapshot=loaded.snapshot, entries=loaded.entries,
+            node_id,
+            voters,
+            config=config,
+            rng=rng or random.Random(),
+            hard_state=loaded.hard_state,
+            snapshot=loaded.snapshot,
+            entries=loaded.entries,
         )
         # The address book: the initial peers, the replicated book (restored with the snapshot)
         # and the URLs of conf entries still in the log (a configuration counts once appended).
@@ -272,8 +277,11 @@ class RaftDriver:
         self._check_leader()
         if change.op == "add_learner":
             members = self.core.conf_state.members
-            taken = [n for n, url in self.addresses.items()
-                     if n in members and n != change.node and url.rstrip("/") == change.url.rstrip("/")]
+            taken = [
+                n
+                for n, url in self.addresses.items()
+                if n in members and n != change.node and url.rstrip("/") == change.url.rstrip("/")
+            ]
             if taken:
                 raise MemberExists(f"{change.url} is already the address of {taken[0]}")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -287,8 +295,9 @@ class RaftDriver:
         try:
             await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
-            raise Unavailable(f"the membership change at index {index} did not commit within {timeout:g} s; "
-                              "it may still take effect") from None
+            raise Unavailable(
+                f"the membership change at index {index} did not commit within {timeout:g} s; it may still take effect"
+            ) from None
         return index
 
     def add_membership_listener(self, listener: MembershipListener) -> None:
@@ -424,8 +433,9 @@ class RaftDriver:
         while deadlines and (deadlines[0][0] <= now or deadlines[0][2].done()):
             _, timeout, future = deadlines.popleft()
             if not future.done():
-                future.set_exception(Unavailable(
-                    f"the command was not committed within {timeout:g}s; its outcome is unknown"))
+                future.set_exception(
+                    Unavailable(f"the command was not committed within {timeout:g}s; its outcome is unknown")
+                )
 
     def _feed(self) -> None:
         core = self.core
@@ -447,8 +457,9 @@ class RaftDriver:
                 future.set_result(action())
             except Exception as exc:  # noqa: BLE001  (the caller handles it: NotLeader, a refused change)
                 future.set_exception(exc)
-        if self._lazy and (self._proposals or self._lazy_timer is None or
-                           self._lazy_timer.when() <= asyncio.get_running_loop().time()):
+        if self._lazy and (
+            self._proposals or self._lazy_timer is None or self._lazy_timer.when() <= asyncio.get_running_loop().time()
+        ):
             # Lazy proposals arrived first: they go first, with the eager ones or on their timer.
             self._proposals[:0], self._lazy = self._lazy, []
             if self._lazy_timer is not None:
@@ -489,13 +500,15 @@ class RaftDriver:
 
     async def _handle(self, ready: Ready) -> None:
         hard_state = ready.hard_state or self._unsaved_hard_state
-        must_save = bool(ready.entries) or ready.snapshot is not None or (
-            hard_state is not None and not self._only_commit_changed(hard_state))
+        must_save = (
+            bool(ready.entries)
+            or ready.snapshot is not None
+            or (hard_state is not None and not self._only_commit_changed(hard_state))
+        )
         # A leader's AppendEntries need not wait for its own fsync (thesis
         # 10.2.1): its own log counts toward commit only once stable.  Anything
         # that asserts a new term or vote waits for the disk.
-        send_first = self._leads_in(ready) and (
-            ready.hard_state is None or self._only_commit_changed(ready.hard_state))
+        send_first = self._leads_in(ready) and (ready.hard_state is None or self._only_commit_changed(ready.hard_state))
         if (self._learn_addresses(ready.entries) or ready.conf_state is not None) and self._membership_listeners:
             for listener in self._membership_listeners:
                 listener(self.core.conf_state, dict(self.addresses))
@@ -503,8 +516,11 @@ class RaftDriver:
         if send_first and outgoing:
             self.transport.send(outgoing)
         if must_save:
-            if len(ready.entries) <= INLINE_SAVE_ENTRIES and ready.snapshot is None and (
-                    not send_first or self._sends_at_once):
+            if (
+                len(ready.entries) <= INLINE_SAVE_ENTRIES
+                and ready.snapshot is None
+                and (not send_first or self._sends_at_once)
+            ):
                 # Light load: a thread hop would cost more than the write.  (A leader
                 # whose transport only queues writes on the thread even then, so that
                 # its AppendEntries leave while its own fsync runs.)
@@ -513,7 +529,8 @@ class RaftDriver:
                 # Heavier load: the write runs on the disk thread, the event loop
                 # keeps serving meanwhile, and what arrives forms the next batch.
                 elapsed = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._timed_save, hard_state, ready.entries, ready.snapshot)
+                    self._executor, self._timed_save, hard_state, ready.entries, ready.snapshot
+                )
             self.metrics.persist_seconds.observe(elapsed)
             if ready.entries:
                 self.metrics.persist_entries.observe(len(ready.entries))
@@ -570,8 +587,7 @@ class RaftDriver:
                 future.set_result(self._replies.get(src, []) if latest[src] is future else [])
         self._replies = {}
 
-    def _timed_save(self, hard_state: HardState | None, entries: list[Entry],
-                    snapshot: Snapshot | None) -> float:
+    def _timed_save(self, hard_state: HardState | None, entries: list[Entry], snapshot: Snapshot | None) -> float:
         started = time.perf_counter()
         self.store.save(hard_state, entries, snapshot)
         return time.perf_counter() - started

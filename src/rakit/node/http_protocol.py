@@ -98,17 +98,23 @@ class _HeadRefused(Exception):
     """Raised from a parser callback to stop parsing a head that is over a bound."""
 
 
-def _json_answer(status: int, code: str, detail: str,
-                 extra: Sequence[tuple[bytes, bytes]] = ()) -> tuple[list[tuple[bytes, bytes]], bytes]:
+def _json_answer(
+    status: int, code: str, detail: str, extra: Sequence[tuple[bytes, bytes]] = ()
+) -> tuple[list[tuple[bytes, bytes]], bytes]:
     body = dumps({"error": code, "detail": detail})
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"connection", b"close"), *extra]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+        *extra,
+    ]
     return headers, body
 
 
 async def json_service_unavailable(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-    headers, body = _json_answer(503, "unavailable", "the node is at its concurrency limit; try again",
-                                 [(b"retry-after", b"1")])
+    headers, body = _json_answer(
+        503, "unavailable", "the node is at its concurrency limit; try again", [(b"retry-after", b"1")]
+    )
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 

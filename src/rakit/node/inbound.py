@@ -95,8 +95,7 @@ class ReplyFilter:
             now = time.monotonic()
             if now - self._logged_at >= LOG_EVERY:
                 self._logged_at = now
-                log.warning("refused a raft reply from %s: %s (%d refused so far)", peer, exc.detail,
-                            self.refused)
+                log.warning("refused a raft reply from %s: %s (%d refused so far)", peer, exc.detail, self.refused)
             return False
         if mine:
             self.runtime.driver.receive(mine)
@@ -117,8 +116,9 @@ def check_command(entry: Entry) -> None:
     except msgspec.MsgspecError:
         pass  # applied as an unknown command, the same way on every replica
     except Exception as exc:
-        raise InvalidRequest(f"AppendEntries: entry {entry.index} cannot be applied: "
-                             f"{type(exc).__name__}: {exc}") from None
+        raise InvalidRequest(
+            f"AppendEntries: entry {entry.index} cannot be applied: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def check_message(runtime: NodeRuntime, m: AnyMessage) -> None:
@@ -132,11 +132,13 @@ def check_message(runtime: NodeRuntime, m: AnyMessage) -> None:
         previous = m.prev_term
         for offset, entry in enumerate(m.entries):
             if entry.index != m.prev_index + 1 + offset:
-                raise InvalidRequest(f"AppendEntries: entry {offset} has index {entry.index}, "
-                                     f"not {m.prev_index + 1 + offset}")
+                raise InvalidRequest(
+                    f"AppendEntries: entry {offset} has index {entry.index}, not {m.prev_index + 1 + offset}"
+                )
             if not previous <= entry.term <= m.term:
-                raise InvalidRequest(f"AppendEntries: entry {entry.index} has term {entry.term}, "
-                                     f"outside [{previous}, {m.term}]")
+                raise InvalidRequest(
+                    f"AppendEntries: entry {entry.index} has term {entry.term}, outside [{previous}, {m.term}]"
+                )
             previous = entry.term
             if entry.kind == ENTRY_NORMAL and entry.data:
                 check_command(entry)
@@ -148,11 +150,13 @@ def check_message(runtime: NodeRuntime, m: AnyMessage) -> None:
         if meta.term > m.term:
             raise InvalidRequest(f"InstallSnapshot: snapshot term {meta.term} is above the term {m.term}")
         if not meta.conf_state().is_valid():
-            raise InvalidRequest(f"InstallSnapshot: voters {meta.voters!r} / learners {meta.learners!r} "
-                                 "are not a valid configuration")
+            raise InvalidRequest(
+                f"InstallSnapshot: voters {meta.voters!r} / learners {meta.learners!r} are not a valid configuration"
+            )
         scratch = Registry([type(machine)() for machine in runtime.machines.machines.values()])
         try:
             scratch.restore(m.snapshot.data)
         except Exception as exc:  # whatever a machine's restore raises on bad data
-            raise InvalidRequest(f"InstallSnapshot: the snapshot does not restore: "
-                                 f"{type(exc).__name__}: {exc}") from None
+            raise InvalidRequest(
+                f"InstallSnapshot: the snapshot does not restore: {type(exc).__name__}: {exc}"
+            ) from None

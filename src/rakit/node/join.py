@@ -54,11 +54,16 @@ def join_cluster(config: NodeConfig, timeout: float = 30.0) -> NodeConfig:
     own_url = config.peers[config.node_id]
     deadline = time.monotonic() + timeout
     verify = str(config.tls_ca) if config.tls_ca else True
-    with Client(config.join, timeout=7.0, retry_deadline=timeout, verify=verify,
-                cluster_secret=config.cluster_secret) as client:
+    with Client(
+        config.join, timeout=7.0, retry_deadline=timeout, verify=verify, cluster_secret=config.cluster_secret
+    ) as client:
         # "member_exists": a restart, checked against the member list below.
-        _until(deadline, f"asking {config.join} to add {config.node_id}",
-               lambda: client.add_member(config.node_id, own_url), ("member_exists",))
+        _until(
+            deadline,
+            f"asking {config.join} to add {config.node_id}",
+            lambda: client.add_member(config.node_id, own_url),
+            ("member_exists",),
+        )
         view = _until(deadline, f"listing the members at {config.join}", client.members)
     members = {m["id"]: m.get("url") for m in [*view.get("voters", []), *view.get("learners", [])]}
     if config.node_id not in members:

@@ -74,8 +74,9 @@ class LeaseKeeper:
                 self._hold(now, result.resource, result.client_id, result.ttl, result.lease)
                 self.timers.cancel(("wait", result.resource, result.client_id))
             case L.Waiting():
-                wait = next((w for r, c, w in self.table.waiters()
-                             if r == result.resource and c == result.client_id), 0.0)
+                wait = next(
+                    (w for r, c, w in self.table.waiters() if r == result.resource and c == result.client_id), 0.0
+                )
                 self._wait(now, result.resource, result.client_id, wait)
             case L.Cancelled():
                 self.timers.cancel(("wait", result.resource, result.client_id))

@@ -32,8 +32,7 @@ Key = tuple[str, str]
 
 
 class LockService:
-    def __init__(self, driver: "RaftDriver", table: L.LockTable, machines: "Registry",
-                 metrics: "NodeMetrics") -> None:
+    def __init__(self, driver: "RaftDriver", table: L.LockTable, machines: "Registry", metrics: "NodeMetrics") -> None:
         self.driver = driver
         self.metrics = metrics
         self.table = table
@@ -110,8 +109,7 @@ class LockService:
             grant = self.table.holding(command.resource, command.client_id)
             if grant is not None:
                 return as_granted(grant)
-        raise Conflict("timeout", f"{command.resource!r} was not granted within {command.wait:g}s",
-                       acquired=False)
+        raise Conflict("timeout", f"{command.resource!r} was not granted within {command.wait:g}s", acquired=False)
 
     async def _cancel_quietly(self, command: L.Acquire) -> None:
         try:
@@ -124,12 +122,14 @@ class LockService:
         if isinstance(result, L.Released):
             return result
         if isinstance(result, L.TokenMismatch):
-            raise Conflict("token_mismatch", f"fencing token {result.given} is not the current one",
-                           current=result.current)
+            raise Conflict(
+                "token_mismatch", f"fencing token {result.given} is not the current one", current=result.current
+            )
         raise Conflict("not_holder", f"{command.client_id!r} does not hold {command.resource!r}")
 
-    async def renew(self, resource: str, client_id: str, ttl: float | None, owner: str | None = None,
-                    secret: str | None = None) -> L.Renewed:
+    async def renew(
+        self, resource: str, client_id: str, ttl: float | None, owner: str | None = None, secret: str | None = None
+    ) -> L.Renewed:
         if ttl is None:
             await self.driver.read_barrier()
             held = self.table.holding(resource, client_id)
@@ -164,8 +164,13 @@ class LockService:
         finally:
             self.metrics.lock_watchers.dec()
             self._forget(self._watchers, key, ended)
-        return {"resource": resource, "client_id": client_id, "held": False, "reason": hold.reason,
-                "fencing_token": hold.token}
+        return {
+            "resource": resource,
+            "client_id": client_id,
+            "held": False,
+            "reason": hold.reason,
+            "fencing_token": hold.token,
+        }
 
     @staticmethod
     def _forget(table: dict[Key, list[Any]], key: Key, future: asyncio.Future[Any]) -> None:
@@ -195,7 +200,12 @@ def refusal(result: L.Refused) -> RakitError:
     if result.code == "too_many_waiters":
         return TooManyWaiters(result.detail or "too many waiters", acquired=False)
     if result.code == "deadlock":
-        return Conflict("deadlock", "waiting would close a cycle in the wait-for graph: "
-                        + " -> ".join([*result.cycle, result.cycle[0]]), acquired=False, cycle=result.cycle)
-    return Conflict("conflict", result.detail or "the lock is held in an incompatible mode, or others wait for it",
-                    acquired=False)
+        return Conflict(
+            "deadlock",
+            "waiting would close a cycle in the wait-for graph: " + " -> ".join([*result.cycle, result.cycle[0]]),
+            acquired=False,
+            cycle=result.cycle,
+        )
+    return Conflict(
+        "conflict", result.detail or "the lock is held in an incompatible mode, or others wait for it", acquired=False
+    )

@@ -81,14 +81,17 @@ class NodeRuntime:
         # With TLS, every node-to-node call (Raft and cache WebSockets, forwarding, queue calls)
         # verifies the peer and, with --tls-ca, presents this node's certificate (mutual TLS).
         ssl_context = client_context(self.config)
-        connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=30,
-                                         ssl=ssl_context if ssl_context is not None else True)
+        connector = aiohttp.TCPConnector(
+            limit=256, limit_per_host=64, keepalive_timeout=30, ssl=ssl_context if ssl_context is not None else True
+        )
         self._session = aiohttp.ClientSession(connector=connector)
         c = self.config
-        transport = HttpTransport(c.node_id, c.peers, self._session, self.metrics,
-                                  deliver=ReplyFilter(self), auth=self.internal_auth)
+        transport = HttpTransport(
+            c.node_id, c.peers, self._session, self.metrics, deliver=ReplyFilter(self), auth=self.internal_auth
+        )
         self._driver = RaftDriver(
-            c.node_id, list(c.initial_voters),
+            c.node_id,
+            list(c.initial_voters),
             store=self.data_dir.log_store(),
             machine=self.machines,
             transport=transport,
@@ -104,22 +107,33 @@ class NodeRuntime:
         # The Redis client connects lazily (no PING here): the node starts and
         # serves locks and kv while Redis is down; queue calls then answer 503.
         self._redis = connect(c.redis_url)
-        store = RedisQueueStore(self._redis, max_deliveries=c.max_deliveries, dedup_window=c.dedup_window,
-                                op_timeout=3.0)
+        store = RedisQueueStore(
+            self._redis, max_deliveries=c.max_deliveries, dedup_window=c.dedup_window, op_timeout=3.0
+        )
         conf = self._driver.core.conf_state
-        self._queue = QueueService(c.node_id, self._member_urls(conf, self._driver.addresses),
-                                   ConsistentHashRing(conf.voters), store, self._session, self.metrics,
-                                   auth=self.internal_auth)
+        self._queue = QueueService(
+            c.node_id,
+            self._member_urls(conf, self._driver.addresses),
+            ConsistentHashRing(conf.voters),
+            store,
+            self._session,
+            self.metrics,
+            auth=self.internal_auth,
+        )
         transport.set_peers(self._member_urls(conf, self._driver.addresses))
         self._driver.add_membership_listener(self._follow_membership)
         generation, cache_members = self._cache_members()
-        self._cache = CacheService(c.node_id, {n: self._driver.addresses[n] for n in cache_members},
-                                   self._session,
-                                   CacheSettings(capacity=c.cache_capacity, max_bytes=c.cache_max_bytes),
-                                   auth=self.internal_auth, generation=generation,
-                                   first_run=self._driver.first_run,
-                                   leader_contact_age=self._driver.leader_contact_age,
-                                   known_nodes=lambda: self._driver.addresses)
+        self._cache = CacheService(
+            c.node_id,
+            {n: self._driver.addresses[n] for n in cache_members},
+            self._session,
+            CacheSettings(capacity=c.cache_capacity, max_bytes=c.cache_max_bytes),
+            auth=self.internal_auth,
+            generation=generation,
+            first_run=self._driver.first_run,
+            leader_contact_age=self._driver.leader_contact_age,
+            known_nodes=lambda: self._driver.addresses,
+        )
         self._driver.add_committed_membership_listener(self._follow_committed_membership)
         self.metrics.watch_cache(self._cache.stats)
 
@@ -140,8 +154,9 @@ class NodeRuntime:
             members, generation = (), -1
         return generation, tuple(n for n in members if n in self._driver.addresses)
 
-    def _follow_committed_membership(self, generation: int, members: tuple[str, ...],
-                                     addresses: dict[str, str]) -> None:
+    def _follow_committed_membership(
+        self, generation: int, members: tuple[str, ...], addresses: dict[str, str]
+    ) -> None:
         """A committed configuration changed the member set: the cache follows it."""
         if self._cache is not None:
             self._cache.set_members(generation, {n: addresses[n] for n in members if n in addresses})
@@ -158,8 +173,9 @@ class NodeRuntime:
         self.driver.transport.set_peers(urls)  # type: ignore[attr-defined]
         if self._queue is not None:
             self._queue.set_members(urls, conf.voters)
-        log.warning("%s: configuration now voters %s, learners %s", self.node_id, list(conf.voters),
-                    list(conf.learners))
+        log.warning(
+            "%s: configuration now voters %s, learners %s", self.node_id, list(conf.voters), list(conf.learners)
+        )
 
     async def run(self) -> None:
         """Every background task of the node, supervised together."""

@@ -84,16 +84,24 @@ def serve(config: NodeConfig) -> None:
 
     from rakit.http.app import create_app
 
-    logging.basicConfig(level=config.log_level.upper(),
-                        format=f"%(asctime)s {config.node_id} %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=config.log_level.upper(), format=f"%(asctime)s {config.node_id} %(levelname)s %(name)s: %(message)s"
+    )
     if not is_loopback(config.host):
         if config.cluster_secret is None:
-            log.warning("SECURITY: %s serves %s with no cluster secret (--insecure): anyone who reaches it can "
-                        "speak Raft, read the log and change the membership", config.node_id, config.host)
+            log.warning(
+                "SECURITY: %s serves %s with no cluster secret (--insecure): anyone who reaches it can "
+                "speak Raft, read the log and change the membership",
+                config.node_id,
+                config.host,
+            )
         if config.auth_tokens is None:
-            log.warning("SECURITY: %s serves %s with no client tokens (--auth-tokens): anyone who reaches it "
-                        "can take and release locks, read and write the queue, the cache and the kv",
-                        config.node_id, config.host)
+            log.warning(
+                "SECURITY: %s serves %s with no client tokens (--auth-tokens): anyone who reaches it "
+                "can take and release locks, read and write the queue, the cache and the kv",
+                config.node_id,
+                config.host,
+            )
     os.umask(0o077)  # the data dir (0700) and every file in it (0600) are the node's alone
     try:
         data_dir = open_data_dir(config.data_dir, repair_log=config.repair_log)
@@ -105,12 +113,24 @@ def serve(config: NodeConfig) -> None:
     sock = bind(config.host, config.port)
     sys.setswitchinterval(SWITCH_INTERVAL)
     app = create_app(config, data_dir)
-    server = NodeServer(uvicorn.Config(
-        app, loop="uvloop", http=BoundedHttpToolsProtocol, lifespan="on", access_log=False,
-        log_level=config.log_level, timeout_graceful_shutdown=2, timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        limit_concurrency=LIMIT_CONCURRENCY,
-        proxy_headers=False, server_header=False, date_header=False,
-        ws="websockets-sansio", ws_max_size=256 * 1024 * 1024, ws_ping_interval=None,
-        **tls.server_kwargs(config),  # HTTPS with --tls-cert; client certificates checked with --tls-ca
-    ))
+    server = NodeServer(
+        uvicorn.Config(
+            app,
+            loop="uvloop",
+            http=BoundedHttpToolsProtocol,
+            lifespan="on",
+            access_log=False,
+            log_level=config.log_level,
+            timeout_graceful_shutdown=2,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            limit_concurrency=LIMIT_CONCURRENCY,
+            proxy_headers=False,
+            server_header=False,
+            date_header=False,
+            ws="websockets-sansio",
+            ws_max_size=256 * 1024 * 1024,
+            ws_ping_interval=None,
+            **tls.server_kwargs(config),  # HTTPS with --tls-cert; client certificates checked with --tls-ca
+        )
+    )
     server.run(sockets=[sock])

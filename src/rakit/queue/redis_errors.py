@@ -50,7 +50,7 @@ MAX_SAID: Final = 200
 #: Reply codes meaning "Redis refuses this node" (rule 1), each with a hint for the operator's log.
 REFUSALS: Final = {
     "DENIED": "Redis is in protected mode: give it a password (and put it in --redis-url) or bind it "
-              "to the nodes' network only and turn protected mode off",
+    "to the nodes' network only and turn protected mode off",
     "NOAUTH": "Redis wants a password: put it in --redis-url (redis://:PASSWORD@host:port/0)",
     "WRONGPASS": "the user or password in --redis-url is wrong",
     "NOPERM": "the Redis user of --redis-url lacks a permission the queue needs (EVALSHA, keys *)",
@@ -106,7 +106,7 @@ class RedisFailure:
 def _bounded(text: str) -> str:
     lines = text.strip().splitlines()
     first = lines[0].strip() if lines else ""
-    return first if len(first) <= MAX_SAID else first[:MAX_SAID - 1].rstrip() + "…"
+    return first if len(first) <= MAX_SAID else first[: MAX_SAID - 1].rstrip() + "…"
 
 
 def _class_code(exc: BaseException) -> str | None:
@@ -152,8 +152,9 @@ def classify(what: str, exc: BaseException) -> RedisFailure:
         said = _bounded(str(exc))
         return RedisFailure("unexpected", f"Redis could not serve {what}: DataError: {said}", None, said)
     message = _bounded(str(exc)) or "no reply"
-    return RedisFailure("unreachable", f"Redis unavailable during {what}: {type(exc).__name__}: {message}",
-                        code, message)
+    return RedisFailure(
+        "unreachable", f"Redis unavailable during {what}: {type(exc).__name__}: {message}", code, message
+    )
 
 
 def timed_out(what: str, seconds: float | None) -> RedisFailure:
@@ -172,5 +173,8 @@ def log_unexpected(failure: RedisFailure) -> None:
         log.debug("queue: %s", failure.detail)
         return
     _logged_unexpected.add(key)
-    log.error("queue: unexpected Redis error (answered 503 unavailable; further %s errors are logged at "
-              "debug level): %s", key, failure.detail)
+    log.error(
+        "queue: unexpected Redis error (answered 503 unavailable; further %s errors are logged at debug level): %s",
+        key,
+        failure.detail,
+    )

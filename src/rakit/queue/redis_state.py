@@ -36,8 +36,14 @@ log = logging.getLogger(__name__)
 
 
 class RedisState:
-    def __init__(self, *, write_hold: float = 30.0, quiet: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        write_hold: float = 30.0,
+        quiet: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.write_hold = write_hold
         self.quiet = quiet
         self._clock = clock
@@ -64,8 +70,7 @@ class RedisState:
         if self.available:
             return
         f = self.failure
-        if (f is not None and f.writes_only and not write
-                and self._clock() - self._failed_at < self.write_hold):
+        if f is not None and f.writes_only and not write and self._clock() - self._failed_at < self.write_hold:
             return  # rule 2
         was_known = self.available is not None
         self.available, self.failure, self.since = True, None, self._wall()
@@ -88,5 +93,9 @@ class RedisState:
         if self._outage_level == logging.WARNING:
             self._warned[reason] = now
         hint = f" ({failure.hint})" if failure.hint else ""
-        log.log(self._outage_level, "queue: unavailable: %s%s; queue calls answer 503 until Redis serves "
-                "this node again", failure.detail, hint)
+        log.log(
+            self._outage_level,
+            "queue: unavailable: %s%s; queue calls answer 503 until Redis serves this node again",
+            failure.detail,
+            hint,
+        )

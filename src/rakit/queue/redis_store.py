@@ -279,8 +279,7 @@ class TopicKeys:
 
     def all_keys(self, consumer_ids: Iterable[str] = ()) -> list[str]:
         """Every key name of the topic (per-consumer ones for ``consumer_ids``)."""
-        keys = [self.queue, self.dead, self.bodies, self.deliveries, self.order, self.seq, self.dedup,
-                self.deadlines]
+        keys = [self.queue, self.dead, self.bodies, self.deliveries, self.order, self.seq, self.dedup, self.deadlines]
         for c in consumer_ids:
             keys += [self.processing(c), self.timestamps(c)]
         return keys
@@ -483,8 +482,15 @@ return out
 """
 
 SCRIPTS: Final = {
-    "push": PUSH, "pop": POP, "ack": ACK, "nack": NACK, "extend": EXTEND, "requeue": REQUEUE,
-    "redrive": REDRIVE, "stats": STATS, "dead_letters": DEAD_LETTERS,
+    "push": PUSH,
+    "pop": POP,
+    "ack": ACK,
+    "nack": NACK,
+    "extend": EXTEND,
+    "requeue": REQUEUE,
+    "redrive": REDRIVE,
+    "stats": STATS,
+    "dead_letters": DEAD_LETTERS,
 }
 
 # ---------------------------------------------------------------------------
@@ -501,7 +507,9 @@ REDIS_ERRORS: Final = (rex.RedisError, rex.RedisClusterException, OSError)
 _WROTE: Final[dict[str, Callable[[Any], bool]]] = {
     "push": lambda r: r == 1,
     "pop": lambda r: r != -1,  # ZPOPMIN ran (nothing ready or a delivery)
-    "ack": bool, "nack": bool, "extend": bool,
+    "ack": bool,
+    "nack": bool,
+    "extend": bool,
     "requeue": lambda r: bool(r[0] or r[1]),
     "redrive": lambda r: int(r) > 0,
 }
@@ -624,8 +632,9 @@ class RedisQueueStore:
     def redis(self) -> Any:
         return self._redis
 
-    async def _call(self, what: str, op: Callable[[], Any], timeout: float | None = None,
-                    wrote: Callable[[Any], bool] | None = None) -> Any:
+    async def _call(
+        self, what: str, op: Callable[[], Any], timeout: float | None = None, wrote: Callable[[Any], bool] | None = None
+    ) -> Any:
         """Run ``op()`` (a coroutine factory) within ``timeout`` (default ``op_timeout``), mapping
         every Redis failure to ``Unavailable`` (rule 9) and reporting the outcome to ``redis_state``
         (``wrote(result)``: the call proved that Redis accepts writes)."""
@@ -684,7 +693,10 @@ class RedisQueueStore:
         now = self.clock()
         cutoff = _instant(now - self.dedup_window, "now") if self.dedup_window > 0 else ""
         added = await self._script(
-            "push", "push", [k.queue, k.bodies, k.order, k.seq, k.dedup], [message_id, body, _instant(now, "now"), cutoff]
+            "push",
+            "push",
+            [k.queue, k.bodies, k.order, k.seq, k.dedup],
+            [message_id, body, _instant(now, "now"), cutoff],
         )
         return PushResult(message_id, duplicate=not added)
 
@@ -700,16 +712,26 @@ class RedisQueueStore:
             await self._register_slot(k.slot)
         deadline = self.clock() + vt
         reply = await self._script(
-            "pop", "pop",
-            [k.queue, k.processing(consumer_id), k.timestamps(consumer_id), k.deadlines, k.bodies, k.deliveries,
-             k.inflight_topics],
+            "pop",
+            "pop",
+            [
+                k.queue,
+                k.processing(consumer_id),
+                k.timestamps(consumer_id),
+                k.deadlines,
+                k.bodies,
+                k.deliveries,
+                k.inflight_topics,
+            ],
             [consumer_id, _instant(deadline, "deadline"), topic, self.max_in_flight],
         )
         if reply is None:
             return None
         if reply == -1:
-            raise TooManyInFlight(f"{consumer_id!r} already has {self.max_in_flight} messages of {topic!r} "
-                                  "in flight: ack or nack some first")
+            raise TooManyInFlight(
+                f"{consumer_id!r} already has {self.max_in_flight} messages of {topic!r} "
+                "in flight: ack or nack some first"
+            )
         message_id, body, count = reply
         return Delivery(_text(message_id), bytes(body), int(count), deadline)
 
@@ -719,9 +741,17 @@ class RedisQueueStore:
         check_consumer(consumer_id)
         check_message_id(message_id)
         done = await self._script(
-            "ack", "ack",
-            [k.processing(consumer_id), k.timestamps(consumer_id), k.deadlines, k.bodies, k.deliveries, k.order,
-             k.inflight_topics],
+            "ack",
+            "ack",
+            [
+                k.processing(consumer_id),
+                k.timestamps(consumer_id),
+                k.deadlines,
+                k.bodies,
+                k.deliveries,
+                k.order,
+                k.inflight_topics,
+            ],
             [message_id, f"{consumer_id}:{message_id}", topic],
         )
         return bool(done)
@@ -734,9 +764,18 @@ class RedisQueueStore:
         check_consumer(consumer_id)
         check_message_id(message_id)
         done = await self._script(
-            "nack", "nack",
-            [k.processing(consumer_id), k.timestamps(consumer_id), k.deadlines, k.queue, k.dead, k.deliveries,
-             k.order, k.inflight_topics],
+            "nack",
+            "nack",
+            [
+                k.processing(consumer_id),
+                k.timestamps(consumer_id),
+                k.deadlines,
+                k.queue,
+                k.dead,
+                k.deliveries,
+                k.order,
+                k.inflight_topics,
+            ],
             [message_id, f"{consumer_id}:{message_id}", topic, self.max_deliveries],
         )
         return bool(done)
@@ -748,7 +787,8 @@ class RedisQueueStore:
         check_message_id(message_id)
         deadline = self.clock() + _positive(visibility_timeout, "visibility_timeout")
         done = await self._script(
-            "extend", "extend",
+            "extend",
+            "extend",
             [k.timestamps(consumer_id), k.deadlines],
             [message_id, f"{consumer_id}:{message_id}", _instant(deadline, "deadline")],
         )
@@ -806,9 +846,7 @@ class RedisQueueStore:
         flat = await self._script(
             "dead_letters", "dead_letters", [k.dead, k.bodies, k.deliveries], [offset, offset + limit - 1]
         )
-        return [
-            DeadLetter(_text(flat[i]), bytes(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)
-        ]
+        return [DeadLetter(_text(flat[i]), bytes(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)]
 
     async def topics_with_inflight(self) -> set[str]:
         """Every topic with at least one message in flight (rule 8)."""
@@ -881,8 +919,10 @@ class RedisQueueStore:
             return list(await pipe.execute())
 
         flat = await self._call("stats", read_all)
-        return {k.topic: {"ready": int(flat[3 * i]), "in_flight": int(flat[3 * i + 1]),
-                          "dead": int(flat[3 * i + 2])} for i, k in enumerate(keys)}
+        return {
+            k.topic: {"ready": int(flat[3 * i]), "in_flight": int(flat[3 * i + 1]), "dead": int(flat[3 * i + 2])}
+            for i, k in enumerate(keys)
+        }
 
     async def next_deadline(self, topic: str) -> float | None:
         """The earliest visibility deadline in flight for ``topic`` (None if none)."""

@@ -81,8 +81,15 @@ class PeerHealth:
     not after its whole timeout.
     """
 
-    def __init__(self, node_id: str, peers: Mapping[str, str], session: aiohttp.ClientSession,
-                 *, interval: float = 0.5, timeout: float = 0.5) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        peers: Mapping[str, str],
+        session: aiohttp.ClientSession,
+        *,
+        interval: float = 0.5,
+        timeout: float = 0.5,
+    ) -> None:
         self.node_id = node_id
         self.peers = dict(peers)
         self.session = session
@@ -127,8 +134,9 @@ class PeerHealth:
 
     async def probe(self, node: str) -> None:
         try:
-            async with self.session.get(self.peers[node] + "/health",
-                                        timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
+            async with self.session.get(
+                self.peers[node] + "/health", timeout=aiohttp.ClientTimeout(total=self.timeout)
+            ) as resp:
                 ok = resp.status == 200
                 await resp.read()
         except (TimeoutError, aiohttp.ClientError, OSError):
@@ -146,11 +154,21 @@ class PeerHealth:
 
 
 class QueueService:
-    def __init__(self, node_id: str, peers: Mapping[str, str], ring: ConsistentHashRing,
-                 store: RedisQueueStore, session: aiohttp.ClientSession, metrics: NodeMetrics,
-                 *, monitor_interval: float = 0.2, poll_interval: float = 0.05,
-                 probe_interval: float = 0.5, probe_timeout: float = 0.5,
-                 auth: InternalAuth | None = None) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        peers: Mapping[str, str],
+        ring: ConsistentHashRing,
+        store: RedisQueueStore,
+        session: aiohttp.ClientSession,
+        metrics: NodeMetrics,
+        *,
+        monitor_interval: float = 0.2,
+        poll_interval: float = 0.05,
+        probe_interval: float = 0.5,
+        probe_timeout: float = 0.5,
+        auth: InternalAuth | None = None,
+    ) -> None:
         self.node_id = node_id
         self.peers = dict(peers)
         self.ring = ring
@@ -243,15 +261,17 @@ class QueueService:
 
     # -- serving -------------------------------------------------------------
 
-    async def serve(self, op: str, payload: dict[str, Any], hops: int,
-                    local: Callable[[], Awaitable[Answer]], *, wait: float = 0.0) -> Answer:
+    async def serve(
+        self, op: str, payload: dict[str, Any], hops: int, local: Callable[[], Awaitable[Answer]], *, wait: float = 0.0
+    ) -> Answer:
         """Serve ``op`` here when this node owns the topic (or the call was relayed
         already), else relay it to the owner; fail over to the next live node.
         Answered within ``wait + MAX_OVERRUN`` seconds in any case (then ``Unavailable``)."""
         return await answer_within(wait, self._serve(op, payload, hops, local, wait))
 
-    async def _serve(self, op: str, payload: dict[str, Any], hops: int,
-                     local: Callable[[], Awaitable[Answer]], wait: float) -> Answer:
+    async def _serve(
+        self, op: str, payload: dict[str, Any], hops: int, local: Callable[[], Awaitable[Answer]], wait: float
+    ) -> Answer:
         topic = payload["topic"]
         started = time.monotonic()
         tried: set[str] = set()
@@ -261,8 +281,7 @@ class QueueService:
                 return await local()
             tried.add(owner)
             remaining = max(0.0, wait - (time.monotonic() - started))
-            answer = await self._relay(op, owner, {**payload, **({"wait": remaining} if wait else {})},
-                                       hops, remaining)
+            answer = await self._relay(op, owner, {**payload, **({"wait": remaining} if wait else {})}, hops, remaining)
             if answer is not None:
                 return answer
 
@@ -303,7 +322,9 @@ class QueueService:
         self.metrics.queue_forwarded.inc()
         try:
             async with self.session.post(
-                url, data=body, headers=headers,
+                url,
+                data=body,
+                headers=headers,
                 timeout=aiohttp.ClientTimeout(total=wait + RELAY_TIMEOUT, connect=CONNECT_TIMEOUT),
             ) as resp:
                 return resp.status, await resp.read()

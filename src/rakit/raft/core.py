@@ -366,9 +366,7 @@ class RaftCore:
     def step(self, msg: AnyMessage) -> None:
         if msg.dst != self._id or msg.src == self._id:
             return
-        if not isinstance(msg, _REQUESTS) and msg.src not in self._conf.voters and (
-            msg.src not in self._conf.learners
-        ):
+        if not isinstance(msg, _REQUESTS) and msg.src not in self._conf.voters and (msg.src not in self._conf.learners):
             return  # rule 16
         if msg.term > self._term:
             if not self._accept_higher_term(msg):
@@ -387,9 +385,7 @@ class RaftCore:
         if not commands:
             raise ValueError("propose() needs at least one command")
         first = self._log.last_index + 1
-        self._append(
-            [Entry(self._term, first + i, ENTRY_NORMAL, data) for i, data in enumerate(commands)]
-        )
+        self._append([Entry(self._term, first + i, ENTRY_NORMAL, data) for i, data in enumerate(commands)])
         return self._term, first
 
     def read_index(self, ctx: int) -> None:
@@ -425,8 +421,7 @@ class RaftCore:
         pending = self.pending_conf_index
         if pending > self._log.committed:
             raise ConfChangeInProgress(
-                f"the configuration change at index {pending} is not committed yet "
-                f"(commit index {self._log.committed})"
+                f"the configuration change at index {pending} is not committed yet (commit index {self._log.committed})"
             )
         conf, node = self._conf, change.node
         if change.op == "add_learner":
@@ -585,9 +580,7 @@ class RaftCore:
         self._leader_id = None
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
-        self._randomized_timeout = self._config.election_ticks + self._rng.randrange(
-            self._config.election_ticks
-        )
+        self._randomized_timeout = self._config.election_ticks + self._rng.randrange(self._config.election_ticks)
         self._votes = {}
         self._progress = {}
         self._held_reads = []
@@ -732,15 +725,9 @@ class RaftCore:
 
     def _answer_stale(self, msg: AnyMessage) -> None:
         if isinstance(msg, (AppendEntries, Heartbeat)):
-            self._send(
-                AppendEntriesResp(term=self._term, src=self._id, dst=msg.src, success=False, index=0)
-            )
+            self._send(AppendEntriesResp(term=self._term, src=self._id, dst=msg.src, success=False, index=0))
         elif isinstance(msg, RequestVote) and msg.pre_vote:
-            self._send(
-                RequestVoteResp(
-                    term=self._term, src=self._id, dst=msg.src, granted=False, pre_vote=True
-                )
-            )
+            self._send(RequestVoteResp(term=self._term, src=self._id, dst=msg.src, granted=False, pre_vote=True))
 
     def _handle_request_vote(self, msg: RequestVote) -> None:
         can_vote = (
@@ -804,9 +791,7 @@ class RaftCore:
             self._handle_snapshot(msg)
 
     def _ack(self, leader: str, index: int) -> None:
-        self._send(
-            AppendEntriesResp(term=self._term, src=self._id, dst=leader, success=True, index=index)
-        )
+        self._send(AppendEntriesResp(term=self._term, src=self._id, dst=leader, success=True, index=index))
 
     def _handle_append(self, msg: AppendEntries) -> None:
         log = self._log
@@ -944,9 +929,7 @@ class RaftCore:
             return
         entries: list[Entry] = []
         if pr.state != "replicate" or not pr.inflights.full():
-            entries = log.entries_for_message(
-                pr.next, self._config.max_entries_per_msg, self._config.max_bytes_per_msg
-            )
+            entries = log.entries_for_message(pr.next, self._config.max_entries_per_msg, self._config.max_bytes_per_msg)
         self._send(
             AppendEntries(
                 term=self._term,

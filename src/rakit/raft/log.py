@@ -161,9 +161,7 @@ class RaftLog:
         if self.on_append is not None:
             self.on_append(entries)
 
-    def maybe_append(
-        self, prev_index: int, prev_term: int, commit: int, entries: Sequence[Entry]
-    ) -> int | None:
+    def maybe_append(self, prev_index: int, prev_term: int, commit: int, entries: Sequence[Entry]) -> int | None:
         """Follower side of AppendEntries; the last new index, or None on mismatch."""
         if not self.match_term(prev_index, prev_term):
             return None

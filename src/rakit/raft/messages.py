@@ -114,12 +114,7 @@ class ConfState(msgspec.Struct, frozen=True, array_like=True):
     def is_valid(self) -> bool:
         """Sorted, no duplicates, voters and learners disjoint, at least one voter."""
         v, lrn = self.voters, self.learners
-        return (
-            bool(v)
-            and list(v) == sorted(set(v))
-            and list(lrn) == sorted(set(lrn))
-            and not set(v) & set(lrn)
-        )
+        return bool(v) and list(v) == sorted(set(v)) and list(lrn) == sorted(set(lrn)) and not set(v) & set(lrn)
 
     def apply(self, change: ConfChange) -> ConfState:
         """The configuration after ``change``; ValueError if it does not apply."""
@@ -137,8 +132,7 @@ class ConfState(msgspec.Struct, frozen=True, array_like=True):
                 raise ValueError(f"{node} is not a member")
             if self.voters == (node,):
                 raise ValueError(f"{node} is the last voter")
-            return ConfState.of((x for x in self.voters if x != node),
-                                (x for x in self.learners if x != node))
+            return ConfState.of((x for x in self.voters if x != node), (x for x in self.learners if x != node))
         raise ValueError(f"unknown conf change {change.op!r}")  # pragma: no cover - Literal
 
 

@@ -58,8 +58,16 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
-INTERNAL_PREFIXES = ("/request_vote", "/append_entries", "/install_snapshot", "/raft/", "/cache/invalidate",
-                     "/cache/internal/", "/cache/stream", "/queue/internal/")
+INTERNAL_PREFIXES = (
+    "/request_vote",
+    "/append_entries",
+    "/install_snapshot",
+    "/raft/",
+    "/cache/invalidate",
+    "/cache/internal/",
+    "/cache/stream",
+    "/queue/internal/",
+)
 
 SCHEME = "rakit-hmac-sha256-v1"
 NODE_HEADER = "x-rakit-node"
@@ -118,16 +126,24 @@ class InternalAuth:
     callee it expects in what it checks.
     """
 
-    def __init__(self, secret: str | None, node_id: str | None = None, *, window: float = WINDOW,
-                 max_nonces: int = MAX_NONCES, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        secret: str | None,
+        node_id: str | None = None,
+        *,
+        window: float = WINDOW,
+        max_nonces: int = MAX_NONCES,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.secret = secret
         self.node_id = node_id or ""
         self.window = window
         self.max_nonces = max(1, max_nonces)
         self.clock: Callable[[], float] = clock or time.time  # wall clock, Unix seconds
         # A key derived from the secret (not the secret itself) keys every MAC.
-        self._key = (hmac.new(secret.encode(), b"rakit internal auth v1", hashlib.sha256).digest()
-                     if secret is not None else b"")
+        self._key = (
+            hmac.new(secret.encode(), b"rakit internal auth v1", hashlib.sha256).digest() if secret is not None else b""
+        )
         self._nonces: set[str] = set()
         self._expiry: list[tuple[float, str]] = []  # (ts, nonce), a heap: the oldest timestamp first
         # Every timestamp <= this is refused (its nonce may be forgotten).  It starts at this
@@ -145,8 +161,7 @@ class InternalAuth:
 
     # -- signing ---------------------------------------------------------------
 
-    def _mac(self, method: str, path: str, caller: str, callee: str, ts: str, nonce: str,
-             body_hash: str) -> str:
+    def _mac(self, method: str, path: str, caller: str, callee: str, ts: str, nonce: str, body_hash: str) -> str:
         text = "\n".join((SCHEME, method.upper(), path, caller, callee, ts, nonce, body_hash))
         return hmac.new(self._key, text.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
 
@@ -186,8 +201,10 @@ class InternalAuth:
         expected = self._proof(callee, sent.get(NODE_HEADER, ""), sent.get(NONCE_HEADER, ""))
         if not hmac.compare_digest(expected, got):
             self.refused += 1
-            return (f"{callee} did not prove the cluster secret when accepting the stream "
-                    f"({'a wrong ' if got else 'no '}{PROOF_HEADER})")
+            return (
+                f"{callee} did not prove the cluster secret when accepting the stream "
+                f"({'a wrong ' if got else 'no '}{PROOF_HEADER})"
+            )
         return None
 
     def _proof(self, callee: str, caller: str, nonce: str) -> str:
@@ -205,8 +222,10 @@ class InternalAuth:
             return None
         missing = [h for h in (NODE_HEADER, TS_HEADER, NONCE_HEADER, SIG_HEADER) if not headers.get(h)]
         if missing:
-            return (f"internal endpoint: missing {', '.join(missing)} (node-to-node calls must be signed "
-                    f"with the cluster secret)")
+            return (
+                f"internal endpoint: missing {', '.join(missing)} (node-to-node calls must be signed "
+                f"with the cluster secret)"
+            )
         if not _NODE_RE.match(headers[NODE_HEADER]):
             return f"malformed {NODE_HEADER}"
         ts_text = headers[TS_HEADER]
@@ -219,12 +238,15 @@ class InternalAuth:
         now = self.clock() if now is None else now
         skew = float(ts_text) - now
         if abs(skew) > self.window:
-            return (f"stale {TS_HEADER}: {skew:+.1f} s from this node's clock, outside the "
-                    f"±{self.window:g} s window (are the nodes' clocks in sync?)")
+            return (
+                f"stale {TS_HEADER}: {skew:+.1f} s from this node's clock, outside the "
+                f"±{self.window:g} s window (are the nodes' clocks in sync?)"
+            )
         return None
 
-    def check(self, method: str, path: str, headers: Mapping[str, str], body: bytes = b"",
-              now: float | None = None) -> str | None:
+    def check(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes = b"", now: float | None = None
+    ) -> str | None:
         """None if the call proves the secret (its nonce is then used up), else the reason (answered 401).
 
         ``headers`` with lowercase names; ``path`` the target as received
@@ -241,8 +263,9 @@ class InternalAuth:
             return reason
         return self.check_signature(method, path, headers, body_hash, now)
 
-    def check_signature(self, method: str, path: str, headers: Mapping[str, str], body_hash: str,
-                        now: float | None = None) -> str | None:
+    def check_signature(
+        self, method: str, path: str, headers: Mapping[str, str], body_hash: str, now: float | None = None
+    ) -> str | None:
         """``check`` for a call whose body has the SHA-256 ``body_hash`` (hex), from the headers alone."""
         if self.secret is None:
             return None
@@ -253,8 +276,10 @@ class InternalAuth:
             expected = self._mac(method, path, caller, self.node_id, ts_text, nonce, body_hash)
             ts = float(ts_text)
             if not hmac.compare_digest(expected, headers[SIG_HEADER]):
-                reason = ("bad signature: wrong cluster secret, or the call was altered (method, path, "
-                          "body) or meant for another node")
+                reason = (
+                    "bad signature: wrong cluster secret, or the call was altered (method, path, "
+                    "body) or meant for another node"
+                )
             elif nonce in self._nonces or ts <= self._floor:
                 reason = f"replayed call: {NONCE_HEADER} already used"
             else:
@@ -269,12 +294,23 @@ class InternalAuth:
         if now - self._logged_at >= LOG_EVERY:  # a flood of bad calls must not flood the log
             self._logged_at = now
             caller = headers.get(NODE_HEADER, "?")[:64]
-            log.warning("refused an internal call %s %s (claims to be from %r): %s (%d refused so far)",
-                        method, path[:200], caller, reason, self.refused)
+            log.warning(
+                "refused an internal call %s %s (claims to be from %r): %s (%d refused so far)",
+                method,
+                path[:200],
+                caller,
+                reason,
+                self.refused,
+            )
 
-    async def admit(self, scope: Mapping[str, Any], receive: Receive, headers: Mapping[str, str],
-                    limit: int | None = None, bind: Callable[[bytes], bytes] | None = None
-                    ) -> tuple[Receive, tuple[int, str, str] | None]:
+    async def admit(
+        self,
+        scope: Mapping[str, Any],
+        receive: Receive,
+        headers: Mapping[str, str],
+        limit: int | None = None,
+        bind: Callable[[bytes], bytes] | None = None,
+    ) -> tuple[Receive, tuple[int, str, str] | None]:
         """Check one signed call at the ASGI level (``rakit.http.security``).
 
         Answers ``(receive, None)`` when the call proves the secret — for an
@@ -309,8 +345,11 @@ class InternalAuth:
         if scope["type"] == "http":
             declared_length = headers.get("content-length")
             if declared_length is not None and declared_length.isdigit() and int(declared_length) > limit:
-                return receive, (413, "too_large", f"request body of {declared_length} bytes is over the "
-                                                   f"{limit}-byte limit")
+                return receive, (
+                    413,
+                    "too_large",
+                    f"request body of {declared_length} bytes is over the {limit}-byte limit",
+                )
             if self.inflight_bytes >= MAX_INFLIGHT_BYTES:
                 return receive, (503, "unavailable", "too many request bodies are being read; retry")
             try:
@@ -322,8 +361,7 @@ class InternalAuth:
             receive = replaying(body, receive)
         covered = bind(body) if bind is not None else body
         if declared is not None:
-            if not hmac.compare_digest(declared, hashlib.sha256(covered).hexdigest() if covered
-                                       else _EMPTY_BODY_HASH):
+            if not hmac.compare_digest(declared, hashlib.sha256(covered).hexdigest() if covered else _EMPTY_BODY_HASH):
                 reason = f"the body does not match its signed hash ({BODY_HEADER})"
                 self._refuse(method, path, headers, reason)
                 return receive, (401, "unauthorized", reason)
@@ -387,8 +425,7 @@ class Budget(Protocol):
     inflight_bytes: int
 
 
-async def read_body(receive: Receive, limit: int, declared: str | None = None,
-                    budget: Budget | None = None) -> bytes:
+async def read_body(receive: Receive, limit: int, declared: str | None = None, budget: Budget | None = None) -> bytes:
     """Every ``http.request`` chunk of the body, at most ``limit`` bytes (``declared``: Content-Length).
 
     ``budget.inflight_bytes`` counts the bytes held while reading (and is given back after).

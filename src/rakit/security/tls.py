@@ -41,10 +41,13 @@ def check_peer_schemes(peers: dict[str, str], tls_on: bool) -> None:
         if scheme == want:
             continue
         if tls_on:
-            raise ConfigError(f"--tls-cert is set but --peers gives {node_id} as {url}: "
-                              "with TLS on every peer URL must be https://")
-        raise ConfigError(f"--peers gives {node_id} as {url} but TLS is off: "
-                          "pass --tls-cert and --tls-key, or give every peer as http://")
+            raise ConfigError(
+                f"--tls-cert is set but --peers gives {node_id} as {url}: with TLS on every peer URL must be https://"
+            )
+        raise ConfigError(
+            f"--peers gives {node_id} as {url} but TLS is off: "
+            "pass --tls-cert and --tls-key, or give every peer as http://"
+        )
 
 
 # TLS 1.2 suites: forward-secret AEAD only (no CBC, no SHA-1 MACs); TLS 1.3's are all AEAD already.
@@ -55,8 +58,11 @@ def server_kwargs(config: NodeConfig) -> dict[str, Any]:
     """The ``uvicorn.Config`` TLS arguments ({} when TLS is off)."""
     if not enabled(config):
         return {}
-    kwargs: dict[str, Any] = {"ssl_certfile": str(config.tls_cert), "ssl_keyfile": str(config.tls_key),
-                              "ssl_ciphers": CIPHERS}
+    kwargs: dict[str, Any] = {
+        "ssl_certfile": str(config.tls_cert),
+        "ssl_keyfile": str(config.tls_key),
+        "ssl_ciphers": CIPHERS,
+    }
     if config.tls_ca is not None:
         kwargs["ssl_ca_certs"] = str(config.tls_ca)
         kwargs["ssl_cert_reqs"] = ssl.CERT_OPTIONAL
@@ -134,8 +140,7 @@ def _reason(exc: ssl.SSLError) -> str:
     return str(exc.reason).replace("_", " ").lower()
 
 
-def _self_handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, host: str,
-                    config: NodeConfig) -> None:
+def _self_handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, host: str, config: NodeConfig) -> None:
     """A TLS handshake of this node's client with this node's server, in memory.
 
     Peers connect to ``host`` (this node's URL in --peers) and verify the
@@ -163,8 +168,9 @@ def _self_handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, host
         if all(done.values()):
             break
     else:
-        raise ConfigError(f"--tls-cert {config.tls_cert}: a TLS handshake with this node's own settings "
-                          "did not complete")
+        raise ConfigError(
+            f"--tls-cert {config.tls_cert}: a TLS handshake with this node's own settings did not complete"
+        )
     if config.tls_ca is not None:
         # TLS 1.3: the server judges the client certificate after the client is done.
         try:
@@ -180,9 +186,13 @@ def _self_handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, host
 def _refusal(side: str, exc: ssl.SSLError, host: str, config: NodeConfig) -> str:
     trust = f"--tls-ca {config.tls_ca}" if config.tls_ca is not None else "the system CAs"
     if side == "client":
-        return (f"peers would refuse --tls-cert {config.tls_cert} for {host} (this node's URL in --peers), "
-                f"verified against {trust}: {_reason(exc)}")
+        return (
+            f"peers would refuse --tls-cert {config.tls_cert} for {host} (this node's URL in --peers), "
+            f"verified against {trust}: {_reason(exc)}"
+        )
     reason = _reason(exc)
     hint = " (it needs the clientAuth extended key usage)" if "purpose" in reason else ""
-    return (f"peers would refuse --tls-cert {config.tls_cert} as this node's client certificate, "
-            f"verified against {trust}: {reason}{hint}")
+    return (
+        f"peers would refuse --tls-cert {config.tls_cert} as this node's client certificate, "
+        f"verified against {trust}: {reason}{hint}"
+    )

@@ -151,8 +151,9 @@ def parse_grant(text: Any) -> Grant:
         return Grant(text)
     family, sep, rest = text.partition(":")
     if family not in FAMILIES:
-        raise ValueError(f"unknown grant {text!r}: expected *, status, admin or "
-                         f"{'|'.join(FAMILIES)}[:read|write|*][:pattern]")
+        raise ValueError(
+            f"unknown grant {text!r}: expected *, status, admin or {'|'.join(FAMILIES)}[:read|write|*][:pattern]"
+        )
     action, pattern = "*", "*"
     if sep:
         head, sep2, tail = rest.partition(":")
@@ -163,11 +164,11 @@ def parse_grant(text: Any) -> Grant:
         else:
             pattern = rest
     if not PATTERN_RE.match(pattern):
-        raise ValueError(f"grant {text!r}: the pattern {pattern!r} must be 1-256 of [A-Za-z0-9_.:-] "
-                         f"and the wildcards * and ?")
+        raise ValueError(
+            f"grant {text!r}: the pattern {pattern!r} must be 1-256 of [A-Za-z0-9_.:-] and the wildcards * and ?"
+        )
     if family == "queue" and ":" in pattern:
-        raise ValueError(f"grant {text!r}: topics never contain ':' (did you mean "
-                         f"queue:<read|write>:<topic pattern>?)")
+        raise ValueError(f"grant {text!r}: topics never contain ':' (did you mean queue:<read|write>:<topic pattern>?)")
     return Grant(family, action, pattern)
 
 
@@ -216,7 +217,7 @@ def load_tokens(path: Path) -> list[TokenEntry]:
         raise ConfigError(f'{where}: expected a JSON object {{"tokens": [{{"name", "token", "grants"}}, ...]}}')
     unknown = sorted(set(doc) - {"tokens"})
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))} (only \"tokens\")")
+        raise ConfigError(f'{where}: unknown key(s) {", ".join(map(repr, unknown))} (only "tokens")')
     if not doc["tokens"]:
         raise ConfigError(f"{where}: lists no token (with no tokens, leave --auth-tokens out)")
     entries: list[TokenEntry] = []
@@ -231,8 +232,9 @@ def load_tokens(path: Path) -> list[TokenEntry]:
             at += f" ({name!r})"
         extra = sorted(set(raw) - ENTRY_KEYS)
         if extra:
-            raise ConfigError(f"{at}: unknown key(s) {', '.join(map(repr, extra))} "
-                              f"(expected name, token or sha256, grants)")
+            raise ConfigError(
+                f"{at}: unknown key(s) {', '.join(map(repr, extra))} (expected name, token or sha256, grants)"
+            )
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise ConfigError(f"{at}: name must be 1-64 of [A-Za-z0-9_.-]")
         if name in names:
@@ -253,7 +255,7 @@ def load_tokens(path: Path) -> list[TokenEntry]:
             raise ConfigError(f"{at}: the same token is listed twice")
         grants_raw = raw.get("grants")
         if not isinstance(grants_raw, list):
-            raise ConfigError(f"{at}: grants must be a list of strings, e.g. [\"locks:orders.*\", \"status\"]")
+            raise ConfigError(f'{at}: grants must be a list of strings, e.g. ["locks:orders.*", "status"]')
         try:
             grants = tuple(parse_grant(g) for g in grants_raw)
         except ValueError as exc:
@@ -311,7 +313,7 @@ def need(path: str) -> Need | None:
         if path.startswith(prefix):
             if not named:
                 return Need(family, action)
-            rest = path[len(prefix):]
+            rest = path[len(prefix) :]
             return Need(family, action, rest.split("/", 1)[0] if family == "queue" else rest)
     return AUTHENTICATED
 
@@ -348,8 +350,7 @@ class ClientAuth:
         """The identity of the bearer token in ``headers`` (lowercase names), or a 401."""
         value = headers.get("authorization")
         if value is None:
-            return Refusal(401, "unauthorized", "this node requires an API token: send "
-                                                "'Authorization: Bearer <token>'")
+            return Refusal(401, "unauthorized", "this node requires an API token: send 'Authorization: Bearer <token>'")
         scheme, _, token = value.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -385,8 +386,12 @@ class ClientAuth:
             return None
         identity = SYSTEM if name == NODE_IDENTITY else self._by_name.get(name)
         if identity is None:
-            return Refusal(401, "unauthorized", f"relayed for {name!r}, which this node's tokens file "
-                                                f"does not list (do all nodes share one tokens file?)")
+            return Refusal(
+                401,
+                "unauthorized",
+                f"relayed for {name!r}, which this node's tokens file "
+                f"does not list (do all nodes share one tokens file?)",
+            )
         return self.authorize(identity, path) or identity
 
 

@@ -303,11 +303,35 @@ class OptionsSet(msgspec.Struct, frozen=True):
 
 
 Result = (
-    Granted | Waiting | Refused | Released | Expired | NotHolder | TokenMismatch | Renewed | Stale | Cancelled
-    | DelayEnded | OptionsSet
+    Granted
+    | Waiting
+    | Refused
+    | Released
+    | Expired
+    | NotHolder
+    | TokenMismatch
+    | Renewed
+    | Stale
+    | Cancelled
+    | DelayEnded
+    | OptionsSet
 )
-RESULT_TYPES = frozenset((Granted, Waiting, Refused, Released, Expired, NotHolder, TokenMismatch, Renewed, Stale,
-                          Cancelled, DelayEnded, OptionsSet))
+RESULT_TYPES = frozenset(
+    (
+        Granted,
+        Waiting,
+        Refused,
+        Released,
+        Expired,
+        NotHolder,
+        TokenMismatch,
+        Renewed,
+        Stale,
+        Cancelled,
+        DelayEnded,
+        OptionsSet,
+    )
+)
 
 
 # --- the table's records (also the snapshot's) -----------------------------------
@@ -410,7 +434,7 @@ class _Queue:
         holders = [h for h in self.holders if h != client]
         if self.modes[p] == EXCLUSIVE:  # incompatible with every waiter ahead
             return holders + self.ids[:p]
-        return holders + self.exclusive_ids[:bisect.bisect_left(self.exclusive_positions, p)]
+        return holders + self.exclusive_ids[: bisect.bisect_left(self.exclusive_positions, p)]
 
 
 class _Snapshot(msgspec.Struct):
@@ -502,13 +526,21 @@ class LockTable:
         if known is not None:  # rule 13: the client id is taken on this resource under another owner
             for entry in (known.hold_of(cmd.client_id), known.waiter_of(cmd.client_id)):
                 if entry is not None and entry.owner != cmd.owner:
-                    return Refused("conflict", detail=(
-                        f"client {cmd.client_id!r} {'holds' if isinstance(entry, _Hold) else 'waits for'} "
-                        f"{cmd.resource!r} under another owner (API token)"))
+                    return Refused(
+                        "conflict",
+                        detail=(
+                            f"client {cmd.client_id!r} {'holds' if isinstance(entry, _Hold) else 'waits for'} "
+                            f"{cmd.resource!r} under another owner (API token)"
+                        ),
+                    )
                 if entry is not None and not _secret_fits(entry.secret, cmd.secret):  # rule 15
-                    return Refused("conflict", detail=(
-                        f"client {cmd.client_id!r} {'holds' if isinstance(entry, _Hold) else 'waits for'} "
-                        f"{cmd.resource!r} with another holder secret"))
+                    return Refused(
+                        "conflict",
+                        detail=(
+                            f"client {cmd.client_id!r} {'holds' if isinstance(entry, _Hold) else 'waits for'} "
+                            f"{cmd.resource!r} with another holder secret"
+                        ),
+                    )
         r = self._record(cmd.resource)
         lock_delay = r.lock_delay
         if cmd.lock_delay is not None:
@@ -532,15 +564,26 @@ class LockTable:
                 hold.mode, hold.token, hold.ttl, hold.lease = EXCLUSIVE, index, float(cmd.ttl), index
                 r.max_token = index
                 return self._granted(r, hold, upgraded=True)
-            return self._wait(r, _Waiter(cmd.client_id, EXCLUSIVE, float(cmd.ttl), float(cmd.wait), upgrade=True,
-                                         owner=cmd.owner, secret=hold.secret))
+            return self._wait(
+                r,
+                _Waiter(
+                    cmd.client_id,
+                    EXCLUSIVE,
+                    float(cmd.ttl),
+                    float(cmd.wait),
+                    upgrade=True,
+                    owner=cmd.owner,
+                    secret=hold.secret,
+                ),
+            )
         if r.grantable_now(cmd.mode):
             hold = _Hold(cmd.client_id, cmd.mode, index, float(cmd.ttl), index, cmd.owner, cmd.secret)
             r.holders.append(hold)
             r.max_token = index
             return self._granted(r, hold)
-        return self._wait(r, _Waiter(cmd.client_id, cmd.mode, float(cmd.ttl), float(cmd.wait), owner=cmd.owner,
-                                     secret=cmd.secret))
+        return self._wait(
+            r, _Waiter(cmd.client_id, cmd.mode, float(cmd.ttl), float(cmd.wait), owner=cmd.owner, secret=cmd.secret)
+        )
 
     def _granted(self, r: _Resource, hold: _Hold, *, again: bool = False, upgraded: bool = False) -> Granted:
         return Granted(r.name, hold.client_id, hold.mode, hold.token, hold.ttl, hold.lease, again, upgraded)
@@ -550,8 +593,10 @@ class LockTable:
         if waiter.wait == 0:
             return Refused("conflict")
         if len(r.waiters) >= self.max_waiters:  # rule 14
-            return Refused("too_many_waiters", detail=(
-                f"{r.name!r} already has {len(r.waiters)} waiters, the most one resource may have"))
+            return Refused(
+                "too_many_waiters",
+                detail=(f"{r.name!r} already has {len(r.waiters)} waiters, the most one resource may have"),
+            )
         position = r.upgrade_waiters() if waiter.upgrade else len(r.waiters)
         blockers = r.blockers(waiter, position)
         me = waiter.party
@@ -595,12 +640,12 @@ class LockTable:
                 p = queue.position[client]
                 if queue.modes[p] == EXCLUSIVE:
                     if p > done[0]:
-                        todo.extend(queue.ids[done[0]:p])
+                        todo.extend(queue.ids[done[0] : p])
                         done[0] = p
                 else:
                     k = bisect.bisect_left(queue.exclusive_positions, p)
                     if k > done[1]:
-                        todo.extend(queue.exclusive_ids[done[1]:k])
+                        todo.extend(queue.exclusive_ids[done[1] : k])
                         done[1] = k
 
         expand(start)
@@ -771,24 +816,54 @@ class LockTable:
         resources: list[dict[str, Any]] = []
         edges: list[dict[str, str]] = []
         for r in shown:
-            resources.append({
-                "resource": r.name,
-                "mode": r.holders[0].mode if r.holders else None,
-                "holders": [{"client_id": h.client_id, "mode": h.mode, "fencing_token": h.token,
-                             "ttl": h.ttl, "lease": h.lease, "owner": h.owner} for h in r.holders],
-                "waiters": [{"client_id": w.client_id, "mode": w.mode, "upgrade": w.upgrade,
-                             "wait": w.wait, "owner": w.owner} for w in r.waiters],
-                "fencing_token": r.max_token,
-                "lock_delay": r.lock_delay,
-                "delayed": r.delayed,
-            })
+            resources.append(
+                {
+                    "resource": r.name,
+                    "mode": r.holders[0].mode if r.holders else None,
+                    "holders": [
+                        {
+                            "client_id": h.client_id,
+                            "mode": h.mode,
+                            "fencing_token": h.token,
+                            "ttl": h.ttl,
+                            "lease": h.lease,
+                            "owner": h.owner,
+                        }
+                        for h in r.holders
+                    ],
+                    "waiters": [
+                        {
+                            "client_id": w.client_id,
+                            "mode": w.mode,
+                            "upgrade": w.upgrade,
+                            "wait": w.wait,
+                            "owner": w.owner,
+                        }
+                        for w in r.waiters
+                    ],
+                    "fencing_token": r.max_token,
+                    "lock_delay": r.lock_delay,
+                    "delayed": r.delayed,
+                }
+            )
             holders = {h.party for h in r.holders}
             for position, w in enumerate(r.waiters):
                 for blocker in dict.fromkeys(r.blockers(w, position)):  # once each, in order
-                    edges.append({"from": w.client_id, "to": blocker.rpartition("\x00")[2], "resource": r.name,
-                                  "kind": "holder" if blocker in holders else "queued"})
-        return {"resources": resources, "edges": edges, "count": len(self._resources), "active": len(busy),
-                "truncated": len(shown) < len(self._resources)}
+                    edges.append(
+                        {
+                            "from": w.client_id,
+                            "to": blocker.rpartition("\x00")[2],
+                            "resource": r.name,
+                            "kind": "holder" if blocker in holders else "queued",
+                        }
+                    )
+        return {
+            "resources": resources,
+            "edges": edges,
+            "count": len(self._resources),
+            "active": len(busy),
+            "truncated": len(shown) < len(self._resources),
+        }
 
     def holds(self) -> Iterator[tuple[str, str, float, int]]:
         """(resource, client_id, ttl, lease) of every hold: the leases to time."""

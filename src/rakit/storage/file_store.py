@@ -119,10 +119,12 @@ class RepairReport:
     vote: str | None
 
 
-_WAYS_BACK = ("to recover, wipe this node's data dir and add it back as a learner "
-              "(rakit member remove <id>, then rakit node --join <member url>, then rakit member promote <id>), "
-              "or start it once with --repair to drop the damaged record and everything after it "
-              "(safe only while the other members still hold those entries)")
+_WAYS_BACK = (
+    "to recover, wipe this node's data dir and add it back as a learner "
+    "(rakit member remove <id>, then rakit node --join <member url>, then rakit member promote <id>), "
+    "or start it once with --repair to drop the damaged record and everything after it "
+    "(safe only while the other members still hold those entries)"
+)
 
 
 class FileLogStore:
@@ -273,8 +275,13 @@ class FileLogStore:
         if whole or found.records:
             self._damaged(pos, why or "zeroed", whole, found)
         else:
-            log.warning("%s: log ends at byte %d (%s); dropped the %d bytes after it",
-                        self.path, pos, why or "stray bytes", len(data) - pos)
+            log.warning(
+                "%s: log ends at byte %d (%s); dropped the %d bytes after it",
+                self.path,
+                pos,
+                why or "stray bytes",
+                len(data) - pos,
+            )
         self._cut(pos)
         hard_state, last = self._mem.load().hard_state, self._mem.statistics()["last_index"]
         if self._repair_hard_state is not None:
@@ -292,23 +299,37 @@ class FileLogStore:
         """Damage in the middle (rule 3): refuse, or with ``repair`` say what goes and go on (3a)."""
         first = self._mem.statistics()["last_index"] + 1
         last = max(found.last_index, first)
-        what = (f"{self.path}: the record at byte {pos} is damaged ({why}) and {found.records} whole "
-                f"record(s) follow it, reaching log index {found.last_index} and term {found.max_term}")
+        what = (
+            f"{self.path}: the record at byte {pos} is damaged ({why}) and {found.records} whole "
+            f"record(s) follow it, reaching log index {found.last_index} and term {found.max_term}"
+        )
         if not self.repair:
-            raise WalError(f"{what}: these are entries this node acknowledged, so it will not cut the log there "
-                           f"and refuses to start; {_WAYS_BACK}")
+            raise WalError(
+                f"{what}: these are entries this node acknowledged, so it will not cut the log there "
+                f"and refuses to start; {_WAYS_BACK}"
+            )
         hard_state = found.last_hard_state
         if not found.hard_state_after_all_damage or hard_state is None:
-            raise WalError(f"{what}: cannot repair: no whole record after the damage says this node's latest "
-                           f"term and vote (the damaged bytes may hold a vote, and starting without it could "
-                           f"vote twice in one term); wipe this node's data dir and add it back as a learner "
-                           f"(rakit member remove <id>, then rakit node --join <member url>)")
+            raise WalError(
+                f"{what}: cannot repair: no whole record after the damage says this node's latest "
+                f"term and vote (the damaged bytes may hold a vote, and starting without it could "
+                f"vote twice in one term); wipe this node's data dir and add it back as a learner "
+                f"(rakit member remove <id>, then rakit node --join <member url>)"
+            )
         dropped = found.records + found.damaged_stretches
         self._repair_hard_state = hard_state
         self.repaired = RepairReport(pos, dropped, first, last, hard_state.term, hard_state.vote)
-        log.warning("%s: repair: dropped %d record(s) from byte %d on (log entries %d..%d); kept term %d "
-                    "and vote %s; the node catches up from the leader", self.path, dropped, pos, first, last,
-                    hard_state.term, hard_state.vote)
+        log.warning(
+            "%s: repair: dropped %d record(s) from byte %d on (log entries %d..%d); kept term %d "
+            "and vote %s; the node catches up from the leader",
+            self.path,
+            dropped,
+            pos,
+            first,
+            last,
+            hard_state.term,
+            hard_state.vote,
+        )
 
     def _cut(self, pos: int) -> None:
         os.ftruncate(self._fd, pos)

@@ -74,12 +74,8 @@ CREATE TABLE IF NOT EXISTS snapshot (
 );
 """
 
-_PUT_HARD_STATE = (
-    "INSERT OR REPLACE INTO hard_state (id, term, vote, commit_index) VALUES (0, ?, ?, ?)"
-)
-_PUT_SNAPSHOT = (
-    "INSERT OR REPLACE INTO snapshot (id, idx, term, voters, learners, data) VALUES (0, ?, ?, ?, ?, ?)"
-)
+_PUT_HARD_STATE = "INSERT OR REPLACE INTO hard_state (id, term, vote, commit_index) VALUES (0, ?, ?, ?)"
+_PUT_SNAPSHOT = "INSERT OR REPLACE INTO snapshot (id, idx, term, voters, learners, data) VALUES (0, ?, ?, ?, ?, ?)"
 _INSERT_ENTRY = "INSERT INTO entries (idx, term, kind, data) VALUES (?, ?, ?, ?)"
 
 
@@ -150,21 +146,15 @@ class SQLiteLogStore:
         row = db.execute("SELECT term, vote, commit_index FROM hard_state WHERE id = 0").fetchone()
         hard_state = HardState(term=row[0], vote=row[1], commit=row[2]) if row else HardState()
         snapshot = None
-        row = db.execute(
-            "SELECT idx, term, voters, data, learners FROM snapshot WHERE id = 0"
-        ).fetchone()
+        row = db.execute("SELECT idx, term, voters, data, learners FROM snapshot WHERE id = 0").fetchone()
         if row:
-            meta = SnapshotMeta(
-                index=row[0], term=row[1], voters=json.loads(row[2]), learners=json.loads(row[4])
-            )
+            meta = SnapshotMeta(index=row[0], term=row[1], voters=json.loads(row[2]), learners=json.loads(row[4]))
             snapshot = Snapshot(meta=meta, data=row[3])
         snap_index, snap_term = (row[0], row[1]) if row else (0, 0)
 
         entries: list[Entry] = []
         expect, min_term, bad = snap_index + 1, snap_term, None
-        cursor = db.execute(
-            "SELECT idx, term, kind, data FROM entries WHERE idx > ? ORDER BY idx", (snap_index,)
-        )
+        cursor = db.execute("SELECT idx, term, kind, data FROM entries WHERE idx > ? ORDER BY idx", (snap_index,))
         for idx, term, kind, data in cursor:
             if idx != expect or term < min_term:
                 bad = (idx, term)
@@ -178,7 +168,11 @@ class SQLiteLogStore:
                 dropped = db.execute("DELETE FROM entries WHERE idx > ?", (last,)).rowcount
             log.warning(
                 "%s: log broken after index %d (found index %d term %d): dropped %d entries",
-                self.path, last, bad[0], bad[1], dropped,
+                self.path,
+                last,
+                bad[0],
+                bad[1],
+                dropped,
             )
             if hard_state.commit > last:  # committed entries are gone: never point past the log
                 log.warning("%s: lowered commit index %d to %d", self.path, hard_state.commit, last)
@@ -199,9 +193,7 @@ class SQLiteLogStore:
         if snapshot is not None:
             index = snapshot.meta.index
             if index < snap_index:
-                raise ValueError(
-                    f"snapshot at {index} is older than the stored one at {snap_index}"
-                )
+                raise ValueError(f"snapshot at {index} is older than the stored one at {snap_index}")
             keep_log = self._term_at(index) == snapshot.meta.term
             last = last if keep_log else index
             snap_index, snap_term = index, snapshot.meta.term
@@ -232,9 +224,7 @@ class SQLiteLogStore:
     def compact(self, snapshot: Snapshot) -> None:
         index = snapshot.meta.index
         if index < self._snap_index:
-            raise ValueError(
-                f"snapshot at {index} is older than the stored one at {self._snap_index}"
-            )
+            raise ValueError(f"snapshot at {index} is older than the stored one at {self._snap_index}")
         with self._txn() as db:
             self._put_snapshot(db, snapshot)
             db.execute("DELETE FROM entries WHERE idx <= ?", (index,))

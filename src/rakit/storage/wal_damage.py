@@ -46,7 +46,7 @@ def whole_record_at(data: bytes, off: int, decode: Callable[[bytes], Any]) -> tu
     end = off + RECORD_HEADER.size + length
     if length == 0 or end > len(data):
         return None
-    payload = data[off + RECORD_HEADER.size:end]
+    payload = data[off + RECORD_HEADER.size : end]
     if zlib.crc32(payload) != crc:
         return None
     try:
@@ -59,7 +59,7 @@ def next_whole_record(data: bytes, lo: int, decode: Callable[[bytes], Any]) -> i
     """The first offset at or after ``lo`` where a whole record starts (rule 3), or None."""
     off = lo
     while off + RECORD_HEADER.size <= len(data):
-        if data[off:off + 4] == b"\0\0\0\0":
+        if data[off : off + 4] == b"\0\0\0\0":
             match = _NON_ZERO.search(data, off + 4)
             if match is None:
                 return None

@@ -92,8 +92,17 @@ class _DirectWriter:
 
 
 class PeerSender:
-    def __init__(self, src: str, epoch: int, peer_id: str, url: str, session: aiohttp.ClientSession,
-                 metrics: NodeMetrics, deliver: Deliver, auth: InternalAuth | None = None) -> None:
+    def __init__(
+        self,
+        src: str,
+        epoch: int,
+        peer_id: str,
+        url: str,
+        session: aiohttp.ClientSession,
+        metrics: NodeMetrics,
+        deliver: Deliver,
+        auth: InternalAuth | None = None,
+    ) -> None:
         self.src = src
         self.auth = auth if auth is not None and auth.enabled else None
         self.epoch = epoch
@@ -152,8 +161,12 @@ class PeerSender:
                 # With a cluster secret the handshake is signed (afresh for every attempt).
                 headers = self.auth.headers("GET", STREAM_PATH, dst=self.peer_id) if self.auth else None
                 async with self.session.ws_connect(
-                    self.url + STREAM_PATH, timeout=CONNECT_TIMEOUT, heartbeat=HEARTBEAT,
-                    max_msg_size=MAX_FRAME, autoping=True, headers=headers,
+                    self.url + STREAM_PATH,
+                    timeout=CONNECT_TIMEOUT,
+                    heartbeat=HEARTBEAT,
+                    max_msg_size=MAX_FRAME,
+                    autoping=True,
+                    headers=headers,
                 ) as ws:
                     verify_stream(self.auth, headers, ws, self.peer_id)
                     self.failures = 0
@@ -210,23 +223,27 @@ class HttpTransport:
 
     sends_at_once = True  # send() writes to open streams before returning (see the module docstring)
 
-    def __init__(self, node_id: str, peers: dict[str, str], session: aiohttp.ClientSession,
-                 metrics: NodeMetrics, deliver: Deliver, auth: InternalAuth | None = None) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        peers: dict[str, str],
+        session: aiohttp.ClientSession,
+        metrics: NodeMetrics,
+        deliver: Deliver,
+        auth: InternalAuth | None = None,
+    ) -> None:
         self.node_id = node_id
         self.session = session
         self.metrics = metrics
         self.deliver = deliver
         self.auth = auth
         self.epoch = random.SystemRandom().getrandbits(62) or 1
-        self.senders = {
-            peer_id: self._sender(peer_id, url) for peer_id, url in peers.items() if peer_id != node_id
-        }
+        self.senders = {peer_id: self._sender(peer_id, url) for peer_id, url in peers.items() if peer_id != node_id}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._running = False
 
     def _sender(self, peer_id: str, url: str) -> PeerSender:
-        return PeerSender(self.node_id, self.epoch, peer_id, url, self.session, self.metrics, self.deliver,
-                          self.auth)
+        return PeerSender(self.node_id, self.epoch, peer_id, url, self.session, self.metrics, self.deliver, self.auth)
 
     def send(self, messages: list[AnyMessage]) -> None:
         touched = set()

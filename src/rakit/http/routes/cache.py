@@ -122,8 +122,7 @@ def _checked(batch: Batch) -> Batch:
 
 async def cache_invalidate(request: Request) -> Response:
     parsed = decode(await read_body(request), InvalidateBody)
-    reply = _service(request).handle_batch(
-        _checked(Batch(parsed.src, 0, [Invalidate(parsed.key, parsed.version)])))
+    reply = _service(request).handle_batch(_checked(Batch(parsed.src, 0, [Invalidate(parsed.key, parsed.version)])))
     result = reply.results[0]
     assert isinstance(result, InvalidateResult)
     return json_response({"dropped": result.dropped, "held": result.held, "acked": reply.acked})

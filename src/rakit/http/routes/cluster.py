@@ -34,8 +34,7 @@ def _queue_state(runtime: Any, *, detail: bool) -> dict[str, Any]:
 
 async def health(request: Request) -> Response:
     runtime = request.app.state.runtime
-    return json_response({"status": "ok", "node_id": runtime.node_id,
-                          "queue": _queue_state(runtime, detail=False)})
+    return json_response({"status": "ok", "node_id": runtime.node_id, "queue": _queue_state(runtime, detail=False)})
 
 
 async def status(request: Request) -> Response:

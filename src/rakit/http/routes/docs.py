@@ -17,10 +17,16 @@ from starlette.staticfiles import StaticFiles
 
 from rakit.http import openapi
 
-SWAGGER_FILES = frozenset({
-    "swagger-ui-bundle.js", "swagger-ui-bundle.js.map", "swagger-ui.css", "swagger-ui.css.map",
-    "favicon-16x16.png", "favicon-32x32.png",
-})
+SWAGGER_FILES = frozenset(
+    {
+        "swagger-ui-bundle.js",
+        "swagger-ui-bundle.js.map",
+        "swagger-ui.css",
+        "swagger-ui.css.map",
+        "favicon-16x16.png",
+        "favicon-32x32.png",
+    }
+)
 
 
 class SwaggerFiles(StaticFiles):

@@ -79,8 +79,7 @@ async def incr(request: Request) -> Response:
         result: KvResult = await runtime.driver.propose(command)
         if not result.existed:
             raise InvalidRequest(f"the value of {parsed.key!r} is not an integer", field="key")
-        return json_response({"key": parsed.key, "value": msgspec.Raw(result.value or b"0"),
-                              "index": result.index})
+        return json_response({"key": parsed.key, "value": msgspec.Raw(result.value or b"0"), "index": result.index})
 
     return await on_leader(runtime, request, body, leader)
 

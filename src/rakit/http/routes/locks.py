@@ -60,8 +60,16 @@ class RenewBody(msgspec.Struct):
 
 
 def granted_body(g: L.Granted) -> dict[str, object]:
-    return {"acquired": True, "resource": g.resource, "client_id": g.client_id, "mode": g.mode,
-            "fencing_token": g.token, "ttl": g.ttl, "again": g.again, "upgraded": g.upgraded}
+    return {
+        "acquired": True,
+        "resource": g.resource,
+        "client_id": g.client_id,
+        "mode": g.mode,
+        "fencing_token": g.token,
+        "ttl": g.ttl,
+        "again": g.again,
+        "upgraded": g.upgraded,
+    }
 
 
 async def acquire(request: Request) -> Response:
@@ -140,7 +148,8 @@ async def watch(request: Request) -> Response:
 
     try:
         return await unless_disconnected(
-            request, on_leader(runtime, request, b"", leader, wait=timeout, idempotent=True))
+            request, on_leader(runtime, request, b"", leader, wait=timeout, idempotent=True)
+        )
     except ClientGone:
         return Response(status_code=499)
 

@@ -115,7 +115,8 @@ async def _wait_settled(runtime: Any, change: ConfChange) -> None:
             who = ", ".join(lagging) if lagging else runtime.node_id
             raise ConfChangeInProgress(
                 f"the last membership change (generation {book.generation}) has not reached the cache "
-                f"of {who} within {SETTLE_TIMEOUT:g} s; retry, or remove a member that is down first")
+                f"of {who} within {SETTLE_TIMEOUT:g} s; retry, or remove a member that is down first"
+            )
         await asyncio.sleep(SETTLE_POLL)
 
 
@@ -133,8 +134,9 @@ async def _change(request: Request, body: bytes, change: ConfChange) -> Response
         await _wait_settled(runtime, change)
         index = await driver.change_membership(change, CHANGE_TIMEOUT)
         conf = runtime.driver.core.conf_state
-        return json_response({"id": change.node, "voters": list(conf.voters), "learners": list(conf.learners),
-                              "index": index})
+        return json_response(
+            {"id": change.node, "voters": list(conf.voters), "learners": list(conf.learners), "index": index}
+        )
 
     return await on_leader(runtime, request, body, leader, wait=CHANGE_TIMEOUT)
 
@@ -166,8 +168,9 @@ async def transfer_leader(request: Request) -> Response:
         started = time.monotonic()
         previous = runtime.node_id
         new = await runtime.driver.transfer_leader(parsed.to, TRANSFER_TIMEOUT)
-        return json_response({"leader": new, "previous": previous,
-                              "took_ms": round((time.monotonic() - started) * 1000, 1)})
+        return json_response(
+            {"leader": new, "previous": previous, "took_ms": round((time.monotonic() - started) * 1000, 1)}
+        )
 
     return await on_leader(runtime, request, body, leader, wait=TRANSFER_TIMEOUT)
 

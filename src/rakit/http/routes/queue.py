@@ -102,9 +102,12 @@ def _response(answer: Answer) -> Response:
 
 
 def _not_in_flight(m: MessageBody) -> Answer:
-    return 404, dumps({"error": "not_in_flight",
-                       "detail": f"message {m.message_id!r} is not in flight for {m.consumer_id!r} "
-                                 f"on topic {m.topic!r}"})
+    return 404, dumps(
+        {
+            "error": "not_in_flight",
+            "detail": f"message {m.message_id!r} is not in flight for {m.consumer_id!r} on topic {m.topic!r}",
+        }
+    )
 
 
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -127,6 +130,7 @@ def _push_local(service: QueueService, topic: str, message_id: str, message: byt
     async def run() -> Answer:
         await service.push(topic, message_id, message)
         return 200, dumps({"topic": topic, "message_id": message_id, "node": service.node_id})
+
     return run
 
 
@@ -135,8 +139,15 @@ def _pop_local(service: QueueService, p: PopBody):  # type: ignore[no-untyped-de
         d = await service.pop(p.topic, p.consumer_id, p.visibility_timeout, p.wait)
         if d is None:
             return 204, b""
-        return 200, dumps({"topic": p.topic, "message_id": d.message_id, "message": msgspec.Raw(d.body),
-                           "delivery_count": d.delivery_count})
+        return 200, dumps(
+            {
+                "topic": p.topic,
+                "message_id": d.message_id,
+                "message": msgspec.Raw(d.body),
+                "delivery_count": d.delivery_count,
+            }
+        )
+
     return run
 
 
@@ -145,6 +156,7 @@ def _ack_local(service: QueueService, m: MessageBody):  # type: ignore[no-untype
         if await service.ack(m.topic, m.consumer_id, m.message_id):
             return 200, dumps({"acked": True})
         return _not_in_flight(m)
+
     return run
 
 
@@ -153,6 +165,7 @@ def _nack_local(service: QueueService, m: MessageBody):  # type: ignore[no-untyp
         if await service.nack(m.topic, m.consumer_id, m.message_id):
             return 200, dumps({"nacked": True})
         return _not_in_flight(m)
+
     return run
 
 
@@ -161,6 +174,7 @@ def _extend_local(service: QueueService, e: ExtendBody):  # type: ignore[no-unty
         if await service.extend(e.topic, e.consumer_id, e.message_id, e.visibility_timeout):
             return 200, dumps({"extended": True})
         return _not_in_flight(MessageBody(e.topic, e.consumer_id, e.message_id))
+
     return run
 
 
@@ -182,8 +196,9 @@ async def push(request: Request) -> Response:
     message = _message_bytes(p.message)
     message_id = p.message_id or uuid.uuid4().hex
     payload: dict[str, Any] = {"topic": p.topic, "message": msgspec.Raw(message), "message_id": message_id}
-    return _response(await service.serve("push", payload, _hops(request),
-                                         _push_local(service, p.topic, message_id, message)))
+    return _response(
+        await service.serve("push", payload, _hops(request), _push_local(service, p.topic, message_id, message))
+    )
 
 
 async def pop(request: Request) -> Response:
@@ -215,8 +230,9 @@ async def extend(request: Request) -> Response:
     service = _service(request)
     e = decode(await read_body(request), ExtendBody)
     require(request, "queue", "write", e.topic)
-    return _response(await service.serve("extend", msgspec.structs.asdict(e), _hops(request),
-                                         _extend_local(service, e)))
+    return _response(
+        await service.serve("extend", msgspec.structs.asdict(e), _hops(request), _extend_local(service, e))
+    )
 
 
 async def stats(request: Request) -> Response:
@@ -231,9 +247,15 @@ async def dead(request: Request) -> Response:
     topic = path_name(request.path_params["topic"], "topic")
     limit = _query_int(request, "limit", 100, 1, MAX_DEAD_LIMIT)
     letters = await service.dead_letters(topic, limit)
-    return json_response({"topic": topic, "messages": [
-        {"message_id": d.message_id, "message": msgspec.Raw(d.body), "delivery_count": d.delivery_count}
-        for d in letters]})
+    return json_response(
+        {
+            "topic": topic,
+            "messages": [
+                {"message_id": d.message_id, "message": msgspec.Raw(d.body), "delivery_count": d.delivery_count}
+                for d in letters
+            ],
+        }
+    )
 
 
 async def redrive(request: Request) -> Response:

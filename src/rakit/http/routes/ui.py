@@ -225,9 +225,14 @@ def _raft_fields(status: dict[str, Any]) -> dict[str, Any]:
         value = status.get(name)
         return value if isinstance(value, str) else None
 
-    return {"role": text("role"), "term": number("term"), "leader_id": text("leader_id"),
-            "commit_index": number("commit_index"), "last_applied": number("last_applied"),
-            "last_log_index": number("last_log_index")}
+    return {
+        "role": text("role"),
+        "term": number("term"),
+        "leader_id": text("leader_id"),
+        "commit_index": number("commit_index"),
+        "last_applied": number("last_applied"),
+        "last_log_index": number("last_log_index"),
+    }
 
 
 def _health(up: bool, leader_id: str | None, cache: CacheView | None) -> Literal["ok", "degraded", "down"]:
@@ -244,13 +249,22 @@ async def _local_view(runtime: NodeRuntime, url: str) -> NodeView:
         cache = msgspec.convert(runtime.cache.stats(), CacheView, strict=False)
     except (msgspec.ValidationError, RuntimeError) as exc:
         cache_error = f"{type(exc).__name__}: {exc}"[:200]
-    return NodeView(node_id=runtime.node_id, url=url, local=True, up=True, latency_ms=0.0,
-                    health=_health(True, fields["leader_id"], cache), cache=cache, cache_error=cache_error,
-                    **fields)
+    return NodeView(
+        node_id=runtime.node_id,
+        url=url,
+        local=True,
+        up=True,
+        latency_ms=0.0,
+        health=_health(True, fields["leader_id"], cache),
+        cache=cache,
+        cache_error=cache_error,
+        **fields,
+    )
 
 
-async def _peer_view(runtime: NodeRuntime, node_id: str, url: str, timeout: float,
-                     sign: Callable[[str], dict[str, str]] | None = None) -> NodeView:
+async def _peer_view(
+    runtime: NodeRuntime, node_id: str, url: str, timeout: float, sign: Callable[[str], dict[str, str]] | None = None
+) -> NodeView:
     started = time.perf_counter()
     status_task = _fetch(runtime, url + "/status", timeout, sign("/status") if sign else None)
     cache_task = _fetch(runtime, url + "/cache/stats", timeout, sign("/cache/stats") if sign else None)
@@ -259,13 +273,15 @@ async def _peer_view(runtime: NodeRuntime, node_id: str, url: str, timeout: floa
     if isinstance(status_raw, BaseException):
         if not isinstance(status_raw, Exception):
             raise status_raw
-        return NodeView(node_id=node_id, url=url, local=False, up=False, health="down",
-                        error=_describe(status_raw, timeout))
+        return NodeView(
+            node_id=node_id, url=url, local=False, up=False, health="down", error=_describe(status_raw, timeout)
+        )
     try:
         fields = _raft_fields(_status_decoder.decode(status_raw))
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return NodeView(node_id=node_id, url=url, local=False, up=False, health="down",
-                        error=f"bad /status answer: {exc}"[:200])
+        return NodeView(
+            node_id=node_id, url=url, local=False, up=False, health="down", error=f"bad /status answer: {exc}"[:200]
+        )
     cache: CacheView | None = None
     cache_error = None
     if isinstance(cache_raw, BaseException):
@@ -277,9 +293,17 @@ async def _peer_view(runtime: NodeRuntime, node_id: str, url: str, timeout: floa
             cache = _cache_decoder.decode(cache_raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             cache_error = f"bad /cache/stats answer: {exc}"[:200]
-    return NodeView(node_id=node_id, url=url, local=False, up=True, latency_ms=latency,
-                    health=_health(True, fields["leader_id"], cache), cache=cache, cache_error=cache_error,
-                    **fields)
+    return NodeView(
+        node_id=node_id,
+        url=url,
+        local=False,
+        up=True,
+        latency_ms=latency,
+        health=_health(True, fields["leader_id"], cache),
+        cache=cache,
+        cache_error=cache_error,
+        **fields,
+    )
 
 
 def _pick_leader(nodes: list[NodeView]) -> tuple[str | None, int | None, list[str]]:
@@ -312,13 +336,20 @@ async def cluster_overview(request: Request) -> Response:
             return None
         return lambda path: identity_headers(request, peer, b"", method="GET", target=path, identity=SYSTEM)
 
-    views = await asyncio.gather(*(
-        _local_view(runtime, url) if node_id == runtime.node_id
-        else _peer_view(runtime, node_id, url, timeout, signer(node_id))
-        for node_id, url in _members(runtime).items()))
+    views = await asyncio.gather(
+        *(
+            _local_view(runtime, url)
+            if node_id == runtime.node_id
+            else _peer_view(runtime, node_id, url, timeout, signer(node_id))
+            for node_id, url in _members(runtime).items()
+        )
+    )
     leader, term, leaders = _pick_leader(list(views))
-    return json_response(ClusterOverview(node=runtime.node_id, leader=leader, term=term, leaders=leaders,
-                                         nodes=list(views), generated_at=time.time()))
+    return json_response(
+        ClusterOverview(
+            node=runtime.node_id, leader=leader, term=term, leaders=leaders, nodes=list(views), generated_at=time.time()
+        )
+    )
 
 
 # -- /lock/table -----------------------------------------------------------------------------
@@ -370,8 +401,9 @@ def _asset_response(name: str) -> Response:
         content = _asset(name)
     except OSError:
         raise NotFound(f"dashboard file {name!r} is not installed") from None
-    return Response(content, media_type=media_type,
-                    headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+    return Response(
+        content, media_type=media_type, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    )
 
 
 async def ui_page(request: Request) -> Response:
