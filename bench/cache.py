@@ -52,21 +52,20 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import itertools  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import random  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import asyncio
+import itertools
+import json
+import math
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
 
-from fasthttp import Connection, HttpError  # noqa: E402
-from loadgen import LoadResult, Op, OpError, bench_args, print_table, run_ops  # noqa: E402
-
-from rakit.launcher import LocalCluster  # noqa: E402
+from fasthttp import Connection, HttpError
+from loadgen import LoadResult, Op, OpError, bench_args, print_table, run_ops
+from rakit.launcher import LocalCluster
 
 CONCURRENCY = (1, 16, 64)
 HOT_KEYS = 1000  # keys of the local-hit, set and redis-py rows

@@ -18,7 +18,6 @@ from typing import TypeVar
 
 from etcd_cluster import EtcdCluster, ensure_etcd
 from loadgen import LoadResult, merge
-
 from rakit.launcher import LocalCluster
 
 K = TypeVar("K")

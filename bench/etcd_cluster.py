@@ -143,7 +143,7 @@ class EtcdCluster:
                 p.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> "EtcdCluster":
+    def __enter__(self) -> EtcdCluster:
         self.start()
         return self
 

@@ -24,10 +24,9 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from httpcall import post  # noqa: E402
-from loadgen import print_table  # noqa: E402
-
-from rakit.launcher import LocalCluster  # noqa: E402
+from httpcall import post
+from loadgen import print_table
+from rakit.launcher import LocalCluster
 
 
 def caught_up(cluster: LocalCluster) -> bool:

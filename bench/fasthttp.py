@@ -83,7 +83,7 @@ class Connection:
                 _, self._proto = await asyncio.wait_for(
                     loop.create_connection(_Protocol, target[0], target[1]), self.timeout
                 )
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 raise HttpError(f"cannot connect to {target}: {exc}") from None
             self._target = target
         proto = self._proto

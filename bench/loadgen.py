@@ -158,7 +158,7 @@ async def run_ops(
                 good, error = True, ""
             except OpError as exc:
                 good, error = False, str(exc)
-            except Exception as exc:  # noqa: BLE001 - HttpError, Unavailable, ...: all are errors
+            except Exception as exc:
                 good, error = False, f"{type(exc).__name__} {exc}".strip()
             seq += 1
             t1 = time.perf_counter()

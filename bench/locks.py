@@ -42,10 +42,10 @@ from typing import Any
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
-from clusters import both_clusters, in_turns  # noqa: E402
-from etcd_cluster import EtcdCluster, b64  # noqa: E402
-from fasthttp import Connection  # noqa: E402
-from loadgen import LoadResult, Op, OpError, bench_args, print_table, run_ops  # noqa: E402
+from clusters import both_clusters, in_turns
+from etcd_cluster import EtcdCluster, b64
+from fasthttp import Connection
+from loadgen import LoadResult, Op, OpError, bench_args, print_table, run_ops
 
 CONCURRENCY = (1, 16, 64)
 CONTENDED = 16

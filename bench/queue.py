@@ -46,7 +46,6 @@ from typing import Any
 
 from fasthttp import Connection
 from loadgen import LoadResult, Op, OpError, bench_args, print_table, run_ops
-
 from rakit.launcher import LocalCluster
 from rakit.queue.redis_store import RedisQueueStore, connect
 
@@ -198,7 +197,7 @@ def main() -> None:
         [table_row(*row) for row in rows],
         HEADERS,
     )
-    for workload, target, r in rows:
+    for workload, _target, r in rows:
         if r.error_samples:
             print(f"  {workload} c={r.concurrency}: {r.errors} errors, such as:")
             for sample in r.error_samples:

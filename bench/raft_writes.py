@@ -27,9 +27,9 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
-from clusters import both_clusters, in_turns  # noqa: E402
-from etcd_cluster import b64  # noqa: E402
-from loadgen import LoadResult, RequestFn, bench_args, print_table, run_load  # noqa: E402
+from clusters import both_clusters, in_turns
+from etcd_cluster import b64
+from loadgen import LoadResult, RequestFn, bench_args, print_table, run_load
 
 CONCURRENCY = (1, 16, 64)
 

@@ -36,9 +36,9 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
-from rakit.raft.messages import Entry, HardState  # noqa: E402
-from rakit.storage.file_store import FileLogStore  # noqa: E402
-from rakit.storage.sqlite_store import SQLiteLogStore  # noqa: E402
+from rakit.raft.messages import Entry, HardState
+from rakit.storage.file_store import FileLogStore
+from rakit.storage.sqlite_store import SQLiteLogStore
 
 KINDS = ("bare fdatasync", "FileLogStore", "SQLiteLogStore")
 BATCH_SIZES = (1, 64)

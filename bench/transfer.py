@@ -24,11 +24,11 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from failover import caught_up, trial as failover_trial  # noqa: E402
-from httpcall import call, post  # noqa: E402
-from loadgen import print_table  # noqa: E402
-
-from rakit.launcher import LocalCluster  # noqa: E402
+from failover import caught_up
+from failover import trial as failover_trial
+from httpcall import call, post
+from loadgen import print_table
+from rakit.launcher import LocalCluster
 
 
 def transfer_trial(cluster: LocalCluster, n: int) -> tuple[float, float]:

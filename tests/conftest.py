@@ -22,7 +22,6 @@ import pytest
 
 from rakit.launcher import LocalCluster, RedisProcess, free_port
 
-
 SLOW_DIRS = ("integration", "system", "security", "sim")
 
 

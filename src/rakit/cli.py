@@ -9,7 +9,7 @@ exit 2; nothing here prints a traceback for a user error.
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -31,74 +31,71 @@ def fail(message: str, code: int = 2) -> None:
 @app.command()
 def node(
     node_id: Annotated[
-        Optional[str], typer.Option("--id", envvar="NODE_ID", help="This node's id; must be in --peers.")
+        str | None, typer.Option("--id", envvar="NODE_ID", help="This node's id; must be in --peers.")
     ] = None,
     host: Annotated[str, typer.Option(envvar="NODE_HOST", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[
-        Optional[int], typer.Option(envvar="NODE_PORT", help="Port to listen on (default: from --peers).")
+        int | None, typer.Option(envvar="NODE_PORT", help="Port to listen on (default: from --peers).")
     ] = None,
     peers: Annotated[
-        Optional[str], typer.Option(envvar="PEERS", help="Every member as id=url, comma-separated, this node included.")
+        str | None, typer.Option(envvar="PEERS", help="Every member as id=url, comma-separated, this node included.")
     ] = None,
     redis_url: Annotated[
         str, typer.Option(envvar="REDIS_URL", help="Redis for the queue.")
     ] = "redis://127.0.0.1:6379/0",
     data_dir: Annotated[
-        Optional[str], typer.Option(envvar="DATA_DIR", help="Where Raft state is kept (default ./data/<id>).")
+        str | None, typer.Option(envvar="DATA_DIR", help="Where Raft state is kept (default ./data/<id>).")
     ] = None,
-    cache_capacity: Annotated[
-        Optional[int], typer.Option(envvar="CACHE_CAPACITY", help="Cache entries per node.")
-    ] = None,
-    cache_max_bytes: Annotated[
-        Optional[int], typer.Option(envvar="CACHE_MAX_BYTES", help="Cache bytes per node.")
-    ] = None,
+    cache_capacity: Annotated[int | None, typer.Option(envvar="CACHE_CAPACITY", help="Cache entries per node.")] = None,
+    cache_max_bytes: Annotated[int | None, typer.Option(envvar="CACHE_MAX_BYTES", help="Cache bytes per node.")] = None,
     max_deliveries: Annotated[
-        Optional[int], typer.Option(envvar="MAX_DELIVERIES", help="Deliveries before a message is dead-lettered.")
+        int | None, typer.Option(envvar="MAX_DELIVERIES", help="Deliveries before a message is dead-lettered.")
     ] = None,
     dedup_window: Annotated[
-        Optional[float], typer.Option(envvar="DEDUP_WINDOW", help="Seconds a queue message_id is remembered.")
+        float | None, typer.Option(envvar="DEDUP_WINDOW", help="Seconds a queue message_id is remembered.")
     ] = None,
-    tick_ms: Annotated[Optional[int], typer.Option(envvar="RAFT_TICK_MS", help="Raft tick in milliseconds.")] = None,
+    tick_ms: Annotated[int | None, typer.Option(envvar="RAFT_TICK_MS", help="Raft tick in milliseconds.")] = None,
     election_ticks: Annotated[
-        Optional[int],
+        int | None,
         typer.Option(envvar="RAFT_ELECTION_TICKS", help="Election timeout in ticks (randomized up to 2x)."),
     ] = None,
     heartbeat_ticks: Annotated[
-        Optional[int], typer.Option(envvar="RAFT_HEARTBEAT_TICKS", help="Heartbeat interval in ticks.")
+        int | None, typer.Option(envvar="RAFT_HEARTBEAT_TICKS", help="Heartbeat interval in ticks.")
     ] = None,
     snapshot_entries: Annotated[
-        Optional[int], typer.Option(envvar="RAFT_SNAPSHOT_ENTRIES", help="Snapshot after this many applied entries.")
+        int | None, typer.Option(envvar="RAFT_SNAPSHOT_ENTRIES", help="Snapshot after this many applied entries.")
     ] = None,
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL", help="debug, info, warning or error.")] = "warning",
     cluster_secret: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(envvar="CLUSTER_SECRET", help="Shared secret every node-to-node call proves (>= 16 chars)."),
     ] = None,
     cluster_secret_file: Annotated[
-        Optional[str], typer.Option(envvar="CLUSTER_SECRET_FILE", help="A file holding the cluster secret.")
+        str | None, typer.Option(envvar="CLUSTER_SECRET_FILE", help="A file holding the cluster secret.")
     ] = None,
     auth_tokens: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(envvar="AUTH_TOKENS", help="Client API tokens file (JSON); requests then need a token."),
     ] = None,
     tls_cert: Annotated[
-        Optional[str], typer.Option(envvar="TLS_CERT", help="PEM certificate: serve HTTPS and present it to peers.")
+        str | None, typer.Option(envvar="TLS_CERT", help="PEM certificate: serve HTTPS and present it to peers.")
     ] = None,
-    tls_key: Annotated[Optional[str], typer.Option(envvar="TLS_KEY", help="PEM private key of --tls-cert.")] = None,
+    tls_key: Annotated[str | None, typer.Option(envvar="TLS_KEY", help="PEM private key of --tls-cert.")] = None,
     tls_ca: Annotated[
-        Optional[str], typer.Option(envvar="TLS_CA", help="PEM CA: verify peers (mutual TLS between nodes).")
+        str | None, typer.Option(envvar="TLS_CA", help="PEM CA: verify peers (mutual TLS between nodes).")
     ] = None,
     join: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             envvar="JOIN", help="URL of any member of a running cluster: join it as a learner (then promote)."
         ),
     ] = None,
     allowed_hosts: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             envvar="ALLOWED_HOSTS",
-            help="Host names clients reach this node under, comma-separated (default: its own, its peers', localhost; * for any).",
+            help="Host names clients reach this node under, comma-separated "
+            "(default: its own, its peers', localhost; * for any).",
         ),
     ] = None,
     insecure: Annotated[
@@ -106,18 +103,21 @@ def node(
         typer.Option(
             "--insecure",
             envvar="RAKIT_INSECURE",
-            help="Serve a non-loopback --host without a cluster secret (anyone who reaches the node can then change the cluster).",
+            help="Serve a non-loopback --host without a cluster secret "
+            "(anyone who reaches the node can then change the cluster).",
         ),
     ] = False,
     repair: Annotated[
         bool,
         typer.Option(
             "--repair",
-            help="Start although the Raft log is damaged in the middle: drop the damaged record and everything after it, keep the latest term and vote (safe only while the other members hold those entries; see SECURITY.md).",
+            help="Start although the Raft log is damaged in the middle: drop the damaged record and everything "
+            "after it, keep the latest term and vote (safe only while the other members hold those entries; "
+            "see SECURITY.md).",
         ),
     ] = False,
     advertise_url: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             envvar="ADVERTISE_URL",
             help="With --join: the URL the others reach this node at (default http://host:port).",
@@ -199,7 +199,7 @@ def up(
     host: Annotated[str, typer.Option(help="Address the nodes listen on.")] = "127.0.0.1",
     base_port: Annotated[int, typer.Option(help="node1 listens here, node2 on the next port, ...")] = 8001,
     redis_url: Annotated[
-        Optional[str], typer.Option(envvar="REDIS_URL", help="Use this Redis instead of starting one.")
+        str | None, typer.Option(envvar="REDIS_URL", help="Use this Redis instead of starting one.")
     ] = None,
     redis_port: Annotated[int, typer.Option(help="Port for the Redis that rakit up starts.")] = 6390,
     data_root: Annotated[

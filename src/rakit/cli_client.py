@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,15 +26,15 @@ from rich.table import Table
 from rakit.client import Client, RakitError, calls
 
 Nodes = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--nodes", envvar="RAKIT_NODES", help="Node URLs, comma-separated (default: the local cluster)."),
 ]
 ApiToken = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--token", envvar="RAKIT_TOKEN", help="API token, when the cluster runs with --auth-tokens."),
 ]
 Secret = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--cluster-secret",
         envvar="CLUSTER_SECRET",
@@ -195,7 +195,7 @@ def lock_release(
     resource: str,
     client_id: ClientId,
     fencing_token: Annotated[
-        Optional[int], typer.Option("--fencing-token", help="Only if this is the current fencing token.")
+        int | None, typer.Option("--fencing-token", help="Only if this is the current fencing token.")
     ] = None,
     nodes: Nodes = None,
     token: ApiToken = None,
@@ -211,7 +211,7 @@ def lock_release(
 def lock_renew(
     resource: str,
     client_id: ClientId,
-    ttl: Annotated[Optional[float], typer.Option(help="New lease in seconds (default: the hold's own).")] = None,
+    ttl: Annotated[float | None, typer.Option(help="New lease in seconds (default: the hold's own).")] = None,
     nodes: Nodes = None,
     token: ApiToken = None,
     as_json: AsJson = False,
@@ -257,7 +257,7 @@ def message_table(data: Any) -> Table | str:
 def queue_push(
     topic: str,
     message: Annotated[str, typer.Argument(help="JSON (a bare word is a string).")],
-    message_id: Annotated[Optional[str], typer.Option(help="Idempotency key (default: random).")] = None,
+    message_id: Annotated[str | None, typer.Option(help="Idempotency key (default: random).")] = None,
     nodes: Nodes = None,
     token: ApiToken = None,
     as_json: AsJson = False,
@@ -389,7 +389,7 @@ def cache_get(key: str, nodes: Nodes = None, token: ApiToken = None, as_json: As
 def cache_set(
     key: str,
     value: Annotated[str, typer.Argument(help="JSON (a bare word is a string).")],
-    ttl: Annotated[Optional[float], typer.Option(help="Expire after this many seconds.")] = None,
+    ttl: Annotated[float | None, typer.Option(help="Expire after this many seconds.")] = None,
     nodes: Nodes = None,
     token: ApiToken = None,
     as_json: AsJson = False,

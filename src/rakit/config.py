@@ -181,7 +181,7 @@ def build_config(
             f"and change the membership; pass --insecure to run without one anyway"
         )
     return NodeConfig(
-        join=join,  # type: ignore[arg-type]
+        join=join,
         node_id=node_id,
         host=host,
         port=port,

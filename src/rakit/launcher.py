@@ -65,7 +65,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 __all__ = [
     "LaunchError",
@@ -168,7 +168,7 @@ def http_get_json(url: str, timeout: float = 1.0, context: ssl.SSLContext | None
     ``context``: the TLS context for an https:// URL (default: the system CAs).
     """
     try:
-        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:  # noqa: S310 (our own URLs)
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
             if not 200 <= resp.status < 300:
                 return None
             return json.loads(resp.read())
@@ -897,7 +897,9 @@ class LocalCluster:
             return leader if leader is not None and leader not in excluded else None
 
         what = "a leader" + (f" other than {', '.join(sorted(excluded))}" if excluded else "")
-        return wait_until(agreed, timeout, what, interval=0.1)
+        leader = wait_until(agreed, timeout, what, interval=0.1)
+        assert leader is not None  # wait_until returns only a truthy value
+        return leader
 
     @staticmethod
     def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
@@ -964,12 +966,11 @@ def _status_cells(node: NodeProcess, s: Mapping[str, Any] | None) -> tuple[str, 
 
 
 def _render(cluster: LocalCluster, statuses: Mapping[str, Mapping[str, Any] | None]) -> Any:
+    from rich import box
     from rich.console import Group
     from rich.spinner import Spinner
     from rich.table import Table
     from rich.text import Text
-
-    from rich import box
 
     table = Table(
         title="rakit cluster",
@@ -980,7 +981,7 @@ def _render(cluster: LocalCluster, statuses: Mapping[str, Mapping[str, Any] | No
         padding=(0, 1, 0, 0),
     )
     for col in ("node", "url", "role", "term", "leader", "commit", "applied", "health"):
-        justify = "right" if col in ("term", "commit", "applied") else "left"
+        justify: Literal["right", "left"] = "right" if col in ("term", "commit", "applied") else "left"
         table.add_column(col, justify=justify, no_wrap=col in ("node", "url"))
     styles = {"leader": "bold green", "follower": "cyan", "candidate": "yellow"}
     for node_id, node in cluster.nodes.items():
@@ -1004,12 +1005,12 @@ def _render(cluster: LocalCluster, statuses: Mapping[str, Mapping[str, Any] | No
     if dead:
         table.caption = "\n".join(dead)
         table.caption_justify = "left"
-    leader = _pick_leader(statuses)
-    if leader is None:
+    picked = _pick_leader(statuses)
+    if picked is None:
         footer: Any = Spinner("dots", text=Text(" waiting for a leader…", style="yellow"))
     else:
-        term = (statuses.get(leader) or {}).get("term", "?")
-        footer = Text(f"leader: {leader} (term {term})   Ctrl-C stops everything", style="green")
+        term = (statuses.get(picked) or {}).get("term", "?")
+        footer = Text(f"leader: {picked} (term {term})   Ctrl-C stops everything", style="green")
     return Group(table, footer)
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from httpcall import call
 
+from httpcall import call
 from rakit.launcher import LocalCluster
 
 pytestmark = pytest.mark.integration

@@ -16,8 +16,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from httpcall import call, get, post, retry_until_ok
 
+from httpcall import call, get, post, retry_until_ok
 from rakit.cache import messages as cache_messages
 from rakit.raft.messages import AppendEntries, Batch, Heartbeat, RequestVote, encode_batch
 from rakit.security.internal import InternalAuth

@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-from httpcall import get, post, retry_until_ok
 
+from httpcall import get, post, retry_until_ok
 from rakit.launcher import LocalCluster
 from rakit.node.http_protocol import MAX_HEADERS
 from rakit.queue.redis_store import MAX_IN_FLIGHT, RedisQueueStore, connect

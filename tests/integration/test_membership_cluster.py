@@ -14,8 +14,8 @@ import threading
 import time
 
 import pytest
-from httpcall import call, get, post, retry_until_ok
 
+from httpcall import call, get, post, retry_until_ok
 from rakit.launcher import NodeProcess, free_port
 
 pytestmark = pytest.mark.integration

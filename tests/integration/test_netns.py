@@ -78,7 +78,7 @@ def socket_in(ns: str, kind: int = socket.SOCK_STREAM) -> socket.socket:
             finally:
                 os.close(fd)
             box["sock"] = socket.socket(socket.AF_INET, kind)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+        except BaseException as exc:
             box["exc"] = exc
 
     thread = threading.Thread(target=enter)

@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-from httpcall import get
 
+from httpcall import get
 from rakit.launcher import free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -153,7 +153,6 @@ def _stop(proc: subprocess.Popen[str]) -> str:
 
 def test_a_log_damaged_in_the_middle_is_refused_in_one_line_and_repair_starts_it(tmp_path):
     from httpcall import call
-
     from rakit.storage.wal_damage import RECORD_HEADER
 
     proc, url = _solo(tmp_path)

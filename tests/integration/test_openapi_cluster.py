@@ -14,6 +14,7 @@ import urllib.request
 from typing import Any
 
 import pytest
+
 from httpcall import call, internal_headers, retry_until_ok
 
 jsonschema = pytest.importorskip("jsonschema")

@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+
 from httpcall import call, get, post, retry_until_ok
 
 pytestmark = pytest.mark.integration

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from httpcall import call, get, internal_headers, post, retry_until_ok
 
 pytestmark = pytest.mark.integration

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from httpcall import call, get
 
+from httpcall import call, get
 from rakit.launcher import LocalCluster, NodeProcess, wait_until
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from httpcall import call, get, post
 
+from httpcall import call, get, post
 from rakit.launcher import LocalCluster, find_redis_server, free_port, wait_until
 
 pytestmark = pytest.mark.integration

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tlscerts import make_ca
 
 import rakit
 from rakit.launcher import LocalCluster, TlsFiles, free_ports, wait_until
+from tlscerts import make_ca
 
 pytestmark = pytest.mark.integration
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from httpcall import call
 
 import rakit
+from httpcall import call
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +87,7 @@ def test_tokens_on_a_cluster(secured: Any) -> None:
     status, body = req("POST", f1 + "/lock/acquire", None, {"resource": "orders.1", "client_id": "w"})
     assert status == 401
     with pytest.raises(urllib.error.HTTPError) as info:
-        urllib.request.urlopen(f1 + "/status", timeout=5)  # noqa: S310
+        urllib.request.urlopen(f1 + "/status", timeout=5)
     assert info.value.headers["WWW-Authenticate"].startswith("Bearer")
 
     # -- 403 outside the grants, 200 inside them (through followers: relayed to the leader) ----------

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from httpcall import call, post, retry_until_ok
+
+from httpcall import call, retry_until_ok
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import msgspec
 import pytest
-from httpcall import call, get, post, retry_until_ok
 
+from httpcall import call, get, post, retry_until_ok
 from rakit.http.routes.ui import ClusterOverview, LockTableView, QueueTopicsView
 
 pytestmark = pytest.mark.integration

@@ -9,6 +9,7 @@ clients (no ``Origin``) work as before.
 from __future__ import annotations
 
 import pytest
+
 from httpcall import call, get
 
 pytestmark = pytest.mark.integration

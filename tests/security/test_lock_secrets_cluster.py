@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from httpcall import call, get
 
 import rakit
+from httpcall import call, get
 
 pytestmark = pytest.mark.integration
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tempfile
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from httpcall import call, get, post, retry_until_ok
 
+from httpcall import call, get, post, retry_until_ok
 from rakit.launcher import free_port
 
 pytestmark = pytest.mark.integration

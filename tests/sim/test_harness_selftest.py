@@ -14,7 +14,7 @@ import pytest
 
 from rakit.raft import quorum
 from rakit.raft.core import RaftCore
-from rakit.raft.messages import Heartbeat, HardState, ReadState
+from rakit.raft.messages import HardState, Heartbeat, ReadState
 
 from . import test_scenarios
 from .harness import Cluster, InvariantViolation

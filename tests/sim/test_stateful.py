@@ -99,7 +99,7 @@ class RaftMachine(RuleBasedStateMachine):
                 return
             msg = self.c.net.take((k + j) % len(q))
             self.c.log(f"deliver {type(msg).__name__} {msg.src}->{msg.dst} t{msg.term}")
-            self._event(lambda: self.c.deliver(msg))
+            self._event(lambda msg=msg: self.c.deliver(msg))
 
     @rule()
     def deliver_all(self) -> None:
@@ -164,7 +164,7 @@ class RaftMachine(RuleBasedStateMachine):
     @rule(n=st.integers(1, 3))
     def propose(self, n: int) -> None:
         for node in self.c.leaders():
-            self._event(lambda: self.c.propose(node.id, n))
+            self._event(lambda node=node: self.c.propose(node.id, n))
 
     @rule(k=PICK)
     def read_index(self, k: int) -> None:

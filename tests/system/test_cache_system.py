@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
 from httpcall import call, get, post
 
 pytestmark = pytest.mark.integration

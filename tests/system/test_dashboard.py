@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from httpcall import post, retry_until_ok
 
 pytestmark = pytest.mark.integration

@@ -18,9 +18,10 @@ import time
 from typing import Any
 
 import pytest
-from httpcall import get, retry_until_ok
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis.errors import Unsatisfiable
+
+from httpcall import get, retry_until_ok
 
 schemathesis = pytest.importorskip("schemathesis")
 

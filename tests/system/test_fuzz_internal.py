@@ -38,10 +38,10 @@ from typing import Any
 
 import msgspec
 import pytest
-from httpcall import call, get, post, retry_until_ok
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from httpcall import call, get, post, retry_until_ok
 from rakit.cache.messages import Batch as CacheBatch
 from rakit.cache.messages import Fence, Fetch, Invalidate
 from rakit.cache.messages import encode as cache_encode

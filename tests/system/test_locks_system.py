@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 import pytest
+
 from httpcall import get, post
 
 pytestmark = pytest.mark.integration

@@ -6,8 +6,8 @@ from typing import Any
 
 from rakit.statemachines.locks import (
     Acquire,
-    CancelWait,
     Cancelled,
+    CancelWait,
     DelayEnd,
     DelayEnded,
     EndedHold,

@@ -20,8 +20,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from rakit.statemachines.locks import (
     Acquire,
-    CancelWait,
     Cancelled,
+    CancelWait,
     DelayEnd,
     DelayEnded,
     EndedHold,

@@ -574,7 +574,7 @@ def test_snapshot_is_resent_after_two_election_timeouts_without_answer() -> None
     net = Net()
     leader = net.elect("a")
     net.isolate("c")
-    for i in range(5):
+    for _ in range(5):
         leader.propose([b"x"])
         net.drain()
     net.compact("a")

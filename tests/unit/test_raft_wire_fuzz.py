@@ -509,7 +509,7 @@ def test_an_entry_that_would_stop_the_node_applying_it_is_refused() -> None:
         )
         try:
             Registry([LockTable(), KvMachine()]).apply(1, data)
-        except Exception:  # noqa: BLE001 -- any exception here would stop the node
+        except Exception:
             with pytest.raises(InvalidRequest, match="cannot be applied"):
                 check_message(runtime(), message)
         else:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from tlscerts import make_ca
 
 from rakit.client.runner import ssl_verify
 from rakit.config import ConfigError, NodeConfig, build_config
 from rakit.security import tls
+from tlscerts import make_ca
 
 HTTPS_PEERS = "node1=https://127.0.0.1:9001,node2=https://127.0.0.1:9002,node3=https://127.0.0.1:9003"
 HTTP_PEERS = HTTPS_PEERS.replace("https://", "http://")

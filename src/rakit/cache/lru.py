@@ -31,6 +31,7 @@ import heapq
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from typing import Final
 
 from rakit.cache.versions import Version
 from rakit.errors import TooLarge
@@ -106,7 +107,13 @@ class LruStatistics:
 # collection nothing (a dataclass per entry made every one of them a scan).
 # (value, version counter, version node, state, expires_at, size)
 _Packed = tuple[bytes, int, str, str, float | None, int]
-_VALUE, _COUNTER, _NODE, _STATE, _EXPIRES, _SIZE = range(6)
+# Literal indexes (not ``range(6)``), so a type checker knows each field's type.
+_VALUE: Final = 0
+_COUNTER: Final = 1
+_NODE: Final = 2
+_STATE: Final = 3
+_EXPIRES: Final = 4
+_SIZE: Final = 5
 
 
 def _pack(entry: CacheEntry) -> _Packed:

@@ -380,10 +380,12 @@ class CacheService:
                     self.peers_skipped += 1
                     results.append(None)
                     continue
+                result: InvalidateResult | None
                 try:
-                    result = await future
+                    answer = await future
                     self.invalidations_sent += 1
-                    assert isinstance(result, InvalidateResult)
+                    assert isinstance(answer, InvalidateResult)
+                    result = answer
                 except PeerUnreachable:
                     result = await self._deliver(peer, op, deadline, generation)
                 results.append(result)

@@ -313,7 +313,7 @@ def _close_all_at_exit() -> None:
     for bed in beds:
         try:
             bed.close()
-        except Exception as exc:  # noqa: BLE001 - best effort at interpreter exit
+        except Exception as exc:
             print(f"rakit.chaos.netns: closing {bed!r} at exit failed: {exc}", file=sys.stderr)
 
 
@@ -428,7 +428,7 @@ class Testbed:
             except BaseException:
                 try:
                     self.close()
-                except Exception as exc:  # noqa: BLE001 - the original failure matters more
+                except Exception as exc:
                     print(f"rakit.chaos.netns: cleanup after failed create failed: {exc}", file=sys.stderr)
                 raise
             return self

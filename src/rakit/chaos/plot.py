@@ -68,12 +68,12 @@ def missing_dependency() -> str | None:
     ``"matplotlib cannot be imported (...)"`` for a broken install.
     """
     try:
-        import numpy  # noqa: F401
-        import matplotlib.backends.backend_agg  # noqa: F401
-        import matplotlib.colors  # noqa: F401
-        import matplotlib.figure  # noqa: F401
-        import matplotlib.lines  # noqa: F401
+        import matplotlib.backends.backend_agg
+        import matplotlib.colors
+        import matplotlib.figure
+        import matplotlib.lines
         import matplotlib.patches  # noqa: F401
+        import numpy  # noqa: F401
     except ModuleNotFoundError as exc:
         return f"{(exc.name or 'matplotlib').partition('.')[0]} is not installed"
     except Exception as exc:  # a broken install: report it now rather than after the run

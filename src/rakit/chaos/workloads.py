@@ -3,7 +3,8 @@
 Each workload is a few logical processes, each making one request at a time
 to its own node (``Context.home``; a request is never retried elsewhere by
 the client library: the history must say which node answered; only a lock
-release that got no answer is asked again at another node, as a separate op).  Outcomes are classified conservatively (see
+release that got no answer is asked again at another node, as a separate op).  Outcomes are classified
+conservatively (see
 ``history``): a definite refusal (``409``, ``404 not_in_flight``, ``422``)
 or a connection that could not even be opened is ``fail``; success is
 ``ok``; anything else — a timeout, a dropped connection, a ``503`` — is
@@ -20,6 +21,7 @@ can judge loss and convergence.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -188,7 +190,7 @@ async def lock_process(ctx: Context, process: int, s: LockSettings) -> None:
             "acquire",
             node,
             args,
-            lambda n=node, a=args: ctx.request("POST", n, "/lock/acquire", a, s.wait + 2.0),
+            functools.partial(ctx.request, "POST", node, "/lock/acquire", args, s.wait + 2.0),
             classify,
         )
         if op.type == "ok":
@@ -215,7 +217,7 @@ async def release(ctx: Context, process: int, rng: random.Random, args: dict[str
             "release",
             node,
             args,
-            lambda n=node: ctx.request("POST", n, "/lock/release", args, 2.0),
+            functools.partial(ctx.request, "POST", node, "/lock/release", args, 2.0),
             classify,
         )
         if op.type == "ok" or (op.type == "fail" and op.result is not None):  # released, or not_holder
@@ -251,7 +253,7 @@ async def producer(ctx: Context, process: int, s: QueueSettings) -> None:
             "push",
             node,
             args,
-            lambda n=node, a=args: ctx.request("POST", n, "/queue/push", a, 3.0),
+            functools.partial(ctx.request, "POST", node, "/queue/push", args, 3.0),
             classify,
         )
         await _pause(ctx, rng.uniform(*s.push_gap))
@@ -365,7 +367,7 @@ async def writer(ctx: Context, process: int, s: CacheSettings) -> None:
             "set",
             node,
             args,
-            lambda n=node, a=args: ctx.request("POST", n, "/cache/set", a, 3.0),
+            functools.partial(ctx.request, "POST", node, "/cache/set", args, 3.0),
             lambda a: classify(a, fail=(422,)),
         )
         await _pause(ctx, rng.uniform(*s.gap))

@@ -110,13 +110,13 @@ class AsyncClient:
 
         >>> (await client.acquire("orders", "worker-1", ttl=60))["fencing_token"]
         """
-        return await self._run(
+        return await self._run(  # type: ignore[no-any-return]
             calls.acquire(
                 resource,
                 client_id or self.client_id,
                 mode,
                 ttl,
-                timeout,  # type: ignore[no-any-return]
+                timeout,
                 lock_delay,
                 secret,
             )
@@ -376,10 +376,10 @@ class AsyncQueue:
         >>> m = await client.queue("emails").pop("worker-1", wait=10)
         >>> if m: await send(m.message); await m.ack()  # as "worker-1"
         """
-        return await self.client._run(
+        return await self.client._run(  # type: ignore[no-any-return]
             calls.pop(
                 self.topic,
-                consumer_id or self.client.client_id,  # type: ignore[no-any-return]
+                consumer_id or self.client.client_id,
                 visibility_timeout,
                 wait,
                 self,
@@ -464,7 +464,7 @@ class AsyncQueue:
                 continue
             try:
                 await handler(message.message)
-            except Exception:  # noqa: BLE001 -- any handler failure: give the message back
+            except Exception:
                 log.exception("handler failed on %s/%s; nacking", self.topic, message.message_id)
                 await self.nack(message.message_id, consumer)
                 continue

@@ -11,10 +11,9 @@ answer).  ``Client`` and ``AsyncClient`` only differ in how they run calls.
 
 from __future__ import annotations
 
-import secrets
-
 import os
 import re
+import secrets
 import socket
 import uuid
 from collections.abc import Callable

@@ -128,13 +128,13 @@ class Client:
 
         >>> client.acquire("orders", "worker-1", ttl=60)["fencing_token"]
         """
-        return self._run(
+        return self._run(  # type: ignore[no-any-return]
             calls.acquire(
                 resource,
                 client_id or self.client_id,
                 mode,
                 ttl,
-                timeout,  # type: ignore[no-any-return]
+                timeout,
                 lock_delay,
                 secret,
             )
@@ -392,10 +392,10 @@ class Queue:
         >>> m = client.queue("emails").pop("worker-1", wait=10)
         >>> if m: send(m.message); m.ack()  # as "worker-1"
         """
-        return self.client._run(
+        return self.client._run(  # type: ignore[no-any-return]
             calls.pop(
                 self.topic,
-                consumer_id or self.client.client_id,  # type: ignore[no-any-return]
+                consumer_id or self.client.client_id,
                 visibility_timeout,
                 wait,
                 self,
@@ -483,7 +483,7 @@ class Queue:
                 continue
             try:
                 handler(message.message)
-            except Exception:  # noqa: BLE001 -- any handler failure: give the message back
+            except Exception:
                 log.exception("handler failed on %s/%s; nacking", self.topic, message.message_id)
                 self.nack(message.message_id, consumer)
                 continue

@@ -15,8 +15,8 @@ from starlette.middleware import Middleware
 from rakit.config import NodeConfig
 from rakit.http.errors import HANDLERS
 from rakit.http.origin import OriginMiddleware, default_hosts
-from rakit.http.routing import IndexedRouter
 from rakit.http.routes import cache, cluster, docs, kv, locks, members, queue, raft_rpc, ui
+from rakit.http.routing import IndexedRouter
 from rakit.http.security import SecurityMiddleware
 from rakit.node.runtime import NodeRuntime
 from rakit.security.internal import InternalAuth
@@ -78,7 +78,7 @@ def create_app(config: NodeConfig, data_dir: DataDir) -> Starlette:
         *ui.routes,
         *docs.routes,
     ]
-    app = Starlette(exception_handlers=HANDLERS, middleware=middleware)  # type: ignore[arg-type]
+    app = Starlette(exception_handlers=HANDLERS, middleware=middleware)
     app.router = IndexedRouter(routes, lifespan=lifespan)  # finds a route by its path (see rakit.http.routing)
     app.state.internal_auth = internal
     app.state.client_auth = clients

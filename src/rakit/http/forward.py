@@ -85,7 +85,7 @@ def remaining_seconds(request: Request, wanted: float) -> float:
 
 
 async def on_leader(
-    runtime: "NodeRuntime",
+    runtime: NodeRuntime,
     request: Request,
     body: bytes,
     handler: Handler,
@@ -105,7 +105,7 @@ async def on_leader(
 
 
 async def _on_leader(
-    runtime: "NodeRuntime", request: Request, body: bytes, handler: Handler, wait: float, idempotent: bool
+    runtime: NodeRuntime, request: Request, body: bytes, handler: Handler, wait: float, idempotent: bool
 ) -> Response:
     driver = runtime.driver
     started = time.monotonic()
@@ -163,7 +163,7 @@ def identity_headers(
 
 
 async def relay(
-    runtime: "NodeRuntime",
+    runtime: NodeRuntime,
     request: Request,
     body: bytes,
     leader: str,
@@ -202,5 +202,5 @@ async def relay(
         if idempotent:
             return None
         raise Unavailable(f"the leader {leader} went away while answering; outcome unknown") from None
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         raise Unavailable(f"the leader {leader} did not answer: {type(exc).__name__}; outcome unknown") from None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -49,7 +50,7 @@ def dumps(obj: Any) -> bytes:
     return _encoder.encode(obj)
 
 
-def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     return Response(_encoder.encode(obj), status_code=status, headers=headers, media_type="application/json")
 
 
@@ -154,7 +155,8 @@ def path_name(value: str, what: str) -> str:
 
 def _check_path(value: str, what: str, decoder: msgspec.json.Decoder[Any]) -> str:
     try:
-        return decoder.decode(_encoder.encode(value))
+        checked: str = decoder.decode(_encoder.encode(value))
+        return checked
     except msgspec.ValidationError as exc:
         raise InvalidRequest(f"{what} in the URL: {exc}", field=what) from None
 

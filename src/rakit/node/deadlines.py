@@ -38,7 +38,7 @@ class Deadlines:
         return self._heap[0][0] if self._heap else None
 
     def pop_due(self, now: float) -> list[tuple[Hashable, Any]]:
-        due = []
+        due: list[tuple[Hashable, Any]] = []
         while True:
             self._drop_stale()
             if not self._heap or self._heap[0][0] > now:

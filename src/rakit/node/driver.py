@@ -220,7 +220,7 @@ class RaftDriver:
         self._wake.set()
         try:
             await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise Unavailable(f"leadership could not be confirmed within {timeout:g}s") from None
 
     async def on_core(self, action: Callable[[], T]) -> T:
@@ -360,7 +360,7 @@ class RaftDriver:
             self._role_waiters.append(waiter)
             try:
                 await asyncio.wait_for(waiter, remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return None
         return self.leader_id
 
@@ -455,7 +455,7 @@ class RaftDriver:
                 continue
             try:
                 future.set_result(action())
-            except Exception as exc:  # noqa: BLE001  (the caller handles it: NotLeader, a refused change)
+            except Exception as exc:
                 future.set_exception(exc)
         if self._lazy and (
             self._proposals or self._lazy_timer is None or self._lazy_timer.when() <= asyncio.get_running_loop().time()

@@ -39,7 +39,7 @@ IDLE_CHECK = 1.0
 
 
 class LeaseKeeper:
-    def __init__(self, driver: "RaftDriver", table: L.LockTable, machines: "Registry") -> None:
+    def __init__(self, driver: RaftDriver, table: L.LockTable, machines: Registry) -> None:
         self.driver = driver
         self.table = table
         self.machines = machines
@@ -121,7 +121,7 @@ class LeaseKeeper:
                 timeout = IDLE_CHECK if next_at is None else min(IDLE_CHECK, max(0.0, next_at - self.now()))
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 if self._leading:
                     for name, command in self.timers.pop_due(self.now()):
@@ -134,7 +134,7 @@ class LeaseKeeper:
         async def propose() -> None:
             try:
                 await self.driver.propose(self.machines.encode(command))
-            except Exception as exc:  # noqa: BLE001 - any failure: try again while still leader
+            except Exception as exc:
                 if self._leading and name not in self.timers:
                     self.timers.set(name, self.now() + RETRY_AFTER, command)
                 log.debug("timer command %s failed: %s", command, exc)

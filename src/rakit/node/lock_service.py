@@ -32,7 +32,7 @@ Key = tuple[str, str]
 
 
 class LockService:
-    def __init__(self, driver: "RaftDriver", table: L.LockTable, machines: "Registry", metrics: "NodeMetrics") -> None:
+    def __init__(self, driver: RaftDriver, table: L.LockTable, machines: Registry, metrics: NodeMetrics) -> None:
         self.driver = driver
         self.metrics = metrics
         self.table = table
@@ -52,9 +52,9 @@ class LockService:
                 if not future.done():
                     future.set_result(grant)
         for ended in getattr(result, "removed_holds", ()):
-            for future in self._watchers.pop((ended.resource, ended.client_id), ()):
-                if not future.done():
-                    future.set_result(ended)
+            for watcher in self._watchers.pop((ended.resource, ended.client_id), ()):
+                if not watcher.done():
+                    watcher.set_result(ended)
 
     def on_role(self, role: str, leader_id: str | None) -> None:
         if role == "leader":
@@ -88,7 +88,7 @@ class LockService:
                 self.metrics.lock_waiting.inc()
                 try:
                     result = as_granted(await asyncio.wait_for(asyncio.shield(interest), command.wait))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     result = await self._give_up(command)
                 finally:
                     self.metrics.lock_waiting.dec()
@@ -159,7 +159,7 @@ class LockService:
         self.metrics.lock_watchers.inc()
         try:
             hold = await asyncio.wait_for(asyncio.shield(ended), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return {"resource": resource, "client_id": client_id, "held": True, "fencing_token": held.token}
         finally:
             self.metrics.lock_watchers.dec()

@@ -13,6 +13,7 @@ from rakit.cache.service import CacheService, CacheSettings
 from rakit.config import NodeConfig
 from rakit.metrics import NodeMetrics
 from rakit.node.driver import RaftDriver
+from rakit.node.inbound import ReplyFilter
 from rakit.node.leases import LeaseKeeper
 from rakit.node.lock_service import LockService
 from rakit.queue.redis_store import RedisQueueStore, connect
@@ -26,7 +27,6 @@ from rakit.statemachines.locks import LockTable
 from rakit.statemachines.members import MembersMachine
 from rakit.statemachines.registry import Registry
 from rakit.storage.datadir import DataDir
-from rakit.node.inbound import ReplyFilter
 from rakit.transport.http import HttpTransport
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ class NodeRuntime:
             generation=generation,
             first_run=self._driver.first_run,
             leader_contact_age=self._driver.leader_contact_age,
-            known_nodes=lambda: self._driver.addresses,
+            known_nodes=lambda: self.driver.addresses,
         )
         self._driver.add_committed_membership_listener(self._follow_committed_membership)
         self.metrics.watch_cache(self._cache.stats)
@@ -142,7 +142,7 @@ class NodeRuntime:
         (generation 0); none (generation -1) on a node that joined and has not learnt one
         naming it, or whose log holds configuration entries not applied yet (the book may be
         several changes behind: the cache waits for them, see ``rakit.cache.service``)."""
-        book, core = self.members, self._driver.core
+        book, core = self.members, self.driver.core
         if core.pending_conf_index > core.applied_index:
             return -1, ()
         if book.members is not None:
@@ -152,7 +152,7 @@ class NodeRuntime:
             members, generation = tuple(self.config.initial_voters), 0
         else:
             members, generation = (), -1
-        return generation, tuple(n for n in members if n in self._driver.addresses)
+        return generation, tuple(n for n in members if n in self.driver.addresses)
 
     def _follow_committed_membership(
         self, generation: int, members: tuple[str, ...], addresses: dict[str, str]
@@ -181,7 +181,7 @@ class NodeRuntime:
         """Every background task of the node, supervised together."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self.driver.run(), name="raft-driver")
-            group.create_task(self.driver.transport.run(), name="raft-transport")  # type: ignore[attr-defined]
+            group.create_task(self.driver.transport.run(), name="raft-transport")
             assert self._leases is not None
             group.create_task(self._leases.run(), name="lock-leases")
             group.create_task(self.queue.run(), name="queue")

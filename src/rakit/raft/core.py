@@ -196,6 +196,10 @@ class _PendingRead:
     acks: set[str] = field(default_factory=set)
 
 
+DEFAULT_CONFIG = RaftConfig()
+NO_HARD_STATE = HardState()  # term 0, no vote, commit 0: a new node
+
+
 class RaftCore:
     """One node's Raft state machine; ``voters`` is the initial configuration.
 
@@ -212,9 +216,9 @@ class RaftCore:
         node_id: str,
         voters: list[str],
         *,
-        config: RaftConfig = RaftConfig(),
+        config: RaftConfig = DEFAULT_CONFIG,
         rng: random.Random | None = None,
-        hard_state: HardState = HardState(),
+        hard_state: HardState = NO_HARD_STATE,
         snapshot: Snapshot | None = None,
         entries: Sequence[Entry] = (),
     ) -> None:

@@ -55,7 +55,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, Protocol
 
 INTERNAL_PREFIXES = (
@@ -409,7 +409,7 @@ def verify_stream(auth: InternalAuth | None, sent: Mapping[str, str] | None, ws:
 
 # -- the body of an internal HTTP call, read before the app (``rakit.http.security``) -------
 
-Message = dict[str, Any]
+Message = MutableMapping[str, Any]  # what Starlette's ``Receive`` yields
 Receive = Callable[[], Awaitable[Message]]
 
 

@@ -15,7 +15,9 @@ import msgspec
 
 class Machine(Protocol):
     name: str
-    commands: tuple[type[msgspec.Struct], ...]
+
+    @property
+    def commands(self) -> tuple[type[msgspec.Struct], ...]: ...  # read-only: each machine's own tuple
 
     def apply(self, index: int, command: Any) -> Any: ...
     def snapshot(self) -> bytes: ...

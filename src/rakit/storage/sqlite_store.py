@@ -118,7 +118,8 @@ class SQLiteLogStore:
                 db.execute("ALTER TABLE snapshot ADD COLUMN learners TEXT NOT NULL DEFAULT '[]'")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         row = db.execute("SELECT idx, term FROM snapshot WHERE id = 0").fetchone()
-        self._snap_index, self._snap_term = row if row else (0, 0)
+        self._snap_index: int = row[0] if row else 0
+        self._snap_term: int = row[1] if row else 0
         (last,) = db.execute("SELECT max(idx) FROM entries").fetchone()
         self._last_index = max(last or 0, self._snap_index)
 
@@ -137,7 +138,7 @@ class SQLiteLogStore:
         if index == self._snap_index:
             return self._snap_term
         row = self._db.execute("SELECT term FROM entries WHERE idx = ?", (index,)).fetchone()
-        return row[0] if row else None
+        return int(row[0]) if row else None
 
     # -- LogStore -----------------------------------------------------------
 

@@ -51,7 +51,7 @@ def whole_record_at(data: bytes, off: int, decode: Callable[[bytes], Any]) -> tu
         return None
     try:
         return decode(payload), end
-    except Exception:  # noqa: BLE001 -- any decoder failure: not a record
+    except Exception:
         return None
 
 

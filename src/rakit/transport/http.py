@@ -79,7 +79,7 @@ class _DirectWriter:
         writer = getattr(ws, "_writer", None)
         write = getattr(writer, "_write_websocket_frame", None)
         transport = getattr(writer, "transport", None)
-        if write is None or transport is None or getattr(writer, "compress", 0):
+        if write is None or transport is None or getattr(writer, "compress", False):
             return None
         return cls(write, transport)
 
@@ -176,7 +176,7 @@ class PeerSender:
                         await self._serve(ws)
                     finally:
                         self._direct = None
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 if isinstance(exc, PeerNotProven) and self.failures % 100 == 0:
                     log.warning("not streaming to %s at %s: %s", self.peer_id, self.url, exc)
                 elif self.failures == 0:

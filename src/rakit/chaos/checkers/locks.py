@@ -137,7 +137,7 @@ def parse_lock_op(op: Op) -> LockOp | None:
     if resource is None or client is None:
         return None
     mode = str(result.get("mode") or op.args.get("mode") or EXCLUSIVE)
-    ttls = [float(t) for t in (op.args.get("ttl"), result.get("ttl")) if _is_number(t)]
+    ttls = [float(t) for t in (op.args.get("ttl"), result.get("ttl")) if t is not None and _is_number(t)]
     ttl = min(ttls) if ttls else DEFAULT_TTL
     token = result.get("fencing_token")
     token = token if isinstance(token, int) and not isinstance(token, bool) else None

@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from rakit.cache.checks import check_batch
 from rakit.cache.messages import (
     Batch,
     Invalidate,
@@ -34,7 +35,6 @@ from rakit.cache.messages import (
     decode_batch,
     encode,
 )
-from rakit.cache.checks import check_batch
 from rakit.cache.service import CacheService
 from rakit.errors import InvalidRequest, NotFound
 from rakit.http.json import (

@@ -40,7 +40,7 @@ REPLY_TIMEOUT = 2.0
 UNSUPPORTED_DATA = 1003
 
 
-async def answer_of(future: "asyncio.Future[list[AnyMessage]]") -> list[AnyMessage]:
+async def answer_of(future: asyncio.Future[list[AnyMessage]]) -> list[AnyMessage]:
     # Awaited directly under a deadline: wait_for would add a callback hop (one more loop
     # iteration) between the driver's answer and the frame that carries it.
     if future.done():
