@@ -38,7 +38,7 @@ class NodeConfig:
     # Take a snapshot (and truncate the log) every this many applied entries.
     snapshot_entries: int = 10_000
     log_level: str = "warning"
-    # Security (issue 7); all off by default, for the local quick start.
+    # Security; off by default on loopback, for the local quick start (see config.build_config).
     cluster_secret: str | None = None  # every node-to-node call carries proof of it
     auth_tokens: Path | None = None  # client API tokens and their grants
     tls_cert: Path | None = None  # this node's certificate (HTTPS for the API and peers)

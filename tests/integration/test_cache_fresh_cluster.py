@@ -1,4 +1,4 @@
-"""A cluster that has just started serves its cache as soon as it has a leader (issue 18 item 2).
+"""A cluster that has just started serves its cache as soon as it has a leader.
 
 Before: a new 5-node cluster answered ``POST /cache/set`` with ``503`` ("the
 cluster's membership just changed") for about 3.3 s after start, the mute a

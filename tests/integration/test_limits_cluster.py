@@ -1,4 +1,4 @@
-"""Client limits on a real 3-node cluster (issue 7).
+"""Client limits on a real 3-node cluster.
 
 * A consumer holds at most 1000 messages of a topic in flight: one more pop is
   ``429 too_many_in_flight`` (also through a node that relays to the owner,

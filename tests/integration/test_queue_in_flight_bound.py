@@ -1,4 +1,4 @@
-"""The per-consumer in-flight bound of the queue store (issue 7): ``max_in_flight`` messages of one
+"""The per-consumer in-flight bound of the queue store: ``max_in_flight`` messages of one
 topic in flight for one consumer; one more pop raises ``TooManyInFlight`` and changes nothing."""
 
 from __future__ import annotations

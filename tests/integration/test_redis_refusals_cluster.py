@@ -1,4 +1,4 @@
-"""A real Redis that refuses the node: queue calls answer 503 naming what Redis said, never 500 (issue 18, item 5).
+"""A real Redis that refuses the node: queue calls answer 503 naming what Redis said, never 500.
 
 Each test starts its own ``redis-server`` (a password it does not get, a
 read-only replica, protected mode on a non-loopback address) and one rakit

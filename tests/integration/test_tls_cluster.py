@@ -1,4 +1,4 @@
-"""A 3-node cluster with TLS and mutual TLS between nodes (issue 7 item 3).
+"""A 3-node cluster with TLS and mutual TLS between nodes.
 
 A CA and one certificate per node (SANs 127.0.0.1 and localhost, serverAuth +
 clientAuth) are made in the test's temporary folder.  Every node-to-node path

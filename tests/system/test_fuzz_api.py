@@ -1,4 +1,4 @@
-"""Schemathesis against a running 1-node cluster's ``/openapi.json`` (issue 7).
+"""Schemathesis against a running 1-node cluster's ``/openapi.json``.
 
 Every documented operation (but the msgpack node-to-node ones, fuzzed by
 ``test_fuzz_internal.py``; WebSockets are not in the document) gets a few

@@ -1,4 +1,4 @@
-"""Hostile bodies for every internal endpoint of a running 3-node cluster (issue 7).
+"""Hostile bodies for every internal endpoint of a running 3-node cluster.
 
 Hypothesis sends, to a random node at a time:
 

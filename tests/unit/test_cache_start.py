@@ -1,4 +1,4 @@
-"""When a node's cache may serve after it starts (issue 18 item 2).
+"""When a node's cache may serve after it starts.
 
 The start mute (contact rule 7) guards a run that may follow one under an
 older membership generation; the start quarantine guards write rounds that

@@ -1,4 +1,4 @@
-"""``rakit chaos`` without matplotlib (issue 18, item 6): checked before the run, never a traceback.
+"""``rakit chaos`` without matplotlib: checked before the run, never a traceback.
 
 matplotlib is made unimportable by putting ``None`` in ``sys.modules`` (what
 an install without the ``chaos`` extra looks like to ``import``); no chaos run

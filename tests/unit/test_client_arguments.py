@@ -1,4 +1,4 @@
-"""The client's edge (issue 18, item 4): a ``Message`` wherever a message id goes, ``m.ack()``/``m.nack()``/
+"""The client's edge: a ``Message`` wherever a message id goes, ``m.ack()``/``m.nack()``/
 ``m.extend()``, and argument types checked before anything is sent, with an error naming the argument.
 
 No cluster: each client's connection pool is swapped for one on an ``httpx.MockTransport`` that records

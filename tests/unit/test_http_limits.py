@@ -1,4 +1,4 @@
-"""Client limits of the HTTP stack (issue 7): request heads, bodies, slow clients, concurrency.
+"""Client limits of the HTTP stack: request heads, bodies, slow clients, concurrency.
 
 Timers are armed only when a head or a body does not arrive whole: the tests
 send them in pieces, byte by byte, or not at all.

@@ -1,4 +1,4 @@
-"""Names are matched whole (issue 18 item 1).
+"""Names are matched whole.
 
 API.md allows 1-128 of ``[A-Za-z0-9_.:-]`` for ``resource``/``key``/``message_id``
 and of ``[A-Za-z0-9_.-]`` for ``topic``/``consumer_id``/``client_id`` and node

@@ -215,7 +215,7 @@ def test_every_operation_is_described(doc: dict[str, Any]) -> None:
 
 
 def test_path_and_query_names_carry_the_api_md_patterns(doc: dict[str, Any]) -> None:
-    # matched whole: `$(?!\n)`, since `$` alone also matches before a final newline (issue 18)
+    # matched whole: `$(?!\n)`, since `$` alone also matches before a final newline
     assert KEY_PATTERN == r"^[A-Za-z0-9_.:-]+$(?!\n)" and NAME_PATTERN == r"^[A-Za-z0-9_.-]+$(?!\n)"
     seen = set()
     for path, method, op in operations(doc):

@@ -1,4 +1,4 @@
-"""Hostile bytes on the Raft wire (issue 7): ``decode_batch`` and the route's ``check_message``.
+"""Hostile bytes on the Raft wire: ``decode_batch`` and the route's ``check_message``.
 
 1. ``decode_batch`` on random bytes and on mutated valid frames raises only
    msgspec's ``DecodeError`` / ``ValidationError``, and whatever it accepts has

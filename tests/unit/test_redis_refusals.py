@@ -1,4 +1,4 @@
-"""A Redis that refuses the node is a 503 naming what Redis said, never a 500 (issue 18, item 5).
+"""A Redis that refuses the node is a 503 naming what Redis said, never a 500.
 
 The replies are parsed by redis-py's own parser (``BaseParser.parse_error``),
 so the exceptions are exactly those a real Redis produces; the store runs

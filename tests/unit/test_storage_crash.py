@@ -252,7 +252,7 @@ def test_torn_file_tail(tmp_path: Path, damage: str, caplog: pytest.LogCaptureFi
 
     if damage in ("flipped_byte_mid_log", "stale_records_after_torn_one"):
         # Whole records after the bad one: not a torn tail but damage, refused and left as it is
-        # (issue 17; tests/unit/test_storage_corruption.py has the rest, --repair included).
+        # (tests/unit/test_storage_corruption.py has the rest, --repair included).
         before = path.read_bytes()
         with pytest.raises(WalError, match="byte"):
             FileLogStore(path)

@@ -1,4 +1,4 @@
-"""TLS configuration (issue 7 item 3): peer URL schemes, certificate checks, the contexts built."""
+"""TLS configuration: peer URL schemes, certificate checks, the contexts built."""
 
 from __future__ import annotations
 

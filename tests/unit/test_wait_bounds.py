@@ -1,4 +1,4 @@
-"""A client cannot make a node hold a request longer than its stated wait plus ``MAX_OVERRUN`` (issue 7).
+"""A client cannot make a node hold a request longer than its stated wait plus ``MAX_OVERRUN``.
 
 Every waiting endpoint goes through one of two places: ``on_leader`` (lock
 acquire with ``timeout``, lock watch, and every other leader request with a

@@ -1,4 +1,4 @@
-"""Chaos suite (issue 8): real nodes in network namespaces, faults, recorded histories, checkers.
+"""Chaos suite: real nodes in network namespaces, faults, recorded histories, checkers.
 
 ``history`` holds the record format; ``checkers`` the pure verdicts on a
 history; ``netns`` the test hosts; ``nemesis`` the seeded fault schedule;

@@ -1,4 +1,4 @@
-"""Security (issue 7): node-to-node authentication, client tokens, TLS contexts.
+"""Security: node-to-node authentication, client tokens, TLS contexts.
 
 ``rakit.http.security.SecurityMiddleware`` is the one place requests are
 checked; it asks ``internal.InternalAuth`` about node-to-node paths and

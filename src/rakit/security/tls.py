@@ -1,4 +1,4 @@
-"""TLS for the node (issue 7 item 3): HTTPS for the API and peers, mutual TLS between nodes.
+"""TLS for the node: HTTPS for the API and peers, mutual TLS between nodes.
 
 - ``--tls-cert``/``--tls-key``: the node serves HTTPS (``server_kwargs`` for
   uvicorn) and its node-to-node client (the pooled aiohttp session, see

@@ -1,4 +1,4 @@
-"""``SQLiteLogStore``: the node's durable Raft state in one SQLite file (rakit before session 5).
+"""``SQLiteLogStore``: the node's durable Raft state in one SQLite file (older data dirs; migrated).
 
 Nodes now write ``file_store.FileLogStore``; this store is kept to read an
 older data dir's ``raft.db`` once, when ``DataDir`` migrates it, and as the
