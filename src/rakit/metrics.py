@@ -28,6 +28,12 @@ class NodeMetrics:
         self.voters = Gauge("rakit_raft_voters", "Voting members in the configuration in force here.", registry=r)
         self.learners = Gauge("rakit_raft_learners", "Learners (non-voting members) in the configuration.", registry=r)
         self.leader_changes = Counter("rakit_raft_leader_changes", "Times the known leader changed.", registry=r)
+        self.replicas_diverged = Gauge(
+            "rakit_replicas_diverged",
+            "Members whose log chain differs from the other members' at the last check (leader only; "
+            "GET /cluster/consistency).",
+            registry=r,
+        )
         self.follower_regressions = Gauge(
             "rakit_raft_follower_regressions",
             "Times, as leader, a follower was found to have lost log entries it had acknowledged (a damaged or "

@@ -256,6 +256,17 @@ CORE_OPERATIONS: tuple[Op, ...] = (
         ok=S.Digest,
         ok_description="This replica's digest.",
     ),
+    Op(
+        "GET",
+        "/cluster/consistency",
+        "cluster",
+        "Do the replicas' logs agree?",
+        "Compares every member's log chain at the highest checkpoint they all kept; members whose chain "
+        "differs from the majority's are `diverged` (a damaged or replaced disk). The leader runs the same "
+        "check every 30 s and exports `rakit_replicas_diverged`.",
+        ok=S.Consistency,
+        ok_description="The comparison.",
+    ),
     # -- locks --
     Op(
         "POST",

@@ -268,14 +268,48 @@ class NotAVoterError(Struct):
     detail: str
 
 
+Chain = Annotated[str, Meta(pattern=r"^[0-9a-f]{32}$(?!\n)", description="BLAKE2b-128 of the log chain.")]
+
+
+class Checkpoint(Struct):
+    index: Annotated[LogIndex, Meta(description="A boundary (a multiple of 256).")]
+    chain: Chain
+
+
+class LogChain(Struct):
+    """Every applied entry folded into one hash (``rakit.statemachines.registry``)."""
+
+    base: Annotated[int, Meta(ge=-1, description="The chain covers the entries after this index (-1: none yet).")]
+    index: Annotated[LogIndex, Meta(description="The last entry folded in.")]
+    checkpoints: Annotated[list[Checkpoint], Meta(description="At each boundary crossed, oldest first.")]
+
+
 class Digest(Struct):
     """Diagnostic: replicas that applied the same index show the same digest."""
 
     node_id: NodeId
     applied: LogIndex
-    digest: Annotated[
-        str, Meta(pattern=r"^[0-9a-f]{64}$(?!\n)", description="SHA-256 of the state machines' snapshot.")
-    ]
+    digest: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$(?!\n)", description="SHA-256 of the state machines' state.")]
+    log_chain: LogChain
+
+
+class ConsistencyNode(Struct):
+    reachable: bool
+    error: str | None = None
+    applied: LogIndex | None = None
+    base: int | None = None
+    chain: Chain | None = None
+    comparable: bool | None = None
+
+
+class Consistency(Struct):
+    """Whether every member's log chain agrees at the highest boundary they all kept."""
+
+    checked: Annotated[LogIndex | None, Meta(description="The boundary compared; null if none is shared yet.")]
+    consistent: bool | None
+    diverged: Annotated[list[NodeId], Meta(description="Members whose chain differs from the majority's.")]
+    unreachable: list[NodeId]
+    nodes: dict[str, ConsistencyNode]
 
 
 # -- locks ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from rakit.cache.service import CacheService, CacheSettings
 from rakit.config import NodeConfig
 from rakit.metrics import NodeMetrics
+from rakit.node import consistency
 from rakit.node.driver import RaftDriver
 from rakit.node.inbound import ReplyFilter
 from rakit.node.leases import LeaseKeeper
@@ -186,6 +187,7 @@ class NodeRuntime:
             group.create_task(self._leases.run(), name="lock-leases")
             group.create_task(self.queue.run(), name="queue")
             group.create_task(self.cache.run(), name="cache")
+            group.create_task(consistency.run(self), name="consistency")
 
     async def close(self) -> None:
         if self._cache is not None:

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from rakit.http.json import json_response
+from rakit.node import consistency
 
 
 def _queue_state(runtime: Any, *, detail: bool) -> dict[str, Any]:
@@ -53,9 +54,15 @@ async def digest(request: Request) -> Response:
     it to prove nothing diverged.
     """
     runtime = request.app.state.runtime
-    applied = runtime.driver.core.applied_index
-    state = hashlib.sha256(runtime.machines.snapshot()).hexdigest()
-    return json_response({"node_id": runtime.node_id, "applied": applied, "digest": state})
+    view = consistency.local_view(runtime)
+    state = hashlib.sha256(runtime.machines.state()).hexdigest()
+    chain = {"base": view["base"], "index": view["index"], "checkpoints": view["checkpoints"]}
+    return json_response({"node_id": runtime.node_id, "applied": view["applied"], "digest": state, "log_chain": chain})
+
+
+async def cluster_consistency(request: Request) -> Response:
+    """Whether every member's log agrees with the others' (``rakit.node.consistency``)."""
+    return json_response(await consistency.survey(request.app.state.runtime))
 
 
 routes = [
@@ -63,4 +70,5 @@ routes = [
     Route("/status", status, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
     Route("/debug/digest", digest, methods=["GET"]),
+    Route("/cluster/consistency", cluster_consistency, methods=["GET"]),
 ]
