@@ -10,8 +10,9 @@ blake2b(chain | index | data)``, kept in its snapshot (so a replica that
 installs a snapshot continues the same chain) with the index the chain
 starts after (``chain_base``: 0, or just before the first entry applied
 after restoring a snapshot written before chains existed; -1 until then).
-Replicas that applied the same entries show the same chain at the same index; a checkpoint is kept at each ``CHECKPOINT_EVERY``
-boundary crossed (the first entry applied at or past it), the last
+Replicas that applied the same entries show the same chain at the same
+index; a checkpoint is kept at each ``CHECKPOINT_EVERY`` boundary crossed
+(the first entry applied at or past it), the last
 ``CHECKPOINTS_KEPT`` of them, so replicas at different indexes can be
 compared (``rakit.node.consistency``).  A replica that lost or altered an
 entry shows another chain from there on.
