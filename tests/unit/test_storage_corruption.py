@@ -145,7 +145,6 @@ def test_a_whole_record_that_does_not_follow_is_refused(tmp_path: Path) -> None:
     [
         "cut_mid_last_record",
         "cut_in_last_header",
-        "bad_crc_last_record",
         "garbage_length_last_record",
         "stray_bytes_after_the_end",
     ],
@@ -160,9 +159,6 @@ def test_a_torn_last_record_is_cut_with_a_warning(
             f.truncate((ends[-2] + ends[-1]) // 2)
         elif damage == "cut_in_last_header":
             f.truncate(ends[-2] + 5)
-        elif damage == "bad_crc_last_record":
-            f.seek(ends[-1] - 3)
-            f.write(b"\x00\x01\x02")
         elif damage == "garbage_length_last_record":
             f.seek(ends[-2])
             f.write((1000).to_bytes(4, "little"))
@@ -182,6 +178,39 @@ def test_a_torn_last_record_is_cut_with_a_warning(
     assert not caplog.records
     assert store.load().entries[-1] == Entry(term=2, index=want + 1)
     store.close()
+
+
+def test_a_last_record_whose_last_sectors_never_got_written_is_cut(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Power lost mid-write: the sectors the write did not reach are still preallocated zeroes."""
+    path = tmp_path / "raft.wal"
+    ends = _write(path, [*_batches(10), (None, [Entry(term=1, index=51, data=b"y" * 3000)])])
+    first_full_sector = -(-(ends[-2] + 8) // 512) * 512
+    with open(path, "r+b") as f:
+        f.seek(first_full_sector)
+        f.write(bytes(ends[-1] - first_full_sector))
+    store = _open(path, caplog)
+    assert "log ends at byte" in caplog.text
+    assert [e.index for e in store.load().entries] == list(range(1, 51))
+    store.close()
+
+
+@pytest.mark.parametrize("damage", ["flipped_bytes", "overwritten_end"])
+def test_a_last_record_altered_after_it_was_written_is_refused(tmp_path: Path, damage: str) -> None:
+    """A wrong CRC with none of the record still zero is no unfinished write: it may hide a vote."""
+    path = tmp_path / "raft.wal"
+    ends = _write(path, _batches(30))
+    if damage == "flipped_bytes":
+        _flip(path, ends[-2] + 40)
+    else:
+        with open(path, "r+b") as f:
+            f.seek(ends[-1] - 3)
+            f.write(b"\x00\x01\x02")
+    before = path.read_bytes()
+    with pytest.raises(WalError, match=f"byte {ends[-2]}") as err:
+        FileLogStore(path)
+    assert "zeroed space" in str(err.value) and path.read_bytes() == before
 
 
 def test_a_clean_log_opens_without_a_word(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -250,8 +250,9 @@ def test_torn_file_tail(tmp_path: Path, damage: str, caplog: pytest.LogCaptureFi
             f.seek(records[-4] + 8)
             f.write(b"\xff")
 
-    if damage in ("flipped_byte_mid_log", "stale_records_after_torn_one"):
-        # Whole records after the bad one: not a torn tail but damage, refused and left as it is
+    if damage in ("flipped_byte_mid_log", "stale_records_after_torn_one", "garbage_tail"):
+        # Whole records after the bad one, or a last record overwritten with garbage (no zeroed
+        # sector, as an unfinished write leaves): damage, refused and left as it is
         # (tests/unit/test_storage_corruption.py has the rest, --repair included).
         before = path.read_bytes()
         with pytest.raises(WalError, match="byte"):

@@ -25,7 +25,10 @@ Rules:
    (preallocated space), a length past the end of the file, a CRC mismatch,
    or a payload that does not decode or does not follow (a gap).  What lies
    after it decides (``wal_damage``): if no whole record follows, it is a
-   torn tail (a crash mid-write, never acknowledged) and is cut off
+   torn tail (a crash mid-write, never acknowledged) and is cut off -- but
+   a final record whose CRC is wrong counts as torn only if a sector's worth
+   of it is still zero (``_looks_torn``), else it was altered after it was
+   written and is damage like any other --
    (``ftruncate``) with fresh zeroed space after it, so stale bytes of a torn
    batch can never be read as records behind a later, shorter one; a cut
    that dropped non-zero bytes is logged, and the hard state's commit index
@@ -272,6 +275,9 @@ class FileLogStore:
         if not (why or stray):
             return pos
         found = survey(data, pos, _decode)
+        if why == "bad checksum" and not found.records and not _looks_torn(data, pos):
+            why = "bad checksum, and no part of it is the zeroed space an unfinished write leaves"
+            whole = True  # rule 3: the last record changed after it was written, not torn
         if whole or found.records:
             self._damaged(pos, why or "zeroed", whole, found)
         else:
@@ -299,15 +305,17 @@ class FileLogStore:
         """Damage in the middle (rule 3): refuse, or with ``repair`` say what goes and go on (3a)."""
         first = self._mem.statistics()["last_index"] + 1
         last = max(found.last_index, first)
-        what = (
-            f"{self.path}: the record at byte {pos} is damaged ({why}) and {found.records} whole "
-            f"record(s) follow it, reaching log index {found.last_index} and term {found.max_term}"
-        )
-        if not self.repair:
-            raise WalError(
-                f"{what}: these are entries this node acknowledged, so it will not cut the log there "
-                f"and refuses to start; {_WAYS_BACK}"
+        if found.records:
+            what = (
+                f"{self.path}: the record at byte {pos} is damaged ({why}) and {found.records} whole "
+                f"record(s) follow it, reaching log index {found.last_index} and term {found.max_term}"
             )
+            lost = "these are entries this node acknowledged"
+        else:
+            what = f"{self.path}: the last record, at byte {pos}, is damaged ({why})"
+            lost = "it was written whole, and may hold entries and the vote this node acknowledged"
+        if not self.repair:
+            raise WalError(f"{what}: {lost}, so it will not cut the log there and refuses to start; {_WAYS_BACK}")
         hard_state = found.last_hard_state
         if not found.hard_state_after_all_damage or hard_state is None:
             raise WalError(
@@ -336,6 +344,28 @@ class FileLogStore:
         os.fsync(self._fd)
         _preallocate(self._fd, pos + 1)
         os.fsync(self._fd)
+
+
+SECTOR = 512
+MIN_TORN_BYTES = 64  # a zeroed stretch shorter than this may just be zeros in the payload
+
+
+def _looks_torn(data: bytes, pos: int) -> bool:
+    """Rule 3: the record at ``pos`` (its CRC wrong) has a sector's worth of it still zero.
+
+    Records are written into preallocated zeroes, so a write cut short by a
+    power loss leaves whole sectors of the record zero (etcd's test too); a
+    flipped bit or an overwritten stretch leaves none.
+    """
+    length = _RECORD_HEADER.unpack_from(data, pos)[0]
+    start, end = pos + _RECORD_HEADER.size, min(len(data), pos + _RECORD_HEADER.size + length)
+    sector = start - start % SECTOR
+    while sector < end:
+        part = data[max(sector, start) : min(sector + SECTOR, end)]
+        if len(part) >= MIN_TORN_BYTES and not any(part):
+            return True
+        sector += SECTOR
+    return False
 
 
 def _preallocate(fd: int, needed: int) -> int:
