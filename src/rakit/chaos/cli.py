@@ -56,7 +56,8 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 help="Faults, comma-separated: partition, isolate-leader, asymmetric, bridge, kill, pause, "
-                "redis-kill, member (remove, wipe, rejoin, promote a node); or all, none."
+                "redis-kill, member (remove, wipe, rejoin, promote a node), corrupt (flip bytes mid-log in a "
+                "stopped node: it must refuse to start); or all, none."
             ),
         ] = "partition,bridge,kill,pause",
         seed: Annotated[

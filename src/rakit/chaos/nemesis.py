@@ -20,7 +20,11 @@ Kinds (``NEMESES``):
 - ``redis-kill``: SIGKILL Redis, restart it (same append-only file) when healed;
 - ``member``: remove one node (the leader half the time) from the
   configuration, SIGKILL it and wipe its data dir; when healed it starts
-  empty with ``--join``, catches up as a learner and is promoted again.
+  empty with ``--join``, catches up as a learner and is promoted again;
+- ``corrupt``: SIGKILL one node (the leader half the time) and flip bytes in
+  the middle of its Raft log; when healed it is started and must refuse
+  (``checkers.disk``), then it is removed, wiped and joins again as
+  ``member`` does.
 
 ``minority()`` says which nodes a set of cuts leaves unable to exchange
 messages with a majority: the chaos checkers require that those nodes grant
@@ -37,9 +41,16 @@ from typing import Any
 NETWORK = ("partition", "isolate-leader", "asymmetric", "bridge")
 PROCESS = ("kill", "pause", "redis-kill")
 MEMBERSHIP = ("member",)
-NEMESES: tuple[str, ...] = NETWORK + PROCESS + MEMBERSHIP
+DISK = ("corrupt",)
+NEMESES: tuple[str, ...] = NETWORK + PROCESS + MEMBERSHIP + DISK
 #: Short names accepted on the command line.
-ALIASES = {"isolate": "isolate-leader", "redis": "redis-kill", "membership": "member", "all": ",".join(NEMESES)}
+ALIASES = {
+    "isolate": "isolate-leader",
+    "redis": "redis-kill",
+    "membership": "member",
+    "disk": "corrupt",
+    "all": ",".join(NEMESES),
+}
 LEADER = "<leader>"  # a step's target to be resolved when it runs
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import aiohttp
 
+from rakit.chaos import disk
 from rakit.chaos import nemesis as nem
 from rakit.chaos import workloads as wl
 from rakit.chaos.history import Fault, History, Verdict
@@ -36,6 +37,7 @@ from rakit.security.internal import InternalAuth
 
 NODE_PORT = 8001
 REDIS_PORT = 6379
+REFUSAL_SECONDS = 20.0  # a node started on a damaged log must have exited (refused) by then
 
 
 class ChaosError(Exception):
@@ -193,6 +195,8 @@ class Nemesis:
         self.session = session
         self.recorder = recorder
         self.rng = random.Random(f"{seed}/targets")
+        self._damaged: dict[str, int | None] = {}  # corrupt: node -> offset of the damaged record
+        self._outcomes: dict[str, dict[str, Any]] = {}  # corrupt: what happened when it was started again
         self.faults: list[Fault] = []
 
     async def play(self, steps: Sequence[nem.Step], stop: asyncio.Event) -> None:
@@ -230,6 +234,12 @@ class Nemesis:
             elif step.kind == "member":
                 await self.remove(str(step.target))
                 await asyncio.to_thread(cluster.nodes[str(step.target)].kill)
+            elif step.kind == "corrupt":
+                node = cluster.nodes[str(step.target)]
+                await asyncio.to_thread(node.kill)
+                self._damaged[str(step.target)] = await asyncio.to_thread(
+                    disk.damage_log, node.data_dir / "raft.wal", self.rng
+                )
             if step.target and not nodes:
                 nodes = (step.target,)
             start = self.recorder.now()
@@ -240,6 +250,7 @@ class Nemesis:
         detail = {**step.detail, "cuts": [list(c) for c in step.cuts]} if step.cuts else dict(step.detail)
         if step.target:
             detail["target"] = step.target
+            detail.update(self._outcomes.pop(str(step.target), {}))
         self.faults.append(Fault(step.kind, start, end, nodes, nem.minority(cluster.ids, step.cuts), detail))
 
     async def heal(self, step: nem.Step) -> None:
@@ -253,6 +264,28 @@ class Nemesis:
             await asyncio.to_thread(self.cluster.redis.start, True, 10.0)
         elif step.kind == "member":
             await self.rejoin(str(step.target))
+        elif step.kind == "corrupt":
+            self._outcomes[str(step.target)] = await self.restart_damaged(str(step.target))
+
+    async def restart_damaged(self, node_id: str) -> dict[str, Any]:
+        """Start a node whose log was damaged: it must refuse; then it comes back empty, as ``member``."""
+        node = self.cluster.nodes[node_id]
+        offset = self._damaged.pop(node_id, None)
+        if offset is None:  # its log was too short to damage in the middle: a plain kill
+            await asyncio.to_thread(node.start)
+            return {"damaged_at": None}
+        await asyncio.to_thread(node.start)
+        deadline = time.monotonic() + REFUSAL_SECONDS
+        while node.alive and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        outcome: dict[str, Any] = {"damaged_at": offset, "refused": not node.alive}
+        if node.alive:  # it started on the damaged log (the checker reports it); recover it all the same
+            await asyncio.to_thread(node.kill)
+        else:
+            outcome["message"] = node.last_log_line()[:300]
+        await self.remove(node_id)
+        await self.rejoin(node_id)
+        return outcome
 
     async def _call(self, method: str, url: str, body: Any = None, sign_for: str | None = None) -> tuple[int, Any]:
         """``method url``; ``sign_for``: the node ``url`` is on, for an operator call signed with the secret."""

@@ -10,17 +10,20 @@ ops.
 - ``check_queue``: no loss, no phantom or corrupt delivery, first deliveries
   in push order;
 - ``check_cache``: no stale or phantom read, one version per write,
-  convergence after healing.
+  convergence after healing;
+- ``check_disk`` (only when the run had ``corrupt`` faults): a node never
+  starts on a log damaged in the middle.
 """
 
 from __future__ import annotations
 
 from rakit.chaos.checkers.cache import check_cache
+from rakit.chaos.checkers.disk import check_disk
 from rakit.chaos.checkers.locks import check_locks
 from rakit.chaos.checkers.queue import DEFAULT_MAX_DELIVERIES, check_queue
 from rakit.chaos.history import History, Verdict
 
-__all__ = ["check_all", "check_cache", "check_locks", "check_queue"]
+__all__ = ["check_all", "check_cache", "check_disk", "check_locks", "check_queue"]
 
 
 def check_all(history: History) -> list[Verdict]:
@@ -29,8 +32,11 @@ def check_all(history: History) -> list[Verdict]:
     The queue's ``max_deliveries`` is taken from ``history.meta`` when the run recorded it.
     """
     max_deliveries = int(history.meta.get("max_deliveries") or DEFAULT_MAX_DELIVERIES)
-    return [
+    verdicts = [
         check_locks(history.of("locks"), history.faults),
         check_queue(history.of("queue"), history.faults, max_deliveries=max_deliveries),
         check_cache(history.of("cache"), history.faults),
     ]
+    if any(f.nemesis == "corrupt" for f in history.faults):
+        verdicts.append(check_disk(history.faults))
+    return verdicts
