@@ -19,6 +19,7 @@ import pkgutil
 import re
 import types
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -268,3 +269,22 @@ def test_the_name_patterns_mean_the_same_as_ecma_262_would() -> None:
         assert pattern.endswith("$(?!\\n)") and "\\Z" not in pattern
         compiled = re.compile(pattern)
         assert compiled.search("abc") and not compiled.search("abc\n") and not compiled.search("abc\r\n")
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "good"),
+    [
+        ("tokens", "NAME_RE", "svc"),
+        ("tokens", "TOKEN_RE", "t" * 16),
+        ("tokens", "SHA256_RE", "a" * 64),
+        ("tokens", "PATTERN_RE", "x*"),
+        ("internal", "_NODE_RE", "node1"),
+        ("internal", "_NONCE_RE", "n" * 16),
+    ],
+)
+def test_token_file_and_signature_fields_are_matched_whole(module: str, name: str, good: str) -> None:
+    source = importlib.import_module(f"rakit.security.{module}")
+    pattern = getattr(source, name)
+    assert pattern.fullmatch(good) and not pattern.fullmatch(good + "\n")
+    # the modules check with fullmatch: re.match with ^...$ would let the final newline through
+    assert f"{name}.match(" not in Path(source.__file__).read_text()

@@ -338,13 +338,13 @@ class Testbed:
         if len(set(hosts)) != len(hosts):
             raise ValueError(f"duplicate host names in {hosts}")
         for h in hosts:
-            if not _HOST_RE.match(h):
+            if not _HOST_RE.fullmatch(h):
                 raise ValueError(f"bad host name {h!r} (letters, digits, _ . -; at most 32)")
-        if tag is not None and not _TAG_RE.match(tag):
+        if tag is not None and not _TAG_RE.fullmatch(tag):
             raise ValueError(f"tag must be 4 lowercase hex digits, not {tag!r}")
         if subnet_index is not None and not 0 <= subnet_index <= 255:
             raise ValueError(f"subnet_index must be in 0..255, not {subnet_index}")
-        if not _PREFIX_RE.match(prefix):
+        if not _PREFIX_RE.fullmatch(prefix):
             raise ValueError(f"prefix must be 1-4 lowercase letters, not {prefix!r}")
         self.hosts: tuple[str, ...] = tuple(hosts)
         self.prefix = prefix
@@ -600,7 +600,7 @@ def cleanup_stale(prefix: str = PREFIX) -> list[str]:
     SIGKILL leaves its servers behind) are killed first.  Returned entries
     read ``netns:<name>``, ``link:<name>`` or ``pid:<pid>``.
     """
-    if not _PREFIX_RE.match(prefix):
+    if not _PREFIX_RE.fullmatch(prefix):
         raise ValueError(f"prefix must be 1-4 lowercase letters, not {prefix!r}")
     p = re.escape(prefix)
     ns_re = re.compile(rf"^{p}([0-9a-f]{{4}})-[A-Za-z0-9][A-Za-z0-9_.-]{{0,31}}$")

@@ -226,14 +226,14 @@ class InternalAuth:
                 f"internal endpoint: missing {', '.join(missing)} (node-to-node calls must be signed "
                 f"with the cluster secret)"
             )
-        if not _NODE_RE.match(headers[NODE_HEADER]):
+        if not _NODE_RE.fullmatch(headers[NODE_HEADER]):
             return f"malformed {NODE_HEADER}"
         ts_text = headers[TS_HEADER]
-        if not _TS_RE.match(ts_text):
+        if not _TS_RE.fullmatch(ts_text):
             return f"malformed {TS_HEADER}: expected Unix seconds"
-        if not _NONCE_RE.match(headers[NONCE_HEADER]):
+        if not _NONCE_RE.fullmatch(headers[NONCE_HEADER]):
             return f"malformed {NONCE_HEADER}: expected 16-64 URL-safe characters"
-        if not _SIG_RE.match(headers[SIG_HEADER]):
+        if not _SIG_RE.fullmatch(headers[SIG_HEADER]):
             return f"malformed {SIG_HEADER}: expected 64 lowercase hex digits"
         now = self.clock() if now is None else now
         skew = float(ts_text) - now
@@ -334,7 +334,7 @@ class InternalAuth:
         declared = headers.get(BODY_HEADER)
         limit = body_limit(path) if limit is None else limit
         if declared is not None:
-            if not _SIG_RE.match(declared):
+            if not _SIG_RE.fullmatch(declared):
                 return receive, (401, "unauthorized", f"malformed {BODY_HEADER}: expected 64 lowercase hex digits")
             reason = self.check_signature(method, target, headers, declared, now=arrived)
             if reason is not None:

@@ -163,7 +163,7 @@ def parse_grant(text: Any) -> Grant:
                 pattern = tail
         else:
             pattern = rest
-    if not PATTERN_RE.match(pattern):
+    if not PATTERN_RE.fullmatch(pattern):
         raise ValueError(
             f"grant {text!r}: the pattern {pattern!r} must be 1-256 of [A-Za-z0-9_.:-] and the wildcards * and ?"
         )
@@ -235,7 +235,7 @@ def load_tokens(path: Path) -> list[TokenEntry]:
             raise ConfigError(
                 f"{at}: unknown key(s) {', '.join(map(repr, extra))} (expected name, token or sha256, grants)"
             )
-        if not isinstance(name, str) or not NAME_RE.match(name):
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise ConfigError(f"{at}: name must be 1-64 of [A-Za-z0-9_.-]")
         if name in names:
             raise ConfigError(f"{at}: the name {name!r} is used twice")
@@ -243,12 +243,12 @@ def load_tokens(path: Path) -> list[TokenEntry]:
             raise ConfigError(f"{at}: give exactly one of token and sha256")
         if "token" in raw:
             token = raw["token"]
-            if not isinstance(token, str) or not TOKEN_RE.match(token):
+            if not isinstance(token, str) or not TOKEN_RE.fullmatch(token):
                 raise ConfigError(f"{at}: token must be 16-4096 printable ASCII characters without spaces")
             digest = _digest(token)
         else:
             hexdigest = raw["sha256"]
-            if not isinstance(hexdigest, str) or not SHA256_RE.match(hexdigest):
+            if not isinstance(hexdigest, str) or not SHA256_RE.fullmatch(hexdigest):
                 raise ConfigError(f"{at}: sha256 must be 64 hex digits (the SHA-256 of the token)")
             digest = bytes.fromhex(hexdigest)
         if digest in digests:
