@@ -274,6 +274,7 @@ def test_check(tokens_file: Path) -> None:
         401,
         "unauthorized",
         "unknown API token",
+        None,
     )
     assert check("/status", orders) == check("/status", f"bearer  {ORDERS} ") == "orders-svc"
     assert check("/lock/acquire", orders) == "orders-svc"  # the resource (in the body) is the route's to check
@@ -281,6 +282,7 @@ def test_check(tokens_file: Path) -> None:
         403,
         "forbidden",
         "token 'orders-svc' is not granted locks:read on 'payments'",
+        None,
     )
     assert check("/metrics", orders) == 403
     assert check("/kv/put", orders) == 403  # no kv grant at all

@@ -118,6 +118,23 @@ class TooManyWaiters(RakitError):
     error = "too_many_waiters"
 
 
+class RateLimited(RakitError):
+    """429 ``rate_limited``: the API token's request rate at that node is used up; ``retry_after`` seconds."""
+
+    error = "rate_limited"
+
+    @property
+    def retry_after(self) -> float | None:
+        value = self.body.get("retry_after")
+        return float(value) if isinstance(value, int | float) else None
+
+
+class QuotaExceeded(RakitError):
+    """409 ``quota``: the API token already holds or awaits its ``max_locks`` locks."""
+
+    error = "quota"
+
+
 class Unauthorized(RakitError):
     """401 ``unauthorized``: the cluster wants an API token and got none, or an unknown one
     (``Client(token=...)`` or ``$RAKIT_TOKEN``)."""
@@ -182,6 +199,8 @@ _BY_CODE: dict[str, type[RakitError]] = {
         NoLeader,
         Unavailable,
         TooManyWaiters,
+        RateLimited,
+        QuotaExceeded,
         Unauthorized,
         Forbidden,
     )

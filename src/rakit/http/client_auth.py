@@ -17,12 +17,14 @@ this node's own tokens file and its grants checked again.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 from starlette.types import Receive, Scope, Send
 
 from rakit.http.json import MAX_BODY_BYTES, dumps
 from rakit.security.internal import InternalAuth
+from rakit.security.ratelimit import retry_after_header
 from rakit.security.tokens import (
     IDENTITY_HEADER,
     OPEN,
@@ -44,6 +46,16 @@ async def admit(
     name = headers.get(IDENTITY_HEADER)
     if name is None:
         outcome = clients.check(scope.get("method", "GET"), path, headers)
+        if isinstance(outcome, Identity) and outcome.rate is not None:  # counted where the client came in
+            wait = clients.limiter.take(outcome.name, outcome.rate, outcome.burst, time.monotonic())
+            if wait > 0:
+                outcome = Refusal(
+                    429,
+                    "rate_limited",
+                    f"token {outcome.name!r} is limited to {outcome.rate:g} requests/s at this node; "
+                    f"retry in {wait:.2f} s",
+                    wait,
+                )
     else:
         relayed = await _relayed(clients, internal, scope, receive, headers, name)
         if relayed is None:
@@ -75,13 +87,18 @@ async def _relayed(
 
 
 async def refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
-    status, code, detail = refusal
+    status, code, detail = refusal.status, refusal.code, refusal.detail
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 4000 + status, "reason": detail[:120]})
         return
-    body = dumps({"error": code, "detail": detail})
+    answer: dict[str, object] = {"error": code, "detail": detail}
+    if refusal.retry_after is not None:
+        answer["retry_after"] = round(refusal.retry_after, 3)
+    body = dumps(answer)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="rakit"'))
+    if refusal.retry_after is not None:
+        headers.append((b"retry-after", retry_after_header(refusal.retry_after).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

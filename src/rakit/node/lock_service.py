@@ -199,6 +199,8 @@ def refusal(result: L.Refused) -> RakitError:
         return InvalidRequest(result.detail or "invalid lock request")
     if result.code == "too_many_waiters":
         return TooManyWaiters(result.detail or "too many waiters", acquired=False)
+    if result.code == "quota":
+        return Conflict("quota", result.detail or "the token's lock quota is used up", acquired=False)
     if result.code == "deadlock":
         return Conflict(
             "deadlock",

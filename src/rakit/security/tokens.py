@@ -18,6 +18,12 @@ The tokens file (JSON)
       {"name": "ops", "sha256": "<hex SHA-256 of the secret>", "grants": ["admin", "status"]}
     ]}
 
+Optional limits per entry: ``rate`` (requests per second, counted at each
+node a client reaches: ``429 rate_limited`` with ``Retry-After`` above it;
+``burst``, default one second's worth, is how many may come at once) and
+``max_locks`` (the most holds and waits the token may have at once: ``409
+quota`` beyond; lock table rule 16).
+
 Each entry has a unique ``name`` (1-64 of ``[A-Za-z0-9_.-]``: it appears in
 logs and refusals and is the *owner* recorded on the locks it takes), either
 ``token`` (the secret itself, 16-4096 printable ASCII characters, no spaces)
@@ -95,6 +101,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rakit.config import ConfigError
 from rakit.errors import Forbidden
+from rakit.security.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -107,7 +114,8 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 TOKEN_RE = re.compile(r"^[\x21-\x7e]{16,4096}$")
 SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 PATTERN_RE = re.compile(r"^[A-Za-z0-9_.:*?-]{1,256}$")
-ENTRY_KEYS = frozenset({"name", "token", "sha256", "grants"})
+ENTRY_KEYS = frozenset({"name", "token", "sha256", "grants", "rate", "burst", "max_locks"})
+MAX_RATE = 1_000_000.0
 
 #: Header a node adds to a request it relays for an authenticated client (signed, see above).
 IDENTITY_HEADER = "x-rakit-identity"
@@ -174,10 +182,13 @@ def parse_grant(text: Any) -> Grant:
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who made a request: a token's name and what it may do."""
+    """Who made a request: a token's name, what it may do, and its limits (None: none)."""
 
     name: str
     grants: tuple[Grant, ...]
+    rate: float | None = None  # requests per second at each node (rakit.security.ratelimit)
+    burst: float = 1.0
+    max_locks: int | None = None  # holds and waits at once (lock table rule 16)
 
     def allows(self, family: str, action: str = "*", name: str | None = None) -> bool:
         """May this identity do ``action`` of ``family`` on ``name`` (None: on some name)?"""
@@ -260,10 +271,33 @@ def load_tokens(path: Path) -> list[TokenEntry]:
             grants = tuple(parse_grant(g) for g in grants_raw)
         except ValueError as exc:
             raise ConfigError(f"{at}: {exc}") from None
+        rate, burst, max_locks = _limits(at, raw)
         names.add(name)
         digests.add(digest)
-        entries.append(TokenEntry(digest, Identity(name, grants)))
+        entries.append(TokenEntry(digest, Identity(name, grants, rate, burst, max_locks)))
     return entries
+
+
+def _limits(at: str, raw: dict[str, Any]) -> tuple[float | None, float, int | None]:
+    """An entry's ``rate`` (requests/s per node), ``burst`` and ``max_locks``, checked."""
+
+    def number(key: str) -> float | None:
+        value = raw.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_RATE:
+            raise ConfigError(f"{at}: {key} must be a number above 0 and at most {MAX_RATE:g}")
+        return float(value)
+
+    rate, burst = number("rate"), number("burst")
+    if burst is not None and rate is None:
+        raise ConfigError(f"{at}: burst needs a rate")
+    if burst is not None and burst < 1:
+        raise ConfigError(f"{at}: burst must be at least 1 (one request)")
+    max_locks = raw.get("max_locks")
+    if max_locks is not None and (isinstance(max_locks, bool) or not isinstance(max_locks, int) or max_locks < 1):
+        raise ConfigError(f"{at}: max_locks must be a whole number of at least 1")
+    return rate, burst if burst is not None else max(1.0, rate or 1.0), max_locks
 
 
 # -- what a request asks for ------------------------------------------------------------
@@ -319,9 +353,10 @@ def need(path: str) -> Need | None:
 
 
 class Refusal(NamedTuple):
-    status: int  # 401 or 403
+    status: int  # 401, 403 or 429
     code: str
     detail: str
+    retry_after: float | None = None  # 429: seconds until a request would be served
 
 
 def _describe(n: Need) -> str:
@@ -341,6 +376,7 @@ class ClientAuth:
         self.entries: list[TokenEntry] = load_tokens(tokens_file) if tokens_file is not None else []
         self._by_name = {e.identity.name: e.identity for e in self.entries}
         self.refused = 0
+        self.limiter = RateLimiter()  # per-token request rates at this node (rakit.security.ratelimit)
 
     @property
     def enabled(self) -> bool:

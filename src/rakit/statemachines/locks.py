@@ -106,6 +106,11 @@ Rules
     without a secret takes any (or none), as before: the secret is what
     stops someone who knows a holder's public client id from releasing,
     renewing or re-acquiring its hold.
+16. Quotas: an ``Acquire`` may carry ``max_locks`` (its owner's quota, from
+    the tokens file).  If its client neither holds nor waits on the resource
+    and the owner already has ``max_locks`` holds and waits in the table
+    (an upgrade waiter counts besides its hold), it is refused with "quota"
+    and changes nothing.  The counts are derived state (rebuilt on restore).
 """
 
 from __future__ import annotations
@@ -146,6 +151,7 @@ class Acquire(msgspec.Struct, tag="lock.acquire", frozen=True):
     lock_delay: float | None = None  # when given, sets the resource's option
     owner: str | None = None  # rule 13: the API token's name (None: tokens are off)
     secret: str | None = None  # rule 15
+    max_locks: int | None = None  # rule 16: the owner's quota of holds and waits
 
 
 class Release(msgspec.Struct, tag="lock.release", frozen=True):
@@ -494,6 +500,8 @@ class LockTable:
         self._resources: dict[str, _Resource] = {}
         # client -> resources it waits on; derived from the wait lists (rebuilt on restore).
         self._waiting_on: dict[str, dict[str, None]] = {}
+        # owner -> its holds plus waits (rule 16); derived too.
+        self._entries: dict[str | None, int] = {}
 
     def apply(self, index: int, command: Command) -> Result:
         match command:
@@ -541,6 +549,16 @@ class LockTable:
                             f"{cmd.resource!r} with another holder secret"
                         ),
                     )
+        if cmd.max_locks is not None and self._entries.get(cmd.owner, 0) >= cmd.max_locks:  # rule 16
+            involved = known is not None and (
+                known.hold_of(cmd.client_id) is not None or known.waiter_of(cmd.client_id) is not None
+            )
+            if not involved:
+                return Refused(
+                    "quota",
+                    detail=f"the token already has {self._entries.get(cmd.owner, 0)} locks held or awaited, "
+                    f"its quota (max_locks) is {cmd.max_locks}",
+                )
         r = self._record(cmd.resource)
         lock_delay = r.lock_delay
         if cmd.lock_delay is not None:
@@ -579,6 +597,7 @@ class LockTable:
         if r.grantable_now(cmd.mode):
             hold = _Hold(cmd.client_id, cmd.mode, index, float(cmd.ttl), index, cmd.owner, cmd.secret)
             r.holders.append(hold)
+            self._count(hold.owner, +1)
             r.max_token = index
             return self._granted(r, hold)
         return self._wait(
@@ -606,6 +625,7 @@ class LockTable:
                 return Refused("deadlock", cycle=[_shown_to(waiter.owner, p) for p in cycle])
         r.waiters.insert(position, waiter)
         self._waiting_on.setdefault(me, {})[r.name] = None
+        self._count(waiter.owner, +1)
         return Waiting(r.name, waiter.client_id, waiter.mode, position)
 
     def _reaches(self, start: str, new_edges: list[str]) -> bool:
@@ -712,6 +732,7 @@ class LockTable:
 
     def _end_hold(self, index: int, r: _Resource, hold: _Hold, reason: str) -> tuple[EndedHold, list[Grant]]:
         r.holders.remove(hold)
+        self._count(hold.owner, -1)
         waiter = r.waiter_of(hold.client_id)
         if waiter is not None and waiter.upgrade:  # rule 5: no longer a holder, still wants exclusive
             r.waiters.remove(waiter)
@@ -761,15 +782,27 @@ class LockTable:
             for waiter in batch:
                 self._dequeue(r, waiter)
                 if waiter.upgrade:  # the sole holder: its shared hold becomes the new grant
+                    for old in r.holders:
+                        self._count(old.owner, -1)
                     r.holders.clear()
                 hold = _Hold(waiter.client_id, waiter.mode, index, waiter.ttl, index, waiter.owner, waiter.secret)
                 r.holders.append(hold)
+                self._count(hold.owner, +1)
                 grants.append(_grant(r.name, hold))
             r.max_token = index
         return grants
 
+    def _count(self, owner: str | None, delta: int) -> None:
+        """Rule 16's derived count of ``owner``'s holds and waits."""
+        count = self._entries.get(owner, 0) + delta
+        if count:
+            self._entries[owner] = count
+        else:
+            self._entries.pop(owner, None)
+
     def _dequeue(self, r: _Resource, waiter: _Waiter) -> None:
         r.waiters.remove(waiter)
+        self._count(waiter.owner, -1)
         mine = self._waiting_on[waiter.party]
         del mine[r.name]
         if not mine:
@@ -889,6 +922,10 @@ class LockTable:
         _, hold = self._lookup(resource, client_id)
         return _grant(resource, hold) if hold is not None else None
 
+    def entries_of(self, owner: str | None) -> int:
+        """Rule 16: ``owner``'s holds plus waits."""
+        return self._entries.get(owner, 0)
+
     def hold_owner(self, resource: str, client_id: str) -> str | None:
         """The owner (rule 13) of ``client_id``'s hold on ``resource``; None if none or not held."""
         _, hold = self._lookup(resource, client_id)
@@ -911,7 +948,7 @@ class LockTable:
         return _encoder.encode(_Snapshot(_SNAPSHOT_VERSION, list(self._resources.values())))
 
     def restore(self, data: bytes) -> None:
-        self._resources, self._waiting_on = {}, {}
+        self._resources, self._waiting_on, self._entries = {}, {}, {}
         if not data:
             return
         state = _decoder.decode(data)
@@ -921,3 +958,6 @@ class LockTable:
             self._resources[r.name] = r
             for w in r.waiters:
                 self._waiting_on.setdefault(w.party, {})[r.name] = None
+                self._count(w.owner, +1)
+            for h in r.holders:
+                self._count(h.owner, +1)

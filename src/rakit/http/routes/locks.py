@@ -23,7 +23,7 @@ from rakit.http.disconnect import ClientGone, unless_disconnected
 from rakit.http.forward import on_leader, remaining_seconds
 from rakit.http.json import Key, Name, decode, json_response, path_key, path_name, read_body
 from rakit.raft.messages import MAX_WIRE_INT
-from rakit.security.tokens import owner_of, require
+from rakit.security.tokens import identity_of, owner_of, require
 from rakit.statemachines import locks as L
 
 Timeout = Annotated[float, msgspec.Meta(ge=0, le=300)]
@@ -78,10 +78,14 @@ async def acquire(request: Request) -> Response:
     req = decode(body, AcquireBody)
     require(request, "locks", "write", req.resource)
     owner = owner_of(request)
+    identity = identity_of(request)
+    quota = identity.max_locks if identity is not None else None
 
     async def leader() -> Response:
         wait = remaining_seconds(request, req.timeout)
-        command = L.Acquire(req.resource, req.client_id, req.mode, req.ttl, wait, req.lock_delay, owner, req.secret)
+        command = L.Acquire(
+            req.resource, req.client_id, req.mode, req.ttl, wait, req.lock_delay, owner, req.secret, quota
+        )
         return json_response(granted_body(await runtime.locks.acquire(command)))
 
     work = on_leader(runtime, request, body, leader, wait=req.timeout, idempotent=True)
