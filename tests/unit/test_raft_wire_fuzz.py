@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rakit.errors import InvalidRequest
-from rakit.node.inbound import MAX_TERM_JUMP, accept_batch, check_message
+from rakit.node.inbound import MAX_INDEX_JUMP, MAX_TERM_JUMP, accept_batch, check_message
 from rakit.raft.config import RaftConfig
 from rakit.raft.core import RaftCore
 from rakit.raft.messages import (
@@ -67,7 +67,9 @@ def runtime(term: int = 3) -> Any:
         node_id=ME,
         config=SimpleNamespace(peers={p: f"http://{p}" for p in PEERS}),
         machines=Registry([LockTable(), KvMachine()]),
-        driver=SimpleNamespace(core=SimpleNamespace(term=term), addresses={p: f"http://{p}" for p in PEERS}),
+        driver=SimpleNamespace(
+            core=SimpleNamespace(term=term, last_index=len(LOG_TERMS)), addresses={p: f"http://{p}" for p in PEERS}
+        ),
     )
 
 
@@ -489,6 +491,21 @@ def test_a_term_too_far_ahead_is_refused() -> None:
         runtime(),
         encode_batch(Batch("a", [RequestVote(term=3 + MAX_TERM_JUMP, src="a", dst="b", last_index=1, last_term=1)])),
     )
+
+
+def test_a_log_index_too_far_ahead_is_refused() -> None:
+    # Found by the internal-endpoint fuzz: an InstallSnapshot at index 2**62 from the term's leader
+    # moved a follower's log (and its commit index) there.
+    far = len(LOG_TERMS) + MAX_INDEX_JUMP + 1
+    snapshot = Snapshot(SnapshotMeta(index=far, term=3, voters=sorted(PEERS)), registry_snapshot())
+    for message in (
+        InstallSnapshot(term=TERM, src="a", dst=ME, snapshot=snapshot),
+        RequestVote(term=TERM, src="a", dst=ME, last_index=far, last_term=3),
+        Heartbeat(term=TERM, src="a", dst=ME, commit=far),
+    ):
+        with pytest.raises(InvalidRequest, match="implausibly far ahead"):
+            check_message(runtime(), message)
+    check_message(runtime(), RequestVote(term=TERM, src="a", dst=ME, last_index=far - 1, last_term=3))
 
 
 def test_a_well_formed_batch_is_accepted() -> None:

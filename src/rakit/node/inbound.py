@@ -26,6 +26,12 @@ machines.  Terms are bounded twice:
 Without them one message with a term near the wire's bound would move the
 cluster there, where the next election's term no longer decodes: no leader,
 ever again, and a restart would not help (the term is persisted).
+
+Log indexes a peer names (a snapshot's, an append's end, a candidate's last
+index, a commit index) are bounded the same way: at most ``MAX_INDEX_JUMP``
+ahead of this node's own last index (2**48 entries: nearly 90 years at
+100,000 writes a second) and never above ``MAX_PEER_INDEX``.  Without that,
+one InstallSnapshot at index 2**62 would move a follower's log there.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from rakit.raft.messages import (
     AnyMessage,
     AppendEntries,
     Entry,
+    Heartbeat,
     InstallSnapshot,
     RequestVote,
     decode_batch,
@@ -56,6 +63,8 @@ log = logging.getLogger(__name__)
 
 MAX_TERM_JUMP = 2**20
 MAX_PEER_TERM = MAX_WIRE_INT - 2**32
+MAX_INDEX_JUMP = 2**48
+MAX_PEER_INDEX = MAX_WIRE_INT - 2**32
 LOG_EVERY = 10.0  # seconds between two warnings about refused replies
 
 
@@ -121,11 +130,30 @@ def check_command(entry: Entry) -> None:
         ) from None
 
 
+def _named_index(m: AnyMessage) -> int | None:
+    """The highest log index ``m`` asks this node to take on (None: it names none)."""
+    if isinstance(m, AppendEntries):
+        return max(m.prev_index + len(m.entries), m.commit)
+    if isinstance(m, InstallSnapshot):
+        return m.snapshot.meta.index
+    if isinstance(m, RequestVote):
+        return m.last_index
+    if isinstance(m, Heartbeat):
+        return m.commit
+    return None
+
+
 def check_message(runtime: NodeRuntime, m: AnyMessage) -> None:
     """InvalidRequest if ``m`` is not a message a Raft peer can send (see the module docstring)."""
-    own = runtime.driver.core.term
+    core = runtime.driver.core
+    own = core.term
     if m.term > own + MAX_TERM_JUMP or m.term > MAX_PEER_TERM:
         raise InvalidRequest(f"{type(m).__name__}: term {m.term} is implausibly far ahead of {own}")
+    index = _named_index(m)
+    if index is not None and (index > core.last_index + MAX_INDEX_JUMP or index > MAX_PEER_INDEX):
+        raise InvalidRequest(
+            f"{type(m).__name__}: log index {index} is implausibly far ahead of this node's {core.last_index}"
+        )
     if isinstance(m, AppendEntries):
         if m.prev_term > m.term:
             raise InvalidRequest(f"AppendEntries: prev_term {m.prev_term} is above the term {m.term}")
