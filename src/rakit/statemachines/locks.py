@@ -13,8 +13,9 @@ are results, never exceptions: a committed entry must not crash a replica.
 Each resource has a record: its holders (grant order), its wait list (upgrade
 waiters first, then arrival order), ``max_token``, its ``lock_delay`` option
 and, while in delay, ``delay_since`` (the index of the ``Expire`` that started
-the delay).  A record lives as long as it says anything: once a resource has a
-``max_token`` its record is kept for good.
+the delay).  A record lives as long as it says anything, and a free one (no
+holders, no waiters, not in delay) at most until ``max_free`` newer free
+records push it out (rule 17).
 
 Rules
 -----
@@ -111,6 +112,16 @@ Rules
     and the owner already has ``max_locks`` holds and waits in the table
     (an upgrade waiter counts besides its hold), it is refused with "quota"
     and changes nothing.  The counts are derived state (rebuilt on restore).
+17. Forgetting free records: after every command the record it names, if
+    free (no holders, no waiters, not in delay), becomes the newest free
+    record.  When more than ``max_free`` records are free (``MAX_FREE_RECORDS``
+    unless the table is built with another bound, the same on every
+    replica), the oldest free ones are forgotten (with their ``lock_delay``
+    option) and ``fencing_floor`` becomes the highest ``max_token`` forgotten.
+    A resource with no record reports ``fencing_floor`` as its token: no token
+    above it was ever granted for the resource, and every later grant is
+    above it (rule 2: a later log index).  So memory is bounded by the live
+    records plus ``max_free``, and tokens stay monotonic per resource.
 """
 
 from __future__ import annotations
@@ -132,6 +143,9 @@ MODES = (EXCLUSIVE, SHARED)
 #: Rule 14: waiters one resource may have; one more is refused with "too_many_waiters".
 #: Part of the replicated behaviour: every replica must use the same bound.
 MAX_WAITERS = 1000
+#: Rule 17: free records the table keeps (about 1 KB each); older ones are forgotten.
+#: Replicated behaviour too: every replica must use the same bound.
+MAX_FREE_RECORDS = 10_000
 
 
 def compatible(a: str, b: str) -> bool:
@@ -446,6 +460,8 @@ class _Queue:
 class _Snapshot(msgspec.Struct):
     version: int
     resources: list[_Resource]  # in the table's order, so a restored table iterates alike
+    free: list[str] | None = None  # rule 17's order, oldest first (None in older snapshots: table order)
+    fencing_floor: int | None = None
 
 
 _SNAPSHOT_VERSION = 1
@@ -493,17 +509,25 @@ class LockTable:
     name = "locks"
     commands = (Acquire, Release, Renew, Expire, CancelWait, DelayEnd, SetOptions)
 
-    def __init__(self, max_waiters: int = MAX_WAITERS) -> None:
-        if max_waiters < 1:
-            raise ValueError("max_waiters must be at least 1")
+    def __init__(self, max_waiters: int = MAX_WAITERS, max_free: int = MAX_FREE_RECORDS) -> None:
+        if max_waiters < 1 or max_free < 0:
+            raise ValueError("max_waiters must be at least 1 and max_free at least 0")
         self.max_waiters = max_waiters  # rule 14
+        self.max_free = max_free  # rule 17
         self._resources: dict[str, _Resource] = {}
+        self._free: dict[str, None] = {}  # rule 17: free records, oldest first
+        self.fencing_floor: int | None = None
         # client -> resources it waits on; derived from the wait lists (rebuilt on restore).
         self._waiting_on: dict[str, dict[str, None]] = {}
         # owner -> its holds plus waits (rule 16); derived too.
         self._entries: dict[str | None, int] = {}
 
     def apply(self, index: int, command: Command) -> Result:
+        result = self._apply(index, command)
+        self._settle(command.resource)
+        return result
+
+    def _apply(self, index: int, command: Command) -> Result:
         match command:
             case Acquire():
                 return self._acquire(index, command)
@@ -520,6 +544,25 @@ class LockTable:
             case SetOptions():
                 return self._set_options(command)
         raise TypeError(f"not a lock command: {command!r}")
+
+    def _settle(self, resource: str) -> None:
+        """Rule 17 for the record ``resource`` a command named."""
+        self._free.pop(resource, None)
+        r = self._resources.get(resource)
+        if r is None or r.holders or r.waiters or r.delayed:
+            return
+        if r.blank:
+            del self._resources[resource]
+            return
+        self._free[resource] = None
+        while len(self._free) > self.max_free:
+            self._forget(next(iter(self._free)))
+
+    def _forget(self, resource: str) -> None:
+        del self._free[resource]
+        r = self._resources.pop(resource)
+        if r.max_token is not None and (self.fencing_floor is None or r.max_token > self.fencing_floor):
+            self.fencing_floor = r.max_token
 
     # --- acquire (rules 3-6, 8) ---
 
@@ -821,7 +864,7 @@ class LockTable:
     # --- read API (rule 11) ---
 
     def status(self, resource: str) -> dict[str, Any]:
-        r = self._resources.get(resource) or _Resource(resource)
+        r = self._resources.get(resource) or _Resource(resource, max_token=self.fencing_floor)  # rule 17
         return {
             "resource": resource,
             "mode": r.holders[0].mode if r.holders else None,
@@ -945,15 +988,23 @@ class LockTable:
     # --- snapshot ---
 
     def snapshot(self) -> bytes:
-        return _encoder.encode(_Snapshot(_SNAPSHOT_VERSION, list(self._resources.values())))
+        state = _Snapshot(_SNAPSHOT_VERSION, list(self._resources.values()), list(self._free), self.fencing_floor)
+        return _encoder.encode(state)
 
     def restore(self, data: bytes) -> None:
-        self._resources, self._waiting_on, self._entries = {}, {}, {}
+        self._resources, self._waiting_on, self._entries, self._free = {}, {}, {}, {}
+        self.fencing_floor = None
         if not data:
             return
         state = _decoder.decode(data)
         if state.version != _SNAPSHOT_VERSION:
             raise ValueError(f"lock table snapshot version {state.version} (this node reads {_SNAPSHOT_VERSION})")
+        self.fencing_floor = state.fencing_floor
+        if state.free is not None:
+            self._free = dict.fromkeys(state.free)
+        else:
+            free = (r for r in state.resources if not (r.holders or r.waiters or r.delayed))
+            self._free = dict.fromkeys(r.name for r in free)
         for r in state.resources:
             self._resources[r.name] = r
             for w in r.waiters:
