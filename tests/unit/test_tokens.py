@@ -71,6 +71,7 @@ def tokens_file(tmp_path: Path) -> Path:
         ("*", Grant("*")),
         ("status", Grant("status")),
         ("admin", Grant("admin")),
+        ("members", Grant("members")),
         ("locks", Grant("locks", "*", "*")),
         ("locks:orders.*", Grant("locks", "*", "orders.*")),
         ("locks:read:orders.*", Grant("locks", "read", "orders.*")),
@@ -94,6 +95,7 @@ def test_grammar(text: str, grant: Grant) -> None:
         (7, "non-empty string"),
         ("lock:orders", "unknown grant"),
         ("admin:x", "unknown grant"),
+        ("members:x", "unknown grant"),
         ("status:*", "unknown grant"),
         ("locks:read:", "pattern"),
         ("locks:", "pattern"),
@@ -288,6 +290,9 @@ def test_check(tokens_file: Path) -> None:
     assert check("/kv/put", orders) == 403  # no kv grant at all
     assert check("/metrics", ops) == "ops"  # listed by its sha256
     assert check("/status", ops) == 403  # admin is not status
+    # operator calls (signed with the secret first): only a token with the members grant (or *)
+    assert outcome(auth.operator({"authorization": ops})) == 403
+    assert outcome(auth.operator({})) == 401
     # relayed by a peer: looked up by name, grants checked again
     assert outcome(auth.on_behalf_of("orders-svc", "/lock/status/orders.1")) == "orders-svc"
     assert outcome(auth.on_behalf_of("orders-svc", "/lock/status/x")) == 403

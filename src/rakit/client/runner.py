@@ -32,7 +32,7 @@ import tenacity
 
 from rakit.client.calls import Call
 from rakit.client.errors import ConnectionFailed, NoLeader, RakitError, ServerError, Unavailable, error_from_answer
-from rakit.security.internal import InternalAuth
+from rakit.security.internal import OPERATOR_CALLER, InternalAuth
 
 __all__ = ["AsyncRunner", "RetryPolicy", "SyncRunner", "Verify", "ssl_verify"]
 
@@ -130,10 +130,6 @@ def _headers(token: str | None) -> dict[str, str]:
     return headers
 
 
-#: The caller an operator's signed call names (``rakit.security.internal``): not a node id of a member.
-OPERATOR = "operator"
-
-
 class _Signer:
     """Signs operator calls (``Call.signed``) with the cluster secret, for the node each is sent to.
 
@@ -141,9 +137,16 @@ class _Signer:
     (``GET /health``) and remembers it per URL.
     """
 
-    def __init__(self, secret: str | None, caller: str = OPERATOR) -> None:
+    def __init__(self, secret: str | None, caller: str = OPERATOR_CALLER) -> None:
+        self.secret = secret
         self.auth = InternalAuth(secret, caller) if secret else None
         self.node_ids: dict[str, str] = {}
+
+    def as_caller(self, caller: str) -> _Signer:
+        """This signer naming ``caller`` (a joining node signs as itself: ``rakit.node.join``)."""
+        signer = _Signer(self.secret, caller)
+        signer.node_ids = self.node_ids
+        return signer
 
     def needs_id(self, call: Call, url: str) -> bool:
         return call.signed and self.auth is not None and url not in self.node_ids

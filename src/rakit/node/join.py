@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rakit.client import Client, RakitError
+from rakit.client import Client, RakitError, calls
 from rakit.config import NodeConfig
 
 RETRY_PAUSE = 0.5
@@ -57,6 +57,9 @@ def join_cluster(config: NodeConfig, timeout: float = 30.0) -> NodeConfig:
     with Client(
         config.join, timeout=7.0, retry_deadline=timeout, verify=verify, cluster_secret=config.cluster_secret
     ) as client:
+        # Signed as this node, not as an operator: with client tokens on, a node may add only
+        # itself without a token (rakit.http.security).
+        client._runner.signer = client._runner.signer.as_caller(config.node_id)
         # "member_exists": a restart, checked against the member list below.
         _until(
             deadline,
@@ -64,7 +67,8 @@ def join_cluster(config: NodeConfig, timeout: float = 30.0) -> NodeConfig:
             lambda: client.add_member(config.node_id, own_url),
             ("member_exists",),
         )
-        view = _until(deadline, f"listing the members at {config.join}", client.members)
+        listing = dataclasses.replace(calls.members(), signed=True)  # with tokens on, no token is needed
+        view = _until(deadline, f"listing the members at {config.join}", lambda: client._run(listing))
     members = {m["id"]: m.get("url") for m in [*view.get("voters", []), *view.get("learners", [])]}
     if config.node_id not in members:
         raise JoinError(f"{config.node_id} is not in the configuration {config.join} reports")

@@ -76,6 +76,9 @@ NONCE_HEADER = "x-rakit-nonce"
 SIG_HEADER = "x-rakit-sig"
 BODY_HEADER = "x-rakit-body"  # hex SHA-256 of the body the signature covers
 PROOF_HEADER = "x-rakit-proof"  # the callee's answer to a signed WebSocket handshake
+#: The caller an operator's signed call names (``rakit member``, ``Client(cluster_secret=...)``);
+#: a node joining with ``--join`` names itself instead.
+OPERATOR_CALLER = "operator"
 
 WINDOW = 30.0  # seconds a signed call stays valid, either side of the checker's clock
 START_MARGIN = 1.0  # seconds before this process's start from which signed calls are still taken
@@ -110,6 +113,11 @@ def is_operator(method: str, path: str) -> bool:
     if path == "/cluster/members" or path == "/cluster/members/":
         return method == "POST"
     return path.startswith("/cluster/members/") and method in ("POST", "DELETE", "PUT", "PATCH")
+
+
+def is_signed_listing(method: str, path: str, headers: Mapping[str, str]) -> bool:
+    """A signed ``GET /cluster/members`` (a joining node reads the configuration without a token)."""
+    return method == "GET" and path.rstrip("/") == "/cluster/members" and NODE_HEADER in headers
 
 
 def body_limit(path: str) -> int:

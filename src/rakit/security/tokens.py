@@ -39,8 +39,11 @@ Grants
 
     grant   = "*"                          everything (a superuser)
             | "status"                     GET /status
-            | "admin"                      /metrics, /debug/digest and the dashboard's data:
+            | "admin"                      read only: /metrics, /debug/digest, /cluster/consistency,
+                                           GET /cluster/members and the dashboard's data:
                                            /cluster/overview, /lock/table, /queue/topics
+            | "members"                    membership changes and leader transfer, besides the
+                                           cluster secret's signature (rakit.http.security)
             | family                       = family ":*:*"
             | family ":" pattern           every action of the family, on names matching pattern
             | family ":" action ":" pattern
@@ -107,7 +110,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
 FAMILIES = ("locks", "queue", "cache", "kv")
-PLAIN_GRANTS = ("*", "status", "admin")
+PLAIN_GRANTS = ("*", "status", "admin", "members")
 ACTIONS = ("read", "write", "*")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -129,7 +132,7 @@ NODE_IDENTITY = "@node"
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    family: str  # "*", "status", "admin" or one of FAMILIES
+    family: str  # one of PLAIN_GRANTS or of FAMILIES
     action: str = "*"
     pattern: str = "*"
     _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
@@ -160,7 +163,8 @@ def parse_grant(text: Any) -> Grant:
     family, sep, rest = text.partition(":")
     if family not in FAMILIES:
         raise ValueError(
-            f"unknown grant {text!r}: expected *, status, admin or {'|'.join(FAMILIES)}[:read|write|*][:pattern]"
+            f"unknown grant {text!r}: expected *, status, admin, members or "
+            f"{'|'.join(FAMILIES)}[:read|write|*][:pattern]"
         )
     action, pattern = "*", "*"
     if sep:
@@ -360,7 +364,7 @@ class Refusal(NamedTuple):
 
 
 def _describe(n: Need) -> str:
-    if n.family in ("status", "admin"):
+    if n.family in PLAIN_GRANTS:
         return f"the {n.family!r} grant"
     return f"{n.family}:{n.action}" + (f" on {n.name!r}" if n.name is not None else "")
 
@@ -415,6 +419,18 @@ class ClientAuth:
         if isinstance(identity, Refusal):
             return identity
         return self.authorize(identity, path) or identity
+
+    def operator(self, headers: Mapping[str, str]) -> Identity | Refusal:
+        """An operator call (already signed with the secret): its token must have the ``members`` grant."""
+        identity = self.authenticate(headers)
+        if isinstance(identity, Refusal):
+            return identity._replace(
+                detail=f"{identity.detail} (with client tokens on, membership changes and leader transfer "
+                "need a token with the 'members' grant besides the cluster secret)"
+            )
+        if not identity.allows("members"):
+            return Refusal(403, "forbidden", f"token {identity.name!r} is not granted the 'members' grant")
+        return identity
 
     def on_behalf_of(self, name: str, path: str) -> Identity | Refusal | None:
         """A request a peer relayed for ``name`` (its signature already checked): as ``check``."""

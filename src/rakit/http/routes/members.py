@@ -46,9 +46,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rakit.errors import ConfChangeInProgress, NotLeader
+from rakit.errors import ConfChangeInProgress, Forbidden, NotLeader
 from rakit.http.forward import on_leader
 from rakit.http.json import Name, decode, json_response, path_name, read_body
+from rakit.http.security import JOINING_NODE
 from rakit.raft.messages import ConfChange
 
 TRANSFER_TIMEOUT = 2.0
@@ -144,6 +145,9 @@ async def _change(request: Request, body: bytes, change: ConfChange) -> Response
 async def add_member(request: Request) -> Response:
     body = await read_body(request)
     parsed = decode(body, AddMemberBody)
+    joining = request.scope.get("state", {}).get(JOINING_NODE)
+    if joining is not None and joining != parsed.id:  # rakit.http.security: a node adds only itself
+        raise Forbidden(f"node {joining!r} may add only itself, not {parsed.id!r}")
     return await _change(request, body, ConfChange.add_learner(parsed.id, parsed.url.rstrip("/")))
 
 
