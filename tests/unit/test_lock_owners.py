@@ -23,6 +23,8 @@ from rakit.statemachines.locks import (
     Renewed,
     Waiting,
 )
+from rakit.statemachines.locks.deadlock import reaches, wait_for_graph
+from rakit.statemachines.locks.records import Hold, Resource, Snapshot, Waiter
 from rakit.statemachines.registry import Registry
 
 X, S = "exclusive", "shared"
@@ -256,19 +258,19 @@ def test_log_entries_written_before_owners_still_decode() -> None:
 # -- rule 8 at the bound: the deadlock check stays cheap -------------------------------------------
 
 
-def _table(resources: list[L._Resource]) -> LockTable:
+def _table(resources: list[Resource]) -> LockTable:
     table = LockTable()
-    table.restore(msgspec.msgpack.encode(L._Snapshot(1, resources)))
+    table.restore(msgspec.msgpack.encode(Snapshot(1, resources)))
     return table
 
 
 def test_a_full_wait_list_is_checked_for_deadlocks_in_linear_time() -> None:
     import time
 
-    holder = [L._Hold("h", X, 1, 10.0, 1)]
-    waiters = [L._Waiter(f"w{i}", X, 10.0, 5.0) for i in range(MAX_WAITERS - 1)]
-    others = [L._Resource(f"o{i}", [L._Hold(f"w{i}", X, 2, 10.0, 2)], [], 2) for i in range(MAX_WAITERS - 1)]
-    table = _table([L._Resource("r", holder, waiters, 1), *others])
+    holder = [Hold("h", X, 1, 10.0, 1)]
+    waiters = [Waiter(f"w{i}", X, 10.0, 5.0) for i in range(MAX_WAITERS - 1)]
+    others = [Resource(f"o{i}", [Hold(f"w{i}", X, 2, 10.0, 2)], [], 2) for i in range(MAX_WAITERS - 1)]
+    table = _table([Resource("r", holder, waiters, 1), *others])
     started = time.perf_counter()
     assert isinstance(table.apply(10, Acquire("r", "last", X, 10, 5)), Waiting)  # the 1000th waiter
     assert time.perf_counter() - started < 0.1  # (the full graph has ~500k edges: ~1 s to build and search)
@@ -277,7 +279,7 @@ def test_a_full_wait_list_is_checked_for_deadlocks_in_linear_time() -> None:
 
 
 def reference_graph(table: LockTable, start: str, new_edges: list[str]) -> dict[str, set[str]]:
-    """Rule 8's graph the plain way (``_Resource.blockers`` per waiter): what ``_wait_for_graph`` must build."""
+    """Rule 8's graph the plain way (``Resource.blockers`` per waiter): what ``wait_for_graph`` must build."""
     graph: dict[str, set[str]] = {}
     todo = [start]
     while todo:
@@ -296,7 +298,7 @@ def reference_graph(table: LockTable, start: str, new_edges: list[str]) -> dict[
 
 
 def test_the_reachability_check_agrees_with_the_graph_search() -> None:
-    """``_reaches`` is a pre-filter of ``find_cycle(_wait_for_graph(...))``: same yes/no, on random tables."""
+    """``reaches`` is a pre-filter of ``find_cycle(wait_for_graph(...))``: same yes/no, on random tables."""
     import random
 
     from rakit.statemachines.waitfor import find_cycle
@@ -322,13 +324,18 @@ def test_the_reachability_check_agrees_with_the_graph_search() -> None:
                     if r.waiter_of(start) is not None or (hold is not None and (hold.mode == X or mode == S)):
                         continue  # would not wait
                     upgrade = hold is not None
-                    waiter = L._Waiter(start, X if upgrade else mode, 10, 5, upgrade=upgrade)
+                    waiter = Waiter(start, X if upgrade else mode, 10, 5, upgrade=upgrade)
                     position = r.upgrade_waiters() if upgrade else len(r.waiters)
                     edges = r.blockers(waiter, position)
-                    graph = table._wait_for_graph(start, edges)
+                    graph = wait_for_graph(start, edges, table._waiting_on, table._resources)
                     assert graph == reference_graph(table, start, edges)
                     expected = find_cycle(graph, start) is not None
-                    assert table._reaches(start, edges) == expected, (name, start, mode, table.table(100))
+                    assert reaches(start, edges, table._waiting_on, table._resources) == expected, (
+                        name,
+                        start,
+                        mode,
+                        table.table(100),
+                    )
                     checked += 1
                     cycles += expected
     assert checked > 5000 and cycles > 100  # not vacuous

@@ -126,383 +126,63 @@ Rules
 
 from __future__ import annotations
 
-import bisect
-import hmac
-import itertools
-import math
 from collections.abc import Iterator
 from typing import Any
 
-import msgspec
-
+from rakit.statemachines.locks import views
+from rakit.statemachines.locks.commands import (
+    EXCLUSIVE,
+    MODES,
+    SHARED,
+    Acquire,
+    CancelWait,
+    Command,
+    DelayEnd,
+    Expire,
+    Release,
+    Renew,
+    SetOptions,
+)
+from rakit.statemachines.locks.deadlock import reaches, wait_for_graph
+from rakit.statemachines.locks.records import (
+    SNAPSHOT_VERSION,
+    Hold,
+    Resource,
+    Snapshot,
+    Waiter,
+    grant_of,
+    non_negative,
+    positive,
+    secret_fits,
+    shown_to,
+    snapshot_decoder,
+    snapshot_encoder,
+)
+from rakit.statemachines.locks.results import (
+    Cancelled,
+    DelayEnded,
+    EndedHold,
+    Expired,
+    Grant,
+    Granted,
+    NotHolder,
+    OptionsSet,
+    Refused,
+    Released,
+    Renewed,
+    Result,
+    Stale,
+    TokenMismatch,
+    Waiting,
+)
 from rakit.statemachines.waitfor import find_cycle
 
-EXCLUSIVE = "exclusive"
-SHARED = "shared"
-MODES = (EXCLUSIVE, SHARED)
 #: Rule 14: waiters one resource may have; one more is refused with "too_many_waiters".
 #: Part of the replicated behaviour: every replica must use the same bound.
 MAX_WAITERS = 1000
 #: Rule 17: free records the table keeps (about 1 KB each); older ones are forgotten.
 #: Replicated behaviour too: every replica must use the same bound.
 MAX_FREE_RECORDS = 10_000
-
-
-def compatible(a: str, b: str) -> bool:
-    """Rule 1."""
-    return a == SHARED and b == SHARED
-
-
-# --- commands -----------------------------------------------------------------
-
-
-class Acquire(msgspec.Struct, tag="lock.acquire", frozen=True):
-    resource: str
-    client_id: str
-    mode: str  # "exclusive" | "shared"
-    ttl: float  # lease length, seconds
-    wait: float  # how long the request may wait, seconds; 0 = do not wait
-    lock_delay: float | None = None  # when given, sets the resource's option
-    owner: str | None = None  # rule 13: the API token's name (None: tokens are off)
-    secret: str | None = None  # rule 15
-    max_locks: int | None = None  # rule 16: the owner's quota of holds and waits
-
-
-class Release(msgspec.Struct, tag="lock.release", frozen=True):
-    resource: str
-    client_id: str
-    fencing_token: int | None = None
-    owner: str | None = None  # rule 13: must be the hold's owner
-    secret: str | None = None  # rule 15: must be the hold's secret, if it has one
-
-
-class Renew(msgspec.Struct, tag="lock.renew", frozen=True):
-    resource: str
-    client_id: str
-    ttl: float
-    owner: str | None = None  # rule 13: must be the hold's owner
-    secret: str | None = None  # rule 15: must be the hold's secret, if it has one
-
-
-class Expire(msgspec.Struct, tag="lock.expire", frozen=True):
-    resource: str
-    client_id: str
-    lease: int  # the hold's lease stamp the leader timed
-
-
-class CancelWait(msgspec.Struct, tag="lock.cancel_wait", frozen=True):
-    resource: str
-    client_id: str
-    owner: str | None = None
-    any_owner: bool = True  # rule 13: False = only a waiter (and hold) of ``owner``
-
-
-class DelayEnd(msgspec.Struct, tag="lock.delay_end", frozen=True):
-    resource: str
-    since: int | None = None  # the delay_since it ends; None = whichever delay is on
-
-
-class SetOptions(msgspec.Struct, tag="lock.options", frozen=True):
-    resource: str
-    lock_delay: float
-
-
-Command = Acquire | Release | Renew | Expire | CancelWait | DelayEnd | SetOptions
-
-
-# --- results ------------------------------------------------------------------
-
-
-class Grant(msgspec.Struct, frozen=True):
-    resource: str
-    client_id: str
-    mode: str
-    token: int
-    ttl: float
-    lease: int
-
-
-class EndedHold(msgspec.Struct, frozen=True):
-    resource: str
-    client_id: str
-    mode: str
-    token: int
-    lease: int
-    reason: str  # "released" | "expired"
-
-
-class Granted(msgspec.Struct, frozen=True):
-    resource: str
-    client_id: str
-    mode: str
-    token: int
-    ttl: float
-    lease: int
-    again: bool = False
-    upgraded: bool = False
-
-
-class Waiting(msgspec.Struct, frozen=True):
-    resource: str
-    client_id: str
-    mode: str
-    position: int  # waiters ahead of this one
-
-
-class Refused(msgspec.Struct, frozen=True):
-    code: str  # "conflict" | "deadlock" | "invalid" | "too_many_waiters"
-    cycle: list[str] = msgspec.field(default_factory=list)
-    detail: str = ""
-
-
-class Released(msgspec.Struct, frozen=True):
-    resource: str
-    client_id: str
-    token: int
-    grants: list[Grant]
-    removed_holds: list[EndedHold]
-
-
-class Expired(msgspec.Struct, frozen=True):
-    resource: str
-    client_id: str
-    token: int
-    delay_since: int | None  # set while the resource is in delay: time its DelayEnd
-    grants: list[Grant]
-    removed_holds: list[EndedHold]
-
-
-class NotHolder(msgspec.Struct, frozen=True):
-    resource: str
-    client_id: str
-
-
-class TokenMismatch(msgspec.Struct, frozen=True):
-    resource: str
-    client_id: str
-    given: int
-    current: int
-
-
-class Renewed(msgspec.Struct, frozen=True):
-    resource: str
-    client_id: str
-    token: int
-    ttl: float
-    lease: int
-
-
-class Stale(msgspec.Struct, frozen=True):
-    """An Expire or DelayEnd overtaken by events: nothing changed."""
-
-    resource: str
-    client_id: str | None = None
-
-
-class Cancelled(msgspec.Struct, frozen=True):
-    resource: str
-    client_id: str
-    was_waiting: bool
-    # The client's hold on the resource after the command, if any (for an upgrade
-    # waiter: its shared hold).  A request that was not waiting but is holding was
-    # granted meanwhile: the service can still answer "granted".
-    holding: bool = False
-    token: int | None = None
-    mode: str | None = None
-    grants: list[Grant] = msgspec.field(default_factory=list)
-
-
-class DelayEnded(msgspec.Struct, frozen=True):
-    resource: str
-    grants: list[Grant]
-
-
-class OptionsSet(msgspec.Struct, frozen=True):
-    resource: str
-    lock_delay: float
-
-
-Result = (
-    Granted
-    | Waiting
-    | Refused
-    | Released
-    | Expired
-    | NotHolder
-    | TokenMismatch
-    | Renewed
-    | Stale
-    | Cancelled
-    | DelayEnded
-    | OptionsSet
-)
-RESULT_TYPES = frozenset(
-    (
-        Granted,
-        Waiting,
-        Refused,
-        Released,
-        Expired,
-        NotHolder,
-        TokenMismatch,
-        Renewed,
-        Stale,
-        Cancelled,
-        DelayEnded,
-        OptionsSet,
-    )
-)
-
-
-# --- the table's records (also the snapshot's) -----------------------------------
-
-
-class _Hold(msgspec.Struct):
-    client_id: str
-    mode: str
-    token: int
-    ttl: float
-    lease: int
-    owner: str | None = None  # rule 13 (absent from older snapshots: None)
-    secret: str | None = None  # rule 15 (absent from older snapshots: None)
-
-    @property
-    def party(self) -> str:
-        return _party(self.owner, self.client_id)
-
-
-class _Waiter(msgspec.Struct):
-    client_id: str
-    mode: str
-    ttl: float
-    wait: float
-    upgrade: bool = False
-    owner: str | None = None  # rule 13 (absent from older snapshots: None)
-    secret: str | None = None  # rule 15 (absent from older snapshots: None)
-
-    @property
-    def party(self) -> str:
-        return _party(self.owner, self.client_id)
-
-
-class _Resource(msgspec.Struct):
-    name: str
-    holders: list[_Hold] = []
-    waiters: list[_Waiter] = []
-    max_token: int | None = None
-    lock_delay: float = 0.0
-    delay_since: int | None = None
-
-    @property
-    def delayed(self) -> bool:
-        return self.delay_since is not None
-
-    @property
-    def blank(self) -> bool:
-        """Says nothing a fresh record would not: may be forgotten."""
-        return not (self.holders or self.waiters or self.delayed) and self.max_token is None and not self.lock_delay
-
-    def hold_of(self, client_id: str) -> _Hold | None:
-        return next((h for h in self.holders if h.client_id == client_id), None)
-
-    def waiter_of(self, client_id: str) -> _Waiter | None:
-        return next((w for w in self.waiters if w.client_id == client_id), None)
-
-    def upgrade_waiters(self) -> int:
-        return sum(1 for w in self.waiters if w.upgrade)
-
-    def grantable_now(self, mode: str) -> bool:
-        """Rule 3, for a newcomer."""
-        return not self.delayed and not self.waiters and all(compatible(mode, h.mode) for h in self.holders)
-
-    def blockers(self, waiter: _Waiter, position: int) -> list[str]:
-        """Rule 8: whom ``waiter``, queued at ``position``, waits for."""
-        me = waiter.party
-        holders = [h.party for h in self.holders if h.party != me]
-        ahead = [w.party for w in self.waiters[:position] if not compatible(w.mode, waiter.mode)]
-        return holders + ahead
-
-    def head_batch(self) -> list[_Waiter]:
-        """Rule 7: the waiters at the head that can be granted now (maybe none)."""
-        if self.delayed or not self.waiters:
-            return []
-        head = self.waiters[0]
-        if head.upgrade:
-            return [head] if [h.client_id for h in self.holders] == [head.client_id] else []
-        if head.mode == EXCLUSIVE:
-            return [] if self.holders else [head]
-        if any(h.mode == EXCLUSIVE for h in self.holders):
-            return []
-        return list(itertools.takewhile(lambda w: w.mode == SHARED, self.waiters))
-
-
-class _Queue:
-    """One resource's wait list indexed for rule 8: ``blockers(client)`` is ``_Resource.blockers``."""
-
-    __slots__ = ("exclusive_ids", "exclusive_positions", "holders", "ids", "modes", "position")
-
-    def __init__(self, r: _Resource) -> None:
-        self.holders = [h.party for h in r.holders]
-        self.ids = [w.party for w in r.waiters]
-        self.modes = [w.mode for w in r.waiters]
-        self.position = {c: i for i, c in reversed(list(enumerate(self.ids)))}  # first entry wins, as waiter_of
-        self.exclusive_positions = [i for i, m in enumerate(self.modes) if m == EXCLUSIVE]
-        self.exclusive_ids = [self.ids[i] for i in self.exclusive_positions]
-
-    def blockers(self, client: str) -> list[str]:
-        p = self.position[client]
-        holders = [h for h in self.holders if h != client]
-        if self.modes[p] == EXCLUSIVE:  # incompatible with every waiter ahead
-            return holders + self.ids[:p]
-        return holders + self.exclusive_ids[: bisect.bisect_left(self.exclusive_positions, p)]
-
-
-class _Snapshot(msgspec.Struct):
-    version: int
-    resources: list[_Resource]  # in the table's order, so a restored table iterates alike
-    free: list[str] | None = None  # rule 17's order, oldest first (None in older snapshots: table order)
-    fencing_floor: int | None = None
-
-
-_SNAPSHOT_VERSION = 1
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(_Snapshot)
-
-
-_OTHER_OWNER = "(another owner's client)"
-
-
-def _party(owner: str | None, client_id: str) -> str:
-    """Rule 8's graph node: a client id is only the same client under the same owner (rule 13)."""
-    return client_id if owner is None else f"{owner}\x00{client_id}"
-
-
-def _shown_to(owner: str | None, party: str) -> str:
-    """A cycle member as the requester (of ``owner``) may see it: another owner's ids stay hidden."""
-    theirs, sep, client_id = party.rpartition("\x00")
-    if not sep:
-        return party if owner is None else _OTHER_OWNER
-    return client_id if theirs == owner else _OTHER_OWNER
-
-
-def _secret_fits(kept: str | None, given: str | None) -> bool:
-    """Rule 15: a hold or waiter without a secret takes any; one with a secret only that one."""
-    return kept is None or (given is not None and hmac.compare_digest(kept.encode(), given.encode()))
-
-
-def _positive(x: float) -> bool:
-    return math.isfinite(x) and x > 0
-
-
-def _non_negative(x: float) -> bool:
-    return math.isfinite(x) and x >= 0
-
-
-def _grant(resource: str, hold: _Hold) -> Grant:
-    return Grant(resource, hold.client_id, hold.mode, hold.token, hold.ttl, hold.lease)
-
-
-# --- the machine -------------------------------------------------------------------
 
 
 class LockTable:
@@ -514,7 +194,7 @@ class LockTable:
             raise ValueError("max_waiters must be at least 1 and max_free at least 0")
         self.max_waiters = max_waiters  # rule 14
         self.max_free = max_free  # rule 17
-        self._resources: dict[str, _Resource] = {}
+        self._resources: dict[str, Resource] = {}
         self._free: dict[str, None] = {}  # rule 17: free records, oldest first
         self.fencing_floor: int | None = None
         # client -> resources it waits on; derived from the wait lists (rebuilt on restore).
@@ -569,9 +249,9 @@ class LockTable:
     def _acquire(self, index: int, cmd: Acquire) -> Result:
         if cmd.mode not in MODES:
             return Refused("invalid", detail=f"unknown mode {cmd.mode!r}")
-        if not _positive(cmd.ttl) or not _non_negative(cmd.wait):
+        if not positive(cmd.ttl) or not non_negative(cmd.wait):
             return Refused("invalid", detail="ttl must be > 0 and wait >= 0")
-        if cmd.lock_delay is not None and not _non_negative(cmd.lock_delay):
+        if cmd.lock_delay is not None and not non_negative(cmd.lock_delay):
             return Refused("invalid", detail="lock_delay must be >= 0")
         known = self._resources.get(cmd.resource)
         if known is not None:  # rule 13: the client id is taken on this resource under another owner
@@ -580,15 +260,15 @@ class LockTable:
                     return Refused(
                         "conflict",
                         detail=(
-                            f"client {cmd.client_id!r} {'holds' if isinstance(entry, _Hold) else 'waits for'} "
+                            f"client {cmd.client_id!r} {'holds' if isinstance(entry, Hold) else 'waits for'} "
                             f"{cmd.resource!r} under another owner (API token)"
                         ),
                     )
-                if entry is not None and not _secret_fits(entry.secret, cmd.secret):  # rule 15
+                if entry is not None and not secret_fits(entry.secret, cmd.secret):  # rule 15
                     return Refused(
                         "conflict",
                         detail=(
-                            f"client {cmd.client_id!r} {'holds' if isinstance(entry, _Hold) else 'waits for'} "
+                            f"client {cmd.client_id!r} {'holds' if isinstance(entry, Hold) else 'waits for'} "
                             f"{cmd.resource!r} with another holder secret"
                         ),
                     )
@@ -611,7 +291,7 @@ class LockTable:
             r.lock_delay = lock_delay  # rule 14: nothing changes
         return result
 
-    def _acquire_on(self, index: int, r: _Resource, cmd: Acquire) -> Result:
+    def _acquire_on(self, index: int, r: Resource, cmd: Acquire) -> Result:
         hold = r.hold_of(cmd.client_id)
         waiter = r.waiter_of(cmd.client_id)
         if hold is not None and (hold.mode == EXCLUSIVE or cmd.mode == SHARED):  # rule 4
@@ -627,7 +307,7 @@ class LockTable:
                 return self._granted(r, hold, upgraded=True)
             return self._wait(
                 r,
-                _Waiter(
+                Waiter(
                     cmd.client_id,
                     EXCLUSIVE,
                     float(cmd.ttl),
@@ -638,19 +318,19 @@ class LockTable:
                 ),
             )
         if r.grantable_now(cmd.mode):
-            hold = _Hold(cmd.client_id, cmd.mode, index, float(cmd.ttl), index, cmd.owner, cmd.secret)
+            hold = Hold(cmd.client_id, cmd.mode, index, float(cmd.ttl), index, cmd.owner, cmd.secret)
             r.holders.append(hold)
             self._count(hold.owner, +1)
             r.max_token = index
             return self._granted(r, hold)
         return self._wait(
-            r, _Waiter(cmd.client_id, cmd.mode, float(cmd.ttl), float(cmd.wait), owner=cmd.owner, secret=cmd.secret)
+            r, Waiter(cmd.client_id, cmd.mode, float(cmd.ttl), float(cmd.wait), owner=cmd.owner, secret=cmd.secret)
         )
 
-    def _granted(self, r: _Resource, hold: _Hold, *, again: bool = False, upgraded: bool = False) -> Granted:
+    def _granted(self, r: Resource, hold: Hold, *, again: bool = False, upgraded: bool = False) -> Granted:
         return Granted(r.name, hold.client_id, hold.mode, hold.token, hold.ttl, hold.lease, again, upgraded)
 
-    def _wait(self, r: _Resource, waiter: _Waiter) -> Waiting | Refused:
+    def _wait(self, r: Resource, waiter: Waiter) -> Waiting | Refused:
         """Rules 6 and 8: queue ``waiter`` unless it may not wait or would deadlock."""
         if waiter.wait == 0:
             return Refused("conflict")
@@ -662,93 +342,20 @@ class LockTable:
         position = r.upgrade_waiters() if waiter.upgrade else len(r.waiters)
         blockers = r.blockers(waiter, position)
         me = waiter.party
-        if self._reaches(me, blockers):  # else no cycle: skip building the graph
-            cycle = find_cycle(self._wait_for_graph(me, blockers), me)
+        if reaches(me, blockers, self._waiting_on, self._resources):  # else no cycle: skip building the graph
+            cycle = find_cycle(wait_for_graph(me, blockers, self._waiting_on, self._resources), me)
             if cycle is not None:
-                return Refused("deadlock", cycle=[_shown_to(waiter.owner, p) for p in cycle])
+                return Refused("deadlock", cycle=[shown_to(waiter.owner, p) for p in cycle])
         r.waiters.insert(position, waiter)
         self._waiting_on.setdefault(me, {})[r.name] = None
         self._count(waiter.owner, +1)
         return Waiting(r.name, waiter.client_id, waiter.mode, position)
 
-    def _reaches(self, start: str, new_edges: list[str]) -> bool:
-        """Whether rule 8's graph (``_wait_for_graph``) has a path from ``start`` back to ``start``.
-
-        Linear in the clients and waiters reached, where the graph itself may
-        have a number of edges quadratic in a wait list's length: a waiter's
-        blockers are the holders plus a prefix of the waiters ahead (all of
-        them for an exclusive waiter, the exclusive ones for a shared one), so
-        per resource only the part of the longest prefix not yet reached is
-        new.  ``find_cycle`` then runs only when there is a cycle to name.
-        """
-        queues: dict[str, _Queue] = {}
-        reached: dict[str, list[int]] = {}  # resource -> [waiters, exclusive waiters] prefix lengths taken
-        holders_taken: set[str] = set()
-        seen = {start}
-        todo = list(new_edges)
-
-        def expand(client: str) -> None:
-            for name in self._waiting_on.get(client, {}):
-                queue = queues.get(name)
-                if queue is None:
-                    queue = queues[name] = _Queue(self._resources[name])
-                    reached[name] = [0, 0]
-                if name not in holders_taken:
-                    if client == start:  # no edge to itself; another waiter here still reaches start
-                        todo.extend(h for h in queue.holders if h != start)
-                    else:  # the client itself among them is seen already
-                        todo.extend(queue.holders)
-                        holders_taken.add(name)
-                done = reached[name]
-                p = queue.position[client]
-                if queue.modes[p] == EXCLUSIVE:
-                    if p > done[0]:
-                        todo.extend(queue.ids[done[0] : p])
-                        done[0] = p
-                else:
-                    k = bisect.bisect_left(queue.exclusive_positions, p)
-                    if k > done[1]:
-                        todo.extend(queue.exclusive_ids[done[1] : k])
-                        done[1] = k
-
-        expand(start)
-        while todo:
-            client = todo.pop()
-            if client == start:
-                return True
-            if client not in seen:
-                seen.add(client)
-                expand(client)
-        return False
-
-    def _wait_for_graph(self, start: str, new_edges: list[str]) -> dict[str, set[str]]:
-        """Rule 8's graph, as far as it is reachable from ``start`` (cycles through it lie there).
-
-        Each wait list's positions and client ids are indexed once per call
-        (``_Queue``), so a long wait list costs one pass, not one per waiter.
-        """
-        graph: dict[str, set[str]] = {}
-        queues: dict[str, _Queue] = {}
-        todo = [start]
-        while todo:
-            client = todo.pop()
-            if client in graph:
-                continue
-            edges = set(new_edges) if client == start else set()
-            for name in self._waiting_on.get(client, {}):
-                queue = queues.get(name)
-                if queue is None:
-                    queue = queues[name] = _Queue(self._resources[name])
-                edges.update(queue.blockers(client))
-            graph[client] = edges
-            todo.extend(edges - graph.keys())  # the graph is the same whatever the order
-        return graph
-
     # --- release, renew, expire (rule 9) ---
 
     def _release(self, index: int, cmd: Release) -> Result:
         r, hold = self._lookup(cmd.resource, cmd.client_id)
-        if r is None or hold is None or hold.owner != cmd.owner or not _secret_fits(hold.secret, cmd.secret):
+        if r is None or hold is None or hold.owner != cmd.owner or not secret_fits(hold.secret, cmd.secret):
             return NotHolder(cmd.resource, cmd.client_id)  # rules 13, 15
         if cmd.fencing_token is not None and cmd.fencing_token != hold.token:
             return TokenMismatch(cmd.resource, cmd.client_id, cmd.fencing_token, hold.token)
@@ -756,10 +363,10 @@ class LockTable:
         return Released(r.name, hold.client_id, hold.token, grants, [ended])
 
     def _renew(self, index: int, cmd: Renew) -> Result:
-        if not _positive(cmd.ttl):
+        if not positive(cmd.ttl):
             return Refused("invalid", detail="ttl must be > 0")
         r, hold = self._lookup(cmd.resource, cmd.client_id)
-        if r is None or hold is None or hold.owner != cmd.owner or not _secret_fits(hold.secret, cmd.secret):
+        if r is None or hold is None or hold.owner != cmd.owner or not secret_fits(hold.secret, cmd.secret):
             return NotHolder(cmd.resource, cmd.client_id)  # rules 13, 15
         hold.ttl, hold.lease = float(cmd.ttl), index
         return Renewed(r.name, hold.client_id, hold.token, hold.ttl, hold.lease)
@@ -773,7 +380,7 @@ class LockTable:
         ended, grants = self._end_hold(index, r, hold, "expired")
         return Expired(r.name, hold.client_id, hold.token, r.delay_since, grants, [ended])
 
-    def _end_hold(self, index: int, r: _Resource, hold: _Hold, reason: str) -> tuple[EndedHold, list[Grant]]:
+    def _end_hold(self, index: int, r: Resource, hold: Hold, reason: str) -> tuple[EndedHold, list[Grant]]:
         r.holders.remove(hold)
         self._count(hold.owner, -1)
         waiter = r.waiter_of(hold.client_id)
@@ -810,7 +417,7 @@ class LockTable:
         return DelayEnded(r.name, self._grant_from_queue(index, r))
 
     def _set_options(self, cmd: SetOptions) -> OptionsSet | Refused:
-        if not _non_negative(cmd.lock_delay):
+        if not non_negative(cmd.lock_delay):
             return Refused("invalid", detail="lock_delay must be >= 0")
         r = self._record(cmd.resource)
         r.lock_delay = float(cmd.lock_delay)
@@ -818,7 +425,7 @@ class LockTable:
             del self._resources[r.name]
         return OptionsSet(cmd.resource, r.lock_delay)
 
-    def _grant_from_queue(self, index: int, r: _Resource) -> list[Grant]:
+    def _grant_from_queue(self, index: int, r: Resource) -> list[Grant]:
         """Rule 7: grant the head of the wait list, batch after batch, all at token ``index``."""
         grants: list[Grant] = []
         while batch := r.head_batch():
@@ -828,10 +435,10 @@ class LockTable:
                     for old in r.holders:
                         self._count(old.owner, -1)
                     r.holders.clear()
-                hold = _Hold(waiter.client_id, waiter.mode, index, waiter.ttl, index, waiter.owner, waiter.secret)
+                hold = Hold(waiter.client_id, waiter.mode, index, waiter.ttl, index, waiter.owner, waiter.secret)
                 r.holders.append(hold)
                 self._count(hold.owner, +1)
-                grants.append(_grant(r.name, hold))
+                grants.append(grant_of(r.name, hold))
             r.max_token = index
         return grants
 
@@ -843,7 +450,7 @@ class LockTable:
         else:
             self._entries.pop(owner, None)
 
-    def _dequeue(self, r: _Resource, waiter: _Waiter) -> None:
+    def _dequeue(self, r: Resource, waiter: Waiter) -> None:
         r.waiters.remove(waiter)
         self._count(waiter.owner, -1)
         mine = self._waiting_on[waiter.party]
@@ -851,95 +458,24 @@ class LockTable:
         if not mine:
             del self._waiting_on[waiter.party]
 
-    def _record(self, resource: str) -> _Resource:
+    def _record(self, resource: str) -> Resource:
         r = self._resources.get(resource)
         if r is None:
-            r = self._resources[resource] = _Resource(resource)
+            r = self._resources[resource] = Resource(resource)
         return r
 
-    def _lookup(self, resource: str, client_id: str) -> tuple[_Resource | None, _Hold | None]:
+    def _lookup(self, resource: str, client_id: str) -> tuple[Resource | None, Hold | None]:
         r = self._resources.get(resource)
         return r, (r.hold_of(client_id) if r is not None else None)
 
     # --- read API (rule 11) ---
 
     def status(self, resource: str) -> dict[str, Any]:
-        r = self._resources.get(resource) or _Resource(resource, max_token=self.fencing_floor)  # rule 17
-        return {
-            "resource": resource,
-            "mode": r.holders[0].mode if r.holders else None,
-            "holders": [h.client_id for h in r.holders],
-            "waiters": [{"client_id": w.client_id, "mode": w.mode} for w in r.waiters],
-            "fencing_token": r.max_token,
-        }
+        return views.status(self._resources, resource, self.fencing_floor)
 
     def table(self, limit: int) -> dict[str, Any]:
-        """The whole table for dashboards: at most ``limit`` resources, busy ones first.
-
-        ``resources``: the resources with holders or waiters (table order), then
-        the free ones that keep a record (a past fencing token, a lock_delay),
-        cut to ``limit``; each with its mode, holders (grant order, with token,
-        ttl, lease stamp and owner), waiters (wait-list order, with owner), highest token,
-        lock_delay and delay state.  ``edges``: rule 8's wait-for graph as
-        ``{"from": waiting client, "to": client it waits for, "resource",
-        "kind": "holder"|"queued"}`` ("queued": an incompatible waiter ahead),
-        for the resources listed.  ``count``/``active``: resources in the whole
-        table / with holders or waiters; ``truncated``: some were left out.
-        """
-        busy = [r for r in self._resources.values() if r.holders or r.waiters]
-        free = (r for r in self._resources.values() if not (r.holders or r.waiters))
-        shown = list(itertools.islice(itertools.chain(busy, free), max(0, limit)))
-        resources: list[dict[str, Any]] = []
-        edges: list[dict[str, str]] = []
-        for r in shown:
-            resources.append(
-                {
-                    "resource": r.name,
-                    "mode": r.holders[0].mode if r.holders else None,
-                    "holders": [
-                        {
-                            "client_id": h.client_id,
-                            "mode": h.mode,
-                            "fencing_token": h.token,
-                            "ttl": h.ttl,
-                            "lease": h.lease,
-                            "owner": h.owner,
-                        }
-                        for h in r.holders
-                    ],
-                    "waiters": [
-                        {
-                            "client_id": w.client_id,
-                            "mode": w.mode,
-                            "upgrade": w.upgrade,
-                            "wait": w.wait,
-                            "owner": w.owner,
-                        }
-                        for w in r.waiters
-                    ],
-                    "fencing_token": r.max_token,
-                    "lock_delay": r.lock_delay,
-                    "delayed": r.delayed,
-                }
-            )
-            holders = {h.party for h in r.holders}
-            for position, w in enumerate(r.waiters):
-                for blocker in dict.fromkeys(r.blockers(w, position)):  # once each, in order
-                    edges.append(
-                        {
-                            "from": w.client_id,
-                            "to": blocker.rpartition("\x00")[2],
-                            "resource": r.name,
-                            "kind": "holder" if blocker in holders else "queued",
-                        }
-                    )
-        return {
-            "resources": resources,
-            "edges": edges,
-            "count": len(self._resources),
-            "active": len(busy),
-            "truncated": len(shown) < len(self._resources),
-        }
+        """The whole table for dashboards (``rakit.statemachines.locks.views.table``)."""
+        return views.table(self._resources, limit)
 
     def holds(self) -> Iterator[tuple[str, str, float, int]]:
         """(resource, client_id, ttl, lease) of every hold: the leases to time."""
@@ -963,7 +499,7 @@ class LockTable:
 
     def holding(self, resource: str, client_id: str) -> Grant | None:
         _, hold = self._lookup(resource, client_id)
-        return _grant(resource, hold) if hold is not None else None
+        return grant_of(resource, hold) if hold is not None else None
 
     def entries_of(self, owner: str | None) -> int:
         """Rule 16: ``owner``'s holds plus waits."""
@@ -988,17 +524,17 @@ class LockTable:
     # --- snapshot ---
 
     def snapshot(self) -> bytes:
-        state = _Snapshot(_SNAPSHOT_VERSION, list(self._resources.values()), list(self._free), self.fencing_floor)
-        return _encoder.encode(state)
+        state = Snapshot(SNAPSHOT_VERSION, list(self._resources.values()), list(self._free), self.fencing_floor)
+        return snapshot_encoder.encode(state)
 
     def restore(self, data: bytes) -> None:
         self._resources, self._waiting_on, self._entries, self._free = {}, {}, {}, {}
         self.fencing_floor = None
         if not data:
             return
-        state = _decoder.decode(data)
-        if state.version != _SNAPSHOT_VERSION:
-            raise ValueError(f"lock table snapshot version {state.version} (this node reads {_SNAPSHOT_VERSION})")
+        state = snapshot_decoder.decode(data)
+        if state.version != SNAPSHOT_VERSION:
+            raise ValueError(f"lock table snapshot version {state.version} (this node reads {SNAPSHOT_VERSION})")
         self.fencing_floor = state.fencing_floor
         if state.free is not None:
             self._free = dict.fromkeys(state.free)
