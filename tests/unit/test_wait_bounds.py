@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from starlette.requests import Request
 
-import rakit.http.forward as forward
+import rakit.hops as hops
 from rakit.errors import Unavailable
-from rakit.http.forward import answer_within, hops_of, on_leader
+from rakit.hops import answer_within
+from rakit.http.forward import hops_of, on_leader
 from rakit.queue.service import QueueService
 
 OVERRUN = 0.3
@@ -27,7 +28,7 @@ OVERRUN = 0.3
 
 @pytest.fixture(autouse=True)
 def short_overrun(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(forward, "MAX_OVERRUN", OVERRUN)
+    monkeypatch.setattr(hops, "MAX_OVERRUN", OVERRUN)
 
 
 def request(headers: dict[str, str] | None = None) -> Request:

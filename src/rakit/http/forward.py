@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from rakit.errors import NoLeader, NotLeader, ProposalDropped, Unavailable
+from rakit.hops import HOPS_HEADER, MAX_LEADER_HOPS, REMAINING_HEADER, answer_within, hops_in
 from rakit.security.tokens import (
     IDENTITY_HEADER,
     Identity,
@@ -35,44 +36,18 @@ from rakit.security.tokens import (
 if TYPE_CHECKING:
     from rakit.node.runtime import NodeRuntime
 
-HOPS_HEADER = "x-rakit-hops"
-# Seconds the original caller still waits: a relayed waiting request never
-# outlives the deadline of the request it continues.
-REMAINING_HEADER = "x-rakit-remaining"
-MAX_HOPS = 3
 RETRY_DEADLINE = 5.0
 RETRY_PAUSE = 0.05
 RELAYED_HEADERS = ("content-type", "retry-after")
 RELAY_TIMEOUT = 10.0
-# A request is answered within the seconds its client said it would wait (a
-# lock acquire's ``timeout``, a watch's ``timeout``, a pop's ``wait``; 0 for
-# the others) plus MAX_OVERRUN, whatever happens meanwhile (no leader, a slow
-# disk, a peer that does not answer): then ``503 unavailable``, outcome unknown.
-MAX_OVERRUN = 10.0
 
 Handler = Callable[[], Awaitable[Response]]
 T = TypeVar("T")
 
 
-async def answer_within(wait: float, work: Awaitable[T]) -> T:
-    """``await work``, cancelled after ``wait + MAX_OVERRUN`` seconds (then ``Unavailable``)."""
-    limit = wait + MAX_OVERRUN
-    bound = asyncio.timeout(limit)
-    try:
-        async with bound:
-            return await work
-    except TimeoutError:
-        if not bound.expired():
-            raise
-        raise Unavailable(f"the request could not be served within {limit:g} s; its outcome is unknown") from None
-
-
 def hops_of(request: Request) -> int:
     """The relay count a peer put on ``request`` (0 when absent or malformed)."""
-    try:
-        return max(0, int(request.headers.get(HOPS_HEADER, "0") or 0))
-    except ValueError:
-        return 0
+    return hops_in(request.headers.get(HOPS_HEADER))
 
 
 def remaining_seconds(request: Request, wanted: float) -> float:
@@ -122,7 +97,7 @@ async def _on_leader(
             leader = driver.leader_id
             if leader is None:
                 leader = await driver.wait_for_leader(max(0.0, deadline - time.monotonic()))
-            if leader is not None and leader != runtime.node_id and hops < MAX_HOPS:
+            if leader is not None and leader != runtime.node_id and hops < MAX_LEADER_HOPS:
                 remaining = max(0.0, started + wait - time.monotonic())
                 response = await relay(runtime, request, body, leader, hops, remaining if wait else None, idempotent)
                 if response is not None:

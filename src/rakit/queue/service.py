@@ -48,10 +48,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
+import msgspec
 
 from rakit.errors import InvalidRequest, Unavailable
-from rakit.http.forward import answer_within
-from rakit.http.json import dumps
+from rakit.hops import HOPS_HEADER, MAX_OWNER_HOPS, answer_within
 from rakit.metrics import NodeMetrics
 from rakit.queue.redis_state import RedisState
 from rakit.queue.redis_store import Delivery, RedisQueueStore
@@ -60,13 +60,12 @@ from rakit.security.internal import InternalAuth
 
 log = logging.getLogger(__name__)
 
-HOPS_HEADER = "x-rakit-hops"
-MAX_HOPS = 2
 RELAY_TIMEOUT = 6.0  # beyond a pop's wait: the owner's Redis calls are bounded by op_timeout
 CONNECT_TIMEOUT = 0.5
 REDIS_PROBE_TIMEOUT = 2.0
 
 T = TypeVar("T")
+_json = msgspec.json.Encoder()
 
 #: (status, JSON body bytes) of a served call.
 Answer = tuple[int, bytes]
@@ -277,7 +276,7 @@ class QueueService:
         tried: set[str] = set()
         while True:
             owner = self.owner(topic)
-            if owner == self.node_id or hops >= 1 or owner in tried:
+            if owner == self.node_id or hops >= MAX_OWNER_HOPS or owner in tried:
                 return await local()
             tried.add(owner)
             remaining = max(0.0, wait - (time.monotonic() - started))
@@ -315,7 +314,7 @@ class QueueService:
     async def _post(self, op: str, owner: str, payload: dict[str, Any], hops: int, wait: float) -> Answer | None:
         path = f"/queue/internal/{op}"
         url = self.peers[owner] + path
-        body = dumps(payload)
+        body = _json.encode(payload)
         headers = {HOPS_HEADER: str(hops + 1), "content-type": "application/json"}
         if self.auth is not None:
             headers.update(self.auth.headers("POST", path, body, dst=owner))

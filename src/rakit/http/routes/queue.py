@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from rakit.errors import InvalidRequest
-from rakit.http.forward import answer_within
+from rakit.hops import HOPS_HEADER, answer_within, hops_in
 from rakit.http.json import (
     Key,
     Name,
@@ -36,7 +36,7 @@ from rakit.http.json import (
     query_number,
     read_body,
 )
-from rakit.queue.service import HOPS_HEADER, Answer, QueueService
+from rakit.queue.service import Answer, QueueService
 from rakit.security.tokens import require
 
 VisibilityTimeout = Annotated[float, msgspec.Meta(ge=0.1, le=43200)]
@@ -88,10 +88,7 @@ def _service(request: Request) -> QueueService:
 
 
 def _hops(request: Request) -> int:
-    try:
-        return max(0, int(request.headers.get(HOPS_HEADER, "0") or 0))
-    except ValueError:
-        return 0
+    return hops_in(request.headers.get(HOPS_HEADER))
 
 
 def _response(answer: Answer) -> Response:
