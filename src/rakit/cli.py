@@ -2,7 +2,7 @@
 ``rakit status|lock|queue|cache`` talk to a running cluster (``rakit.cli_client``).
 
 Every flag of ``rakit node`` has an environment variable used when the flag
-is absent (API.md).  Configuration problems print one line on stderr and
+is absent (docs/api.md).  Configuration problems print one line on stderr and
 exit 2; nothing here prints a traceback for a user error.
 """
 
@@ -124,7 +124,7 @@ def node(
         ),
     ] = None,
 ) -> None:
-    """Run one rakit node (see API.md, "Starting a node")."""
+    """Run one rakit node (see docs/api.md, "Starting a node")."""
     try:
         config = build_config(
             node_id=node_id,

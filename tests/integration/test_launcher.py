@@ -124,7 +124,7 @@ def test_node_process_signals_and_status(cluster_factory) -> None:
     node.resume()
     wait_until(node.status, 5, "node1 to answer again after SIGCONT")
 
-    assert node.stop() == 0, node.log_tail()  # API.md: exit 0 on SIGTERM
+    assert node.stop() == 0, node.log_tail()  # docs/api.md: exit 0 on SIGTERM
     assert not node.alive and node.status(timeout=0.3) is None
     node.start()
     node.wait_healthy(15)

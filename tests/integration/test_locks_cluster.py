@@ -1,4 +1,4 @@
-"""Locks on a real 3-node cluster: every rule of API.md through random nodes.
+"""Locks on a real 3-node cluster: every rule of docs/api.md through random nodes.
 
 One cluster serves the whole module (each test uses its own resource names);
 tests that kill nodes live in tests/system/.

@@ -1,4 +1,4 @@
-"""The queue on a real 3-node cluster with its own Redis: every rule of API.md "Queue".
+"""The queue on a real 3-node cluster with its own Redis: every rule of docs/api.md "Queue".
 
 One cluster (``--max-deliveries 2``) serves the non-destructive tests, each on
 its own topics; the node-kill and Redis-kill tests build their own clusters.

@@ -66,7 +66,7 @@ def test_leader_sigkill_new_leader_writes_go_on_and_old_one_catches_up(cluster_f
     cluster.nodes[old].kill()
     started = time.monotonic()
     new = cluster.wait_for_leader(timeout=10, exclude=[old])
-    assert time.monotonic() - started < 5.0, "API.md: a new leader within 5 s"
+    assert time.monotonic() - started < 5.0, "docs/api.md: a new leader within 5 s"
     survivor = next(i for i in cluster.nodes if i not in (old, new))
     for i in range(20):
         put(cluster.nodes[survivor].url, f"after{i}", i)

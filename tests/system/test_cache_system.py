@@ -1,7 +1,7 @@
 """The write-invalidate cache on real node processes: coherence, faults, TTL, bounds.
 
 Every test starts its own cluster and waits (with a deadline) until a write
-answers 200 on every node.  The central rule checked throughout (API.md
+answers 200 on every node.  The central rule checked throughout (docs/api.md
 "Cache"): once a ``set``/``delete`` has answered 200 at any node, no node
 answers ``get`` with an older value of that key -- not while readers race
 the writer, not on a node that was SIGSTOPped and resumed, not on a node

@@ -1,6 +1,6 @@
 """Names are matched whole.
 
-API.md allows 1-128 of ``[A-Za-z0-9_.:-]`` for ``resource``/``key``/``message_id``
+docs/api.md allows 1-128 of ``[A-Za-z0-9_.:-]`` for ``resource``/``key``/``message_id``
 and of ``[A-Za-z0-9_.-]`` for ``topic``/``consumer_id``/``client_id`` and node
 ids.  msgspec checks a ``pattern`` with ``re.search``, where ``$`` also matches
 just before a final newline: ``^[...]+$`` let ``"NAME\\n"`` through.  Every name

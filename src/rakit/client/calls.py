@@ -155,7 +155,7 @@ class Call:
 
 
 def new_lock_secret() -> str:
-    """A holder secret (API.md, "Locks"): only who took the hold can release or renew it."""
+    """A holder secret (docs/api.md, "Locks"): only who took the hold can release or renew it."""
     return secrets.token_urlsafe(24)
 
 

@@ -32,7 +32,7 @@ DRAIN_BYTES = 16 * 1024 * 1024  # an oversize body up to this is read (and dropp
 DRAIN_SECONDS = 5.0
 
 
-# Names, as API.md defines them, matched whole.  msgspec checks a pattern with
+# Names, as docs/api.md defines them, matched whole.  msgspec checks a pattern with
 # Python's ``re.search``, where ``$`` also matches just before a final newline
 # (``^[a-z]+$`` accepts ``"name\n"``): the ``(?!\n)`` after it refuses that
 # place.  Not ``\Z``: the pattern is also the OpenAPI document's, an ECMA-262

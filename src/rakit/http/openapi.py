@@ -906,7 +906,7 @@ TAGS = [
 ]
 
 DESCRIPTION = f"""The HTTP API of one **rakit** node: distributed locks (Raft), a distributed queue (Redis) and a
-coherent distributed cache. The contract is `API.md`; this document is built from the same msgspec
+coherent distributed cache. The contract is `docs/api.md`; this document is built from the same msgspec
 Structs that validate the requests.
 
 **Any node accepts any request.** A node that needs the Raft leader (locks, kv) forwards the request

@@ -6,7 +6,7 @@ for the OpenAPI document (``rakit.http.openapi``).  The integration test
 ``tests/integration/test_openapi_cluster.py`` checks real answers against
 them, so a handler that changes its answer must change its Struct too.
 
-Answers may gain fields (API.md: "extend it freely"), so no Struct forbids
+Answers may gain fields (docs/api.md: "extend it freely"), so no Struct forbids
 unknown fields: clients should ignore what they do not know.
 """
 

@@ -1,4 +1,4 @@
-"""``/cache``: each node's LRU, kept coherent by write-invalidate (API.md "Cache").
+"""``/cache``: each node's LRU, kept coherent by write-invalidate (docs/api.md "Cache").
 
 ``POST /cache/set {"key", "value", "ttl"?}`` -> ``{"key", "version"}`` once every peer dropped
     older copies (or was fenced out of serving);

@@ -1,4 +1,4 @@
-"""``/lock/*``: distributed locks (API.md, "Locks"), served by the leader from any node.
+"""``/lock/*``: distributed locks (docs/api.md, "Locks"), served by the leader from any node.
 
 With client tokens (``rakit.security.tokens``) acquire, release and renew need
 ``locks:write`` on the resource, and the caller's token name is the *owner*

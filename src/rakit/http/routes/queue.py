@@ -1,4 +1,4 @@
-"""``/queue``: topic queues in Redis, each topic served by its ring owner (API.md "Queue").
+"""``/queue``: topic queues in Redis, each topic served by its ring owner (docs/api.md "Queue").
 
 ``POST /queue/push {"topic", "message", "message_id"?}`` -> ``{"topic", "message_id", "node"}``;
 ``GET /queue/pop/{topic}/{consumer_id}?visibility_timeout=30&wait=0``
