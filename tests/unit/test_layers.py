@@ -10,7 +10,8 @@ Rules:
    function; only ``if TYPE_CHECKING:`` blocks do not).
 3. Layers: nothing below the HTTP edge imports ``rakit.http``
    (``rakit.node``, ``rakit.queue``, ``rakit.cache``, ``rakit.security``,
-   ``rakit.storage``, ``rakit.transport``, the pure ones); the client imports
+   ``rakit.storage``, ``rakit.transport``, the pure ones), nor Starlette
+   (requests and responses are the edge's business); the client imports
    no server module (only ``rakit.security.internal`` to sign operator calls,
    and ``rakit.errors``).
 
@@ -227,6 +228,14 @@ def test_nothing_below_the_http_edge_imports_it() -> None:
         if (_under(a, BELOW_HTTP) or _under(a, PURE_PREFIXES)) and _under(b, ("rakit.http",))
     }
     assert wrong - KNOWN == set()
+    framework = {
+        (a, base)
+        for a in modules()
+        if _under(a, BELOW_HTTP) or _under(a, PURE_PREFIXES)
+        for base, _ in imports_of(a)
+        if base.split(".")[0] == "starlette"
+    }
+    assert framework == set()
 
 
 def test_the_client_imports_no_server_module() -> None:

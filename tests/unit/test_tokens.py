@@ -16,6 +16,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from rakit.config import ConfigError, build_config
+from rakit.http.identity import identity_of
 from rakit.http.security import SecurityMiddleware
 from rakit.security.internal import InternalAuth
 from rakit.security.tokens import (
@@ -28,7 +29,6 @@ from rakit.security.tokens import (
     Need,
     Refusal,
     identity_binding,
-    identity_of,
     load_tokens,
     need,
     parse_grant,

@@ -26,12 +26,8 @@ from starlette.responses import Response
 
 from rakit.errors import NoLeader, NotLeader, ProposalDropped, Unavailable
 from rakit.hops import HOPS_HEADER, MAX_LEADER_HOPS, REMAINING_HEADER, answer_within, hops_in
-from rakit.security.tokens import (
-    IDENTITY_HEADER,
-    Identity,
-    identity_binding,
-    identity_of,
-)
+from rakit.http.identity import identity_of
+from rakit.security.tokens import IDENTITY_HEADER, Identity, identity_binding
 
 if TYPE_CHECKING:
     from rakit.node.runtime import NodeRuntime

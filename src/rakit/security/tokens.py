@@ -100,14 +100,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from rakit.config import ConfigError
-from rakit.errors import Forbidden
 from rakit.security.ratelimit import RateLimiter
-
-if TYPE_CHECKING:
-    from starlette.requests import Request
 
 FAMILIES = ("locks", "queue", "cache", "kv")
 PLAIN_GRANTS = ("*", "status", "admin", "members")
@@ -445,28 +441,6 @@ class ClientAuth:
                 f"does not list (do all nodes share one tokens file?)",
             )
         return self.authorize(identity, path) or identity
-
-
-# -- for the routes and the relaying code -----------------------------------------------------
-
-
-def identity_of(request: Request) -> Identity | None:
-    """The authenticated caller of ``request`` (None when client tokens are off, or an open path)."""
-    state = request.scope.get("state")
-    return state.get("identity") if isinstance(state, dict) else None
-
-
-def owner_of(request: Request) -> str | None:
-    """The lock owner to record for ``request``: its token's name (None when tokens are off)."""
-    identity = identity_of(request)
-    return identity.name if identity is not None else None
-
-
-def require(request: Request, family: str, action: str, name: str) -> None:
-    """Raise ``Forbidden`` (403) unless the caller may do ``action`` of ``family`` on ``name``."""
-    identity = identity_of(request)
-    if identity is not None and not identity.allows(family, action, name):
-        raise Forbidden(f"token {identity.name!r} is not granted {family}:{action} on {name!r}")
 
 
 def identity_binding(name: str, body: bytes) -> bytes:

@@ -37,6 +37,7 @@ from rakit.cache.messages import (
 )
 from rakit.cache.service import CacheService
 from rakit.errors import InvalidRequest, NotFound
+from rakit.http.identity import require
 from rakit.http.json import (
     Key,
     Name,
@@ -46,7 +47,6 @@ from rakit.http.json import (
     path_key,
     read_body,
 )
-from rakit.security.tokens import require
 
 MAX_TTL = 2_592_000
 Ttl = Annotated[float, msgspec.Meta(gt=0, le=MAX_TTL)]

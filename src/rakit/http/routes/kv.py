@@ -17,8 +17,8 @@ from starlette.routing import Route
 
 from rakit.errors import InvalidRequest, NotFound
 from rakit.http.forward import on_leader
+from rakit.http.identity import require
 from rakit.http.json import Key, check_value_size, decode, json_response, path_key, read_body
-from rakit.security.tokens import require
 from rakit.statemachines.kv import KvDelete, KvIncr, KvPut, KvResult
 
 

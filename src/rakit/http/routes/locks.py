@@ -21,9 +21,9 @@ from starlette.routing import Route
 from rakit.errors import InvalidRequest
 from rakit.http.disconnect import ClientGone, unless_disconnected
 from rakit.http.forward import on_leader, remaining_seconds
+from rakit.http.identity import identity_of, owner_of, require
 from rakit.http.json import Key, Name, decode, json_response, path_key, path_name, read_body
 from rakit.raft.messages import MAX_WIRE_INT
-from rakit.security.tokens import identity_of, owner_of, require
 from rakit.statemachines import locks as L
 
 Timeout = Annotated[float, msgspec.Meta(ge=0, le=300)]

@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from rakit.errors import InvalidRequest
 from rakit.hops import HOPS_HEADER, answer_within, hops_in
+from rakit.http.identity import require
 from rakit.http.json import (
     Key,
     Name,
@@ -37,7 +38,6 @@ from rakit.http.json import (
     read_body,
 )
 from rakit.queue.service import Answer, QueueService
-from rakit.security.tokens import require
 
 VisibilityTimeout = Annotated[float, msgspec.Meta(ge=0.1, le=43200)]
 Wait = Annotated[float, msgspec.Meta(ge=0, le=20)]

@@ -33,8 +33,9 @@ from starlette.routing import Route
 
 from rakit.errors import InvalidRequest, NotFound
 from rakit.http.forward import identity_headers, on_leader
+from rakit.http.identity import identity_of
 from rakit.http.json import json_response, query_number
-from rakit.security.tokens import SYSTEM, identity_of
+from rakit.security.tokens import SYSTEM
 
 if TYPE_CHECKING:
     from rakit.node.runtime import NodeRuntime
