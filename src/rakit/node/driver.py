@@ -58,6 +58,7 @@ from rakit.raft.messages import (
     decode_conf_entry,
 )
 from rakit.raft.ready import Ready
+from rakit.raft.roles import Role
 from rakit.statemachines.base import StateMachine
 from rakit.statemachines.members import MembersMachine
 from rakit.storage.base import LogStore
@@ -160,7 +161,7 @@ class RaftDriver:
 
     @property
     def is_leader(self) -> bool:
-        return self.role == "leader"
+        return self.role == Role.LEADER
 
     def receive(self, messages: list[AnyMessage]) -> None:
         """Queue messages from a peer (or replies that came back on our own requests)."""
@@ -260,7 +261,7 @@ class RaftDriver:
     def _best_successor(self) -> str:
         """The other voter with the highest match index (ties: the lowest id)."""
         core = self.core
-        if core.role != "leader":
+        if core.role != Role.LEADER:
             raise NotLeader(core.leader_id) if core.leader_id else NoLeader()
         others = [v for v in core.voters if v != self.node_id]
         if not others:
@@ -324,7 +325,7 @@ class RaftDriver:
 
         A node removed from the configuration stops hearing from the leader once the
         removal is appended; the cache stops serving on it after a grace period."""
-        if self.role == "leader":
+        if self.role == Role.LEADER:
             return 0.0
         return time.monotonic() - self._leader_contact
 
@@ -368,7 +369,7 @@ class RaftDriver:
         core = self.core
         return {
             "node_id": self.node_id,
-            "role": "candidate" if core.role == "pre_candidate" else core.role,
+            "role": str(Role.CANDIDATE if core.role == Role.PRE_CANDIDATE else core.role),
             "term": core.term,
             "leader_id": core.leader_id,
             "commit_index": core.commit_index,
@@ -383,7 +384,7 @@ class RaftDriver:
     def _check_leader(self) -> None:
         if self.stopped:
             raise Unavailable("the node is shutting down")
-        if self.role != "leader":
+        if self.role != Role.LEADER:
             if self.leader_id is None or self.leader_id == self.node_id:
                 raise NoLeader()
             raise NotLeader(self.leader_id)
@@ -597,7 +598,7 @@ class RaftDriver:
         return hard_state.term == durable.term and hard_state.vote == durable.vote
 
     def _leads_in(self, ready: Ready) -> bool:
-        return (ready.soft_state.role if ready.soft_state is not None else self.role) == "leader"
+        return (ready.soft_state.role if ready.soft_state is not None else self.role) == Role.LEADER
 
     def _apply(self, entries: list[Entry]) -> None:
         sample: float | None = None
@@ -619,14 +620,14 @@ class RaftDriver:
         if sample is not None:  # one sample per applied batch: the newest proposal's latency
             self.metrics.proposal_seconds.observe(time.perf_counter() - sample)
 
-    def _on_soft_state(self, role: str, leader_id: str | None) -> None:
+    def _on_soft_state(self, role: Role, leader_id: str | None) -> None:
         if leader_id != self.leader_id:
             self.metrics.leader_changes.inc()
             log.info("%s: leader is now %s (term %d)", self.node_id, leader_id, self.core.term)
-        was_leader = self.role == "leader"
+        was_leader = self.role == Role.LEADER
         self.role, self.leader_id = role, leader_id
         self.metrics.set_role(role)
-        if was_leader and role != "leader":
+        if was_leader and role != Role.LEADER:
             self._reads.fail_unconfirmed(leader_id)
             queued, self._proposals, self._lazy = [*self._lazy, *self._proposals], [], []
             error = NotLeader(leader_id) if leader_id else NoLeader()

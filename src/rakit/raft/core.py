@@ -179,11 +179,9 @@ from rakit.raft.messages import (
 )
 from rakit.raft.progress import Progress
 from rakit.raft.ready import Ready, SoftState
+from rakit.raft.roles import Role
 
-FOLLOWER = "follower"
-PRE_CANDIDATE = "pre_candidate"
-CANDIDATE = "candidate"
-LEADER = "leader"
+FOLLOWER, PRE_CANDIDATE, CANDIDATE, LEADER = Role.FOLLOWER, Role.PRE_CANDIDATE, Role.CANDIDATE, Role.LEADER
 
 # Messages stepped even from a sender outside our configuration (rule 16).
 _REQUESTS = (AppendEntries, Heartbeat, InstallSnapshot, RequestVote, TimeoutNow)
@@ -247,7 +245,7 @@ class RaftCore:
         self._term = hard_state.term
         self._vote = hard_state.vote
         self._leader_id: str | None = None
-        self._role = FOLLOWER
+        self._role: Role = FOLLOWER
         self._step: Callable[[AnyMessage], None] = self._step_follower
         self._tick: Callable[[], None] = self._tick_election
         self._election_elapsed = 0
@@ -273,7 +271,7 @@ class RaftCore:
         return self._id
 
     @property
-    def role(self) -> str:
+    def role(self) -> Role:
         return self._role
 
     @property

@@ -31,11 +31,12 @@ from rakit.raft.messages import (
     ReadState,
     Snapshot,
 )
+from rakit.raft.roles import Role
 
 
 @dataclass(frozen=True, slots=True)
 class SoftState:
-    role: str  # "leader" | "follower" | "candidate" | "pre_candidate"
+    role: Role
     leader_id: str | None
     term: int
 
