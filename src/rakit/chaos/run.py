@@ -32,7 +32,7 @@ from rakit.chaos import disk
 from rakit.chaos import nemesis as nem
 from rakit.chaos import workloads as wl
 from rakit.chaos.history import Fault, History, Verdict
-from rakit.launcher import LaunchError, NodeProcess, RedisProcess, _pick_leader
+from rakit.launcher import LaunchError, NodeProcess, RedisProcess, pick_leader
 from rakit.security.internal import InternalAuth
 
 NODE_PORT = 8001
@@ -180,7 +180,7 @@ async def wait_for_cache(session: aiohttp.ClientSession, urls: dict[str, str], t
 async def wait_for_leader(session: aiohttp.ClientSession, urls: dict[str, str], timeout: float) -> str | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        leader = _pick_leader(await statuses(session, urls))
+        leader = pick_leader(await statuses(session, urls))
         if leader is not None:
             return leader
         await asyncio.sleep(0.1)
@@ -212,7 +212,7 @@ class Nemesis:
     async def resolved(self, step: nem.Step) -> nem.Step:
         if step.target != nem.LEADER:
             return step
-        leader = _pick_leader(await statuses(self.session, self.cluster.peers))
+        leader = pick_leader(await statuses(self.session, self.cluster.peers))
         target = leader if leader is not None else self.rng.choice(self.cluster.ids)
         return nem.resolve(step, self.cluster.ids, target)
 

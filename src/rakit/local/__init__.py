@@ -1,0 +1,1 @@
+"""Local processes: Redis, rakit nodes, whole clusters on loopback, and ``rakit up``."""
