@@ -43,7 +43,12 @@ class RakitError(Exception):
         self.extra = extra
 
     def body(self) -> dict[str, Any]:
-        return {"error": self.code, "detail": self.detail, **self.extra}
+        return error_body(self.code, self.detail, **self.extra)
+
+
+def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    """The API's error answer: ``{"error": code, "detail": detail, ...extra}`` (every refusal has this shape)."""
+    return {"error": code, "detail": detail, **extra}
 
 
 class NotLeader(RakitError):
@@ -103,6 +108,10 @@ class TooManyInFlight(RakitError):
 class NotFound(RakitError):
     status = 404
     code = "not_found"
+
+
+class NotInFlight(NotFound):
+    code = "not_in_flight"
 
 
 class Unauthorized(RakitError):

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 
 from starlette.types import Receive, Scope, Send
 
+from rakit.errors import error_body
 from rakit.http.json import MAX_BODY_BYTES, dumps
 from rakit.security.internal import InternalAuth
 from rakit.security.ratelimit import retry_after_header
@@ -91,7 +92,7 @@ async def refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 4000 + status, "reason": detail[:120]})
         return
-    answer: dict[str, object] = {"error": code, "detail": detail}
+    answer = error_body(code, detail)
     if refusal.retry_after is not None:
         answer["retry_after"] = round(refusal.retry_after, 3)
     body = dumps(answer)

@@ -8,7 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from rakit.errors import NoLeader, RakitError
+from rakit.errors import NoLeader, RakitError, error_body
 from rakit.http.json import json_response
 
 log = logging.getLogger(__name__)
@@ -45,13 +45,13 @@ async def http_error(request: Request, exc: Exception) -> Response:
         detail = f"no such endpoint: {request.method} {request.url.path}"
     elif exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
-    return json_response({"error": code, "detail": detail}, status=exc.status_code, headers=exc.headers)
+    return json_response(error_body(code, detail), status=exc.status_code, headers=exc.headers)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     # A broken invariant: logged loudly, still answered in the API's shape.
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return json_response({"error": "internal", "detail": f"{type(exc).__name__}: internal error"}, status=500)
+    return json_response(error_body("internal", f"{type(exc).__name__}: internal error"), status=500)
 
 
 HANDLERS = {

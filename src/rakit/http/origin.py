@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from rakit.errors import error_body
 from rakit.http.json import dumps
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
@@ -52,7 +53,7 @@ def default_hosts(own_host: str, peer_urls: Iterable[str]) -> frozenset[str]:
 
 
 async def _refuse(send: Send, status: int, code: str, detail: str) -> None:
-    body = dumps({"error": code, "detail": detail})
+    body = dumps(error_body(code, detail))
     await send(
         {
             "type": "http.response.start",

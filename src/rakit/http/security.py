@@ -23,6 +23,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from rakit.errors import error_body
 from rakit.http.client_auth import admit as admit_client
 from rakit.http.json import dumps
 from rakit.security.internal import (
@@ -47,7 +48,7 @@ async def _refuse(scope: Scope, send: Send, status: int, code: str, detail: str)
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 4401 if status == 401 else 4403, "reason": detail[:120]})
         return
-    body = dumps({"error": code, "detail": detail})
+    body = dumps(error_body(code, detail))
     await send(
         {
             "type": "http.response.start",

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rakit.errors import InvalidRequest
+from rakit.errors import InvalidRequest, NotInFlight
 from rakit.hops import HOPS_HEADER, answer_within, hops_in
 from rakit.http.identity import require
 from rakit.http.json import (
@@ -98,13 +98,8 @@ def _response(answer: Answer) -> Response:
     return Response(content, status_code=status, media_type="application/json")
 
 
-def _not_in_flight(m: MessageBody) -> Answer:
-    return 404, dumps(
-        {
-            "error": "not_in_flight",
-            "detail": f"message {m.message_id!r} is not in flight for {m.consumer_id!r} on topic {m.topic!r}",
-        }
-    )
+def _not_in_flight(m: MessageBody) -> NotInFlight:
+    return NotInFlight(f"message {m.message_id!r} is not in flight for {m.consumer_id!r} on topic {m.topic!r}")
 
 
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -152,7 +147,7 @@ def _ack_local(service: QueueService, m: MessageBody):  # type: ignore[no-untype
     async def run() -> Answer:
         if await service.ack(m.topic, m.consumer_id, m.message_id):
             return 200, dumps({"acked": True})
-        return _not_in_flight(m)
+        raise _not_in_flight(m)
 
     return run
 
@@ -161,7 +156,7 @@ def _nack_local(service: QueueService, m: MessageBody):  # type: ignore[no-untyp
     async def run() -> Answer:
         if await service.nack(m.topic, m.consumer_id, m.message_id):
             return 200, dumps({"nacked": True})
-        return _not_in_flight(m)
+        raise _not_in_flight(m)
 
     return run
 
@@ -170,7 +165,7 @@ def _extend_local(service: QueueService, e: ExtendBody):  # type: ignore[no-unty
     async def run() -> Answer:
         if await service.extend(e.topic, e.consumer_id, e.message_id, e.visibility_timeout):
             return 200, dumps({"extended": True})
-        return _not_in_flight(MessageBody(e.topic, e.consumer_id, e.message_id))
+        raise _not_in_flight(MessageBody(e.topic, e.consumer_id, e.message_id))
 
     return run
 
