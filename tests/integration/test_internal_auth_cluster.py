@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from httpcall import call, get, post, retry_until_ok
-from rakit.cache import messages as cache_messages
+from rakit.cache.rules import messages as cache_messages
 from rakit.raft.messages import AppendEntries, Batch, Heartbeat, RequestVote, encode_batch
 from rakit.security.internal import InternalAuth
 

@@ -19,8 +19,8 @@ import sys
 
 from aiohttp import WSMsgType, web
 
-from rakit.cache.messages import BatchReply
-from rakit.cache.messages import encode as encode_cache
+from rakit.cache.rules.messages import BatchReply
+from rakit.cache.rules.messages import encode as encode_cache
 from rakit.raft.messages import AppendEntriesResp, Batch, decode_batch, encode_batch
 from rakit.security.internal import InternalAuth
 

@@ -1,6 +1,6 @@
 """Simulation: nodes of two membership generations never serve their caches at the same moment.
 
-This is the claim the cache's membership rules rest on (``rakit.cache.contact``
+This is the claim the cache's membership rules rest on (``rakit.cache.rules.contact``
 rule 7, ``rakit.cache.service`` "Membership").  Each simulated node has a
 ``ContactTable`` and a generation; the network delays, drops and partitions pings and
 acks; the configuration grows and shrinks one node at a time, a new one only
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from rakit.cache.contact import ContactTable
+from rakit.cache.rules.contact import ContactTable
 
 POOL = ["a", "b", "c", "d", "e", "f"]
 GRACE = 3.0  # CacheSettings.raft_grace

@@ -505,7 +505,7 @@ def test_restarted_node_starts_empty_and_never_serves_old_values(cluster_factory
 
     # keys written before the restart are fetched from a peer, with their current value
     # (never the old one); the restarted node waited out every write round that might
-    # have counted on its previous run (rakit.cache.coherence rule 7).
+    # have counted on its previous run (rakit.cache.rules.coherence rule 7).
     for key, value, version in (("a", "a-new", a_new["version"]), ("b", "b-value", b_now["version"])):
         status, body = cache_get(n2, key)
         assert status == 200, (key, status, body)

@@ -42,9 +42,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from httpcall import call, get, post, retry_until_ok
-from rakit.cache.messages import Batch as CacheBatch
-from rakit.cache.messages import Fence, Fetch, Invalidate
-from rakit.cache.messages import encode as cache_encode
+from rakit.cache.rules.messages import Batch as CacheBatch
+from rakit.cache.rules.messages import Fence, Fetch, Invalidate
+from rakit.cache.rules.messages import encode as cache_encode
 from rakit.node.inbound import MAX_TERM_JUMP
 from rakit.raft.messages import (
     ENTRY_NOOP,

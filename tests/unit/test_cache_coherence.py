@@ -1,4 +1,4 @@
-"""Coherence of one node's cache: one test per row of ``rakit.cache.coherence.TABLE``.
+"""Coherence of one node's cache: one test per row of ``rakit.cache.rules.coherence.TABLE``.
 
 Each ``test_row_N_...`` is named after its row and runs from every source
 state of the row; the rule tests after them cover watermark, floor,
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from rakit.cache.coherence import TABLE, CacheNode, Event, FetchTicket, State, next_state
-from rakit.cache.lru import ENTRY_OVERHEAD, CacheEntry, EntryTooLarge
-from rakit.cache.versions import MIN_VERSION, HybridClock, Version
+from rakit.cache.rules.coherence import TABLE, CacheNode, Event, FetchTicket, State, next_state
+from rakit.cache.rules.lru import ENTRY_OVERHEAD, CacheEntry, EntryTooLarge
+from rakit.cache.rules.versions import MIN_VERSION, HybridClock, Version
 
 NOW_US = 1_000_000
 K = "k"
@@ -58,7 +58,7 @@ def test_table_rows_are_numbered_and_do_not_overlap() -> None:
 
 
 def test_table_is_in_the_module_docstring() -> None:
-    import rakit.cache.coherence as coherence
+    import rakit.cache.rules.coherence as coherence
 
     doc = coherence.__doc__ or ""
     for row in TABLE:

@@ -1,10 +1,10 @@
-"""The cache's failure detector (``rakit.cache.contact``): leases, lapses, fences, skips."""
+"""The cache's failure detector (``rakit.cache.rules.contact``): leases, lapses, fences, skips."""
 
 from __future__ import annotations
 
 import pytest
 
-from rakit.cache.contact import ContactTable
+from rakit.cache.rules.contact import ContactTable
 
 PEERS = ["a", "b", "c"]
 

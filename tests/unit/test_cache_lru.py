@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rakit.cache.lru import ENTRY_OVERHEAD, CacheEntry, EntryTooLarge, LruStore, entry_size
-from rakit.cache.versions import Version
+from rakit.cache.rules.lru import ENTRY_OVERHEAD, CacheEntry, EntryTooLarge, LruStore, entry_size
+from rakit.cache.rules.versions import Version
 from rakit.errors import TooLarge
 
 V = Version(1, "n1")

@@ -3,7 +3,7 @@
 The network is a bag of messages (invalidate, ack, fetch request, fetch
 answer); the ``deliver`` rule takes any deliverable one, so messages arrive
 late and in any order, and ``duplicate`` copies one.  The writer's side is
-the service's rule (``rakit.cache.coherence`` rule 8), modelled exactly:
+the service's rule (``rakit.cache.rules.coherence`` rule 8), modelled exactly:
 
 - a write sends ``invalidate(key, v)`` to every peer and is *acknowledged*
   once every peer has acked it, or is skippable: cut off at that moment
@@ -37,9 +37,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from rakit.cache.coherence import CacheNode, FetchTicket, State
-from rakit.cache.lru import ENTRY_OVERHEAD, CacheEntry
-from rakit.cache.versions import MIN_VERSION, HybridClock, Version
+from rakit.cache.rules.coherence import CacheNode, FetchTicket, State
+from rakit.cache.rules.lru import ENTRY_OVERHEAD, CacheEntry
+from rakit.cache.rules.versions import MIN_VERSION, HybridClock, Version
 
 MAX_NODES = 5
 KEYS = ("a", "b")

@@ -1,4 +1,4 @@
-"""Cache versions: total order, wire form, and the hybrid clock (rules of rakit.cache.versions)."""
+"""Cache versions: total order, wire form, and the hybrid clock (rules of rakit.cache.rules.versions)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rakit.cache.versions import MIN_VERSION, HybridClock, Version
+from rakit.cache.rules.versions import MIN_VERSION, HybridClock, Version
 
 node_ids = st.text(alphabet="abcnode123_.:-", min_size=1, max_size=8)
 versions = st.builds(Version, st.integers(0, 2**53), node_ids)

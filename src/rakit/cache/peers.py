@@ -8,7 +8,7 @@ other without waiting for answers, and the peer answers each frame with one
 ``BatchReply`` frame, in order, on the same socket.  So under load a frame
 carries many invalidations, and at low load a write costs two small frames
 instead of an HTTP request.  Every frame is also a heartbeat: its answer
-extends this node's lease on the peer (``rakit.cache.contact``), which
+extends this node's lease on the peer (``rakit.cache.rules.contact``), which
 ``on_reply`` reports to the service; ``ping()`` sends a frame even when no
 operation waits.
 
@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 import aiohttp
 import msgspec
 
-from rakit.cache.checks import check_reply
-from rakit.cache.messages import Batch, BatchReply, Operation, Result, decode_reply, encode
+from rakit.cache.rules.checks import check_reply
+from rakit.cache.rules.messages import Batch, BatchReply, Operation, Result, decode_reply, encode
 from rakit.errors import InvalidRequest
 from rakit.security.internal import InternalAuth, PeerNotProven, verify_stream
 

@@ -1,7 +1,7 @@
 """The cache service of one node: reads, writes with invalidation rounds, peer fetches.
 
-It drives the pure parts: ``CacheNode`` (``rakit.cache.coherence``: the LRU,
-versions and the MESI rules) and ``ContactTable`` (``rakit.cache.contact``:
+It drives the pure parts: ``CacheNode`` (``rakit.cache.rules.coherence``: the LRU,
+versions and the MESI rules) and ``ContactTable`` (``rakit.cache.rules.contact``:
 leases, serving rights and fences), and talks to peers through one batching,
 pipelined WebSocket ``PeerChannel`` each (``rakit.cache.peers``).
 
@@ -79,10 +79,11 @@ from typing import Any
 
 import aiohttp
 
-from rakit.cache.coherence import CacheNode
-from rakit.cache.contact import ContactTable
-from rakit.cache.lru import CacheEntry
-from rakit.cache.messages import (
+from rakit.cache.peers import PeerChannel, PeerUnreachable
+from rakit.cache.rules.coherence import CacheNode
+from rakit.cache.rules.contact import ContactTable
+from rakit.cache.rules.lru import CacheEntry
+from rakit.cache.rules.messages import (
     Batch,
     BatchReply,
     Fence,
@@ -93,8 +94,7 @@ from rakit.cache.messages import (
     InvalidateResult,
     Result,
 )
-from rakit.cache.peers import PeerChannel, PeerUnreachable
-from rakit.cache.versions import HybridClock, Version
+from rakit.cache.rules.versions import HybridClock, Version
 from rakit.errors import InvalidRequest, Unavailable
 from rakit.security.internal import InternalAuth
 

@@ -504,10 +504,10 @@ CORE_OPERATIONS: tuple[Op, ...] = (
         "/cache/internal/batch",
         "internal",
         "Cache peer batch (msgpack)",
-        "One msgpack `rakit.cache.messages.Batch` (invalidations, fetches, heartbeats) answered by a "
+        "One msgpack `rakit.cache.rules.messages.Batch` (invalidations, fetches, heartbeats) answered by a "
         "`BatchReply`; what the nodes send each other on `/cache/stream`, one batch per request.",
-        request=_msgpack_request("A `rakit.cache.messages.Batch`.", cache.MAX_BATCH_BODY),
-        responses=_msgpack_answer("A `rakit.cache.messages.BatchReply`."),
+        request=_msgpack_request("A `rakit.cache.rules.messages.Batch`.", cache.MAX_BATCH_BODY),
+        responses=_msgpack_answer("A `rakit.cache.rules.messages.BatchReply`."),
         errors=BODY,
     ),
     # -- queue --
@@ -948,7 +948,7 @@ cancelled when the client disconnects (a waiting acquire leaves the wait list).
 
 **WebSockets** (not expressible in OpenAPI), node to node: `/raft/stream` carries Raft batches
 (binary msgpack `rakit.raft.messages.Batch` frames, each answered in order by a `Batch` frame once
-persisted) and `/cache/stream` carries cache batches (msgpack `rakit.cache.messages.Batch` frames
+persisted) and `/cache/stream` carries cache batches (msgpack `rakit.cache.rules.messages.Batch` frames
 answered in order by `BatchReply` frames). A frame that does not decode closes the stream (1003).
 Relayed HTTP requests carry `x-rakit-hops` (and `x-rakit-remaining`, the seconds the original caller
 still waits).

@@ -7,12 +7,12 @@
 ``GET /cache/stats`` -> counters, occupancy, serving state and per-peer contact;
 ``POST /cache/invalidate {"src", "key", "version"}`` -> ``{"dropped", "held"}``: one invalidation,
     JSON (for tools; nodes batch theirs);
-``/cache/stream`` (WebSocket): what nodes send each other, msgpack ``rakit.cache.messages.Batch``
+``/cache/stream`` (WebSocket): what nodes send each other, msgpack ``rakit.cache.rules.messages.Batch``
     frames answered by ``BatchReply`` frames in order; ``POST /cache/internal/batch`` answers one
     batch per request, for tools.
 
 A peer's batch (any of the three ways) is checked before it touches the cache
-(``rakit.cache.checks.check_batch``); the replies to this node's own frames are checked the same way
+(``rakit.cache.rules.checks.check_batch``); the replies to this node's own frames are checked the same way
 (``check_reply``, in ``rakit.cache.peers``).
 """
 
@@ -27,8 +27,8 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from rakit.cache.checks import check_batch
-from rakit.cache.messages import (
+from rakit.cache.rules.checks import check_batch
+from rakit.cache.rules.messages import (
     Batch,
     Invalidate,
     InvalidateResult,

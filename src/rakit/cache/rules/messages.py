@@ -2,7 +2,7 @@
 
 ``POST /cache/internal/batch`` carries a ``Batch`` (the sender, its clock, its
 operations, its configuration generation) and answers a ``BatchReply`` (the
-answerer's clock, whether it acked the sender — see ``rakit.cache.contact``
+answerer's clock, whether it acked the sender — see ``rakit.cache.rules.contact``
 rule 1 —, whether it serves, one result per operation, in order, and its own
 generation).  An empty batch is a ping.  ``conf`` is the generation of the
 cache's membership (``rakit.cache.service``, "Membership"): leases are only

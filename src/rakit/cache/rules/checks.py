@@ -6,7 +6,7 @@ back on this node's own stream, ``rakit.cache.peers``) are checked before
 they touch the cache: keys of the API's form, well-formed versions, the
 sender it claims to be, and no clock or version counter more than
 ``MAX_CLOCK_AHEAD_US`` ahead of this node's wall clock.  A node observes
-every clock and version it is sent (``rakit.cache.versions`` rule 4), so one
+every clock and version it is sent (``rakit.cache.rules.versions`` rule 4), so one
 hostile counter would otherwise push its clock out of the range of msgpack's
 integers (every later batch it sends fails to encode) or years ahead.
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import re
 
-from rakit.cache.messages import Batch, BatchReply, Fence, FetchResult, Invalidate, InvalidateResult
-from rakit.cache.versions import Version
+from rakit.cache.rules.messages import Batch, BatchReply, Fence, FetchResult, Invalidate, InvalidateResult
+from rakit.cache.rules.versions import Version
 from rakit.errors import InvalidRequest
 
 # How far (microseconds) a peer's clock or version may run ahead of this node's wall clock: far

@@ -3,7 +3,7 @@
 Pure: time is a number the caller passes (``now``, monotonic seconds).  The
 cache service (``rakit.cache.service``) feeds it every exchange with a peer
 and asks it two questions: *may this node serve its cache now?* and *may a
-writer go on without peer P?*  Rule 8 of ``rakit.cache.coherence`` rests on
+writer go on without peer P?*  Rule 8 of ``rakit.cache.rules.coherence`` rests on
 the answers; this module is where "cut off" becomes one fact both sides
 agree on.
 

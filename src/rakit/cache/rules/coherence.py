@@ -36,7 +36,7 @@ Rules
 
     The state is informative for the service (and the metrics): no read or
     invalidation treats ``M``, ``E`` and ``S`` differently.
-2.  Versions (``rakit.cache.versions``).  Every version this node learns of
+2.  Versions (``rakit.cache.rules.versions``).  Every version this node learns of
     (an invalidation, a fetch answer) is observed by its clock, so its next
     write wins over everything it has seen; concurrent writers converge on
     the highest version because a copy is dropped only for a newer one.
@@ -131,8 +131,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from rakit.cache.lru import CacheEntry, EntryTooLarge, LruStore, entry_size
-from rakit.cache.versions import MIN_VERSION, HybridClock, Version
+from rakit.cache.rules.lru import CacheEntry, EntryTooLarge, LruStore, entry_size
+from rakit.cache.rules.versions import MIN_VERSION, HybridClock, Version
 
 __all__ = [
     "TABLE",

@@ -2,7 +2,7 @@
 
 Pure: time is a number the caller passes (``now``, seconds, any origin as long
 as ``expires_at`` uses the same one).  The store knows nothing of coherence:
-``CacheEntry.state`` is carried for ``rakit.cache.coherence`` and never read
+``CacheEntry.state`` is carried for ``rakit.cache.rules.coherence`` and never read
 here.
 
 Rules
@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Final
 
-from rakit.cache.versions import Version
+from rakit.cache.rules.versions import Version
 from rakit.errors import TooLarge
 
 __all__ = [
