@@ -160,7 +160,9 @@ def node(
     from rakit.node.server import ServeError, serve
 
     try:
-        serve(config)
+        serve(config)  # reads the tokens file (rakit.security.tokens): a malformed one is a ConfigError
+    except ConfigError as exc:
+        fail(str(exc))
     except ServeError as exc:
         fail(str(exc), code=1)
 

@@ -240,7 +240,4 @@ def _security(options: dict[str, object]) -> dict[str, object]:
                 "--auth-tokens needs --cluster-secret (or --cluster-secret-file): nodes relay a "
                 "client's identity to the leader and trust it only from a peer proving the secret"
             )
-        from rakit.security.tokens import load_tokens
-
-        load_tokens(out["auth_tokens"])  # type: ignore[arg-type]  # a malformed file is a ConfigError
     return out

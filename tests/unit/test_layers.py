@@ -74,7 +74,6 @@ CLIENT_MAY_IMPORT = ("rakit.client", "rakit.security.internal", "rakit.errors")
 
 # (importer, imported): edges that still break a rule.
 KNOWN = {
-    ("rakit.config", "rakit.security.tokens"),  # validates the tokens file while parsing (rule 2)
     ("rakit.node.http_protocol", "rakit.http.json"),  # the uvicorn protocol belongs with the process
     ("rakit.node.server", "rakit.http.app"),  # the process builds the app: serving moves out of node/
 }

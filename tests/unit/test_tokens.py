@@ -217,13 +217,15 @@ def config(**kw: Any) -> Any:
     )
 
 
-def test_config_checks_the_file_and_wants_a_cluster_secret(tmp_path: Path, tokens_file: Path) -> None:
+def test_config_wants_the_file_and_a_cluster_secret_and_security_reads_it(tmp_path: Path, tokens_file: Path) -> None:
     with pytest.raises(ConfigError, match="--auth-tokens needs --cluster-secret"):
         config(auth_tokens=str(tokens_file))
     with pytest.raises(ConfigError, match="no such file"):
         config(auth_tokens=str(tmp_path / "missing.json"), cluster_secret=SECRET)
+    # The file itself is read once, at start, by the security layer (config only parses the flags).
+    malformed = config(auth_tokens=str(write(tmp_path, "{", "bad.json")), cluster_secret=SECRET)
     with pytest.raises(ConfigError, match="not valid JSON"):
-        config(auth_tokens=str(write(tmp_path, "{", "bad.json")), cluster_secret=SECRET)
+        ClientAuth(malformed.auth_tokens)
     assert config(auth_tokens=str(tokens_file), cluster_secret=SECRET).auth_tokens == tokens_file
     assert config().auth_tokens is None  # off by default
 
