@@ -254,8 +254,8 @@ class RaftDriver:
                 raise Unavailable(f"{target} did not take over leadership within {timeout:g} s")
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._role_waiters.append(waiter)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(waiter, min(remaining, 0.05))
+            with contextlib.suppress(asyncio.TimeoutError):  # woken by the next leader change (_on_soft_state)
+                await asyncio.wait_for(waiter, remaining)
         return target
 
     def _best_successor(self) -> str:
