@@ -66,6 +66,17 @@ def members(url: str) -> dict:
     return body
 
 
+_JOINED: list[NodeProcess] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_joiners():
+    """Every node ``start_joiner`` started is gone after its test, whatever the test did."""
+    yield
+    while _JOINED:
+        _JOINED.pop().kill()
+
+
 def start_joiner(cluster, node_id: str, tmp_path) -> NodeProcess:
     port = free_port()
     seed = next(n.url for n in cluster.nodes.values() if n.alive)
@@ -79,6 +90,7 @@ def start_joiner(cluster, node_id: str, tmp_path) -> NodeProcess:
         extra_args=["--join", seed],
         env={"CLUSTER_SECRET": cluster.cluster_secret or ""},
     )
+    _JOINED.append(node)
     node.start()
     node.wait_healthy(timeout=30)
     return node
