@@ -6,8 +6,9 @@ runs over TLS here: the Raft WebSockets (a leader is elected), request
 forwarding to the leader (a lock taken through a follower), the cache
 WebSockets (a value written on one node is read from another, and a second
 write invalidates it there), queue forwarding to a topic's owner.  Clients:
-``rakit.Client(verify=<ca>)`` works; plain HTTP, a client trusting no CA and
-a client presenting a certificate from another CA are refused.
+``rakit.Client(verify=<ca>)`` works; plain HTTP is answered 400 "use https";
+a client trusting no CA and a client presenting a certificate from another CA
+are refused.
 """
 
 from __future__ import annotations
@@ -165,12 +166,14 @@ async def test_the_async_client_with_the_cluster_ca(cluster, pki):
 
 
 def test_plain_http_to_the_port_fails(cluster):
+    """Plain HTTP to a TLS port is answered ``400 invalid_request`` saying to use https (not a transport error)."""
     for node in cluster.nodes.values():
-        plain = f"http://127.0.0.1:{node.port}/status"
-        with pytest.raises(httpx.TransportError):
-            httpx.get(plain, timeout=5)
+        answer = httpx.get(f"http://127.0.0.1:{node.port}/status", timeout=5)
+        assert answer.status_code == 400 and answer.headers["content-type"] == "application/json", answer.text
+        assert answer.json()["error"] == "invalid_request"
+        assert "use https" in answer.json()["detail"] and f"https://127.0.0.1:{node.port}" in answer.json()["detail"]
     plain_urls = [f"http://127.0.0.1:{n.port}" for n in cluster.nodes.values()]
-    with rakit.Client(plain_urls, attempts=1) as client, pytest.raises(rakit.ConnectionFailed):
+    with rakit.Client(plain_urls, attempts=1) as client, pytest.raises(rakit.InvalidRequest, match="use https"):
         client.cache.get("tls:user")
 
 

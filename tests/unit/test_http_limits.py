@@ -11,15 +11,12 @@ HTTP/1.1 over sockets, as a hostile client would.
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,9 +24,10 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 import rakit.http.json as rjson
+import rawsock
 from rakit.http.errors import HANDLERS
-from rakit.launcher import free_port
 from rakit.node.http_protocol import MAX_HEAD_BYTES, MAX_HEADERS, BoundedHttpToolsProtocol
+from rawsock import closed, read_answer, read_answer_open
 
 HEAD_TIMEOUT = 0.5
 BODY_TIMEOUT = 0.6
@@ -71,75 +69,15 @@ APP = Starlette(
 )  # type: ignore[arg-type]
 
 
-class ServerThread:
+class ServerThread(rawsock.ServerThread):
     def __init__(self, **config: Any) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                APP, host="127.0.0.1", port=self.port, http=FastProtocol, lifespan="off", log_level="critical", **config
-            )
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-    def connect(self) -> socket.socket:
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
+        super().__init__(APP, FastProtocol, **config)
 
 
 @pytest.fixture
 def server() -> Iterator[ServerThread]:
     with ServerThread(limit_concurrency=3, timeout_keep_alive=5) as s:
         yield s
-
-
-def read_answer(sock: socket.socket, timeout: float = 5.0) -> tuple[int, dict[str, str], Any, bool]:
-    """(status, headers, JSON body, whether the server closed the connection after it)."""
-    sock.settimeout(timeout)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed without an answer; got {data!r}")
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    length = int(headers.get("content-length", "0"))
-    while len(rest) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        rest += chunk
-    body = json.loads(rest[:length]) if length else None
-    return status, headers, body, closed(sock, 2.0)
-
-
-def closed(sock: socket.socket, within: float) -> bool:
-    """True if the server closes the connection within ``within`` seconds."""
-    sock.settimeout(within)
-    try:
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return True
-    except TimeoutError:
-        return False
-    except ConnectionResetError:
-        return True
 
 
 def request(path: str = "/echo", body: bytes = b"{}", extra: bytes = b"") -> bytes:
@@ -181,21 +119,6 @@ def test_normal_requests_and_keep_alive_are_untouched(server: ServerThread) -> N
         status, _, body = read_answer_open(sock)
         assert status == 200 and body == {"slept": True}
         assert not closed(sock, HEAD_TIMEOUT * 1.5)
-
-
-_READERS: dict[int, Any] = {}
-
-
-def read_answer_open(sock: socket.socket) -> tuple[int, dict[str, str], Any]:
-    """The next answer on a connection that stays open (buffered: answers may arrive together)."""
-    sock.settimeout(5)
-    reader = _READERS.setdefault(id(sock), sock.makefile("rb"))
-    status = int(reader.readline().split()[1])
-    headers: dict[str, str] = {}
-    while line := reader.readline().decode("latin-1").strip():
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return status, headers, json.loads(reader.read(int(headers["content-length"])))
 
 
 def test_as_many_headers_as_allowed_are_served(server: ServerThread) -> None:

@@ -5,13 +5,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import socket
 import sys
+from collections.abc import Mapping
 from types import FrameType
 
 import uvicorn
 
 from rakit.config import ConfigError, NodeConfig, is_loopback
+from rakit.node import tls_gate
+from rakit.node.connection_budget import ConnectionBudget, Limits
 from rakit.node.http_protocol import BoundedHttpToolsProtocol
 from rakit.security import tls
 from rakit.storage.datadir import DataDirError, open_data_dir
@@ -23,14 +27,20 @@ class ServeError(Exception):
     """The node could not start; the message is one line for the operator."""
 
 
-# Client limits (issue 7).  Request heads: rakit.node.http_protocol (size, header
-# count, time); bodies: rakit.http.json.read_body (size, time).  Idle keep-alive
-# connections close after KEEP_ALIVE_SECONDS.  Over LIMIT_CONCURRENCY open
-# connections or requests in progress a request is answered 503 unavailable at
-# once (the benchmarks run at most 64 clients; peers hold a few hundred
-# connections at most).
+# Client limits.  Request heads: rakit.node.http_protocol (size, header count,
+# time); bodies: rakit.http.json.read_body (size, time).  Idle keep-alive
+# connections close after KEEP_ALIVE_SECONDS (1 s under pressure).  Connections:
+# rakit.node.connection_budget (at most MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT
+# of them per client address, a tenth kept for peers and /health; a new connection
+# over the caps is shed, the admitted ones keep being served), sized by the
+# environment variables below (the benchmarks run at most 64 clients; peers hold
+# a few hundred connections at most; tests on loopback, one address, lower them).
 KEEP_ALIVE_SECONDS = 30
-LIMIT_CONCURRENCY = 2048
+MAX_CONNECTIONS = 2048
+MAX_CONNECTIONS_PER_CLIENT = 256
+MAX_CONNECTIONS_ENV = "RAKIT_MAX_CONNECTIONS"
+MAX_CONNECTIONS_PER_CLIENT_ENV = "RAKIT_MAX_CONNECTIONS_PER_CLIENT"
+FD_MARGIN = 256  # descriptors beyond the connection cap: the data dir, Redis, peers' clients
 
 # The disk thread (fsync) needs the GIL back the moment its write returns;
 # Python's default 5 ms switch interval would hold it up behind the event loop.
@@ -63,6 +73,37 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def connection_limits(env: Mapping[str, str] = os.environ) -> Limits:
+    """The connection budget's limits from ``RAKIT_MAX_CONNECTIONS`` and ``RAKIT_MAX_CONNECTIONS_PER_CLIENT``."""
+    caps = []
+    for name, default in (
+        (MAX_CONNECTIONS_ENV, MAX_CONNECTIONS),
+        (MAX_CONNECTIONS_PER_CLIENT_ENV, MAX_CONNECTIONS_PER_CLIENT),
+    ):
+        text = env.get(name, "").strip()
+        if not text:
+            caps.append(default)
+        elif text.isdigit() and int(text) > 0:
+            caps.append(int(text))
+        else:
+            raise ServeError(f"{name}={text!r}: expected a positive whole number of connections")
+    return Limits.of(*caps)
+
+
+def check_descriptors(limits: Limits) -> None:
+    """Warn when the process may open fewer files than the connection cap needs."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < limits.total + FD_MARGIN:
+        log.warning(
+            "the open-file limit (%d, ulimit -n) is below %s=%d plus %d: new connections may fail before "
+            "the caps shed them",
+            soft,
+            MAX_CONNECTIONS_ENV,
+            limits.total,
+            FD_MARGIN,
+        )
+
+
 def check_tls(config: NodeConfig) -> None:
     """Refuse a TLS setup that cannot work as a configuration error: one line, exit 2."""
     try:
@@ -74,6 +115,7 @@ def check_tls(config: NodeConfig) -> None:
 
 def serve(config: NodeConfig) -> None:
     check_tls(config)  # before anything is opened or bound
+    limits = connection_limits()
     if config.join is not None:
         from rakit.node.join import JoinError, join_cluster
 
@@ -110,6 +152,12 @@ def serve(config: NodeConfig) -> None:
         data_dir.log_store()  # an unreadable log is a one-line error here, not a crash in the lifespan
     except DataDirError as exc:
         raise ServeError(str(exc)) from None
+    check_descriptors(limits)
+    http = BoundedHttpToolsProtocol.governed(ConnectionBudget(limits))
+    if tls.enabled(config):  # HTTPS; plain HTTP is answered 400 "use https"
+        protocol: type = tls_gate.gated(http, tls.server_context(config))
+    else:
+        protocol = http
     sock = bind(config.host, config.port)
     sys.setswitchinterval(SWITCH_INTERVAL)
     app = create_app(config, data_dir)
@@ -117,20 +165,19 @@ def serve(config: NodeConfig) -> None:
         uvicorn.Config(
             app,
             loop="uvloop",
-            http=BoundedHttpToolsProtocol,
+            http=protocol,
             lifespan="on",
             access_log=False,
             log_level=config.log_level,
             timeout_graceful_shutdown=2,
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
-            limit_concurrency=LIMIT_CONCURRENCY,
+            limit_concurrency=None,  # the connection budget decides (uvicorn's would refuse every request)
             proxy_headers=False,
             server_header=False,
             date_header=False,
             ws="websockets-sansio",
             ws_max_size=256 * 1024 * 1024,
             ws_ping_interval=None,
-            **tls.server_kwargs(config),  # HTTPS with --tls-cert; client certificates checked with --tls-ca
         )
     )
     server.run(sockets=[sock])
