@@ -1,6 +1,8 @@
 """The queue's state in Redis: every step is one atomic Lua script.
 
-Rules:
+``RedisQueueStore`` keeps the contract of ``rakit.queue.store`` (the
+``QueueStore`` protocol, rules 1-9 there); ``rakit.queue.memory_store`` is
+its twin.  How Redis keeps each rule (numbers as in ``rakit.queue.store``):
 
 1. **One script per step.**  push (with dedup), pop (move to processing +
    deadline + delivery count), ack, nack, extend, requeue-expired (with
@@ -14,51 +16,29 @@ Rules:
 2. **Time comes from the caller.**  The store reads ``clock()`` (default
    ``time.time``) and passes instants into the scripts as arguments; no
    script calls ``TIME``, so scripts are deterministic and replicate as-is.
-   Nodes sharing one Redis should have synchronised clocks (NTP): a skew of
-   *s* seconds shifts visibility deadlines and the dedup window by *s*.
 3. **One topic, one hash slot.**  Every key of topic ``T`` carries the Redis
    Cluster hash tag ``{T}``, and each script touches only keys of one topic,
    all passed in ``KEYS``, so the store runs unchanged on a Redis Cluster.
-   Names: topic and consumer id are ``[A-Za-z0-9_.-]{1,128}``, message ids
-   ``[A-Za-z0-9_.:-]{1,128}`` (``ValueError`` otherwise).  Topic and
-   consumer names contain no ``{``, ``}`` or ``:``, so two different
-   (topic, consumer) pairs can never produce the same key name, and the hash
-   tag is always the whole topic.
-4. **Order.**  Each push takes the next number of the topic's sequence;
-   ``queue:{T}`` is a sorted set scored by it, so the head (lowest number)
-   is always the earliest-pushed ready message.  A message that comes back
-   (visibility expired, or nack) keeps its number: it returns to the head of
-   the queue, ahead of everything pushed after it, in push order among
-   several returning together.  First deliveries are therefore in push
-   order, and so are redeliveries.  Redrive gives a dead letter a new number
-   (it goes to the tail).
-5. **Delivery count.**  pop increments it.  A message whose visibility
-   expires, or that is nacked, goes back to the queue while its count is
-   below ``max_deliveries``, else to ``dead:{T}``.  Redrive resets it.
-6. **Dedup.**  A push whose message id the topic saw within
-   ``dedup_window`` seconds (measured from its *first* push), or which is
-   still alive in the topic (ready, in flight or dead), is not enqueued
-   again; the answer is the same message id with ``duplicate=True``.  Ids
-   are therefore unique among a topic's live messages, which is what lets
-   ack/nack/extend name a message by its id alone.  The window is a sorted
-   set (id -> first push time) trimmed on every push, so it holds at most
-   one window's worth of ids.  ``dedup_window=0`` keeps only the
-   live-message rule.
+   Topic and consumer names (``rakit.queue.store`` rule 3) contain no
+   ``{``, ``}`` or ``:``, so two different (topic, consumer) pairs can never
+   produce the same key name, and the hash tag is always the whole topic.
+4. **Order.**  ``queue:{T}`` is a sorted set scored by the push sequence
+   (``seq:{T}``; each message's number is kept in ``order:{T}``), so the
+   head (lowest score, ``ZPOPMIN``) is the earliest-pushed ready message,
+   and a message coming back is added with its own number again.
+6. **Dedup.**  The window is a sorted set (id -> first push time) trimmed on
+   every push, so it holds at most one window's worth of ids; the live rule
+   is ``HEXISTS msg:{T}``.  ``dedup_window=0`` keeps no ``dedup:{T}`` key.
 7. **In flight.**  A popped message is in ``processing:{T}:{C}`` (a list,
    as in the original design), its deadline in ``timestamps:{T}:{C}`` (a
    hash id -> deadline) and in the topic's deadline index ``deadlines:{T}``
    (a sorted set of ``"C:id"`` -> deadline; ``C`` contains no ``:`` so the
    member splits unambiguously).  A monitor finds expired messages with one
-   ``ZRANGEBYSCORE`` on the index, never scanning consumers.
-   ack / nack / extend answer False when the message is not in flight for
-   that consumer (acked already, requeued after its deadline, or never
-   popped by it).  A message whose deadline passed but that no monitor has
-   requeued yet is still in flight: it can be acked or extended.
-   One consumer holds at most ``max_in_flight`` messages of one topic
-   (default ``MAX_IN_FLIGHT``, 1000): a pop beyond that raises
-   ``TooManyInFlight`` (HTTP ``429 too_many_in_flight``) and changes
-   nothing.  The pop script checks it before its first write, so two
-   concurrent pops can never pass the bound together.
+   ``ZRANGEBYSCORE`` on the index, never scanning consumers; the requeue
+   script re-checks each candidate's deadline (one acked, extended or
+   requeued meanwhile is skipped).  The pop script checks the
+   ``max_in_flight`` bound (``HLEN timestamps:{T}:{C}``) before its first
+   write, so two concurrent pops can never pass it together.
 8. **Discovery across topics** (``topics_with_inflight``).  A set of all
    topics with in-flight messages would live in one slot, and no script may
    touch two slots, so it could only be kept up to date *beside* the
@@ -72,7 +52,8 @@ Rules:
    tag, any node); that set only grows (at most 16384 small integers) and is
    written *before* the first pop of each slot, so a crash or a concurrent
    monitor can never hide a topic.  Discovery = ``SMEMBERS inflight-slots``
-   then one pipelined ``SMEMBERS`` per slot.
+   then one pipelined ``SMEMBERS`` per slot.  ``known_topics`` is one
+   ``SCAN`` pass for ``queue|dead|deadlines|seq:{T}`` keys, bounded.
 9. **Errors.**  Every Redis failure is ``rakit.errors.Unavailable`` (503),
    raised within ``op_timeout`` seconds (default 4) however the client is
    configured, its detail saying what Redis said: unreachable, timing out,
@@ -80,10 +61,7 @@ Rules:
    (protected mode, password, loading, replica, cannot persist...; see
    ``rakit.queue.redis_errors``).  Each outcome is reported to
    ``self.redis_state`` (``rakit.queue.redis_state``: what ``/health`` and
-   ``/status`` show).  The step then either happened entirely or not
-   at all (rule 1); a retried push is harmless (dedup), a retried pop at
-   worst leaves one message in flight until its deadline (redelivered), and
-   a retried ack may answer False for an ack that did happen.
+   ``/status`` show).
 
 Key layout for topic ``T`` (``{T}`` is literal: braces included)::
 
@@ -114,7 +92,6 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import math
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -126,9 +103,27 @@ from redis import exceptions as rex
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from rakit.errors import TooManyInFlight
 from rakit.queue.redis_errors import classify, log_unexpected, timed_out
 from rakit.queue.redis_state import RedisState
+from rakit.queue.store import (
+    MAX_IN_FLIGHT,
+    MESSAGE_ID,
+    NAME,
+    DeadLetter,
+    Delivery,
+    PushResult,
+    RequeueResult,
+    check_body,
+    check_consumer,
+    check_count,
+    check_dedup_window,
+    check_instant,
+    check_message_id,
+    check_offset,
+    check_seconds,
+    check_topic,
+    too_many_in_flight,
+)
 
 __all__ = [
     "INFLIGHT_SLOTS_KEY",
@@ -151,37 +146,11 @@ __all__ = [
 # names and keys
 # ---------------------------------------------------------------------------
 
-_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}", re.ASCII)
-_MESSAGE_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}", re.ASCII)
-
 HASH_SLOTS: Final = 16384
 # The per-topic key families a topic leaves in Redis (``known_topics``): "<family>:{<topic>}".
 _TOPIC_KEY_MATCH: Final = "*:{*}"
 _TOPIC_KEY = re.compile(r"(?:queue|dead|deadlines|seq):\{([A-Za-z0-9_.\-]{1,128})\}", re.ASCII)
 INFLIGHT_SLOTS_KEY: Final = "inflight-slots"
-#: Messages one consumer may hold in flight on one topic (rule 7).
-MAX_IN_FLIGHT: Final = 1000
-
-
-def _check(value: object, pattern: re.Pattern[str], what: str) -> str:
-    if not isinstance(value, str) or pattern.fullmatch(value) is None:
-        raise ValueError(f"bad {what} {value!r}: expected 1-128 characters of {pattern.pattern[:-7]}")
-    return value
-
-
-def check_topic(topic: object) -> str:
-    """``topic`` if it is 1-128 characters of ``[A-Za-z0-9_.-]``, else ``ValueError``."""
-    return _check(topic, _NAME, "topic")
-
-
-def check_consumer(consumer_id: object) -> str:
-    """``consumer_id`` if it is 1-128 characters of ``[A-Za-z0-9_.-]``, else ``ValueError``."""
-    return _check(consumer_id, _NAME, "consumer_id")
-
-
-def check_message_id(message_id: object) -> str:
-    """``message_id`` if it is 1-128 characters of ``[A-Za-z0-9_.:-]``, else ``ValueError``."""
-    return _check(message_id, _MESSAGE_ID, "message_id")
 
 
 def slot_of(topic: str) -> int:
@@ -287,38 +256,6 @@ class TopicKeys:
 
 def inflight_topics_key(slot: int) -> str:
     return "inflight-topics:{" + slot_tag(slot) + "}"
-
-
-# ---------------------------------------------------------------------------
-# results
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PushResult:
-    message_id: str
-    duplicate: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    message_id: str
-    body: bytes
-    delivery_count: int
-    deadline: float  # epoch seconds (store clock) when the visibility timeout ends
-
-
-@dataclass(frozen=True, slots=True)
-class RequeueResult:
-    requeued: list[str]
-    dead: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    message_id: str
-    body: bytes
-    delivery_count: int
 
 
 # ---------------------------------------------------------------------------
@@ -570,21 +507,7 @@ def _text(value: bytes | str) -> str:
 
 
 def _instant(value: float, what: str) -> str:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite number, got {value!r}")
-    return repr(float(value))
-
-
-def _positive(value: float, what: str) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not (0 < value < math.inf):
-        raise ValueError(f"{what} must be a positive finite number of seconds, got {value!r}")
-    return float(value)
-
-
-def _count(value: int, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-    return value
+    return repr(check_instant(value, what))
 
 
 # ---------------------------------------------------------------------------
@@ -613,11 +536,9 @@ class RedisQueueStore:
     ) -> None:
         if _decodes_responses(redis):
             raise ValueError("the Redis client must be built with decode_responses=False")
-        self.max_deliveries = _count(max_deliveries, "max_deliveries")
-        self.max_in_flight = _count(max_in_flight, "max_in_flight")
-        if not isinstance(dedup_window, int | float) or not 0 <= dedup_window < math.inf:
-            raise ValueError(f"dedup_window must be a finite number >= 0, got {dedup_window!r}")
-        self.dedup_window = float(dedup_window)
+        self.max_deliveries = check_count(max_deliveries, "max_deliveries")
+        self.max_in_flight = check_count(max_in_flight, "max_in_flight")
+        self.dedup_window = check_dedup_window(dedup_window)
         self.clock = clock
         self.op_timeout = op_timeout
         self._redis = redis
@@ -688,8 +609,7 @@ class RedisQueueStore:
         """Enqueue ``body`` at the tail of ``topic`` unless ``message_id`` is a duplicate (rule 6)."""
         k = TopicKeys(topic)
         check_message_id(message_id)
-        if not isinstance(body, bytes):
-            raise TypeError(f"body must be bytes, got {type(body).__name__}")
+        check_body(body)
         now = self.clock()
         cutoff = _instant(now - self.dedup_window, "now") if self.dedup_window > 0 else ""
         added = await self._script(
@@ -707,7 +627,7 @@ class RedisQueueStore:
         ``max_in_flight`` messages of the topic."""
         k = TopicKeys(topic)
         check_consumer(consumer_id)
-        vt = _positive(visibility_timeout, "visibility_timeout")
+        vt = check_seconds(visibility_timeout, "visibility_timeout")
         if k.slot not in self._registered_slots:
             await self._register_slot(k.slot)
         deadline = self.clock() + vt
@@ -728,10 +648,7 @@ class RedisQueueStore:
         if reply is None:
             return None
         if reply == -1:
-            raise TooManyInFlight(
-                f"{consumer_id!r} already has {self.max_in_flight} messages of {topic!r} "
-                "in flight: ack or nack some first"
-            )
+            raise too_many_in_flight(consumer_id, topic, self.max_in_flight)
         message_id, body, count = reply
         return Delivery(_text(message_id), bytes(body), int(count), deadline)
 
@@ -785,7 +702,7 @@ class RedisQueueStore:
         k = TopicKeys(topic)
         check_consumer(consumer_id)
         check_message_id(message_id)
-        deadline = self.clock() + _positive(visibility_timeout, "visibility_timeout")
+        deadline = self.clock() + check_seconds(visibility_timeout, "visibility_timeout")
         done = await self._script(
             "extend",
             "extend",
@@ -799,7 +716,7 @@ class RedisQueueStore:
         (their push-order place at the head), or to the dead letters once their
         delivery count reached ``max_deliveries``."""
         k = TopicKeys(topic)
-        _count(limit, "limit")
+        check_count(limit, "limit")
         at = _instant(self.clock() if now is None else now, "now")
         members = await self._call(
             "requeue", lambda: self._redis.zrangebyscore(k.deadlines, "-inf", at, start=0, num=limit)
@@ -812,7 +729,7 @@ class RedisQueueStore:
         for raw in members:
             member = _text(raw)
             consumer_id, sep, message_id = member.partition(":")
-            if not sep or _NAME.fullmatch(consumer_id) is None or _MESSAGE_ID.fullmatch(message_id) is None:
+            if not sep or NAME.fullmatch(consumer_id) is None or MESSAGE_ID.fullmatch(message_id) is None:
                 raise RuntimeError(f"corrupt entry {member!r} in {k.deadlines}")
             if consumer_id not in consumer_index:
                 consumer_index[consumer_id] = len(keys) + 1  # Lua indexes from 1
@@ -825,7 +742,7 @@ class RedisQueueStore:
         """Move up to ``limit`` dead letters (oldest first) to the tail of the queue,
         their delivery count reset; returns how many moved."""
         k = TopicKeys(topic)
-        _count(limit, "limit")
+        check_count(limit, "limit")
         moved = await self._script("redrive", "redrive", [k.dead, k.queue, k.deliveries, k.order, k.seq], [limit])
         return int(moved)
 
@@ -840,9 +757,8 @@ class RedisQueueStore:
     async def dead_letters(self, topic: str, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
         """Dead letters of ``topic``, oldest first, from ``offset``, at most ``limit``."""
         k = TopicKeys(topic)
-        _count(limit, "limit")
-        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-            raise ValueError(f"offset must be an integer >= 0, got {offset!r}")
+        check_count(limit, "limit")
+        check_offset(offset)
         flat = await self._script(
             "dead_letters", "dead_letters", [k.dead, k.bodies, k.deliveries], [offset, offset + limit - 1]
         )
@@ -874,7 +790,7 @@ class RedisQueueStore:
         ``max_scans`` calls per Redis node: a huge keyspace gives a partial
         answer (flagged), never a long stall.  Read-only, for dashboards.
         """
-        _count(limit, "limit")
+        check_count(limit, "limit")
 
         async def scan() -> tuple[set[str], bool]:
             found: set[str] = set()

@@ -54,8 +54,8 @@ from rakit.errors import InvalidRequest, Unavailable
 from rakit.hops import HOPS_HEADER, MAX_OWNER_HOPS, answer_within
 from rakit.metrics import NodeMetrics
 from rakit.queue.redis_state import RedisState
-from rakit.queue.redis_store import Delivery, RedisQueueStore
 from rakit.queue.ring import ConsistentHashRing
+from rakit.queue.store import Delivery, QueueStore
 from rakit.security.internal import InternalAuth
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ class QueueService:
         node_id: str,
         peers: Mapping[str, str],
         ring: ConsistentHashRing,
-        store: RedisQueueStore,
+        store: QueueStore,
         session: aiohttp.ClientSession,
         metrics: NodeMetrics,
         *,
