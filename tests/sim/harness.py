@@ -735,6 +735,8 @@ class Cluster:
     core_cls: type[RaftCore] = RaftCore
     # The checker (and, through its hooks, the state machine the nodes apply to).
     checker_cls: type[Checker] = Checker
+    # The simulated disk (tests/sim/corruption.py's WalDisk also keeps the node's WAL records).
+    disk_cls: type[SimDisk] = SimDisk
 
     def __init__(self, cfg: SimConfig, seed: int) -> None:
         self.cfg = cfg
@@ -771,7 +773,7 @@ class Cluster:
         # Called with every message a node sends (after it was persisted, before the network).
         self.send_hooks: list[Callable[[Any], None]] = []
         for nid in self.voters:
-            node = SimNode(nid, SimDisk(cfg.use_memory_store, self.initial_conf))
+            node = SimNode(nid, self.disk_cls(cfg.use_memory_store, self.initial_conf))
             self.nodes[nid] = node
             self._boot(node)
         self._build_event_table()
@@ -830,7 +832,7 @@ class Cluster:
             self._next_node += 1
         if nid in self.nodes:
             raise ValueError(f"{nid} exists")
-        node = SimNode(nid, SimDisk(self.cfg.use_memory_store, self.initial_conf))
+        node = SimNode(nid, self.disk_cls(self.cfg.use_memory_store, self.initial_conf))
         self.nodes[nid] = node
         self.voters.append(nid)
         self._boot(node)
