@@ -114,8 +114,8 @@ def test_grow_to_five_and_shrink_back_to_three_under_writes(cluster_factory, tmp
     leader = cluster.wait_for_leader(timeout=15)
     writer = Writer([n.url for n in cluster.nodes.values()])
     writer.start()
-    stop_locks, lock_ops = threading.Event(), []
-    locks = threading.Thread(target=run_lock_workload, args=(cluster.urls, stop_locks, lock_ops), daemon=True)
+    stop_locks, lock_ops, live = threading.Event(), [], []
+    locks = threading.Thread(target=run_lock_workload, args=(cluster.urls, stop_locks, lock_ops, live), daemon=True)
     locks.start()
     joined: dict[str, NodeProcess] = {}
     phases: list[tuple[str, float, float]] = []
@@ -175,6 +175,9 @@ def test_grow_to_five_and_shrink_back_to_three_under_writes(cluster_factory, tmp
         status, body = retry_until_ok("GET", joined["node4"].url + "/kv/get/via5", timeout=10)
         assert status == 200 and body["value"] == 5, body
 
+        # The lock clients make progress in the grown cluster (a count waited for, not timed).
+        wait_for_grants(cluster, live, 5, "locks granted by the 5-node cluster")
+
         # Shrink: move leadership to node4, remove the old leader, then node5 and node4.
         old = cluster.wait_for_leader(timeout=10)
         began = time.monotonic()
@@ -209,6 +212,7 @@ def test_grow_to_five_and_shrink_back_to_three_under_writes(cluster_factory, tmp
         assert sorted(m["id"] for m in view["voters"]) == remaining and view["learners"] == []
         status, body = retry_until_ok("POST", survivor + "/kv/put", {"key": "after", "value": 1}, timeout=10)
         assert status == 200, body
+        wait_for_grants(cluster, live, 5, "locks granted after the shrink back to three")
         # Down to one voter, then the last one cannot be removed.
         status, body = retry_until_ok(
             "DELETE", survivor + f"/cluster/members/{remaining[0]}", timeout=15, secret=cluster.cluster_secret
@@ -230,7 +234,7 @@ def test_grow_to_five_and_shrink_back_to_three_under_writes(cluster_factory, tmp
     # The chaos suite's lock checker: mutual exclusion and rising fencing tokens held throughout.
     verdict = check_locks(lock_ops)
     assert verdict.valid, verdict.violations[:5]
-    assert verdict.stats["acquire_ok"] > 20, verdict.stats
+    assert verdict.stats["acquire_ok"] >= 10, verdict.stats  # the two waits above saw at least 10 grants
     # Every acknowledged write is still there, read through the last voter.
     last = last_url
     for n in writer.acked[:: max(1, len(writer.acked) // 25)]:

@@ -44,10 +44,9 @@ The damage, in the kinds a disk produces (``CorruptionCluster.crash_damaged``):
                catching it), and only while every entry it loses is also held
                by a majority of the other voters (the durability Raft needs
                from the others; without it no protocol keeps the write).
-               Nor (unless ``resurrect``) one whose shorter log holds entries a
-               lost record had overwritten: the core then commits them on the
-               leader's next heartbeat (a known bug, test_corruption_sim's
-               xfail tests).
+               Its shorter log may hold entries a lost record had overwritten
+               (``resurrect``, on by default): the core must never commit them
+               (core.py rule 8; test_corruption_sim's last two tests).
 
 A refused node stays down (``refused``: the event with the store's one-line
 reason).  The operator (``operator_step``, an event in the chaos phase and
@@ -342,8 +341,8 @@ class CorruptionConfig(SimConfig):
     payload: int = 400  # proposals carry up to this many bytes more (so records span sectors)
     lost_tail_records: int = 6  # a lying disk loses at most this many records
     # Allow a lost tail or an adopted --repair that brings back entries a lost record had
-    # overwritten (a stale suffix).  Off: the core then applies them (see the module docstring).
-    resurrect: bool = False
+    # overwritten (a stale suffix).  The core must not commit them (core.py rule 8).
+    resurrect: bool = True
 
 
 class CorruptionChecker(Checker):

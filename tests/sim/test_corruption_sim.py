@@ -26,10 +26,10 @@ member.
 The checker self-tests show these tests have teeth: a store that accepts
 mid-log damage by cutting there, a store that cuts one record too many on a
 torn write, a leader that never notices a regression, and a disk that lies
-about the record holding a vote are each caught.  The two xfail tests at the
-end are a bug these runs found in the core (a follower commits, on a
-heartbeat, stale entries that a lost record had overwritten); the runs keep
-that damage out until it is fixed (``CorruptionConfig.resurrect``).
+about the record holding a vote are each caught.  The two tests at the end
+are a bug these runs found and that is fixed (a follower committed, on a
+heartbeat, stale entries that a lost record had overwritten; ``--repair``
+kept a commit index that counted them): core.py rule 8, file_store rule 3a.
 
 Environment: ``RAKIT_SIM_RUNS`` (runs per profile), ``RAKIT_SIM_SEED`` (replay
 one seed), as in test_simulation.py.
@@ -45,7 +45,7 @@ from dataclasses import replace
 import pytest
 
 from rakit.raft.core import RaftCore
-from rakit.raft.messages import AppendEntries, AppendEntriesResp
+from rakit.raft.messages import AppendEntries, AppendEntriesResp, Heartbeat
 from rakit.storage.memory import MemoryLogStore
 from rakit.storage.wal_damage import RECORD_HEADER
 
@@ -412,23 +412,20 @@ def test_a_disk_that_loses_the_vote_record_is_silent_to_the_node_and_caught_by_t
 
 
 # ---------------------------------------------------------------------------
-# Known bug: a follower commits, on a Heartbeat, entries it no longer shares with the leader
+# Fixed bug: a follower committed, on a Heartbeat, entries it no longer shared with the leader
 # ---------------------------------------------------------------------------
 #
-# A Heartbeat carries commit = min(match, commit) (core.py rule 7) and a follower commits
-# min(msg.commit, its last index) with no log check (RaftCore._step_follower).  If the follower
-# lost acknowledged records -- `rakit node --repair`, or a disk that lied about fsync -- and what
-# is left holds entries that a lost record had *overwritten* (a stale suffix of an older term),
-# the leader's match is stale, the heartbeat arrives before Progress.regress notices, and the
-# follower commits and applies the stale entries: two replicas apply different entries at one
-# index.  The runs above keep such damage out (``CorruptionConfig.resurrect=False``: the operator
-# wipes instead of repairing, a lost tail stops short of it); these two show the bug and fail
-# until it is fixed (then drop the xfail and set resurrect=True in the profiles).
-
-_KNOWN_BUG = "follower commits stale entries on a Heartbeat after losing acknowledged records (see above)"
+# A Heartbeat carries commit = min(match, commit) (core.py rule 7).  If a follower lost
+# acknowledged records -- `rakit node --repair`, or a disk that lied about fsync -- and what is
+# left holds entries a lost record had *overwritten* (a stale suffix of an older term), the
+# leader's match is stale.  The follower used to commit min(msg.commit, its last index) and
+# apply the stale entries (two replicas applying different entries at one index), and
+# `--repair` kept the later hard state's commit index, which counted them.  Now a Heartbeat
+# commits only what an AppendEntries of this leader confirmed (core.py rule 8) and the repair
+# keeps the commit index the kept records show (file_store rule 3a); the runs allow such damage
+# (``CorruptionConfig.resurrect``, on by default) and these two replay the cases that found it.
 
 
-@pytest.mark.xfail(strict=True, raises=InvariantViolation, reason=_KNOWN_BUG)
 def test_repair_that_brings_back_overwritten_entries() -> None:
     """``--repair`` on a follower whose lost record overwrote an older leader's entries."""
     cfg = with_raft(
@@ -474,9 +471,26 @@ def test_repair_that_brings_back_overwritten_entries() -> None:
     c.check_liveness()
 
 
-@pytest.mark.xfail(strict=True, raises=InvariantViolation, reason=_KNOWN_BUG)
 def test_lost_tail_that_brings_back_overwritten_entries() -> None:
     """The random lost-tail runs, with such tails allowed (3n-lost-tail seed 7011 is the first)."""
     cfg = replace(PROFILES["lost_tail"][0][0], resurrect=True)
     for seed in range(BASE[cfg.name], BASE[cfg.name] + 40):
         simulate(cfg, seed)
+
+
+class _CommitsHeartbeatToItsLastIndex(RaftCore):
+    """The core before the fix: a follower commits a Heartbeat's index up to its own last index."""
+
+    def _handle_from_leader(self, msg) -> None:  # type: ignore[no-untyped-def]
+        if isinstance(msg, Heartbeat):
+            self._log.commit_to(min(msg.commit, self._log.last_index))
+        super()._handle_from_leader(msg)
+
+
+def test_the_lost_tail_runs_catch_the_old_follower_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runs above have teeth for rule 8: with the old follower commit they find a violation."""
+    monkeypatch.setattr(CorruptionCluster, "core_cls", _CommitsHeartbeatToItsLastIndex)
+    cfg = PROFILES["lost_tail"][0][0]
+    with pytest.raises(InvariantViolation, match="state machine safety|committed index"):
+        for seed in range(BASE[cfg.name], BASE[cfg.name] + 40):
+            simulate(cfg, seed)

@@ -460,10 +460,40 @@ def test_heartbeat_commit_is_capped_by_follower_match() -> None:
     assert beat.commit == 1
 
 
-def test_follower_commit_from_heartbeat_never_passes_its_log() -> None:
+def test_follower_commit_from_heartbeat_never_passes_what_the_leader_confirmed() -> None:
+    """Rule 8: a Heartbeat commits only what an AppendEntries of this leader matched."""
     core = restarted("b", 1, [1, 1])
     core.step(Heartbeat(term=1, src="a", dst="b", commit=5))
-    assert core.commit_index == 2
+    assert core.commit_index == 0  # nothing confirmed yet
+    core.step(AppendEntries(term=1, src="a", dst="b", prev_index=1, prev_term=1, entries=[], commit=0))
+    core.step(Heartbeat(term=1, src="a", dst="b", commit=5))
+    assert core.commit_index == 1
+    core.step(AppendEntries(term=1, src="a", dst="b", prev_index=2, prev_term=1, entries=[], commit=0))
+    core.step(Heartbeat(term=1, src="a", dst="b", commit=5))
+    assert core.commit_index == 2  # and never past its log
+
+
+def test_follower_never_commits_stale_entries_on_a_heartbeat_after_a_lost_tail() -> None:
+    """The leader's match is stale (our disk lost acknowledged records); what is left at those
+    indexes is an older term's: the heartbeat's commit must not reach them."""
+    core = restarted("b", 3, [1, 2, 2])  # the leader of term 3 holds (2, 3), (3, 3) there
+    core.step(Heartbeat(term=3, src="a", dst="b", commit=3))
+    assert core.commit_index == 0
+    core.step(AppendEntries(term=3, src="a", dst="b", prev_index=3, prev_term=3, entries=[], commit=3))
+    (resp,) = of_type(core.ready().messages, AppendEntriesResp)
+    assert not resp.success
+    core.step(Heartbeat(term=3, src="a", dst="b", commit=3))
+    assert core.commit_index == 0
+
+
+def test_what_a_leader_confirmed_is_forgotten_in_a_new_term() -> None:
+    core = restarted("b", 1, [1, 1])
+    core.step(AppendEntries(term=1, src="a", dst="b", prev_index=2, prev_term=1, entries=[], commit=0))
+    core.step(Heartbeat(term=2, src="c", dst="b", commit=2))
+    assert core.commit_index == 0
+    core.step(AppendEntries(term=2, src="c", dst="b", prev_index=1, prev_term=1, entries=[], commit=0))
+    core.step(Heartbeat(term=2, src="c", dst="b", commit=2))
+    assert core.commit_index == 1
 
 
 def steady(net: Net) -> RaftCore:

@@ -255,6 +255,22 @@ def test_repair_drops_the_damage_and_everything_after_and_keeps_the_vote(
     assert FileLogStore(path).load().entries[-1] == Entry(term=2, index=51)
 
 
+def test_repair_keeps_the_commit_index_the_kept_records_show(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The later hard state counted entries a dropped record had written over older ones: the
+    kept log holds the older (never committed) entries there, so its commit index must not."""
+    path = tmp_path / "raft.wal"
+    stale = [Entry(term=1, index=i, data=payload(i)) for i in range(1, 6)]
+    overwrite = [Entry(term=3, index=i, data=payload(i)) for i in (3, 4)]
+    saves = [(HardState(1, "n1", 2), stale), (HardState(3, "n3", 2), overwrite), (HardState(3, "n3", 4), [])]
+    ends = _write(path, saves)
+    _flip(path, ends[1] + 20)  # the record that overwrote 3..5
+    store = _open(path, caplog, repair=True)
+    state = store.load()
+    assert [(e.index, e.term) for e in state.entries] == [(i, 1) for i in range(1, 6)]
+    assert state.hard_state == HardState(term=3, vote="n3", commit=2)
+    store.close()
+
+
 def test_repair_refuses_when_the_vote_is_only_in_the_damaged_record(tmp_path: Path) -> None:
     path = tmp_path / "raft.wal"
     saves = _batches(10, term=1) + [(HardState(term=2, vote="n2", commit=50), [])]

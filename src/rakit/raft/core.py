@@ -50,7 +50,10 @@ Rules
    commit.  Mismatch: reject with a hint (our last index if prev_index is past
    our log, else the first index of the conflicting term, and its term).
    Match: append, truncating conflicts only; commit = min(leader commit,
-   last new index); ack the last new index.
+   last new index); ack the last new index.  A Heartbeat commits only up to
+   the last index an AppendEntries (or snapshot) of this term's leader
+   confirmed, never just up to our last index: after a lost tail the
+   leader's match is stale and our log may hold an older term's entries.
 9. *Snapshots* (7).  A follower whose next entry was compacted away gets the
    latest snapshot (progress state ``snapshot``; resent after
    2 * election_ticks ticks without an answer).  A follower installs it unless
@@ -245,6 +248,8 @@ class RaftCore:
         self._term = hard_state.term
         self._vote = hard_state.vote
         self._leader_id: str | None = None
+        # Rule 8: the last index this follower's log is known to share with the leader of this term.
+        self._leader_match = 0
         self._role: Role = FOLLOWER
         self._step: Callable[[AnyMessage], None] = self._step_follower
         self._tick: Callable[[], None] = self._tick_election
@@ -580,6 +585,7 @@ class RaftCore:
             self._term = term
             self._vote = None
         self._leader_id = None
+        self._leader_match = 0
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
         self._randomized_timeout = self._config.election_ticks + self._rng.randrange(self._config.election_ticks)
@@ -787,7 +793,11 @@ class RaftCore:
         if isinstance(msg, AppendEntries):
             self._handle_append(msg)
         elif isinstance(msg, Heartbeat):
-            self._log.commit_to(min(msg.commit, self._log.last_index))
+            # Rule 8: never past what an AppendEntries of this leader confirmed.  The leader's
+            # match may be stale (our disk lost acknowledged records and what is left holds an
+            # older term's entries at those indexes); committing them would apply entries the
+            # cluster never committed.
+            self._log.commit_to(min(msg.commit, max(self._leader_match, self._log.committed)))
             self._send(HeartbeatResp(term=self._term, src=self._id, dst=msg.src, ctx=msg.ctx))
         else:
             self._handle_snapshot(msg)
@@ -802,6 +812,7 @@ class RaftCore:
             return
         last_new = log.maybe_append(msg.prev_index, msg.prev_term, msg.commit, msg.entries)
         if last_new is not None:
+            self._leader_match = max(self._leader_match, last_new)
             self._ack(msg.src, last_new)
             return
         if msg.prev_index > log.last_index:
@@ -827,8 +838,10 @@ class RaftCore:
             self._ack(msg.src, log.committed)
         elif log.match_term(meta.index, meta.term):
             log.commit_to(meta.index)
+            self._leader_match = max(self._leader_match, meta.index)
             self._ack(msg.src, meta.index)
         else:
+            self._leader_match = max(self._leader_match, meta.index)
             log.restore(msg.snapshot)
             self._base_conf = meta.conf_state()
             self._confs = []

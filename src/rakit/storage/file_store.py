@@ -41,7 +41,9 @@ Rules:
    says what it dropped, keeping the latest term and vote the file shows
    (the last hard state, if it lies after every damaged stretch and no entry
    after it has a higher term; otherwise the vote cannot be known, and
-   repair refuses too).  The commit index is lowered to the log's end.
+   repair refuses too).  The commit index is the one the kept records show
+   (never the later hard state's: the entries it counted may have been
+   overwritten by dropped records), and never past the log's end.
 4. Space is preallocated (``posix_fallocate``) in ``PREALLOCATE`` chunks, so
    a save's ``fdatasync`` flushes data without growing the file.
 5. The file is rewritten when it has grown past ``REWRITE_BYTES`` and four
@@ -294,7 +296,9 @@ class FileLogStore:
             kept = self._repair_hard_state
             if kept.term < hard_state.term:  # never lower the term (a well-formed log cannot get here)
                 kept = hard_state
-            self._repair_hard_state = HardState(kept.term, kept.vote, min(kept.commit, last))
+            # The commit index the kept records themselves say: the later one counted entries that
+            # the dropped records may have overwritten, and the kept log may hold the stale ones.
+            self._repair_hard_state = HardState(kept.term, kept.vote, min(hard_state.commit, last))
             self._mem.save(self._repair_hard_state, [])
         elif hard_state.commit > last:  # committed entries are gone: never point past the log
             log.warning("%s: lowered commit index %d to %d", self.path, hard_state.commit, last)
