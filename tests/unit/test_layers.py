@@ -40,6 +40,7 @@ PURE_PREFIXES = (
     "rakit.storage.wal_damage",
     "rakit.security.ratelimit",
     "rakit.node.deadlines",
+    "rakit.node.connection_budget",
 )
 IMPURE_MODULES = {
     "asyncio",

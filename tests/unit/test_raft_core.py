@@ -831,3 +831,14 @@ def test_a_follower_regression_never_commits_what_only_the_leader_holds() -> Non
     net.tick(1, ["a"])
     net.drain()
     assert leader.commit_index == committed  # a alone is no majority, whatever b's old match said
+
+
+def test_a_restarted_follower_commits_a_heartbeats_index_whose_term_matches() -> None:
+    """Rule 8, liveness: an idle leader sends only heartbeats; the follower's entry at the
+    heartbeat's commit has the leader's term there, so (Log Matching) it commits it."""
+    core = restarted("b", 2, [1, 2, 2], commit=1)
+    core.step(Heartbeat(term=2, src="a", dst="b", commit=3, commit_term=2))
+    assert core.commit_index == 3
+    stale = restarted("b", 3, [1, 2, 2])
+    stale.step(Heartbeat(term=3, src="a", dst="b", commit=3, commit_term=3))
+    assert stale.commit_index == 0  # our entry 3 is of another term: not the leader's

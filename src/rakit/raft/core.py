@@ -50,10 +50,12 @@ Rules
    commit.  Mismatch: reject with a hint (our last index if prev_index is past
    our log, else the first index of the conflicting term, and its term).
    Match: append, truncating conflicts only; commit = min(leader commit,
-   last new index); ack the last new index.  A Heartbeat commits only up to
-   the last index an AppendEntries (or snapshot) of this term's leader
-   confirmed, never just up to our last index: after a lost tail the
-   leader's match is stale and our log may hold an older term's entries.
+   last new index); ack the last new index.  A Heartbeat commits its index
+   only if our entry there has the term the leader says it has (Log
+   Matching), else only up to what an AppendEntries (or snapshot) of this
+   term's leader confirmed; never just up to our last index: after a lost
+   tail the leader's match is stale and our log may hold an older term's
+   entries.
 9. *Snapshots* (7).  A follower whose next entry was compacted away gets the
    latest snapshot (progress state ``snapshot``; resent after
    2 * election_ticks ticks without an answer).  A follower installs it unless
@@ -793,11 +795,15 @@ class RaftCore:
         if isinstance(msg, AppendEntries):
             self._handle_append(msg)
         elif isinstance(msg, Heartbeat):
-            # Rule 8: never past what an AppendEntries of this leader confirmed.  The leader's
+            # Rule 8: only an entry known to match the leader's: the heartbeat's commit entry has
+            # the leader's term there (Log Matching), or an AppendEntries confirmed it.  The leader's
             # match may be stale (our disk lost acknowledged records and what is left holds an
             # older term's entries at those indexes); committing them would apply entries the
             # cluster never committed.
-            self._log.commit_to(min(msg.commit, max(self._leader_match, self._log.committed)))
+            index = min(msg.commit, self._log.last_index)
+            if not (msg.commit_term and index == msg.commit and self._log.match_term(index, msg.commit_term)):
+                index = min(msg.commit, max(self._leader_match, self._log.committed))
+            self._log.commit_to(index)
             self._send(HeartbeatResp(term=self._term, src=self._id, dst=msg.src, ctx=msg.ctx))
         else:
             self._handle_snapshot(msg)
@@ -970,13 +976,14 @@ class RaftCore:
         ctx = next(reversed(self._pending_reads)) if self._pending_reads else 0
         self._read_heartbeat_due = False
         for peer in self._peers():
-            pr = self._progress[peer]
+            commit = min(self._progress[peer].match, self._log.committed)
             self._send(
                 Heartbeat(
                     term=self._term,
                     src=self._id,
                     dst=peer,
-                    commit=min(pr.match, self._log.committed),
+                    commit=commit,
+                    commit_term=self._log.term_at(commit) or 0,
                     ctx=ctx,
                 )
             )

@@ -18,7 +18,8 @@ Message kinds (tag ``t``):
                       now known to match.  Rejection: ``index`` is the
                       rejected ``prev_index`` and ``hint_index``/``hint_term``
                       let the leader skip back a whole term at once.
-``Heartbeat``         leader -> follower: commit = min(match, commit) and a
+``Heartbeat``         leader -> follower: commit = min(match, commit), the
+                      term of the leader's entry there, and a
                       ``ctx`` that ReadIndex rounds use to count acks.
 ``HeartbeatResp``     follower -> leader, echoing ``ctx``.
 ``InstallSnapshot``   leader -> follower: the whole snapshot in one message.
@@ -227,6 +228,7 @@ class AppendEntriesResp(Message, tag=True, frozen=True):
 class Heartbeat(Message, tag=True, frozen=True):
     commit: Index
     ctx: int = 0
+    commit_term: Term = 0  # the term of the leader's entry at ``commit`` (0: not sent)
 
 
 class HeartbeatResp(Message, tag=True, frozen=True):
