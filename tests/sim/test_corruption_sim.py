@@ -45,7 +45,7 @@ from dataclasses import replace
 import pytest
 
 from rakit.raft.core import RaftCore
-from rakit.raft.messages import AppendEntries, AppendEntriesResp, Heartbeat
+from rakit.raft.messages import AppendEntries, AppendEntriesResp
 from rakit.storage.memory import MemoryLogStore
 from rakit.storage.wal_damage import RECORD_HEADER
 
@@ -60,6 +60,7 @@ from .corruption import (
     replay,
 )
 from .harness import InvariantViolation, with_raft
+from .test_harness_selftest import CommitsHeartbeatToItsLastIndex
 from .test_scenarios import elect
 
 _3N = {"nodes": 3, "steps": 1000, "w_operator": 2.0, "w_restart": 3.0}
@@ -478,18 +479,9 @@ def test_lost_tail_that_brings_back_overwritten_entries() -> None:
         simulate(cfg, seed)
 
 
-class _CommitsHeartbeatToItsLastIndex(RaftCore):
-    """The core before the fix: a follower commits a Heartbeat's index up to its own last index."""
-
-    def _handle_from_leader(self, msg) -> None:  # type: ignore[no-untyped-def]
-        if isinstance(msg, Heartbeat):
-            self._log.commit_to(min(msg.commit, self._log.last_index))
-        super()._handle_from_leader(msg)
-
-
 def test_the_lost_tail_runs_catch_the_old_follower_commit(monkeypatch: pytest.MonkeyPatch) -> None:
     """The runs above have teeth for rule 8: with the old follower commit they find a violation."""
-    monkeypatch.setattr(CorruptionCluster, "core_cls", _CommitsHeartbeatToItsLastIndex)
+    monkeypatch.setattr(CorruptionCluster, "core_cls", CommitsHeartbeatToItsLastIndex)
     cfg = PROFILES["lost_tail"][0][0]
     with pytest.raises(InvariantViolation, match="state machine safety|committed index"):
         for seed in range(BASE[cfg.name], BASE[cfg.name] + 40):

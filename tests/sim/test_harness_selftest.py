@@ -62,20 +62,23 @@ class AcksAhead(RaftCore):
         super()._ack(leader, index + 1)
 
 
-class HeartbeatsFullCommit(RaftCore):
-    """Tells followers the full commit index, not min(match, commit), and a follower commits a
-    Heartbeat's index up to its own last index, not only what the leader confirmed (rule 8)."""
+class CommitsHeartbeatToItsLastIndex(RaftCore):
+    """The core before rule 8: a follower commits a Heartbeat's index up to its own last index."""
+
+    def _handle_from_leader(self, msg) -> None:  # type: ignore[no-untyped-def]
+        if isinstance(msg, Heartbeat):
+            self._log.commit_to(min(msg.commit, self._log.last_index))
+        super()._handle_from_leader(msg)
+
+
+class HeartbeatsFullCommit(CommitsHeartbeatToItsLastIndex):
+    """Tells followers the full commit index, not min(match, commit) (and they trust it)."""
 
     def _broadcast_heartbeat(self) -> None:
         ctx = next(reversed(self._pending_reads)) if self._pending_reads else 0
         self._read_heartbeat_due = False
         for peer in self._peers():
             self._send(Heartbeat(term=self._term, src=self._id, dst=peer, commit=self._log.committed, ctx=ctx))
-
-    def _handle_from_leader(self, msg) -> None:  # type: ignore[no-untyped-def]
-        if isinstance(msg, Heartbeat):
-            self._log.commit_to(min(msg.commit, self._log.last_index))
-        super()._handle_from_leader(msg)
 
 
 class ReadsWithoutQuorum(RaftCore):

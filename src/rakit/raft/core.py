@@ -800,10 +800,8 @@ class RaftCore:
             # match may be stale (our disk lost acknowledged records and what is left holds an
             # older term's entries at those indexes); committing them would apply entries the
             # cluster never committed.
-            index = min(msg.commit, self._log.last_index)
-            if not (msg.commit_term and index == msg.commit and self._log.match_term(index, msg.commit_term)):
-                index = min(msg.commit, max(self._leader_match, self._log.committed))
-            self._log.commit_to(index)
+            matched = msg.commit_term and self._log.match_term(msg.commit, msg.commit_term)
+            self._log.commit_to(msg.commit if matched else min(msg.commit, self._leader_match))
             self._send(HeartbeatResp(term=self._term, src=self._id, dst=msg.src, ctx=msg.ctx))
         else:
             self._handle_snapshot(msg)
