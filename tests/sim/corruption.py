@@ -514,7 +514,7 @@ class CorruptionCluster(Cluster):
         self._tear_next.discard(nid)
         super().crash(nid, why)
         if tear:
-            self._tear(node, "torn final write (its Ready's messages never went out)")
+            self._tear(node, "torn final write (the messages that needed it never went out)")
 
     def _tear(self, node: SimNode, what: str) -> None:
         disk = node.disk

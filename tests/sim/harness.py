@@ -50,7 +50,7 @@ import msgspec
 
 from rakit.errors import ConfChangeRefused, NotAVoter, NotLeader
 from rakit.raft.config import RaftConfig
-from rakit.raft.core import RaftCore
+from rakit.raft.core import EARLY_KINDS, RaftCore
 from rakit.raft.messages import (
     ENTRY_CONF,
     ENTRY_NORMAL,
@@ -66,6 +66,8 @@ from rakit.raft.messages import (
     decode_conf_entry,
 )
 from rakit.raft.ready import Ready
+from rakit.raft.turn import Apply, ConfirmReads, Persist, Restore, Send, Turn
+from rakit.raft.turn import plan as turn_plan
 
 try:  # the durable store's in-memory twin; the harness works without it
     from rakit.storage.memory import MemoryLogStore
@@ -80,6 +82,25 @@ class InvariantViolation(AssertionError):
 # ---------------------------------------------------------------------------
 # Configuration
 # ---------------------------------------------------------------------------
+
+
+_CRASH_REASONS = (
+    " (in Ready, before persisting)",
+    " (in Ready, after persisting, before sending)",
+    " (in Ready, after sending, before applying)",
+    " (in Ready, after applying, before advance)",
+)
+
+
+def _phase(effect: object) -> int:
+    """The crash_plan phase an effect belongs to (see Cluster._handle_ready)."""
+    if isinstance(effect, Persist) or (isinstance(effect, Send) and not effect.after_persist):
+        return 0
+    if isinstance(effect, Send):
+        return 1
+    if isinstance(effect, Restore | Apply | ConfirmReads):
+        return 2
+    return 3
 
 
 @dataclass(frozen=True)
@@ -315,6 +336,8 @@ class SimNode:
     # Confirmed reads waiting for the state machine: (ctx, index).
     reads: list[tuple[int, int]] = field(default_factory=list)
     down_since: int = 0
+    # A commit-only hard state the plan has not written yet (lost in a crash).
+    carried: HardState | None = None
 
     @property
     def up(self) -> bool:
@@ -490,10 +513,18 @@ class Checker:
                 f"but {decoded.change} on {before} gives {after}"
             )
 
-    def on_send(self, node: SimNode, msg: Any) -> None:
+    def on_send(self, node: SimNode, msg: Any, after_persist: bool = True) -> None:
         if msg.src != node.id:
             raise InvariantViolation(f"{node.id} sent a message with src={msg.src}: {msg!r}")
         disk = node.disk
+        if not after_persist:
+            # Core rule 18: only a leader's replication, at a term already on disk, leaves early.
+            role = node.core.role if node.core is not None else None
+            if not isinstance(msg, EARLY_KINDS) or role != "leader" or msg.term != disk.hard_state.term:
+                raise InvariantViolation(
+                    f"{node.id} ({role}) sent {type(msg).__name__} (term {msg.term}) before persisting its Ready "
+                    f"(disk hard state: {disk.hard_state})"
+                )
         if isinstance(msg, RequestVoteResp) and msg.granted and not msg.pre_vote:
             hs = disk.hard_state
             if hs.term != msg.term or hs.vote != msg.dst:
@@ -733,6 +764,8 @@ class Checker:
 class Cluster:
     # The core under test; the harness self-tests swap in deliberately broken subclasses.
     core_cls: type[RaftCore] = RaftCore
+    # The per-turn plan the driver runs (a selftest swaps in a broken one).
+    plan_fn: Callable[[Ready, HardState, HardState | None], Turn] = staticmethod(turn_plan)
     # The checker (and, through its hooks, the state machine the nodes apply to).
     checker_cls: type[Checker] = Checker
     # The simulated disk (tests/sim/corruption.py's WalDisk also keeps the node's WAL records).
@@ -757,6 +790,7 @@ class Cluster:
         self.stats: dict[str, int] = {
             "elections": 0,
             "crashes": 0,
+            "crashes_after_early_sends": 0,
             "snapshots_sent": 0,
             "compactions": 0,
             "proposals": 0,
@@ -806,6 +840,7 @@ class Cluster:
         node.core = None
         node.sm = None
         node.reads = []
+        node.carried = None
         node.down_since = self.now
         self.crash_plan.pop(nid, None)
         self.stats["crashes"] += 1
@@ -907,59 +942,69 @@ class Cluster:
                 self._maybe_compact(node)
 
     def _handle_ready(self, node: SimNode) -> None:
+        """Run one Ready's effects in the order ``rakit.raft.turn.plan`` gives (the driver's order).
+
+        A crash can strike before any effect: ``crash_plan`` names a phase (0: before
+        persisting, 1: before sending what needs the disk, 2: before applying, 3: before
+        advance; a crash strikes before the first effect of that phase or later), and
+        ``crash_in_ready`` picks any effect at random -- including the gap between a
+        leader's early appends and its own fsync.
+        """
         core = node.core
         assert core is not None and node.sm is not None
         rd: Ready = core.ready()
-        crash_at = self.crash_plan.pop(node.id, -1)
-        if (
-            crash_at < 0
-            and self.cfg.crash_in_ready
-            and self._may_crash()
-            and self.rng.random() < self.cfg.crash_in_ready
-        ):
-            crash_at = self.rng.randrange(4)
-        if crash_at == 0:
-            return self.crash(node.id, " (in Ready, before persisting)")
-        # 1. persist
-        if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
-            node.disk.save(rd.hard_state, list(rd.entries), rd.snapshot)
-            self.check.on_persist(node.id, node.disk, rd.hard_state, rd.entries)
-            self._dirty.add(node.id)
+        turn = self.plan_fn(rd, node.disk.hard_state, node.carried)
+        effects = turn.effects
+        crash_before = len(effects)  # no crash
+        phase = self.crash_plan.pop(node.id, -1)
+        if phase >= 0:
+            crash_before = next((i for i, e in enumerate(effects) if _phase(e) >= phase), len(effects) - 1)
+        elif self.cfg.crash_in_ready and self._may_crash() and self.rng.random() < self.cfg.crash_in_ready:
+            crash_before = self.rng.randrange(len(effects))
         if rd.soft_state is not None:
             if rd.soft_state.role == "leader":
                 self.stats["elections"] += 1
             self.log(f"{node.id}: {rd.soft_state.role} term {rd.soft_state.term} leader={rd.soft_state.leader_id}")
-        if crash_at == 1:
-            return self.crash(node.id, " (in Ready, after persisting, before sending)")
-        # 2. send
-        for msg in rd.messages:
-            self.check.on_send(node, msg)
-            if type(msg).__name__ == "InstallSnapshot":
-                self.stats["snapshots_sent"] += 1
-            for hook in self.send_hooks:
-                hook(msg)
-            self.net.send(msg, self.now)
-        if crash_at == 2:
-            return self.crash(node.id, " (in Ready, after sending, before applying)")
-        # 3. apply
-        if rd.snapshot is not None:
-            node.sm = self.check.on_restore(node.id, rd.snapshot)
-            self.log(f"{node.id}: restored snapshot at {rd.snapshot.meta.index}")
         sm = node.sm
-        for e in rd.committed_entries:
-            t = node.disk.term_at(e.index)
-            if t != e.term:
-                raise InvariantViolation(
-                    f"{node.id}: Ready.committed_entries has {e!r} but the disk has term {t} there"
-                )
-            self.check.on_apply(node.id, sm, e)
-        for rs in rd.read_states:
-            self.check.on_read_state(node.id, rs)
-            node.reads.append((rs.ctx, rs.index))
-        if crash_at == 3:
-            return self.crash(node.id, " (in Ready, after applying, before advance)")
-        # 4. advance
-        core.advance(rd)
+        for i, effect in enumerate(effects):
+            if i == crash_before:
+                early_sent = i > 0 and isinstance(effects[0], Send) and not effects[0].after_persist
+                why = _CRASH_REASONS[phase if phase >= 0 else _phase(effect)]
+                if early_sent and phase <= 0 and _phase(effect) == 0:
+                    why = " (in Ready, after a leader's early sends, before persisting)"
+                    self.stats["crashes_after_early_sends"] += 1
+                return self.crash(node.id, why)
+            if isinstance(effect, Send):
+                for msg in effect.messages:
+                    self.check.on_send(node, msg, after_persist=effect.after_persist)
+                    if type(msg).__name__ == "InstallSnapshot":
+                        self.stats["snapshots_sent"] += 1
+                    for hook in self.send_hooks:
+                        hook(msg)
+                    self.net.send(msg, self.now)
+            elif isinstance(effect, Persist):
+                node.disk.save(effect.hard_state, list(effect.entries), effect.snapshot)
+                self.check.on_persist(node.id, node.disk, effect.hard_state, effect.entries)
+                self._dirty.add(node.id)
+            elif isinstance(effect, Restore):
+                node.sm = sm = self.check.on_restore(node.id, effect.snapshot)
+                self.log(f"{node.id}: restored snapshot at {effect.snapshot.meta.index}")
+            elif isinstance(effect, Apply):
+                for e in effect.entries:
+                    t = node.disk.term_at(e.index)
+                    if t != e.term:
+                        raise InvariantViolation(
+                            f"{node.id}: Ready.committed_entries has {e!r} but the disk has term {t} there"
+                        )
+                    self.check.on_apply(node.id, sm, e)
+            elif isinstance(effect, ConfirmReads):
+                for rs in effect.read_states:
+                    self.check.on_read_state(node.id, rs)
+                    node.reads.append((rs.ctx, rs.index))
+            else:
+                self._check_durable_before_advance(node, rd)
+                core.advance(effect.ready)
+        node.carried = turn.carried
         if node.reads:
             keep = []
             for ctx, index in node.reads:
@@ -968,6 +1013,15 @@ class Cluster:
                 else:
                     keep.append((ctx, index))
             node.reads = keep
+
+    def _check_durable_before_advance(self, node: SimNode, rd: Ready) -> None:
+        """advance() tells the core its Ready is stable: the disk must hold it by then."""
+        disk = node.disk
+        if rd.entries and disk.term_at(rd.entries[-1].index) != rd.entries[-1].term:
+            raise InvariantViolation(f"{node.id}: advance() before entries up to {rd.entries[-1].index} were persisted")
+        hs = rd.hard_state
+        if hs is not None and (hs.term, hs.vote) != (disk.hard_state.term, disk.hard_state.vote):
+            raise InvariantViolation(f"{node.id}: advance() before its hard state {hs} was persisted")
 
     def _maybe_compact(self, node: SimNode, force: bool = False) -> None:
         k = self.cfg.compact_every

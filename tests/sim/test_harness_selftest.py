@@ -15,6 +15,8 @@ import pytest
 from rakit.raft import quorum
 from rakit.raft.core import RaftCore
 from rakit.raft.messages import HardState, Heartbeat, ReadState
+from rakit.raft.ready import Ready
+from rakit.raft.turn import Send, Turn, plan
 
 from . import test_scenarios
 from .harness import Cluster, InvariantViolation
@@ -98,6 +100,25 @@ class ForgetsTermOnRestart(RaftCore):
         super().__init__(*args, **kwargs)
 
 
+class SendsEverythingEarly(RaftCore):
+    """Puts every message in Ready.messages, votes and acks too (breaks core rule 18)."""
+
+    def _split_by_durability(self, hard_state):  # type: ignore[no-untyped-def]
+        early, late = super()._split_by_durability(hard_state)
+        return [*early, *late], []
+
+
+def sends_before_persisting(ready: Ready, durable: HardState, carried: HardState | None = None) -> Turn:
+    """A plan that sends what needs the disk before the write (breaks turn rule 3)."""
+    turn = plan(ready, durable, carried)
+    effects = list(turn.effects)
+    late = [e for e in effects if isinstance(e, Send) and e.after_persist]
+    if late:
+        effects.remove(late[0])
+        effects.insert(0, late[0])
+    return Turn(effects, turn.durable, turn.carried)
+
+
 @pytest.fixture
 def mutant(monkeypatch: pytest.MonkeyPatch):
     def use(cls: type[RaftCore]) -> None:
@@ -128,6 +149,7 @@ def first_caught(profile: str, max_runs: int) -> str:
         (HeartbeatsFullCommit, "3n-stale-leaders", 40, ("state machine safety", "committed index")),
         (ReadsWithoutQuorum, "3n-stale-leaders", 120, ("ReadIndex linearizability",)),
         (ForgetsTermOnRestart, "3n-whole-cluster-crashes", 20, ("voted for", "persisted term went back")),
+        (SendsEverythingEarly, "3n-basic", 2, ("before persisting its Ready",)),
     ],
     ids=lambda v: v.__name__ if isinstance(v, type) else None,
 )
@@ -147,3 +169,24 @@ def test_figure8_scenario_catches_commit_by_counting(mutant) -> None:  # type: i
         test_scenarios.elect(c, "n5")  # ...and n5 then wins and overwrites a committed entry
         c.deliver_all()
         c.check_liveness()
+
+
+def test_random_runs_catch_a_plan_that_sends_before_persisting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Cluster, "plan_fn", staticmethod(sends_before_persisting))
+    message = first_caught("3n-basic", 5)
+    assert "before persisting it" in message or "acked index" in message, message
+
+
+def test_crashes_strike_between_a_leaders_early_appends_and_its_fsync() -> None:
+    """The simulation runs the order the node runs: some crashes hit that window."""
+    cfg, _ = PROFILES["3n-snapshots-crashes"]
+    seen = 0
+    for i in range(20):
+        cluster = Cluster(cfg, PROFILE_BASE["3n-snapshots-crashes"] + i)
+        cluster.after_event()
+        cluster.run_chaos()
+        cluster.check_liveness()
+        seen += cluster.stats["crashes_after_early_sends"]
+        if seen:
+            break
+    assert seen, "no crash struck a leader between its early appends and its fsync"

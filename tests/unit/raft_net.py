@@ -111,7 +111,7 @@ class Net:
         self.stores[node].save(rd)
         if rd.conf_state is not None:
             self.confs[node].append(rd.conf_state)
-        for m in rd.messages:
+        for m in rd.all_messages():
             self.sent.append(m)
             if (m.src, m.dst) not in self.cut_links and not self.drop(m):
                 self.queue.append(m)

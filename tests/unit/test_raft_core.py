@@ -130,7 +130,7 @@ def test_one_vote_per_term_paper_5_2() -> None:
     core.step(vote_req("b", "a", 1))
     core.step(vote_req("c", "a", 1))
     core.step(vote_req("b", "a", 1))  # a repeated request from the same candidate is granted again
-    answers = of_type(core.ready().messages, RequestVoteResp)
+    answers = of_type(core.ready().all_messages(), RequestVoteResp)
     assert [(m.dst, m.granted) for m in answers] == [("b", True), ("c", False), ("b", True)]
     assert core.vote == "b" and core.term == 1
 
@@ -139,7 +139,7 @@ def test_vote_denied_to_candidate_with_stale_log_paper_5_4_1() -> None:
     core = restarted("a", 2, [1, 2])
     core.step(vote_req("b", "a", 3, last_index=5, last_term=1))  # longer but older
     core.step(vote_req("c", "a", 3, last_index=1, last_term=2))  # same term, shorter
-    answers = of_type(core.ready().messages, RequestVoteResp)
+    answers = of_type(core.ready().all_messages(), RequestVoteResp)
     assert [m.granted for m in answers] == [False, False]
     assert core.term == 3 and core.vote is None
 
@@ -152,7 +152,7 @@ def test_leader_lease_ignores_higher_term_vote_requests_thesis_4_2_3() -> None:
     b.step(vote_req("c", "b", term + 1, last_index=99, last_term=term))
     b.step(vote_req("c", "b", term + 1, last_index=99, last_term=term, pre_vote=True))
     assert b.term == term and b.vote == "a"
-    assert of_type(b.ready().messages, RequestVoteResp) == []
+    assert of_type(b.ready().all_messages(), RequestVoteResp) == []
     # A leadership transfer overrides the lease.
     b.step(vote_req("c", "b", term + 1, last_index=99, last_term=term, transfer=True))
     assert b.term == term + 1 and b.vote == "c"
@@ -161,7 +161,7 @@ def test_leader_lease_ignores_higher_term_vote_requests_thesis_4_2_3() -> None:
 def test_pre_vote_request_changes_no_state_thesis_9_6() -> None:
     core = restarted("a", 5, [5], vote="b")
     core.step(vote_req("c", "a", 6, last_index=1, last_term=5, pre_vote=True))
-    (resp,) = of_type(core.ready().messages, RequestVoteResp)
+    (resp,) = of_type(core.ready().all_messages(), RequestVoteResp)
     assert resp.granted and resp.pre_vote and resp.term == 6
     assert (core.term, core.vote, core.role) == (5, "b", "follower")
 
@@ -169,7 +169,7 @@ def test_pre_vote_request_changes_no_state_thesis_9_6() -> None:
 def test_lower_term_pre_vote_is_rejected_with_our_term() -> None:
     core = restarted("a", 5, [5])
     core.step(vote_req("c", "a", 3, pre_vote=True))
-    (resp,) = of_type(core.ready().messages, RequestVoteResp)
+    (resp,) = of_type(core.ready().all_messages(), RequestVoteResp)
     assert (resp.granted, resp.term) == (False, 5)
 
 
@@ -178,7 +178,7 @@ def test_pre_candidate_does_not_bump_its_term_thesis_9_6() -> None:
     for _ in range(2 * CFG.election_ticks):
         core.tick()
     assert core.role == "pre_candidate" and core.term == 4
-    reqs = of_type(core.ready().messages, RequestVote)
+    reqs = of_type(core.ready().all_messages(), RequestVote)
     assert {m.dst for m in reqs} == {"b", "c"}
     assert all(m.pre_vote and m.term == 5 for m in reqs)
 
@@ -204,7 +204,7 @@ def test_timeout_now_starts_an_election_at_once_past_the_lease() -> None:
     net["b"].step(TimeoutNow(term=term, src="a", dst="b"))
     assert net["b"].role == "candidate" and net["b"].term == term + 1
     rd = net.process("b")
-    assert all(m.transfer and not m.pre_vote for m in of_type(rd.messages, RequestVote))
+    assert all(m.transfer and not m.pre_vote for m in of_type(rd.all_messages(), RequestVote))
     net.drain()
     assert net.leaders() == ["b"]
 
@@ -394,14 +394,14 @@ def test_rejection_backoff_terminates_against_many_terms() -> None:
 def test_follower_acks_its_commit_for_append_below_commit() -> None:
     core = restarted("b", 2, [1, 1, 2, 2], commit=3)
     core.step(AppendEntries(term=2, src="a", dst="b", prev_index=1, prev_term=1, entries=[Entry(1, 2)], commit=3))
-    (resp,) = of_type(core.ready().messages, AppendEntriesResp)
+    (resp,) = of_type(core.ready().all_messages(), AppendEntriesResp)
     assert resp.success and resp.index == 3
 
 
 def test_follower_reject_hint_when_prev_is_past_its_log() -> None:
     core = restarted("b", 2, [1, 2])
     core.step(AppendEntries(term=3, src="a", dst="b", prev_index=9, prev_term=3, entries=[], commit=0))
-    (resp,) = of_type(core.ready().messages, AppendEntriesResp)
+    (resp,) = of_type(core.ready().all_messages(), AppendEntriesResp)
     assert (resp.success, resp.index, resp.hint_index, resp.hint_term) == (False, 9, 2, 2)
 
 
@@ -423,7 +423,7 @@ def test_vote_is_in_the_same_ready_as_its_response() -> None:
     core.step(vote_req("b", "a", 1))
     rd = core.ready()
     assert rd.hard_state == HardState(1, "b", 0)
-    assert of_type(rd.messages, RequestVoteResp)[0].granted
+    assert of_type(rd.all_messages(), RequestVoteResp)[0].granted
 
 
 def test_follower_applies_committed_entries_only_once_stable() -> None:
@@ -480,7 +480,7 @@ def test_follower_never_commits_stale_entries_on_a_heartbeat_after_a_lost_tail()
     core.step(Heartbeat(term=3, src="a", dst="b", commit=3))
     assert core.commit_index == 0
     core.step(AppendEntries(term=3, src="a", dst="b", prev_index=3, prev_term=3, entries=[], commit=3))
-    (resp,) = of_type(core.ready().messages, AppendEntriesResp)
+    (resp,) = of_type(core.ready().all_messages(), AppendEntriesResp)
     assert not resp.success
     core.step(Heartbeat(term=3, src="a", dst="b", commit=3))
     assert core.commit_index == 0
@@ -510,7 +510,7 @@ def test_batching_many_proposals_one_append_per_follower() -> None:
     for i in range(5):
         leader.propose([f"cmd{i}".encode()])
     rd = net.process("a")
-    appends = of_type(rd.messages, AppendEntries)
+    appends = of_type(rd.all_messages(), AppendEntries)
     assert sorted(m.dst for m in appends) == ["b", "c"]
     assert all(len(m.entries) == 5 for m in appends)
     net.drain()
@@ -525,7 +525,7 @@ def test_pipelining_sends_before_acks_within_inflight_window() -> None:
     for i in range(5):
         leader.propose([f"cmd{i}".encode()])
         rd = leader.ready()
-        held += rd.messages
+        held += rd.all_messages()
         leader.advance(rd)
     to_b = of_type(held, AppendEntries, "b")
     assert len(to_b) == 3  # three in flight before any answer, then the window is full
@@ -533,7 +533,7 @@ def test_pipelining_sends_before_acks_within_inflight_window() -> None:
     assert leader.progress("b").inflights.full()
     # An ack frees the window: the rest goes out in one message.
     leader.step(AppendEntriesResp(term=leader.term, src="b", dst="a", success=True, index=3))
-    (more,) = of_type(leader.ready().messages, AppendEntries, "b")
+    (more,) = of_type(leader.ready().all_messages(), AppendEntries, "b")
     assert [e.index for e in more.entries] == [5, 6]
 
 
@@ -541,7 +541,7 @@ def test_bounds_per_append_message_and_oversize_entry_alone() -> None:
     net = Net(config=RaftConfig(max_entries_per_msg=2, max_bytes_per_msg=10))
     leader = steady(net)
     leader.propose([b"x" * 50, b"a", b"b", b"c"])
-    to_b = of_type(leader.ready().messages, AppendEntries, "b")
+    to_b = of_type(leader.ready().all_messages(), AppendEntries, "b")
     assert [len(m.entries) for m in to_b] == [1, 2, 1]
 
 
@@ -573,7 +573,7 @@ def test_stale_and_duplicate_responses_are_harmless() -> None:
     leader.step(AppendEntriesResp(term=t, src="b", dst="a", success=False, index=0, hint_index=0))
     leader.step(AppendEntriesResp(term=t, src="b", dst="a", success=True, index=99))  # beyond our log
     assert (pr.state, pr.match, pr.next) == state
-    assert of_type(leader.ready().messages, AppendEntries) == []
+    assert of_type(leader.ready().all_messages(), AppendEntries) == []
 
 
 # -- snapshots --------------------------------------------------------------------------------
@@ -626,14 +626,14 @@ def test_follower_with_snapshots_last_entry_keeps_its_suffix() -> None:
     rd = core.ready()
     assert rd.snapshot is None
     assert (core.commit_index, core.last_index) == (5, 10)
-    (resp,) = of_type(rd.messages, AppendEntriesResp)
+    (resp,) = of_type(rd.all_messages(), AppendEntriesResp)
     assert resp.success and resp.index == 5
 
 
 def test_follower_already_committed_past_snapshot_acks_commit() -> None:
     core = restarted("b", 1, [1] * 10, commit=8)
     core.step(InstallSnapshot(term=1, src="a", dst="b", snapshot=Snapshot(_meta(5, 1), b"")))
-    (resp,) = of_type(core.ready().messages, AppendEntriesResp)
+    (resp,) = of_type(core.ready().all_messages(), AppendEntriesResp)
     assert resp.success and resp.index == 8 and core.last_index == 10
 
 
@@ -662,7 +662,7 @@ def test_read_index_confirmed_only_after_majority_acks_ctx_thesis_6_4() -> None:
     leader = steady(net)
     leader.read_index(7)
     rd = leader.ready()
-    beats = of_type(rd.messages, Heartbeat)
+    beats = of_type(rd.all_messages(), Heartbeat)
     assert sorted(m.dst for m in beats) == ["b", "c"] and all(m.ctx == 7 for m in beats)
     assert rd.read_states == []
     leader.advance(rd)
@@ -686,7 +686,7 @@ def test_read_index_held_until_leader_commits_in_its_term() -> None:
     assert leader.role == "leader" and leader.commit_index == 0
     leader.read_index(1)
     rd = net.process("a")
-    assert [m for m in of_type(rd.messages, Heartbeat) if m.ctx == 1] == []
+    assert [m for m in of_type(rd.all_messages(), Heartbeat) if m.ctx == 1] == []
     assert rd.read_states == []
     net.drain()
     assert net.read_states["a"] == [ReadState(1, 1)]  # the index of the committed noop
@@ -738,7 +738,7 @@ def test_later_ack_confirms_earlier_reads_too() -> None:
     leader.read_index(1)
     leader.read_index(2)
     rd = leader.ready()
-    assert {m.ctx for m in of_type(rd.messages, Heartbeat)} == {2}  # one round for both
+    assert {m.ctx for m in of_type(rd.all_messages(), Heartbeat)} == {2}  # one round for both
     leader.advance(rd)
     leader.step(HeartbeatResp(term=leader.term, src="c", dst="a", ctx=2))
     assert [r.ctx for r in leader.ready().read_states] == [1, 2]

@@ -168,7 +168,7 @@ def test_add_learner_takes_effect_on_append_before_commit_on_leader_and_follower
     assert leader.learners == ["d"] and leader.progress("d") is not None
     assert leader.pending_conf_index == index
     rd = net.process("a")
-    assert rd.conf_state == want and sorted(m.dst for m in of_type(rd.messages, AppendEntries)) == ["b", "c"]
+    assert rd.conf_state == want and sorted(m.dst for m in of_type(rd.all_messages(), AppendEntries)) == ["b", "c"]
     net.deliver()  # b and c append it; nothing is committed yet
     assert net["b"].conf_state == want and net["b"].commit_index < index
     assert net["b"].has_ready()
@@ -344,7 +344,7 @@ def test_learner_answers_vote_requests_but_candidates_ignore_its_vote() -> None:
             transfer=True,
         )
     )
-    (resp,) = of_type(d.ready().messages, RequestVoteResp)
+    (resp,) = of_type(d.ready().all_messages(), RequestVoteResp)
     assert resp.granted
     # A candidate counts only its own voters.
     b = RaftCore("b", ABC, config=RaftConfig(pre_vote=False), rng=random.Random(0))
@@ -617,7 +617,7 @@ def test_removed_follower_that_holds_its_removal_never_campaigns() -> None:
     for _ in range(10 * CFG.election_ticks):
         c.tick()
     c.campaign()
-    assert c.role == "follower" and not of_type(c.ready().messages, RequestVote)
+    assert c.role == "follower" and not of_type(c.ready().all_messages(), RequestVote)
 
 
 def test_lagging_node_follows_a_leader_it_does_not_know_yet() -> None:
@@ -657,7 +657,7 @@ def test_transfer_brings_the_target_up_to_date_then_sends_timeout_now() -> None:
     leader.transfer_leader("b")
     assert leader.transferring_to == "b"
     rd = net.process("a")
-    assert not of_type(rd.messages, TimeoutNow)  # b lags
+    assert not of_type(rd.all_messages(), TimeoutNow)  # b lags
     with pytest.raises(TransferInProgress) as err:
         leader.propose([b"refused"])
     assert err.value.leader_id == "b" and err.value.code == "transfer_in_progress"
@@ -677,7 +677,7 @@ def test_caught_up_target_gets_timeout_now_at_once_and_wins_past_the_lease() -> 
     leader = steady(net)
     leader.transfer_leader("c")
     rd = net.process("a")
-    (tn,) = of_type(rd.messages, TimeoutNow)
+    (tn,) = of_type(rd.all_messages(), TimeoutNow)
     assert tn.dst == "c"
     net.drain()
     assert net.leaders() == ["c"]

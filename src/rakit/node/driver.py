@@ -10,15 +10,17 @@ is woken.  One turn of the loop:
 1. feed the core: pending ticks, then messages, then one ``propose`` with
    every queued command (one batch -> one AppendEntries per follower and one
    fsync), then one ``read_index`` for every queued read;
-2. while the core has a Ready:
-   a. persist hard state, snapshot and entries in one fsynced write: inline
+2. while the core has a Ready, run the effects ``rakit.raft.turn.plan``
+   orders for it (the simulation runs the same plan):
+   a. send a leader's replication (``Ready.messages``) at once;
+   b. persist hard state, snapshot and entries in one fsynced write: inline
       when small, else in a worker thread (the event loop keeps accepting
       requests meanwhile; what arrives then forms the next batch);
-   b. send the messages, and answer the peers whose messages this turn
-      stepped (their acks and votes need only what is now on disk);
-   c. restore a received snapshot, apply committed entries in order and
+   c. send ``Ready.persisted_messages``, and answer the peers whose messages
+      this turn stepped (their acks and votes need only what is now on disk);
+   d. restore a received snapshot, apply committed entries in order and
       answer their proposals; release confirmed reads whose index is applied;
-   d. ``advance``;
+   e. ``advance``;
 3. take a snapshot and truncate the log when enough entries were applied.
 
 Nothing else calls into the core, so the core's "no step between ready and
@@ -59,6 +61,8 @@ from rakit.raft.messages import (
 )
 from rakit.raft.ready import Ready
 from rakit.raft.roles import Role
+from rakit.raft.turn import Apply, ConfirmReads, Persist, Restore, Send
+from rakit.raft.turn import plan as turn_plan
 from rakit.statemachines.base import StateMachine
 from rakit.statemachines.members import MembersMachine
 from rakit.storage.base import LogStore
@@ -154,7 +158,7 @@ class RaftDriver:
         self.leader_id = self.core.leader_id
         self.stopped = False
         self._durable_hard_state = loaded.hard_state
-        self._unsaved_hard_state: HardState | None = None
+        self._carried_hard_state: HardState | None = None
         self._watch_metrics()
 
     # -- what request handlers and routes call -------------------------------------
@@ -500,67 +504,65 @@ class RaftDriver:
         self.metrics.proposals.inc(len(batch))
 
     async def _handle(self, ready: Ready) -> None:
-        hard_state = ready.hard_state or self._unsaved_hard_state
-        must_save = (
-            bool(ready.entries)
-            or ready.snapshot is not None
-            or (hard_state is not None and not self._only_commit_changed(hard_state))
-        )
-        # A leader's AppendEntries need not wait for its own fsync (thesis
-        # 10.2.1): its own log counts toward commit only once stable.  Anything
-        # that asserts a new term or vote waits for the disk.
-        send_first = self._leads_in(ready) and (ready.hard_state is None or self._only_commit_changed(ready.hard_state))
+        """Run the effects of one Ready in the order ``rakit.raft.turn.plan`` gives."""
+        turn = turn_plan(ready, self._durable_hard_state, self._carried_hard_state)
+        self._durable_hard_state, self._carried_hard_state = turn.durable, turn.carried
         if (self._learn_addresses(ready.entries) or ready.conf_state is not None) and self._membership_listeners:
             for listener in self._membership_listeners:
                 listener(self.core.conf_state, dict(self.addresses))
-        outgoing = self._route_replies(ready.messages)
-        if send_first and outgoing:
-            self.transport.send(outgoing)
-        if must_save:
-            if (
-                len(ready.entries) <= INLINE_SAVE_ENTRIES
-                and ready.snapshot is None
-                and (not send_first or self._sends_at_once)
-            ):
-                # Light load: a thread hop would cost more than the write.  (A leader
-                # whose transport only queues writes on the thread even then, so that
-                # its AppendEntries leave while its own fsync runs.)
-                elapsed = self._timed_save(hard_state, ready.entries, None)
+        sent_early = False
+        for effect in turn.effects:
+            if isinstance(effect, Send):
+                outgoing = self._route_replies(effect.messages)
+                if outgoing:
+                    self.transport.send(outgoing)
+                sent_early = sent_early or not effect.after_persist
+                continue
+            if isinstance(effect, Persist):
+                await self._persist(effect, sent_early)
+                continue
+            if self._turn_waiters:
+                # The answers need only what is now on disk: the peers get their acks
+                # before this node applies (on a follower, the previous round's commit).
+                self._answer_turn()
+            if isinstance(effect, Restore):
+                self.machine.restore(effect.snapshot.data)
+                if self.members is not None:
+                    self.addresses.update(self.members.addresses)
+                self._pending.drop_through(effect.snapshot.meta.index)
+                self.metrics.snapshots_installed.inc()
+            elif isinstance(effect, Apply):
+                self._apply(effect.entries)
+            elif isinstance(effect, ConfirmReads):
+                for read in effect.read_states:
+                    self._reads.confirm(read.ctx, read.index)
             else:
-                # Heavier load: the write runs on the disk thread, the event loop
-                # keeps serving meanwhile, and what arrives forms the next batch.
-                elapsed = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._timed_save, hard_state, ready.entries, ready.snapshot
-                )
-            self.metrics.persist_seconds.observe(elapsed)
-            if ready.entries:
-                self.metrics.persist_entries.observe(len(ready.entries))
-            self._durable_hard_state, self._unsaved_hard_state = hard_state or self._durable_hard_state, None
-        elif hard_state is not None:
-            # Only the commit index moved: it need not be durable (a restarted
-            # node learns it again from the leader), so it rides on the next save.
-            self._unsaved_hard_state = hard_state
-        if not send_first and outgoing:
-            self.transport.send(outgoing)
-        if self._turn_waiters:
-            # The answers need only what is now on disk: the peers get their acks
-            # before this node applies (on a follower, the previous round's commit).
-            self._answer_turn()
-        if ready.snapshot is not None:
-            self.machine.restore(ready.snapshot.data)
-            if self.members is not None:
-                self.addresses.update(self.members.addresses)
-            self._pending.drop_through(ready.snapshot.meta.index)
-            self.metrics.snapshots_installed.inc()
-        self._apply(ready.committed_entries)
-        if ready.snapshot is not None or any(e.kind == ENTRY_CONF for e in ready.committed_entries):
-            self._notify_committed_membership()
-        for read in ready.read_states:
-            self._reads.confirm(read.ctx, read.index)
-        if ready.soft_state is not None:
-            self._on_soft_state(ready.soft_state.role, ready.soft_state.leader_id)
-        self.core.advance(ready)
+                if ready.snapshot is not None or any(e.kind == ENTRY_CONF for e in ready.committed_entries):
+                    self._notify_committed_membership()
+                if ready.soft_state is not None:
+                    self._on_soft_state(ready.soft_state.role, ready.soft_state.leader_id)
+                self.core.advance(effect.ready)
         self._reads.release_applied(self.core.applied_index)
+
+    async def _persist(self, effect: Persist, sent_early: bool) -> None:
+        if (
+            len(effect.entries) <= INLINE_SAVE_ENTRIES
+            and effect.snapshot is None
+            and (not sent_early or self._sends_at_once)
+        ):
+            # Light load: a thread hop would cost more than the write.  (A leader
+            # whose transport only queues writes on the thread even then, so that
+            # its AppendEntries leave while its own fsync runs.)
+            elapsed = self._timed_save(effect.hard_state, effect.entries, None)
+        else:
+            # Heavier load: the write runs on the disk thread, the event loop
+            # keeps serving meanwhile, and what arrives forms the next batch.
+            elapsed = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._timed_save, effect.hard_state, effect.entries, effect.snapshot
+            )
+        self.metrics.persist_seconds.observe(elapsed)
+        if effect.entries:
+            self.metrics.persist_entries.observe(len(effect.entries))
 
     def _route_replies(self, messages: list[AnyMessage]) -> list[AnyMessage]:
         """Keep messages for peers whose requests await an answer; return the rest."""
@@ -592,13 +594,6 @@ class RaftDriver:
         started = time.perf_counter()
         self.store.save(hard_state, entries, snapshot)
         return time.perf_counter() - started
-
-    def _only_commit_changed(self, hard_state: HardState) -> bool:
-        durable = self._durable_hard_state
-        return hard_state.term == durable.term and hard_state.vote == durable.vote
-
-    def _leads_in(self, ready: Ready) -> bool:
-        return (ready.soft_state.role if ready.soft_state is not None else self.role) == Role.LEADER
 
     def _apply(self, entries: list[Entry]) -> None:
         sample: float | None = None

@@ -7,9 +7,11 @@ logical clock tick, ``step(msg)`` hands it one message, ``propose`` and
 ``read_index`` are client requests.  None of them waits or sends; they change
 fields and pile up work.  ``ready()`` returns all pending work as a
 :class:`~rakit.raft.ready.Ready`; the driver persists it, sends its messages,
-applies its committed entries and calls ``advance(ready)``.  Because messages
-are only sent after the Ready is persisted, a vote or an ack is never sent
-for state that is not on disk yet.
+applies its committed entries and calls ``advance(ready)``.  Only a
+leader's replication at an already durable term and vote is in
+``Ready.messages`` (it may leave before the fsync); every other message is in
+``Ready.persisted_messages``, sent once the Ready is on disk, so a vote or an
+ack is never sent for state that is not on disk yet (rule 18).
 
 Each role is a pair of functions, swapped on every role change:
 ``_step_<role>`` (messages at the current term) and ``_tick_<role>``.
@@ -135,6 +137,13 @@ Rules
    ``TimeoutNow``; the target campaigns at once, without pre-vote and past
    the lease (``transfer``).  The transfer is abandoned after election_ticks
    ticks, or when the leader loses leadership.
+18. *What may leave before the fsync* (thesis 10.2.1).  A leader's
+   AppendEntries, Heartbeat and InstallSnapshot go in ``Ready.messages`` when
+   this Ready changes neither term nor vote: they claim nothing about this
+   node's disk, and its own log counts toward commit only from ``advance``
+   (rule 5).  Every other message -- votes and vote requests, acks,
+   rejections, TimeoutNow, and everything of a Ready that changes the term
+   or vote -- is in ``Ready.persisted_messages``.
 """
 
 from __future__ import annotations
@@ -191,6 +200,8 @@ FOLLOWER, PRE_CANDIDATE, CANDIDATE, LEADER = Role.FOLLOWER, Role.PRE_CANDIDATE, 
 # Messages stepped even from a sender outside our configuration (rule 16).
 _REQUESTS = (AppendEntries, Heartbeat, InstallSnapshot, RequestVote, TimeoutNow)
 _CONF_OPS = ("add_learner", "promote", "remove")
+# A leader's replication, sent before its fsync when term and vote are durable (rule 18).
+EARLY_KINDS = (AppendEntries, Heartbeat, InstallSnapshot)
 
 
 @dataclass(slots=True)
@@ -493,13 +504,13 @@ class RaftCore:
         rd = Ready(
             entries=self._log.unstable_entries(),
             snapshot=self._log.pending_snapshot,
-            messages=self._msgs,
             committed_entries=self._log.next_committed(self._config.max_committed_per_ready),
             read_states=self._read_states,
         )
         hard_state = self._hard_state()
         if hard_state != self._prev_hard_state:
             rd.hard_state = hard_state
+        rd.messages, rd.persisted_messages = self._split_by_durability(hard_state)
         if self._soft_state_changed():
             rd.soft_state = self._soft_state()
         if self._conf_changed():
@@ -507,6 +518,17 @@ class RaftCore:
         self._msgs = []
         self._read_states = []
         return rd
+
+    def _split_by_durability(self, hard_state: HardState) -> tuple[list[AnyMessage], list[AnyMessage]]:
+        """Rule 18: (messages that may leave before this Ready is persisted, those that must wait)."""
+        prev = self._prev_hard_state
+        if self._role != LEADER or hard_state.term != prev.term or hard_state.vote != prev.vote:
+            return [], self._msgs
+        early: list[AnyMessage] = []
+        late: list[AnyMessage] = []
+        for msg in self._msgs:
+            (early if isinstance(msg, EARLY_KINDS) else late).append(msg)
+        return early, late
 
     def advance(self, ready: Ready) -> None:
         if ready.hard_state is not None:

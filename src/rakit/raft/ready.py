@@ -1,13 +1,21 @@
 """The ``Ready`` batch: what the pure core asks its driver to do next.
 
-The driver handles one Ready at a time, in this order (etcd's contract):
+The driver handles one Ready at a time, in the order
+:func:`rakit.raft.turn.plan` gives (raft-rs's ``messages`` /
+``persisted_messages`` split):
 
-1. persist ``hard_state``, ``snapshot`` and ``entries`` durably (fsync),
+1. send ``messages``: they need nothing of this Ready on disk.  The core puts
+   there only a leader's replication (AppendEntries, Heartbeat,
+   InstallSnapshot) at a term and vote already persisted; a leader counts
+   its own log toward commit only once it is stable, at ``advance``
+   (thesis 10.2.1), so its appends may leave while its own fsync runs;
+2. persist ``hard_state``, ``snapshot`` and ``entries`` durably (fsync),
    ``entries`` replacing any stored suffix from ``entries[0].index`` on;
-2. send ``messages`` (every message may assume step 1 is on disk);
-3. restore the state machine from ``snapshot`` if set, then apply
+3. send ``persisted_messages``: votes, acks, answers, a candidate's requests
+   -- every message that asserts something this Ready makes durable;
+4. restore the state machine from ``snapshot`` if set, then apply
    ``committed_entries`` in order;
-4. call ``core.advance(ready)``.
+5. call ``core.advance(ready)``.
 
 ``read_states`` are ReadIndex confirmations: answer read ``ctx`` once the
 state machine has applied up to ``index``.  ``soft_state`` is set when the
@@ -47,6 +55,7 @@ class Ready:
     entries: list[Entry] = field(default_factory=list)
     snapshot: Snapshot | None = None
     messages: list[AnyMessage] = field(default_factory=list)
+    persisted_messages: list[AnyMessage] = field(default_factory=list)
     committed_entries: list[Entry] = field(default_factory=list)
     read_states: list[ReadState] = field(default_factory=list)
     soft_state: SoftState | None = None
@@ -58,8 +67,13 @@ class Ready:
             or self.entries
             or self.snapshot
             or self.messages
+            or self.persisted_messages
             or self.committed_entries
             or self.read_states
             or self.soft_state
             or self.conf_state
         )
+
+    def all_messages(self) -> list[AnyMessage]:
+        """Both kinds, early ones first (for tests and tools that do not model the disk)."""
+        return [*self.messages, *self.persisted_messages]
