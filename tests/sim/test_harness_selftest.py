@@ -77,8 +77,8 @@ class HeartbeatsFullCommit(CommitsHeartbeatToItsLastIndex):
     """Tells followers the full commit index, not min(match, commit) (and they trust it)."""
 
     def _broadcast_heartbeat(self) -> None:
-        ctx = next(reversed(self._pending_reads)) if self._pending_reads else 0
-        self._read_heartbeat_due = False
+        ctx = self._reads.latest_ctx()
+        self._reads.heartbeat_due = False
         for peer in self._peers():
             self._send(Heartbeat(term=self._term, src=self._id, dst=peer, commit=self._log.committed, ctx=ctx))
 

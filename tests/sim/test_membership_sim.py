@@ -27,7 +27,8 @@ from dataclasses import replace
 
 import pytest
 
-from rakit.raft.core import RaftCore, _conf_of
+from rakit.raft.core import RaftCore
+from rakit.raft.membership import conf_of
 from rakit.raft.messages import ConfChange, ConfState, Entry
 
 from .harness import Cluster, InvariantViolation, SimConfig, with_raft
@@ -242,9 +243,9 @@ class KeepsTruncatedConf(RaftCore):
 
     def _on_log_append(self, entries: list[Entry]) -> None:  # type: ignore[override]
         for entry in entries:
-            conf = _conf_of(entry)
+            conf = conf_of(entry)
             if conf is not None:
-                self._confs.append((entry.index, conf))
+                self._confs.confs.append((entry.index, conf))
                 self._set_conf(conf)
 
 

@@ -65,71 +65,13 @@ Rules
 10. *ReadIndex* (thesis 6.4).  The leader records its commit index for the
    read, waits until it has committed an entry of its own term, confirms
    leadership with one heartbeat round carrying ``ctx`` and then hands out a
-   ReadState.  Unconfirmed reads are dropped when leadership is lost.
+   ReadState.  Unconfirmed reads are dropped when leadership is lost
+   (the bookkeeping: :mod:`rakit.raft.readonly`).
 11. *Determinism*.  Peers are always visited in sorted order; the only
    randomness is the ``rng`` passed in.
-12. *Membership, one server at a time* (thesis 4.1).  A configuration
-   (``ConfState``: voters and learners) is a log entry (``ENTRY_CONF``,
-   whose data carries the change and the configuration it yields).  It
-   takes effect on a node as soon as the entry is appended to its log, on
-   the leader and on followers alike, committed or not; a truncated conf
-   entry is undone (the node returns to the latest conf entry left in its
-   log, else to its snapshot's configuration, else to the initial voters).
-   A restart recomputes the same from snapshot + log.  ``compact`` stores the
-   configuration in force at the snapshot's index in ``SnapshotMeta``.
-   Every decision uses the node's current configuration: commit, elections
-   and vote counting, check-quorum, ReadIndex acks, replication targets.
-13. *Why single-server changes* (rather than joint consensus, thesis 4.3):
-   they need no second kind of quorum, and a learner stage (rule 14) already
-   covers the catch-up that makes changes safe to *availability*.  Safety:
-   if C and C' differ by one server, any majority of C and any majority of
-   C' share a server (with |C| = n and |C'| = n + 1, majorities have at
-   least floor(n/2) + 1 and floor((n+1)/2) + 1 members, together more than
-   the n + 1 servers there are; removal is symmetric).  So two leaders of
-   one term, or a committed entry and a leader lacking it, would need two
-   disjoint majorities: impossible, *provided configurations do not skip a
-   step*.  Hence at most one uncommitted change at a time: the leader
-   refuses a change while ``pending_conf_index`` (the latest conf entry, and
-   on a leader at least its first entry of its term) is above the commit
-   index.  The "first entry of its term" part is Ongaro's 2015 fix: a new
-   leader must commit an entry of its own term before changing the
-   configuration, or two leaders of different terms could each commit a
-   change from the same base and together skip a step.
-14. *Learners*.  A learner is replicated to like a follower (it has a
-   Progress, gets snapshots) but never counts toward commit, check-quorum or
-   ReadIndex, and never campaigns (nor does any non-voter, but for rule 15's
-   exception: ``campaign()``, the election timer and TimeoutNow do nothing
-   on it).  It does answer
-   vote requests by rule 4: a candidate may hold the entry promoting it
-   while the learner does not yet, and if it refused, a quorum of the
-   candidate's configuration could be unable to elect anyone.  A candidate
-   counts only the votes of its own voters.  ``promote`` is refused unless
-   the learner is caught up (``is_caught_up``): in replicate state, its match
-   within ``max_entries_per_msg`` of the leader's last index, and heard from
-   within the last election_ticks ticks -- so adding it does not stall
-   commits while it catches up (thesis 4.2.1).
-15. *Removal*.  From the moment the leader appends a removal, the removed
-   node gets no more appends or heartbeats.  A leader that removes itself
-   keeps leading -- without counting itself -- until that entry is
-   committed, then steps down and, being no voter, never campaigns.  A
-   removed node that does not know it (it never gets the entry) can only
-   pre-vote in vain (its log lacks the committed removal) or be ignored by
-   the leader lease (rule 2): thesis 4.2.3.  One exception to "non-voters
-   never campaign": a node whose latest conf entry removed it *and is not
-   known to be committed* still campaigns if it was a voter before that
-   entry.  It is the ex-leader that lost leadership (check-quorum, a
-   crash) before committing its own removal: its log may be the only one
-   the remaining voters would elect, while those lacking the removal still
-   need its vote -- without the exception, no one could ever win.  It
-   counts votes in its own (new) configuration, like any candidate, so
-   safety is the usual argument; elected, it commits the removal and steps
-   down.
-16. *Senders outside our configuration*.  Their requests (AppendEntries,
-   Heartbeat, InstallSnapshot, RequestVote, TimeoutNow) are stepped, their
-   responses dropped.  A node's configuration may lag: a leader or candidate
-   added in entries it has not received yet must be heard, or a quorum that
-   includes the lagging node could never elect or replicate.  Terms, the
-   log check of rule 4 and the lease keep strangers harmless.
+12.-16. *Membership* (one server at a time, why, learners, removal,
+   senders outside our configuration): stated in :mod:`rakit.raft.membership`,
+   which keeps the configuration history; the core applies them.
 17. *Leadership transfer* (thesis 3.10).  ``transfer_leader(target)`` (a
    voter) makes the leader refuse proposals and conf changes
    (``TransferInProgress``, a NotLeader naming the target), bring the
@@ -150,7 +92,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from rakit.errors import (
     AlreadyVoter,
@@ -167,6 +108,7 @@ from rakit.errors import (
 from rakit.raft import quorum
 from rakit.raft.config import RaftConfig
 from rakit.raft.log import RaftLog
+from rakit.raft.membership import ConfHistory
 from rakit.raft.messages import (
     ENTRY_CONF,
     ENTRY_NOOP,
@@ -188,10 +130,10 @@ from rakit.raft.messages import (
     Snapshot,
     SnapshotMeta,
     TimeoutNow,
-    decode_conf_entry,
     encode_conf_entry,
 )
 from rakit.raft.progress import Progress
+from rakit.raft.readonly import ReadOnly
 from rakit.raft.ready import Ready, SoftState
 from rakit.raft.roles import Role
 
@@ -202,12 +144,6 @@ _REQUESTS = (AppendEntries, Heartbeat, InstallSnapshot, RequestVote, TimeoutNow)
 _CONF_OPS = ("add_learner", "promote", "remove")
 # A leader's replication, sent before its fsync when term and vote are durable (rule 18).
 EARLY_KINDS = (AppendEntries, Heartbeat, InstallSnapshot)
-
-
-@dataclass(slots=True)
-class _PendingRead:
-    index: int
-    acks: set[str] = field(default_factory=set)
 
 
 DEFAULT_CONFIG = RaftConfig()
@@ -242,13 +178,8 @@ class RaftCore:
         self._log = RaftLog(snapshot, entries, hard_state.commit)
         # Membership (rule 12): the configuration at the snapshot (or the
         # initial one) and (index, configuration) of every conf entry after it.
-        self._base_conf = snapshot.meta.conf_state() if snapshot else ConfState.of(voters)
-        self._confs: list[tuple[int, ConfState]] = []
-        for entry in entries:
-            conf = _conf_of(entry)
-            if conf is not None:
-                self._confs.append((entry.index, conf))
-        self._conf = self._confs[-1][1] if self._confs else self._base_conf
+        self._confs = ConfHistory(snapshot.meta.conf_state() if snapshot else ConfState.of(voters), entries)
+        self._conf = self._confs.current
         self._voters = list(self._conf.voters)
         self._prev_conf = self._conf
         self._log.on_append = self._on_log_append
@@ -273,10 +204,7 @@ class RaftCore:
         self._progress: dict[str, Progress] = {}
         self.follower_regressions = 0  # rule 7: followers found to have lost acknowledged entries
         self._msgs: list[AnyMessage] = []
-        # ReadIndex: waiting for a commit in our term / waiting for acks.
-        self._held_reads: list[int] = []
-        self._pending_reads: dict[int, _PendingRead] = {}
-        self._read_heartbeat_due = False
+        self._reads = ReadOnly()  # ReadIndex: held and pending reads (rule 10)
         self._read_states: list[ReadState] = []
         self._become_follower(self._term, None)
         self._prev_hard_state = hard_state
@@ -344,7 +272,7 @@ class RaftCore:
     @property
     def pending_conf_index(self) -> int:
         """The index that must be committed before the next conf change (rule 13)."""
-        index = self._confs[-1][0] if self._confs else 0
+        index = self._confs.latest_index
         if self._role == LEADER:
             index = max(index, self._term_start)
         return index
@@ -411,12 +339,12 @@ class RaftCore:
     def read_index(self, ctx: int) -> None:
         """Start a ReadIndex round for ``ctx`` (unique, non-zero, chosen by the driver)."""
         self._require_leader()
-        if ctx == 0 or ctx in self._pending_reads or ctx in self._held_reads:
+        if ctx == 0 or self._reads.knows(ctx):
             raise ValueError(f"read ctx must be non-zero and unique, got {ctx}")
         if self._committed_in_term():
             self._start_read(ctx)
         else:
-            self._held_reads.append(ctx)
+            self._reads.hold(ctx)
 
     def campaign(self) -> None:
         """Start an election now, skipping the pre-vote (a non-voter does nothing)."""
@@ -492,14 +420,14 @@ class RaftCore:
             or log.stable_index < log.last_index
             or log.has_next_committed()
             or self._conf_changed()
-            or (self._role == LEADER and self._read_heartbeat_due)
+            or (self._role == LEADER and self._reads.heartbeat_due)
             or (self._role == LEADER and any(self._append_due(pr) for pr in self._progress.values()))
         )
 
     def ready(self) -> Ready:
         if self._role == LEADER:
             self._flush_appends()
-            if self._read_heartbeat_due:
+            if self._reads.heartbeat_due:
                 self._broadcast_heartbeat()
         rd = Ready(
             entries=self._log.unstable_entries(),
@@ -553,11 +481,10 @@ class RaftCore:
         term = self._log.term_at(index)
         if term is None or index <= self._log.snapshot_index:
             raise ValueError(f"cannot compact to {index}: snapshot at {self._log.snapshot_index}")
-        conf = self._conf_at(index)
+        conf = self._confs.at(index)
         snap = Snapshot(SnapshotMeta(index, term, list(conf.voters), list(conf.learners)), data)
         self._log.compact(snap)
-        self._base_conf = conf
-        self._confs = [(i, c) for i, c in self._confs if i > index]
+        self._confs.compacted(index, conf)
         return snap
 
     # -- small helpers -----------------------------------------------------------
@@ -615,9 +542,7 @@ class RaftCore:
         self._randomized_timeout = self._config.election_ticks + self._rng.randrange(self._config.election_ticks)
         self._votes = {}
         self._progress = {}
-        self._held_reads = []
-        self._pending_reads = {}
-        self._read_heartbeat_due = False
+        self._reads.reset()
         self._transfer_target = None
 
     def _become_follower(self, term: int, leader_id: str | None) -> None:
@@ -694,10 +619,9 @@ class RaftCore:
         """A voter, or the exception of rule 15 (our own removal, not known to be committed)."""
         if self._id in self._conf.voters:
             return True
-        if not self._confs or self._confs[-1][0] <= self._log.committed:
+        if self._confs.latest_index <= self._log.committed:
             return False
-        before = self._confs[-2][1] if len(self._confs) > 1 else self._base_conf
-        return self._id in before.voters
+        return self._id in self._confs.before_latest.voters
 
     def _campaign(self, *, pre_vote: bool, transfer: bool) -> None:
         if not self._may_campaign():
@@ -869,9 +793,8 @@ class RaftCore:
         else:
             self._leader_match = max(self._leader_match, meta.index)
             log.restore(msg.snapshot)
-            self._base_conf = meta.conf_state()
-            self._confs = []
-            self._set_conf(self._base_conf)
+            self._confs.restored(meta.conf_state())
+            self._set_conf(self._confs.current)
             self._ack(msg.src, meta.index)
 
     # -- leader side -------------------------------------------------------------------
@@ -936,11 +859,7 @@ class RaftCore:
             return  # removed since it was sent to
         pr.heard_at = self._leader_ticks
         pr.heartbeat_answered(lagging=pr.match < self._log.last_index)
-        pending = self._pending_reads.get(msg.ctx) if msg.ctx else None
-        if pending is not None:
-            pending.acks.add(msg.src)
-            if quorum.vote_result(dict.fromkeys(pending.acks, True), self._voters) == "won":
-                self._confirm_reads_through(msg.ctx)
+        self._read_states.extend(self._reads.ack(msg.ctx, msg.src, self._voters))
 
     def _append_due(self, pr: Progress) -> bool:
         if pr.is_paused():
@@ -993,8 +912,8 @@ class RaftCore:
         pr.kick = False
 
     def _broadcast_heartbeat(self) -> None:
-        ctx = next(reversed(self._pending_reads)) if self._pending_reads else 0
-        self._read_heartbeat_due = False
+        ctx = self._reads.latest_ctx()
+        self._reads.heartbeat_due = False
         for peer in self._peers():
             commit = min(self._progress[peer].match, self._log.committed)
             self._send(
@@ -1015,49 +934,19 @@ class RaftCore:
         if self._voters == [self._id]:
             self._read_states.append(ReadState(ctx, index))
             return
-        self._pending_reads[ctx] = _PendingRead(index, {self._id})
-        self._read_heartbeat_due = True
+        self._reads.start(ctx, index, self._id)
 
     def _release_held_reads(self) -> None:
-        if self._held_reads and self._committed_in_term():
-            held, self._held_reads = self._held_reads, []
-            for ctx in held:
+        if self._reads.held and self._committed_in_term():
+            for ctx in self._reads.take_held():
                 self._start_read(ctx)
-
-    def _confirm_reads_through(self, ctx: int) -> None:
-        """A quorum confirmed ``ctx``: it and every read started before it are safe."""
-        while self._pending_reads:
-            first = next(iter(self._pending_reads))
-            pending = self._pending_reads.pop(first)
-            self._read_states.append(ReadState(first, pending.index))
-            if first == ctx:
-                return
 
     # -- membership ------------------------------------------------------------------------
 
     def _on_log_append(self, entries: Sequence[Entry]) -> None:
-        """The log replaced everything from entries[0] on (rule 12: undo, then apply)."""
-        first = entries[0].index
-        changed = False
-        while self._confs and self._confs[-1][0] >= first:
-            self._confs.pop()
-            changed = True
-        for entry in entries:
-            conf = _conf_of(entry)
-            if conf is not None:
-                self._confs.append((entry.index, conf))
-                changed = True
-        if changed:
-            self._set_conf(self._confs[-1][1] if self._confs else self._base_conf)
-
-    def _conf_at(self, index: int) -> ConfState:
-        """The configuration in force at ``index`` (not below the snapshot)."""
-        conf = self._base_conf
-        for at, c in self._confs:
-            if at > index:
-                break
-            conf = c
-        return conf
+        """The log replaced everything from entries[0] on (membership rule 1: undo, then apply)."""
+        if self._confs.replaced_from(entries):
+            self._set_conf(self._confs.current)
 
     def _set_conf(self, conf: ConfState) -> None:
         if conf == self._conf:
@@ -1084,11 +973,3 @@ class RaftCore:
         if pr is not None and pr.match == self._log.last_index:
             self._timeout_now_sent = True
             self._send(TimeoutNow(term=self._term, src=self._id, dst=target))
-
-
-def _conf_of(entry: Entry) -> ConfState | None:
-    """The configuration an ENTRY_CONF entry yields; None for other entries and bad data."""
-    if entry.kind != ENTRY_CONF:
-        return None
-    conf_entry = decode_conf_entry(entry.data)
-    return conf_entry.conf if conf_entry is not None else None
