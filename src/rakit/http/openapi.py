@@ -32,6 +32,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from rakit import errors as E
 from rakit.http import schemas as S
 from rakit.http.json import MAX_BODY_BYTES, MAX_VALUE_BYTES, Key, Name
 from rakit.http.routes import cache, kv, locks, members, queue
@@ -96,76 +97,63 @@ class Op:
         return "_".join([self.method.lower(), *words, *(["slash"] if self.path.endswith("/") else [])])
 
 
-# name -> (status, Struct, description, with Retry-After)
-ERRORS: dict[str, tuple[int, type, str, bool]] = {
-    "InvalidRequest": (422, S.InvalidRequestError, "`invalid_request`: malformed or out-of-range input.", False),
+# name -> (the error class of rakit.errors: its status and Retry-After, the answer's Struct, description)
+ERRORS: dict[str, tuple[type[E.RakitError], type, str]] = {
+    "InvalidRequest": (E.InvalidRequest, S.InvalidRequestError, "`invalid_request`: malformed or out-of-range input."),
     "TooLarge": (
-        413,
+        E.TooLarge,
         S.TooLargeError,
-        ("`too_large`: a value over 1 MiB once encoded, or a body over its limit."),
-        False,
+        "`too_large`: a value over 1 MiB once encoded, or a body over its limit.",
     ),
-    "NotFound": (404, S.NotFoundError, "`not_found`.", False),
+    "NotFound": (E.NotFound, S.NotFoundError, "`not_found`."),
     "NoRoute": (
-        404,
+        E.NotFound,
         S.NotFoundError,
-        (
-            "`not_found`: a path parameter that does not fit the route (a `/` or a "
-            "line break in it) leaves no such endpoint."
-        ),
-        False,
+        "`not_found`: a path parameter that does not fit the route (a `/` or a "
+        "line break in it) leaves no such endpoint.",
     ),
     "NotInFlight": (
-        404,
+        E.NotInFlight,
         S.NotInFlightError,
-        ("`not_in_flight`: the message is not in flight for that consumer."),
-        False,
+        "`not_in_flight`: the message is not in flight for that consumer.",
     ),
     "LeaderUnavailable": (
-        503,
+        E.NotLeader,
         S.LeaderUnavailableError,
-        ("`no_leader` / `not_leader` / `unavailable`: no leader served the request in time."),
-        True,
+        "`no_leader` / `not_leader` / `unavailable`: no leader served the request in time.",
     ),
     "Unavailable": (
-        503,
+        E.Unavailable,
         S.UnavailableError,
-        ("`unavailable`: a dependency did not answer; nothing was half-done."),
-        True,
+        "`unavailable`: a dependency did not answer; nothing was half-done.",
     ),
     "ConfChangeRefused": (
-        409,
+        E.ConfChangeRefused,
         S.ConfChangeRefusedError,
-        (
-            "`member_exists` / `unknown_member` / `last_voter` / "
-            "`conf_change_in_progress` / `learner_not_caught_up` / `already_voter`."
-        ),
-        False,
+        "`member_exists` / `unknown_member` / `last_voter` / "
+        "`conf_change_in_progress` / `learner_not_caught_up` / `already_voter`.",
     ),
-    "NotAVoter": (409, S.NotAVoterError, "`not_a_voter`: the target is not a voting member.", False),
-    "LockRefused": (409, S.LockRefusedError, "`conflict` / `timeout` / `deadlock`: not granted.", False),
-    "NotHolder": (409, S.NotHolderError, "`not_holder`: the client does not hold the lock.", False),
-    "ReleaseRefused": (409, S.ReleaseRefusedError, "`not_holder` / `token_mismatch`.", False),
+    "NotAVoter": (E.NotAVoter, S.NotAVoterError, "`not_a_voter`: the target is not a voting member."),
+    "LockRefused": (E.Conflict, S.LockRefusedError, "`conflict` / `timeout` / `deadlock`: not granted."),
+    "NotHolder": (E.Conflict, S.NotHolderError, "`not_holder`: the client does not hold the lock."),
+    "ReleaseRefused": (E.Conflict, S.ReleaseRefusedError, "`not_holder` / `token_mismatch`."),
     "TooManyInFlight": (
-        429,
+        E.TooManyInFlight,
         S.TooManyInFlightError,
-        ("`too_many_in_flight`: the consumer already holds 1000 messages of the topic in flight; nothing changed."),
-        False,
+        "`too_many_in_flight`: the consumer already holds 1000 messages of the topic in flight; nothing changed.",
     ),
     "TooManyWaiters": (
-        429,
+        E.TooManyWaiters,
         S.TooManyWaitersError,
-        ("`too_many_waiters`: the resource's wait list is full; nothing changed."),
-        False,
+        "`too_many_waiters`: the resource's wait list is full; nothing changed.",
     ),
     # Only with client tokens (`--auth-tokens`); added to every operation that needs a token (`_operation`).
     "Unauthorized": (
-        401,
+        E.Unauthorized,
         S.UnauthorizedError,
-        ("`unauthorized`: no API token, a malformed `Authorization` header, or an unknown token."),
-        False,
+        "`unauthorized`: no API token, a malformed `Authorization` header, or an unknown token.",
     ),
-    "Forbidden": (403, S.ForbiddenError, "`forbidden`: the token's grants do not cover this.", False),
+    "Forbidden": (E.Forbidden, S.ForbiddenError, "`forbidden`: the token's grants do not cover this."),
 }
 # Further headers of some error answers: name in ERRORS -> {header: components/headers entry}.
 ERROR_HEADERS: dict[str, dict[str, str]] = {"Unauthorized": {"WWW-Authenticate": "WWWAuthenticate"}}
@@ -964,7 +952,7 @@ def _structs() -> list[type]:
         for t in (op.body, op.ok):
             if t is not None:
                 seen[t] = None
-    for _, struct, _, _ in ERRORS.values():
+    for _, struct, _ in ERRORS.values():
         seen[struct] = None
     return list(seen)
 
@@ -1043,7 +1031,7 @@ def _operation(op: Op, names: Mapping[type, str]) -> dict[str, Any]:
         responses["200"] = {"description": op.ok_description, "content": {JSON: {"schema": _ref(names[op.ok])}}}
     responses.update(copy.deepcopy(dict(op.responses)))
     for error in errors:
-        status = str(ERRORS[error][0])
+        status = str(ERRORS[error][0].status)
         if status in responses:
             raise ValueError(f"{op.method} {op.path}: two answers for {status}")
         responses[status] = {"$ref": f"#/components/responses/{error}"}
@@ -1066,12 +1054,12 @@ def build_document() -> dict[str, Any]:
         if declared != set(re.findall(r"{([^}]+)}", op.path)):
             raise ValueError(f"{op.method} {op.path}: path parameters {sorted(declared)} do not match")
     responses = {}
-    for name, (status, struct, description, retry) in ERRORS.items():
+    for name, (error, struct, description) in ERRORS.items():
         response: dict[str, Any] = {
-            "description": f"{status}: {description}",
+            "description": f"{error.status}: {description}",
             "content": {JSON: {"schema": _ref(names[struct])}},
         }
-        if retry:
+        if error.retry_after:
             response["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
         for header, ref in ERROR_HEADERS.get(name, {}).items():
             response.setdefault("headers", {})[header] = {"$ref": f"#/components/headers/{ref}"}
