@@ -34,46 +34,15 @@ import msgspec
 
 from rakit import errors as E
 from rakit.http import schemas as S
-from rakit.http.json import MAX_BODY_BYTES, MAX_VALUE_BYTES, Key, Name
+from rakit.http.endpoints import ENDPOINTS, JSON, Endpoint, Param
+from rakit.http.json import MAX_BODY_BYTES, MAX_VALUE_BYTES
 from rakit.http.routes import cache, kv, locks, members, queue
 from rakit.security.tokens import OPEN, need
 
 OPENAPI_VERSION = "3.1.0"
 REF_TEMPLATE = "#/components/schemas/{name}"
-JSON = "application/json"
-MSGPACK = "application/msgpack"
 
 # -- parameters and operations ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    where: str  # "path" | "query"
-    type: Any  # an (annotated) type: its msgspec JSON schema is the parameter's schema
-    description: str
-    required: bool = True
-    default: Any = None
-
-    def render(self) -> dict[str, Any]:
-        schema = msgspec.json.schema(self.type)
-        if self.default is not None:
-            schema["default"] = self.default
-        return {
-            "name": self.name,
-            "in": self.where,
-            "required": self.where == "path" or self.required,
-            "description": self.description,
-            "schema": schema,
-        }
-
-
-def key_param(name: str, what: str) -> Param:
-    return Param(name, "path", Key, f"{what}: 1-128 characters of `[A-Za-z0-9_.:-]`.")
-
-
-def name_param(name: str, what: str, where: str = "path") -> Param:
-    return Param(name, where, Name, f"{what}: 1-128 characters of `[A-Za-z0-9_.-]`.")
 
 
 @dataclass(frozen=True)
@@ -90,6 +59,7 @@ class Op:
     errors: tuple[str, ...] = ()  # names in ERRORS
     responses: Mapping[str, Any] = field(default_factory=dict)  # further literal responses
     request: Mapping[str, Any] | None = None  # a literal requestBody (non-JSON bodies)
+    needs_token: bool | None = None  # None: as rakit.security.tokens.need says of the path
 
     @property
     def operation_id(self) -> str:
@@ -163,104 +133,35 @@ BEARER = "bearerAuth"
 BODY = ("InvalidRequest", "TooLarge")  # every JSON body: decoding and size
 LEADER = ("LeaderUnavailable",)
 
-RESOURCE = key_param("resource", "The lock's resource name")
-NODE_ID = name_param("id", "A member's node id")
-TOPIC = name_param("topic", "The topic")
-CONSUMER = name_param("consumer_id", "The consumer")
-CACHE_KEY = key_param("key", "The cache key")
-KV_KEY = key_param("key", "The key")
+RAFT_RPC = (
+    "Node to node. The body is a msgpack `rakit.raft.messages.Batch` from a peer; the answer is a "
+    "`Batch` of this node's messages for that peer, sent once this node has persisted what the batch "
+    "implies (empty after 2 s). All three paths do the same exchange; the nodes themselves use the "
+    "`/raft/stream` WebSocket. A batch that does not decode, or whose sender is not a member, is "
+    "refused with 422 and changes nothing."
+)
 
-# The query parameters that handlers parse by hand, with the bounds they check.
-DeadLimit = Annotated[int, msgspec.Meta(ge=1, le=queue.MAX_DEAD_LIMIT)]
-
-NO_MESSAGE = {"204": {"description": "Nothing ready on the topic (within `wait` seconds)."}}
-
-
-def _msgpack_request(what: str, limit: int) -> dict[str, Any]:
-    return {
-        "required": True,
-        "description": f"{what} Internal binary format (msgpack); at most {limit} bytes.",
-        "content": {MSGPACK: {}},
-    }
-
-
-def _msgpack_answer(what: str) -> dict[str, Any]:
-    return {"200": {"description": what, "content": {MSGPACK: {}}}}
-
-
-def _raft_rpc(path: str, what: str) -> Op:
-    return Op(
-        "POST",
-        path,
-        "internal",
-        f"Raft RPC: {what}",
-        "Node to node. The body is a msgpack `rakit.raft.messages.Batch` from a peer; the answer is a "
-        "`Batch` of this node's messages for that peer, sent once this node has persisted what the batch "
-        "implies (empty after 2 s). All three paths do the same exchange; the nodes themselves use the "
-        "`/raft/stream` WebSocket. A batch that does not decode, or whose sender is not a member, is "
-        "refused with 422 and changes nothing.",
-        request=_msgpack_request("A `rakit.raft.messages.Batch`.", 256 * 1024 * 1024),
-        responses=_msgpack_answer("A `rakit.raft.messages.Batch` for the sender."),
-        errors=BODY,
-    )
-
-
-CORE_OPERATIONS: tuple[Op, ...] = (
-    # -- cluster --
-    Op(
-        "GET",
-        "/health",
-        "cluster",
-        "Liveness",
-        "`200` while the process serves.",
-        ok=S.Health,
-        ok_description="The node serves.",
-    ),
-    Op(
-        "GET",
-        "/status",
-        "cluster",
-        "Raft status of this node",
+# (method, path) of rakit.http.endpoints.ENDPOINTS -> description, or (description, 200 answer description)
+DESCRIPTIONS: dict[tuple[str, str], str | tuple[str, str]] = {
+    ("GET", "/health"): ("`200` while the process serves.", "The node serves."),
+    ("GET", "/status"): (
         "This node's role, term, the leader it knows of and its log indexes. Not forwarded: every node "
         "answers for itself.",
-        ok=S.NodeStatus,
-        ok_description="This node's view.",
+        "This node's view.",
     ),
-    Op(
-        "GET",
-        "/metrics",
-        "cluster",
-        "Prometheus metrics",
-        "Prometheus text exposition format (`rakit_*`).",
-        responses={"200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}}},
-    ),
-    Op(
-        "GET",
-        "/debug/digest",
-        "cluster",
-        "Diagnostic: digest of the replicated state",
+    ("GET", "/metrics"): ("Prometheus text exposition format (`rakit_*`)."),
+    ("GET", "/debug/digest"): (
         "This replica's applied index and a SHA-256 of its state machines; replicas that applied the same "
         "index show the same digest.",
-        ok=S.Digest,
-        ok_description="This replica's digest.",
+        "This replica's digest.",
     ),
-    Op(
-        "GET",
-        "/cluster/consistency",
-        "cluster",
-        "Do the replicas' logs agree?",
+    ("GET", "/cluster/consistency"): (
         "Compares every member's log chain at the highest checkpoint they all kept; members whose chain "
         "differs from the majority's are `diverged` (a damaged or replaced disk). The leader runs the same "
         "check every 30 s and exports `rakit_replicas_diverged`.",
-        ok=S.Consistency,
-        ok_description="The comparison.",
+        "The comparison.",
     ),
-    # -- locks --
-    Op(
-        "POST",
-        "/lock/acquire",
-        "locks",
-        "Acquire a lock",
+    ("POST", "/lock/acquire"): (
         "Exclusive excludes everyone; shared is compatible with shared. Granted at once only if compatible "
         "with the holders and nobody waits ahead (a new shared request never overtakes a waiting exclusive "
         "one); otherwise the request waits in a FIFO wait list up to `timeout` seconds, or gets `409 "
@@ -268,438 +169,158 @@ CORE_OPERATIONS: tuple[Op, ...] = (
         "restarted at `ttl`); the sole shared holder asking for exclusive is upgraded (new, greater token). "
         "A request whose wait would close a cycle in the wait-for graph gets `409 deadlock` with the cycle. "
         "Served by the Raft leader; any node forwards.",
-        body=locks.AcquireBody,
-        ok=S.LockGrant,
-        ok_description="Granted.",
-        errors=(*BODY, "LockRefused", "TooManyWaiters", *LEADER),
+        "Granted.",
     ),
-    Op(
-        "POST",
-        "/lock/release",
-        "locks",
-        "Release a lock",
+    ("POST", "/lock/release"): (
         "Ends the client's hold; the head of the wait list is granted. With `fencing_token`, only the hold "
         "with that token is released.",
-        body=locks.ReleaseBody,
-        ok=S.LockReleased,
-        ok_description="Released.",
-        errors=(*BODY, "ReleaseRefused", *LEADER),
+        "Released.",
     ),
-    Op(
-        "POST",
-        "/lock/renew",
-        "locks",
-        "Renew a lock's lease",
+    ("POST", "/lock/renew"): (
         "Restarts the lease of the client's hold at `ttl` (default: the hold's current ttl).",
-        body=locks.RenewBody,
-        ok=S.LockRenewed,
-        ok_description="Renewed.",
-        errors=(*BODY, "NotHolder", *LEADER),
+        "Renewed.",
     ),
-    Op(
-        "GET",
-        "/lock/status/{resource}",
-        "locks",
-        "Lock status",
+    ("GET", "/lock/status/{resource}"): (
         "Holders, waiters (in arrival order) and the highest fencing token of a resource; a linearizable "
         "read (ReadIndex on the leader).",
-        params=(RESOURCE,),
-        ok=S.LockStatus,
-        ok_description="The resource's state.",
-        errors=("InvalidRequest", "NoRoute", *LEADER),
+        "The resource's state.",
     ),
-    Op(
-        "GET",
-        "/lock/watch/{resource}",
-        "locks",
-        "Wait for a hold to end",
+    ("GET", "/lock/watch/{resource}"): (
         "Answers when `client_id`'s hold on the resource ends (released or expired), at once if there is "
         "none, or after `timeout` seconds with `held: true`.",
-        params=(
-            RESOURCE,
-            name_param("client_id", "The holder to watch", "query"),
-            Param("timeout", "query", locks.Timeout, "Seconds to wait.", required=False, default=30.0),
-        ),
-        ok=S.LockWatch,
-        ok_description="The hold ended, there was none, or the timeout ran out.",
-        errors=("InvalidRequest", "NoRoute", *LEADER),
+        "The hold ended, there was none, or the timeout ran out.",
     ),
-    Op(
-        "GET",
-        "/cluster/members",
-        "cluster",
-        "List the members",
+    ("GET", "/cluster/members"): (
         "This node's view of the configuration: voters and learners with their URLs (asked at the leader, "
         "learners also say whether they are caught up).",
-        ok=S.Members,
-        ok_description="The configuration.",
+        "The configuration.",
     ),
-    Op(
-        "POST",
-        "/cluster/members",
-        "cluster",
-        "Add a member (as a learner)",
+    ("POST", "/cluster/members"): (
         "Adds the node as a non-voting learner: it receives the log (or a snapshot) without counting toward "
         "commit or elections, so adding it never lowers availability. Promote it once caught up. One "
         "configuration change at a time; answered once committed.",
-        body=members.AddMemberBody,
-        ok=S.MembershipChanged,
-        ok_description="Committed.",
-        errors=(*BODY, "ConfChangeRefused", *LEADER),
+        "Committed.",
     ),
-    Op(
-        "POST",
-        "/cluster/members/{id}/promote",
-        "cluster",
-        "Promote a learner to voter",
+    ("POST", "/cluster/members/{id}/promote"): (
         "Refused (`learner_not_caught_up`) unless the learner's log is within one batch of the leader's.",
-        params=(NODE_ID,),
-        body=members.PromoteBody,
-        ok=S.MembershipChanged,
-        ok_description="Committed.",
-        errors=(*BODY, "ConfChangeRefused", *LEADER),
+        "Committed.",
     ),
-    Op(
-        "DELETE",
-        "/cluster/members/{id}",
-        "cluster",
-        "Remove a member",
+    ("DELETE", "/cluster/members/{id}"): (
         "Removes a voter or learner. A removed leader keeps leading until its removal is committed, then "
         "steps down; stop the removed node's process afterwards.",
-        params=(NODE_ID,),
-        ok=S.MembershipChanged,
-        ok_description="Committed.",
-        errors=("InvalidRequest", "ConfChangeRefused", *LEADER),
+        "Committed.",
     ),
-    Op(
-        "POST",
-        "/cluster/transfer-leader",
-        "cluster",
-        "Transfer Raft leadership",
+    ("POST", "/cluster/transfer-leader"): (
         "Hands leadership to `to` (default: the most caught-up other voter) with TimeoutNow (Raft thesis "
         "3.10): the leader stops taking proposals, brings the target up to date and tells it to start an "
         "election at once. Answered once the target leads; 503 if it has not within 2 s (the old leader "
         "then leads again). Use it before restarting or removing the leader.",
-        body=members.TransferBody,
-        ok=S.LeaderTransferred,
-        ok_description="The target leads.",
-        errors=(*BODY, "NotAVoter", *LEADER),
+        "The target leads.",
     ),
-    # -- kv --
-    Op(
-        "POST",
-        "/kv/put",
-        "kv",
-        "Put a value (demo map)",
+    ("POST", "/kv/put"): (
         "Writes through Raft; answered once committed and applied. A demo / diagnostic replicated map.",
-        body=kv.PutBody,
-        ok=S.KvPut,
-        ok_description="Committed and applied.",
-        errors=(*BODY, *LEADER),
+        "Committed and applied.",
     ),
-    Op(
-        "POST",
-        "/kv/delete",
-        "kv",
-        "Delete a key (demo map)",
-        "Deletes through Raft.",
-        body=kv.KeyBody,
-        ok=S.KvDeleted,
-        ok_description="Committed and applied.",
-        errors=(*BODY, *LEADER),
-    ),
-    Op(
-        "POST",
-        "/kv/incr",
-        "kv",
-        "Increment an integer (demo map)",
+    ("POST", "/kv/delete"): ("Deletes through Raft.", "Committed and applied."),
+    ("POST", "/kv/incr"): (
         "Adds `delta` to the key's integer value (a missing key counts as 0); 422 when the value is not an integer.",
-        body=kv.IncrBody,
-        ok=S.KvValue,
-        ok_description="The new value.",
-        errors=(*BODY, *LEADER),
+        "The new value.",
     ),
-    Op(
-        "GET",
-        "/kv/get/{key}",
-        "kv",
-        "Get a value (demo map)",
-        "A linearizable read (ReadIndex on the leader).",
-        params=(KV_KEY,),
-        ok=S.KvValue,
-        ok_description="The value.",
-        errors=("InvalidRequest", "NotFound", *LEADER),
-    ),
-    # -- cache --
-    Op(
-        "POST",
-        "/cache/set",
-        "cache",
-        "Set a cache entry",
+    ("GET", "/kv/get/{key}"): ("A linearizable read (ReadIndex on the leader).", "The value."),
+    ("POST", "/cache/set"): (
         "Stores the value on this node with a version above every version it has seen, and answers once "
         "every peer has dropped (or replaced) its older copy, or has been fenced out of serving. From then "
         "on no node answers an older value of that key.",
-        body=cache.SetBody,
-        ok=S.CacheSet,
-        ok_description="Written.",
-        errors=(*BODY, "Unavailable"),
+        "Written.",
     ),
-    Op(
-        "GET",
-        "/cache/get/{key}",
-        "cache",
-        "Get a cache entry",
+    ("GET", "/cache/get/{key}"): (
         "A local hit, or a miss served by whichever peer holds the newest copy (which this node then keeps).",
-        params=(CACHE_KEY,),
-        ok=cache.GetAnswer,
-        ok_description="The current value.",
-        errors=("InvalidRequest", "NotFound", "Unavailable"),
+        "The current value.",
     ),
-    Op(
-        "POST",
-        "/cache/delete",
-        "cache",
-        "Delete a cache entry",
-        "Drops the key everywhere; answered like a set.",
-        body=cache.KeyBody,
-        ok=S.CacheDeleted,
-        ok_description="Deleted.",
-        errors=(*BODY, "Unavailable"),
-    ),
-    Op(
-        "GET",
-        "/cache/stats",
-        "cache",
-        "Cache statistics",
+    ("POST", "/cache/delete"): ("Drops the key everywhere; answered like a set.", "Deleted."),
+    ("GET", "/cache/stats"): (
         "This node's cache: occupancy, counters, serving state and contact with each peer.",
-        ok=S.CacheStats,
-        ok_description="Statistics.",
+        "Statistics.",
     ),
-    Op(
-        "POST",
-        "/cache/invalidate",
-        "internal",
-        "Apply one invalidation (tools)",
+    ("POST", "/cache/invalidate"): (
         "One invalidation as JSON, as if sent by node `src`: drops this node's copy of `key` if older than "
         "`version`. The nodes themselves batch theirs on `/cache/stream`.",
-        body=cache.InvalidateBody,
-        ok=S.CacheInvalidated,
-        ok_description="What the invalidation did.",
-        errors=BODY,
+        "What the invalidation did.",
     ),
-    Op(
-        "POST",
-        "/cache/internal/batch",
-        "internal",
-        "Cache peer batch (msgpack)",
+    ("POST", "/cache/internal/batch"): (
         "One msgpack `rakit.cache.rules.messages.Batch` (invalidations, fetches, heartbeats) answered by a "
-        "`BatchReply`; what the nodes send each other on `/cache/stream`, one batch per request.",
-        request=_msgpack_request("A `rakit.cache.rules.messages.Batch`.", cache.MAX_BATCH_BODY),
-        responses=_msgpack_answer("A `rakit.cache.rules.messages.BatchReply`."),
-        errors=BODY,
+        "`BatchReply`; what the nodes send each other on `/cache/stream`, one batch per request."
     ),
-    # -- queue --
-    Op(
-        "POST",
-        "/queue/push",
-        "queue",
-        "Push a message",
+    ("POST", "/queue/push"): (
         "Answered once the message is durable in Redis. The topic is served by its ring owner (the next "
         "live node while the owner is down); any node forwards. A `message_id` seen on the topic within the "
         "dedup window is not enqueued twice (same answer again).",
-        body=queue.PushBody,
-        ok=S.QueuePushed,
-        ok_description="Durable.",
-        errors=(*BODY, "Unavailable"),
+        "Durable.",
     ),
-    Op(
-        "GET",
-        "/queue/pop/{topic}/{consumer_id}",
-        "queue",
-        "Pop a message",
+    ("GET", "/queue/pop/{topic}/{consumer_id}"): (
         "Moves the topic's next message atomically to the consumer's processing list. Not acked within "
         "`visibility_timeout` seconds it becomes ready again at the head of the topic (`delivery_count` + 1); "
         "after `max_deliveries` it goes to the dead-letter list instead. With `wait`, long-polls up to that "
         "many seconds for a message. A consumer holds at most 1000 messages of a topic in flight: one more "
         "pop gets `429 too_many_in_flight` and changes nothing.",
-        params=(
-            TOPIC,
-            CONSUMER,
-            Param(
-                "visibility_timeout",
-                "query",
-                queue.VisibilityTimeout,
-                "Seconds the message stays in flight before it is delivered again.",
-                required=False,
-                default=queue.DEFAULT_VISIBILITY,
-            ),
-            Param(
-                "wait",
-                "query",
-                queue.Wait,
-                "Seconds to wait for a message when none is ready.",
-                required=False,
-                default=0.0,
-            ),
-        ),
-        ok=S.Delivery,
-        ok_description="A message, now in flight for the consumer.",
-        responses=NO_MESSAGE,
-        errors=("InvalidRequest", "NoRoute", "TooManyInFlight", "Unavailable"),
+        "A message, now in flight for the consumer.",
     ),
-    Op(
-        "POST",
-        "/queue/ack",
-        "queue",
-        "Acknowledge a message",
-        "The message is done: removed for good.",
-        body=queue.MessageBody,
-        ok=S.Acked,
-        ok_description="Acked.",
-        errors=(*BODY, "NotInFlight", "Unavailable"),
-    ),
-    Op(
-        "POST",
-        "/queue/nack",
-        "queue",
-        "Give a message back",
-        "The message becomes ready again at once, at the head of the topic.",
-        body=queue.MessageBody,
-        ok=S.Nacked,
-        ok_description="Nacked.",
-        errors=(*BODY, "NotInFlight", "Unavailable"),
-    ),
-    Op(
-        "POST",
-        "/queue/extend",
-        "queue",
-        "Extend a message's visibility timeout",
-        "The message stays in flight `visibility_timeout` seconds from now.",
-        body=queue.ExtendBody,
-        ok=S.Extended,
-        ok_description="Extended.",
-        errors=(*BODY, "NotInFlight", "Unavailable"),
-    ),
-    Op(
-        "GET",
-        "/queue/stats/{topic}",
-        "queue",
-        "Topic statistics",
+    ("POST", "/queue/ack"): ("The message is done: removed for good.", "Acked."),
+    ("POST", "/queue/nack"): ("The message becomes ready again at once, at the head of the topic.", "Nacked."),
+    ("POST", "/queue/extend"): ("The message stays in flight `visibility_timeout` seconds from now.", "Extended."),
+    ("GET", "/queue/stats/{topic}"): (
         "Ready, in-flight and dead counts (read atomically), and the node serving the topic now.",
-        params=(TOPIC,),
-        ok=S.QueueStats,
-        ok_description="Counts.",
-        errors=("InvalidRequest", "NoRoute", "Unavailable"),
+        "Counts.",
     ),
-    Op(
-        "GET",
-        "/queue/dead/{topic}",
-        "queue",
-        "List dead letters",
-        "The topic's dead letters, oldest first.",
-        params=(TOPIC, Param("limit", "query", DeadLimit, "At most this many.", required=False, default=100)),
-        ok=S.DeadLetters,
-        ok_description="Dead letters.",
-        errors=("InvalidRequest", "NoRoute", "Unavailable"),
-    ),
-    Op(
-        "POST",
-        "/queue/redrive",
-        "queue",
-        "Redrive dead letters",
+    ("GET", "/queue/dead/{topic}"): ("The topic's dead letters, oldest first.", "Dead letters."),
+    ("POST", "/queue/redrive"): (
         "Moves up to `limit` dead letters back to the head of the topic, with a fresh delivery count.",
-        body=queue.RedriveBody,
-        ok=S.Redriven,
-        ok_description="Redriven.",
-        errors=(*BODY, "Unavailable"),
+        "Redriven.",
     ),
-    Op(
-        "POST",
-        "/queue/internal/push",
-        "internal",
-        "Relayed push (served here)",
+    ("POST", "/queue/internal/push"): (
         "A push relayed by another node to the topic's owner: served by this node whatever the ring says. "
         "`message_id` is required (the relaying node generates it).",
-        body=queue.InternalPushBody,
-        ok=S.QueuePushed,
-        ok_description="Durable.",
-        errors=(*BODY, "Unavailable"),
+        "Durable.",
     ),
-    Op(
-        "POST",
-        "/queue/internal/pop",
-        "internal",
-        "Relayed pop (served here)",
+    ("POST", "/queue/internal/pop"): (
         "A pop relayed to the topic's owner, its query parameters in the body.",
-        body=queue.PopBody,
-        ok=S.Delivery,
-        ok_description="A message, now in flight for the consumer.",
-        responses=NO_MESSAGE,
-        errors=(*BODY, "TooManyInFlight", "Unavailable"),
+        "A message, now in flight for the consumer.",
     ),
-    Op(
-        "POST",
-        "/queue/internal/ack",
-        "internal",
-        "Relayed ack (served here)",
-        "An ack relayed to the topic's owner.",
-        body=queue.MessageBody,
-        ok=S.Acked,
-        ok_description="Acked.",
-        errors=(*BODY, "NotInFlight", "Unavailable"),
+    ("POST", "/queue/internal/ack"): ("An ack relayed to the topic's owner.", "Acked."),
+    ("POST", "/queue/internal/nack"): ("A nack relayed to the topic's owner.", "Nacked."),
+    ("POST", "/queue/internal/extend"): ("An extend relayed to the topic's owner.", "Extended."),
+    ("POST", "/request_vote"): RAFT_RPC,
+    ("POST", "/append_entries"): RAFT_RPC,
+    ("POST", "/install_snapshot"): RAFT_RPC,
+    ("GET", "/openapi.json"): ("The OpenAPI 3.1 description of this node's API."),
+    ("GET", "/docs/openapi-3.0.json"): (
+        "The same document translated to OpenAPI 3.0, for the bundled Swagger UI (4.x reads 3.0 only)."
     ),
-    Op(
-        "POST",
-        "/queue/internal/nack",
-        "internal",
-        "Relayed nack (served here)",
-        "A nack relayed to the topic's owner.",
-        body=queue.MessageBody,
-        ok=S.Nacked,
-        ok_description="Nacked.",
-        errors=(*BODY, "NotInFlight", "Unavailable"),
-    ),
-    Op(
-        "POST",
-        "/queue/internal/extend",
-        "internal",
-        "Relayed extend (served here)",
-        "An extend relayed to the topic's owner.",
-        body=queue.ExtendBody,
-        ok=S.Extended,
-        ok_description="Extended.",
-        errors=(*BODY, "NotInFlight", "Unavailable"),
-    ),
-    # -- raft --
-    _raft_rpc("/request_vote", "votes"),
-    _raft_rpc("/append_entries", "log replication"),
-    _raft_rpc("/install_snapshot", "snapshots"),
-    # -- this document --
-    Op(
-        "GET",
-        "/openapi.json",
-        "docs",
-        "This document",
-        "The OpenAPI 3.1 description of this node's API.",
-        responses={"200": {"description": "The document.", "content": {JSON: {"schema": {"type": "object"}}}}},
-    ),
-    Op(
-        "GET",
-        "/docs/openapi-3.0.json",
-        "docs",
-        "This document in OpenAPI 3.0",
-        "The same document translated to OpenAPI 3.0, for the bundled Swagger UI (4.x reads 3.0 only).",
-        responses={"200": {"description": "The document.", "content": {JSON: {"schema": {"type": "object"}}}}},
-    ),
-    Op(
-        "GET",
-        "/docs",
-        "docs",
-        "API reference (HTML)",
-        "A browsable reference of this document (Swagger UI, served by the node: no external assets).",
-        responses={"200": {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}}},
-    ),
-)
+    ("GET", "/docs"): ("A browsable reference of this document (Swagger UI, served by the node: no external assets)."),
+}
+
+
+def _documented(ep: Endpoint) -> Op:
+    about = DESCRIPTIONS[(ep.method, ep.path)]  # KeyError: an endpoint without a description
+    description, ok_description = (about, "Done.") if isinstance(about, str) else about
+    return Op(
+        ep.method,
+        ep.path,
+        ep.tag,
+        ep.summary,
+        description,
+        body=ep.body,
+        ok=ep.ok,
+        ok_description=ok_description,
+        params=ep.params,
+        errors=ep.answers,
+        responses=ep.responses,
+        request=ep.request,
+        needs_token=ep.needs_token,
+    )
+
+
+CORE_OPERATIONS: tuple[Op, ...] = tuple(_documented(ep) for ep in ENDPOINTS)
 
 
 def _ui_operations() -> tuple[Op, ...]:
@@ -1024,7 +645,8 @@ def _operation(op: Op, names: Mapping[type, str]) -> dict[str, Any]:
         out["requestBody"] = dict(op.request)
     responses: dict[str, Any] = {}
     errors = op.errors
-    if op.tag != "internal" and need(op.path) is not OPEN:  # needs an API token when tokens are on
+    token = op.needs_token if op.needs_token is not None else op.tag != "internal" and need(op.path) is not OPEN
+    if token:  # needs an API token when tokens are on
         errors = (*errors, *TOKEN)
         out["security"] = [{BEARER: []}]
     if op.ok is not None:
