@@ -66,3 +66,17 @@ def test_the_errors_an_endpoint_names_are_in_the_error_tree(ep: Endpoint) -> Non
 def test_every_leader_endpoint_may_answer_no_leader() -> None:
     for ep in ENDPOINTS:
         assert ("LeaderUnavailable" in ep.answers) == ep.leader
+
+
+def test_the_client_knows_every_error_code() -> None:
+    from rakit.client import errors as client_errors
+
+    specific = set(client_errors._BY_CODE)
+    assert not specific & client_errors.GENERIC_CODES
+    assert specific | client_errors.GENERIC_CODES == set(E.CODES)
+    for code in E.CODES:
+        err = client_errors.error_from_answer(E.CODES[code], {"error": code, "detail": "d"})
+        assert err.error == code and err.status == E.CODES[code]
+        if code in client_errors.GENERIC_CODES:
+            generic = client_errors.ServerError if E.CODES[code] >= 500 else client_errors.RakitError
+            assert type(err) is generic
