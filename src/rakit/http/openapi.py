@@ -1,22 +1,23 @@
-"""The node's OpenAPI 3.1 document, built from the msgspec Structs the handlers use.
+"""The node's OpenAPI 3.1 document, built from the endpoint declarations and the msgspec Structs.
 
-``OPERATIONS`` lists every HTTP route of the app (path, method) with its
-summary, parameters, request Struct, answer Struct and error answers; the
+``OPERATIONS`` is one operation per declared endpoint (``rakit.http.endpoints.ENDPOINTS``:
+path, method, summary, parameters, request and answer Structs, errors,
+token access) with its description from ``DESCRIPTIONS``, plus the
+dashboard's (``_ui_operations``).  The error answers (``ERRORS``) take their
+status and ``Retry-After`` from the error tree (``rakit.errors``).  The
 schemas come from ``msgspec.json.schema_components`` over the very Structs
 that validate requests (``rakit.http.routes.*``) and describe answers
-(``rakit.http.schemas``), and the parameter schemas from the same annotated
-types (``Key``, ``Name``, ``VisibilityTimeout``, ...).  ``document()`` builds
-it once; ``GET /openapi.json`` serves it (``rakit.http.routes.docs``).
+(``rakit.http.schemas``).  ``document()`` builds it once; ``GET
+/openapi.json`` serves it (``rakit.http.routes.docs``).
 
 ``tests/unit/test_openapi.py`` fails when a route of the app has no entry
 here, so a new endpoint cannot ship undocumented.
 
 ``GET /docs`` is Swagger UI from the ``swagger_ui_bundle`` package, served by
-the node itself.  The bundled Swagger UI (4.x) reads OpenAPI 3.0 only, so the
-page loads ``/docs/openapi-3.0.json`` (``build_document_30``), a mechanical 3.0
-translation of the same document (``nullable`` instead of ``null`` types,
-boolean exclusive bounds, ...); with a Swagger UI of 5 or later it loads
-``/openapi.json`` itself.
+the node itself (``rakit.http.openapi30``).  The bundled Swagger UI (4.x)
+reads OpenAPI 3.0 only, so the page loads ``/docs/openapi-3.0.json``
+(``build_document_30``), a mechanical 3.0 translation of the same document;
+with a Swagger UI of 5 or later it loads ``/openapi.json`` itself.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import inspect
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -36,6 +36,12 @@ from rakit import errors as E
 from rakit.http import schemas as S
 from rakit.http.endpoints import ENDPOINTS, JSON, Endpoint, Param
 from rakit.http.json import MAX_BODY_BYTES, MAX_VALUE_BYTES
+from rakit.http.openapi30 import DOCS_STATIC as DOCS_STATIC
+from rakit.http.openapi30 import build_document_30 as build_document_30
+from rakit.http.openapi30 import docs_html as docs_html
+from rakit.http.openapi30 import schema_30 as schema_30
+from rakit.http.openapi30 import swagger_ui_dir as swagger_ui_dir
+from rakit.http.openapi30 import swagger_ui_major as swagger_ui_major
 from rakit.http.routes import cache, kv, locks, members, queue
 from rakit.security.tokens import OPEN, need
 
@@ -735,163 +741,6 @@ def document_json() -> bytes:
     return msgspec.json.encode(document())
 
 
-# -- OpenAPI 3.0, for Swagger UI 4.x ---------------------------------------------------------
-
-_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf")
-_SUBSCHEMA_MAPS = ("properties",)
-_SUBSCHEMAS = ("items", "additionalProperties", "not")
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    if "$ref" in schema:
-        return {"allOf": [schema], "nullable": True}
-    return {**schema, "nullable": True}
-
-
-def schema_30(schema: Any) -> Any:
-    """One JSON Schema 2020-12 (OpenAPI 3.1) schema as an OpenAPI 3.0 Schema Object."""
-    if not isinstance(schema, dict):
-        return schema
-    s = dict(schema)
-    for key in _SUBSCHEMA_LISTS:
-        if key in s:
-            s[key] = [schema_30(x) for x in s[key]]
-    for key in _SUBSCHEMA_MAPS:
-        if key in s:
-            s[key] = {k: schema_30(v) for k, v in s[key].items()}
-    for key in _SUBSCHEMAS:
-        if isinstance(s.get(key), dict):
-            s[key] = schema_30(s[key])
-    if "const" in s:
-        s["enum"] = [s.pop("const")]
-    if "examples" in s:
-        examples = s.pop("examples")
-        if examples:
-            s["example"] = examples[0]
-    for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
-        if isinstance(s.get(bound), (int, float)) and not isinstance(s[bound], bool):
-            s[plain] = s[bound]
-            s[bound] = True
-    if s.get("required") == []:
-        del s["required"]
-    nullable = False
-    if isinstance(s.get("type"), list):
-        types = [t for t in s["type"] if t != "null"]
-        nullable = len(types) < len(s["type"])
-        if len(types) == 1:
-            s["type"] = types[0]
-        else:
-            s.pop("type")
-            s["anyOf"] = [{"type": t} for t in types]
-    if "enum" in s and None in s["enum"]:
-        s["enum"] = [v for v in s["enum"] if v is not None]
-        nullable = True
-    if "anyOf" in s and {"type": "null"} in s["anyOf"]:
-        rest = [x for x in s["anyOf"] if x != {"type": "null"}]
-        nullable = True
-        if len(rest) == 1:
-            del s["anyOf"]
-            merged = rest[0]
-            s = {**merged, **s} if "$ref" not in merged else {**s, "allOf": [merged]}
-        else:
-            s["anyOf"] = rest
-    if "$ref" in s and len(s) > 1:
-        ref = {"$ref": s.pop("$ref")}
-        s["allOf"] = [ref, *s.get("allOf", [])]
-    if nullable:
-        s = _nullable(s)
-    return s
-
-
-def _params_30(params: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**p, "schema": schema_30(p["schema"])} for p in params]
-
-
-def _content_30(content: dict[str, Any]) -> dict[str, Any]:
-    return {media: ({**m, "schema": schema_30(m["schema"])} if "schema" in m else m) for media, m in content.items()}
-
-
-def build_document_30(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """``doc`` (OpenAPI 3.1, as built here) translated to OpenAPI 3.0.3."""
-    out = copy.deepcopy(dict(doc))
-    out["openapi"] = "3.0.3"
-    out["info"] = {
-        **out["info"],
-        "description": (
-            "*A translation to OpenAPI 3.0 for this page; the canonical document is "
-            "[/openapi.json](/openapi.json) (OpenAPI 3.1).*\n\n" + out["info"]["description"]
-        ),
-    }
-    out["info"].pop("summary", None)
-    for item in out["paths"].values():
-        for operation in item.values():
-            if "parameters" in operation:
-                operation["parameters"] = _params_30(operation["parameters"])
-            if "requestBody" in operation:
-                body = operation["requestBody"]
-                body["content"] = _content_30(body["content"])
-            for response in operation["responses"].values():
-                if "content" in response:
-                    response["content"] = _content_30(response["content"])
-    components = out["components"]
-    components["schemas"] = {k: schema_30(v) for k, v in components["schemas"].items()}
-    for response in components["responses"].values():
-        response["content"] = _content_30(response["content"])
-    components["headers"] = {k: {**h, "schema": schema_30(h["schema"])} for k, h in components["headers"].items()}
-    return out
-
-
 @functools.cache
 def document_30_json() -> bytes:
     return msgspec.json.encode(build_document_30(document()))
-
-
-# -- the page --------------------------------------------------------------------------
-
-DOCS_STATIC = "/docs/static"
-
-
-def swagger_ui_dir() -> Path:
-    import swagger_ui_bundle
-
-    return Path(swagger_ui_bundle.swagger_ui_path)
-
-
-def swagger_ui_major() -> int:
-    """The bundled Swagger UI's major version (its directory is ``swagger-ui-X.Y.Z``); 0 if unknown."""
-    found = re.search(r"(\d+)\.\d+\.\d+$", swagger_ui_dir().name)
-    return int(found.group(1)) if found else 0
-
-
-def docs_spec_url() -> str:
-    # Swagger UI reads OpenAPI 3.1 from version 5 on; before that, the 3.0 translation.
-    return "/openapi.json" if swagger_ui_major() >= 5 else "/docs/openapi-3.0.json"
-
-
-@functools.cache
-def docs_html() -> str:
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>rakit node API</title>
-  <link rel="stylesheet" href="{DOCS_STATIC}/swagger-ui.css">
-  <link rel="icon" type="image/png" sizes="32x32" href="{DOCS_STATIC}/favicon-32x32.png">
-  <style>body {{ margin: 0; }}</style>
-</head>
-<body>
-  <div id="swagger-ui"></div>
-  <script src="{DOCS_STATIC}/swagger-ui-bundle.js"></script>
-  <script>
-    window.ui = SwaggerUIBundle({{
-      url: "{docs_spec_url()}",
-      dom_id: "#swagger-ui",
-      deepLinking: true,
-      validatorUrl: null,
-      presets: [SwaggerUIBundle.presets.apis],
-      layout: "BaseLayout"
-    }});
-  </script>
-</body>
-</html>
-"""
