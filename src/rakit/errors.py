@@ -15,7 +15,11 @@
      ├── Unauthorized         no valid API token (401)
      ├── Forbidden            a valid token, outside its grants (403)
      ├── TooManyWaiters       a resource's wait list is full (429)
-     └── Conflict             a refused operation with its own code (409)
+     ├── RateLimited          a token's request rate is used up (429)
+     ├── TooManyRequests      the node sheds load (429)
+     ├── MethodNotAllowed     (405)
+     ├── RequestTimeout       a request head or body too slow to arrive (408)
+     └── Conflict             a refused operation with its own code (409): ``CONFLICT_CODES``
           ├── ConfChangeRefused     a membership change the leader refuses
           │    ├── ConfChangeInProgress  an earlier change is not committed yet
           │    ├── MemberExists          adding a node that is already a member
@@ -25,17 +29,25 @@
           │    └── AlreadyVoter          promoting a voter
           └── NotAVoter             a leadership transfer to a non-voter
 
-Each is translated once, at the HTTP boundary, to ``{"error", "detail"}``.
+Each is translated once, at the HTTP boundary, to ``{"error", "detail"}``
+(``error_body``), with its class's ``status`` and, when ``retry_after`` is
+set (every 503), ``Retry-After: 1``.  This tree is the one source of the
+API's error codes: ``CODES`` (code -> status) and ``STATUS_CODES`` (the code
+of a bare HTTP status) derive from it, the HTTP edge
+(``rakit.http.errors``), the OpenAPI error answers (``rakit.http.openapi``)
+and the client's exceptions (``rakit.client.errors``, checked to cover
+``CODES``) read them.  Pure: no I/O, importable by the client.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 
 class RakitError(Exception):
-    status = 500
+    status: ClassVar[int] = 500
     code = "internal"
+    retry_after: ClassVar[bool] = False  # answered with Retry-After: 1
 
     def __init__(self, detail: str = "", **extra: Any) -> None:
         super().__init__(detail or self.code)
@@ -53,6 +65,7 @@ def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
 
 class NotLeader(RakitError):
     status = 503
+    retry_after = True
     code = "not_leader"
 
     def __init__(self, leader_id: str | None, detail: str = "") -> None:
@@ -82,11 +95,13 @@ class TransferInProgress(NotLeader):
 
 class ProposalDropped(RakitError):
     status = 503
+    retry_after = True
     code = "unavailable"
 
 
 class Unavailable(RakitError):
     status = 503
+    retry_after = True
     code = "unavailable"
 
 
@@ -127,6 +142,30 @@ class Forbidden(RakitError):
 class TooManyWaiters(RakitError):
     status = 429
     code = "too_many_waiters"
+
+
+class RateLimited(RakitError):
+    status = 429
+    code = "rate_limited"
+
+
+class TooManyRequests(RakitError):
+    status = 429
+    code = "too_many_requests"
+
+
+class MethodNotAllowed(RakitError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class RequestTimeout(RakitError):
+    status = 408
+    code = "request_timeout"
+
+
+#: The codes a plain ``Conflict(code)`` answers with (lock and quota refusals; the lock table's results).
+CONFLICT_CODES = ("conflict", "timeout", "deadlock", "not_holder", "token_mismatch", "quota")
 
 
 class Conflict(RakitError):
@@ -177,3 +216,27 @@ class NotAVoter(Conflict):
 
     def __init__(self, detail: str = "", **extra: Any) -> None:
         super().__init__(type(self).code, detail, **extra)
+
+
+def _tree(cls: type[RakitError]) -> list[type[RakitError]]:
+    return [cls, *(c for sub in cls.__subclasses__() for c in _tree(sub))]
+
+
+#: Every class of the tree, the root first.
+TREE: tuple[type[RakitError], ...] = tuple(_tree(RakitError))
+
+#: Every error code the API answers with -> its HTTP status.
+CODES: dict[str, int] = {
+    **{cls.code: cls.status for cls in TREE if cls is not Conflict},
+    **dict.fromkeys(CONFLICT_CODES, Conflict.status),
+}
+
+#: The code of an answer that carries only an HTTP status (Starlette's HTTPException, a refused request head).
+STATUS_CODES: dict[int, str] = {
+    **{
+        cls.status: cls.code
+        for cls in (NotFound, MethodNotAllowed, RequestTimeout, TooLarge, InvalidRequest, TooManyRequests, Unavailable)
+    },
+    400: InvalidRequest.code,
+    431: TooLarge.code,
+}

@@ -206,6 +206,29 @@ _BY_CODE: dict[str, type[RakitError]] = {
     )
 }
 
+#: The node's other error codes (``rakit.errors.CODES``): answered as ``ServerError`` (5xx) or the plain
+#: ``RakitError`` (4xx), with ``error`` set to the code.  ``tests/unit/test_endpoints.py`` checks that
+#: ``_BY_CODE`` and these cover every code of the server's error tree.
+GENERIC_CODES = frozenset(
+    {
+        "internal",
+        "not_leader",
+        "transfer_in_progress",
+        "too_many_in_flight",
+        "too_many_requests",
+        "method_not_allowed",
+        "request_timeout",
+        "conf_change_refused",
+        "conf_change_in_progress",
+        "member_exists",
+        "unknown_member",
+        "last_voter",
+        "learner_not_caught_up",
+        "already_voter",
+        "not_a_voter",
+    }
+)
+
 
 def error_from_answer(status: int, body: Any, node: str | None = None) -> RakitError:
     """The exception for a non-2xx answer of the API (``{"error", "detail", ...}``)."""

@@ -8,27 +8,17 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from rakit.errors import NoLeader, RakitError, error_body
+from rakit.errors import STATUS_CODES, RakitError, error_body
 from rakit.http.json import json_response
 
 log = logging.getLogger(__name__)
 
-HTTP_CODES = {
-    404: "not_found",
-    405: "method_not_allowed",
-    408: "request_timeout",
-    413: "too_large",
-    400: "invalid_request",
-    422: "invalid_request",
-    429: "too_many_requests",
-    431: "too_large",
-    503: "unavailable",
-}
+HTTP_CODES = STATUS_CODES  # derived from the error tree (rakit.errors)
 
 
 async def rakit_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RakitError)
-    headers = {"Retry-After": "1"} if isinstance(exc, NoLeader) or exc.status == 503 else None
+    headers = {"Retry-After": "1"} if exc.retry_after else None
     return json_response(exc.body(), status=exc.status, headers=headers)
 
 

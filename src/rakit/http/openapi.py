@@ -1,22 +1,23 @@
-"""The node's OpenAPI 3.1 document, built from the msgspec Structs the handlers use.
+"""The node's OpenAPI 3.1 document, built from the endpoint declarations and the msgspec Structs.
 
-``OPERATIONS`` lists every HTTP route of the app (path, method) with its
-summary, parameters, request Struct, answer Struct and error answers; the
+``OPERATIONS`` is one operation per declared endpoint (``rakit.http.endpoints.ENDPOINTS``:
+path, method, summary, parameters, request and answer Structs, errors,
+token access) with its description from ``DESCRIPTIONS``, plus the
+dashboard's (``_ui_operations``).  The error answers (``ERRORS``) take their
+status and ``Retry-After`` from the error tree (``rakit.errors``).  The
 schemas come from ``msgspec.json.schema_components`` over the very Structs
 that validate requests (``rakit.http.routes.*``) and describe answers
-(``rakit.http.schemas``), and the parameter schemas from the same annotated
-types (``Key``, ``Name``, ``VisibilityTimeout``, ...).  ``document()`` builds
-it once; ``GET /openapi.json`` serves it (``rakit.http.routes.docs``).
+(``rakit.http.schemas``).  ``document()`` builds it once; ``GET
+/openapi.json`` serves it (``rakit.http.routes.docs``).
 
 ``tests/unit/test_openapi.py`` fails when a route of the app has no entry
 here, so a new endpoint cannot ship undocumented.
 
 ``GET /docs`` is Swagger UI from the ``swagger_ui_bundle`` package, served by
-the node itself.  The bundled Swagger UI (4.x) reads OpenAPI 3.0 only, so the
-page loads ``/docs/openapi-3.0.json`` (``build_document_30``), a mechanical 3.0
-translation of the same document (``nullable`` instead of ``null`` types,
-boolean exclusive bounds, ...); with a Swagger UI of 5 or later it loads
-``/openapi.json`` itself.
+the node itself (``rakit.http.openapi30``).  The bundled Swagger UI (4.x)
+reads OpenAPI 3.0 only, so the page loads ``/docs/openapi-3.0.json``
+(``build_document_30``), a mechanical 3.0 translation of the same document;
+with a Swagger UI of 5 or later it loads ``/openapi.json`` itself.
 """
 
 from __future__ import annotations
@@ -27,52 +28,27 @@ import inspect
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 
+from rakit import errors as E
 from rakit.http import schemas as S
-from rakit.http.json import MAX_BODY_BYTES, MAX_VALUE_BYTES, Key, Name
+from rakit.http.endpoints import ENDPOINTS, JSON, Endpoint, Param
+from rakit.http.json import MAX_BODY_BYTES, MAX_VALUE_BYTES
+from rakit.http.openapi30 import DOCS_STATIC as DOCS_STATIC
+from rakit.http.openapi30 import build_document_30 as build_document_30
+from rakit.http.openapi30 import docs_html as docs_html
+from rakit.http.openapi30 import schema_30 as schema_30
+from rakit.http.openapi30 import swagger_ui_dir as swagger_ui_dir
+from rakit.http.openapi30 import swagger_ui_major as swagger_ui_major
 from rakit.http.routes import cache, kv, locks, members, queue
 from rakit.security.tokens import OPEN, need
 
 OPENAPI_VERSION = "3.1.0"
 REF_TEMPLATE = "#/components/schemas/{name}"
-JSON = "application/json"
-MSGPACK = "application/msgpack"
 
 # -- parameters and operations ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    where: str  # "path" | "query"
-    type: Any  # an (annotated) type: its msgspec JSON schema is the parameter's schema
-    description: str
-    required: bool = True
-    default: Any = None
-
-    def render(self) -> dict[str, Any]:
-        schema = msgspec.json.schema(self.type)
-        if self.default is not None:
-            schema["default"] = self.default
-        return {
-            "name": self.name,
-            "in": self.where,
-            "required": self.where == "path" or self.required,
-            "description": self.description,
-            "schema": schema,
-        }
-
-
-def key_param(name: str, what: str) -> Param:
-    return Param(name, "path", Key, f"{what}: 1-128 characters of `[A-Za-z0-9_.:-]`.")
-
-
-def name_param(name: str, what: str, where: str = "path") -> Param:
-    return Param(name, where, Name, f"{what}: 1-128 characters of `[A-Za-z0-9_.-]`.")
 
 
 @dataclass(frozen=True)
@@ -89,6 +65,7 @@ class Op:
     errors: tuple[str, ...] = ()  # names in ERRORS
     responses: Mapping[str, Any] = field(default_factory=dict)  # further literal responses
     request: Mapping[str, Any] | None = None  # a literal requestBody (non-JSON bodies)
+    needs_token: bool | None = None  # None: as rakit.security.tokens.need says of the path
 
     @property
     def operation_id(self) -> str:
@@ -96,76 +73,63 @@ class Op:
         return "_".join([self.method.lower(), *words, *(["slash"] if self.path.endswith("/") else [])])
 
 
-# name -> (status, Struct, description, with Retry-After)
-ERRORS: dict[str, tuple[int, type, str, bool]] = {
-    "InvalidRequest": (422, S.InvalidRequestError, "`invalid_request`: malformed or out-of-range input.", False),
+# name -> (the error class of rakit.errors: its status and Retry-After, the answer's Struct, description)
+ERRORS: dict[str, tuple[type[E.RakitError], type, str]] = {
+    "InvalidRequest": (E.InvalidRequest, S.InvalidRequestError, "`invalid_request`: malformed or out-of-range input."),
     "TooLarge": (
-        413,
+        E.TooLarge,
         S.TooLargeError,
-        ("`too_large`: a value over 1 MiB once encoded, or a body over its limit."),
-        False,
+        "`too_large`: a value over 1 MiB once encoded, or a body over its limit.",
     ),
-    "NotFound": (404, S.NotFoundError, "`not_found`.", False),
+    "NotFound": (E.NotFound, S.NotFoundError, "`not_found`."),
     "NoRoute": (
-        404,
+        E.NotFound,
         S.NotFoundError,
-        (
-            "`not_found`: a path parameter that does not fit the route (a `/` or a "
-            "line break in it) leaves no such endpoint."
-        ),
-        False,
+        "`not_found`: a path parameter that does not fit the route (a `/` or a "
+        "line break in it) leaves no such endpoint.",
     ),
     "NotInFlight": (
-        404,
+        E.NotInFlight,
         S.NotInFlightError,
-        ("`not_in_flight`: the message is not in flight for that consumer."),
-        False,
+        "`not_in_flight`: the message is not in flight for that consumer.",
     ),
     "LeaderUnavailable": (
-        503,
+        E.NotLeader,
         S.LeaderUnavailableError,
-        ("`no_leader` / `not_leader` / `unavailable`: no leader served the request in time."),
-        True,
+        "`no_leader` / `not_leader` / `unavailable`: no leader served the request in time.",
     ),
     "Unavailable": (
-        503,
+        E.Unavailable,
         S.UnavailableError,
-        ("`unavailable`: a dependency did not answer; nothing was half-done."),
-        True,
+        "`unavailable`: a dependency did not answer; nothing was half-done.",
     ),
     "ConfChangeRefused": (
-        409,
+        E.ConfChangeRefused,
         S.ConfChangeRefusedError,
-        (
-            "`member_exists` / `unknown_member` / `last_voter` / "
-            "`conf_change_in_progress` / `learner_not_caught_up` / `already_voter`."
-        ),
-        False,
+        "`member_exists` / `unknown_member` / `last_voter` / "
+        "`conf_change_in_progress` / `learner_not_caught_up` / `already_voter`.",
     ),
-    "NotAVoter": (409, S.NotAVoterError, "`not_a_voter`: the target is not a voting member.", False),
-    "LockRefused": (409, S.LockRefusedError, "`conflict` / `timeout` / `deadlock`: not granted.", False),
-    "NotHolder": (409, S.NotHolderError, "`not_holder`: the client does not hold the lock.", False),
-    "ReleaseRefused": (409, S.ReleaseRefusedError, "`not_holder` / `token_mismatch`.", False),
+    "NotAVoter": (E.NotAVoter, S.NotAVoterError, "`not_a_voter`: the target is not a voting member."),
+    "LockRefused": (E.Conflict, S.LockRefusedError, "`conflict` / `timeout` / `deadlock`: not granted."),
+    "NotHolder": (E.Conflict, S.NotHolderError, "`not_holder`: the client does not hold the lock."),
+    "ReleaseRefused": (E.Conflict, S.ReleaseRefusedError, "`not_holder` / `token_mismatch`."),
     "TooManyInFlight": (
-        429,
+        E.TooManyInFlight,
         S.TooManyInFlightError,
-        ("`too_many_in_flight`: the consumer already holds 1000 messages of the topic in flight; nothing changed."),
-        False,
+        "`too_many_in_flight`: the consumer already holds 1000 messages of the topic in flight; nothing changed.",
     ),
     "TooManyWaiters": (
-        429,
+        E.TooManyWaiters,
         S.TooManyWaitersError,
-        ("`too_many_waiters`: the resource's wait list is full; nothing changed."),
-        False,
+        "`too_many_waiters`: the resource's wait list is full; nothing changed.",
     ),
     # Only with client tokens (`--auth-tokens`); added to every operation that needs a token (`_operation`).
     "Unauthorized": (
-        401,
+        E.Unauthorized,
         S.UnauthorizedError,
-        ("`unauthorized`: no API token, a malformed `Authorization` header, or an unknown token."),
-        False,
+        "`unauthorized`: no API token, a malformed `Authorization` header, or an unknown token.",
     ),
-    "Forbidden": (403, S.ForbiddenError, "`forbidden`: the token's grants do not cover this.", False),
+    "Forbidden": (E.Forbidden, S.ForbiddenError, "`forbidden`: the token's grants do not cover this."),
 }
 # Further headers of some error answers: name in ERRORS -> {header: components/headers entry}.
 ERROR_HEADERS: dict[str, dict[str, str]] = {"Unauthorized": {"WWW-Authenticate": "WWWAuthenticate"}}
@@ -175,104 +139,35 @@ BEARER = "bearerAuth"
 BODY = ("InvalidRequest", "TooLarge")  # every JSON body: decoding and size
 LEADER = ("LeaderUnavailable",)
 
-RESOURCE = key_param("resource", "The lock's resource name")
-NODE_ID = name_param("id", "A member's node id")
-TOPIC = name_param("topic", "The topic")
-CONSUMER = name_param("consumer_id", "The consumer")
-CACHE_KEY = key_param("key", "The cache key")
-KV_KEY = key_param("key", "The key")
+RAFT_RPC = (
+    "Node to node. The body is a msgpack `rakit.raft.messages.Batch` from a peer; the answer is a "
+    "`Batch` of this node's messages for that peer, sent once this node has persisted what the batch "
+    "implies (empty after 2 s). All three paths do the same exchange; the nodes themselves use the "
+    "`/raft/stream` WebSocket. A batch that does not decode, or whose sender is not a member, is "
+    "refused with 422 and changes nothing."
+)
 
-# The query parameters that handlers parse by hand, with the bounds they check.
-DeadLimit = Annotated[int, msgspec.Meta(ge=1, le=queue.MAX_DEAD_LIMIT)]
-
-NO_MESSAGE = {"204": {"description": "Nothing ready on the topic (within `wait` seconds)."}}
-
-
-def _msgpack_request(what: str, limit: int) -> dict[str, Any]:
-    return {
-        "required": True,
-        "description": f"{what} Internal binary format (msgpack); at most {limit} bytes.",
-        "content": {MSGPACK: {}},
-    }
-
-
-def _msgpack_answer(what: str) -> dict[str, Any]:
-    return {"200": {"description": what, "content": {MSGPACK: {}}}}
-
-
-def _raft_rpc(path: str, what: str) -> Op:
-    return Op(
-        "POST",
-        path,
-        "internal",
-        f"Raft RPC: {what}",
-        "Node to node. The body is a msgpack `rakit.raft.messages.Batch` from a peer; the answer is a "
-        "`Batch` of this node's messages for that peer, sent once this node has persisted what the batch "
-        "implies (empty after 2 s). All three paths do the same exchange; the nodes themselves use the "
-        "`/raft/stream` WebSocket. A batch that does not decode, or whose sender is not a member, is "
-        "refused with 422 and changes nothing.",
-        request=_msgpack_request("A `rakit.raft.messages.Batch`.", 256 * 1024 * 1024),
-        responses=_msgpack_answer("A `rakit.raft.messages.Batch` for the sender."),
-        errors=BODY,
-    )
-
-
-CORE_OPERATIONS: tuple[Op, ...] = (
-    # -- cluster --
-    Op(
-        "GET",
-        "/health",
-        "cluster",
-        "Liveness",
-        "`200` while the process serves.",
-        ok=S.Health,
-        ok_description="The node serves.",
-    ),
-    Op(
-        "GET",
-        "/status",
-        "cluster",
-        "Raft status of this node",
+# (method, path) of rakit.http.endpoints.ENDPOINTS -> description, or (description, 200 answer description)
+DESCRIPTIONS: dict[tuple[str, str], str | tuple[str, str]] = {
+    ("GET", "/health"): ("`200` while the process serves.", "The node serves."),
+    ("GET", "/status"): (
         "This node's role, term, the leader it knows of and its log indexes. Not forwarded: every node "
         "answers for itself.",
-        ok=S.NodeStatus,
-        ok_description="This node's view.",
+        "This node's view.",
     ),
-    Op(
-        "GET",
-        "/metrics",
-        "cluster",
-        "Prometheus metrics",
-        "Prometheus text exposition format (`rakit_*`).",
-        responses={"200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}}},
-    ),
-    Op(
-        "GET",
-        "/debug/digest",
-        "cluster",
-        "Diagnostic: digest of the replicated state",
+    ("GET", "/metrics"): ("Prometheus text exposition format (`rakit_*`)."),
+    ("GET", "/debug/digest"): (
         "This replica's applied index and a SHA-256 of its state machines; replicas that applied the same "
         "index show the same digest.",
-        ok=S.Digest,
-        ok_description="This replica's digest.",
+        "This replica's digest.",
     ),
-    Op(
-        "GET",
-        "/cluster/consistency",
-        "cluster",
-        "Do the replicas' logs agree?",
+    ("GET", "/cluster/consistency"): (
         "Compares every member's log chain at the highest checkpoint they all kept; members whose chain "
         "differs from the majority's are `diverged` (a damaged or replaced disk). The leader runs the same "
         "check every 30 s and exports `rakit_replicas_diverged`.",
-        ok=S.Consistency,
-        ok_description="The comparison.",
+        "The comparison.",
     ),
-    # -- locks --
-    Op(
-        "POST",
-        "/lock/acquire",
-        "locks",
-        "Acquire a lock",
+    ("POST", "/lock/acquire"): (
         "Exclusive excludes everyone; shared is compatible with shared. Granted at once only if compatible "
         "with the holders and nobody waits ahead (a new shared request never overtakes a waiting exclusive "
         "one); otherwise the request waits in a FIFO wait list up to `timeout` seconds, or gets `409 "
@@ -280,438 +175,158 @@ CORE_OPERATIONS: tuple[Op, ...] = (
         "restarted at `ttl`); the sole shared holder asking for exclusive is upgraded (new, greater token). "
         "A request whose wait would close a cycle in the wait-for graph gets `409 deadlock` with the cycle. "
         "Served by the Raft leader; any node forwards.",
-        body=locks.AcquireBody,
-        ok=S.LockGrant,
-        ok_description="Granted.",
-        errors=(*BODY, "LockRefused", "TooManyWaiters", *LEADER),
+        "Granted.",
     ),
-    Op(
-        "POST",
-        "/lock/release",
-        "locks",
-        "Release a lock",
+    ("POST", "/lock/release"): (
         "Ends the client's hold; the head of the wait list is granted. With `fencing_token`, only the hold "
         "with that token is released.",
-        body=locks.ReleaseBody,
-        ok=S.LockReleased,
-        ok_description="Released.",
-        errors=(*BODY, "ReleaseRefused", *LEADER),
+        "Released.",
     ),
-    Op(
-        "POST",
-        "/lock/renew",
-        "locks",
-        "Renew a lock's lease",
+    ("POST", "/lock/renew"): (
         "Restarts the lease of the client's hold at `ttl` (default: the hold's current ttl).",
-        body=locks.RenewBody,
-        ok=S.LockRenewed,
-        ok_description="Renewed.",
-        errors=(*BODY, "NotHolder", *LEADER),
+        "Renewed.",
     ),
-    Op(
-        "GET",
-        "/lock/status/{resource}",
-        "locks",
-        "Lock status",
+    ("GET", "/lock/status/{resource}"): (
         "Holders, waiters (in arrival order) and the highest fencing token of a resource; a linearizable "
         "read (ReadIndex on the leader).",
-        params=(RESOURCE,),
-        ok=S.LockStatus,
-        ok_description="The resource's state.",
-        errors=("InvalidRequest", "NoRoute", *LEADER),
+        "The resource's state.",
     ),
-    Op(
-        "GET",
-        "/lock/watch/{resource}",
-        "locks",
-        "Wait for a hold to end",
+    ("GET", "/lock/watch/{resource}"): (
         "Answers when `client_id`'s hold on the resource ends (released or expired), at once if there is "
         "none, or after `timeout` seconds with `held: true`.",
-        params=(
-            RESOURCE,
-            name_param("client_id", "The holder to watch", "query"),
-            Param("timeout", "query", locks.Timeout, "Seconds to wait.", required=False, default=30.0),
-        ),
-        ok=S.LockWatch,
-        ok_description="The hold ended, there was none, or the timeout ran out.",
-        errors=("InvalidRequest", "NoRoute", *LEADER),
+        "The hold ended, there was none, or the timeout ran out.",
     ),
-    Op(
-        "GET",
-        "/cluster/members",
-        "cluster",
-        "List the members",
+    ("GET", "/cluster/members"): (
         "This node's view of the configuration: voters and learners with their URLs (asked at the leader, "
         "learners also say whether they are caught up).",
-        ok=S.Members,
-        ok_description="The configuration.",
+        "The configuration.",
     ),
-    Op(
-        "POST",
-        "/cluster/members",
-        "cluster",
-        "Add a member (as a learner)",
+    ("POST", "/cluster/members"): (
         "Adds the node as a non-voting learner: it receives the log (or a snapshot) without counting toward "
         "commit or elections, so adding it never lowers availability. Promote it once caught up. One "
         "configuration change at a time; answered once committed.",
-        body=members.AddMemberBody,
-        ok=S.MembershipChanged,
-        ok_description="Committed.",
-        errors=(*BODY, "ConfChangeRefused", *LEADER),
+        "Committed.",
     ),
-    Op(
-        "POST",
-        "/cluster/members/{id}/promote",
-        "cluster",
-        "Promote a learner to voter",
+    ("POST", "/cluster/members/{id}/promote"): (
         "Refused (`learner_not_caught_up`) unless the learner's log is within one batch of the leader's.",
-        params=(NODE_ID,),
-        body=members.PromoteBody,
-        ok=S.MembershipChanged,
-        ok_description="Committed.",
-        errors=(*BODY, "ConfChangeRefused", *LEADER),
+        "Committed.",
     ),
-    Op(
-        "DELETE",
-        "/cluster/members/{id}",
-        "cluster",
-        "Remove a member",
+    ("DELETE", "/cluster/members/{id}"): (
         "Removes a voter or learner. A removed leader keeps leading until its removal is committed, then "
         "steps down; stop the removed node's process afterwards.",
-        params=(NODE_ID,),
-        ok=S.MembershipChanged,
-        ok_description="Committed.",
-        errors=("InvalidRequest", "ConfChangeRefused", *LEADER),
+        "Committed.",
     ),
-    Op(
-        "POST",
-        "/cluster/transfer-leader",
-        "cluster",
-        "Transfer Raft leadership",
+    ("POST", "/cluster/transfer-leader"): (
         "Hands leadership to `to` (default: the most caught-up other voter) with TimeoutNow (Raft thesis "
         "3.10): the leader stops taking proposals, brings the target up to date and tells it to start an "
         "election at once. Answered once the target leads; 503 if it has not within 2 s (the old leader "
         "then leads again). Use it before restarting or removing the leader.",
-        body=members.TransferBody,
-        ok=S.LeaderTransferred,
-        ok_description="The target leads.",
-        errors=(*BODY, "NotAVoter", *LEADER),
+        "The target leads.",
     ),
-    # -- kv --
-    Op(
-        "POST",
-        "/kv/put",
-        "kv",
-        "Put a value (demo map)",
+    ("POST", "/kv/put"): (
         "Writes through Raft; answered once committed and applied. A demo / diagnostic replicated map.",
-        body=kv.PutBody,
-        ok=S.KvPut,
-        ok_description="Committed and applied.",
-        errors=(*BODY, *LEADER),
+        "Committed and applied.",
     ),
-    Op(
-        "POST",
-        "/kv/delete",
-        "kv",
-        "Delete a key (demo map)",
-        "Deletes through Raft.",
-        body=kv.KeyBody,
-        ok=S.KvDeleted,
-        ok_description="Committed and applied.",
-        errors=(*BODY, *LEADER),
-    ),
-    Op(
-        "POST",
-        "/kv/incr",
-        "kv",
-        "Increment an integer (demo map)",
+    ("POST", "/kv/delete"): ("Deletes through Raft.", "Committed and applied."),
+    ("POST", "/kv/incr"): (
         "Adds `delta` to the key's integer value (a missing key counts as 0); 422 when the value is not an integer.",
-        body=kv.IncrBody,
-        ok=S.KvValue,
-        ok_description="The new value.",
-        errors=(*BODY, *LEADER),
+        "The new value.",
     ),
-    Op(
-        "GET",
-        "/kv/get/{key}",
-        "kv",
-        "Get a value (demo map)",
-        "A linearizable read (ReadIndex on the leader).",
-        params=(KV_KEY,),
-        ok=S.KvValue,
-        ok_description="The value.",
-        errors=("InvalidRequest", "NotFound", *LEADER),
-    ),
-    # -- cache --
-    Op(
-        "POST",
-        "/cache/set",
-        "cache",
-        "Set a cache entry",
+    ("GET", "/kv/get/{key}"): ("A linearizable read (ReadIndex on the leader).", "The value."),
+    ("POST", "/cache/set"): (
         "Stores the value on this node with a version above every version it has seen, and answers once "
         "every peer has dropped (or replaced) its older copy, or has been fenced out of serving. From then "
         "on no node answers an older value of that key.",
-        body=cache.SetBody,
-        ok=S.CacheSet,
-        ok_description="Written.",
-        errors=(*BODY, "Unavailable"),
+        "Written.",
     ),
-    Op(
-        "GET",
-        "/cache/get/{key}",
-        "cache",
-        "Get a cache entry",
+    ("GET", "/cache/get/{key}"): (
         "A local hit, or a miss served by whichever peer holds the newest copy (which this node then keeps).",
-        params=(CACHE_KEY,),
-        ok=cache.GetAnswer,
-        ok_description="The current value.",
-        errors=("InvalidRequest", "NotFound", "Unavailable"),
+        "The current value.",
     ),
-    Op(
-        "POST",
-        "/cache/delete",
-        "cache",
-        "Delete a cache entry",
-        "Drops the key everywhere; answered like a set.",
-        body=cache.KeyBody,
-        ok=S.CacheDeleted,
-        ok_description="Deleted.",
-        errors=(*BODY, "Unavailable"),
-    ),
-    Op(
-        "GET",
-        "/cache/stats",
-        "cache",
-        "Cache statistics",
+    ("POST", "/cache/delete"): ("Drops the key everywhere; answered like a set.", "Deleted."),
+    ("GET", "/cache/stats"): (
         "This node's cache: occupancy, counters, serving state and contact with each peer.",
-        ok=S.CacheStats,
-        ok_description="Statistics.",
+        "Statistics.",
     ),
-    Op(
-        "POST",
-        "/cache/invalidate",
-        "internal",
-        "Apply one invalidation (tools)",
+    ("POST", "/cache/invalidate"): (
         "One invalidation as JSON, as if sent by node `src`: drops this node's copy of `key` if older than "
         "`version`. The nodes themselves batch theirs on `/cache/stream`.",
-        body=cache.InvalidateBody,
-        ok=S.CacheInvalidated,
-        ok_description="What the invalidation did.",
-        errors=BODY,
+        "What the invalidation did.",
     ),
-    Op(
-        "POST",
-        "/cache/internal/batch",
-        "internal",
-        "Cache peer batch (msgpack)",
+    ("POST", "/cache/internal/batch"): (
         "One msgpack `rakit.cache.rules.messages.Batch` (invalidations, fetches, heartbeats) answered by a "
-        "`BatchReply`; what the nodes send each other on `/cache/stream`, one batch per request.",
-        request=_msgpack_request("A `rakit.cache.rules.messages.Batch`.", cache.MAX_BATCH_BODY),
-        responses=_msgpack_answer("A `rakit.cache.rules.messages.BatchReply`."),
-        errors=BODY,
+        "`BatchReply`; what the nodes send each other on `/cache/stream`, one batch per request."
     ),
-    # -- queue --
-    Op(
-        "POST",
-        "/queue/push",
-        "queue",
-        "Push a message",
+    ("POST", "/queue/push"): (
         "Answered once the message is durable in Redis. The topic is served by its ring owner (the next "
         "live node while the owner is down); any node forwards. A `message_id` seen on the topic within the "
         "dedup window is not enqueued twice (same answer again).",
-        body=queue.PushBody,
-        ok=S.QueuePushed,
-        ok_description="Durable.",
-        errors=(*BODY, "Unavailable"),
+        "Durable.",
     ),
-    Op(
-        "GET",
-        "/queue/pop/{topic}/{consumer_id}",
-        "queue",
-        "Pop a message",
+    ("GET", "/queue/pop/{topic}/{consumer_id}"): (
         "Moves the topic's next message atomically to the consumer's processing list. Not acked within "
         "`visibility_timeout` seconds it becomes ready again at the head of the topic (`delivery_count` + 1); "
         "after `max_deliveries` it goes to the dead-letter list instead. With `wait`, long-polls up to that "
         "many seconds for a message. A consumer holds at most 1000 messages of a topic in flight: one more "
         "pop gets `429 too_many_in_flight` and changes nothing.",
-        params=(
-            TOPIC,
-            CONSUMER,
-            Param(
-                "visibility_timeout",
-                "query",
-                queue.VisibilityTimeout,
-                "Seconds the message stays in flight before it is delivered again.",
-                required=False,
-                default=queue.DEFAULT_VISIBILITY,
-            ),
-            Param(
-                "wait",
-                "query",
-                queue.Wait,
-                "Seconds to wait for a message when none is ready.",
-                required=False,
-                default=0.0,
-            ),
-        ),
-        ok=S.Delivery,
-        ok_description="A message, now in flight for the consumer.",
-        responses=NO_MESSAGE,
-        errors=("InvalidRequest", "NoRoute", "TooManyInFlight", "Unavailable"),
+        "A message, now in flight for the consumer.",
     ),
-    Op(
-        "POST",
-        "/queue/ack",
-        "queue",
-        "Acknowledge a message",
-        "The message is done: removed for good.",
-        body=queue.MessageBody,
-        ok=S.Acked,
-        ok_description="Acked.",
-        errors=(*BODY, "NotInFlight", "Unavailable"),
-    ),
-    Op(
-        "POST",
-        "/queue/nack",
-        "queue",
-        "Give a message back",
-        "The message becomes ready again at once, at the head of the topic.",
-        body=queue.MessageBody,
-        ok=S.Nacked,
-        ok_description="Nacked.",
-        errors=(*BODY, "NotInFlight", "Unavailable"),
-    ),
-    Op(
-        "POST",
-        "/queue/extend",
-        "queue",
-        "Extend a message's visibility timeout",
-        "The message stays in flight `visibility_timeout` seconds from now.",
-        body=queue.ExtendBody,
-        ok=S.Extended,
-        ok_description="Extended.",
-        errors=(*BODY, "NotInFlight", "Unavailable"),
-    ),
-    Op(
-        "GET",
-        "/queue/stats/{topic}",
-        "queue",
-        "Topic statistics",
+    ("POST", "/queue/ack"): ("The message is done: removed for good.", "Acked."),
+    ("POST", "/queue/nack"): ("The message becomes ready again at once, at the head of the topic.", "Nacked."),
+    ("POST", "/queue/extend"): ("The message stays in flight `visibility_timeout` seconds from now.", "Extended."),
+    ("GET", "/queue/stats/{topic}"): (
         "Ready, in-flight and dead counts (read atomically), and the node serving the topic now.",
-        params=(TOPIC,),
-        ok=S.QueueStats,
-        ok_description="Counts.",
-        errors=("InvalidRequest", "NoRoute", "Unavailable"),
+        "Counts.",
     ),
-    Op(
-        "GET",
-        "/queue/dead/{topic}",
-        "queue",
-        "List dead letters",
-        "The topic's dead letters, oldest first.",
-        params=(TOPIC, Param("limit", "query", DeadLimit, "At most this many.", required=False, default=100)),
-        ok=S.DeadLetters,
-        ok_description="Dead letters.",
-        errors=("InvalidRequest", "NoRoute", "Unavailable"),
-    ),
-    Op(
-        "POST",
-        "/queue/redrive",
-        "queue",
-        "Redrive dead letters",
+    ("GET", "/queue/dead/{topic}"): ("The topic's dead letters, oldest first.", "Dead letters."),
+    ("POST", "/queue/redrive"): (
         "Moves up to `limit` dead letters back to the head of the topic, with a fresh delivery count.",
-        body=queue.RedriveBody,
-        ok=S.Redriven,
-        ok_description="Redriven.",
-        errors=(*BODY, "Unavailable"),
+        "Redriven.",
     ),
-    Op(
-        "POST",
-        "/queue/internal/push",
-        "internal",
-        "Relayed push (served here)",
+    ("POST", "/queue/internal/push"): (
         "A push relayed by another node to the topic's owner: served by this node whatever the ring says. "
         "`message_id` is required (the relaying node generates it).",
-        body=queue.InternalPushBody,
-        ok=S.QueuePushed,
-        ok_description="Durable.",
-        errors=(*BODY, "Unavailable"),
+        "Durable.",
     ),
-    Op(
-        "POST",
-        "/queue/internal/pop",
-        "internal",
-        "Relayed pop (served here)",
+    ("POST", "/queue/internal/pop"): (
         "A pop relayed to the topic's owner, its query parameters in the body.",
-        body=queue.PopBody,
-        ok=S.Delivery,
-        ok_description="A message, now in flight for the consumer.",
-        responses=NO_MESSAGE,
-        errors=(*BODY, "TooManyInFlight", "Unavailable"),
+        "A message, now in flight for the consumer.",
     ),
-    Op(
-        "POST",
-        "/queue/internal/ack",
-        "internal",
-        "Relayed ack (served here)",
-        "An ack relayed to the topic's owner.",
-        body=queue.MessageBody,
-        ok=S.Acked,
-        ok_description="Acked.",
-        errors=(*BODY, "NotInFlight", "Unavailable"),
+    ("POST", "/queue/internal/ack"): ("An ack relayed to the topic's owner.", "Acked."),
+    ("POST", "/queue/internal/nack"): ("A nack relayed to the topic's owner.", "Nacked."),
+    ("POST", "/queue/internal/extend"): ("An extend relayed to the topic's owner.", "Extended."),
+    ("POST", "/request_vote"): RAFT_RPC,
+    ("POST", "/append_entries"): RAFT_RPC,
+    ("POST", "/install_snapshot"): RAFT_RPC,
+    ("GET", "/openapi.json"): ("The OpenAPI 3.1 description of this node's API."),
+    ("GET", "/docs/openapi-3.0.json"): (
+        "The same document translated to OpenAPI 3.0, for the bundled Swagger UI (4.x reads 3.0 only)."
     ),
-    Op(
-        "POST",
-        "/queue/internal/nack",
-        "internal",
-        "Relayed nack (served here)",
-        "A nack relayed to the topic's owner.",
-        body=queue.MessageBody,
-        ok=S.Nacked,
-        ok_description="Nacked.",
-        errors=(*BODY, "NotInFlight", "Unavailable"),
-    ),
-    Op(
-        "POST",
-        "/queue/internal/extend",
-        "internal",
-        "Relayed extend (served here)",
-        "An extend relayed to the topic's owner.",
-        body=queue.ExtendBody,
-        ok=S.Extended,
-        ok_description="Extended.",
-        errors=(*BODY, "NotInFlight", "Unavailable"),
-    ),
-    # -- raft --
-    _raft_rpc("/request_vote", "votes"),
-    _raft_rpc("/append_entries", "log replication"),
-    _raft_rpc("/install_snapshot", "snapshots"),
-    # -- this document --
-    Op(
-        "GET",
-        "/openapi.json",
-        "docs",
-        "This document",
-        "The OpenAPI 3.1 description of this node's API.",
-        responses={"200": {"description": "The document.", "content": {JSON: {"schema": {"type": "object"}}}}},
-    ),
-    Op(
-        "GET",
-        "/docs/openapi-3.0.json",
-        "docs",
-        "This document in OpenAPI 3.0",
-        "The same document translated to OpenAPI 3.0, for the bundled Swagger UI (4.x reads 3.0 only).",
-        responses={"200": {"description": "The document.", "content": {JSON: {"schema": {"type": "object"}}}}},
-    ),
-    Op(
-        "GET",
-        "/docs",
-        "docs",
-        "API reference (HTML)",
-        "A browsable reference of this document (Swagger UI, served by the node: no external assets).",
-        responses={"200": {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}}},
-    ),
-)
+    ("GET", "/docs"): ("A browsable reference of this document (Swagger UI, served by the node: no external assets)."),
+}
+
+
+def _documented(ep: Endpoint) -> Op:
+    about = DESCRIPTIONS[(ep.method, ep.path)]  # KeyError: an endpoint without a description
+    description, ok_description = (about, "Done.") if isinstance(about, str) else about
+    return Op(
+        ep.method,
+        ep.path,
+        ep.tag,
+        ep.summary,
+        description,
+        body=ep.body,
+        ok=ep.ok,
+        ok_description=ok_description,
+        params=ep.params,
+        errors=ep.answers,
+        responses=ep.responses,
+        request=ep.request,
+        needs_token=ep.needs_token,
+    )
+
+
+CORE_OPERATIONS: tuple[Op, ...] = tuple(_documented(ep) for ep in ENDPOINTS)
 
 
 def _ui_operations() -> tuple[Op, ...]:
@@ -964,7 +579,7 @@ def _structs() -> list[type]:
         for t in (op.body, op.ok):
             if t is not None:
                 seen[t] = None
-    for _, struct, _, _ in ERRORS.values():
+    for _, struct, _ in ERRORS.values():
         seen[struct] = None
     return list(seen)
 
@@ -1036,14 +651,15 @@ def _operation(op: Op, names: Mapping[type, str]) -> dict[str, Any]:
         out["requestBody"] = dict(op.request)
     responses: dict[str, Any] = {}
     errors = op.errors
-    if op.tag != "internal" and need(op.path) is not OPEN:  # needs an API token when tokens are on
+    token = op.needs_token if op.needs_token is not None else op.tag != "internal" and need(op.path) is not OPEN
+    if token:  # needs an API token when tokens are on
         errors = (*errors, *TOKEN)
         out["security"] = [{BEARER: []}]
     if op.ok is not None:
         responses["200"] = {"description": op.ok_description, "content": {JSON: {"schema": _ref(names[op.ok])}}}
     responses.update(copy.deepcopy(dict(op.responses)))
     for error in errors:
-        status = str(ERRORS[error][0])
+        status = str(ERRORS[error][0].status)
         if status in responses:
             raise ValueError(f"{op.method} {op.path}: two answers for {status}")
         responses[status] = {"$ref": f"#/components/responses/{error}"}
@@ -1066,12 +682,12 @@ def build_document() -> dict[str, Any]:
         if declared != set(re.findall(r"{([^}]+)}", op.path)):
             raise ValueError(f"{op.method} {op.path}: path parameters {sorted(declared)} do not match")
     responses = {}
-    for name, (status, struct, description, retry) in ERRORS.items():
+    for name, (error, struct, description) in ERRORS.items():
         response: dict[str, Any] = {
-            "description": f"{status}: {description}",
+            "description": f"{error.status}: {description}",
             "content": {JSON: {"schema": _ref(names[struct])}},
         }
-        if retry:
+        if error.retry_after:
             response["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
         for header, ref in ERROR_HEADERS.get(name, {}).items():
             response.setdefault("headers", {})[header] = {"$ref": f"#/components/headers/{ref}"}
@@ -1125,163 +741,6 @@ def document_json() -> bytes:
     return msgspec.json.encode(document())
 
 
-# -- OpenAPI 3.0, for Swagger UI 4.x ---------------------------------------------------------
-
-_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf")
-_SUBSCHEMA_MAPS = ("properties",)
-_SUBSCHEMAS = ("items", "additionalProperties", "not")
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    if "$ref" in schema:
-        return {"allOf": [schema], "nullable": True}
-    return {**schema, "nullable": True}
-
-
-def schema_30(schema: Any) -> Any:
-    """One JSON Schema 2020-12 (OpenAPI 3.1) schema as an OpenAPI 3.0 Schema Object."""
-    if not isinstance(schema, dict):
-        return schema
-    s = dict(schema)
-    for key in _SUBSCHEMA_LISTS:
-        if key in s:
-            s[key] = [schema_30(x) for x in s[key]]
-    for key in _SUBSCHEMA_MAPS:
-        if key in s:
-            s[key] = {k: schema_30(v) for k, v in s[key].items()}
-    for key in _SUBSCHEMAS:
-        if isinstance(s.get(key), dict):
-            s[key] = schema_30(s[key])
-    if "const" in s:
-        s["enum"] = [s.pop("const")]
-    if "examples" in s:
-        examples = s.pop("examples")
-        if examples:
-            s["example"] = examples[0]
-    for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
-        if isinstance(s.get(bound), (int, float)) and not isinstance(s[bound], bool):
-            s[plain] = s[bound]
-            s[bound] = True
-    if s.get("required") == []:
-        del s["required"]
-    nullable = False
-    if isinstance(s.get("type"), list):
-        types = [t for t in s["type"] if t != "null"]
-        nullable = len(types) < len(s["type"])
-        if len(types) == 1:
-            s["type"] = types[0]
-        else:
-            s.pop("type")
-            s["anyOf"] = [{"type": t} for t in types]
-    if "enum" in s and None in s["enum"]:
-        s["enum"] = [v for v in s["enum"] if v is not None]
-        nullable = True
-    if "anyOf" in s and {"type": "null"} in s["anyOf"]:
-        rest = [x for x in s["anyOf"] if x != {"type": "null"}]
-        nullable = True
-        if len(rest) == 1:
-            del s["anyOf"]
-            merged = rest[0]
-            s = {**merged, **s} if "$ref" not in merged else {**s, "allOf": [merged]}
-        else:
-            s["anyOf"] = rest
-    if "$ref" in s and len(s) > 1:
-        ref = {"$ref": s.pop("$ref")}
-        s["allOf"] = [ref, *s.get("allOf", [])]
-    if nullable:
-        s = _nullable(s)
-    return s
-
-
-def _params_30(params: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**p, "schema": schema_30(p["schema"])} for p in params]
-
-
-def _content_30(content: dict[str, Any]) -> dict[str, Any]:
-    return {media: ({**m, "schema": schema_30(m["schema"])} if "schema" in m else m) for media, m in content.items()}
-
-
-def build_document_30(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """``doc`` (OpenAPI 3.1, as built here) translated to OpenAPI 3.0.3."""
-    out = copy.deepcopy(dict(doc))
-    out["openapi"] = "3.0.3"
-    out["info"] = {
-        **out["info"],
-        "description": (
-            "*A translation to OpenAPI 3.0 for this page; the canonical document is "
-            "[/openapi.json](/openapi.json) (OpenAPI 3.1).*\n\n" + out["info"]["description"]
-        ),
-    }
-    out["info"].pop("summary", None)
-    for item in out["paths"].values():
-        for operation in item.values():
-            if "parameters" in operation:
-                operation["parameters"] = _params_30(operation["parameters"])
-            if "requestBody" in operation:
-                body = operation["requestBody"]
-                body["content"] = _content_30(body["content"])
-            for response in operation["responses"].values():
-                if "content" in response:
-                    response["content"] = _content_30(response["content"])
-    components = out["components"]
-    components["schemas"] = {k: schema_30(v) for k, v in components["schemas"].items()}
-    for response in components["responses"].values():
-        response["content"] = _content_30(response["content"])
-    components["headers"] = {k: {**h, "schema": schema_30(h["schema"])} for k, h in components["headers"].items()}
-    return out
-
-
 @functools.cache
 def document_30_json() -> bytes:
     return msgspec.json.encode(build_document_30(document()))
-
-
-# -- the page --------------------------------------------------------------------------
-
-DOCS_STATIC = "/docs/static"
-
-
-def swagger_ui_dir() -> Path:
-    import swagger_ui_bundle
-
-    return Path(swagger_ui_bundle.swagger_ui_path)
-
-
-def swagger_ui_major() -> int:
-    """The bundled Swagger UI's major version (its directory is ``swagger-ui-X.Y.Z``); 0 if unknown."""
-    found = re.search(r"(\d+)\.\d+\.\d+$", swagger_ui_dir().name)
-    return int(found.group(1)) if found else 0
-
-
-def docs_spec_url() -> str:
-    # Swagger UI reads OpenAPI 3.1 from version 5 on; before that, the 3.0 translation.
-    return "/openapi.json" if swagger_ui_major() >= 5 else "/docs/openapi-3.0.json"
-
-
-@functools.cache
-def docs_html() -> str:
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>rakit node API</title>
-  <link rel="stylesheet" href="{DOCS_STATIC}/swagger-ui.css">
-  <link rel="icon" type="image/png" sizes="32x32" href="{DOCS_STATIC}/favicon-32x32.png">
-  <style>body {{ margin: 0; }}</style>
-</head>
-<body>
-  <div id="swagger-ui"></div>
-  <script src="{DOCS_STATIC}/swagger-ui-bundle.js"></script>
-  <script>
-    window.ui = SwaggerUIBundle({{
-      url: "{docs_spec_url()}",
-      dom_id: "#swagger-ui",
-      deepLinking: true,
-      validatorUrl: null,
-      presets: [SwaggerUIBundle.presets.apis],
-      layout: "BaseLayout"
-    }});
-  </script>
-</body>
-</html>
-"""

@@ -69,6 +69,7 @@ from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallab
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from rakit.errors import error_body
 from rakit.http.json import dumps
 from rakit.node.connection_budget import SHED, TRIAL, ConnectionBudget, Ticket, client_key
 from rakit.security.internal import NODE_HEADER, NONCE_HEADER, SIG_HEADER, TS_HEADER
@@ -127,7 +128,7 @@ class _HeadRefused(Exception):
 def _json_answer(
     status: int, code: str, detail: str, extra: Sequence[tuple[bytes, bytes]] = ()
 ) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    body = dumps({"error": code, "detail": detail})
+    body = dumps(error_body(code, detail))
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
