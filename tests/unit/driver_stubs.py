@@ -23,6 +23,8 @@ class Echo:
 
 
 class Nowhere:
+    sends_at_once = False
+
     def send(self, messages: list[Any]) -> None:
         pass
 

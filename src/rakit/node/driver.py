@@ -34,7 +34,6 @@ import contextlib
 import logging
 import math
 import random
-import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +41,7 @@ from typing import Any, TypeVar
 
 from rakit.errors import MemberExists, NoLeader, NotLeader, ProposalDropped, Unavailable
 from rakit.metrics import NodeMetrics
+from rakit.node.clock import Clock, SystemClock
 from rakit.node.proposals import PendingProposals, PendingReads
 from rakit.raft.config import RaftConfig
 from rakit.raft.core import RaftCore
@@ -102,12 +102,14 @@ class RaftDriver:
         rng: random.Random | None = None,
         addresses: dict[str, str] | None = None,
         members: MembersMachine | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.node_id = node_id
+        self.clock: Clock = clock or SystemClock()
         self.store = store
         self.machine = machine
         self.transport = transport
-        self._sends_at_once = bool(getattr(transport, "sends_at_once", False))
+        self._sends_at_once = transport.sends_at_once
         self.metrics = metrics
         self.tick_seconds = tick_seconds
         self.snapshot_entries = snapshot_entries
@@ -207,7 +209,7 @@ class RaftDriver:
         future: asyncio.Future[Any] = loop.create_future()
         # Every proposal has the same timeout, so deadlines are in FIFO order
         # and one sweep per tick expires them (a timer each costs more).
-        self._deadlines.append((time.monotonic() + timeout, timeout, future))
+        self._deadlines.append((self.clock.monotonic() + timeout, timeout, future))
         if lazy:
             self._lazy.append((command, future))
             if self._lazy_timer is None:
@@ -251,9 +253,9 @@ class RaftDriver:
         if target == self.node_id:
             return target
         await self.on_core(lambda: self.core.transfer_leader(str(target)))
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.monotonic() + timeout
         while self.leader_id != target or (target == self.node_id and not self.is_leader):
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self.clock.monotonic()
             if remaining <= 0:
                 raise Unavailable(f"{target} did not take over leadership within {timeout:g} s")
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -331,7 +333,7 @@ class RaftDriver:
         removal is appended; the cache stops serving on it after a grace period."""
         if self.role == Role.LEADER:
             return 0.0
-        return time.monotonic() - self._leader_contact
+        return self.clock.monotonic() - self._leader_contact
 
     def add_committed_membership_listener(self, listener: CommittedMembershipListener) -> None:
         """Call ``listener(generation, members, addresses)`` after a configuration entry is
@@ -356,9 +358,9 @@ class RaftDriver:
 
     async def wait_for_leader(self, timeout: float) -> str | None:
         """The leader's id once one is known, or None after ``timeout``."""
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.monotonic() + timeout
         while self.leader_id is None:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self.clock.monotonic()
             if remaining <= 0:
                 return None
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -428,9 +430,9 @@ class RaftDriver:
 
     async def _tick_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.tick_seconds)
+            await self.clock.sleep(self.tick_seconds)
             self._ticks += 1
-            self._expire_proposals(time.monotonic())
+            self._expire_proposals(self.clock.monotonic())
             self._wake.set()
 
     def _expire_proposals(self, now: float) -> None:
@@ -453,7 +455,7 @@ class RaftDriver:
             core.step(message)
             heard_leader = heard_leader or (isinstance(message, LEADER_MESSAGES) and message.term == core.term)
         if heard_leader:  # one clock read per turn, not per message
-            self._leader_contact = time.monotonic()
+            self._leader_contact = self.clock.monotonic()
         controls, self._controls = self._controls, []
         for action, future in controls:
             if future.done():
@@ -497,7 +499,7 @@ class RaftDriver:
                 if not future.done():
                     future.set_exception(exc)
             return
-        now = time.perf_counter()
+        now = self.clock.perf()
         for offset, (_, future) in enumerate(batch):
             self._pending.add(term, first + offset, future)
             self._propose_started[first + offset] = now
@@ -591,9 +593,9 @@ class RaftDriver:
         self._replies = {}
 
     def _timed_save(self, hard_state: HardState | None, entries: list[Entry], snapshot: Snapshot | None) -> float:
-        started = time.perf_counter()
+        started = self.clock.perf()
         self.store.save(hard_state, entries, snapshot)
-        return time.perf_counter() - started
+        return self.clock.perf() - started
 
     def _apply(self, entries: list[Entry]) -> None:
         sample: float | None = None
@@ -613,7 +615,7 @@ class RaftDriver:
             if started is not None:
                 sample = started
         if sample is not None:  # one sample per applied batch: the newest proposal's latency
-            self.metrics.proposal_seconds.observe(time.perf_counter() - sample)
+            self.metrics.proposal_seconds.observe(self.clock.perf() - sample)
 
     def _on_soft_state(self, role: Role, leader_id: str | None) -> None:
         if leader_id != self.leader_id:
