@@ -157,7 +157,7 @@ def node(
     except ConfigError as exc:
         fail(str(exc))
         return
-    from rakit.node.server import ServeError, serve
+    from rakit.server.serve import ServeError, serve
 
     try:
         serve(config)  # reads the tokens file (rakit.security.tokens): a malformed one is a ConfigError

@@ -29,7 +29,7 @@ from rakit.local import redis as local_redis
 pytestmark = pytest.mark.integration
 
 needs_node_server = pytest.mark.skipif(
-    importlib.util.find_spec("rakit.node.server") is None, reason="rakit.node.server is not written yet"
+    importlib.util.find_spec("rakit.server.serve") is None, reason="rakit.server.serve is not written yet"
 )
 
 

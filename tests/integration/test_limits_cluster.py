@@ -21,8 +21,8 @@ import pytest
 
 from httpcall import get, post, retry_until_ok
 from rakit.launcher import LocalCluster
-from rakit.node.http_protocol import MAX_HEADERS
 from rakit.queue.redis_store import MAX_IN_FLIGHT, RedisQueueStore, connect
+from rakit.server.http_protocol import MAX_HEADERS
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ import pytest
 
 import rakit
 from rakit.launcher import LocalCluster, wait_until
-from rakit.node.server import MAX_CONNECTIONS_ENV, MAX_CONNECTIONS_PER_CLIENT_ENV
+from rakit.server.serve import MAX_CONNECTIONS_ENV, MAX_CONNECTIONS_PER_CLIENT_ENV
 from rawsock import closed, connect, read_answer, read_answer_open
 
 pytestmark = pytest.mark.integration

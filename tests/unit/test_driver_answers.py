@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from driver_stubs import Echo, Nowhere
+from driver_stubs import Echo, nowhere
 
 from rakit.metrics import NodeMetrics
 from rakit.node.driver import RaftDriver
@@ -36,7 +36,7 @@ async def test_the_ack_is_handed_out_before_the_commit_it_carries_is_applied() -
         ["n1", "n2", "n3"],
         store=MemoryLogStore(),
         machine=machine,
-        transport=Nowhere(),
+        transport=nowhere("n2"),
         metrics=NodeMetrics("n2"),
         config=RaftConfig(election_ticks=1000),
         tick_seconds=1.0,
@@ -83,7 +83,7 @@ async def test_a_failed_save_hands_out_no_ack() -> None:
         ["n1", "n2", "n3"],
         store=FailingStore(),
         machine=Recorder(),
-        transport=Nowhere(),
+        transport=nowhere("n2"),
         metrics=NodeMetrics("n2"),
         config=RaftConfig(election_ticks=1000),
         tick_seconds=1.0,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from driver_stubs import Echo, Nowhere
+from driver_stubs import Echo, nowhere
 
 from rakit.errors import Unavailable
 from rakit.metrics import NodeMetrics
@@ -25,7 +25,7 @@ def make(clock: ManualClock) -> RaftDriver:
         ["n1", "n2", "n3"],
         store=MemoryLogStore(),
         machine=Echo(),
-        transport=Nowhere(),
+        transport=nowhere("n1"),
         metrics=NodeMetrics("n1"),
         config=RaftConfig(election_ticks=10, pre_vote=False),
         tick_seconds=TICK,

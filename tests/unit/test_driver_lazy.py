@@ -10,7 +10,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from driver_stubs import Echo, Nowhere
+from driver_stubs import Echo, nowhere
 
 from rakit.metrics import NodeMetrics
 from rakit.node import driver as driver_module
@@ -28,7 +28,7 @@ class Leader:
             ["n1"],
             store=MemoryLogStore(),
             machine=Echo(),
-            transport=Nowhere(),
+            transport=nowhere("n1"),
             metrics=NodeMetrics("n1"),
             config=RaftConfig(election_ticks=2),
             tick_seconds=0.002,

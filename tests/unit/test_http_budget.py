@@ -1,4 +1,4 @@
-"""The connection budget in the node's HTTP protocol (rule 6 of rakit.node.http_protocol).
+"""The connection budget in the node's HTTP protocol (rule 6 of rakit.server.http_protocol).
 
 A real uvicorn with ``BoundedHttpToolsProtocol.governed(budget)`` serves a
 tiny app in a thread with small caps (20 connections, 5 per client: a
@@ -31,9 +31,9 @@ import rakit.http.json as rjson
 import rawsock
 from rakit.http.errors import HANDLERS
 from rakit.launcher import wait_until
-from rakit.node import tls_gate
 from rakit.node.connection_budget import ConnectionBudget, Limits
-from rakit.node.http_protocol import BoundedHttpToolsProtocol
+from rakit.server import tls_gate
+from rakit.server.http_protocol import BoundedHttpToolsProtocol
 from rawsock import closed, read_answer, read_answer_open
 
 LIMITS = dataclasses.replace(Limits.of(20, 5), pressure_head_timeout=0.5, pressure_idle_timeout=1.0)
@@ -333,7 +333,7 @@ def test_every_way_a_connection_ends_gives_its_ticket_back(ending: str) -> None:
 
 
 def test_the_environment_sizes_the_nodes_budget() -> None:
-    from rakit.node.server import ServeError, connection_limits
+    from rakit.server.serve import ServeError, connection_limits
 
     assert connection_limits({}) == Limits.of(2048, 256)
     assert connection_limits({"RAKIT_MAX_CONNECTIONS": "200", "RAKIT_MAX_CONNECTIONS_PER_CLIENT": " 50 "}) == Limits.of(

@@ -26,7 +26,7 @@ from starlette.websockets import WebSocket
 import rakit.http.json as rjson
 import rawsock
 from rakit.http.errors import HANDLERS
-from rakit.node.http_protocol import MAX_HEAD_BYTES, MAX_HEADERS, BoundedHttpToolsProtocol
+from rakit.server.http_protocol import MAX_HEAD_BYTES, MAX_HEADERS, BoundedHttpToolsProtocol
 from rawsock import closed, read_answer, read_answer_open
 
 HEAD_TIMEOUT = 0.5
@@ -373,7 +373,7 @@ class _Recorder:
 
 
 async def test_a_head_and_its_body_leave_in_one_write() -> None:
-    from rakit.node.http_protocol import _CorkedTransport
+    from rakit.server.http_protocol import _CorkedTransport
 
     raw = _Recorder()
     corked = _CorkedTransport(raw, asyncio.get_running_loop())  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""The TLS port's gate (rakit.node.tls_gate): HTTPS served, plain HTTP a 400 "use https", nothing leaks.
+"""The TLS port's gate (rakit.server.tls_gate): HTTPS served, plain HTTP a 400 "use https", nothing leaks.
 
 A real uvicorn serves the tiny app of test_http_budget through
 ``tls_gate.gated(...)`` under a connection budget, on uvloop (the node's
@@ -24,8 +24,8 @@ import uvloop.loop
 from test_http_budget import LIMITS, Node, Quick
 
 from rakit.launcher import wait_until
-from rakit.node import tls_gate
 from rakit.node.connection_budget import Limits
+from rakit.server import tls_gate
 from rawsock import closed, read_answer
 from tlscerts import make_ca
 

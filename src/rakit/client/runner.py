@@ -143,7 +143,7 @@ class _Signer:
         self.node_ids: dict[str, str] = {}
 
     def as_caller(self, caller: str) -> _Signer:
-        """This signer naming ``caller`` (a joining node signs as itself: ``rakit.node.join``)."""
+        """This signer naming ``caller`` (a joining node signs as itself: ``rakit.server.join``)."""
         signer = _Signer(self.secret, caller)
         signer.node_ids = self.node_ids
         return signer

@@ -7,7 +7,7 @@ Every request body is read through ``read_body``, which bounds its size
 before anything parses it: a ``Content-Length`` over the limit is refused
 before a byte is read, and a chunked body as soon as it passes the limit
 (413).  How long a body may take to arrive is bounded below, by the node's
-HTTP protocol (``rakit.node.http_protocol`` rule 3: ``408 request_timeout``
+HTTP protocol (``rakit.server.http_protocol`` rule 3: ``408 request_timeout``
 and the connection closed), whoever reads it.
 """
 

@@ -24,7 +24,8 @@ the sender task, as before).  Otherwise -- stream down or backed up -- the
 sender task writes, awaiting the socket's flow control.
 
 A broken stream drops what was queued (Raft retransmits) and reconnects
-after a short, bounded back-off; the queue is bounded so an unreachable peer
+after a short, bounded back-off (the loop is ``rakit.transport.stream.PeerStream``,
+shared with the cache's channel); the queue is bounded so an unreachable peer
 cannot grow memory.
 """
 
@@ -48,15 +49,14 @@ from rakit.raft.messages import (
     decode_batch,
     encode_batch,
 )
-from rakit.security.internal import InternalAuth, PeerNotProven, verify_stream
+from rakit.security.internal import InternalAuth, PeerNotProven
+from rakit.transport.stream import PeerStream
 
 log = logging.getLogger(__name__)
 
 STREAM_PATH = "/raft/stream"
 MAX_QUEUED = 10_000
 MAX_BATCH_MESSAGES = 512
-BACKOFF_FIRST = 0.02
-BACKOFF_MAX = 0.25
 CONNECT_TIMEOUT = aiohttp.ClientWSTimeout(ws_close=1.0)
 HEARTBEAT = 5.0  # WebSocket pings: a silently dead peer is noticed within ~2x this
 MAX_FRAME = 256 * 1024 * 1024
@@ -91,7 +91,11 @@ class _DirectWriter:
         self._write(data, aiohttp.WSMsgType.BINARY, 0)
 
 
-class PeerSender:
+class PeerSender(PeerStream):
+    """Raft's channel to one peer: messages queued (the oldest dropped past ``MAX_QUEUED``), batched, sent."""
+
+    name = "raft"
+
     def __init__(
         self,
         src: str,
@@ -103,17 +107,14 @@ class PeerSender:
         deliver: Deliver,
         auth: InternalAuth | None = None,
     ) -> None:
+        super().__init__(peer_id, STREAM_PATH, auth)
         self.src = src
-        self.auth = auth if auth is not None and auth.enabled else None
         self.epoch = epoch
-        self.peer_id = peer_id
         self.url = url
         self.session = session
         self.metrics = metrics
         self.deliver = deliver
         self.queue: deque[AnyMessage] = deque(maxlen=MAX_QUEUED)
-        self.wake = asyncio.Event()
-        self.failures = 0
         self.seq = 0
         self.sent_at: deque[float] = deque()  # send times of frames awaiting their answer
         self._direct: _DirectWriter | None = None  # while a stream is open
@@ -154,68 +155,49 @@ class PeerSender:
                 break
         return batch
 
-    async def run(self) -> None:
-        """Keep a stream to the peer open and feed it; reconnect when it breaks."""
-        while True:
-            try:
-                # With a cluster secret the handshake is signed (afresh for every attempt).
-                headers = self.auth.headers("GET", STREAM_PATH, dst=self.peer_id) if self.auth else None
-                async with self.session.ws_connect(
-                    self.url + STREAM_PATH,
-                    timeout=CONNECT_TIMEOUT,
-                    heartbeat=HEARTBEAT,
-                    max_msg_size=MAX_FRAME,
-                    autoping=True,
-                    headers=headers,
-                ) as ws:
-                    verify_stream(self.auth, headers, ws, self.peer_id)
-                    self.failures = 0
-                    log.info("raft stream to %s open", self.peer_id)
-                    self._direct = _DirectWriter.of(ws)
-                    try:
-                        await self._serve(ws)
-                    finally:
-                        self._direct = None
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                if isinstance(exc, PeerNotProven) and self.failures % 100 == 0:
-                    log.warning("not streaming to %s at %s: %s", self.peer_id, self.url, exc)
-                elif self.failures == 0:
-                    log.info("raft stream to %s failed: %s", self.peer_id, exc)
-            self.failures += 1
-            self.metrics.rpc_failures.labels(peer=self.peer_id).inc()
-            self.queue.clear()  # stale by the time we are back; Raft resends what matters
-            self.sent_at.clear()
-            await asyncio.sleep(min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** min(self.failures - 1, 8)))
+    # -- the stream's hooks (rakit.transport.stream) ------------------------------
 
-    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        reader = asyncio.create_task(self._read(ws), name=f"raft-read-{self.peer_id}")
+    async def connect(self, headers: dict[str, str] | None) -> aiohttp.ClientWebSocketResponse:
+        return await self.session.ws_connect(
+            self.url + STREAM_PATH,
+            timeout=CONNECT_TIMEOUT,
+            heartbeat=HEARTBEAT,
+            max_msg_size=MAX_FRAME,
+            autoping=True,
+            headers=headers,
+        )
+
+    def opened(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        log.info("raft stream to %s open", self.peer_id)
+        self._direct = _DirectWriter.of(ws)
+
+    def closed(self) -> None:
+        self._direct = None
+
+    def failed(self, exc: BaseException) -> None:
+        if isinstance(exc, PeerNotProven) and self.failures % 100 == 0:
+            log.warning("not streaming to %s at %s: %s", self.peer_id, self.url, exc)
+        elif self.failures == 0:
+            log.info("raft stream to %s failed: %s", self.peer_id, exc)
+
+    def broken(self) -> None:
+        self.metrics.rpc_failures.labels(peer=self.peer_id).inc()
+        self.queue.clear()  # stale by the time we are back; Raft resends what matters
+        self.sent_at.clear()
+
+    def ready(self) -> bool:
+        return bool(self.queue)
+
+    def answer(self, data: bytes) -> bool:
+        if self.sent_at:
+            self._stream_seconds.observe(time.perf_counter() - self.sent_at.popleft())
         try:
-            while not reader.done():
-                if not self.queue:
-                    self.wake.clear()
-                    waiter = asyncio.ensure_future(self.wake.wait())
-                    await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                    waiter.cancel()
-                    continue
-                await ws.send_bytes(self.next_frame())
-            reader.result()  # re-raise what ended the stream
-        finally:
-            reader.cancel()
-
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        async for frame in ws:
-            if frame.type != aiohttp.WSMsgType.BINARY:
-                break
-            if self.sent_at:
-                self._stream_seconds.observe(time.perf_counter() - self.sent_at.popleft())
-            try:
-                answer = decode_batch(frame.data)
-            except msgspec.MsgspecError as exc:
-                log.warning("bad raft frame from %s: %s", self.peer_id, exc)
-                break
-            if answer.src != self.peer_id or not self.deliver(self.peer_id, answer.messages):
-                break  # a peer that answers what no peer can send: reconnect (and sign afresh)
-        raise ConnectionResetError(f"raft stream to {self.peer_id} closed")
+            answer = decode_batch(data)
+        except msgspec.MsgspecError as exc:
+            log.warning("bad raft frame from %s: %s", self.peer_id, exc)
+            return False
+        # A peer that answers what no peer can send: reconnect (and sign afresh).
+        return answer.src == self.peer_id and self.deliver(self.peer_id, answer.messages)
 
 
 class HttpTransport:

@@ -47,7 +47,7 @@ from asyncio import sslproto
 from typing import Any, ClassVar, cast
 
 from rakit.node.connection_budget import SHED, Ticket
-from rakit.node.http_protocol import BoundedHttpToolsProtocol, Closing, Governor, answer_bytes
+from rakit.server.http_protocol import BoundedHttpToolsProtocol, Closing, Governor, answer_bytes
 
 TLS_HANDSHAKE = 0x16  # the content type of a TLS handshake record
 LINGER = 1.0  # seconds a refused plain-HTTP connection may take to read its answer and close

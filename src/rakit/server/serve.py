@@ -14,10 +14,10 @@ from types import FrameType
 import uvicorn
 
 from rakit.config import ConfigError, NodeConfig, is_loopback
-from rakit.node import tls_gate
 from rakit.node.connection_budget import ConnectionBudget, Limits
-from rakit.node.http_protocol import BoundedHttpToolsProtocol
 from rakit.security import tls
+from rakit.server import tls_gate
+from rakit.server.http_protocol import BoundedHttpToolsProtocol
 from rakit.storage.datadir import DataDirError, open_data_dir
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ class ServeError(Exception):
     """The node could not start; the message is one line for the operator."""
 
 
-# Client limits.  Request heads: rakit.node.http_protocol (size, header count,
+# Client limits.  Request heads: rakit.server.http_protocol (size, header count,
 # time); bodies: rakit.http.json.read_body (size, time).  Idle keep-alive
 # connections close after KEEP_ALIVE_SECONDS (1 s under pressure).  Connections:
 # rakit.node.connection_budget (at most MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT
@@ -117,7 +117,7 @@ def serve(config: NodeConfig) -> None:
     check_tls(config)  # before anything is opened or bound
     limits = connection_limits()
     if config.join is not None:
-        from rakit.node.join import JoinError, join_cluster
+        from rakit.server.join import JoinError, join_cluster
 
         try:
             config = join_cluster(config)

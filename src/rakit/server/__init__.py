@@ -1,0 +1,1 @@
+"""rakit.server: the process (uvicorn, its bounded HTTP protocol, the TLS gate, --join); above rakit.http."""
