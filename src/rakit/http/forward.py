@@ -20,7 +20,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
-import aiohttp
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
 
 RETRY_DEADLINE = 5.0
 RETRY_PAUSE = 0.05
-RELAYED_HEADERS = ("content-type", "retry-after")
 RELAY_TIMEOUT = 10.0
 
 Handler = Callable[[], Awaitable[Response]]
@@ -149,29 +147,23 @@ async def relay(
     url = base + request.url.path
     if request.url.query:
         url += "?" + request.url.query
-    headers = {HOPS_HEADER: str(hops + 1), "content-type": request.headers.get("content-type", "application/json")}
-    if remaining is not None:
-        headers[REMAINING_HEADER] = f"{remaining:.3f}"
+    headers = {"content-type": request.headers.get("content-type", "application/json")}
     headers.update(identity_headers(request, leader, body))
     runtime.metrics.forwarded.inc()
-    try:
-        async with runtime.session.request(
-            request.method,
-            url,
-            data=body,
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=(remaining or 0.0) + RELAY_TIMEOUT, connect=0.5),
-        ) as resp:
-            content = await resp.read()
-            if resp.status == 503 and (b'"not_leader"' in content or b'"no_leader"' in content):
-                return None
-            out = {k: v for k in RELAYED_HEADERS if (v := resp.headers.get(k)) is not None}
-            return Response(content, status_code=resp.status, headers=out)
-    except aiohttp.ClientConnectorError:
+    answer = await runtime.relay.call(
+        leader,
+        request.method,
+        url,
+        body,
+        headers,
+        hops=hops,
+        remaining=remaining,
+        slack=RELAY_TIMEOUT,
+        retry_safe=idempotent,
+        what="the leader",
+    )
+    if answer is None:
         return None
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError):
-        if idempotent:
-            return None
-        raise Unavailable(f"the leader {leader} went away while answering; outcome unknown") from None
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        raise Unavailable(f"the leader {leader} did not answer: {type(exc).__name__}; outcome unknown") from None
+    if answer.status == 503 and (b'"not_leader"' in answer.body or b'"no_leader"' in answer.body):
+        return None
+    return Response(answer.body, status_code=answer.status, headers=answer.headers)

@@ -21,6 +21,7 @@ from rakit.queue.redis_store import RedisQueueStore, connect
 from rakit.queue.ring import ConsistentHashRing
 from rakit.queue.service import QueueService
 from rakit.raft.config import RaftConfig
+from rakit.relay import HttpRelay
 from rakit.security.internal import InternalAuth
 from rakit.security.tls import client_context
 from rakit.statemachines.kv import KvMachine
@@ -46,6 +47,7 @@ class NodeRuntime:
         # Signs every node-to-node call with the cluster secret (a no-op without one).
         self.internal_auth = InternalAuth(config.cluster_secret, config.node_id)
         self._session: aiohttp.ClientSession | None = None
+        self._relay: HttpRelay | None = None
         self._driver: RaftDriver | None = None
         self._locks: LockService | None = None
         self._leases: LeaseKeeper | None = None
@@ -57,6 +59,12 @@ class NodeRuntime:
     def session(self) -> aiohttp.ClientSession:
         assert self._session is not None, "runtime not started"
         return self._session
+
+    @property
+    def relay(self) -> HttpRelay:
+        """One hop to the leader or an owner (``rakit.relay``), on this node's session."""
+        assert self._relay is not None, "runtime not started"
+        return self._relay
 
     @property
     def driver(self) -> RaftDriver:
@@ -86,6 +94,7 @@ class NodeRuntime:
             limit=256, limit_per_host=64, keepalive_timeout=30, ssl=ssl_context if ssl_context is not None else True
         )
         self._session = aiohttp.ClientSession(connector=connector)
+        self._relay = HttpRelay(self._session)
         c = self.config
         transport = HttpTransport(
             c.node_id, c.peers, self._session, self.metrics, deliver=ReplyFilter(self), auth=self.internal_auth
@@ -120,6 +129,7 @@ class NodeRuntime:
             self._session,
             self.metrics,
             auth=self.internal_auth,
+            relay=self._relay,
         )
         transport.set_peers(self._member_urls(conf, self._driver.addresses))
         self._driver.add_membership_listener(self._follow_membership)

@@ -51,17 +51,17 @@ import aiohttp
 import msgspec
 
 from rakit.errors import InvalidRequest, Unavailable
-from rakit.hops import HOPS_HEADER, MAX_OWNER_HOPS, answer_within
+from rakit.hops import MAX_OWNER_HOPS, answer_within
 from rakit.metrics import NodeMetrics
 from rakit.queue.redis_state import RedisState
 from rakit.queue.ring import ConsistentHashRing
 from rakit.queue.store import Delivery, QueueStore
+from rakit.relay import HttpRelay, Relay
 from rakit.security.internal import InternalAuth
 
 log = logging.getLogger(__name__)
 
 RELAY_TIMEOUT = 6.0  # beyond a pop's wait: the owner's Redis calls are bounded by op_timeout
-CONNECT_TIMEOUT = 0.5
 REDIS_PROBE_TIMEOUT = 2.0
 
 T = TypeVar("T")
@@ -167,6 +167,7 @@ class QueueService:
         probe_interval: float = 0.5,
         probe_timeout: float = 0.5,
         auth: InternalAuth | None = None,
+        relay: Relay | None = None,
     ) -> None:
         self.node_id = node_id
         self.peers = dict(peers)
@@ -175,6 +176,7 @@ class QueueService:
         self.auth = auth if auth is not None and auth.enabled else None
         self.store = store
         self.session = session
+        self.relay: Relay = relay or HttpRelay(session)
         self.metrics = metrics
         self.monitor_interval = monitor_interval
         self.poll_interval = poll_interval
@@ -313,30 +315,25 @@ class QueueService:
 
     async def _post(self, op: str, owner: str, payload: dict[str, Any], hops: int, wait: float) -> Answer | None:
         path = f"/queue/internal/{op}"
-        url = self.peers[owner] + path
         body = _json.encode(payload)
-        headers = {HOPS_HEADER: str(hops + 1), "content-type": "application/json"}
+        headers = {"content-type": "application/json"}
         if self.auth is not None:
             headers.update(self.auth.headers("POST", path, body, dst=owner))
         self.metrics.queue_forwarded.inc()
-        try:
-            async with self.session.post(
-                url,
-                data=body,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=wait + RELAY_TIMEOUT, connect=CONNECT_TIMEOUT),
-            ) as resp:
-                return resp.status, await resp.read()
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
-            self.health.mark_down(owner)
-            return None
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError):
-            self.health.mark_down(owner)
-            if op in ("push", "pop"):
-                return None
-            raise Unavailable(f"the topic's owner {owner} went away while answering; outcome unknown") from None
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise Unavailable(f"the topic's owner {owner} did not answer: {type(exc).__name__}") from None
+        answer = await self.relay.call(
+            owner,
+            "POST",
+            self.peers[owner] + path,
+            body,
+            headers,
+            hops=hops,
+            remaining=None,
+            slack=wait + RELAY_TIMEOUT,
+            retry_safe=op in ("push", "pop"),
+            what="the topic's owner",
+            on_down=self.health.mark_down,
+        )
+        return None if answer is None else (answer.status, answer.body)
 
     # -- local operations (the store, mapped errors, metrics) -------------------
 
