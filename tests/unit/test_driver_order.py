@@ -10,10 +10,9 @@ leader's AppendEntries leave *before* its own save of those entries (thesis
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
-from driver_stubs import Echo
+from driver_stubs import Echo, until
 
 from rakit.metrics import NodeMetrics
 from rakit.node.driver import RaftDriver
@@ -67,14 +66,6 @@ def make(journal: Journal, node: str = "n1") -> RaftDriver:
     )
 
 
-async def until(cond: Any, what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
-
-
 def is_send(kind: type, pred: Any = lambda m: True) -> Any:
     return lambda e: e[0] == "send" and isinstance(e[1], kind) and pred(e[1])
 
@@ -88,14 +79,14 @@ async def test_votes_wait_for_the_disk_and_a_leaders_appends_do_not() -> None:
     driver = make(journal)
     task = asyncio.create_task(driver.run())
     try:
-        await until(lambda: any(is_send(RequestVote)(e) for e in journal.events), "a vote request")
+        await until(lambda: any(is_send(RequestVote)(e) for e in journal.events), 5.0, "a vote request")
         ask = journal.index(is_send(RequestVote))
         term = journal.events[ask][1].term
         assert journal.index(saved(lambda hs, _: hs is not None and hs.term == term and hs.vote == "n1")) < ask
         driver.receive([RequestVoteResp(src="n2", dst="n1", term=term, granted=True)])
-        await until(lambda: driver.is_leader, "leadership")
+        await until(lambda: driver.is_leader, 5.0, "leadership")
         # The leader's first entry (its no-op) leaves before its own save of it.
-        await until(lambda: any(saved(lambda hs, idx: 1 in idx)(e) for e in journal.events), "the no-op saved")
+        await until(lambda: any(saved(lambda hs, idx: 1 in idx)(e) for e in journal.events), 5.0, "the no-op saved")
         first_append = journal.index(is_send(AppendEntries, lambda m: any(x.index == 1 for x in m.entries)))
         assert first_append < journal.index(saved(lambda hs, idx: 1 in idx))
     finally:
@@ -122,7 +113,7 @@ async def test_a_followers_ack_waits_for_the_entries_it_acknowledges() -> None:
             ]
         )
         ack = is_send(AppendEntriesResp, lambda m: m.success and m.index == 2)
-        await until(lambda: any(ack(e) for e in journal.events), "the ack")
+        await until(lambda: any(ack(e) for e in journal.events), 5.0, "the ack")
         assert journal.index(saved(lambda hs, idx: 2 in idx)) < journal.index(ack)
     finally:
         task.cancel()
