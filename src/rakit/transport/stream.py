@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 
 import aiohttp
 import msgspec
@@ -39,8 +40,8 @@ def backoff(failures: int) -> float:
     return float(min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** min(failures - 1, 8)))
 
 
-class PeerStream:
-    """The stream's loop; a channel fills in the hooks below."""
+class PeerStream(ABC):
+    """The stream's loop; a channel fills in the hooks below (the four abstract ones are required)."""
 
     name = "peer"  # in task names and messages
 
@@ -55,37 +56,39 @@ class PeerStream:
 
     # -- hooks -----------------------------------------------------------------
 
+    @abstractmethod
     async def connect(self, headers: dict[str, str] | None) -> aiohttp.ClientWebSocketResponse:
-        raise NotImplementedError
+        """Open the WebSocket to the peer's stream route with ``headers`` (the signature)."""
 
-    def connecting(self) -> None:
+    def connecting(self) -> None:  # noqa: B027 (an optional hook: nothing by default)
         """An attempt to connect starts."""
 
-    def opened(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    def opened(self, ws: aiohttp.ClientWebSocketResponse) -> None:  # noqa: B027 (an optional hook: nothing by default)
         """The stream is open and the peer proven."""
 
-    def closed(self) -> None:
+    def closed(self) -> None:  # noqa: B027 (an optional hook: nothing by default)
         """The open stream ended (before it is closed)."""
 
-    def failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException) -> None:  # noqa: B027 (an optional hook: nothing by default)
         """The attempt or the stream failed with ``exc`` (for the log; ``failures`` not yet counted)."""
 
-    def broken(self) -> None:
+    def broken(self) -> None:  # noqa: B027 (an optional hook: nothing by default)
         """After a failure is counted, before the back-off: drop or fail what waits."""
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 (an optional hook: nothing by default)
         """Raise (e.g. TimeoutError) to break the open stream."""
 
+    @abstractmethod
     def ready(self) -> bool:
         """True when there is a frame to write now."""
-        raise NotImplementedError
 
+    @abstractmethod
     def next_frame(self) -> bytes:
-        raise NotImplementedError
+        """The next frame to write: what is queued, batched."""
 
+    @abstractmethod
     def answer(self, data: bytes) -> bool:
         """Take one answer frame; False (or an exception) breaks the stream."""
-        raise NotImplementedError
 
     # -- the loop --------------------------------------------------------------
 
