@@ -9,20 +9,18 @@ from starlette.routing import Route
 
 from rakit import errors as E
 from rakit.http import openapi
-from rakit.http.endpoints import ENDPOINTS, Endpoint
-from rakit.http.routes import cache, cluster, docs, kv, locks, members, queue, raft_rpc
-from rakit.security.tokens import AUTHENTICATED, OPEN, Need, need
+from rakit.http.endpoints import ALL_ENDPOINTS, ENDPOINTS, PERMISSIONS, Endpoint, dashboard, routes
+from rakit.security.tokens import AUTHENTICATED, OPEN, Need
 
-MODULES = (raft_rpc, cache, kv, locks, queue, cluster, members, docs)
 IDS = [f"{ep.method} {ep.path}" for ep in ENDPOINTS]
+ALL_IDS = [f"{ep.method} {ep.path}" for ep in ALL_ENDPOINTS]
 
 
 def _served() -> set[tuple[str, str]]:
     out = set()
-    for module in MODULES:
-        for route in module.routes:
-            if isinstance(route, Route):
-                out |= {(m, route.path_format) for m in route.methods or () if m != "HEAD"}
+    for route in routes():
+        if isinstance(route, Route):
+            out |= {(m, route.path_format) for m in route.methods or () if m != "HEAD"}
     return out
 
 
@@ -31,7 +29,20 @@ def test_each_endpoint_is_declared_once() -> None:
 
 
 def test_the_routes_serve_exactly_the_declared_endpoints() -> None:
-    assert _served() == {(ep.method, ep.path) for ep in ENDPOINTS}
+    assert _served() == {(ep.method, ep.path) for ep in ALL_ENDPOINTS}
+
+
+@pytest.mark.parametrize("ep", ALL_ENDPOINTS, ids=ALL_IDS)
+def test_every_endpoint_has_a_handler(ep: Endpoint) -> None:
+    assert ep.handler is not None
+
+
+def test_the_dashboard_is_documented_as_declared() -> None:
+    doc = openapi.document()["paths"]
+    for ep in dashboard():
+        op = doc[ep.path][ep.method.lower()]
+        assert op["summary"] == ep.summary
+        assert ("security" in op) == ep.needs_token
 
 
 @pytest.mark.parametrize("ep", ENDPOINTS, ids=IDS)
@@ -43,16 +54,23 @@ def test_an_endpoint_has_an_operation(ep: Endpoint) -> None:
     assert statuses <= op["responses"].keys()
 
 
-@pytest.mark.parametrize("ep", ENDPOINTS, ids=IDS)
+@pytest.mark.parametrize("ep", ALL_ENDPOINTS, ids=ALL_IDS)
 def test_the_permission_table_asks_what_the_endpoint_declares(ep: Endpoint) -> None:
     example = re.sub(r"{([^}]+)}", lambda m: f"x-{m.group(1)}", ep.path)
-    found = need(example)
+    found = PERMISSIONS.need(example)
     if ep.access is OPEN or ep.access is AUTHENTICATED:
         assert found is ep.access
         return
     assert isinstance(ep.access, Need)
-    name = None if ep.access.name is None else f"x-{ep.access.name}"
-    assert found == ep.access._replace(name=name)
+    in_path = ep.access.name is not None and f"{{{ep.access.name}}}" in ep.path
+    assert found == ep.access._replace(name=f"x-{ep.access.name}" if in_path else None)
+
+
+@pytest.mark.parametrize("ep", ALL_ENDPOINTS, ids=ALL_IDS)
+def test_a_named_need_names_a_path_parameter_or_a_body_field(ep: Endpoint) -> None:
+    if ep.access is None or not ep.access.name:
+        return
+    assert f"{{{ep.access.name}}}" in ep.path or ep.access.name in ep.body_fields
 
 
 @pytest.mark.parametrize("ep", ENDPOINTS, ids=IDS)

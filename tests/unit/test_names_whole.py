@@ -31,9 +31,11 @@ from starlette.testclient import TestClient
 import rakit.http
 from rakit.config import ID_RE, ConfigError, parse_peers
 from rakit.errors import InvalidRequest
+from rakit.http import bodies
+from rakit.http.endpoints import routes
 from rakit.http.errors import HANDLERS
 from rakit.http.json import Key, Name, decode, path_key, path_name
-from rakit.http.routes import cache, kv, locks, members, queue
+from rakit.http.routes import queue
 
 VALID = "Ab0_.-x"
 VALID_KEY = "Ab0_.:-x"
@@ -44,15 +46,15 @@ BAD = ["NAME\n", "NAME\r\n", "\nNAME", "NA ME", "N" * 129, "", "NAME\t", "NAME\x
 
 # (Struct, a valid body, the name fields to spoil one at a time)
 BODIES: list[tuple[type[msgspec.Struct], dict[str, Any], list[str]]] = [
-    (locks.AcquireBody, {"resource": VALID_KEY, "client_id": VALID}, ["resource", "client_id"]),
-    (locks.ReleaseBody, {"resource": VALID_KEY, "client_id": VALID, "fencing_token": 1}, ["resource", "client_id"]),
-    (locks.RenewBody, {"resource": VALID_KEY, "client_id": VALID, "fencing_token": 1}, ["resource", "client_id"]),
-    (kv.PutBody, {"key": VALID_KEY, "value": 1}, ["key"]),
-    (kv.KeyBody, {"key": VALID_KEY}, ["key"]),
-    (kv.IncrBody, {"key": VALID_KEY}, ["key"]),
-    (cache.SetBody, {"key": VALID_KEY, "value": 1}, ["key"]),
-    (cache.KeyBody, {"key": VALID_KEY}, ["key"]),
-    (cache.InvalidateBody, {"src": VALID, "key": VALID_KEY, "version": "1"}, ["src", "key"]),
+    (bodies.AcquireBody, {"resource": VALID_KEY, "client_id": VALID}, ["resource", "client_id"]),
+    (bodies.ReleaseBody, {"resource": VALID_KEY, "client_id": VALID, "fencing_token": 1}, ["resource", "client_id"]),
+    (bodies.RenewBody, {"resource": VALID_KEY, "client_id": VALID, "fencing_token": 1}, ["resource", "client_id"]),
+    (bodies.PutBody, {"key": VALID_KEY, "value": 1}, ["key"]),
+    (bodies.KvKeyBody, {"key": VALID_KEY}, ["key"]),
+    (bodies.IncrBody, {"key": VALID_KEY}, ["key"]),
+    (bodies.SetBody, {"key": VALID_KEY, "value": 1}, ["key"]),
+    (bodies.CacheKeyBody, {"key": VALID_KEY}, ["key"]),
+    (bodies.InvalidateBody, {"src": VALID, "key": VALID_KEY, "version": "1"}, ["src", "key"]),
     (queue.PushBody, {"topic": VALID, "message": 1, "message_id": VALID_KEY}, ["topic", "message_id"]),
     (queue.InternalPushBody, {"topic": VALID, "message": 1, "message_id": VALID_KEY}, ["topic", "message_id"]),
     (queue.PopBody, {"topic": VALID, "consumer_id": VALID}, ["topic", "consumer_id"]),
@@ -67,8 +69,8 @@ BODIES: list[tuple[type[msgspec.Struct], dict[str, Any], list[str]]] = [
         ["topic", "consumer_id", "message_id"],
     ),
     (queue.RedriveBody, {"topic": VALID}, ["topic"]),
-    (members.TransferBody, {"to": VALID}, ["to"]),
-    (members.AddMemberBody, {"id": VALID, "url": "http://127.0.0.1:8001"}, ["id"]),
+    (bodies.TransferBody, {"to": VALID}, ["to"]),
+    (bodies.AddMemberBody, {"id": VALID, "url": "http://127.0.0.1:8001"}, ["id"]),
 ]
 BODY_FIELDS = [(s, body, f) for s, body, fields in BODIES for f in fields]
 
@@ -119,9 +121,7 @@ class _Untouchable:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[TestClient]:
-    app = Starlette(
-        routes=[*locks.routes, *kv.routes, *cache.routes, *queue.routes, *members.routes], exception_handlers=HANDLERS
-    )  # type: ignore[arg-type]
+    app = Starlette(routes=routes(), exception_handlers=HANDLERS)  # type: ignore[arg-type]
     app.state.runtime = _Untouchable()
     with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as c:
         yield c
@@ -242,7 +242,7 @@ def test_the_walk_sees_the_name_types() -> None:
     found = dict(_schema_patterns())
     assert found["rakit.http.json.Key"] == msgspec.json.schema(Key)["pattern"]
     assert found["rakit.http.json.Name"] == msgspec.json.schema(Name)["pattern"]
-    assert "rakit.http.routes.locks.AcquireBody.resource" in found
+    assert "rakit.http.bodies.AcquireBody.resource" in found
     assert "rakit.http.schemas.Digest.digest" in found
 
 
@@ -253,7 +253,7 @@ def test_no_pattern_ends_at_a_bare_dollar() -> None:
 
 def test_a_member_url_is_matched_whole() -> None:
     with pytest.raises(InvalidRequest):
-        decode(b'{"id": "n", "url": "http://127.0.0.1:8001\\n"}', members.AddMemberBody)
+        decode(b'{"id": "n", "url": "http://127.0.0.1:8001\\n"}', bodies.AddMemberBody)
 
 
 def test_the_openapi_document_has_no_bare_dollar() -> None:

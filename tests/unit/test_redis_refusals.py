@@ -21,8 +21,8 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from rakit.errors import Unavailable
+from rakit.http.endpoints import routes
 from rakit.http.errors import HANDLERS
-from rakit.http.routes import cluster, queue
 from rakit.metrics import NodeMetrics
 from rakit.queue.redis_errors import MAX_SAID, classify, redis_said, reply_code
 from rakit.queue.redis_state import RedisState
@@ -311,7 +311,7 @@ def make_service(store: RedisQueueStore) -> QueueService:
 def node() -> tuple[TestClient, FakeRedis]:
     fake = FakeRedis()
     service = make_service(RedisQueueStore(fake))
-    app = Starlette(routes=[*queue.routes, *cluster.routes], exception_handlers=HANDLERS)  # type: ignore[arg-type]
+    app = Starlette(routes=routes(), exception_handlers=HANDLERS)  # type: ignore[arg-type]
     app.state.runtime = SimpleNamespace(
         node_id="a", queue=service, driver=SimpleNamespace(status=lambda: {"node_id": "a", "role": "leader"})
     )

@@ -9,20 +9,10 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Match, Route
 from starlette.testclient import TestClient
 
-from rakit.http.routes import cache, cluster, docs, kv, locks, members, queue, raft_rpc, ui
+from rakit.http.endpoints import routes
 from rakit.http.routing import IndexedRouter, literal_paths
 
-NODE_ROUTES = [
-    *raft_rpc.routes,
-    *cache.routes,
-    *kv.routes,
-    *locks.routes,
-    *queue.routes,
-    *cluster.routes,
-    *members.routes,
-    *ui.routes,
-    *docs.routes,
-]
+NODE_ROUTES = routes()
 
 
 def first_full(routes, scope):

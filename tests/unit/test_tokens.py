@@ -16,6 +16,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from rakit.config import ConfigError, build_config
+from rakit.http.endpoints import PERMISSIONS
 from rakit.http.identity import identity_of
 from rakit.http.security import SecurityMiddleware
 from rakit.security.internal import InternalAuth
@@ -30,7 +31,6 @@ from rakit.security.tokens import (
     Refusal,
     identity_binding,
     load_tokens,
-    need,
     parse_grant,
 )
 
@@ -133,24 +133,36 @@ def test_matching() -> None:
 
 
 def test_what_each_path_needs() -> None:
-    assert need("/health") is OPEN and need("/openapi.json") is OPEN and need("/docs") is OPEN
-    assert need("/docs/openapi-3.0.json") is OPEN and need("/docs/static/swagger-ui.css") is OPEN
-    assert need("/ui") is OPEN and need("/ui/app.js") is OPEN
-    assert need("/status") == Need("status")
+    assert (
+        PERMISSIONS.need("/health") is OPEN
+        and PERMISSIONS.need("/openapi.json") is OPEN
+        and PERMISSIONS.need("/docs") is OPEN
+    )
+    assert (
+        PERMISSIONS.need("/docs/openapi-3.0.json") is OPEN and PERMISSIONS.need("/docs/static/swagger-ui.css") is OPEN
+    )
+    assert PERMISSIONS.need("/ui") is OPEN and PERMISSIONS.need("/ui/app.js") is OPEN
+    assert PERMISSIONS.need("/status") == Need("status")
     for path in ("/metrics", "/debug/digest", "/cluster/overview", "/lock/table", "/queue/topics"):
-        assert need(path) == Need("admin"), path
-    assert need("/lock/acquire") == Need("locks", "write")
-    assert need("/lock/status/a:b") == Need("locks", "read", "a:b")
-    assert need("/lock/watch/orders.1") == Need("locks", "read", "orders.1")
-    assert need("/queue/pop/emails/worker-1") == Need("queue", "read", "emails")
-    assert need("/queue/stats/emails") == need("/queue/dead/emails") == Need("queue", "read", "emails")
+        assert PERMISSIONS.need(path) == Need("admin"), path
+    assert PERMISSIONS.need("/lock/acquire") == Need("locks", "write")
+    assert PERMISSIONS.need("/lock/status/a:b") == Need("locks", "read", "a:b")
+    assert PERMISSIONS.need("/lock/watch/orders.1") == Need("locks", "read", "orders.1")
+    assert PERMISSIONS.need("/queue/pop/emails/worker-1") == Need("queue", "read", "emails")
+    assert (
+        PERMISSIONS.need("/queue/stats/emails")
+        == PERMISSIONS.need("/queue/dead/emails")
+        == Need("queue", "read", "emails")
+    )
     for op in ("push", "ack", "nack", "extend", "redrive"):
-        assert need(f"/queue/{op}") == Need("queue", "write"), op
-    assert need("/cache/get/user:1") == Need("cache", "read", "user:1")
-    assert need("/cache/stats") == Need("cache", "read")
-    assert need("/cache/set") == need("/cache/delete") == Need("cache", "write")
-    assert need("/kv/get/k") == Need("kv", "read", "k") and need("/kv/put") == Need("kv", "write")
-    assert need("/nowhere") == Need("")  # any valid token; the app then answers 404
+        assert PERMISSIONS.need(f"/queue/{op}") == Need("queue", "write"), op
+    assert PERMISSIONS.need("/cache/get/user:1") == Need("cache", "read", "user:1")
+    assert PERMISSIONS.need("/cache/stats") == Need("cache", "read")
+    assert PERMISSIONS.need("/cache/set") == PERMISSIONS.need("/cache/delete") == Need("cache", "write")
+    assert PERMISSIONS.need("/kv/get/k") == Need("kv", "read", "k") and PERMISSIONS.need("/kv/put") == Need(
+        "kv", "write"
+    )
+    assert PERMISSIONS.need("/nowhere") == Need("")  # any valid token; the app then answers 404
 
 
 # -- the file -------------------------------------------------------------------------------------
@@ -225,7 +237,7 @@ def test_config_wants_the_file_and_a_cluster_secret_and_security_reads_it(tmp_pa
     # The file itself is read once, at start, by the security layer (config only parses the flags).
     malformed = config(auth_tokens=str(write(tmp_path, "{", "bad.json")), cluster_secret=SECRET)
     with pytest.raises(ConfigError, match="not valid JSON"):
-        ClientAuth(malformed.auth_tokens)
+        ClientAuth(malformed.auth_tokens, PERMISSIONS)
     assert config(auth_tokens=str(tokens_file), cluster_secret=SECRET).auth_tokens == tokens_file
     assert config().auth_tokens is None  # off by default
 
@@ -264,7 +276,7 @@ def outcome(result: Identity | Refusal | None) -> str | int | None:
 
 
 def test_check(tokens_file: Path) -> None:
-    auth = ClientAuth(tokens_file)
+    auth = ClientAuth(tokens_file, PERMISSIONS)
     assert auth.enabled and not ClientAuth(None).enabled
 
     def check(path: str, authorization: str | None = None) -> str | int | None:
@@ -319,7 +331,9 @@ def app(tokens_file: Path, node_id: str = "n1") -> Starlette:
     return Starlette(
         routes=routes,
         middleware=[
-            Middleware(SecurityMiddleware, internal=InternalAuth(SECRET, node_id), clients=ClientAuth(tokens_file))
+            Middleware(
+                SecurityMiddleware, internal=InternalAuth(SECRET, node_id), clients=ClientAuth(tokens_file, PERMISSIONS)
+            )
         ],
     )
 

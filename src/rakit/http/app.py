@@ -13,9 +13,10 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from rakit.config import NodeConfig
+from rakit.http import openapi
+from rakit.http.endpoints import PERMISSIONS, routes
 from rakit.http.errors import HANDLERS
 from rakit.http.origin import OriginMiddleware, default_hosts
-from rakit.http.routes import cache, cluster, docs, kv, locks, members, queue, raft_rpc, ui
 from rakit.http.routing import IndexedRouter
 from rakit.http.security import SecurityMiddleware
 from rakit.node.runtime import NodeRuntime
@@ -58,7 +59,7 @@ def create_app(config: NodeConfig, data_dir: DataDir) -> Starlette:
             await asyncio.gather(task, return_exceptions=True)
             await runtime.close()
 
-    internal, clients = InternalAuth(config.cluster_secret, config.node_id), ClientAuth(config.auth_tokens)
+    internal, clients = InternalAuth(config.cluster_secret, config.node_id), ClientAuth(config.auth_tokens, PERMISSIONS)
     hosts = (
         frozenset(config.allowed_hosts)
         if config.allowed_hosts is not None
@@ -67,19 +68,9 @@ def create_app(config: NodeConfig, data_dir: DataDir) -> Starlette:
     middleware = [Middleware(OriginMiddleware, allowed_hosts=hosts)]  # always: browsers reach loopback too
     if internal.enabled or clients.enabled:  # no cost when security is off
         middleware.append(Middleware(SecurityMiddleware, internal=internal, clients=clients))
-    routes = [
-        *raft_rpc.routes,
-        *cache.routes,
-        *kv.routes,
-        *locks.routes,
-        *queue.routes,
-        *cluster.routes,
-        *members.routes,
-        *ui.routes,
-        *docs.routes,
-    ]
     app = Starlette(exception_handlers=HANDLERS, middleware=middleware)
-    app.router = IndexedRouter(routes, lifespan=lifespan)  # finds a route by its path (see rakit.http.routing)
+    app.router = IndexedRouter(routes(), lifespan=lifespan)  # finds a route by its path (see rakit.http.routing)
+    app.state.docs = openapi  # what /openapi.json and /docs serve (rakit.http.routes.docs)
     app.state.internal_auth = internal
     app.state.client_auth = clients
     return app

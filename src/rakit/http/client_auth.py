@@ -33,7 +33,6 @@ from rakit.security.tokens import (
     Identity,
     Refusal,
     identity_binding,
-    need,
 )
 
 
@@ -42,7 +41,7 @@ async def admit(
 ) -> Receive | None:
     """The ``receive`` to run the app with, or None when the request was refused (answered here)."""
     path: str = scope["path"]
-    if need(path) is OPEN:
+    if clients.need(path) is OPEN:
         return receive
     name = headers.get(IDENTITY_HEADER)
     if name is None:

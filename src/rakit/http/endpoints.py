@@ -19,15 +19,21 @@ declared ``access``, and that every error named here exists in the error tree.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import msgspec
+from starlette.routing import BaseRoute
 
+from rakit.http import bodies as B
 from rakit.http import schemas as S
 from rakit.http.json import Key, Name
-from rakit.http.routes import cache, kv, locks, members, queue
+from rakit.http.openapi30 import DOCS_STATIC
+from rakit.http.prologue import Call, Handler, endpoint_route, plain
+from rakit.http.routes import cache, cluster, docs, kv, locks, members, queue, raft_rpc
+from rakit.security.permissions import Permissions
 from rakit.security.tokens import AUTHENTICATED, OPEN, Need
 
 JSON = "application/json"
@@ -78,6 +84,24 @@ class Endpoint:
     request: Mapping[str, Any] | None = None  # a literal requestBody (non-JSON bodies)
     access: Need | None = AUTHENTICATED  # what a token needs (name: the path parameter); OPEN: nothing
     leader: bool = False  # served by the Raft leader: any node forwards it there (rakit.http.forward.on_leader)
+    handler: Handler | None = None  # what serves it, after the prologue (rakit.http.prologue)
+    idempotent: bool = False  # repeating it is harmless: a forward that broke after sending is retried
+    wait: str | float | None = None  # the body field or query parameter (seconds) it may wait, or fixed seconds
+    admit: Callable[[Call[Any]], None] | None = None  # checked where it came in, before any forwarding
+
+    @property
+    def body_fields(self) -> frozenset[str]:
+        return frozenset(f.name for f in msgspec.structs.fields(self.body)) if self.body is not None else frozenset()
+
+    @property
+    def whole_params(self) -> frozenset[str]:
+        """The path parameters that are keys: they may hold ``:`` and take the rest of the path."""
+        return frozenset(p.name for p in self.params if p.where == "path" and p.type is Key)
+
+    @property
+    def route_path(self) -> str:
+        """The path in Starlette's form (``/lock/status/{resource:whole}``)."""
+        return re.sub(r"{([^}]+)}", lambda m: f"{{{m[1]}:whole}}" if m[1] in self.whole_params else m[0], self.path)
 
     @property
     def answers(self) -> tuple[str, ...]:
@@ -118,7 +142,7 @@ def _msgpack_answer(what: str) -> dict[str, Any]:
     return {"200": {"description": what, "content": {MSGPACK: {}}}}
 
 
-def raft_rpc(path: str, what: str) -> Endpoint:
+def raft_rpc_endpoint(path: str, what: str) -> Endpoint:
     return Endpoint(
         "POST",
         path,
@@ -127,12 +151,21 @@ def raft_rpc(path: str, what: str) -> Endpoint:
         request=_msgpack_request("A `rakit.raft.messages.Batch`.", 256 * 1024 * 1024),
         responses=_msgpack_answer("A `rakit.raft.messages.Batch` for the sender."),
         errors=BODY,
+        handler=plain(raft_rpc.raft_messages),
     )
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint("GET", "/health", "cluster", "Liveness", ok=S.Health, access=OPEN),
-    Endpoint("GET", "/status", "cluster", "Raft status of this node", ok=S.NodeStatus, access=Need("status")),
+    Endpoint("GET", "/health", "cluster", "Liveness", ok=S.Health, access=OPEN, handler=plain(cluster.health)),
+    Endpoint(
+        "GET",
+        "/status",
+        "cluster",
+        "Raft status of this node",
+        ok=S.NodeStatus,
+        access=Need("status"),
+        handler=plain(cluster.status),
+    ),
     Endpoint(
         "GET",
         "/metrics",
@@ -140,6 +173,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Prometheus metrics",
         responses={"200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}}},
         access=Need("admin"),
+        handler=plain(cluster.metrics),
     ),
     Endpoint(
         "GET",
@@ -148,16 +182,23 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Diagnostic: digest of the replicated state",
         ok=S.Digest,
         access=Need("admin"),
+        handler=plain(cluster.digest),
     ),
     Endpoint(
-        "GET", "/cluster/consistency", "cluster", "Do the replicas' logs agree?", ok=S.Consistency, access=Need("admin")
+        "GET",
+        "/cluster/consistency",
+        "cluster",
+        "Do the replicas' logs agree?",
+        ok=S.Consistency,
+        access=Need("admin"),
+        handler=plain(cluster.cluster_consistency),
     ),
     Endpoint(
         "POST",
         "/lock/acquire",
         "locks",
         "Acquire a lock",
-        body=locks.AcquireBody,
+        body=B.AcquireBody,
         ok=S.LockGrant,
         errors=(
             *BODY,
@@ -165,35 +206,41 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "TooManyWaiters",
         ),
         leader=True,
-        access=Need("locks", "write"),
+        access=Need("locks", "write", "resource"),
+        handler=locks.acquire,
+        wait="timeout",
+        idempotent=True,
     ),
     Endpoint(
         "POST",
         "/lock/release",
         "locks",
         "Release a lock",
-        body=locks.ReleaseBody,
+        body=B.ReleaseBody,
         ok=S.LockReleased,
         errors=(
             *BODY,
             "ReleaseRefused",
         ),
         leader=True,
-        access=Need("locks", "write"),
+        access=Need("locks", "write", "resource"),
+        handler=locks.release,
     ),
     Endpoint(
         "POST",
         "/lock/renew",
         "locks",
         "Renew a lock's lease",
-        body=locks.RenewBody,
+        body=B.RenewBody,
         ok=S.LockRenewed,
         errors=(
             *BODY,
             "NotHolder",
         ),
         leader=True,
-        access=Need("locks", "write"),
+        access=Need("locks", "write", "resource"),
+        handler=locks.renew,
+        idempotent=True,
     ),
     Endpoint(
         "GET",
@@ -208,6 +255,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ),
         leader=True,
         access=Need("locks", "read", "resource"),
+        handler=locks.status,
+        idempotent=True,
     ),
     Endpoint(
         "GET",
@@ -217,7 +266,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         params=(
             RESOURCE,
             name_param("client_id", "The holder to watch", "query"),
-            Param("timeout", "query", locks.Timeout, "Seconds to wait.", required=False, default=30.0),
+            Param("timeout", "query", B.Timeout, "Seconds to wait.", required=False, default=30.0),
         ),
         ok=S.LockWatch,
         errors=(
@@ -226,14 +275,25 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ),
         leader=True,
         access=Need("locks", "read", "resource"),
+        handler=locks.watch,
+        wait="timeout",
+        idempotent=True,
     ),
-    Endpoint("GET", "/cluster/members", "cluster", "List the members", ok=S.Members, access=Need("admin")),
+    Endpoint(
+        "GET",
+        "/cluster/members",
+        "cluster",
+        "List the members",
+        ok=S.Members,
+        access=Need("admin"),
+        handler=members.list_members,
+    ),
     Endpoint(
         "POST",
         "/cluster/members",
         "cluster",
         "Add a member (as a learner)",
-        body=members.AddMemberBody,
+        body=B.AddMemberBody,
         ok=S.MembershipChanged,
         errors=(
             *BODY,
@@ -241,6 +301,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ),
         leader=True,
         access=Need("admin"),
+        handler=members.add_member,
+        admit=members.only_itself,
+        wait=members.CHANGE_TIMEOUT,
     ),
     Endpoint(
         "POST",
@@ -248,7 +311,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "cluster",
         "Promote a learner to voter",
         params=(NODE_ID,),
-        body=members.PromoteBody,
+        body=B.PromoteBody,
         ok=S.MembershipChanged,
         errors=(
             *BODY,
@@ -256,6 +319,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ),
         leader=True,
         access=Need("admin"),
+        handler=members.promote_member,
+        wait=members.CHANGE_TIMEOUT,
     ),
     Endpoint(
         "DELETE",
@@ -270,13 +335,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ),
         leader=True,
         access=Need("admin"),
+        handler=members.remove_member,
+        wait=members.CHANGE_TIMEOUT,
     ),
     Endpoint(
         "POST",
         "/cluster/transfer-leader",
         "cluster",
         "Transfer Raft leadership",
-        body=members.TransferBody,
+        body=B.TransferBody,
         ok=S.LeaderTransferred,
         errors=(
             *BODY,
@@ -284,39 +351,44 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ),
         leader=True,
         access=Need("admin"),
+        handler=members.transfer_leader,
+        wait=members.TRANSFER_TIMEOUT,
     ),
     Endpoint(
         "POST",
         "/kv/put",
         "kv",
         "Put a value (demo map)",
-        body=kv.PutBody,
+        body=B.PutBody,
         ok=S.KvPut,
         errors=BODY,
         leader=True,
-        access=Need("kv", "write"),
+        access=Need("kv", "write", "key"),
+        handler=kv.put,
     ),
     Endpoint(
         "POST",
         "/kv/delete",
         "kv",
         "Delete a key (demo map)",
-        body=kv.KeyBody,
+        body=B.KvKeyBody,
         ok=S.KvDeleted,
         errors=BODY,
         leader=True,
-        access=Need("kv", "write"),
+        access=Need("kv", "write", "key"),
+        handler=kv.delete,
     ),
     Endpoint(
         "POST",
         "/kv/incr",
         "kv",
         "Increment an integer (demo map)",
-        body=kv.IncrBody,
+        body=B.IncrBody,
         ok=S.KvValue,
         errors=BODY,
         leader=True,
-        access=Need("kv", "write"),
+        access=Need("kv", "write", "key"),
+        handler=kv.incr,
     ),
     Endpoint(
         "GET",
@@ -331,16 +403,19 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ),
         leader=True,
         access=Need("kv", "read", "key"),
+        handler=kv.get,
     ),
     Endpoint(
         "POST",
         "/cache/set",
         "cache",
         "Set a cache entry",
-        body=cache.SetBody,
+        body=B.SetBody,
         ok=S.CacheSet,
         errors=(*BODY, "Unavailable"),
-        access=Need("cache", "write"),
+        access=Need("cache", "write", "key"),
+        handler=cache.cache_set,
+        admit=cache.checked_value,
     ),
     Endpoint(
         "GET",
@@ -348,30 +423,41 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "cache",
         "Get a cache entry",
         params=(CACHE_KEY,),
-        ok=cache.GetAnswer,
+        ok=B.GetAnswer,
         errors=("InvalidRequest", "NotFound", "Unavailable"),
         access=Need("cache", "read", "key"),
+        handler=cache.cache_get,
     ),
     Endpoint(
         "POST",
         "/cache/delete",
         "cache",
         "Delete a cache entry",
-        body=cache.KeyBody,
+        body=B.CacheKeyBody,
         ok=S.CacheDeleted,
         errors=(*BODY, "Unavailable"),
-        access=Need("cache", "write"),
+        access=Need("cache", "write", "key"),
+        handler=cache.cache_delete,
     ),
-    Endpoint("GET", "/cache/stats", "cache", "Cache statistics", ok=S.CacheStats, access=Need("cache", "read")),
+    Endpoint(
+        "GET",
+        "/cache/stats",
+        "cache",
+        "Cache statistics",
+        ok=S.CacheStats,
+        access=Need("cache", "read"),
+        handler=cache.cache_stats,
+    ),
     Endpoint(
         "POST",
         "/cache/invalidate",
         "internal",
         "Apply one invalidation (tools)",
-        body=cache.InvalidateBody,
+        body=B.InvalidateBody,
         ok=S.CacheInvalidated,
         errors=BODY,
         access=Need("cache", "write"),
+        handler=cache.cache_invalidate,
     ),
     Endpoint(
         "POST",
@@ -382,6 +468,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         responses=_msgpack_answer("A `rakit.cache.rules.messages.BatchReply`."),
         errors=BODY,
         access=Need("cache", "write"),
+        handler=plain(cache.cache_batch),
     ),
     Endpoint(
         "POST",
@@ -392,6 +479,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ok=S.QueuePushed,
         errors=(*BODY, "Unavailable"),
         access=Need("queue", "write"),
+        handler=plain(queue.push),
     ),
     Endpoint(
         "GET",
@@ -422,6 +510,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         responses=NO_MESSAGE,
         errors=("InvalidRequest", "NoRoute", "TooManyInFlight", "Unavailable"),
         access=Need("queue", "read", "topic"),
+        handler=plain(queue.pop),
     ),
     Endpoint(
         "POST",
@@ -432,6 +521,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ok=S.Acked,
         errors=(*BODY, "NotInFlight", "Unavailable"),
         access=Need("queue", "write"),
+        handler=plain(queue.ack),
     ),
     Endpoint(
         "POST",
@@ -442,6 +532,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ok=S.Nacked,
         errors=(*BODY, "NotInFlight", "Unavailable"),
         access=Need("queue", "write"),
+        handler=plain(queue.nack),
     ),
     Endpoint(
         "POST",
@@ -452,6 +543,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ok=S.Extended,
         errors=(*BODY, "NotInFlight", "Unavailable"),
         access=Need("queue", "write"),
+        handler=plain(queue.extend),
     ),
     Endpoint(
         "GET",
@@ -462,6 +554,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ok=S.QueueStats,
         errors=("InvalidRequest", "NoRoute", "Unavailable"),
         access=Need("queue", "read", "topic"),
+        handler=plain(queue.stats),
     ),
     Endpoint(
         "GET",
@@ -472,6 +565,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ok=S.DeadLetters,
         errors=("InvalidRequest", "NoRoute", "Unavailable"),
         access=Need("queue", "read", "topic"),
+        handler=plain(queue.dead),
     ),
     Endpoint(
         "POST",
@@ -482,6 +576,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ok=S.Redriven,
         errors=(*BODY, "Unavailable"),
         access=Need("queue", "write"),
+        handler=plain(queue.redrive),
     ),
     Endpoint(
         "POST",
@@ -492,6 +587,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ok=S.QueuePushed,
         errors=(*BODY, "Unavailable"),
         access=Need("queue", "write"),
+        handler=plain(queue.internal_push),
     ),
     Endpoint(
         "POST",
@@ -503,6 +599,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         responses=NO_MESSAGE,
         errors=(*BODY, "TooManyInFlight", "Unavailable"),
         access=Need("queue", "write"),
+        handler=plain(queue.internal_pop),
     ),
     Endpoint(
         "POST",
@@ -513,6 +610,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ok=S.Acked,
         errors=(*BODY, "NotInFlight", "Unavailable"),
         access=Need("queue", "write"),
+        handler=plain(queue.internal_ack),
     ),
     Endpoint(
         "POST",
@@ -523,6 +621,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ok=S.Nacked,
         errors=(*BODY, "NotInFlight", "Unavailable"),
         access=Need("queue", "write"),
+        handler=plain(queue.internal_nack),
     ),
     Endpoint(
         "POST",
@@ -533,10 +632,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         ok=S.Extended,
         errors=(*BODY, "NotInFlight", "Unavailable"),
         access=Need("queue", "write"),
+        handler=plain(queue.internal_extend),
     ),
-    raft_rpc("/request_vote", "votes"),
-    raft_rpc("/append_entries", "log replication"),
-    raft_rpc("/install_snapshot", "snapshots"),
+    raft_rpc_endpoint("/request_vote", "votes"),
+    raft_rpc_endpoint("/append_entries", "log replication"),
+    raft_rpc_endpoint("/install_snapshot", "snapshots"),
     Endpoint(
         "GET",
         "/openapi.json",
@@ -544,6 +644,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "This document",
         responses={"200": {"description": "The document.", "content": {JSON: {"schema": {"type": "object"}}}}},
         access=OPEN,
+        handler=plain(docs.openapi_json),
     ),
     Endpoint(
         "GET",
@@ -552,6 +653,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "This document in OpenAPI 3.0",
         responses={"200": {"description": "The document.", "content": {JSON: {"schema": {"type": "object"}}}}},
         access=OPEN,
+        handler=plain(docs.openapi_30_json),
     ),
     Endpoint(
         "GET",
@@ -560,5 +662,58 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "API reference (HTML)",
         responses={"200": {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}}},
         access=OPEN,
+        handler=plain(docs.docs),
     ),
 )
+
+
+def dashboard() -> tuple[Endpoint, ...]:
+    """The dashboard's page, files and read-only views (``rakit.http.routes.ui``), when it is installed.
+
+    Their descriptions, query parameters and answers are in ``rakit.http.openapi`` (built from ``ui.SCHEMAS``).
+    """
+    try:
+        from rakit.http.routes import ui
+    except ModuleNotFoundError:
+        return ()
+    page = plain(ui.ui_page)
+    admin = Need("admin")
+    return (
+        Endpoint("GET", "/ui", "ui", "Live dashboard (HTML)", access=OPEN, handler=page),
+        Endpoint("GET", "/ui/", "ui", "Live dashboard (HTML)", access=OPEN, handler=page),
+        Endpoint("GET", "/ui/{name}", "ui", "A file of the dashboard", access=OPEN, handler=plain(ui.ui_asset)),
+        Endpoint(
+            "GET",
+            "/cluster/overview",
+            "ui",
+            "Cluster overview (dashboard)",
+            access=admin,
+            handler=plain(ui.cluster_overview),
+        ),
+        Endpoint("GET", "/lock/table", "ui", "The lock table (dashboard)", access=admin, handler=plain(ui.lock_table)),
+        Endpoint(
+            "GET", "/queue/topics", "ui", "Queue topics (dashboard)", access=admin, handler=plain(ui.queue_topics)
+        ),
+    )
+
+
+ALL_ENDPOINTS: tuple[Endpoint, ...] = (*ENDPOINTS, *dashboard())
+
+# What each path asks of an API token (rakit.security.tokens.ClientAuth reads it); the Swagger UI's
+# files, served beside the endpoints, are open like the page that loads them.
+PERMISSIONS = Permissions(
+    [
+        *((ep.path, ep.access, ep.whole_params) for ep in ALL_ENDPOINTS),
+        (DOCS_STATIC + "/{file}", OPEN, frozenset({"file"})),
+    ]
+)
+
+
+def routes() -> list[BaseRoute]:
+    """The node's routes: every declared endpoint behind its prologue, and the peers' streams and static files."""
+    return [
+        *raft_rpc.undeclared,
+        *cache.undeclared,
+        *(endpoint_route(ep) for ep in ALL_ENDPOINTS),
+        *docs.undeclared(),
+    ]

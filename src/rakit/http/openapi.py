@@ -33,8 +33,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from rakit import errors as E
+from rakit.http import bodies as B
 from rakit.http import schemas as S
-from rakit.http.endpoints import ENDPOINTS, JSON, Endpoint, Param
+from rakit.http.endpoints import ENDPOINTS, JSON, Endpoint, Param, dashboard
 from rakit.http.json import MAX_BODY_BYTES, MAX_VALUE_BYTES
 from rakit.http.openapi30 import DOCS_STATIC as DOCS_STATIC
 from rakit.http.openapi30 import build_document_30 as build_document_30
@@ -42,8 +43,7 @@ from rakit.http.openapi30 import docs_html as docs_html
 from rakit.http.openapi30 import schema_30 as schema_30
 from rakit.http.openapi30 import swagger_ui_dir as swagger_ui_dir
 from rakit.http.openapi30 import swagger_ui_major as swagger_ui_major
-from rakit.http.routes import cache, kv, locks, members, queue
-from rakit.security.tokens import OPEN, need
+from rakit.http.routes import queue
 
 OPENAPI_VERSION = "3.1.0"
 REF_TEMPLATE = "#/components/schemas/{name}"
@@ -65,7 +65,7 @@ class Op:
     errors: tuple[str, ...] = ()  # names in ERRORS
     responses: Mapping[str, Any] = field(default_factory=dict)  # further literal responses
     request: Mapping[str, Any] | None = None  # a literal requestBody (non-JSON bodies)
-    needs_token: bool | None = None  # None: as rakit.security.tokens.need says of the path
+    needs_token: bool | None = None  # None: as the dashboard's declaration says (rakit.http.endpoints.dashboard)
 
     @property
     def operation_id(self) -> str:
@@ -327,6 +327,8 @@ def _documented(ep: Endpoint) -> Op:
 
 
 CORE_OPERATIONS: tuple[Op, ...] = tuple(_documented(ep) for ep in ENDPOINTS)
+# Does a dashboard path need an API token (when tokens are on)?  As declared.
+_DASHBOARD_TOKENS = {ep.path: ep.needs_token for ep in dashboard()}
 
 
 def _ui_operations() -> tuple[Op, ...]:
@@ -424,16 +426,16 @@ OPERATIONS: tuple[Op, ...] = CORE_OPERATIONS + _ui_operations()
 # Descriptions of the request Structs (and of a few answer Structs) that live beside their routes:
 # Struct -> (description, {field: description or extra schema keywords}).
 NOTES: dict[type, tuple[str, Mapping[str, str | Mapping[str, Any]]]] = {
-    members.PromoteBody: ("An empty object (the body may also be left out).", {}),
-    members.AddMemberBody: (
+    B.PromoteBody: ("An empty object (the body may also be left out).", {}),
+    B.AddMemberBody: (
         "A node to add as a learner.",
         {"id": "Its node id (as its `--id`).", "url": "Where it serves, e.g. `http://10.0.0.4:8001`."},
     ),
-    members.TransferBody: (
+    B.TransferBody: (
         "Where leadership should go.",
         {"to": "The voter to hand leadership to; default: the most caught-up other voter."},
     ),
-    locks.AcquireBody: (
+    B.AcquireBody: (
         "A lock request.",
         {
             "resource": "The resource to lock.",
@@ -445,32 +447,32 @@ NOTES: dict[type, tuple[str, Mapping[str, str | Mapping[str, Any]]]] = {
             "(not after a release). Absent: unchanged (default 0).",
         },
     ),
-    locks.ReleaseBody: (
+    B.ReleaseBody: (
         "Ends a hold.",
         {
             "fencing_token": "When given, must be the token of the client's current hold, else `409 token_mismatch`.",
         },
     ),
-    locks.RenewBody: ("Restarts a lease.", {"ttl": "The new lease in seconds; absent: the hold's current ttl."}),
-    kv.PutBody: ("A demo-map write.", {"value": f"Any JSON, at most {MAX_VALUE_BYTES} bytes encoded."}),
-    kv.KeyBody: ("A demo-map key.", {}),
-    kv.IncrBody: ("A demo-map increment.", {"delta": "Added to the key's integer value."}),
-    cache.SetBody: (
+    B.RenewBody: ("Restarts a lease.", {"ttl": "The new lease in seconds; absent: the hold's current ttl."}),
+    B.PutBody: ("A demo-map write.", {"value": f"Any JSON, at most {MAX_VALUE_BYTES} bytes encoded."}),
+    B.KvKeyBody: ("A demo-map key.", {}),
+    B.IncrBody: ("A demo-map increment.", {"delta": "Added to the key's integer value."}),
+    B.SetBody: (
         "A cache write.",
         {
             "value": f"Any JSON, at most {MAX_VALUE_BYTES} bytes encoded.",
             "ttl": "Seconds the entry lives; absent or null: no expiry.",
         },
     ),
-    cache.KeyBody: ("A cache key.", {}),
-    cache.InvalidateBody: (
+    B.CacheKeyBody: ("A cache key.", {}),
+    B.InvalidateBody: (
         "One invalidation, as if sent by node `src`.",
         {
             "src": "The node the invalidation comes from (a member of the cluster).",
             "version": "The version written: copies older than it are dropped.",
         },
     ),
-    cache.GetAnswer: (
+    B.GetAnswer: (
         "A cache hit.",
         {
             "version": "Opaque version of the write (`<counter>.<node>`), the same on every node.",
@@ -651,7 +653,7 @@ def _operation(op: Op, names: Mapping[type, str]) -> dict[str, Any]:
         out["requestBody"] = dict(op.request)
     responses: dict[str, Any] = {}
     errors = op.errors
-    token = op.needs_token if op.needs_token is not None else op.tag != "internal" and need(op.path) is not OPEN
+    token = op.needs_token if op.needs_token is not None else _DASHBOARD_TOKENS.get(op.path, True)
     if token:  # needs an API token when tokens are on
         errors = (*errors, *TOKEN)
         out["security"] = [{BEARER: []}]

@@ -79,7 +79,9 @@ Open paths (no token): ``/health`` (load balancers), ``/docs``, ``/docs/...``,
 the dashboard's static files ``/ui``, ``/ui/...`` (no data: the page asks for
 a token and polls the ``admin`` endpoints with it).  Internal paths are the
 cluster secret's business (``rakit.security.internal``).  Any other path
-needs a valid token (an unknown path then answers 404).
+needs a valid token (an unknown path then answers 404).  What each path asks
+is declared with its endpoint (``rakit.http.endpoints``) and read from the
+table built from those declarations (``rakit.security.permissions``).
 
 Across nodes
 ------------
@@ -100,10 +102,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rakit.config import ConfigError
 from rakit.security.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from rakit.security.permissions import Permissions
 
 FAMILIES = ("locks", "queue", "cache", "kv")
 PLAIN_GRANTS = ("*", "status", "admin", "members")
@@ -314,43 +319,6 @@ class Need(NamedTuple):
 OPEN = None  # a path anyone may call
 AUTHENTICATED = Need("")  # any valid token (unknown paths: they answer 404 then)
 
-_OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/ui"})
-_OPEN_PREFIXES = ("/docs/", "/ui/")
-_ADMIN_PATHS = frozenset({"/metrics", "/cluster/overview", "/lock/table", "/queue/topics"})
-_ADMIN_PREFIXES = ("/debug/", "/cluster/")
-# (prefix, family, action, the name follows the prefix in the path)
-_PREFIXES: tuple[tuple[str, str, str, bool], ...] = (
-    ("/lock/status/", "locks", "read", True),
-    ("/lock/watch/", "locks", "read", True),
-    ("/lock/", "locks", "write", False),  # acquire, release, renew: the resource is in the body
-    ("/queue/pop/", "queue", "read", True),
-    ("/queue/stats/", "queue", "read", True),
-    ("/queue/dead/", "queue", "read", True),
-    ("/queue/", "queue", "write", False),  # push, ack, nack, extend, redrive: the topic is in the body
-    ("/cache/get/", "cache", "read", True),
-    ("/cache/stats", "cache", "read", False),
-    ("/cache/", "cache", "write", False),  # set, delete: the key is in the body
-    ("/kv/get/", "kv", "read", True),
-    ("/kv/", "kv", "write", False),
-)
-
-
-def need(path: str) -> Need | None:
-    """What ``path`` asks of a token (``OPEN``: nothing).  Names in a body are checked by the route."""
-    if path in _OPEN_PATHS or path.startswith(_OPEN_PREFIXES):
-        return OPEN
-    if path == "/status":
-        return Need("status")
-    if path in _ADMIN_PATHS or path.startswith(_ADMIN_PREFIXES):
-        return Need("admin")
-    for prefix, family, action, named in _PREFIXES:
-        if path.startswith(prefix):
-            if not named:
-                return Need(family, action)
-            rest = path[len(prefix) :]
-            return Need(family, action, rest.split("/", 1)[0] if family == "queue" else rest)
-    return AUTHENTICATED
-
 
 class Refusal(NamedTuple):
     status: int  # 401, 403 or 429
@@ -371,12 +339,20 @@ def _describe(n: Need) -> str:
 class ClientAuth:
     """The tokens of ``tokens_file`` (None: client authentication is off)."""
 
-    def __init__(self, tokens_file: Path | None) -> None:
+    def __init__(self, tokens_file: Path | None, permissions: Permissions | None = None) -> None:
+        """``permissions``: what each path asks (``rakit.security.permissions``), needed when tokens are on."""
+        if tokens_file is not None and permissions is None:
+            raise ValueError("client tokens need the permission table of the node's endpoints")
         self.tokens_file = tokens_file
+        self.permissions = permissions
         self.entries: list[TokenEntry] = load_tokens(tokens_file) if tokens_file is not None else []
         self._by_name = {e.identity.name: e.identity for e in self.entries}
         self.refused = 0
         self.limiter = RateLimiter()  # per-token request rates at this node (rakit.security.ratelimit)
+
+    def need(self, path: str) -> Need | None:
+        """What ``path`` asks of a token (``OPEN``: nothing); names in a body are checked by the route."""
+        return self.permissions.need(path) if self.permissions is not None else AUTHENTICATED
 
     @property
     def enabled(self) -> bool:
@@ -402,14 +378,14 @@ class ClientAuth:
 
     def authorize(self, identity: Identity, path: str) -> Refusal | None:
         """None if ``identity`` may call ``path`` (names in a body: the route checks them), else a 403."""
-        n = need(path)
+        n = self.need(path)
         if n is None or n is AUTHENTICATED or identity.allows(n.family, n.action, n.name):
             return None
         return Refusal(403, "forbidden", f"token {identity.name!r} is not granted {_describe(n)}")
 
     def check(self, method: str, path: str, headers: Mapping[str, str]) -> Identity | Refusal | None:
         """A client request: its identity, a refusal (401/403), or None for an open path."""
-        if need(path) is OPEN:
+        if self.need(path) is OPEN:
             return None
         identity = self.authenticate(headers)
         if isinstance(identity, Refusal):
@@ -430,7 +406,7 @@ class ClientAuth:
 
     def on_behalf_of(self, name: str, path: str) -> Identity | Refusal | None:
         """A request a peer relayed for ``name`` (its signature already checked): as ``check``."""
-        if need(path) is OPEN:
+        if self.need(path) is OPEN:
             return None
         identity = SYSTEM if name == NODE_IDENTITY else self._by_name.get(name)
         if identity is None:

@@ -19,12 +19,11 @@ A peer's batch (any of the three ways) is checked before it touches the cache
 from __future__ import annotations
 
 import time
-from typing import Annotated
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rakit.cache.rules.checks import check_batch
@@ -37,68 +36,33 @@ from rakit.cache.rules.messages import (
 )
 from rakit.cache.service import CacheService
 from rakit.errors import InvalidRequest, NotFound
-from rakit.http.identity import require
-from rakit.http.json import (
-    Key,
-    Name,
-    check_value_size,
-    decode,
-    json_response,
-    path_key,
-    read_body,
-)
+from rakit.http.bodies import CacheKeyBody, GetAnswer, InvalidateBody, SetBody
+from rakit.http.json import check_value_size, json_response, read_body
+from rakit.http.prologue import Call
 
-MAX_TTL = 2_592_000
-Ttl = Annotated[float, msgspec.Meta(gt=0, le=MAX_TTL)]
 # A batch holds many invalidations and fetch answers carry values: allow a few values' worth.
 MAX_BATCH_BODY = 16 * 1024 * 1024
-
-
-class SetBody(msgspec.Struct):
-    key: Key
-    value: msgspec.Raw
-    ttl: Ttl | None = None
-
-
-class KeyBody(msgspec.Struct):
-    key: Key
-
-
-class InvalidateBody(msgspec.Struct):
-    src: Name
-    key: Key
-    version: str
-
-
-class GetAnswer(msgspec.Struct):
-    key: str
-    value: msgspec.Raw
-    version: str
-    node: str
-    source: str
-
 
 _encoder = msgspec.json.Encoder()
 
 
-def _service(request: Request) -> CacheService:
-    return request.app.state.runtime.cache  # type: ignore[no-any-return]
-
-
-async def cache_set(request: Request) -> Response:
-    parsed = decode(await read_body(request), SetBody)
-    require(request, "cache", "write", parsed.key)
-    value = bytes(parsed.value)
+def checked_value(call: Call[SetBody]) -> None:
+    """Before anything is sent to a peer: a value is present and not too large."""
+    value = call.body.value
     if not value:
         raise InvalidRequest("Object missing required field `value`", field="value")
-    check_value_size(value)
-    version = await _service(request).set(parsed.key, value, parsed.ttl)
-    return json_response({"key": parsed.key, "version": version.encode()})
+    check_value_size(bytes(value))
 
 
-async def cache_get(request: Request) -> Response:
-    service = _service(request)
-    key = path_key(request.path_params["key"])
+async def cache_set(call: Call[SetBody]) -> Response:
+    req = call.body
+    version = await call.runtime.cache.set(req.key, bytes(req.value), req.ttl)
+    return json_response({"key": req.key, "version": version.encode()})
+
+
+async def cache_get(call: Call[None]) -> Response:
+    service: CacheService = call.runtime.cache
+    key = call.names["key"]
     entry, source = await service.get(key)
     if entry is None:
         raise NotFound(f"no node holds a current copy of {key!r}")
@@ -106,23 +70,21 @@ async def cache_get(request: Request) -> Response:
     return Response(_encoder.encode(answer), media_type="application/json")
 
 
-async def cache_delete(request: Request) -> Response:
-    parsed = decode(await read_body(request), KeyBody)
-    require(request, "cache", "write", parsed.key)
-    return json_response({"deleted": await _service(request).delete(parsed.key)})
+async def cache_delete(call: Call[CacheKeyBody]) -> Response:
+    return json_response({"deleted": await call.runtime.cache.delete(call.body.key)})
 
 
-async def cache_stats(request: Request) -> Response:
-    return json_response(_service(request).stats())
+async def cache_stats(call: Call[None]) -> Response:
+    return json_response(call.runtime.cache.stats())
 
 
 def _checked(batch: Batch) -> Batch:
     return check_batch(batch, time.time_ns() // 1000)
 
 
-async def cache_invalidate(request: Request) -> Response:
-    parsed = decode(await read_body(request), InvalidateBody)
-    reply = _service(request).handle_batch(_checked(Batch(parsed.src, 0, [Invalidate(parsed.key, parsed.version)])))
+async def cache_invalidate(call: Call[InvalidateBody]) -> Response:
+    parsed = call.body
+    reply = call.runtime.cache.handle_batch(_checked(Batch(parsed.src, 0, [Invalidate(parsed.key, parsed.version)])))
     result = reply.results[0]
     assert isinstance(result, InvalidateResult)
     return json_response({"dropped": result.dropped, "held": result.held, "acked": reply.acked})
@@ -134,7 +96,7 @@ async def cache_batch(request: Request) -> Response:
         batch = decode_batch(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise InvalidRequest(f"malformed cache batch: {exc}") from None
-    reply = _service(request).handle_batch(_checked(batch))
+    reply = request.app.state.runtime.cache.handle_batch(_checked(batch))
     return Response(encode(reply), media_type="application/msgpack")
 
 
@@ -167,14 +129,4 @@ async def cache_stream(websocket: WebSocket) -> None:
         return
 
 
-routes = [
-    WebSocketRoute("/cache/stream", cache_stream),
-    Route("/cache/internal/batch", cache_batch, methods=["POST"]),
-    Route("/cache/get/{key:whole}", cache_get, methods=["GET"]),
-    Route("/cache/set", cache_set, methods=["POST"]),
-    Route("/cache/delete", cache_delete, methods=["POST"]),
-    Route("/cache/stats", cache_stats, methods=["GET"]),
-    Route("/cache/invalidate", cache_invalidate, methods=["POST"]),
-]
-
-__all__ = ["NotFound", "routes"]
+undeclared = [WebSocketRoute("/cache/stream", cache_stream)]

@@ -17,7 +17,6 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from rakit.http.json import json_response
 from rakit.node import consistency
@@ -63,12 +62,3 @@ async def digest(request: Request) -> Response:
 async def cluster_consistency(request: Request) -> Response:
     """Whether every member's log agrees with the others' (``rakit.node.consistency``)."""
     return json_response(await consistency.survey(request.app.state.runtime))
-
-
-routes = [
-    Route("/health", health, methods=["GET"]),
-    Route("/status", status, methods=["GET"]),
-    Route("/metrics", metrics, methods=["GET"]),
-    Route("/debug/digest", digest, methods=["GET"]),
-    Route("/cluster/consistency", cluster_consistency, methods=["GET"]),
-]

@@ -12,10 +12,10 @@ import os
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from rakit.http import openapi
+from rakit.http.openapi30 import DOCS_STATIC, swagger_ui_dir
 
 SWAGGER_FILES = frozenset(
     {
@@ -36,21 +36,23 @@ class SwaggerFiles(StaticFiles):
         return super().lookup_path(path)
 
 
+# The documents come from ``app.state.docs`` (``rakit.http.openapi``, put there by
+# ``rakit.http.app``): that module reads the endpoint declarations, which name these
+# handlers, so importing it here would close a circle.
+
+
 async def openapi_json(request: Request) -> Response:
-    return Response(openapi.document_json(), media_type="application/json")
+    return Response(request.app.state.docs.document_json(), media_type="application/json")
 
 
 async def openapi_30_json(request: Request) -> Response:
-    return Response(openapi.document_30_json(), media_type="application/json")
+    return Response(request.app.state.docs.document_30_json(), media_type="application/json")
 
 
 async def docs(request: Request) -> Response:
-    return HTMLResponse(openapi.docs_html())
+    return HTMLResponse(request.app.state.docs.docs_html())
 
 
-routes = [
-    Route("/openapi.json", openapi_json, methods=["GET"]),
-    Route("/docs", docs, methods=["GET"]),
-    Route("/docs/openapi-3.0.json", openapi_30_json, methods=["GET"]),
-    Mount(openapi.DOCS_STATIC, app=SwaggerFiles(directory=openapi.swagger_ui_dir()), name="docs-static"),
-]
+def undeclared() -> list[BaseRoute]:
+    """The Swagger UI's files (not API endpoints: not in the declarations)."""
+    return [Mount(DOCS_STATIC, app=SwaggerFiles(directory=swagger_ui_dir()), name="docs-static")]

@@ -8,100 +8,45 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import msgspec
-from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from rakit.errors import InvalidRequest, NotFound
-from rakit.http.forward import on_leader
-from rakit.http.identity import require
-from rakit.http.json import Key, check_value_size, decode, json_response, path_key, read_body
+from rakit.http.bodies import IncrBody, KvKeyBody, PutBody
+from rakit.http.json import check_value_size, json_response
+from rakit.http.prologue import Call
 from rakit.statemachines.kv import KvDelete, KvIncr, KvPut, KvResult
 
 
-class PutBody(msgspec.Struct):
-    key: Key
-    value: msgspec.Raw
-
-
-class KeyBody(msgspec.Struct):
-    key: Key
-
-
-class IncrBody(msgspec.Struct):
-    key: Key
-    delta: Annotated[int, msgspec.Meta(ge=-(2**53), le=2**53)] = 1
-
-
-async def put(request: Request) -> Response:
-    runtime = request.app.state.runtime
-    body = await read_body(request)
-    parsed = decode(body, PutBody)
-    require(request, "kv", "write", parsed.key)
-    value = bytes(parsed.value)
+async def put(call: Call[PutBody]) -> Response:
+    runtime, req = call.runtime, call.body
+    value = bytes(req.value)
     if not value:
         raise InvalidRequest("Object missing required field `value`", field="value")
     check_value_size(value)
-    command = runtime.machines.encode(KvPut(parsed.key, value))
-
-    async def leader() -> Response:
-        result: KvResult = await runtime.driver.propose(command)
-        return json_response({"key": parsed.key, "index": result.index})
-
-    return await on_leader(runtime, request, body, leader)
+    result: KvResult = await runtime.driver.propose(runtime.machines.encode(KvPut(req.key, value)))
+    return json_response({"key": req.key, "index": result.index})
 
 
-async def delete(request: Request) -> Response:
-    runtime = request.app.state.runtime
-    body = await read_body(request)
-    parsed = decode(body, KeyBody)
-    require(request, "kv", "write", parsed.key)
-    command = runtime.machines.encode(KvDelete(parsed.key))
-
-    async def leader() -> Response:
-        result: KvResult = await runtime.driver.propose(command)
-        return json_response({"deleted": result.existed, "index": result.index})
-
-    return await on_leader(runtime, request, body, leader)
+async def delete(call: Call[KvKeyBody]) -> Response:
+    runtime = call.runtime
+    result: KvResult = await runtime.driver.propose(runtime.machines.encode(KvDelete(call.body.key)))
+    return json_response({"deleted": result.existed, "index": result.index})
 
 
-async def incr(request: Request) -> Response:
-    runtime = request.app.state.runtime
-    body = await read_body(request)
-    parsed = decode(body, IncrBody)
-    require(request, "kv", "write", parsed.key)
-    command = runtime.machines.encode(KvIncr(parsed.key, parsed.delta))
-
-    async def leader() -> Response:
-        result: KvResult = await runtime.driver.propose(command)
-        if not result.existed:
-            raise InvalidRequest(f"the value of {parsed.key!r} is not an integer", field="key")
-        return json_response({"key": parsed.key, "value": msgspec.Raw(result.value or b"0"), "index": result.index})
-
-    return await on_leader(runtime, request, body, leader)
+async def incr(call: Call[IncrBody]) -> Response:
+    runtime, req = call.runtime, call.body
+    result: KvResult = await runtime.driver.propose(runtime.machines.encode(KvIncr(req.key, req.delta)))
+    if not result.existed:
+        raise InvalidRequest(f"the value of {req.key!r} is not an integer", field="key")
+    return json_response({"key": req.key, "value": msgspec.Raw(result.value or b"0"), "index": result.index})
 
 
-async def get(request: Request) -> Response:
-    runtime = request.app.state.runtime
-    key = path_key(request.path_params["key"])
-
-    async def leader() -> Response:
-        await runtime.driver.read_barrier()
-        found = runtime.kv.get(key)
-        if found is None:
-            raise NotFound(f"no key {key!r}")
-        value, index = found
-        return json_response({"key": key, "value": msgspec.Raw(value), "index": index})
-
-    return await on_leader(runtime, request, b"", leader)
-
-
-routes = [
-    Route("/kv/put", put, methods=["POST"]),
-    Route("/kv/delete", delete, methods=["POST"]),
-    Route("/kv/incr", incr, methods=["POST"]),
-    Route("/kv/get/{key:whole}", get, methods=["GET"]),
-]
+async def get(call: Call[None]) -> Response:
+    runtime, key = call.runtime, call.names["key"]
+    await runtime.driver.read_barrier()
+    found = runtime.kv.get(key)
+    if found is None:
+        raise NotFound(f"no key {key!r}")
+    value, index = found
+    return json_response({"key": key, "value": msgspec.Raw(value), "index": index})

@@ -39,16 +39,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated, Any
+from typing import Any
 
-import msgspec
-from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from rakit.errors import ConfChangeInProgress, Forbidden, NotLeader
-from rakit.http.forward import on_leader
-from rakit.http.json import Name, decode, json_response, path_name, read_body
+from rakit.http.bodies import AddMemberBody, PromoteBody, TransferBody
+from rakit.http.json import json_response
+from rakit.http.prologue import Call
 from rakit.http.security import JOINING_NODE
 from rakit.raft.messages import ConfChange
 
@@ -56,21 +54,6 @@ TRANSFER_TIMEOUT = 2.0
 CHANGE_TIMEOUT = 5.0
 SETTLE_TIMEOUT = 4.0
 SETTLE_POLL = 0.05
-
-Url = Annotated[str, msgspec.Meta(min_length=8, max_length=512, pattern=r"^https?://[^\s/]+(:[0-9]{1,5})?/?$(?!\n)")]
-
-
-class TransferBody(msgspec.Struct):
-    to: Name | None = None
-
-
-class PromoteBody(msgspec.Struct):
-    """Nothing yet; an empty body (or ``{}``) is fine."""
-
-
-class AddMemberBody(msgspec.Struct):
-    id: Name
-    url: Url
 
 
 def members_view(runtime: Any) -> dict[str, Any]:
@@ -94,8 +77,8 @@ def members_view(runtime: Any) -> dict[str, Any]:
     }
 
 
-async def list_members(request: Request) -> Response:
-    return json_response(members_view(request.app.state.runtime))
+async def list_members(call: Call[None]) -> Response:
+    return json_response(members_view(call.runtime))
 
 
 async def _wait_settled(runtime: Any, change: ConfChange) -> None:
@@ -121,68 +104,46 @@ async def _wait_settled(runtime: Any, change: ConfChange) -> None:
         await asyncio.sleep(SETTLE_POLL)
 
 
-async def _change(request: Request, body: bytes, change: ConfChange) -> Response:
-    runtime = request.app.state.runtime
-
-    async def leader() -> Response:
-        driver = runtime.driver
-        if change.op == "remove" and change.node == runtime.node_id and len(driver.core.voters) > 1:
-            # Removing the leader: hand leadership over first (one round trip instead of an
-            # election after it steps down), then the new leader commits the removal.
-            new = await driver.transfer_leader(None, TRANSFER_TIMEOUT)
-            if new != runtime.node_id:
-                raise NotLeader(new)  # on_leader relays the request to the new leader
-        await _wait_settled(runtime, change)
-        index = await driver.change_membership(change, CHANGE_TIMEOUT)
-        conf = runtime.driver.core.conf_state
-        return json_response(
-            {"id": change.node, "voters": list(conf.voters), "learners": list(conf.learners), "index": index}
-        )
-
-    return await on_leader(runtime, request, body, leader, wait=CHANGE_TIMEOUT)
+async def _change(call: Call[Any], change: ConfChange) -> Response:
+    runtime = call.runtime
+    driver = runtime.driver
+    if change.op == "remove" and change.node == runtime.node_id and len(driver.core.voters) > 1:
+        # Removing the leader: hand leadership over first (one round trip instead of an
+        # election after it steps down), then the new leader commits the removal.
+        new = await driver.transfer_leader(None, TRANSFER_TIMEOUT)
+        if new != runtime.node_id:
+            raise NotLeader(new)  # on_leader relays the request to the new leader
+    await _wait_settled(runtime, change)
+    index = await driver.change_membership(change, CHANGE_TIMEOUT)
+    conf = runtime.driver.core.conf_state
+    return json_response(
+        {"id": change.node, "voters": list(conf.voters), "learners": list(conf.learners), "index": index}
+    )
 
 
-async def add_member(request: Request) -> Response:
-    body = await read_body(request)
-    parsed = decode(body, AddMemberBody)
-    joining = request.scope.get("state", {}).get(JOINING_NODE)
-    if joining is not None and joining != parsed.id:  # rakit.http.security: a node adds only itself
-        raise Forbidden(f"node {joining!r} may add only itself, not {parsed.id!r}")
-    return await _change(request, body, ConfChange.add_learner(parsed.id, parsed.url.rstrip("/")))
+def only_itself(call: Call[AddMemberBody]) -> None:
+    """Where the request came in, before it is forwarded: a joining node adds only itself (rakit.http.security)."""
+    joining = call.request.scope.get("state", {}).get(JOINING_NODE)
+    if joining is not None and joining != call.body.id:
+        raise Forbidden(f"node {joining!r} may add only itself, not {call.body.id!r}")
 
 
-async def promote_member(request: Request) -> Response:
-    node = path_name(request.path_params["id"], "id")
-    body = await read_body(request)
-    decode(body or b"{}", PromoteBody)
-    return await _change(request, body, ConfChange.promote(node))
+async def add_member(call: Call[AddMemberBody]) -> Response:
+    req = call.body
+    return await _change(call, ConfChange.add_learner(req.id, req.url.rstrip("/")))
 
 
-async def remove_member(request: Request) -> Response:
-    node = path_name(request.path_params["id"], "id")
-    return await _change(request, b"", ConfChange.remove(node))
+async def promote_member(call: Call[PromoteBody]) -> Response:
+    return await _change(call, ConfChange.promote(call.names["id"]))
 
 
-async def transfer_leader(request: Request) -> Response:
-    runtime = request.app.state.runtime
-    body = await read_body(request)
-    parsed = decode(body or b"{}", TransferBody)
-
-    async def leader() -> Response:
-        started = time.monotonic()
-        previous = runtime.node_id
-        new = await runtime.driver.transfer_leader(parsed.to, TRANSFER_TIMEOUT)
-        return json_response(
-            {"leader": new, "previous": previous, "took_ms": round((time.monotonic() - started) * 1000, 1)}
-        )
-
-    return await on_leader(runtime, request, body, leader, wait=TRANSFER_TIMEOUT)
+async def remove_member(call: Call[None]) -> Response:
+    return await _change(call, ConfChange.remove(call.names["id"]))
 
 
-routes = [
-    Route("/cluster/members", list_members, methods=["GET"]),
-    Route("/cluster/members", add_member, methods=["POST"]),
-    Route("/cluster/members/{id}/promote", promote_member, methods=["POST"]),
-    Route("/cluster/members/{id}", remove_member, methods=["DELETE"]),
-    Route("/cluster/transfer-leader", transfer_leader, methods=["POST"]),
-]
+async def transfer_leader(call: Call[TransferBody]) -> Response:
+    runtime = call.runtime
+    started = time.monotonic()
+    new = await runtime.driver.transfer_leader(call.body.to, TRANSFER_TIMEOUT)
+    took_ms = round((time.monotonic() - started) * 1000, 1)
+    return json_response({"leader": new, "previous": runtime.node_id, "took_ms": took_ms})

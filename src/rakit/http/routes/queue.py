@@ -21,7 +21,6 @@ from typing import Annotated, Any
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from rakit.errors import InvalidRequest, NotInFlight
 from rakit.hops import HOPS_HEADER, answer_within, hops_in
@@ -285,20 +284,3 @@ async def internal_nack(request: Request) -> Response:
 async def internal_extend(request: Request) -> Response:
     service = _service(request)
     return _response(await _extend_local(service, decode(await read_body(request), ExtendBody))())
-
-
-routes = [
-    Route("/queue/push", push, methods=["POST"]),
-    Route("/queue/pop/{topic}/{consumer_id}", pop, methods=["GET"]),
-    Route("/queue/ack", ack, methods=["POST"]),
-    Route("/queue/nack", nack, methods=["POST"]),
-    Route("/queue/extend", extend, methods=["POST"]),
-    Route("/queue/stats/{topic}", stats, methods=["GET"]),
-    Route("/queue/dead/{topic}", dead, methods=["GET"]),
-    Route("/queue/redrive", redrive, methods=["POST"]),
-    Route("/queue/internal/push", internal_push, methods=["POST"]),
-    Route("/queue/internal/pop", internal_pop, methods=["POST"]),
-    Route("/queue/internal/ack", internal_ack, methods=["POST"]),
-    Route("/queue/internal/nack", internal_nack, methods=["POST"]),
-    Route("/queue/internal/extend", internal_extend, methods=["POST"]),
-]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rakit.errors import InvalidRequest
@@ -93,9 +93,4 @@ async def raft_stream(websocket: WebSocket) -> None:
         writer.cancel()
 
 
-routes = [
-    WebSocketRoute("/raft/stream", raft_stream),
-    Route("/request_vote", raft_messages, methods=["POST"]),
-    Route("/append_entries", raft_messages, methods=["POST"]),
-    Route("/install_snapshot", raft_messages, methods=["POST"]),
-]
+undeclared = [WebSocketRoute("/raft/stream", raft_stream)]

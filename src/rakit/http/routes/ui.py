@@ -29,7 +29,6 @@ import aiohttp
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from rakit.errors import InvalidRequest, NotFound
 from rakit.http.forward import identity_headers, on_leader
@@ -415,13 +414,3 @@ async def ui_page(request: Request) -> Response:
 async def ui_asset(request: Request) -> Response:
     """A file of the dashboard: index.html, app.js or style.css."""
     return _asset_response(request.path_params["name"])
-
-
-routes = [
-    Route("/ui", ui_page, methods=["GET"]),
-    Route("/ui/", ui_page, methods=["GET"]),
-    Route("/ui/{name}", ui_asset, methods=["GET"]),
-    Route("/cluster/overview", cluster_overview, methods=["GET"]),
-    Route("/lock/table", lock_table, methods=["GET"]),
-    Route("/queue/topics", queue_topics, methods=["GET"]),
-]

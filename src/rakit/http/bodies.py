@@ -1,0 +1,116 @@
+"""The request bodies (and the handful of answer Structs built by hand) of the node's JSON endpoints.
+
+One place for the msgspec Structs that decode and validate a request, so
+that the endpoint declarations (``rakit.http.endpoints``), the OpenAPI
+document and the handlers (``rakit.http.routes.*``) share them without
+importing each other.  Bounds here are the contract's (docs/api.md); a body
+that breaks one is a 422 naming the field, and nothing happens.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from rakit.http.json import Key, Name
+from rakit.raft.messages import MAX_WIRE_INT
+
+# -- locks ----------------------------------------------------------------------------------------
+
+Timeout = Annotated[float, msgspec.Meta(ge=0, le=300)]
+Ttl = Annotated[float, msgspec.Meta(ge=1, le=3600)]
+LockDelay = Annotated[float, msgspec.Meta(ge=0, le=60)]
+# A holder secret (lock table rule 15): made up by the client, e.g. secrets.token_urlsafe(24).
+Secret = Annotated[str, msgspec.Meta(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$(?!\n)")]
+# A fencing token is a Raft log index: bounded like one (a bigger int would not fit the command's msgpack).
+Token = Annotated[int, msgspec.Meta(ge=0, le=MAX_WIRE_INT)]
+
+
+class AcquireBody(msgspec.Struct):
+    resource: Key
+    client_id: Name
+    mode: Literal["exclusive", "shared"] = "exclusive"
+    timeout: Timeout = 0.0
+    ttl: Ttl = 30.0
+    lock_delay: LockDelay | None = None
+    secret: Secret | None = None
+
+
+class ReleaseBody(msgspec.Struct):
+    resource: Key
+    client_id: Name
+    fencing_token: Token | None = None
+    secret: Secret | None = None
+
+
+class RenewBody(msgspec.Struct):
+    resource: Key
+    client_id: Name
+    ttl: Ttl | None = None
+    secret: Secret | None = None
+
+
+# -- kv (the demo map) ----------------------------------------------------------------------------
+
+
+class PutBody(msgspec.Struct):
+    key: Key
+    value: msgspec.Raw
+
+
+class KvKeyBody(msgspec.Struct):
+    key: Key
+
+
+class IncrBody(msgspec.Struct):
+    key: Key
+    delta: Annotated[int, msgspec.Meta(ge=-(2**53), le=2**53)] = 1
+
+
+# -- cluster membership -----------------------------------------------------------------------------
+
+Url = Annotated[str, msgspec.Meta(min_length=8, max_length=512, pattern=r"^https?://[^\s/]+(:[0-9]{1,5})?/?$(?!\n)")]
+
+
+class TransferBody(msgspec.Struct):
+    to: Name | None = None
+
+
+class PromoteBody(msgspec.Struct):
+    """Nothing yet; an empty body (or ``{}``) is fine."""
+
+
+class AddMemberBody(msgspec.Struct):
+    id: Name
+    url: Url
+
+
+# -- cache ----------------------------------------------------------------------------------------
+
+MAX_CACHE_TTL = 2_592_000
+CacheTtl = Annotated[float, msgspec.Meta(gt=0, le=MAX_CACHE_TTL)]
+
+
+class SetBody(msgspec.Struct):
+    key: Key
+    value: msgspec.Raw
+    ttl: CacheTtl | None = None
+
+
+class CacheKeyBody(msgspec.Struct):
+    key: Key
+
+
+class InvalidateBody(msgspec.Struct):
+    src: Name
+    key: Key
+    version: str
+
+
+class GetAnswer(msgspec.Struct):
+    key: str
+    value: msgspec.Raw
+    version: str
+    node: str
+    source: str
