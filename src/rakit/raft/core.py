@@ -13,55 +13,15 @@ leader's replication at an already durable term and vote is in
 ``Ready.persisted_messages``, sent once the Ready is on disk, so a vote or an
 ack is never sent for state that is not on disk yet (rule 18).
 
-Each role is a pair of functions, swapped on every role change:
-``_step_<role>`` (messages at the current term) and ``_tick_<role>``.
+The rules are numbered across the core and the modules that implement
+them; each module states its own at its top.
 
 Rules
 -----
-1. *Terms* (paper 5.1).  A message with a higher term makes us a follower at
-   that term -- its sender is our leader if it is an AppendEntries, Heartbeat
-   or InstallSnapshot -- except a pre-vote request or a granted pre-vote
-   response, which never change the receiver's term (thesis 9.6).
-   A message with a lower term is dropped, but a stale leader's
-   AppendEntries/Heartbeat gets an AppendEntriesResp carrying our term (so a
-   leader resumed after a pause steps down) and a stale pre-vote request
-   gets a rejection carrying our term.
-2. *Leader lease* (thesis 4.2.3).  With check_quorum, a node that heard from
-   a leader within the last election_ticks ignores RequestVote (pre or real)
-   with a higher term, unless ``transfer`` is set, and keeps its term.
-3. *Elections* (5.2).  A follower that hears no leader for its randomized
-   timeout, drawn from [election_ticks, 2 * election_ticks) with the given
-   ``rng``, becomes a pre-candidate (with pre_vote) and asks for votes at
-   term + 1 without changing its term or vote; once a majority would vote
-   for it, it becomes a candidate: term + 1, votes for itself, asks again.
-   ``campaign()`` and TimeoutNow skip the pre-vote.
-4. *Voting* (5.2, 5.4.1).  One vote per term: grant if we already voted for
-   this candidate, or have not voted and know no leader in this term (a
-   pre-vote: if its term is above ours), and the candidate's log is at
-   least as up to date as ours.  A real grant resets our election timer.
-5. *Leader*.  A new leader appends one ENTRY_NOOP of its term.  Commit
-   advances to the index a majority has matched (the leader's own match is
-   its *stable* index), and only if that entry has the current term (5.4.2).
-6. *Check quorum*.  Every election_ticks a leader checks that a majority was
-   recently active (answered) and steps down if not.
-7. *Replication* (see progress.py).  Appends are generated only in
-   ``ready()`` (and decided by ``_append_due``): every proposal since the last
-   Ready travels in one AppendEntries per follower.  Heartbeats go out every
-   heartbeat_ticks with commit = min(match, commit).
-8. *Follower AppendEntries* (5.3).  prev_index below our commit: ack our
-   commit.  Mismatch: reject with a hint (our last index if prev_index is past
-   our log, else the first index of the conflicting term, and its term).
-   Match: append, truncating conflicts only; commit = min(leader commit,
-   last new index); ack the last new index.  A Heartbeat commits its index
-   only if our entry there has the term the leader says it has (Log
-   Matching), else only up to what an AppendEntries (or snapshot) of this
-   term's leader confirmed; never just up to our last index: after a lost
-   tail the leader's match is stale and our log may hold an older term's
-   entries.
-9. *Snapshots* (7).  A follower whose next entry was compacted away gets the
-   latest snapshot (progress state ``snapshot``; resent after
-   2 * election_ticks ticks without an answer).  A follower installs it unless
-   it is already committed that far or holds the snapshot's last entry.
+1.-4., 6., 17. *Terms, leader lease, elections, voting, check quorum,
+   leadership transfer*: stated in :mod:`rakit.raft.election`.
+5., 7.-9. *Leader commit, replication, follower AppendEntries, snapshots*:
+   stated in :mod:`rakit.raft.replication`.
 10. *ReadIndex* (thesis 6.4).  The leader records its commit index for the
    read, waits until it has committed an entry of its own term, confirms
    leadership with one heartbeat round carrying ``ctx`` and then hands out a
@@ -72,13 +32,6 @@ Rules
 12.-16. *Membership* (one server at a time, why, learners, removal,
    senders outside our configuration): stated in :mod:`rakit.raft.membership`,
    which keeps the configuration history; the core applies them.
-17. *Leadership transfer* (thesis 3.10).  ``transfer_leader(target)`` (a
-   voter) makes the leader refuse proposals and conf changes
-   (``TransferInProgress``, a NotLeader naming the target), bring the
-   target's log up to date by normal replication, then send it one
-   ``TimeoutNow``; the target campaigns at once, without pre-vote and past
-   the lease (``transfer``).  The transfer is abandoned after election_ticks
-   ticks, or when the leader loses leadership.
 18. *What may leave before the fsync* (thesis 10.2.1).  A leader's
    AppendEntries, Heartbeat and InstallSnapshot go in ``Ready.messages`` when
    this Ready changes neither term nor vote: they claim nothing about this
@@ -91,7 +44,7 @@ Rules
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from rakit.errors import (
     AlreadyVoter,
@@ -102,31 +55,26 @@ from rakit.errors import (
     NoLeader,
     NotAVoter,
     NotLeader,
-    TransferInProgress,
     UnknownMember,
 )
-from rakit.raft import quorum
 from rakit.raft.config import RaftConfig
+from rakit.raft.election import ElectionMixin
 from rakit.raft.log import RaftLog
 from rakit.raft.membership import ConfHistory
 from rakit.raft.messages import (
     ENTRY_CONF,
-    ENTRY_NOOP,
     ENTRY_NORMAL,
     AnyMessage,
     AppendEntries,
-    AppendEntriesResp,
     ConfChange,
     ConfEntry,
     ConfState,
     Entry,
     HardState,
     Heartbeat,
-    HeartbeatResp,
     InstallSnapshot,
     ReadState,
     RequestVote,
-    RequestVoteResp,
     Snapshot,
     SnapshotMeta,
     TimeoutNow,
@@ -135,6 +83,7 @@ from rakit.raft.messages import (
 from rakit.raft.progress import Progress
 from rakit.raft.readonly import ReadOnly
 from rakit.raft.ready import Ready, SoftState
+from rakit.raft.replication import ReplicationMixin
 from rakit.raft.roles import Role
 
 FOLLOWER, PRE_CANDIDATE, CANDIDATE, LEADER = Role.FOLLOWER, Role.PRE_CANDIDATE, Role.CANDIDATE, Role.LEADER
@@ -150,7 +99,7 @@ DEFAULT_CONFIG = RaftConfig()
 NO_HARD_STATE = HardState()  # term 0, no vote, commit 0: a new node
 
 
-class RaftCore:
+class RaftCore(ElectionMixin, ReplicationMixin):
     """One node's Raft state machine; ``voters`` is the initial configuration.
 
     The configuration in force is recomputed from ``snapshot`` (its
@@ -172,40 +121,38 @@ class RaftCore:
         snapshot: Snapshot | None = None,
         entries: Sequence[Entry] = (),
     ) -> None:
+        # The fields are declared, with what they hold, in rakit.raft.state.
         self._id = node_id
         self._config = config
         self._rng = rng if rng is not None else random.Random(node_id)
         self._log = RaftLog(snapshot, entries, hard_state.commit)
-        # Membership (rule 12): the configuration at the snapshot (or the
-        # initial one) and (index, configuration) of every conf entry after it.
+        # Rule 12: the configuration at the snapshot (or the initial one), then the conf entries after it.
         self._confs = ConfHistory(snapshot.meta.conf_state() if snapshot else ConfState.of(voters), entries)
         self._conf = self._confs.current
         self._voters = list(self._conf.voters)
         self._prev_conf = self._conf
         self._log.on_append = self._on_log_append
-        # Leader only: its first index of the term, its tick count, a transfer.
         self._term_start = 0
         self._leader_ticks = 0
-        self._transfer_target: str | None = None
+        self._transfer_target = None
         self._transfer_elapsed = 0
         self._timeout_now_sent = False
         self._term = hard_state.term
         self._vote = hard_state.vote
-        self._leader_id: str | None = None
-        # Rule 8: the last index this follower's log is known to share with the leader of this term.
+        self._leader_id = None
         self._leader_match = 0
-        self._role: Role = FOLLOWER
-        self._step: Callable[[AnyMessage], None] = self._step_follower
-        self._tick: Callable[[], None] = self._tick_election
+        self._role = FOLLOWER
+        self._step = self._step_follower
+        self._tick = self._tick_election
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
         self._randomized_timeout = config.election_ticks
-        self._votes: dict[str, bool] = {}
-        self._progress: dict[str, Progress] = {}
-        self.follower_regressions = 0  # rule 7: followers found to have lost acknowledged entries
-        self._msgs: list[AnyMessage] = []
-        self._reads = ReadOnly()  # ReadIndex: held and pending reads (rule 10)
-        self._read_states: list[ReadState] = []
+        self._votes = {}
+        self._progress = {}
+        self.follower_regressions = 0
+        self._msgs = []
+        self._reads = ReadOnly()
+        self._read_states = []
         self._become_follower(self._term, None)
         self._prev_hard_state = hard_state
         self._prev_soft_state = self._soft_state()
@@ -502,430 +449,14 @@ class RaftCore:
     def _conf_changed(self) -> bool:
         return self._conf is not self._prev_conf and self._conf != self._prev_conf
 
-    def _peers(self) -> list[str]:
-        """Every member but us: whom a leader replicates to."""
-        return [m for m in self._conf.members if m != self._id]
-
-    def _send(self, msg: AnyMessage) -> None:
-        self._msgs.append(msg)
-
     def _require_leader(self) -> None:
         if self._role != LEADER:
             if self._leader_id is None:
                 raise NoLeader()
             raise NotLeader(self._leader_id)
 
-    def _require_no_transfer(self) -> None:
-        if self._transfer_target is not None:
-            raise TransferInProgress(self._transfer_target)
-
-    def _in_lease(self) -> bool:
-        return (
-            self._config.check_quorum
-            and self._leader_id is not None
-            and self._election_elapsed < self._config.election_ticks
-        )
-
     def _committed_in_term(self) -> bool:
         return self._log.term_at(self._log.committed) == self._term
-
-    # -- role changes ----------------------------------------------------------------
-
-    def _reset(self, term: int) -> None:
-        if term != self._term:
-            self._term = term
-            self._vote = None
-        self._leader_id = None
-        self._leader_match = 0
-        self._election_elapsed = 0
-        self._heartbeat_elapsed = 0
-        self._randomized_timeout = self._config.election_ticks + self._rng.randrange(self._config.election_ticks)
-        self._votes = {}
-        self._progress = {}
-        self._reads.reset()
-        self._transfer_target = None
-
-    def _become_follower(self, term: int, leader_id: str | None) -> None:
-        self._reset(term)
-        self._role = FOLLOWER
-        self._leader_id = leader_id
-        self._step = self._step_follower
-        self._tick = self._tick_election
-
-    def _become_pre_candidate(self) -> None:
-        # Term, vote and election timer stay as they are (thesis 9.6).
-        self._role = PRE_CANDIDATE
-        self._leader_id = None
-        self._votes = {}
-        self._step = self._step_candidate
-        self._tick = self._tick_election
-
-    def _become_candidate(self) -> None:
-        self._reset(self._term + 1)
-        self._vote = self._id
-        self._role = CANDIDATE
-        self._step = self._step_candidate
-        self._tick = self._tick_election
-
-    def _become_leader(self) -> None:
-        self._reset(self._term)
-        self._role = LEADER
-        self._leader_id = self._id
-        self._step = self._step_leader
-        self._tick = self._tick_leader
-        next_index = self._log.last_index + 1
-        self._progress = {p: Progress(next_index, self._config.max_inflight) for p in self._peers()}
-        self._term_start = next_index
-        self._leader_ticks = 0
-        self._append([Entry(self._term, next_index, ENTRY_NOOP)])
-
-    # -- ticks -------------------------------------------------------------------------
-
-    def _tick_election(self) -> None:
-        self._election_elapsed += 1
-        if self._election_elapsed >= self._randomized_timeout and self._may_campaign():
-            self._election_elapsed = 0
-            self._campaign(pre_vote=self._config.pre_vote, transfer=False)
-
-    def _tick_leader(self) -> None:
-        self._heartbeat_elapsed += 1
-        self._election_elapsed += 1
-        self._leader_ticks += 1
-        if self._transfer_target is not None:
-            self._transfer_elapsed += 1
-            if self._transfer_elapsed >= self._config.election_ticks:
-                self._transfer_target = None  # abandoned (rule 17)
-        if self._election_elapsed >= self._config.election_ticks:
-            self._election_elapsed = 0
-            if self._config.check_quorum and not self._quorum_active():
-                self._become_follower(self._term, None)
-                return
-        for pr in self._progress.values():
-            pr.tick_snapshot(2 * self._config.election_ticks)
-        if self._heartbeat_elapsed >= self._config.heartbeat_ticks:
-            self._heartbeat_elapsed = 0
-            self._broadcast_heartbeat()
-
-    def _quorum_active(self) -> bool:
-        active = {self._id: True}
-        for peer, pr in self._progress.items():
-            active[peer] = pr.recent_active
-            pr.recent_active = False
-        return quorum.vote_result(active, self._voters) == "won"
-
-    # -- elections ---------------------------------------------------------------------
-
-    def _may_campaign(self) -> bool:
-        """A voter, or the exception of rule 15 (our own removal, not known to be committed)."""
-        if self._id in self._conf.voters:
-            return True
-        if self._confs.latest_index <= self._log.committed:
-            return False
-        return self._id in self._confs.before_latest.voters
-
-    def _campaign(self, *, pre_vote: bool, transfer: bool) -> None:
-        if not self._may_campaign():
-            return  # learners and removed nodes never campaign (rules 14, 15)
-        if pre_vote:
-            self._become_pre_candidate()
-            term = self._term + 1
-        else:
-            self._become_candidate()
-            term = self._term
-        if self._record_vote(self._id, True):
-            return
-        for peer in self._voters:
-            if peer == self._id:
-                continue
-            self._send(
-                RequestVote(
-                    term=term,
-                    src=self._id,
-                    dst=peer,
-                    last_index=self._log.last_index,
-                    last_term=self._log.last_term,
-                    pre_vote=pre_vote,
-                    transfer=transfer,
-                )
-            )
-
-    def _record_vote(self, voter: str, granted: bool) -> bool:
-        """Count one answer; True if the election ended (won or lost)."""
-        self._votes.setdefault(voter, granted)
-        result = quorum.vote_result(self._votes, self._voters)
-        if result == "won":
-            if self._role == PRE_CANDIDATE:
-                self._campaign(pre_vote=False, transfer=False)
-            else:
-                self._become_leader()
-            return True
-        if result == "lost":
-            self._become_follower(self._term, None)
-            return True
-        return False
-
-    def _accept_higher_term(self, msg: AnyMessage) -> bool:
-        """Rules 1 and 2 for a message with a higher term; False to drop it."""
-        if isinstance(msg, RequestVote):
-            if not msg.transfer and self._in_lease():
-                return False
-            if msg.pre_vote:
-                return True
-        if isinstance(msg, RequestVoteResp) and msg.pre_vote and msg.granted:
-            return True
-        if isinstance(msg, (AppendEntries, Heartbeat, InstallSnapshot)):
-            self._become_follower(msg.term, msg.src)
-        else:
-            self._become_follower(msg.term, None)
-        return True
-
-    def _answer_stale(self, msg: AnyMessage) -> None:
-        if isinstance(msg, (AppendEntries, Heartbeat)):
-            self._send(AppendEntriesResp(term=self._term, src=self._id, dst=msg.src, success=False, index=0))
-        elif isinstance(msg, RequestVote) and msg.pre_vote:
-            self._send(RequestVoteResp(term=self._term, src=self._id, dst=msg.src, granted=False, pre_vote=True))
-
-    def _handle_request_vote(self, msg: RequestVote) -> None:
-        can_vote = (
-            self._vote == msg.src
-            or (self._vote is None and self._leader_id is None)
-            or (msg.pre_vote and msg.term > self._term)
-        )
-        granted = can_vote and self._log.is_up_to_date(msg.last_index, msg.last_term)
-        self._send(
-            RequestVoteResp(
-                term=msg.term if granted else self._term,
-                src=self._id,
-                dst=msg.src,
-                granted=granted,
-                pre_vote=msg.pre_vote,
-            )
-        )
-        if granted and not msg.pre_vote:
-            self._election_elapsed = 0
-            self._vote = msg.src
-
-    # -- step functions ------------------------------------------------------------------
-
-    def _step_follower(self, msg: AnyMessage) -> None:
-        match msg:
-            case AppendEntries() | Heartbeat() | InstallSnapshot():
-                self._election_elapsed = 0
-                self._leader_id = msg.src
-                self._handle_from_leader(msg)
-            case TimeoutNow():
-                self._campaign(pre_vote=False, transfer=True)
-
-    def _step_candidate(self, msg: AnyMessage) -> None:
-        """Both candidate roles; a pre-candidate counts pre-votes, a candidate votes."""
-        match msg:
-            case AppendEntries() | Heartbeat() | InstallSnapshot():
-                self._become_follower(msg.term, msg.src)
-                self._handle_from_leader(msg)
-            case RequestVoteResp() if msg.pre_vote == (self._role == PRE_CANDIDATE):
-                if msg.src in self._conf.voters:  # a learner's vote does not count
-                    self._record_vote(msg.src, msg.granted)
-            case TimeoutNow():
-                self._campaign(pre_vote=False, transfer=True)
-
-    def _step_leader(self, msg: AnyMessage) -> None:
-        match msg:
-            case AppendEntriesResp():
-                self._handle_append_resp(msg)
-            case HeartbeatResp():
-                self._handle_heartbeat_resp(msg)
-
-    # -- follower side -----------------------------------------------------------------
-
-    def _handle_from_leader(self, msg: AppendEntries | Heartbeat | InstallSnapshot) -> None:
-        if isinstance(msg, AppendEntries):
-            self._handle_append(msg)
-        elif isinstance(msg, Heartbeat):
-            # Rule 8: only an entry known to match the leader's: the heartbeat's commit entry has
-            # the leader's term there (Log Matching), or an AppendEntries confirmed it.  The leader's
-            # match may be stale (our disk lost acknowledged records and what is left holds an
-            # older term's entries at those indexes); committing them would apply entries the
-            # cluster never committed.
-            matched = msg.commit_term and self._log.match_term(msg.commit, msg.commit_term)
-            self._log.commit_to(msg.commit if matched else min(msg.commit, self._leader_match))
-            self._send(HeartbeatResp(term=self._term, src=self._id, dst=msg.src, ctx=msg.ctx))
-        else:
-            self._handle_snapshot(msg)
-
-    def _ack(self, leader: str, index: int) -> None:
-        self._send(AppendEntriesResp(term=self._term, src=self._id, dst=leader, success=True, index=index))
-
-    def _handle_append(self, msg: AppendEntries) -> None:
-        log = self._log
-        if msg.prev_index < log.committed:
-            self._ack(msg.src, log.committed)
-            return
-        last_new = log.maybe_append(msg.prev_index, msg.prev_term, msg.commit, msg.entries)
-        if last_new is not None:
-            self._leader_match = max(self._leader_match, last_new)
-            self._ack(msg.src, last_new)
-            return
-        if msg.prev_index > log.last_index:
-            hint_index = log.last_index
-        else:
-            hint_index = log.first_index_of_term_at(msg.prev_index)
-        self._send(
-            AppendEntriesResp(
-                term=self._term,
-                src=self._id,
-                dst=msg.src,
-                success=False,
-                index=msg.prev_index,
-                hint_index=hint_index,
-                hint_term=log.term_at(hint_index) or 0,
-            )
-        )
-
-    def _handle_snapshot(self, msg: InstallSnapshot) -> None:
-        meta = msg.snapshot.meta
-        log = self._log
-        if meta.index <= log.committed:
-            self._ack(msg.src, log.committed)
-        elif log.match_term(meta.index, meta.term):
-            log.commit_to(meta.index)
-            self._leader_match = max(self._leader_match, meta.index)
-            self._ack(msg.src, meta.index)
-        else:
-            self._leader_match = max(self._leader_match, meta.index)
-            log.restore(msg.snapshot)
-            self._confs.restored(meta.conf_state())
-            self._set_conf(self._confs.current)
-            self._ack(msg.src, meta.index)
-
-    # -- leader side -------------------------------------------------------------------
-
-    def _append(self, entries: list[Entry]) -> None:
-        # Our own copy counts toward commit once persisted: see advance().
-        self._log.append(entries)
-
-    def _maybe_commit(self) -> bool:
-        match = {peer: pr.match for peer, pr in self._progress.items()}
-        match[self._id] = self._log.stable_index
-        index = quorum.committed_index(match, self._voters)
-        if index <= self._log.committed or self._log.term_at(index) != self._term:
-            return False
-        self._log.commit_to(index)
-        self._release_held_reads()
-        if self._id not in self._conf.voters and index >= self.pending_conf_index:
-            # Our own removal is committed: step down, never to campaign (rule 15).
-            self._become_follower(self._term, None)
-        return True
-
-    def _handle_append_resp(self, msg: AppendEntriesResp) -> None:
-        pr = self._progress.get(msg.src)
-        if pr is None:
-            return  # removed since it was sent to
-        pr.recent_active = True
-        pr.heard_at = self._leader_ticks
-        if not msg.success:
-            self._handle_reject(pr, msg)
-            return
-        if msg.index > self._log.last_index:
-            return
-        if not pr.maybe_update(msg.index) and not (pr.state == "probe" and msg.index == pr.match):
-            return  # stale or duplicate
-        if pr.state == "probe":
-            pr.become_replicate()
-        elif pr.state == "snapshot":
-            if pr.match >= pr.pending_snapshot or pr.match + 1 >= self._log.first_index:
-                pr.become_probe()
-                pr.become_replicate()
-        else:
-            pr.inflights.free_le(msg.index)
-        if msg.src == self._transfer_target:
-            self._maybe_send_timeout_now()
-        self._maybe_commit()
-
-    def _handle_reject(self, pr: Progress, msg: AppendEntriesResp) -> None:
-        if msg.hint_term:
-            probe_prev = self._log.last_index_with_term_at_most(msg.hint_index, msg.hint_term)
-        else:
-            probe_prev = min(msg.hint_index, self._log.last_index)
-        if pr.state == "probe" and 0 < msg.index == pr.next - 1 and msg.index <= pr.match:
-            pr.regress(min(probe_prev, msg.index - 1))  # rule 7: its log went back
-            self.follower_regressions += 1
-            return
-        if pr.maybe_decr_to(msg.index, probe_prev) and pr.state == "replicate":
-            pr.become_probe()
-
-    def _handle_heartbeat_resp(self, msg: HeartbeatResp) -> None:
-        pr = self._progress.get(msg.src)
-        if pr is None:
-            return  # removed since it was sent to
-        pr.heard_at = self._leader_ticks
-        pr.heartbeat_answered(lagging=pr.match < self._log.last_index)
-        self._read_states.extend(self._reads.ack(msg.ctx, msg.src, self._voters))
-
-    def _append_due(self, pr: Progress) -> bool:
-        if pr.is_paused():
-            return False
-        if pr.next < self._log.first_index:
-            return True  # needs the snapshot
-        window_open = pr.state != "replicate" or not pr.inflights.full()
-        if pr.next <= self._log.last_index and window_open:
-            return True
-        # A new commit index alone does not warrant a message: it rides on the
-        # next append or heartbeat (<= heartbeat_ticks away), which halves the
-        # messages per write at low concurrency.
-        return pr.kick
-
-    def _flush_appends(self) -> None:
-        for peer in self._peers():
-            pr = self._progress[peer]
-            while self._append_due(pr):
-                self._send_append(peer, pr)
-
-    def _send_append(self, peer: str, pr: Progress) -> None:
-        log = self._log
-        prev_index = pr.next - 1
-        prev_term = log.term_at(prev_index)
-        if prev_term is None:
-            self._send_snapshot(peer, pr)
-            return
-        entries: list[Entry] = []
-        if pr.state != "replicate" or not pr.inflights.full():
-            entries = log.entries_for_message(pr.next, self._config.max_entries_per_msg, self._config.max_bytes_per_msg)
-        self._send(
-            AppendEntries(
-                term=self._term,
-                src=self._id,
-                dst=peer,
-                prev_index=prev_index,
-                prev_term=prev_term,
-                entries=entries,
-                commit=log.committed,
-            )
-        )
-        pr.sent_append(len(entries), entries[-1].index if entries else prev_index)
-
-    def _send_snapshot(self, peer: str, pr: Progress) -> None:
-        snap = self._log.snapshot
-        if snap is None:  # pragma: no cover - term unknown only below a snapshot
-            raise AssertionError(f"no snapshot to send to {peer} at next={pr.next}")
-        self._send(InstallSnapshot(term=self._term, src=self._id, dst=peer, snapshot=snap))
-        pr.become_snapshot(snap.meta.index)
-        pr.kick = False
-
-    def _broadcast_heartbeat(self) -> None:
-        ctx = self._reads.latest_ctx()
-        self._reads.heartbeat_due = False
-        for peer in self._peers():
-            commit = min(self._progress[peer].match, self._log.committed)
-            self._send(
-                Heartbeat(
-                    term=self._term,
-                    src=self._id,
-                    dst=peer,
-                    commit=commit,
-                    commit_term=self._log.term_at(commit) or 0,
-                    ctx=ctx,
-                )
-            )
 
     # -- ReadIndex -------------------------------------------------------------------------
 
@@ -964,12 +495,3 @@ class RaftCore:
         if self._transfer_target is not None and self._transfer_target not in conf.voters:
             self._transfer_target = None
         self._maybe_commit()  # a smaller quorum may commit more
-
-    def _maybe_send_timeout_now(self) -> None:
-        target = self._transfer_target
-        if target is None or self._timeout_now_sent:
-            return
-        pr = self._progress.get(target)
-        if pr is not None and pr.match == self._log.last_index:
-            self._timeout_now_sent = True
-            self._send(TimeoutNow(term=self._term, src=self._id, dst=target))
