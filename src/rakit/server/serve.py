@@ -48,7 +48,7 @@ SWITCH_INTERVAL = 0.0005
 
 
 class NodeServer(uvicorn.Server):
-    """Uvicorn, except that SIGTERM/SIGINT end the process with exit 0 (API.md).
+    """Uvicorn, except that SIGTERM/SIGINT end the process with exit 0 (docs/api.md, "Starting a node").
 
     Uvicorn re-raises a caught signal after its graceful shutdown, so the
     process would die *by* the signal (exit 143); forgetting it avoids that.
