@@ -34,14 +34,15 @@ import contextlib
 import logging
 import math
 import random
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from rakit.errors import MemberExists, NoLeader, NotLeader, ProposalDropped, Unavailable
 from rakit.metrics import NodeMetrics
+from rakit.node.addresses import AddressBook, CommittedMembershipListener, MembershipListener
 from rakit.node.clock import Clock, SystemClock
+from rakit.node.intake import ProposalIntake
 from rakit.node.proposals import PendingProposals, PendingReads
 from rakit.raft.config import RaftConfig
 from rakit.raft.core import RaftCore
@@ -51,7 +52,6 @@ from rakit.raft.messages import (
     AnyMessage,
     AppendEntries,
     ConfChange,
-    ConfState,
     Entry,
     HardState,
     Heartbeat,
@@ -73,7 +73,6 @@ log = logging.getLogger(__name__)
 LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot)
 
 MAX_INBOX = 50_000
-MAX_PROPOSALS_PER_TURN = 4096
 # A lazy proposal (one nobody waits on soon, e.g. an acquire that will queue) waits this
 # long at most for an eager one to share its AppendEntries round and fsyncs.
 LAZY_DELAY = 0.006
@@ -82,8 +81,6 @@ INLINE_SAVE_ENTRIES = 2
 T = TypeVar("T")
 ApplyListener = Callable[[Entry, Any], None]
 RoleListener = Callable[[str, "str | None"], None]
-MembershipListener = Callable[[ConfState, dict[str, str]], None]
-CommittedMembershipListener = Callable[[int, tuple[str, ...], dict[str, str]], None]
 
 
 class RaftDriver:
@@ -127,13 +124,8 @@ class RaftDriver:
             snapshot=loaded.snapshot,
             entries=loaded.entries,
         )
-        # The address book: the initial peers, the replicated book (restored with the snapshot)
-        # and the URLs of conf entries still in the log (a configuration counts once appended).
         self.members = members
-        self.addresses: dict[str, str] = {**(addresses or {}), **(members.addresses if members else {})}
-        self._learn_addresses(loaded.entries)
-        self._membership_listeners: list[MembershipListener] = []
-        self._committed_listeners: list[CommittedMembershipListener] = []
+        self.address_book = AddressBook(addresses, members, loaded.entries)
         self._leader_contact = -math.inf  # when a leader of the current term last sent us entries
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"raft-disk-{node_id}")
         self._wake = asyncio.Event()
@@ -142,9 +134,7 @@ class RaftDriver:
         self._reply_waiters: list[tuple[str, asyncio.Future[list[AnyMessage]]]] = []
         self._turn_waiters: list[tuple[str, asyncio.Future[list[AnyMessage]]]] = []  # fed this turn
         self._replies: dict[str, list[AnyMessage]] = {}
-        self._proposals: list[tuple[bytes, asyncio.Future[Any]]] = []
-        self._lazy: list[tuple[bytes, asyncio.Future[Any]]] = []
-        self._lazy_timer: asyncio.TimerHandle | None = None
+        self.intake = ProposalIntake(self.clock, self._wake.set)
         # Calls into the core from request handlers (a leadership transfer, a
         # membership change), run by the loop at its next turn: nothing else
         # may call the core between a Ready and its advance.
@@ -152,7 +142,6 @@ class RaftDriver:
         self._pending = PendingProposals()
         self._reads = PendingReads()
         self._propose_started: dict[int, float] = {}
-        self._deadlines: deque[tuple[float, float, asyncio.Future[Any]]] = deque()
         self._listeners: list[ApplyListener] = []
         self._role_listeners: list[RoleListener] = []
         self._role_waiters: list[asyncio.Future[None]] = []
@@ -164,6 +153,11 @@ class RaftDriver:
         self._watch_metrics()
 
     # -- what request handlers and routes call -------------------------------------
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        """Node id -> URL (``rakit.node.addresses``): one dict for the node's life, changed in place."""
+        return self.address_book.urls
 
     @property
     def is_leader(self) -> bool:
@@ -205,19 +199,7 @@ class RaftDriver:
         ``ProposalDropped`` or ``Unavailable`` when its fate is unknown.
         """
         self._check_leader()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        # Every proposal has the same timeout, so deadlines are in FIFO order
-        # and one sweep per tick expires them (a timer each costs more).
-        self._deadlines.append((self.clock.monotonic() + timeout, timeout, future))
-        if lazy:
-            self._lazy.append((command, future))
-            if self._lazy_timer is None:
-                self._lazy_timer = loop.call_later(LAZY_DELAY, self._wake.set)
-        else:
-            self._proposals.append((command, future))
-            self._wake.set()
-        return await future
+        return await self.intake.submit(command, timeout, lazy=lazy, lazy_delay=LAZY_DELAY)
 
     async def read_barrier(self, timeout: float = 5.0) -> None:
         """Return once this node's state machine reflects every write committed before the call."""
@@ -283,14 +265,9 @@ class RaftDriver:
         """
         self._check_leader()
         if change.op == "add_learner":
-            members = self.core.conf_state.members
-            taken = [
-                n
-                for n, url in self.addresses.items()
-                if n in members and n != change.node and url.rstrip("/") == change.url.rstrip("/")
-            ]
-            if taken:
-                raise MemberExists(f"{change.url} is already the address of {taken[0]}")
+            holder = self.address_book.holder_of(change.url, self.core.conf_state.members, besides=change.node)
+            if holder is not None:
+                raise MemberExists(f"{change.url} is already the address of {holder}")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def propose() -> int:
@@ -310,21 +287,7 @@ class RaftDriver:
     def add_membership_listener(self, listener: MembershipListener) -> None:
         """Call ``listener(conf_state, addresses)`` whenever the configuration or the address book changes,
         before any message of that turn is sent."""
-        self._membership_listeners.append(listener)
-
-    def _learn_addresses(self, entries: list[Entry]) -> bool:
-        changed = False
-        for entry in entries:
-            if entry.kind != ENTRY_CONF:
-                continue
-            conf_entry = decode_conf_entry(entry.data)
-            if conf_entry is None:
-                continue
-            change = conf_entry.change
-            if change.op == "add_learner" and change.url and self.addresses.get(change.node) != change.url:
-                self.addresses[change.node] = change.url
-                changed = True
-        return changed
+        self.address_book.add_membership_listener(listener)
 
     def leader_contact_age(self) -> float:
         """Seconds since a leader of the current term last replicated to this node (0 on the leader).
@@ -339,14 +302,7 @@ class RaftDriver:
         """Call ``listener(generation, members, addresses)`` after a configuration entry is
         applied or a snapshot installed, once the committed member set is known
         (``MembersMachine.members``); the generation tells whether the set changed."""
-        self._committed_listeners.append(listener)
-
-    def _notify_committed_membership(self) -> None:
-        members = self.members
-        if members is None or members.members is None:
-            return
-        for listener in self._committed_listeners:
-            listener(members.generation, members.members, dict(self.addresses))
+        self.address_book.add_committed_membership_listener(listener)
 
     def add_apply_listener(self, listener: ApplyListener) -> None:
         """Call ``listener(entry, result)`` for every applied command, in log order."""
@@ -417,9 +373,7 @@ class RaftDriver:
             self._answer_turn()
             self._answer(self._reply_waiters)
             shutting_down = Unavailable("the node is shutting down")
-            for _, future in [*self._lazy, *self._proposals]:
-                if not future.done():
-                    future.set_exception(shutting_down)
+            self.intake.fail_queued(shutting_down)
             self._pending.fail_all(shutting_down)
             for _, future in self._controls:
                 if not future.done():
@@ -432,17 +386,8 @@ class RaftDriver:
         while True:
             await self.clock.sleep(self.tick_seconds)
             self._ticks += 1
-            self._expire_proposals(self.clock.monotonic())
+            self.intake.expire(self.clock.monotonic())
             self._wake.set()
-
-    def _expire_proposals(self, now: float) -> None:
-        deadlines = self._deadlines
-        while deadlines and (deadlines[0][0] <= now or deadlines[0][2].done()):
-            _, timeout, future = deadlines.popleft()
-            if not future.done():
-                future.set_exception(
-                    Unavailable(f"the command was not committed within {timeout:g}s; its outcome is unknown")
-                )
 
     def _feed(self) -> None:
         core = self.core
@@ -464,22 +409,9 @@ class RaftDriver:
                 future.set_result(action())
             except Exception as exc:
                 future.set_exception(exc)
-        if self._lazy and (
-            self._proposals or self._lazy_timer is None or self._lazy_timer.when() <= asyncio.get_running_loop().time()
-        ):
-            # Lazy proposals arrived first: they go first, with the eager ones or on their timer.
-            self._proposals[:0], self._lazy = self._lazy, []
-            if self._lazy_timer is not None:
-                self._lazy_timer.cancel()
-                self._lazy_timer = None
-        if self._proposals:
-            batch = self._proposals[:MAX_PROPOSALS_PER_TURN]
-            del self._proposals[:MAX_PROPOSALS_PER_TURN]
-            if self._proposals:
-                self._wake.set()
-            batch = [(cmd, fut) for cmd, fut in batch if not fut.done()]
-            if batch:
-                self._propose_batch(batch)
+        batch = self.intake.take_batch()
+        if batch:
+            self._propose_batch(batch)
         if self._reads.requested:
             waiters, self._reads.requested = self._reads.requested, []
             try:
@@ -509,9 +441,7 @@ class RaftDriver:
         """Run the effects of one Ready in the order ``rakit.raft.turn.plan`` gives."""
         turn = turn_plan(ready, self._durable_hard_state, self._carried_hard_state)
         self._durable_hard_state, self._carried_hard_state = turn.durable, turn.carried
-        if (self._learn_addresses(ready.entries) or ready.conf_state is not None) and self._membership_listeners:
-            for listener in self._membership_listeners:
-                listener(self.core.conf_state, dict(self.addresses))
+        self.address_book.appended(ready.entries, ready.conf_state is not None, self.core.conf_state)
         sent_early = False
         for effect in turn.effects:
             if isinstance(effect, Send):
@@ -529,8 +459,7 @@ class RaftDriver:
                 self._answer_turn()
             if isinstance(effect, Restore):
                 self.machine.restore(effect.snapshot.data)
-                if self.members is not None:
-                    self.addresses.update(self.members.addresses)
+                self.address_book.restored()
                 self._pending.drop_through(effect.snapshot.meta.index)
                 self.metrics.snapshots_installed.inc()
             elif isinstance(effect, Apply):
@@ -540,7 +469,7 @@ class RaftDriver:
                     self._reads.confirm(read.ctx, read.index)
             else:
                 if ready.snapshot is not None or any(e.kind == ENTRY_CONF for e in ready.committed_entries):
-                    self._notify_committed_membership()
+                    self.address_book.committed()
                 if ready.soft_state is not None:
                     self._on_soft_state(ready.soft_state.role, ready.soft_state.leader_id)
                 self.core.advance(effect.ready)
@@ -626,11 +555,7 @@ class RaftDriver:
         self.metrics.set_role(role)
         if was_leader and role != Role.LEADER:
             self._reads.fail_unconfirmed(leader_id)
-            queued, self._proposals, self._lazy = [*self._lazy, *self._proposals], [], []
-            error = NotLeader(leader_id) if leader_id else NoLeader()
-            for _, future in queued:
-                if not future.done():
-                    future.set_exception(error)
+            self.intake.fail_queued(NotLeader(leader_id) if leader_id else NoLeader())
             self._propose_started.clear()
         for listener in self._role_listeners:
             listener(role, leader_id)

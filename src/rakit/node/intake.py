@@ -1,0 +1,102 @@
+"""Proposal intake: the commands request handlers queue for the Raft driver's loop.
+
+Rules:
+1. A command is queued with its future; the loop drains the queue each turn
+   (``take_batch``) and proposes what it got as one batch (one AppendEntries
+   round, one fsync); at most ``max_batch`` commands a turn, the rest wake
+   the loop again.
+2. An eager command wakes the loop at once.  A lazy one (its caller will not
+   be answered soon anyway) waits for the next eager one, or for its timer
+   (``lazy_delay`` seconds on the event loop), whichever comes first; lazy
+   commands queued before eager ones go out before them, in arrival order.
+3. A command whose future is done (timed out, cancelled) is left out of the batch.
+4. Every command has a deadline (``submit``'s ``timeout``, read on the
+   clock); ``expire(now)`` fails the futures past theirs with
+   ``Unavailable`` (outcome unknown), queued or already proposed.  Deadlines
+   are kept in FIFO order, which holds while every caller uses the same
+   timeout: one sweep per tick instead of one timer per command.
+5. ``fail_queued`` fails every command not yet handed to the loop (a lost
+   leadership, a stop); proposed ones are the loop's to answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from rakit.errors import RakitError, Unavailable
+from rakit.node.clock import Clock
+
+MAX_PROPOSALS_PER_TURN = 4096
+
+Queued = tuple[bytes, "asyncio.Future[Any]"]
+
+
+class ProposalIntake:
+    def __init__(self, clock: Clock, wake: Callable[[], None], *, max_batch: int = MAX_PROPOSALS_PER_TURN) -> None:
+        self.clock = clock
+        self.wake = wake  # wakes the driver's loop
+        self.max_batch = max_batch
+        self._eager: list[Queued] = []
+        self._lazy: list[Queued] = []
+        self._lazy_timer: asyncio.TimerHandle | None = None
+        self._deadlines: deque[tuple[float, float, asyncio.Future[Any]]] = deque()
+
+    def __len__(self) -> int:
+        """Commands queued and not yet handed to the loop."""
+        return len(self._eager) + len(self._lazy)
+
+    def submit(
+        self, command: bytes, timeout: float, *, lazy: bool = False, lazy_delay: float = 0.0
+    ) -> asyncio.Future[Any]:
+        """Queue ``command``; the future the loop answers (or ``expire`` fails after ``timeout``)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._deadlines.append((self.clock.monotonic() + timeout, timeout, future))
+        if lazy:
+            self._lazy.append((command, future))
+            if self._lazy_timer is None:
+                self._lazy_timer = loop.call_later(lazy_delay, self.wake)
+        else:
+            self._eager.append((command, future))
+            self.wake()
+        return future
+
+    def take_batch(self) -> list[Queued]:
+        """What the loop proposes this turn (rules 1-3): possibly nothing."""
+        if self._lazy and (
+            self._eager or self._lazy_timer is None or self._lazy_timer.when() <= asyncio.get_running_loop().time()
+        ):
+            self._eager[:0], self._lazy = self._lazy, []
+            if self._lazy_timer is not None:
+                self._lazy_timer.cancel()
+                self._lazy_timer = None
+        if not self._eager:
+            return []
+        batch = self._eager[: self.max_batch]
+        del self._eager[: self.max_batch]
+        if self._eager:
+            self.wake()
+        return [(command, future) for command, future in batch if not future.done()]
+
+    def expire(self, now: float) -> None:
+        """Fail the futures whose deadline is ``now`` or earlier (rule 4)."""
+        deadlines = self._deadlines
+        while deadlines and (deadlines[0][0] <= now or deadlines[0][2].done()):
+            _, timeout, future = deadlines.popleft()
+            if not future.done():
+                future.set_exception(
+                    Unavailable(f"the command was not committed within {timeout:g}s; its outcome is unknown")
+                )
+
+    def fail_queued(self, error: RakitError) -> None:
+        """Fail every command still queued, lazy ones too (rule 5)."""
+        queued, self._eager, self._lazy = [*self._lazy, *self._eager], [], []
+        for _, future in queued:
+            if not future.done():
+                future.set_exception(error)
+
+
+__all__ = ["MAX_PROPOSALS_PER_TURN", "ProposalIntake"]
