@@ -1,4 +1,4 @@
-"""The driver's proposal intake (``rakit.node.intake``): one test per rule."""
+"""What comes into the driver's loop (``rakit.node.intake``): one test per rule."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from driver_stubs import until
 
 from rakit.errors import NotLeader, Unavailable
 from rakit.node.clock import ManualClock
-from rakit.node.intake import ProposalIntake
+from rakit.node.intake import PeerInbox, ProposalIntake
+from rakit.node.proposals import PendingReads
+from rakit.raft.messages import Heartbeat, HeartbeatResp
 
 FAR = 30.0  # a lazy delay no test waits out
 
@@ -94,3 +96,58 @@ async def test_rule_5_fail_queued_fails_what_waits_and_leaves_the_proposed_alone
         with pytest.raises(NotLeader):
             future.result()
     assert intake.take_batch() == []
+
+
+def beat(src: str, dst: str) -> Heartbeat:
+    return Heartbeat(term=1, src=src, dst=dst, commit=0)
+
+
+async def test_rule_6_what_would_overflow_the_inbox_is_dropped_and_its_exchange_answered_empty() -> None:
+    woken = Woken()
+    inbox = PeerInbox(woken, max_messages=2)
+    assert inbox.receive([beat("b", "a")]) and woken.count == 1
+    dropped = inbox.exchange("c", [beat("c", "a"), beat("c", "a")])
+    assert dropped.result() == [] and woken.count == 1
+    assert inbox.take() == [beat("b", "a")] and inbox.take() == []
+
+
+async def test_rule_7_a_turn_holds_messages_for_its_exchanges_and_answers_the_latest_request() -> None:
+    inbox = PeerInbox(Woken())
+    first, latest = inbox.exchange("b", [beat("b", "a")]), inbox.exchange("b", [beat("b", "a")])
+    inbox.start_turn()
+    later = inbox.exchange("c", [beat("c", "a")])  # the next turn's
+    assert len(inbox.take()) == 3 and inbox.answering
+    ack_b, ack_c = HeartbeatResp(term=1, src="a", dst="b"), HeartbeatResp(term=1, src="a", dst="c")
+    assert inbox.route([ack_b, ack_c]) == [ack_c]
+    inbox.answer_turn()
+    assert (first.result(), latest.result()) == ([], [ack_b]) and not later.done()
+    assert not inbox.answering and inbox.route([ack_b]) == [ack_b]  # later Readies: the transport
+
+
+async def test_rule_8_stop_answers_every_exchange_with_nothing() -> None:
+    inbox = PeerInbox(Woken())
+    in_turn = inbox.exchange("b", [beat("b", "a")])
+    inbox.start_turn()
+    queued = inbox.exchange("c", [beat("c", "a")])
+    inbox.route([HeartbeatResp(term=1, src="a", dst="b")])
+    inbox.stop()
+    assert in_turn.result() == [] and queued.result() == []
+
+
+async def test_requested_reads_go_to_the_core_under_one_ctx_or_fail_with_not_leader() -> None:
+    reads, sent = PendingReads(), list[int]()
+    loop = asyncio.get_running_loop()
+    reads.send(sent.append)
+    assert sent == []  # nothing requested: nothing sent
+    reads.requested = [loop.create_future(), loop.create_future()]
+    reads.send(sent.append)
+    assert sent == [1] and len(reads.by_ctx[1]) == 2 and reads.requested == []
+
+    def refuse(ctx: int) -> None:
+        raise NotLeader("b")
+
+    refused = loop.create_future()
+    reads.requested = [refused]
+    reads.send(refuse)
+    with pytest.raises(NotLeader):
+        refused.result()

@@ -14,6 +14,8 @@ Rules:
    the book, before any message of that turn is sent; committed-membership
    listeners hear of every applied conf entry or installed snapshot once the
    committed member set is known (``MembersMachine.members`` is not None).
+5. Committed conf entries go into the replicated book (``apply_conf``) in log
+   order; without one (``members`` None) they are only read from the log.
 """
 
 from __future__ import annotations
@@ -51,6 +53,16 @@ class AddressBook:
                 self.urls[change.node] = change.url
                 changed = True
         return changed
+
+    def apply_conf(self, entry: Entry) -> ConfState | None:
+        """A committed conf entry: into the replicated book (rule 5); the configuration it yields."""
+        if self.members is None:
+            return None
+        conf_entry = decode_conf_entry(entry.data)
+        if conf_entry is None:
+            return None
+        self.members.apply_conf(entry.index, conf_entry)
+        return conf_entry.conf
 
     def restored(self) -> None:
         """A snapshot was installed: take the replicated book it brought."""

@@ -42,7 +42,7 @@ from rakit.errors import MemberExists, NoLeader, NotLeader, ProposalDropped, Una
 from rakit.metrics import NodeMetrics
 from rakit.node.addresses import AddressBook, CommittedMembershipListener, MembershipListener
 from rakit.node.clock import Clock, SystemClock
-from rakit.node.intake import ProposalIntake
+from rakit.node.intake import PeerInbox, ProposalIntake
 from rakit.node.proposals import PendingProposals, PendingReads
 from rakit.raft.config import RaftConfig
 from rakit.raft.core import RaftCore
@@ -57,7 +57,6 @@ from rakit.raft.messages import (
     Heartbeat,
     InstallSnapshot,
     Snapshot,
-    decode_conf_entry,
 )
 from rakit.raft.ready import Ready
 from rakit.raft.roles import Role
@@ -72,7 +71,6 @@ log = logging.getLogger(__name__)
 
 LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot)
 
-MAX_INBOX = 50_000
 # A lazy proposal (one nobody waits on soon, e.g. an acquire that will queue) waits this
 # long at most for an eager one to share its AppendEntries round and fsyncs.
 LAZY_DELAY = 0.006
@@ -130,10 +128,7 @@ class RaftDriver:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"raft-disk-{node_id}")
         self._wake = asyncio.Event()
         self._ticks = 0
-        self._inbox: list[AnyMessage] = []
-        self._reply_waiters: list[tuple[str, asyncio.Future[list[AnyMessage]]]] = []
-        self._turn_waiters: list[tuple[str, asyncio.Future[list[AnyMessage]]]] = []  # fed this turn
-        self._replies: dict[str, list[AnyMessage]] = {}
+        self.inbox = PeerInbox(self._wake.set)
         self.intake = ProposalIntake(self.clock, self._wake.set)
         # Calls into the core from request handlers (a leadership transfer, a
         # membership change), run by the loop at its next turn: nothing else
@@ -165,10 +160,7 @@ class RaftDriver:
 
     def receive(self, messages: list[AnyMessage]) -> None:
         """Queue messages from a peer (or replies that came back on our own requests)."""
-        if len(self._inbox) + len(messages) > MAX_INBOX:
-            return  # overloaded: drop, Raft retransmits
-        self._inbox.extend(messages)
-        self._wake.set()
+        self.inbox.receive(messages)  # dropped when overloaded: Raft retransmits
 
     def exchange(self, src: str, messages: list[AnyMessage]) -> asyncio.Future[list[AnyMessage]]:
         """Queue a peer's messages; the future gets what this node then has for that peer.
@@ -178,14 +170,7 @@ class RaftDriver:
         acks and votes; what later Readies of the turn have for the peer goes
         through the transport.  The caller answers the peer's request with it.
         """
-        future: asyncio.Future[list[AnyMessage]] = asyncio.get_running_loop().create_future()
-        if len(self._inbox) + len(messages) > MAX_INBOX:
-            future.set_result([])
-            return future
-        self._inbox.extend(messages)
-        self._reply_waiters.append((src, future))
-        self._wake.set()
-        return future
+        return self.inbox.exchange(src, messages)
 
     async def propose(self, command: bytes, timeout: float = 5.0, *, lazy: bool = False) -> Any:
         """Replicate ``command`` and return the state machine's result.
@@ -359,19 +344,16 @@ class RaftDriver:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                self._turn_waiters, self._reply_waiters = self._reply_waiters, []
-                self._replies = {src: [] for src, _ in self._turn_waiters}
+                self.inbox.start_turn()
                 self._feed()
                 while self.core.has_ready():
                     await self._handle(self.core.ready())
-                self._answer_turn()
+                self.inbox.answer_turn()
                 await self._maybe_compact()
         finally:
             self.stopped = True
             ticker.cancel()
-            self._replies = {}  # what they held may not be on disk (a failed or cancelled save)
-            self._answer_turn()
-            self._answer(self._reply_waiters)
+            self.inbox.stop()
             shutting_down = Unavailable("the node is shutting down")
             self.intake.fail_queued(shutting_down)
             self._pending.fail_all(shutting_down)
@@ -394,9 +376,8 @@ class RaftDriver:
         ticks, self._ticks = self._ticks, 0
         for _ in range(min(ticks, 10)):
             core.tick()
-        inbox, self._inbox = self._inbox, []
         heard_leader = False
-        for message in inbox:
+        for message in self.inbox.take():
             core.step(message)
             heard_leader = heard_leader or (isinstance(message, LEADER_MESSAGES) and message.term == core.term)
         if heard_leader:  # one clock read per turn, not per message
@@ -412,16 +393,7 @@ class RaftDriver:
         batch = self.intake.take_batch()
         if batch:
             self._propose_batch(batch)
-        if self._reads.requested:
-            waiters, self._reads.requested = self._reads.requested, []
-            try:
-                ctx = self._reads.next_ctx()
-                core.read_index(ctx)
-                self._reads.by_ctx[ctx] = waiters
-            except NotLeader as exc:
-                for future in waiters:
-                    if not future.done():
-                        future.set_exception(exc)
+        self._reads.send(core.read_index)
 
     def _propose_batch(self, batch: list[tuple[bytes, asyncio.Future[Any]]]) -> None:
         try:
@@ -445,7 +417,7 @@ class RaftDriver:
         sent_early = False
         for effect in turn.effects:
             if isinstance(effect, Send):
-                outgoing = self._route_replies(effect.messages)
+                outgoing = self.inbox.route(effect.messages)
                 if outgoing:
                     self.transport.send(outgoing)
                 sent_early = sent_early or not effect.after_persist
@@ -453,10 +425,10 @@ class RaftDriver:
             if isinstance(effect, Persist):
                 await self._persist(effect, sent_early)
                 continue
-            if self._turn_waiters:
+            if self.inbox.answering:
                 # The answers need only what is now on disk: the peers get their acks
                 # before this node applies (on a follower, the previous round's commit).
-                self._answer_turn()
+                self.inbox.answer_turn()
             if isinstance(effect, Restore):
                 self.machine.restore(effect.snapshot.data)
                 self.address_book.restored()
@@ -495,32 +467,6 @@ class RaftDriver:
         if effect.entries:
             self.metrics.persist_entries.observe(len(effect.entries))
 
-    def _route_replies(self, messages: list[AnyMessage]) -> list[AnyMessage]:
-        """Keep messages for peers whose requests await an answer; return the rest."""
-        if not self._replies:
-            return messages
-        outgoing = []
-        for message in messages:
-            held = self._replies.get(message.dst)
-            if held is None:
-                outgoing.append(message)
-            else:
-                held.append(message)
-        return outgoing
-
-    def _answer_turn(self) -> None:
-        waiters, self._turn_waiters = self._turn_waiters, []
-        self._answer(waiters)
-
-    def _answer(self, waiters: list[tuple[str, asyncio.Future[list[AnyMessage]]]]) -> None:
-        """Hand each peer what this turn produced for it (on its latest request); what the
-        turn's later Readies have for it goes through the transport."""
-        latest = {src: future for src, future in waiters}
-        for src, future in waiters:
-            if not future.done():
-                future.set_result(self._replies.get(src, []) if latest[src] is future else [])
-        self._replies = {}
-
     def _timed_save(self, hard_state: HardState | None, entries: list[Entry], snapshot: Snapshot | None) -> float:
         started = self.clock.perf()
         self.store.save(hard_state, entries, snapshot)
@@ -534,11 +480,8 @@ class RaftDriver:
                 result = self.machine.apply(entry.index, entry.data)
                 for listener in self._listeners:
                     listener(entry, result)
-            elif entry.kind == ENTRY_CONF and self.members is not None:
-                conf_entry = decode_conf_entry(entry.data)
-                if conf_entry is not None:
-                    self.members.apply_conf(entry.index, conf_entry)
-                    result = conf_entry.conf
+            elif entry.kind == ENTRY_CONF:
+                result = self.address_book.apply_conf(entry)
             self._pending.applied(entry.index, entry.term, result)
             started = self._propose_started.pop(entry.index, None)
             if started is not None:

@@ -1,4 +1,7 @@
-"""Proposal intake: the commands request handlers queue for the Raft driver's loop.
+"""What comes into the Raft driver's loop: commands to propose, peers' messages.
+
+``ProposalIntake`` (rules 1-5) queues the commands request handlers propose;
+``PeerInbox`` (rules 6-8) the messages peers send and their exchanges' answers.
 
 Rules:
 1. A command is queued with its future; the loop drains the queue each turn
@@ -17,6 +20,17 @@ Rules:
    timeout: one sweep per tick instead of one timer per command.
 5. ``fail_queued`` fails every command not yet handed to the loop (a lost
    leadership, a stop); proposed ones are the loop's to answer.
+6. The inbox holds at most ``max_messages``: what would overflow it is
+   dropped (Raft retransmits), and an exchange dropped so is answered at
+   once with nothing.
+7. Exchanges queued between turns belong to the next turn (``start_turn``):
+   while it runs, messages for those peers are held back from the transport
+   (``route``) and handed over by ``answer_turn``, once the first Ready of
+   the turn is on disk -- to each peer's latest request; its earlier ones
+   get an empty list.  What later Readies have for them goes through the
+   transport.
+8. ``stop`` answers every exchange with nothing: what was held may not be
+   on disk (a failed or cancelled save).
 """
 
 from __future__ import annotations
@@ -28,8 +42,10 @@ from typing import Any
 
 from rakit.errors import RakitError, Unavailable
 from rakit.node.clock import Clock
+from rakit.raft.messages import AnyMessage
 
 MAX_PROPOSALS_PER_TURN = 4096
+MAX_INBOX = 50_000
 
 Queued = tuple[bytes, "asyncio.Future[Any]"]
 
@@ -99,4 +115,78 @@ class ProposalIntake:
                 future.set_exception(error)
 
 
-__all__ = ["MAX_PROPOSALS_PER_TURN", "ProposalIntake"]
+PeerWaiter = tuple[str, "asyncio.Future[list[AnyMessage]]"]
+
+
+class PeerInbox:
+    def __init__(self, wake: Callable[[], None], *, max_messages: int = MAX_INBOX) -> None:
+        self.wake = wake
+        self.max_messages = max_messages
+        self._messages: list[AnyMessage] = []
+        self._queued: list[PeerWaiter] = []
+        self._turn: list[PeerWaiter] = []  # exchanges fed this turn
+        self._held: dict[str, list[AnyMessage]] = {}
+
+    def receive(self, messages: list[AnyMessage]) -> bool:
+        """Queue ``messages``; False if they were dropped (rule 6)."""
+        if len(self._messages) + len(messages) > self.max_messages:
+            return False
+        self._messages.extend(messages)
+        self.wake()
+        return True
+
+    def exchange(self, src: str, messages: list[AnyMessage]) -> asyncio.Future[list[AnyMessage]]:
+        """Queue ``src``'s messages; the future gets what the turn that steps them has for ``src``."""
+        future: asyncio.Future[list[AnyMessage]] = asyncio.get_running_loop().create_future()
+        if self.receive(messages):
+            self._queued.append((src, future))
+        else:
+            future.set_result([])
+        return future
+
+    def start_turn(self) -> None:
+        self._turn, self._queued = self._queued, []
+        self._held = {src: [] for src, _ in self._turn}
+
+    def take(self) -> list[AnyMessage]:
+        """The messages to step this turn, in arrival order."""
+        messages, self._messages = self._messages, []
+        return messages
+
+    @property
+    def answering(self) -> bool:
+        """Exchanges of this turn are still unanswered."""
+        return bool(self._turn)
+
+    def route(self, messages: list[AnyMessage]) -> list[AnyMessage]:
+        """Keep messages for peers whose exchanges await an answer; return the rest (rule 7)."""
+        if not self._held:
+            return messages
+        outgoing = []
+        for message in messages:
+            held = self._held.get(message.dst)
+            if held is None:
+                outgoing.append(message)
+            else:
+                held.append(message)
+        return outgoing
+
+    def answer_turn(self) -> None:
+        waiters, self._turn = self._turn, []
+        self._answer(waiters)
+
+    def stop(self) -> None:
+        self._held = {}
+        self.answer_turn()
+        waiters, self._queued = self._queued, []
+        self._answer(waiters)
+
+    def _answer(self, waiters: list[PeerWaiter]) -> None:
+        latest = {src: future for src, future in waiters}
+        for src, future in waiters:
+            if not future.done():
+                future.set_result(self._held.get(src, []) if latest[src] is future else [])
+        self._held = {}
+
+
+__all__ = ["MAX_INBOX", "MAX_PROPOSALS_PER_TURN", "PeerInbox", "ProposalIntake"]
