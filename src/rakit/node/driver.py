@@ -24,13 +24,14 @@ is woken.  One turn of the loop:
 3. take a snapshot and truncate the log when enough entries were applied.
 
 Nothing else calls into the core, so the core's "no step between ready and
-advance" contract holds by construction.
+advance" contract holds by construction.  What the loop drains is queued by
+``rakit.node.intake`` (commands, peers' messages); the address book it keeps
+is ``rakit.node.addresses``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
@@ -225,11 +226,18 @@ class RaftDriver:
             remaining = deadline - self.clock.monotonic()
             if remaining <= 0:
                 raise Unavailable(f"{target} did not take over leadership within {timeout:g} s")
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._role_waiters.append(waiter)
-            with contextlib.suppress(asyncio.TimeoutError):  # woken by the next leader change (_on_soft_state)
-                await asyncio.wait_for(waiter, remaining)
+            await self._leader_change(remaining)
         return target
+
+    async def _leader_change(self, remaining: float) -> bool:
+        """Wait at most ``remaining`` s for the next known leader (``_on_soft_state``); False on timeout."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._role_waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, remaining)
+        except TimeoutError:
+            return False
+        return True
 
     def _best_successor(self) -> str:
         """The other voter with the highest match index (ties: the lowest id)."""
@@ -302,13 +310,7 @@ class RaftDriver:
         deadline = self.clock.monotonic() + timeout
         while self.leader_id is None:
             remaining = deadline - self.clock.monotonic()
-            if remaining <= 0:
-                return None
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._role_waiters.append(waiter)
-            try:
-                await asyncio.wait_for(waiter, remaining)
-            except TimeoutError:
+            if remaining <= 0 or not await self._leader_change(remaining):
                 return None
         return self.leader_id
 
@@ -360,7 +362,7 @@ class RaftDriver:
             for _, future in self._controls:
                 if not future.done():
                     future.set_exception(shutting_down)
-            self._reads.fail_all(Unavailable("the node is shutting down"))
+            self._reads.fail_all(shutting_down)
             self._executor.shutdown(wait=True)
             self.store.close()
 
