@@ -9,7 +9,7 @@ from driver_stubs import until
 
 from rakit.errors import NotLeader, Unavailable
 from rakit.node.clock import ManualClock
-from rakit.node.intake import PeerInbox, ProposalIntake
+from rakit.node.intake import CoreCalls, PeerInbox, ProposalIntake
 from rakit.node.proposals import PendingReads
 from rakit.raft.messages import Heartbeat, HeartbeatResp
 
@@ -132,6 +132,31 @@ async def test_rule_8_stop_answers_every_exchange_with_nothing() -> None:
     inbox.route([HeartbeatResp(term=1, src="a", dst="b")])
     inbox.stop()
     assert in_turn.result() == [] and queued.result() == []
+
+
+async def test_rule_9_core_calls_run_when_the_loop_drains_them_with_result_or_exception() -> None:
+    woken, ran = Woken(), list[str]()
+    calls = CoreCalls(woken)
+
+    def call(name: str) -> str:
+        ran.append(name)
+        if name == "refused":
+            raise NotLeader("b")
+        return name.upper()
+
+    done, refused, skipped = (calls.submit(lambda n=n: call(n)) for n in ("done", "refused", "skipped"))
+    skipped.cancel()
+    assert woken.count == 3 and ran == []  # not from the handler: at the loop's turn
+    calls.run()
+    assert ran == ["done", "refused"] and done.result() == "DONE"
+    with pytest.raises(NotLeader):
+        refused.result()
+    late = calls.submit(lambda: call("late"))
+    calls.fail_all(Unavailable("stopping"))
+    with pytest.raises(Unavailable):
+        late.result()
+    calls.run()
+    assert ran == ["done", "refused"]
 
 
 async def test_requested_reads_go_to_the_core_under_one_ctx_or_fail_with_not_leader() -> None:

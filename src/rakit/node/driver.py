@@ -43,7 +43,7 @@ from rakit.errors import MemberExists, NoLeader, NotLeader, ProposalDropped, Una
 from rakit.metrics import NodeMetrics
 from rakit.node.addresses import AddressBook, CommittedMembershipListener, MembershipListener
 from rakit.node.clock import Clock, SystemClock
-from rakit.node.intake import PeerInbox, ProposalIntake
+from rakit.node.intake import CoreCalls, PeerInbox, ProposalIntake
 from rakit.node.proposals import PendingProposals, PendingReads
 from rakit.raft.config import RaftConfig
 from rakit.raft.core import RaftCore
@@ -131,10 +131,7 @@ class RaftDriver:
         self._ticks = 0
         self.inbox = PeerInbox(self._wake.set)
         self.intake = ProposalIntake(self.clock, self._wake.set)
-        # Calls into the core from request handlers (a leadership transfer, a
-        # membership change), run by the loop at its next turn: nothing else
-        # may call the core between a Ready and its advance.
-        self._controls: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._core_calls = CoreCalls(self._wake.set)
         self._pending = PendingProposals()
         self._reads = PendingReads()
         self._propose_started: dict[int, float] = {}
@@ -202,10 +199,7 @@ class RaftDriver:
         """Run ``action()`` (a call into the core) at the loop's next turn; its result or exception."""
         if self.stopped:
             raise Unavailable("the node is shutting down")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._controls.append((action, future))
-        self._wake.set()
-        return await future
+        return await self._core_calls.submit(action)
 
     async def transfer_leader(self, target: str | None = None, timeout: float = 2.0) -> str:
         """Hand leadership to ``target`` (default: the most caught-up other voter); its id once it leads.
@@ -359,9 +353,7 @@ class RaftDriver:
             shutting_down = Unavailable("the node is shutting down")
             self.intake.fail_queued(shutting_down)
             self._pending.fail_all(shutting_down)
-            for _, future in self._controls:
-                if not future.done():
-                    future.set_exception(shutting_down)
+            self._core_calls.fail_all(shutting_down)
             self._reads.fail_all(shutting_down)
             self._executor.shutdown(wait=True)
             self.store.close()
@@ -384,14 +376,7 @@ class RaftDriver:
             heard_leader = heard_leader or (isinstance(message, LEADER_MESSAGES) and message.term == core.term)
         if heard_leader:  # one clock read per turn, not per message
             self._leader_contact = self.clock.monotonic()
-        controls, self._controls = self._controls, []
-        for action, future in controls:
-            if future.done():
-                continue
-            try:
-                future.set_result(action())
-            except Exception as exc:
-                future.set_exception(exc)
+        self._core_calls.run()
         batch = self.intake.take_batch()
         if batch:
             self._propose_batch(batch)

@@ -1,7 +1,8 @@
-"""What comes into the Raft driver's loop: commands to propose, peers' messages.
+"""What comes into the Raft driver's loop: commands to propose, peers' messages, calls into the core.
 
 ``ProposalIntake`` (rules 1-5) queues the commands request handlers propose;
-``PeerInbox`` (rules 6-8) the messages peers send and their exchanges' answers.
+``PeerInbox`` (rules 6-8) the messages peers send and their exchanges' answers;
+``CoreCalls`` (rule 9) the calls request handlers make into the core.
 
 Rules:
 1. A command is queued with its future; the loop drains the queue each turn
@@ -31,6 +32,10 @@ Rules:
    transport.
 8. ``stop`` answers every exchange with nothing: what was held may not be
    on disk (a failed or cancelled save).
+9. A call into the core (a leadership transfer, a membership change) runs
+   when the loop drains the queue (``run``), never from the handler: nothing
+   may call the core between a Ready and its advance.  Its future gets the
+   call's result or exception; one whose future is done is skipped.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from rakit.errors import RakitError, Unavailable
 from rakit.node.clock import Clock
@@ -48,6 +53,7 @@ MAX_PROPOSALS_PER_TURN = 4096
 MAX_INBOX = 50_000
 
 Queued = tuple[bytes, "asyncio.Future[Any]"]
+T = TypeVar("T")
 
 
 class ProposalIntake:
@@ -189,4 +195,33 @@ class PeerInbox:
         self._held = {}
 
 
-__all__ = ["MAX_INBOX", "MAX_PROPOSALS_PER_TURN", "PeerInbox", "ProposalIntake"]
+class CoreCalls:
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self.wake = wake
+        self._queued: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+
+    def submit(self, action: Callable[[], T]) -> asyncio.Future[T]:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queued.append((action, future))
+        self.wake()
+        return future
+
+    def run(self) -> None:
+        """Run every queued call, in order (rule 9)."""
+        queued, self._queued = self._queued, []
+        for action, future in queued:
+            if future.done():
+                continue
+            try:
+                future.set_result(action())
+            except Exception as exc:
+                future.set_exception(exc)
+
+    def fail_all(self, error: RakitError) -> None:
+        queued, self._queued = self._queued, []
+        for _, future in queued:
+            if not future.done():
+                future.set_exception(error)
+
+
+__all__ = ["MAX_INBOX", "MAX_PROPOSALS_PER_TURN", "CoreCalls", "PeerInbox", "ProposalIntake"]
