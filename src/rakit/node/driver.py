@@ -24,24 +24,26 @@ is woken.  One turn of the loop:
 3. take a snapshot and truncate the log when enough entries were applied.
 
 Nothing else calls into the core, so the core's "no step between ready and
-advance" contract holds by construction.
+advance" contract holds by construction.  What the loop drains is queued by
+``rakit.node.intake`` (commands, peers' messages); the address book it keeps
+is ``rakit.node.addresses``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from rakit.errors import MemberExists, NoLeader, NotLeader, ProposalDropped, Unavailable
 from rakit.metrics import NodeMetrics
+from rakit.node.addresses import AddressBook, CommittedMembershipListener, MembershipListener
 from rakit.node.clock import Clock, SystemClock
+from rakit.node.intake import CoreCalls, PeerInbox, ProposalIntake
 from rakit.node.proposals import PendingProposals, PendingReads
 from rakit.raft.config import RaftConfig
 from rakit.raft.core import RaftCore
@@ -51,13 +53,11 @@ from rakit.raft.messages import (
     AnyMessage,
     AppendEntries,
     ConfChange,
-    ConfState,
     Entry,
     HardState,
     Heartbeat,
     InstallSnapshot,
     Snapshot,
-    decode_conf_entry,
 )
 from rakit.raft.ready import Ready
 from rakit.raft.roles import Role
@@ -72,8 +72,6 @@ log = logging.getLogger(__name__)
 
 LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot)
 
-MAX_INBOX = 50_000
-MAX_PROPOSALS_PER_TURN = 4096
 # A lazy proposal (one nobody waits on soon, e.g. an acquire that will queue) waits this
 # long at most for an eager one to share its AppendEntries round and fsyncs.
 LAZY_DELAY = 0.006
@@ -82,8 +80,6 @@ INLINE_SAVE_ENTRIES = 2
 T = TypeVar("T")
 ApplyListener = Callable[[Entry, Any], None]
 RoleListener = Callable[[str, "str | None"], None]
-MembershipListener = Callable[[ConfState, dict[str, str]], None]
-CommittedMembershipListener = Callable[[int, tuple[str, ...], dict[str, str]], None]
 
 
 class RaftDriver:
@@ -127,32 +123,18 @@ class RaftDriver:
             snapshot=loaded.snapshot,
             entries=loaded.entries,
         )
-        # The address book: the initial peers, the replicated book (restored with the snapshot)
-        # and the URLs of conf entries still in the log (a configuration counts once appended).
         self.members = members
-        self.addresses: dict[str, str] = {**(addresses or {}), **(members.addresses if members else {})}
-        self._learn_addresses(loaded.entries)
-        self._membership_listeners: list[MembershipListener] = []
-        self._committed_listeners: list[CommittedMembershipListener] = []
+        self.address_book = AddressBook(addresses, members, loaded.entries)
         self._leader_contact = -math.inf  # when a leader of the current term last sent us entries
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"raft-disk-{node_id}")
         self._wake = asyncio.Event()
         self._ticks = 0
-        self._inbox: list[AnyMessage] = []
-        self._reply_waiters: list[tuple[str, asyncio.Future[list[AnyMessage]]]] = []
-        self._turn_waiters: list[tuple[str, asyncio.Future[list[AnyMessage]]]] = []  # fed this turn
-        self._replies: dict[str, list[AnyMessage]] = {}
-        self._proposals: list[tuple[bytes, asyncio.Future[Any]]] = []
-        self._lazy: list[tuple[bytes, asyncio.Future[Any]]] = []
-        self._lazy_timer: asyncio.TimerHandle | None = None
-        # Calls into the core from request handlers (a leadership transfer, a
-        # membership change), run by the loop at its next turn: nothing else
-        # may call the core between a Ready and its advance.
-        self._controls: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self.inbox = PeerInbox(self._wake.set)
+        self.intake = ProposalIntake(self.clock, self._wake.set)
+        self._core_calls = CoreCalls(self._wake.set)
         self._pending = PendingProposals()
         self._reads = PendingReads()
         self._propose_started: dict[int, float] = {}
-        self._deadlines: deque[tuple[float, float, asyncio.Future[Any]]] = deque()
         self._listeners: list[ApplyListener] = []
         self._role_listeners: list[RoleListener] = []
         self._role_waiters: list[asyncio.Future[None]] = []
@@ -166,15 +148,17 @@ class RaftDriver:
     # -- what request handlers and routes call -------------------------------------
 
     @property
+    def addresses(self) -> dict[str, str]:
+        """Node id -> URL (``rakit.node.addresses``): one dict for the node's life, changed in place."""
+        return self.address_book.urls
+
+    @property
     def is_leader(self) -> bool:
         return self.role == Role.LEADER
 
     def receive(self, messages: list[AnyMessage]) -> None:
         """Queue messages from a peer (or replies that came back on our own requests)."""
-        if len(self._inbox) + len(messages) > MAX_INBOX:
-            return  # overloaded: drop, Raft retransmits
-        self._inbox.extend(messages)
-        self._wake.set()
+        self.inbox.receive(messages)  # dropped when overloaded: Raft retransmits
 
     def exchange(self, src: str, messages: list[AnyMessage]) -> asyncio.Future[list[AnyMessage]]:
         """Queue a peer's messages; the future gets what this node then has for that peer.
@@ -184,14 +168,7 @@ class RaftDriver:
         acks and votes; what later Readies of the turn have for the peer goes
         through the transport.  The caller answers the peer's request with it.
         """
-        future: asyncio.Future[list[AnyMessage]] = asyncio.get_running_loop().create_future()
-        if len(self._inbox) + len(messages) > MAX_INBOX:
-            future.set_result([])
-            return future
-        self._inbox.extend(messages)
-        self._reply_waiters.append((src, future))
-        self._wake.set()
-        return future
+        return self.inbox.exchange(src, messages)
 
     async def propose(self, command: bytes, timeout: float = 5.0, *, lazy: bool = False) -> Any:
         """Replicate ``command`` and return the state machine's result.
@@ -205,19 +182,7 @@ class RaftDriver:
         ``ProposalDropped`` or ``Unavailable`` when its fate is unknown.
         """
         self._check_leader()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        # Every proposal has the same timeout, so deadlines are in FIFO order
-        # and one sweep per tick expires them (a timer each costs more).
-        self._deadlines.append((self.clock.monotonic() + timeout, timeout, future))
-        if lazy:
-            self._lazy.append((command, future))
-            if self._lazy_timer is None:
-                self._lazy_timer = loop.call_later(LAZY_DELAY, self._wake.set)
-        else:
-            self._proposals.append((command, future))
-            self._wake.set()
-        return await future
+        return await self.intake.submit(command, timeout, lazy=lazy, lazy_delay=LAZY_DELAY)
 
     async def read_barrier(self, timeout: float = 5.0) -> None:
         """Return once this node's state machine reflects every write committed before the call."""
@@ -234,10 +199,7 @@ class RaftDriver:
         """Run ``action()`` (a call into the core) at the loop's next turn; its result or exception."""
         if self.stopped:
             raise Unavailable("the node is shutting down")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._controls.append((action, future))
-        self._wake.set()
-        return await future
+        return await self._core_calls.submit(action)
 
     async def transfer_leader(self, target: str | None = None, timeout: float = 2.0) -> str:
         """Hand leadership to ``target`` (default: the most caught-up other voter); its id once it leads.
@@ -258,11 +220,18 @@ class RaftDriver:
             remaining = deadline - self.clock.monotonic()
             if remaining <= 0:
                 raise Unavailable(f"{target} did not take over leadership within {timeout:g} s")
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._role_waiters.append(waiter)
-            with contextlib.suppress(asyncio.TimeoutError):  # woken by the next leader change (_on_soft_state)
-                await asyncio.wait_for(waiter, remaining)
+            await self._leader_change(remaining)
         return target
+
+    async def _leader_change(self, remaining: float) -> bool:
+        """Wait at most ``remaining`` s for the next known leader (``_on_soft_state``); False on timeout."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._role_waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, remaining)
+        except TimeoutError:
+            return False
+        return True
 
     def _best_successor(self) -> str:
         """The other voter with the highest match index (ties: the lowest id)."""
@@ -283,14 +252,9 @@ class RaftDriver:
         """
         self._check_leader()
         if change.op == "add_learner":
-            members = self.core.conf_state.members
-            taken = [
-                n
-                for n, url in self.addresses.items()
-                if n in members and n != change.node and url.rstrip("/") == change.url.rstrip("/")
-            ]
-            if taken:
-                raise MemberExists(f"{change.url} is already the address of {taken[0]}")
+            holder = self.address_book.holder_of(change.url, self.core.conf_state.members, besides=change.node)
+            if holder is not None:
+                raise MemberExists(f"{change.url} is already the address of {holder}")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def propose() -> int:
@@ -310,21 +274,7 @@ class RaftDriver:
     def add_membership_listener(self, listener: MembershipListener) -> None:
         """Call ``listener(conf_state, addresses)`` whenever the configuration or the address book changes,
         before any message of that turn is sent."""
-        self._membership_listeners.append(listener)
-
-    def _learn_addresses(self, entries: list[Entry]) -> bool:
-        changed = False
-        for entry in entries:
-            if entry.kind != ENTRY_CONF:
-                continue
-            conf_entry = decode_conf_entry(entry.data)
-            if conf_entry is None:
-                continue
-            change = conf_entry.change
-            if change.op == "add_learner" and change.url and self.addresses.get(change.node) != change.url:
-                self.addresses[change.node] = change.url
-                changed = True
-        return changed
+        self.address_book.add_membership_listener(listener)
 
     def leader_contact_age(self) -> float:
         """Seconds since a leader of the current term last replicated to this node (0 on the leader).
@@ -339,14 +289,7 @@ class RaftDriver:
         """Call ``listener(generation, members, addresses)`` after a configuration entry is
         applied or a snapshot installed, once the committed member set is known
         (``MembersMachine.members``); the generation tells whether the set changed."""
-        self._committed_listeners.append(listener)
-
-    def _notify_committed_membership(self) -> None:
-        members = self.members
-        if members is None or members.members is None:
-            return
-        for listener in self._committed_listeners:
-            listener(members.generation, members.members, dict(self.addresses))
+        self.address_book.add_committed_membership_listener(listener)
 
     def add_apply_listener(self, listener: ApplyListener) -> None:
         """Call ``listener(entry, result)`` for every applied command, in log order."""
@@ -361,13 +304,7 @@ class RaftDriver:
         deadline = self.clock.monotonic() + timeout
         while self.leader_id is None:
             remaining = deadline - self.clock.monotonic()
-            if remaining <= 0:
-                return None
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._role_waiters.append(waiter)
-            try:
-                await asyncio.wait_for(waiter, remaining)
-            except TimeoutError:
+            if remaining <= 0 or not await self._leader_change(remaining):
                 return None
         return self.leader_id
 
@@ -403,28 +340,21 @@ class RaftDriver:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                self._turn_waiters, self._reply_waiters = self._reply_waiters, []
-                self._replies = {src: [] for src, _ in self._turn_waiters}
+                self.inbox.start_turn()
                 self._feed()
                 while self.core.has_ready():
                     await self._handle(self.core.ready())
-                self._answer_turn()
+                self.inbox.answer_turn()
                 await self._maybe_compact()
         finally:
             self.stopped = True
             ticker.cancel()
-            self._replies = {}  # what they held may not be on disk (a failed or cancelled save)
-            self._answer_turn()
-            self._answer(self._reply_waiters)
+            self.inbox.stop()
             shutting_down = Unavailable("the node is shutting down")
-            for _, future in [*self._lazy, *self._proposals]:
-                if not future.done():
-                    future.set_exception(shutting_down)
+            self.intake.fail_queued(shutting_down)
             self._pending.fail_all(shutting_down)
-            for _, future in self._controls:
-                if not future.done():
-                    future.set_exception(shutting_down)
-            self._reads.fail_all(Unavailable("the node is shutting down"))
+            self._core_calls.fail_all(shutting_down)
+            self._reads.fail_all(shutting_down)
             self._executor.shutdown(wait=True)
             self.store.close()
 
@@ -432,64 +362,25 @@ class RaftDriver:
         while True:
             await self.clock.sleep(self.tick_seconds)
             self._ticks += 1
-            self._expire_proposals(self.clock.monotonic())
+            self.intake.expire(self.clock.monotonic())
             self._wake.set()
-
-    def _expire_proposals(self, now: float) -> None:
-        deadlines = self._deadlines
-        while deadlines and (deadlines[0][0] <= now or deadlines[0][2].done()):
-            _, timeout, future = deadlines.popleft()
-            if not future.done():
-                future.set_exception(
-                    Unavailable(f"the command was not committed within {timeout:g}s; its outcome is unknown")
-                )
 
     def _feed(self) -> None:
         core = self.core
         ticks, self._ticks = self._ticks, 0
         for _ in range(min(ticks, 10)):
             core.tick()
-        inbox, self._inbox = self._inbox, []
         heard_leader = False
-        for message in inbox:
+        for message in self.inbox.take():
             core.step(message)
             heard_leader = heard_leader or (isinstance(message, LEADER_MESSAGES) and message.term == core.term)
         if heard_leader:  # one clock read per turn, not per message
             self._leader_contact = self.clock.monotonic()
-        controls, self._controls = self._controls, []
-        for action, future in controls:
-            if future.done():
-                continue
-            try:
-                future.set_result(action())
-            except Exception as exc:
-                future.set_exception(exc)
-        if self._lazy and (
-            self._proposals or self._lazy_timer is None or self._lazy_timer.when() <= asyncio.get_running_loop().time()
-        ):
-            # Lazy proposals arrived first: they go first, with the eager ones or on their timer.
-            self._proposals[:0], self._lazy = self._lazy, []
-            if self._lazy_timer is not None:
-                self._lazy_timer.cancel()
-                self._lazy_timer = None
-        if self._proposals:
-            batch = self._proposals[:MAX_PROPOSALS_PER_TURN]
-            del self._proposals[:MAX_PROPOSALS_PER_TURN]
-            if self._proposals:
-                self._wake.set()
-            batch = [(cmd, fut) for cmd, fut in batch if not fut.done()]
-            if batch:
-                self._propose_batch(batch)
-        if self._reads.requested:
-            waiters, self._reads.requested = self._reads.requested, []
-            try:
-                ctx = self._reads.next_ctx()
-                core.read_index(ctx)
-                self._reads.by_ctx[ctx] = waiters
-            except NotLeader as exc:
-                for future in waiters:
-                    if not future.done():
-                        future.set_exception(exc)
+        self._core_calls.run()
+        batch = self.intake.take_batch()
+        if batch:
+            self._propose_batch(batch)
+        self._reads.send(core.read_index)
 
     def _propose_batch(self, batch: list[tuple[bytes, asyncio.Future[Any]]]) -> None:
         try:
@@ -509,13 +400,11 @@ class RaftDriver:
         """Run the effects of one Ready in the order ``rakit.raft.turn.plan`` gives."""
         turn = turn_plan(ready, self._durable_hard_state, self._carried_hard_state)
         self._durable_hard_state, self._carried_hard_state = turn.durable, turn.carried
-        if (self._learn_addresses(ready.entries) or ready.conf_state is not None) and self._membership_listeners:
-            for listener in self._membership_listeners:
-                listener(self.core.conf_state, dict(self.addresses))
+        self.address_book.appended(ready.entries, ready.conf_state is not None, self.core.conf_state)
         sent_early = False
         for effect in turn.effects:
             if isinstance(effect, Send):
-                outgoing = self._route_replies(effect.messages)
+                outgoing = self.inbox.route(effect.messages)
                 if outgoing:
                     self.transport.send(outgoing)
                 sent_early = sent_early or not effect.after_persist
@@ -523,14 +412,13 @@ class RaftDriver:
             if isinstance(effect, Persist):
                 await self._persist(effect, sent_early)
                 continue
-            if self._turn_waiters:
+            if self.inbox.answering:
                 # The answers need only what is now on disk: the peers get their acks
                 # before this node applies (on a follower, the previous round's commit).
-                self._answer_turn()
+                self.inbox.answer_turn()
             if isinstance(effect, Restore):
                 self.machine.restore(effect.snapshot.data)
-                if self.members is not None:
-                    self.addresses.update(self.members.addresses)
+                self.address_book.restored()
                 self._pending.drop_through(effect.snapshot.meta.index)
                 self.metrics.snapshots_installed.inc()
             elif isinstance(effect, Apply):
@@ -540,7 +428,7 @@ class RaftDriver:
                     self._reads.confirm(read.ctx, read.index)
             else:
                 if ready.snapshot is not None or any(e.kind == ENTRY_CONF for e in ready.committed_entries):
-                    self._notify_committed_membership()
+                    self.address_book.committed()
                 if ready.soft_state is not None:
                     self._on_soft_state(ready.soft_state.role, ready.soft_state.leader_id)
                 self.core.advance(effect.ready)
@@ -566,32 +454,6 @@ class RaftDriver:
         if effect.entries:
             self.metrics.persist_entries.observe(len(effect.entries))
 
-    def _route_replies(self, messages: list[AnyMessage]) -> list[AnyMessage]:
-        """Keep messages for peers whose requests await an answer; return the rest."""
-        if not self._replies:
-            return messages
-        outgoing = []
-        for message in messages:
-            held = self._replies.get(message.dst)
-            if held is None:
-                outgoing.append(message)
-            else:
-                held.append(message)
-        return outgoing
-
-    def _answer_turn(self) -> None:
-        waiters, self._turn_waiters = self._turn_waiters, []
-        self._answer(waiters)
-
-    def _answer(self, waiters: list[tuple[str, asyncio.Future[list[AnyMessage]]]]) -> None:
-        """Hand each peer what this turn produced for it (on its latest request); what the
-        turn's later Readies have for it goes through the transport."""
-        latest = {src: future for src, future in waiters}
-        for src, future in waiters:
-            if not future.done():
-                future.set_result(self._replies.get(src, []) if latest[src] is future else [])
-        self._replies = {}
-
     def _timed_save(self, hard_state: HardState | None, entries: list[Entry], snapshot: Snapshot | None) -> float:
         started = self.clock.perf()
         self.store.save(hard_state, entries, snapshot)
@@ -605,11 +467,8 @@ class RaftDriver:
                 result = self.machine.apply(entry.index, entry.data)
                 for listener in self._listeners:
                     listener(entry, result)
-            elif entry.kind == ENTRY_CONF and self.members is not None:
-                conf_entry = decode_conf_entry(entry.data)
-                if conf_entry is not None:
-                    self.members.apply_conf(entry.index, conf_entry)
-                    result = conf_entry.conf
+            elif entry.kind == ENTRY_CONF:
+                result = self.address_book.apply_conf(entry)
             self._pending.applied(entry.index, entry.term, result)
             started = self._propose_started.pop(entry.index, None)
             if started is not None:
@@ -626,11 +485,7 @@ class RaftDriver:
         self.metrics.set_role(role)
         if was_leader and role != Role.LEADER:
             self._reads.fail_unconfirmed(leader_id)
-            queued, self._proposals, self._lazy = [*self._lazy, *self._proposals], [], []
-            error = NotLeader(leader_id) if leader_id else NoLeader()
-            for _, future in queued:
-                if not future.done():
-                    future.set_exception(error)
+            self.intake.fail_queued(NotLeader(leader_id) if leader_id else NoLeader())
             self._propose_started.clear()
         for listener in self._role_listeners:
             listener(role, leader_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from rakit.errors import NotLeader, ProposalDropped, RakitError
@@ -85,6 +86,20 @@ class PendingReads:
         self.requested = []
         self.by_ctx.clear()
         self.confirmed.clear()
+
+    def send(self, read_index: Callable[[int], None]) -> None:
+        """Hand every requested read to the core under one ctx (``read_index(ctx)``); NotLeader fails them."""
+        if not self.requested:
+            return
+        waiters, self.requested = self.requested, []
+        try:
+            ctx = self.next_ctx()
+            read_index(ctx)
+            self.by_ctx[ctx] = waiters
+        except NotLeader as exc:
+            for future in waiters:
+                if not future.done():
+                    future.set_exception(exc)
 
     def fail_unconfirmed(self, leader_id: str | None) -> None:
         """Leadership moved: reads not yet confirmed must be retried at the leader."""

@@ -14,6 +14,14 @@ channel's queue is bounded).
 The channels built on it: Raft's ``rakit.transport.http.PeerSender``
 (fire and forget, Raft resends) and the cache's ``rakit.cache.peers.PeerChannel``
 (a future per operation).  The wire is theirs: frames are opaque bytes here.
+
+The server half, one for both, is ``rakit.http.peer_stream.serve_peer_stream``
+(it lives at the HTTP edge because it runs on Starlette's WebSocket, which
+nothing under ``rakit.http`` may import).  The channels differ there only in
+flow control, its ``pipelined`` parameter: Raft's answers wait for the
+driver's fsync, so the server keeps reading frames while they wait (one
+peer's batches share a turn); the cache answers each frame at once and
+writes the answer before reading on (a peer that does not read is not read).
 """
 
 from __future__ import annotations

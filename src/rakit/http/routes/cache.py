@@ -24,7 +24,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from rakit.cache.rules.checks import check_batch
 from rakit.cache.rules.messages import (
@@ -38,6 +38,7 @@ from rakit.cache.service import CacheService
 from rakit.errors import InvalidRequest, NotFound
 from rakit.http.bodies import CacheKeyBody, GetAnswer, InvalidateBody, SetBody
 from rakit.http.json import check_value_size, json_response, read_body
+from rakit.http.peer_stream import serve_peer_stream
 from rakit.http.prologue import Call
 
 # A batch holds many invalidations and fetch answers carry values: allow a few values' worth.
@@ -100,33 +101,20 @@ async def cache_batch(request: Request) -> Response:
     return Response(encode(reply), media_type="application/msgpack")
 
 
-UNSUPPORTED_DATA = 1003
-
-
 async def cache_stream(websocket: WebSocket) -> None:
     runtime = websocket.app.state.runtime
     service: CacheService = runtime.cache
-    await websocket.accept(headers=runtime.internal_auth.proof_headers(websocket.headers))
-    try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            data = message.get("bytes")
-            try:
-                if data is None:
-                    raise InvalidRequest("cache frames are binary")
-                try:
-                    batch = decode_batch(data)
-                except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                    raise InvalidRequest(f"malformed cache batch: {exc}") from None
-                reply = service.handle_batch(_checked(batch))
-            except InvalidRequest as exc:
-                await websocket.close(UNSUPPORTED_DATA, exc.detail[:120])
-                return
-            await websocket.send_bytes(encode(reply))
-    except WebSocketDisconnect:
-        return
+
+    def handle(data: bytes) -> bytes:
+        try:
+            batch = decode_batch(data)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise InvalidRequest(f"malformed cache batch: {exc}") from None
+        return encode(service.handle_batch(_checked(batch)))
+
+    await serve_peer_stream(
+        websocket, runtime.internal_auth.proof_headers(websocket.headers), handle, kind="cache", pipelined=False
+    )
 
 
 undeclared = [WebSocketRoute("/cache/stream", cache_stream)]

@@ -16,28 +16,25 @@ refused (422, or the stream is closed) and changes nothing.
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
-from rakit.errors import InvalidRequest
 from rakit.http.json import read_body
+from rakit.http.peer_stream import serve_peer_stream
 from rakit.node.inbound import accept_batch
 from rakit.raft.messages import AnyMessage, Batch, encode_batch
 
 if TYPE_CHECKING:
     from rakit.node.runtime import NodeRuntime
 
-log = logging.getLogger(__name__)
-
 MAX_RPC_BYTES = 256 * 1024 * 1024
 REPLY_TIMEOUT = 2.0
-UNSUPPORTED_DATA = 1003
 
 
 async def answer_of(future: asyncio.Future[list[AnyMessage]]) -> list[AnyMessage]:
@@ -61,36 +58,22 @@ async def raft_messages(request: Request) -> Response:
 
 async def raft_stream(websocket: WebSocket) -> None:
     runtime: NodeRuntime = websocket.app.state.runtime
-    await websocket.accept(headers=runtime.internal_auth.proof_headers(websocket.headers))
-    answers: asyncio.Queue[tuple[float, asyncio.Future[list[AnyMessage]]]] = asyncio.Queue()
 
-    async def write_answers() -> None:
-        while True:
-            started, future = await answers.get()
-            reply = await answer_of(future)
-            await websocket.send_bytes(encode_batch(Batch(runtime.node_id, reply)))
-            runtime.metrics.rpc_serve_seconds.observe(time.perf_counter() - started)
+    async def encoded_answer(future: asyncio.Future[list[AnyMessage]]) -> bytes:
+        return encode_batch(Batch(runtime.node_id, await answer_of(future)))
 
-    writer = asyncio.create_task(write_answers(), name="raft-stream-writer")
-    try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            data = message.get("bytes")
-            try:
-                if data is None:
-                    raise InvalidRequest("raft frames are binary")
-                src, messages = accept_batch(runtime, data)
-            except InvalidRequest as exc:
-                log.warning("closing a raft stream: %s", exc.detail)
-                await websocket.close(UNSUPPORTED_DATA, exc.detail[:120])
-                return
-            answers.put_nowait((time.perf_counter(), runtime.driver.exchange(src, messages)))
-    except WebSocketDisconnect:
-        return
-    finally:
-        writer.cancel()
+    def handle(data: bytes) -> Callable[[], Awaitable[bytes]]:
+        src, messages = accept_batch(runtime, data)
+        return partial(encoded_answer, runtime.driver.exchange(src, messages))
+
+    await serve_peer_stream(
+        websocket,
+        runtime.internal_auth.proof_headers(websocket.headers),
+        handle,
+        kind="raft",
+        pipelined=True,
+        answered=runtime.metrics.rpc_serve_seconds.observe,
+    )
 
 
 undeclared = [WebSocketRoute("/raft/stream", raft_stream)]
