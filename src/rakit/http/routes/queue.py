@@ -16,14 +16,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rakit.errors import InvalidRequest, NotInFlight
+from rakit.errors import InvalidRequest
 from rakit.hops import HOPS_HEADER, answer_within, hops_in
 from rakit.http.identity import require
 from rakit.http.json import (
@@ -31,13 +31,12 @@ from rakit.http.json import (
     Name,
     check_value_size,
     decode,
-    dumps,
     json_response,
     path_name,
     query_number,
     read_body,
 )
-from rakit.queue.service import Answer, QueueService
+from rakit.queue.service import Popped, QueueService
 
 VisibilityTimeout = Annotated[float, msgspec.Meta(ge=0.1, le=43200)]
 Wait = Annotated[float, msgspec.Meta(ge=0, le=20)]
@@ -91,15 +90,8 @@ def _hops(request: Request) -> int:
     return hops_in(request.headers.get(HOPS_HEADER))
 
 
-def _response(answer: Answer) -> Response:
-    status, content = answer
-    if status == 204:
-        return Response(status_code=204)
-    return Response(content, status_code=status, media_type="application/json")
-
-
-def _not_in_flight(m: MessageBody) -> NotInFlight:
-    return NotInFlight(f"message {m.message_id!r} is not in flight for {m.consumer_id!r} on topic {m.topic!r}")
+def _delivered(popped: Popped | None) -> Response:
+    return Response(status_code=204) if popped is None else json_response(popped)
 
 
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -113,61 +105,6 @@ def _query_int(request: Request, name: str, default: int, low: int, high: int) -
     if not low <= value <= high:
         raise InvalidRequest(f"{name} must be between {low} and {high}, got {text!r}", field=name)
     return value
-
-
-# -- local handlers (what the owner does) -------------------------------------------
-
-
-def _push_local(service: QueueService, topic: str, message_id: str, message: bytes):  # type: ignore[no-untyped-def]
-    async def run() -> Answer:
-        await service.push(topic, message_id, message)
-        return 200, dumps({"topic": topic, "message_id": message_id, "node": service.node_id})
-
-    return run
-
-
-def _pop_local(service: QueueService, p: PopBody):  # type: ignore[no-untyped-def]
-    async def run() -> Answer:
-        d = await service.pop(p.topic, p.consumer_id, p.visibility_timeout, p.wait)
-        if d is None:
-            return 204, b""
-        return 200, dumps(
-            {
-                "topic": p.topic,
-                "message_id": d.message_id,
-                "message": msgspec.Raw(d.body),
-                "delivery_count": d.delivery_count,
-            }
-        )
-
-    return run
-
-
-def _ack_local(service: QueueService, m: MessageBody):  # type: ignore[no-untyped-def]
-    async def run() -> Answer:
-        if await service.ack(m.topic, m.consumer_id, m.message_id):
-            return 200, dumps({"acked": True})
-        raise _not_in_flight(m)
-
-    return run
-
-
-def _nack_local(service: QueueService, m: MessageBody):  # type: ignore[no-untyped-def]
-    async def run() -> Answer:
-        if await service.nack(m.topic, m.consumer_id, m.message_id):
-            return 200, dumps({"nacked": True})
-        raise _not_in_flight(m)
-
-    return run
-
-
-def _extend_local(service: QueueService, e: ExtendBody):  # type: ignore[no-untyped-def]
-    async def run() -> Answer:
-        if await service.extend(e.topic, e.consumer_id, e.message_id, e.visibility_timeout):
-            return 200, dumps({"extended": True})
-        raise _not_in_flight(MessageBody(e.topic, e.consumer_id, e.message_id))
-
-    return run
 
 
 def _message_bytes(raw: msgspec.Raw) -> bytes:
@@ -186,11 +123,7 @@ async def push(request: Request) -> Response:
     p = decode(await read_body(request), PushBody)
     require(request, "queue", "write", p.topic)
     message = _message_bytes(p.message)
-    message_id = p.message_id or uuid.uuid4().hex
-    payload: dict[str, Any] = {"topic": p.topic, "message": msgspec.Raw(message), "message_id": message_id}
-    return _response(
-        await service.serve("push", payload, _hops(request), _push_local(service, p.topic, message_id, message))
-    )
+    return json_response(await service.push(p.topic, p.message_id or uuid.uuid4().hex, message, hops=_hops(request)))
 
 
 async def pop(request: Request) -> Response:
@@ -199,32 +132,31 @@ async def pop(request: Request) -> Response:
     consumer_id = path_name(request.path_params["consumer_id"], "consumer_id")
     vt = query_number(request, "visibility_timeout", DEFAULT_VISIBILITY, 0.1, 43200)
     wait = query_number(request, "wait", 0.0, 0.0, 20.0)
-    p = PopBody(topic, consumer_id, vt, wait)
-    payload = {"topic": topic, "consumer_id": consumer_id, "visibility_timeout": vt}
-    return _response(await service.serve("pop", payload, _hops(request), _pop_local(service, p), wait=wait))
+    return _delivered(await service.pop(topic, consumer_id, vt, wait, hops=_hops(request)))
 
 
 async def ack(request: Request) -> Response:
     service = _service(request)
     m = decode(await read_body(request), MessageBody)
     require(request, "queue", "write", m.topic)
-    return _response(await service.serve("ack", msgspec.structs.asdict(m), _hops(request), _ack_local(service, m)))
+    await service.ack(m.topic, m.consumer_id, m.message_id, hops=_hops(request))
+    return json_response({"acked": True})
 
 
 async def nack(request: Request) -> Response:
     service = _service(request)
     m = decode(await read_body(request), MessageBody)
     require(request, "queue", "write", m.topic)
-    return _response(await service.serve("nack", msgspec.structs.asdict(m), _hops(request), _nack_local(service, m)))
+    await service.nack(m.topic, m.consumer_id, m.message_id, hops=_hops(request))
+    return json_response({"nacked": True})
 
 
 async def extend(request: Request) -> Response:
     service = _service(request)
     e = decode(await read_body(request), ExtendBody)
     require(request, "queue", "write", e.topic)
-    return _response(
-        await service.serve("extend", msgspec.structs.asdict(e), _hops(request), _extend_local(service, e))
-    )
+    await service.extend(e.topic, e.consumer_id, e.message_id, e.visibility_timeout, hops=_hops(request))
+    return json_response({"extended": True})
 
 
 async def stats(request: Request) -> Response:
@@ -263,28 +195,33 @@ async def redrive(request: Request) -> Response:
 async def internal_push(request: Request) -> Response:
     service = _service(request)
     p = decode(await read_body(request), InternalPushBody)
-    return _response(await _push_local(service, p.topic, p.message_id, _message_bytes(p.message))())
+    return json_response(await service.push_here(p.topic, p.message_id, _message_bytes(p.message)))
 
 
 async def internal_pop(request: Request) -> Response:
     service = _service(request)
     p = decode(await read_body(request), PopBody)
-    return _response(await answer_within(p.wait, _pop_local(service, p)()))
+    return _delivered(
+        await answer_within(p.wait, service.pop_here(p.topic, p.consumer_id, p.visibility_timeout, p.wait))
+    )
 
 
 async def internal_ack(request: Request) -> Response:
-    service = _service(request)
-    return _response(await _ack_local(service, decode(await read_body(request), MessageBody))())
+    m = decode(await read_body(request), MessageBody)
+    await _service(request).ack_here(m.topic, m.consumer_id, m.message_id)
+    return json_response({"acked": True})
 
 
 async def internal_nack(request: Request) -> Response:
-    service = _service(request)
-    return _response(await _nack_local(service, decode(await read_body(request), MessageBody))())
+    m = decode(await read_body(request), MessageBody)
+    await _service(request).nack_here(m.topic, m.consumer_id, m.message_id)
+    return json_response({"nacked": True})
 
 
 async def internal_extend(request: Request) -> Response:
-    service = _service(request)
-    return _response(await _extend_local(service, decode(await read_body(request), ExtendBody))())
+    e = decode(await read_body(request), ExtendBody)
+    await _service(request).extend_here(e.topic, e.consumer_id, e.message_id, e.visibility_timeout)
+    return json_response({"extended": True})
 
 
 routes = [
