@@ -13,6 +13,12 @@ decided here and nowhere else:
    error: ``Unavailable`` ("outcome unknown").
 4. Every hop carries the hop count (``hops + 1``) and, when the caller waits,
    what it still waits (``rakit.hops``); ``on_down(peer)`` hears of 1 and 2.
+5. A peer's error answer (``{"error", "detail", ...}``, ``rakit.errors.
+   error_body``) stands for the ``rakit.errors`` exception of its code:
+   ``relayed_error`` rebuilds it (class, detail, extra fields), so a caller
+   that re-raises it answers exactly what the peer answered.  An answer that
+   is no error of the API (no JSON object, an unknown code) is
+   ``Unavailable`` ("outcome unknown").
 
 ``HttpRelay`` is the aiohttp implementation; tests may pass any object with
 the same ``call``.
@@ -22,16 +28,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
+import msgspec
 
-from rakit.errors import Unavailable
+from rakit.errors import CONFLICT_CODES, TREE, Conflict, NotLeader, ProposalDropped, RakitError, Unavailable
 from rakit.hops import HOPS_HEADER, REMAINING_HEADER
 
 CONNECT_TIMEOUT = 0.5
 # An answer's headers passed back to the caller (the rest are the hop's own).
 ANSWER_HEADERS = ("content-type", "retry-after")
+
+# Error code -> its class.  ProposalDropped shares Unavailable's code (a leader's own retry signal);
+# a plain Conflict carries one of CONFLICT_CODES.
+_BY_CODE: dict[str, type[RakitError]] = {
+    **{cls.code: cls for cls in TREE if cls not in (Conflict, ProposalDropped)},
+    **dict.fromkeys(CONFLICT_CODES, Conflict),
+}
+_error_answer = msgspec.json.Decoder(dict[str, Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,4 +125,23 @@ class HttpRelay:
             raise Unavailable(f"{what} {peer} did not answer: {type(exc).__name__}; outcome unknown") from None
 
 
-__all__ = ["ANSWER_HEADERS", "CONNECT_TIMEOUT", "HttpRelay", "Relay", "Relayed"]
+def relayed_error(answer: Relayed, who: str) -> RakitError:
+    """The ``rakit.errors`` exception ``who``'s error answer stands for (rule 5)."""
+    try:
+        body = _error_answer.decode(answer.body)
+    except msgspec.DecodeError:
+        body = {}
+    code, detail = body.pop("error", None), body.pop("detail", None)
+    cls = _BY_CODE.get(code) if isinstance(code, str) else None
+    if cls is None or not isinstance(detail, str):
+        return Unavailable(f"{who} answered HTTP {answer.status} with no error of the API; outcome unknown")
+    # Rebuilt as the peer raised it, whatever the class's own constructor wants (a leader id, a code).
+    error = cls.__new__(cls)
+    RakitError.__init__(error, detail, **body)
+    error.code = code
+    if isinstance(error, NotLeader):
+        error.leader_id = None  # not in the answer
+    return error
+
+
+__all__ = ["ANSWER_HEADERS", "CONNECT_TIMEOUT", "HttpRelay", "Relay", "Relayed", "relayed_error"]

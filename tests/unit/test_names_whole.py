@@ -35,7 +35,6 @@ from rakit.http import bodies
 from rakit.http.endpoints import routes
 from rakit.http.errors import HANDLERS
 from rakit.http.json import Key, Name, decode, path_key, path_name
-from rakit.http.routes import queue
 
 VALID = "Ab0_.-x"
 VALID_KEY = "Ab0_.:-x"
@@ -55,20 +54,20 @@ BODIES: list[tuple[type[msgspec.Struct], dict[str, Any], list[str]]] = [
     (bodies.SetBody, {"key": VALID_KEY, "value": 1}, ["key"]),
     (bodies.CacheKeyBody, {"key": VALID_KEY}, ["key"]),
     (bodies.InvalidateBody, {"src": VALID, "key": VALID_KEY, "version": "1"}, ["src", "key"]),
-    (queue.PushBody, {"topic": VALID, "message": 1, "message_id": VALID_KEY}, ["topic", "message_id"]),
-    (queue.InternalPushBody, {"topic": VALID, "message": 1, "message_id": VALID_KEY}, ["topic", "message_id"]),
-    (queue.PopBody, {"topic": VALID, "consumer_id": VALID}, ["topic", "consumer_id"]),
+    (bodies.PushBody, {"topic": VALID, "message": 1, "message_id": VALID_KEY}, ["topic", "message_id"]),
+    (bodies.InternalPushBody, {"topic": VALID, "message": 1, "message_id": VALID_KEY}, ["topic", "message_id"]),
+    (bodies.PopBody, {"topic": VALID, "consumer_id": VALID}, ["topic", "consumer_id"]),
     (
-        queue.MessageBody,
+        bodies.MessageBody,
         {"topic": VALID, "consumer_id": VALID, "message_id": VALID_KEY},
         ["topic", "consumer_id", "message_id"],
     ),
     (
-        queue.ExtendBody,
+        bodies.ExtendBody,
         {"topic": VALID, "consumer_id": VALID, "message_id": VALID_KEY, "visibility_timeout": 5},
         ["topic", "consumer_id", "message_id"],
     ),
-    (queue.RedriveBody, {"topic": VALID}, ["topic"]),
+    (bodies.RedriveBody, {"topic": VALID}, ["topic"]),
     (bodies.TransferBody, {"to": VALID}, ["to"]),
     (bodies.AddMemberBody, {"id": VALID, "url": "http://127.0.0.1:8001"}, ["id"]),
 ]

@@ -30,7 +30,7 @@ from rakit.http import bodies, openapi, schemas
 from rakit.http.app import create_app
 from rakit.http.endpoints import ALL_ENDPOINTS
 from rakit.http.json import Key, Name
-from rakit.http.routes import locks, queue
+from rakit.http.routes import locks
 from rakit.storage.datadir import open_data_dir
 
 REF = "#/components/schemas/"
@@ -243,7 +243,12 @@ def test_query_parameters(doc: dict[str, Any]) -> None:
     assert watch["client_id"]["required"] and watch["client_id"]["schema"]["pattern"] == NAME_PATTERN
     assert watch["timeout"]["schema"] == {"type": "number", "minimum": 0, "maximum": 300, "default": 30.0}
     dead = query("/queue/dead/{topic}")
-    assert dead["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": queue.MAX_DEAD_LIMIT, "default": 100}
+    assert dead["limit"]["schema"] == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": bodies.MAX_DEAD_LIMIT,
+        "default": 100,
+    }
 
 
 # -- schemas: the very Structs the handlers use -------------------------------------------------
@@ -315,7 +320,7 @@ def test_every_struct_of_the_route_modules_is_referenced(app: Any, doc: dict[str
         for v in vars(m).values()
         if isinstance(v, type) and issubclass(v, msgspec.Struct) and v.__module__ == m.__name__
     ]
-    assert bodies.AcquireBody in structs and bodies.SetBody in structs and queue.PopBody in structs
+    assert bodies.AcquireBody in structs and bodies.SetBody in structs and bodies.PopBody in structs
     unreferenced = sorted(
         f"{s.__module__}.{s.__qualname__}"
         for s in structs
@@ -403,10 +408,10 @@ SAMPLES: list[tuple[type, dict[str, Any]]] = [
     (bodies.SetBody, {"key": "k", "value": 1, "ttl": 0}),
     (bodies.SetBody, {"key": "k", "ttl": 1}),
     (bodies.SetBody, {"key": "k", "value": None, "extra": True}),
-    (queue.PushBody, {"topic": "emails", "message": "hi", "message_id": "m:1"}),
-    (queue.PushBody, {"topic": "e:mails", "message": "hi"}),
-    (queue.ExtendBody, {"topic": "t", "consumer_id": "c", "message_id": "m", "visibility_timeout": 0.05}),
-    (queue.RedriveBody, {"topic": "t", "limit": 0}),
+    (bodies.PushBody, {"topic": "emails", "message": "hi", "message_id": "m:1"}),
+    (bodies.PushBody, {"topic": "e:mails", "message": "hi"}),
+    (bodies.ExtendBody, {"topic": "t", "consumer_id": "c", "message_id": "m", "visibility_timeout": 0.05}),
+    (bodies.RedriveBody, {"topic": "t", "limit": 0}),
     (bodies.IncrBody, {"key": "k", "delta": 2**53 + 1}),
     (bodies.IncrBody, {"key": "k", "delta": 1.5}),
 ]

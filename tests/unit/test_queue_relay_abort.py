@@ -17,6 +17,7 @@ from rakit.errors import Unavailable
 from rakit.metrics import NodeMetrics
 from rakit.queue.ring import ConsistentHashRing
 from rakit.queue.service import QueueService
+from rakit.relay import HttpRelay
 
 
 async def _silent_server() -> tuple[asyncio.AbstractServer, str]:
@@ -46,6 +47,7 @@ async def test_relay_gives_up_when_the_owner_is_marked_down(op: str) -> None:
             store=None,  # type: ignore[arg-type]
             session=session,
             metrics=NodeMetrics("a"),
+            relay=HttpRelay(session),
         )
         payload = {"topic": "t", "consumer_id": "c", "message_id": "m1", "message": 1}
         relay = asyncio.ensure_future(service._relay(op, "b", payload, 0, 0.0))

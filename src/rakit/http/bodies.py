@@ -114,3 +114,49 @@ class GetAnswer(msgspec.Struct):
     version: str
     node: str
     source: str
+
+
+# -- queue ----------------------------------------------------------------------------------------
+
+VisibilityTimeout = Annotated[float, msgspec.Meta(ge=0.1, le=43200)]
+Wait = Annotated[float, msgspec.Meta(ge=0, le=20)]
+DEFAULT_VISIBILITY = 30.0
+MAX_DEAD_LIMIT = 1000
+MAX_REDRIVE_LIMIT = 10_000
+
+
+class PushBody(msgspec.Struct):
+    topic: Name
+    message: msgspec.Raw
+    message_id: Key | None = None
+
+
+class InternalPushBody(msgspec.Struct):
+    topic: Name
+    message: msgspec.Raw
+    message_id: Key
+
+
+class PopBody(msgspec.Struct):
+    topic: Name
+    consumer_id: Name
+    visibility_timeout: VisibilityTimeout = DEFAULT_VISIBILITY
+    wait: Wait = 0.0
+
+
+class MessageBody(msgspec.Struct):
+    topic: Name
+    consumer_id: Name
+    message_id: Key
+
+
+class ExtendBody(msgspec.Struct):
+    topic: Name
+    consumer_id: Name
+    message_id: Key
+    visibility_timeout: VisibilityTimeout
+
+
+class RedriveBody(msgspec.Struct):
+    topic: Name
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_REDRIVE_LIMIT)] = 100

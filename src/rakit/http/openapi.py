@@ -43,7 +43,6 @@ from rakit.http.openapi30 import docs_html as docs_html
 from rakit.http.openapi30 import schema_30 as schema_30
 from rakit.http.openapi30 import swagger_ui_dir as swagger_ui_dir
 from rakit.http.openapi30 import swagger_ui_major as swagger_ui_major
-from rakit.http.routes import queue
 
 OPENAPI_VERSION = "3.1.0"
 REF_TEMPLATE = "#/components/schemas/{name}"
@@ -484,23 +483,23 @@ NOTES: dict[type, tuple[str, Mapping[str, str | Mapping[str, Any]]]] = {
             "value": "Any JSON value, exactly as it was written.",
         },
     ),
-    queue.PushBody: (
+    B.PushBody: (
         "A message for a topic.",
         {
             "message": f"Any JSON, at most {MAX_VALUE_BYTES} bytes encoded.",
             "message_id": "Deduplication id (the form of a key); one is generated when absent.",
         },
     ),
-    queue.InternalPushBody: ("A relayed push.", {}),
-    queue.PopBody: ("A relayed pop: the query parameters of `GET /queue/pop/{topic}/{consumer_id}`.", {}),
-    queue.MessageBody: ("A message in flight for a consumer.", {}),
-    queue.ExtendBody: (
+    B.InternalPushBody: ("A relayed push.", {}),
+    B.PopBody: ("A relayed pop: the query parameters of `GET /queue/pop/{topic}/{consumer_id}`.", {}),
+    B.MessageBody: ("A message in flight for a consumer.", {}),
+    B.ExtendBody: (
         "A new visibility timeout for a message in flight.",
         {
             "visibility_timeout": "Seconds from now.",
         },
     ),
-    queue.RedriveBody: ("Dead letters to move back.", {"limit": "At most this many."}),
+    B.RedriveBody: ("Dead letters to move back.", {"limit": "At most this many."}),
 }
 
 TAGS = [

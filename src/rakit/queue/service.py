@@ -20,7 +20,11 @@ Rules:
    makes it idempotent: dedup), and so is a pop (at worst one message stays
    in flight until its visibility timeout, then is redelivered); an ack,
    nack or extend whose relay broke mid-way answers 503 (outcome unknown).
-   Reads (stats, dead letters) and redrive are served locally.
+   The owner's answer comes back as the value serving the call here gives
+   (``Pushed``, ``Popped`` or None), its refusal as the same ``rakit.errors``
+   exception (``rakit.relay`` rule 5): a caller cannot tell where a call was
+   served but by ``Pushed.node``.  Without a ``Relay`` every call is served
+   here.  Reads (stats, dead letters) and redrive are served locally.
 3. **Monitor.**  Every ``monitor_interval`` seconds the node lists the topics
    with messages in flight and, for those it owns *now*, requeues expired
    messages (or dead-letters them).  It never touches a topic it does not own.
@@ -30,7 +34,8 @@ Rules:
 5. **Errors.**  Redis down or refusing the node: ``Unavailable`` (503) from
    the store within its ``op_timeout``, its detail saying what Redis said
    (``rakit.queue.redis_errors``); a ``ValueError`` from the store becomes
-   ``InvalidRequest``.
+   ``InvalidRequest``; an ack, nack or extend of a message not in flight for
+   that consumer, ``NotInFlight`` (404).
 6. **Redis's state.**  At start the node PINGs Redis once in the background
    (``probe_redis``, at most ``REDIS_PROBE_TIMEOUT`` s; start never waits
    for it) and logs one warning if Redis refuses it or cannot be reached;
@@ -45,18 +50,19 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import partial
 from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
 
-from rakit.errors import InvalidRequest, Unavailable
+from rakit.errors import InvalidRequest, NotInFlight, Unavailable
 from rakit.hops import MAX_OWNER_HOPS, answer_within
 from rakit.metrics import NodeMetrics
 from rakit.queue.redis_state import RedisState
 from rakit.queue.ring import ConsistentHashRing
-from rakit.queue.store import Delivery, QueueStore
-from rakit.relay import HttpRelay, Relay
+from rakit.queue.store import QueueStore
+from rakit.relay import Relay, Relayed, relayed_error
 from rakit.security.internal import InternalAuth
 
 log = logging.getLogger(__name__)
@@ -67,8 +73,25 @@ REDIS_PROBE_TIMEOUT = 2.0
 T = TypeVar("T")
 _json = msgspec.json.Encoder()
 
-#: (status, JSON body bytes) of a served call.
-Answer = tuple[int, bytes]
+#: The calls a relay that broke after sending may repeat elsewhere (rule 2).
+RETRY_SAFE = frozenset({"push", "pop"})
+
+
+class Pushed(msgspec.Struct, frozen=True):
+    """A push served: ``message_id`` is in ``topic`` (enqueued now, or a duplicate already there) by ``node``."""
+
+    topic: str
+    message_id: str
+    node: str
+
+
+class Popped(msgspec.Struct, frozen=True):
+    """A message delivered: in flight for the consumer that popped it; ``message`` is its JSON as pushed."""
+
+    topic: str
+    message_id: str
+    message: msgspec.Raw
+    delivery_count: int
 
 
 class PeerHealth:
@@ -176,7 +199,8 @@ class QueueService:
         self.auth = auth if auth is not None and auth.enabled else None
         self.store = store
         self.session = session
-        self.relay: Relay = relay or HttpRelay(session)
+        # None: every call is served here (one node, or a test); safe, since Redis is shared (rule 2).
+        self.relay = relay
         self.metrics = metrics
         self.monitor_interval = monitor_interval
         self.poll_interval = poll_interval
@@ -260,33 +284,71 @@ class QueueService:
                 if len(result.requeued) + len(result.dead) < 100 or self.owner(topic) != self.node_id:
                     break
 
-    # -- serving -------------------------------------------------------------
+    # -- serving (rule 2) -------------------------------------------------------
+
+    async def push(self, topic: str, message_id: str, body: bytes, *, hops: int = 0) -> Pushed:
+        """Push ``body`` (JSON) as ``message_id``, at the topic's owner; a duplicate answers the same."""
+        payload = {"topic": topic, "message": msgspec.Raw(body), "message_id": message_id}
+        return await self.serve("push", payload, hops, partial(self.push_here, topic, message_id, body))
+
+    async def pop(
+        self, topic: str, consumer_id: str, visibility_timeout: float, wait: float = 0.0, *, hops: int = 0
+    ) -> Popped | None:
+        """The next ready message of ``topic``, in flight for ``consumer_id``; None when none came within ``wait``."""
+        payload = {"topic": topic, "consumer_id": consumer_id, "visibility_timeout": visibility_timeout}
+        here = partial(self.pop_here, topic, consumer_id, visibility_timeout, wait)
+        return await self.serve("pop", payload, hops, here, wait=wait)
+
+    async def ack(self, topic: str, consumer_id: str, message_id: str, *, hops: int = 0) -> None:
+        """The message is done; ``NotInFlight`` when it is not in flight for ``consumer_id``."""
+        payload = {"topic": topic, "consumer_id": consumer_id, "message_id": message_id}
+        await self.serve("ack", payload, hops, partial(self.ack_here, topic, consumer_id, message_id))
+
+    async def nack(self, topic: str, consumer_id: str, message_id: str, *, hops: int = 0) -> None:
+        """The message is ready again at once; ``NotInFlight`` when it is not in flight for ``consumer_id``."""
+        payload = {"topic": topic, "consumer_id": consumer_id, "message_id": message_id}
+        await self.serve("nack", payload, hops, partial(self.nack_here, topic, consumer_id, message_id))
+
+    async def extend(
+        self, topic: str, consumer_id: str, message_id: str, visibility_timeout: float, *, hops: int = 0
+    ) -> None:
+        """The message stays in flight ``visibility_timeout`` s from now; ``NotInFlight`` when it is not."""
+        payload = {
+            "topic": topic,
+            "consumer_id": consumer_id,
+            "message_id": message_id,
+            "visibility_timeout": visibility_timeout,
+        }
+        here = partial(self.extend_here, topic, consumer_id, message_id, visibility_timeout)
+        await self.serve("extend", payload, hops, here)
 
     async def serve(
-        self, op: str, payload: dict[str, Any], hops: int, local: Callable[[], Awaitable[Answer]], *, wait: float = 0.0
-    ) -> Answer:
-        """Serve ``op`` here when this node owns the topic (or the call was relayed
-        already), else relay it to the owner; fail over to the next live node.
+        self, op: str, payload: dict[str, Any], hops: int, local: Callable[[], Awaitable[T]], *, wait: float = 0.0
+    ) -> T:
+        """``local()`` when this node owns the topic (or the call was relayed
+        already), else ``op`` relayed to the owner, its answer decoded to what
+        ``local()`` would return; fail over to the next live node.
         Answered within ``wait + MAX_OVERRUN`` seconds in any case (then ``Unavailable``)."""
         return await answer_within(wait, self._serve(op, payload, hops, local, wait))
 
     async def _serve(
-        self, op: str, payload: dict[str, Any], hops: int, local: Callable[[], Awaitable[Answer]], wait: float
-    ) -> Answer:
+        self, op: str, payload: dict[str, Any], hops: int, local: Callable[[], Awaitable[T]], wait: float
+    ) -> T:
         topic = payload["topic"]
         started = time.monotonic()
         tried: set[str] = set()
         while True:
             owner = self.owner(topic)
-            if owner == self.node_id or hops >= MAX_OWNER_HOPS or owner in tried:
+            if owner == self.node_id or hops >= MAX_OWNER_HOPS or owner in tried or self.relay is None:
                 return await local()
             tried.add(owner)
             remaining = max(0.0, wait - (time.monotonic() - started))
             answer = await self._relay(op, owner, {**payload, **({"wait": remaining} if wait else {})}, hops, remaining)
             if answer is not None:
-                return answer
+                # op and local come paired from push..extend: the decoded answer is what local() returns.
+                return _decoded(op, answer, f"the topic's owner {owner}")  # type: ignore[return-value]
 
-    async def _relay(self, op: str, owner: str, payload: dict[str, Any], hops: int, wait: float) -> Answer | None:
+    async def _relay(self, op: str, owner: str, payload: dict[str, Any], hops: int, wait: float) -> Relayed | None:
         """The owner's answer; None when the call may go to the next node.
 
         Given up as soon as the failure detector marks the owner down: a push
@@ -309,18 +371,19 @@ class QueueService:
         call.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await call
-        if op in ("push", "pop"):
+        if op in RETRY_SAFE:
             return None
         raise Unavailable(f"the topic's owner {owner} stopped answering; outcome unknown")
 
-    async def _post(self, op: str, owner: str, payload: dict[str, Any], hops: int, wait: float) -> Answer | None:
+    async def _post(self, op: str, owner: str, payload: dict[str, Any], hops: int, wait: float) -> Relayed | None:
+        assert self.relay is not None
         path = f"/queue/internal/{op}"
         body = _json.encode(payload)
         headers = {"content-type": "application/json"}
         if self.auth is not None:
             headers.update(self.auth.headers("POST", path, body, dst=owner))
         self.metrics.queue_forwarded.inc()
-        answer = await self.relay.call(
+        return await self.relay.call(
             owner,
             "POST",
             self.peers[owner] + path,
@@ -329,13 +392,12 @@ class QueueService:
             hops=hops,
             remaining=None,
             slack=wait + RELAY_TIMEOUT,
-            retry_safe=op in ("push", "pop"),
+            retry_safe=op in RETRY_SAFE,
             what="the topic's owner",
             on_down=self.health.mark_down,
         )
-        return None if answer is None else (answer.status, answer.body)
 
-    # -- local operations (the store, mapped errors, metrics) -------------------
+    # -- served here: what the owner does (the store, mapped errors, metrics) ------
 
     @staticmethod
     async def _store_call(op: Awaitable[T]) -> T:
@@ -349,22 +411,21 @@ class QueueService:
         if event is not None:
             event.set()
 
-    async def push(self, topic: str, message_id: str, body: bytes) -> bool:
-        """True when enqueued, False for a duplicate."""
+    async def push_here(self, topic: str, message_id: str, body: bytes) -> Pushed:
         result = await self._store_call(self.store.push(topic, message_id, body))
         if not result.duplicate:
             self.metrics.queue_pushes.inc()
             self._wake(topic)
-        return not result.duplicate
+        return Pushed(topic, message_id, self.node_id)
 
-    async def pop(self, topic: str, consumer_id: str, visibility_timeout: float, wait: float) -> Delivery | None:
+    async def pop_here(self, topic: str, consumer_id: str, visibility_timeout: float, wait: float) -> Popped | None:
         deadline = time.monotonic() + wait
         while True:
             event = self._wakeups.setdefault(topic, asyncio.Event())
             delivery = await self._store_call(self.store.pop(topic, consumer_id, visibility_timeout))
             if delivery is not None:
                 self.metrics.queue_pops.inc()
-                return delivery
+                return Popped(topic, delivery.message_id, msgspec.Raw(delivery.body), delivery.delivery_count)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -372,21 +433,22 @@ class QueueService:
                 async with asyncio.timeout(min(self.poll_interval, remaining)):
                     await event.wait()
 
-    async def ack(self, topic: str, consumer_id: str, message_id: str) -> bool:
-        done = await self._store_call(self.store.ack(topic, consumer_id, message_id))
-        if done:
-            self.metrics.queue_acks.inc()
-        return done
+    async def ack_here(self, topic: str, consumer_id: str, message_id: str) -> None:
+        if not await self._store_call(self.store.ack(topic, consumer_id, message_id)):
+            raise _not_in_flight(topic, consumer_id, message_id)
+        self.metrics.queue_acks.inc()
 
-    async def nack(self, topic: str, consumer_id: str, message_id: str) -> bool:
-        done = await self._store_call(self.store.nack(topic, consumer_id, message_id))
-        if done:
-            self.metrics.queue_nacks.inc()
-            self._wake(topic)
-        return done
+    async def nack_here(self, topic: str, consumer_id: str, message_id: str) -> None:
+        if not await self._store_call(self.store.nack(topic, consumer_id, message_id)):
+            raise _not_in_flight(topic, consumer_id, message_id)
+        self.metrics.queue_nacks.inc()
+        self._wake(topic)
 
-    async def extend(self, topic: str, consumer_id: str, message_id: str, visibility_timeout: float) -> bool:
-        return await self._store_call(self.store.extend(topic, consumer_id, message_id, visibility_timeout))
+    async def extend_here(self, topic: str, consumer_id: str, message_id: str, visibility_timeout: float) -> None:
+        if not await self._store_call(self.store.extend(topic, consumer_id, message_id, visibility_timeout)):
+            raise _not_in_flight(topic, consumer_id, message_id)
+
+    # -- served here, never relayed (reads and redrive) --------------------------
 
     async def stats(self, topic: str) -> dict[str, int]:
         return await self._store_call(self.store.stats(topic))
@@ -406,3 +468,25 @@ class QueueService:
         if moved:
             self._wake(topic)
         return moved
+
+
+def _not_in_flight(topic: str, consumer_id: str, message_id: str) -> NotInFlight:
+    return NotInFlight(f"message {message_id!r} is not in flight for {consumer_id!r} on topic {topic!r}")
+
+
+_pushed = msgspec.json.Decoder(Pushed)
+_popped = msgspec.json.Decoder(Popped)
+
+
+def _decoded(op: str, answer: Relayed, who: str) -> Pushed | Popped | None:
+    """``who``'s answer to ``op`` as the value serving it here returns; its refusal raised (rule 5)."""
+    if not 200 <= answer.status < 300:
+        raise relayed_error(answer, who)
+    try:
+        if op == "push":
+            return _pushed.decode(answer.body)
+        if op == "pop" and answer.status != 204:
+            return _popped.decode(answer.body)
+    except msgspec.DecodeError:
+        raise Unavailable(f"{who} answered {op} with a body that is not its answer; outcome unknown") from None
+    return None  # a pop that found nothing; an ack, nack or extend done

@@ -16,89 +16,35 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rakit.errors import InvalidRequest, NotInFlight
+from rakit.errors import InvalidRequest
 from rakit.hops import HOPS_HEADER, answer_within, hops_in
-from rakit.http.identity import require
-from rakit.http.json import (
-    Key,
-    Name,
-    check_value_size,
-    decode,
-    dumps,
-    json_response,
-    path_name,
-    query_number,
-    read_body,
+from rakit.http.bodies import (
+    DEFAULT_VISIBILITY,
+    MAX_DEAD_LIMIT,
+    ExtendBody,
+    InternalPushBody,
+    MessageBody,
+    PopBody,
+    PushBody,
+    RedriveBody,
 )
-from rakit.queue.service import Answer, QueueService
-
-VisibilityTimeout = Annotated[float, msgspec.Meta(ge=0.1, le=43200)]
-Wait = Annotated[float, msgspec.Meta(ge=0, le=20)]
-DEFAULT_VISIBILITY = 30.0
-MAX_DEAD_LIMIT = 1000
-MAX_REDRIVE_LIMIT = 10_000
+from rakit.http.json import check_value_size, json_response, query_number
+from rakit.http.prologue import Call
+from rakit.queue.service import Popped
 
 
-class PushBody(msgspec.Struct):
-    topic: Name
-    message: msgspec.Raw
-    message_id: Key | None = None
+def _hops(call: Call[Any]) -> int:
+    return hops_in(call.request.headers.get(HOPS_HEADER))
 
 
-class InternalPushBody(msgspec.Struct):
-    topic: Name
-    message: msgspec.Raw
-    message_id: Key
-
-
-class PopBody(msgspec.Struct):
-    topic: Name
-    consumer_id: Name
-    visibility_timeout: VisibilityTimeout = DEFAULT_VISIBILITY
-    wait: Wait = 0.0
-
-
-class MessageBody(msgspec.Struct):
-    topic: Name
-    consumer_id: Name
-    message_id: Key
-
-
-class ExtendBody(msgspec.Struct):
-    topic: Name
-    consumer_id: Name
-    message_id: Key
-    visibility_timeout: VisibilityTimeout
-
-
-class RedriveBody(msgspec.Struct):
-    topic: Name
-    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_REDRIVE_LIMIT)] = 100
-
-
-def _service(request: Request) -> QueueService:
-    return request.app.state.runtime.queue  # type: ignore[no-any-return]
-
-
-def _hops(request: Request) -> int:
-    return hops_in(request.headers.get(HOPS_HEADER))
-
-
-def _response(answer: Answer) -> Response:
-    status, content = answer
-    if status == 204:
-        return Response(status_code=204)
-    return Response(content, status_code=status, media_type="application/json")
-
-
-def _not_in_flight(m: MessageBody) -> NotInFlight:
-    return NotInFlight(f"message {m.message_id!r} is not in flight for {m.consumer_id!r} on topic {m.topic!r}")
+def _delivered(popped: Popped | None) -> Response:
+    return Response(status_code=204) if popped is None else json_response(popped)
 
 
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -114,61 +60,6 @@ def _query_int(request: Request, name: str, default: int, low: int, high: int) -
     return value
 
 
-# -- local handlers (what the owner does) -------------------------------------------
-
-
-def _push_local(service: QueueService, topic: str, message_id: str, message: bytes):  # type: ignore[no-untyped-def]
-    async def run() -> Answer:
-        await service.push(topic, message_id, message)
-        return 200, dumps({"topic": topic, "message_id": message_id, "node": service.node_id})
-
-    return run
-
-
-def _pop_local(service: QueueService, p: PopBody):  # type: ignore[no-untyped-def]
-    async def run() -> Answer:
-        d = await service.pop(p.topic, p.consumer_id, p.visibility_timeout, p.wait)
-        if d is None:
-            return 204, b""
-        return 200, dumps(
-            {
-                "topic": p.topic,
-                "message_id": d.message_id,
-                "message": msgspec.Raw(d.body),
-                "delivery_count": d.delivery_count,
-            }
-        )
-
-    return run
-
-
-def _ack_local(service: QueueService, m: MessageBody):  # type: ignore[no-untyped-def]
-    async def run() -> Answer:
-        if await service.ack(m.topic, m.consumer_id, m.message_id):
-            return 200, dumps({"acked": True})
-        raise _not_in_flight(m)
-
-    return run
-
-
-def _nack_local(service: QueueService, m: MessageBody):  # type: ignore[no-untyped-def]
-    async def run() -> Answer:
-        if await service.nack(m.topic, m.consumer_id, m.message_id):
-            return 200, dumps({"nacked": True})
-        raise _not_in_flight(m)
-
-    return run
-
-
-def _extend_local(service: QueueService, e: ExtendBody):  # type: ignore[no-untyped-def]
-    async def run() -> Answer:
-        if await service.extend(e.topic, e.consumer_id, e.message_id, e.visibility_timeout):
-            return 200, dumps({"extended": True})
-        raise _not_in_flight(MessageBody(e.topic, e.consumer_id, e.message_id))
-
-    return run
-
-
 def _message_bytes(raw: msgspec.Raw) -> bytes:
     message = bytes(raw)
     if not message:
@@ -180,64 +71,47 @@ def _message_bytes(raw: msgspec.Raw) -> bytes:
 # -- public endpoints ------------------------------------------------------------
 
 
-async def push(request: Request) -> Response:
-    service = _service(request)
-    p = decode(await read_body(request), PushBody)
-    require(request, "queue", "write", p.topic)
-    message = _message_bytes(p.message)
-    message_id = p.message_id or uuid.uuid4().hex
-    payload: dict[str, Any] = {"topic": p.topic, "message": msgspec.Raw(message), "message_id": message_id}
-    return _response(
-        await service.serve("push", payload, _hops(request), _push_local(service, p.topic, message_id, message))
-    )
+async def push(call: Call[PushBody]) -> Response:
+    p, message = call.body, _message_bytes(call.body.message)
+    pushed = await call.runtime.queue.push(p.topic, p.message_id or uuid.uuid4().hex, message, hops=_hops(call))
+    return json_response(pushed)
 
 
-async def pop(request: Request) -> Response:
-    service = _service(request)
-    topic = path_name(request.path_params["topic"], "topic")
-    consumer_id = path_name(request.path_params["consumer_id"], "consumer_id")
+async def pop(call: Call[None]) -> Response:
+    request, names = call.request, call.names
     vt = query_number(request, "visibility_timeout", DEFAULT_VISIBILITY, 0.1, 43200)
     wait = query_number(request, "wait", 0.0, 0.0, 20.0)
-    p = PopBody(topic, consumer_id, vt, wait)
-    payload = {"topic": topic, "consumer_id": consumer_id, "visibility_timeout": vt}
-    return _response(await service.serve("pop", payload, _hops(request), _pop_local(service, p), wait=wait))
+    return _delivered(await call.runtime.queue.pop(names["topic"], names["consumer_id"], vt, wait, hops=_hops(call)))
 
 
-async def ack(request: Request) -> Response:
-    service = _service(request)
-    m = decode(await read_body(request), MessageBody)
-    require(request, "queue", "write", m.topic)
-    return _response(await service.serve("ack", msgspec.structs.asdict(m), _hops(request), _ack_local(service, m)))
+async def ack(call: Call[MessageBody]) -> Response:
+    m = call.body
+    await call.runtime.queue.ack(m.topic, m.consumer_id, m.message_id, hops=_hops(call))
+    return json_response({"acked": True})
 
 
-async def nack(request: Request) -> Response:
-    service = _service(request)
-    m = decode(await read_body(request), MessageBody)
-    require(request, "queue", "write", m.topic)
-    return _response(await service.serve("nack", msgspec.structs.asdict(m), _hops(request), _nack_local(service, m)))
+async def nack(call: Call[MessageBody]) -> Response:
+    m = call.body
+    await call.runtime.queue.nack(m.topic, m.consumer_id, m.message_id, hops=_hops(call))
+    return json_response({"nacked": True})
 
 
-async def extend(request: Request) -> Response:
-    service = _service(request)
-    e = decode(await read_body(request), ExtendBody)
-    require(request, "queue", "write", e.topic)
-    return _response(
-        await service.serve("extend", msgspec.structs.asdict(e), _hops(request), _extend_local(service, e))
-    )
+async def extend(call: Call[ExtendBody]) -> Response:
+    e = call.body
+    await call.runtime.queue.extend(e.topic, e.consumer_id, e.message_id, e.visibility_timeout, hops=_hops(call))
+    return json_response({"extended": True})
 
 
-async def stats(request: Request) -> Response:
-    service = _service(request)
-    topic = path_name(request.path_params["topic"], "topic")
+async def stats(call: Call[None]) -> Response:
+    service, topic = call.runtime.queue, call.names["topic"]
     counts = await service.stats(topic)
     return json_response({"topic": topic, **counts, "owner": service.owner(topic)})
 
 
-async def dead(request: Request) -> Response:
-    service = _service(request)
-    topic = path_name(request.path_params["topic"], "topic")
-    limit = _query_int(request, "limit", 100, 1, MAX_DEAD_LIMIT)
-    letters = await service.dead_letters(topic, limit)
+async def dead(call: Call[None]) -> Response:
+    topic = call.names["topic"]
+    limit = _query_int(call.request, "limit", 100, 1, MAX_DEAD_LIMIT)
+    letters = await call.runtime.queue.dead_letters(topic, limit)
     return json_response(
         {
             "topic": topic,
@@ -249,38 +123,39 @@ async def dead(request: Request) -> Response:
     )
 
 
-async def redrive(request: Request) -> Response:
-    service = _service(request)
-    r = decode(await read_body(request), RedriveBody)
-    require(request, "queue", "write", r.topic)
-    return json_response({"redriven": await service.redrive(r.topic, r.limit)})
+async def redrive(call: Call[RedriveBody]) -> Response:
+    r = call.body
+    return json_response({"redriven": await call.runtime.queue.redrive(r.topic, r.limit)})
 
 
 # -- internal endpoints (relayed calls, served here) --------------------------------
 
 
-async def internal_push(request: Request) -> Response:
-    service = _service(request)
-    p = decode(await read_body(request), InternalPushBody)
-    return _response(await _push_local(service, p.topic, p.message_id, _message_bytes(p.message))())
+async def internal_push(call: Call[InternalPushBody]) -> Response:
+    p = call.body
+    return json_response(await call.runtime.queue.push_here(p.topic, p.message_id, _message_bytes(p.message)))
 
 
-async def internal_pop(request: Request) -> Response:
-    service = _service(request)
-    p = decode(await read_body(request), PopBody)
-    return _response(await answer_within(p.wait, _pop_local(service, p)()))
+async def internal_pop(call: Call[PopBody]) -> Response:
+    p, service = call.body, call.runtime.queue
+    return _delivered(
+        await answer_within(p.wait, service.pop_here(p.topic, p.consumer_id, p.visibility_timeout, p.wait))
+    )
 
 
-async def internal_ack(request: Request) -> Response:
-    service = _service(request)
-    return _response(await _ack_local(service, decode(await read_body(request), MessageBody))())
+async def internal_ack(call: Call[MessageBody]) -> Response:
+    m = call.body
+    await call.runtime.queue.ack_here(m.topic, m.consumer_id, m.message_id)
+    return json_response({"acked": True})
 
 
-async def internal_nack(request: Request) -> Response:
-    service = _service(request)
-    return _response(await _nack_local(service, decode(await read_body(request), MessageBody))())
+async def internal_nack(call: Call[MessageBody]) -> Response:
+    m = call.body
+    await call.runtime.queue.nack_here(m.topic, m.consumer_id, m.message_id)
+    return json_response({"nacked": True})
 
 
-async def internal_extend(request: Request) -> Response:
-    service = _service(request)
-    return _response(await _extend_local(service, decode(await read_body(request), ExtendBody))())
+async def internal_extend(call: Call[ExtendBody]) -> Response:
+    e = call.body
+    await call.runtime.queue.extend_here(e.topic, e.consumer_id, e.message_id, e.visibility_timeout)
+    return json_response({"extended": True})
