@@ -6,7 +6,9 @@ usable alone, each with its own numbered rules), so that a session's end
 reaches every permit and candidacy attached to it inside one ``apply``.
 Other machines whose holds may be attached to a session (the lock table's
 locks, later the KV's keys) join through ``SessionAttachment`` hooks given
-at construction: the same ``apply`` ends theirs too.
+at construction: the same ``apply`` ends theirs too, and their
+session-attached commands travel wrapped in this machine's (so the check
+that the session lives and the attaching happen in one entry).
 
 Rules
 -----
@@ -17,7 +19,10 @@ Rules
     ``Refused("session_not_found")``) and only for the session's client
     (else ``Refused("invalid")``).  Its own ttl is ignored: the hold is
     stamped with the session's ttl and has no lease of its own (it is not
-    in ``leases``; an expiry naming it is ``Stale``).
+    in ``leases``; an expiry naming it is ``Stale``).  The same holds for a
+    lock: ``SessionLockAcquire`` wraps the lock table's ``Acquire`` (with its
+    ``session_id``), is checked here and applied by the "locks" hook (none
+    given: ``Refused("invalid")``); the result is the lock table's.
 3.  A session's end (``SessionRevoke``, or a current ``SessionExpire``)
     ends, in the same command: every semaphore hold and wait of the
     session, every leadership and candidacy of it (in name order), then each
@@ -47,6 +52,7 @@ from rakit.statemachines.elections import (
     ElectionTable,
 )
 from rakit.statemachines.holds import MAX_FREE_RECORDS, MAX_WAITERS, Refused
+from rakit.statemachines.locks.commands import Acquire
 from rakit.statemachines.semaphores import SemAcquire, SemaphoreTable, SemCommand, SemExpire
 from rakit.statemachines.sessions import SessionCommand, SessionEnded, SessionExpire, SessionTable
 
@@ -64,6 +70,14 @@ class SessionAttachment(Protocol):
         """End everything attached to ``session_id`` at ``index``; return what the service needs to know."""
         ...
 
+    def apply(self, index: int, command: Any) -> Any:
+        """Apply a session-attached command this machine checked (rule 2)."""
+        ...
+
+
+class SessionLockAcquire(msgspec.Struct, tag="coord.lock_acquire", frozen=True):
+    acquire: Acquire  # with its session_id set
+
 
 class ExpireBatch(msgspec.Struct, tag="coord.expire", frozen=True):
     items: list[SemExpire | ElectionExpire | SessionExpire]
@@ -73,7 +87,7 @@ class BatchResults(msgspec.Struct, frozen=True):
     results: list[Any]
 
 
-Command = SessionCommand | SemCommand | ElectionCommand | ExpireBatch
+Command = SessionCommand | SemCommand | ElectionCommand | ExpireBatch | SessionLockAcquire
 
 
 class _Snapshot(msgspec.Struct):
@@ -93,6 +107,7 @@ class CoordinationMachine:
         *SemaphoreTable.commands,
         *ElectionTable.commands,
         ExpireBatch,
+        SessionLockAcquire,
     )
 
     def __init__(
@@ -112,7 +127,21 @@ class CoordinationMachine:
     def apply(self, index: int, command: Command) -> Any:
         if isinstance(command, ExpireBatch):  # rule 4
             return BatchResults([self._apply(index, item) for item in command.items])
+        if isinstance(command, SessionLockAcquire):
+            return self._lock_acquire(index, command.acquire)
         return self._apply(index, command)
+
+    def _lock_acquire(self, index: int, acquire: Acquire) -> Any:
+        """Rule 2, for a lock."""
+        hook = next((h for h in self.attachments if h.name == "locks"), None)
+        if hook is None or acquire.session_id is None:
+            return Refused("invalid", "a session lock needs the lock table and a session_id")
+        session = self.sessions.get(acquire.session_id)
+        if session is None:
+            return Refused("session_not_found", f"no session {acquire.session_id!r}")
+        if acquire.client_id != session.client_id:
+            return Refused("invalid", f"session {session.session_id!r} belongs to client {session.client_id!r}")
+        return hook.apply(index, msgspec.structs.replace(acquire, ttl=session.ttl))
 
     def _apply(self, index: int, command: Any) -> Any:
         kind = type(command)
