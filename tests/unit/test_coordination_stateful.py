@@ -8,6 +8,8 @@ the machine's reads must equal the model's, and the service's guarantees
 hold: never more than ``limit`` permits held, tokens strictly increasing per
 name, never two leaders of one election, terms strictly increasing.  A twin
 restored from a snapshot mid-run must behave identically from then on.
+Locks (plain or attached to a session through the lock table's hook) are not
+modelled; they are checked to end with their session, and in the twin.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from rakit.statemachines.coordination import CoordinationMachine, ExpireBatch
+from rakit.statemachines.coordination import CoordinationMachine, ExpireBatch, SessionLockAcquire
 from rakit.statemachines.elections import Campaign, ElectionExpire, ElectionRenew, Proclaim, Resign, Withdraw
+from rakit.statemachines.locks import Acquire, LockTable, Release
 from rakit.statemachines.semaphores import SemAcquire, SemCancelWait, SemExpire, SemRelease, SemRenew
 from rakit.statemachines.sessions import SessionExpire, SessionGrant, SessionKeepalive, SessionRevoke
 
@@ -28,6 +31,7 @@ NAMES = ["n1", "n2"]
 LIMITS = {"n1": 3, "n2": 2}  # each name keeps one limit but for the odd limit_mismatch
 CLIENTS = ["a", "b", "c"]
 SESSIONS = ["s1", "s2"]
+RESOURCES = ["r1", "r2"]
 
 Rec = dict[str, Any]
 
@@ -170,15 +174,22 @@ maybe_session = st.none() | sessions
 class CoordinationComparison(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.machine = CoordinationMachine()
+        self.locks = LockTable()
+        self.machine = CoordinationMachine([self.locks])
         self.model = Model()
         self.twin: CoordinationMachine | None = None
+        self.twin_locks = LockTable()
         self.index = 0
         self.max_token: dict[tuple[str, str], int] = {}  # (kind, name) -> highest token of earlier steps
         self.last_leader: dict[str, tuple[str, int]] = {}
 
     def step(self, command: Any) -> Any:
         self.index += 1
+        if isinstance(command, Acquire | Release):  # the lock table's own commands (the registry routes them)
+            result = self.locks.apply(self.index, command)
+            if self.twin is not None:
+                assert self.twin_locks.apply(self.index, command) == result
+            return result
         result = self.machine.apply(self.index, command)
         if self.twin is not None:
             assert self.twin.apply(self.index, command) == result
@@ -245,6 +256,17 @@ class CoordinationComparison(RuleBasedStateMachine):
             self.withdraw(name, c)
         else:
             self.election_expire(name, c, op == "expire")
+
+    # --- locks, attached to a session or not ---
+
+    @rule(resource=st.sampled_from(RESOURCES), client=clients, wait=waits, sid=maybe_session)
+    def lock_acquire(self, resource: str, client: str, wait: float, sid: str | None) -> None:
+        acquire = Acquire(resource, self.client_for(sid, client), "exclusive", 10.0, wait, session_id=sid)
+        self.step(acquire if sid is None else SessionLockAcquire(acquire))
+
+    @rule(resource=st.sampled_from(RESOURCES), client=clients)
+    def lock_release(self, resource: str, client: str) -> None:
+        self.step(Release(resource, client))
 
     # --- sessions ---
 
@@ -356,7 +378,8 @@ class CoordinationComparison(RuleBasedStateMachine):
     @precondition(lambda self: self.twin is None)
     @rule()
     def snapshot_twin(self) -> None:
-        self.twin = CoordinationMachine()
+        self.twin_locks.restore(self.locks.snapshot())
+        self.twin = CoordinationMachine([self.twin_locks])
         self.twin.restore(self.machine.snapshot())
         assert self.twin.snapshot() == self.machine.snapshot()
 
@@ -395,6 +418,16 @@ class CoordinationComparison(RuleBasedStateMachine):
     def twin_matches(self) -> None:
         if self.twin is not None:
             assert self.twin.snapshot() == self.machine.snapshot()
+            assert self.twin_locks.snapshot() == self.locks.snapshot()
+
+    @invariant()
+    def session_locks_live_only_as_long_as_their_session(self) -> None:
+        for sid in SESSIONS:
+            if sid not in self.model.sessions:
+                assert self.locks.attached(sid) == []
+        for resource in RESOURCES:
+            status = self.locks.status(resource)
+            assert len(status["holders"]) <= 1  # exclusive only
 
 
 CoordinationComparison.TestCase.settings = settings(
