@@ -32,6 +32,7 @@ class Acquire(msgspec.Struct, tag="lock.acquire", frozen=True):
     owner: str | None = None  # rule 13: the API token's name (None: tokens are off)
     secret: str | None = None  # rule 15
     max_locks: int | None = None  # rule 16: the owner's quota of holds and waits
+    session_id: str | None = None  # rule 18: the hold lives as long as that session
 
 
 class Release(msgspec.Struct, tag="lock.release", frozen=True):

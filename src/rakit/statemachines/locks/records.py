@@ -28,6 +28,7 @@ class Hold(msgspec.Struct):
     lease: int
     owner: str | None = None  # rule 13 (absent from older snapshots: None)
     secret: str | None = None  # rule 15 (absent from older snapshots: None)
+    session_id: str | None = None  # rule 18 (absent from older snapshots: None)
 
     @property
     def party(self) -> str:
@@ -42,6 +43,7 @@ class Waiter(msgspec.Struct):
     upgrade: bool = False
     owner: str | None = None  # rule 13 (absent from older snapshots: None)
     secret: str | None = None  # rule 15 (absent from older snapshots: None)
+    session_id: str | None = None  # rule 18 (absent from older snapshots: None)
 
     @property
     def party(self) -> str:
@@ -55,6 +57,7 @@ class Resource(msgspec.Struct):
     max_token: int | None = None
     lock_delay: float = 0.0
     delay_since: int | None = None
+    delay_for: float | None = None  # rule 18: a session's lock_delay made the current delay longer
 
     @property
     def delayed(self) -> bool:
@@ -162,4 +165,4 @@ def non_negative(x: float) -> bool:
 
 
 def grant_of(resource: str, hold: Hold) -> Grant:
-    return Grant(resource, hold.client_id, hold.mode, hold.token, hold.ttl, hold.lease)
+    return Grant(resource, hold.client_id, hold.mode, hold.token, hold.ttl, hold.lease, hold.session_id)

@@ -17,6 +17,7 @@ class Grant(msgspec.Struct, frozen=True):
     token: int
     ttl: float
     lease: int
+    session_id: str | None = None  # rule 18: no lease of its own to time
 
 
 class EndedHold(msgspec.Struct, frozen=True):
@@ -37,6 +38,7 @@ class Granted(msgspec.Struct, frozen=True):
     lease: int
     again: bool = False
     upgraded: bool = False
+    session_id: str | None = None  # rule 18: no lease of its own to time
 
 
 class Waiting(msgspec.Struct, frozen=True):
@@ -107,6 +109,16 @@ class Cancelled(msgspec.Struct, frozen=True):
     token: int | None = None
     mode: str | None = None
     grants: list[Grant] = msgspec.field(default_factory=list)
+
+
+class SessionLocksEnded(msgspec.Struct, frozen=True):
+    """Rule 18: a session's locks and waits, ended by the coordination machine's session end."""
+
+    session_id: str
+    removed_holds: list[EndedHold]
+    cancelled: list[str]  # resources the session's client stopped waiting on
+    grants: list[Grant]
+    delayed: list[tuple[str, int, float]]  # (resource, delay_since, seconds): the DelayEnds to time
 
 
 class DelayEnded(msgspec.Struct, frozen=True):

@@ -122,6 +122,18 @@ Rules
     above it was ever granted for the resource, and every later grant is
     above it (rule 2: a later log index).  So memory is bounded by the live
     records plus ``max_free``, and tokens stay monotonic per resource.
+18. Sessions: an ``Acquire`` may carry a ``session_id`` (the coordination
+    machine checked the session lives); its hold or waiter keeps it, and a
+    waiter granted later passes it on.  Such a hold has no lease of its own:
+    ``holds`` leaves it out and an ``Expire`` naming it is ``Stale``.  An
+    ``Acquire`` for a client on the resource in another session (or none)
+    is refused with "conflict".  ``end_session(index, session_id,
+    lock_delay)`` (called by the coordination machine inside its session
+    end, so in the same entry) cancels the session's waits, ends its holds
+    (reason "session_ended") and grants per rule 7; a resource whose hold
+    so ended goes into delay (``delay_since`` = index) if its own
+    ``lock_delay`` or the session's is > 0, for the longer of the two.
+    ``attached(session_id)``: the resources it holds or waits on.
 """
 
 from __future__ import annotations
@@ -171,6 +183,7 @@ from rakit.statemachines.locks.results import (
     Released,
     Renewed,
     Result,
+    SessionLocksEnded,
     Stale,
     TokenMismatch,
     Waiting,
@@ -264,6 +277,9 @@ class LockTable:
                             f"{cmd.resource!r} under another owner (API token)"
                         ),
                     )
+                if entry is not None and entry.session_id != cmd.session_id:  # rule 18
+                    detail = f"client {cmd.client_id!r} is on {cmd.resource!r} in another session (or none)"
+                    return Refused("conflict", detail=detail)
                 if entry is not None and not secret_fits(entry.secret, cmd.secret):  # rule 15
                     return Refused(
                         "conflict",
@@ -315,20 +331,31 @@ class LockTable:
                     upgrade=True,
                     owner=cmd.owner,
                     secret=hold.secret,
+                    session_id=hold.session_id,
                 ),
             )
         if r.grantable_now(cmd.mode):
-            hold = Hold(cmd.client_id, cmd.mode, index, float(cmd.ttl), index, cmd.owner, cmd.secret)
+            hold = Hold(cmd.client_id, cmd.mode, index, float(cmd.ttl), index, cmd.owner, cmd.secret, cmd.session_id)
             r.holders.append(hold)
             self._count(hold.owner, +1)
             r.max_token = index
             return self._granted(r, hold)
         return self._wait(
-            r, Waiter(cmd.client_id, cmd.mode, float(cmd.ttl), float(cmd.wait), owner=cmd.owner, secret=cmd.secret)
+            r,
+            Waiter(
+                cmd.client_id,
+                cmd.mode,
+                float(cmd.ttl),
+                float(cmd.wait),
+                owner=cmd.owner,
+                secret=cmd.secret,
+                session_id=cmd.session_id,
+            ),
         )
 
     def _granted(self, r: Resource, hold: Hold, *, again: bool = False, upgraded: bool = False) -> Granted:
-        return Granted(r.name, hold.client_id, hold.mode, hold.token, hold.ttl, hold.lease, again, upgraded)
+        h = hold
+        return Granted(r.name, h.client_id, h.mode, h.token, h.ttl, h.lease, again, upgraded, h.session_id)
 
     def _wait(self, r: Resource, waiter: Waiter) -> Waiting | Refused:
         """Rules 6 and 8: queue ``waiter`` unless it may not wait or would deadlock."""
@@ -373,7 +400,7 @@ class LockTable:
 
     def _expire(self, index: int, cmd: Expire) -> Result:
         r, hold = self._lookup(cmd.resource, cmd.client_id)
-        if r is None or hold is None or hold.lease != cmd.lease:
+        if r is None or hold is None or hold.lease != cmd.lease or hold.session_id is not None:  # rule 18
             return Stale(cmd.resource, cmd.client_id)
         if r.lock_delay > 0:
             r.delay_since = index
@@ -413,7 +440,7 @@ class LockTable:
         r = self._resources.get(cmd.resource)
         if r is None or not r.delayed or cmd.since not in (None, r.delay_since):
             return Stale(cmd.resource)
-        r.delay_since = None
+        r.delay_since = r.delay_for = None
         return DelayEnded(r.name, self._grant_from_queue(index, r))
 
     def _set_options(self, cmd: SetOptions) -> OptionsSet | Refused:
@@ -435,7 +462,8 @@ class LockTable:
                     for old in r.holders:
                         self._count(old.owner, -1)
                     r.holders.clear()
-                hold = Hold(waiter.client_id, waiter.mode, index, waiter.ttl, index, waiter.owner, waiter.secret)
+                w = waiter
+                hold = Hold(w.client_id, w.mode, index, w.ttl, index, w.owner, w.secret, w.session_id)
                 r.holders.append(hold)
                 self._count(hold.owner, +1)
                 grants.append(grant_of(r.name, hold))
@@ -468,6 +496,40 @@ class LockTable:
         r = self._resources.get(resource)
         return r, (r.hold_of(client_id) if r is not None else None)
 
+    # --- sessions (rule 18) ---
+
+    def end_session(self, index: int, session_id: str, lock_delay: float) -> SessionLocksEnded:
+        removed: list[EndedHold] = []
+        cancelled: list[str] = []
+        grants: list[Grant] = []
+        delayed: list[tuple[str, int, float]] = []
+        for name in self.attached(session_id):
+            r = self._resources[name]
+            for waiter in [w for w in r.waiters if w.session_id == session_id]:
+                self._dequeue(r, waiter)
+                cancelled.append(name)
+            holds = [h for h in r.holders if h.session_id == session_id]
+            if holds and (r.lock_delay > 0 or lock_delay > 0):
+                r.delay_since = index
+                if lock_delay > r.lock_delay:
+                    r.delay_for = max(lock_delay, r.delay_for or 0.0)
+                delayed.append((name, index, max(r.lock_delay, r.delay_for or 0.0)))
+            for hold in holds:
+                ended, granted = self._end_hold(index, r, hold, "session_ended")
+                removed.append(ended)
+                grants.extend(granted)
+            grants.extend(self._grant_from_queue(index, r))  # a cancelled waiter may have stopped others
+            self._settle(name)
+        return SessionLocksEnded(session_id, removed, cancelled, grants, delayed)
+
+    def attached(self, session_id: str) -> list[str]:
+        """Rule 18: the resources ``session_id`` holds or waits on, sorted."""
+        return sorted(
+            r.name
+            for r in self._resources.values()
+            if any(h.session_id == session_id for h in r.holders) or any(w.session_id == session_id for w in r.waiters)
+        )
+
     # --- read API (rule 11) ---
 
     def status(self, resource: str) -> dict[str, Any]:
@@ -478,10 +540,11 @@ class LockTable:
         return views.table(self._resources, limit)
 
     def holds(self) -> Iterator[tuple[str, str, float, int]]:
-        """(resource, client_id, ttl, lease) of every hold: the leases to time."""
+        """(resource, client_id, ttl, lease) of every hold with a lease of its own (rule 18): the leases to time."""
         for r in self._resources.values():
             for h in r.holders:
-                yield r.name, h.client_id, h.ttl, h.lease
+                if h.session_id is None:
+                    yield r.name, h.client_id, h.ttl, h.lease
 
     def waiters(self) -> Iterator[tuple[str, str, float]]:
         """(resource, client_id, wait) of every waiter: the waits to time."""
@@ -514,7 +577,7 @@ class LockTable:
         """(resource, lock_delay) of every resource in delay: the DelayEnds to time."""
         for r in self._resources.values():
             if r.delayed:
-                yield r.name, r.lock_delay
+                yield r.name, max(r.lock_delay, r.delay_for or 0.0)
 
     def delay_since(self, resource: str) -> int | None:
         """The index of the Expire that started the resource's current delay (for ``DelayEnd.since``)."""
