@@ -12,6 +12,8 @@
      ├── TooLarge             a value over the size limit (413)
      ├── TooManyInFlight      a consumer holds too many unacked messages (429)
      ├── NotFound             (404)
+     │    ├── NotInFlight     a message not in flight for that consumer
+     │    └── SessionNotFound a session id no session has
      ├── Unauthorized         no valid API token (401)
      ├── Forbidden            a valid token, outside its grants (403)
      ├── TooManyWaiters       a resource's wait list is full (429)
@@ -27,7 +29,8 @@
           │    ├── LastVoter             removing the only voter
           │    ├── LearnerNotCaughtUp    promoting a learner that lags
           │    └── AlreadyVoter          promoting a voter
-          └── NotAVoter             a leadership transfer to a non-voter
+          ├── NotAVoter             a leadership transfer to a non-voter
+          └── NotElected            an election call by a non-leader (409 ``not_leader``)
 
 Each is translated once, at the HTTP boundary, to ``{"error", "detail"}``
 (``error_body``), with its class's ``status`` and, when ``retry_after`` is
@@ -129,6 +132,12 @@ class NotInFlight(NotFound):
     code = "not_in_flight"
 
 
+class SessionNotFound(NotFound):
+    """A session id no session has (never granted, revoked or expired)."""
+
+    code = "session_not_found"
+
+
 class Unauthorized(RakitError):
     status = 401
     code = "unauthorized"
@@ -165,7 +174,17 @@ class RequestTimeout(RakitError):
 
 
 #: The codes a plain ``Conflict(code)`` answers with (lock and quota refusals; the lock table's results).
-CONFLICT_CODES = ("conflict", "timeout", "deadlock", "not_holder", "token_mismatch", "quota")
+CONFLICT_CODES = (
+    "conflict",
+    "timeout",
+    "deadlock",
+    "not_holder",
+    "token_mismatch",
+    "quota",
+    "limit_mismatch",  # a semaphore asked with another limit while in use
+    "already_holder",  # a holder asking for another number of permits (or another session)
+    "session_exists",  # a session id already granted to another client
+)
 
 
 class Conflict(RakitError):
@@ -218,6 +237,20 @@ class NotAVoter(Conflict):
         super().__init__(type(self).code, detail, **extra)
 
 
+class NotElected(Conflict):
+    """An election call by a candidate that does not lead it (with that term): ``409 not_leader``.
+
+    The code is the contract's (docs/api.md, "Leader election") and is also the Raft
+    ``NotLeader``'s, which answers 503: a client tells them apart by the status.  ``CODES``
+    keeps the Raft one (a code maps to one status there); ``ELECTION_CODES`` lists this.
+    """
+
+    code = "not_leader"
+
+    def __init__(self, detail: str = "", **extra: Any) -> None:
+        super().__init__(type(self).code, detail, **extra)
+
+
 def _tree(cls: type[RakitError]) -> list[type[RakitError]]:
     return [cls, *(c for sub in cls.__subclasses__() for c in _tree(sub))]
 
@@ -227,9 +260,12 @@ TREE: tuple[type[RakitError], ...] = tuple(_tree(RakitError))
 
 #: Every error code the API answers with -> its HTTP status.
 CODES: dict[str, int] = {
-    **{cls.code: cls.status for cls in TREE if cls is not Conflict},
+    **{cls.code: cls.status for cls in TREE if cls is not Conflict and cls is not NotElected},
     **dict.fromkeys(CONFLICT_CODES, Conflict.status),
 }
+
+#: Codes answered at a second status besides the one in ``CODES``: (code, status).
+ELECTION_CODES: tuple[tuple[str, int], ...] = ((NotElected.code, NotElected.status),)
 
 #: The code of an answer that carries only an HTTP status (Starlette's HTTPException, a refused request head).
 STATUS_CODES: dict[int, str] = {

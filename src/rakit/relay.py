@@ -33,7 +33,16 @@ from typing import Any, Protocol
 import aiohttp
 import msgspec
 
-from rakit.errors import CONFLICT_CODES, TREE, Conflict, NotLeader, ProposalDropped, RakitError, Unavailable
+from rakit.errors import (
+    CONFLICT_CODES,
+    TREE,
+    Conflict,
+    NotElected,
+    NotLeader,
+    ProposalDropped,
+    RakitError,
+    Unavailable,
+)
 from rakit.hops import HOPS_HEADER, REMAINING_HEADER
 
 CONNECT_TIMEOUT = 0.5
@@ -43,7 +52,7 @@ ANSWER_HEADERS = ("content-type", "retry-after")
 # Error code -> its class.  ProposalDropped shares Unavailable's code (a leader's own retry signal);
 # a plain Conflict carries one of CONFLICT_CODES.
 _BY_CODE: dict[str, type[RakitError]] = {
-    **{cls.code: cls for cls in TREE if cls not in (Conflict, ProposalDropped)},
+    **{cls.code: cls for cls in TREE if cls not in (Conflict, ProposalDropped, NotElected)},
     **dict.fromkeys(CONFLICT_CODES, Conflict),
 }
 _error_answer = msgspec.json.Decoder(dict[str, Any])

@@ -14,10 +14,12 @@ def test_every_503_answers_with_retry_after() -> None:
 
 def test_codes_have_one_status() -> None:
     for cls in E.TREE:
-        if cls is not E.Conflict:
+        if cls is not E.Conflict and (cls.code, cls.status) not in E.ELECTION_CODES:
             assert E.CODES[cls.code] == cls.status, cls
     for code in E.CONFLICT_CODES:
         assert E.CODES[code] == 409
+    for code, status in E.ELECTION_CODES:  # a code's second status: the contract's election refusal
+        assert code in E.CODES and E.CODES[code] != status
 
 
 def test_the_edge_and_the_document_read_the_tree() -> None:

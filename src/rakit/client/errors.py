@@ -14,19 +14,24 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AlreadyHolder",
     "ConnectionFailed",
     "Deadlock",
     "Forbidden",
     "InvalidRequest",
+    "LimitMismatch",
     "LockConflict",
     "LockLost",
     "LockTimeout",
     "NoLeader",
     "NotFound",
     "NotHolder",
+    "NotElected",
     "NotInFlight",
     "RakitError",
     "ServerError",
+    "SessionExists",
+    "SessionNotFound",
     "TokenMismatch",
     "TooLarge",
     "TooManyWaiters",
@@ -154,6 +159,41 @@ class NotInFlight(RakitError):
     error = "not_in_flight"
 
 
+class SessionNotFound(RakitError):
+    """404 ``session_not_found``: no such session (never granted, revoked, or its lease ran out)."""
+
+    error = "session_not_found"
+
+
+class LimitMismatch(RakitError):
+    """409 ``limit_mismatch``: the semaphore is in use with another ``limit`` (``limit`` holds it)."""
+
+    error = "limit_mismatch"
+
+    @property
+    def limit(self) -> int | None:
+        value = self.body.get("limit")
+        return value if isinstance(value, int) else None
+
+
+class AlreadyHolder(RakitError):
+    """409 ``already_holder``: this client holds the semaphore with another number of permits."""
+
+    error = "already_holder"
+
+
+class SessionExists(RakitError):
+    """409 ``session_exists``: that session id was granted to another client."""
+
+    error = "session_exists"
+
+
+class NotElected(RakitError):
+    """409 ``not_leader``: this candidate does not lead the election (with that term)."""
+
+    error = "not_leader"
+
+
 class NoLeader(RakitError):
     """503 ``no_leader``: no Raft leader is known right now (an election is running)."""
 
@@ -198,6 +238,10 @@ _BY_CODE: dict[str, type[RakitError]] = {
         NotInFlight,
         NoLeader,
         Unavailable,
+        SessionNotFound,
+        LimitMismatch,
+        AlreadyHolder,
+        SessionExists,
         TooManyWaiters,
         RateLimited,
         QuotaExceeded,
@@ -233,7 +277,7 @@ GENERIC_CODES = frozenset(
 def error_from_answer(status: int, body: Any, node: str | None = None) -> RakitError:
     """The exception for a non-2xx answer of the API (``{"error", "detail", ...}``)."""
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        cls = _BY_CODE.get(body["error"])
+        cls = NotElected if (body["error"], status) == ("not_leader", 409) else _BY_CODE.get(body["error"])
         if cls is None:
             cls = ServerError if status >= 500 else RakitError
         err = cls(str(body.get("detail", "")), status=status, body=body, node=node)
