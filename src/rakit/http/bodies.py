@@ -35,6 +35,7 @@ class AcquireBody(msgspec.Struct):
     ttl: Ttl = 30.0
     lock_delay: LockDelay | None = None
     secret: Secret | None = None
+    session_id: Key | None = None  # the hold lives as long as the session (its ttl is ignored)
 
 
 class ReleaseBody(msgspec.Struct):
@@ -160,3 +161,68 @@ class ExtendBody(msgspec.Struct):
 class RedriveBody(msgspec.Struct):
     topic: Name
     limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_REDRIVE_LIMIT)] = 100
+
+
+# -- sessions, semaphores, elections (docs/api.md v2) -----------------------------------------------
+
+SessionTtl = Annotated[float, msgspec.Meta(ge=1, le=3600)]
+Permits = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
+MAX_ELECTION_VALUE = 64 * 1024
+
+
+class SessionGrantBody(msgspec.Struct):
+    client_id: Name
+    ttl: SessionTtl = 10.0
+    lock_delay: LockDelay = 0.0
+
+
+class SessionBody(msgspec.Struct):
+    session_id: Key
+
+
+class SemaphoreAcquireBody(msgspec.Struct):
+    name: Key
+    client_id: Name
+    limit: Permits
+    permits: Permits = 1
+    timeout: Timeout = 0.0
+    ttl: Ttl = 30.0
+    session_id: Key | None = None
+
+
+class SemaphoreReleaseBody(msgspec.Struct):
+    name: Key
+    client_id: Name
+
+
+class SemaphoreRenewBody(msgspec.Struct):
+    name: Key
+    client_id: Name
+    ttl: Ttl | None = None
+
+
+class CampaignBody(msgspec.Struct):
+    name: Key
+    candidate_id: Key
+    value: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
+    ttl: SessionTtl = 10.0
+    timeout: Timeout = 0.0
+    session_id: Key | None = None
+
+
+class ElectionRenewBody(msgspec.Struct):
+    name: Key
+    candidate_id: Key
+    ttl: SessionTtl | None = None
+
+
+class ProclaimBody(msgspec.Struct):
+    name: Key
+    candidate_id: Key
+    term: Token
+    value: msgspec.Raw
+
+
+class ResignBody(msgspec.Struct):
+    name: Key
+    candidate_id: Key

@@ -34,6 +34,7 @@ import msgspec
 
 from rakit import errors as E
 from rakit.http import bodies as B
+from rakit.http import coordination_schemas as C
 from rakit.http import schemas as S
 from rakit.http.endpoints import ENDPOINTS, JSON, Endpoint, Param, dashboard
 from rakit.http.json import MAX_BODY_BYTES, MAX_VALUE_BYTES
@@ -112,6 +113,15 @@ ERRORS: dict[str, tuple[type[E.RakitError], type, str]] = {
     "LockRefused": (E.Conflict, S.LockRefusedError, "`conflict` / `timeout` / `deadlock`: not granted."),
     "NotHolder": (E.Conflict, S.NotHolderError, "`not_holder`: the client does not hold the lock."),
     "ReleaseRefused": (E.Conflict, S.ReleaseRefusedError, "`not_holder` / `token_mismatch`."),
+    "SessionNotFound": (E.SessionNotFound, C.SessionNotFoundError, "`session_not_found`: no such session."),
+    "SemaphoreRefused": (
+        E.Conflict,
+        C.SemaphoreRefusedError,
+        "`conflict` / `timeout` / `limit_mismatch` / `already_holder`: not granted.",
+    ),
+    "SemaphoreNotHolder": (E.Conflict, C.SemaphoreNotHolderError, "`not_holder`: the client holds no permit."),
+    "ElectionRefused": (E.Conflict, C.ElectionRefusedError, "`conflict` / `timeout` / `already_holder`: not elected."),
+    "NotElected": (E.NotElected, C.NotElectedError, "`not_leader`: the candidate does not lead the election."),
     "TooManyInFlight": (
         E.TooManyInFlight,
         S.TooManyInFlightError,
@@ -303,6 +313,9 @@ DESCRIPTIONS: dict[tuple[str, str], str | tuple[str, str]] = {
     ),
     ("GET", "/docs"): ("A browsable reference of this document (Swagger UI, served by the node: no external assets)."),
 }
+
+
+DESCRIPTIONS.update(C.DESCRIPTIONS)
 
 
 def _documented(ep: Endpoint) -> Op:

@@ -1,6 +1,6 @@
 """Response shapes of the HTTP API, as msgspec Structs: what the handlers answer.
 
-The request Structs live beside their routes (they validate the bodies); the
+The request Structs live in ``rakit.http.bodies`` (they validate the bodies); the
 handlers still build most answers as dicts, and these Structs describe them
 for the OpenAPI document (``rakit.http.openapi``).  The integration test
 ``tests/integration/test_openapi_cluster.py`` checks real answers against

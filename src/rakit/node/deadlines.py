@@ -26,6 +26,11 @@ class Deadlines:
         self._live[name] = (deadline, self._seq, payload)
         heapq.heappush(self._heap, (deadline, self._seq, name))
 
+    def deadline(self, name: Hashable) -> float | None:
+        """When ``name`` is due (None: not set)."""
+        live = self._live.get(name)
+        return None if live is None else live[0]
+
     def cancel(self, name: Hashable) -> None:
         self._live.pop(name, None)
 

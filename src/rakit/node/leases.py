@@ -23,6 +23,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from rakit.node.coordination_results import lock_results
 from rakit.node.deadlines import Deadlines
 from rakit.raft.messages import Entry
 from rakit.statemachines import locks as L
@@ -66,12 +67,17 @@ class LeaseKeeper:
         self._wake.set()
 
     def on_applied(self, entry: Entry, result: Any) -> None:
-        if not self._leading or type(result) not in L.RESULT_TYPES:
+        if not self._leading:
             return
+        for inner in lock_results(result):  # a lock result, or one nested in a session's end
+            self._on_result(inner)
+
+    def _on_result(self, result: Any) -> None:
         now = self.now()
         match result:
             case L.Granted() | L.Renewed():
-                self._hold(now, result.resource, result.client_id, result.ttl, result.lease)
+                if getattr(result, "session_id", None) is None:  # a session's lock has no lease of its own
+                    self._hold(now, result.resource, result.client_id, result.ttl, result.lease)
                 self.timers.cancel(("wait", result.resource, result.client_id))
             case L.Waiting():
                 wait = next(
@@ -82,8 +88,12 @@ class LeaseKeeper:
                 self.timers.cancel(("wait", result.resource, result.client_id))
             case L.Expired() if result.delay_since is not None:
                 self._delay(now, result.resource)
+            case L.SessionLocksEnded():  # its waits' timers fire as no-ops; its delays need ending
+                for resource, _, _ in result.delayed:
+                    self._delay(now, resource)
         for grant in getattr(result, "grants", ()):
-            self._hold(now, grant.resource, grant.client_id, grant.ttl, grant.lease)
+            if grant.session_id is None:
+                self._hold(now, grant.resource, grant.client_id, grant.ttl, grant.lease)
             self.timers.cancel(("wait", grant.resource, grant.client_id))
         for ended in getattr(result, "removed_holds", ()):
             self.timers.cancel(("hold", ended.resource, ended.client_id))

@@ -19,9 +19,12 @@ import asyncio
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from rakit.errors import Conflict, InvalidRequest, NoLeader, NotLeader, RakitError, TooManyWaiters
+from rakit.errors import Conflict, InvalidRequest, NoLeader, NotLeader, RakitError, SessionNotFound, TooManyWaiters
+from rakit.node.coordination_results import lock_results
 from rakit.raft.messages import Entry
 from rakit.statemachines import locks as L
+from rakit.statemachines.coordination import SessionLockAcquire
+from rakit.statemachines.holds import Refused
 
 if TYPE_CHECKING:
     from rakit.metrics import NodeMetrics
@@ -45,8 +48,10 @@ class LockService:
     # -- listeners -----------------------------------------------------------------
 
     def on_applied(self, entry: Entry, result: Any) -> None:
-        if type(result) not in L.RESULT_TYPES:
-            return
+        for inner in lock_results(result):  # a lock result, or one nested in a session's end
+            self._on_result(inner)
+
+    def _on_result(self, result: Any) -> None:
         for grant in getattr(result, "grants", ()):
             for future in self._grants.pop((grant.resource, grant.client_id), ()):
                 if not future.done():
@@ -70,6 +75,9 @@ class LockService:
     # -- operations (run on the leader) -----------------------------------------------
 
     async def propose(self, command: Any, *, lazy: bool = False) -> Any:
+        if isinstance(command, L.Acquire) and command.session_id is not None:
+            # Checked and attached in one entry by the coordination machine (its rule 2).
+            command = SessionLockAcquire(command)
         return await self.driver.propose(self.machines.encode(command), lazy=lazy)
 
     async def acquire(self, command: L.Acquire) -> L.Granted:
@@ -82,7 +90,7 @@ class LockService:
             # share the next release's replication round (``RaftDriver.propose``, lazy).
             lazy = command.wait > 0 and self.table.would_wait(command.resource, command.client_id, command.mode)
             result = await self.propose(command, lazy=lazy)
-            if isinstance(result, L.Refused):
+            if isinstance(result, L.Refused | Refused):  # the lock table's, or the session check's
                 raise refusal(result)
             if isinstance(result, L.Waiting):
                 self.metrics.lock_waiting.inc()
@@ -194,14 +202,16 @@ def not_holder(resource: str, client_id: str) -> Conflict:
     return Conflict("not_holder", f"{client_id!r} does not hold {resource!r}")
 
 
-def refusal(result: L.Refused) -> RakitError:
+def refusal(result: L.Refused | Refused) -> RakitError:
     if result.code == "invalid":
         return InvalidRequest(result.detail or "invalid lock request")
+    if result.code == "session_not_found":
+        return SessionNotFound(result.detail or "no such session", acquired=False)
     if result.code == "too_many_waiters":
         return TooManyWaiters(result.detail or "too many waiters", acquired=False)
     if result.code == "quota":
         return Conflict("quota", result.detail or "the token's lock quota is used up", acquired=False)
-    if result.code == "deadlock":
+    if result.code == "deadlock" and isinstance(result, L.Refused):
         return Conflict(
             "deadlock",
             "waiting would close a cycle in the wait-for graph: " + " -> ".join([*result.cycle, result.cycle[0]]),

@@ -13,6 +13,8 @@ from rakit.cache.service import CacheService, CacheSettings
 from rakit.config import NodeConfig
 from rakit.metrics import NodeMetrics
 from rakit.node import consistency
+from rakit.node.coordination_leases import CoordinationKeeper
+from rakit.node.coordination_service import CoordinationService
 from rakit.node.driver import RaftDriver
 from rakit.node.inbound import ReplyFilter
 from rakit.node.leases import LeaseKeeper
@@ -24,6 +26,7 @@ from rakit.raft.config import RaftConfig
 from rakit.relay import HttpRelay
 from rakit.security.internal import InternalAuth
 from rakit.security.tls import client_context
+from rakit.statemachines.coordination import CoordinationMachine
 from rakit.statemachines.kv import KvMachine
 from rakit.statemachines.locks import LockTable
 from rakit.statemachines.members import MembersMachine
@@ -43,7 +46,9 @@ class NodeRuntime:
         self.kv = KvMachine()
         self.lock_table = LockTable()
         self.members = MembersMachine()
-        self.machines = Registry([self.lock_table, self.kv, self.members])
+        # Sessions, semaphores and elections; a session's end also ends its locks (one entry).
+        self.coordination_machine = CoordinationMachine([self.lock_table])
+        self.machines = Registry([self.lock_table, self.kv, self.members, self.coordination_machine])
         # Signs every node-to-node call with the cluster secret (a no-op without one).
         self.internal_auth = InternalAuth(config.cluster_secret, config.node_id)
         self._session: aiohttp.ClientSession | None = None
@@ -51,6 +56,8 @@ class NodeRuntime:
         self._driver: RaftDriver | None = None
         self._locks: LockService | None = None
         self._leases: LeaseKeeper | None = None
+        self._coordination: CoordinationService | None = None
+        self._coordination_leases: CoordinationKeeper | None = None
         self._redis: Any = None
         self._queue: QueueService | None = None
         self._cache: CacheService | None = None
@@ -75,6 +82,11 @@ class NodeRuntime:
     def locks(self) -> LockService:
         assert self._locks is not None, "runtime not started"
         return self._locks
+
+    @property
+    def coordination(self) -> CoordinationService:
+        assert self._coordination is not None, "runtime not started"
+        return self._coordination
 
     @property
     def queue(self) -> QueueService:
@@ -114,6 +126,10 @@ class NodeRuntime:
         )
         self._locks = LockService(self._driver, self.lock_table, self.machines, self.metrics)
         self._leases = LeaseKeeper(self._driver, self.lock_table, self.machines)
+        self._coordination_leases = CoordinationKeeper(self._driver, self.coordination_machine, self.machines)
+        self._coordination = CoordinationService(
+            self._driver, self.coordination_machine, self.machines, self._coordination_leases
+        )
         # The Redis client connects lazily (no PING here): the node starts and
         # serves locks and kv while Redis is down; queue calls then answer 503.
         self._redis = connect(c.redis_url)
@@ -195,6 +211,8 @@ class NodeRuntime:
             group.create_task(self.driver.transport.run(), name="raft-transport")
             assert self._leases is not None
             group.create_task(self._leases.run(), name="lock-leases")
+            assert self._coordination_leases is not None
+            group.create_task(self._coordination_leases.run(), name="coordination-leases")
             group.create_task(self.queue.run(), name="queue")
             group.create_task(self.cache.run(), name="cache")
             group.create_task(consistency.run(self), name="consistency")

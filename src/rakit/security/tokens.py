@@ -48,7 +48,7 @@ Grants
             | family ":" pattern           every action of the family, on names matching pattern
             | family ":" action ":" pattern
             | family ":" action            = family ":" action ":*"
-    family  = "locks" | "queue" | "cache" | "kv"
+    family  = "locks" | "queue" | "cache" | "kv" | "sessions" | "semaphores" | "elections"
     action  = "read" | "write" | "*"
     pattern = 1-256 of [A-Za-z0-9_.:-*?]: a glob over the whole name, "*" any run of
               characters (also none), "?" one character; case-sensitive
@@ -60,18 +60,21 @@ pattern.  Resource and cache keys may contain ``:``, so ``locks:read:x`` is
 ``locks:*:read:*``.  Topics never contain ``:``, so a queue pattern with one
 is refused (``queue:emails:read`` is a typo for ``queue:read:emails``).
 
-=======  ==========================================  ====================================
-family   read                                        write
-=======  ==========================================  ====================================
-locks    /lock/status, /lock/watch                   /lock/acquire, /lock/release, /lock/renew
-queue    /queue/pop, /queue/stats, /queue/dead        /queue/push, ack, nack, extend, redrive
-cache    /cache/get, /cache/stats (no name: any      /cache/set, /cache/delete
-         cache read grant)
-kv       /kv/get                                     /kv/put, /kv/delete, /kv/incr
-=======  ==========================================  ====================================
+==========  ==========================================  ==========================================
+family      read                                        write
+==========  ==========================================  ==========================================
+locks       /lock/status, /lock/watch                   /lock/acquire, /lock/release, /lock/renew
+queue       /queue/pop, /queue/stats, /queue/dead        /queue/push, ack, nack, extend, redrive
+cache       /cache/get, /cache/stats (no name: any      /cache/set, /cache/delete
+            cache read grant)
+kv          /kv/get                                     /kv/put, /kv/delete, /kv/incr
+sessions    GET /session/{id} (no name)                 /session/grant, keepalive, revoke (no name)
+semaphores  /semaphore/status                           /semaphore/acquire, release, renew
+elections   /election/leader, /election/observe         /election/campaign, renew, proclaim, resign
+==========  ==========================================  ==========================================
 
 The name checked is the lock's ``resource``, the queue's ``topic``, the cache
-or kv ``key``.  A consumer needs ``queue:read:T`` (pop) and ``queue:write:T``
+or kv ``key``, the semaphore's or election's ``name``.  A consumer needs ``queue:read:T`` (pop) and ``queue:write:T``
 (ack, nack, extend).
 
 Open paths (no token): ``/health`` (load balancers), ``/docs``, ``/docs/...``,
@@ -110,7 +113,7 @@ from rakit.security.ratelimit import RateLimiter
 if TYPE_CHECKING:
     from rakit.security.permissions import Permissions
 
-FAMILIES = ("locks", "queue", "cache", "kv")
+FAMILIES = ("locks", "queue", "cache", "kv", "sessions", "semaphores", "elections")
 PLAIN_GRANTS = ("*", "status", "admin", "members")
 ACTIONS = ("read", "write", "*")
 

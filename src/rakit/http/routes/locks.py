@@ -37,7 +37,16 @@ async def acquire(call: Call[AcquireBody]) -> Response:
     req, identity = call.body, identity_of(call.request)
     quota = identity.max_locks if identity is not None else None
     command = L.Acquire(
-        req.resource, req.client_id, req.mode, req.ttl, call.remaining(), req.lock_delay, call.owner, req.secret, quota
+        req.resource,
+        req.client_id,
+        req.mode,
+        req.ttl,
+        call.remaining(),
+        req.lock_delay,
+        call.owner,
+        req.secret,
+        quota,
+        req.session_id,
     )
     return json_response(granted_body(await call.runtime.locks.acquire(command)))
 

@@ -159,5 +159,6 @@ RESULT_TYPES = frozenset(
         Cancelled,
         DelayEnded,
         OptionsSet,
+        SessionLocksEnded,
     )
 )
