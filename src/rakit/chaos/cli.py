@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rakit.chaos.nemesis import NemesisError, parse_nemeses
-from rakit.chaos.workloads import WORKLOADS
+from rakit.chaos.workloads_coordination import ALL_WORKLOADS
 
 
 def report(summary: dict[str, Any], console: Console) -> None:
@@ -65,8 +65,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
         nodes: Annotated[int, typer.Option(help="Cluster size: 3 or 5.")] = 3,
         workload: Annotated[
-            str, typer.Option(help="Workloads, comma-separated: locks, queue, cache.")
-        ] = "locks,queue,cache",
+            str, typer.Option(help="Workloads, comma-separated: locks, queue, cache, semaphores, elections.")
+        ] = ",".join(ALL_WORKLOADS),
         out: Annotated[str | None, typer.Option(help="Folder for the history, logs, summary and plot.")] = None,
         plot: Annotated[
             bool | None,
@@ -90,9 +90,9 @@ def register(app: typer.Typer) -> None:
         except NemesisError as exc:
             _fail(str(exc))
         chosen = tuple(w.strip() for w in workload.split(",") if w.strip())
-        unknown = [w for w in chosen if w not in WORKLOADS]
+        unknown = [w for w in chosen if w not in ALL_WORKLOADS]
         if unknown or not chosen:
-            _fail(f"unknown workload {', '.join(unknown) or '(none)'}: choose from {', '.join(WORKLOADS)}")
+            _fail(f"unknown workload {', '.join(unknown) or '(none)'}: choose from {', '.join(ALL_WORKLOADS)}")
         draw = plot_wanted(plot)  # before anything runs: a missing matplotlib never costs a run
         seed = random.randrange(1 << 31) if seed is None else seed
         folder = Path(out) if out else Path("chaos-runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}"

@@ -31,6 +31,7 @@ import aiohttp
 from rakit.chaos import disk
 from rakit.chaos import nemesis as nem
 from rakit.chaos import workloads as wl
+from rakit.chaos import workloads_coordination as wc
 from rakit.chaos.history import Fault, History, Verdict
 from rakit.launcher import LaunchError, NodeProcess, RedisProcess, pick_leader
 from rakit.security.internal import InternalAuth
@@ -50,11 +51,12 @@ class RunConfig:
     nemeses: tuple[str, ...] = ("partition", "bridge", "kill", "pause")
     seed: int = 0
     nodes: int = 3
-    workloads: tuple[str, ...] = wl.WORKLOADS
+    workloads: tuple[str, ...] = wc.ALL_WORKLOADS
     out: Path = Path("chaos-runs")
     fault_seconds: tuple[float, float] = (4.0, 8.0)
     gap_seconds: tuple[float, float] = (2.0, 4.0)
     settings: wl.Settings = field(default_factory=wl.Settings)
+    coordination: wc.CoordinationSettings = field(default_factory=wc.CoordinationSettings)
 
 
 @dataclass(slots=True)
@@ -355,6 +357,7 @@ async def _drive(
         ctx = wl.Context(session, cluster.peers, recorder, stop, config.seed)
         recorder.t0 = time.monotonic()
         tasks = wl.start(ctx, config.workloads, config.settings)
+        tasks += wc.start(ctx, config.workloads, config.coordination)
         nemesis = Nemesis(cluster, session, recorder, config.seed)
         player = asyncio.ensure_future(nemesis.play(steps, stop))
         try:

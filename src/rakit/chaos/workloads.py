@@ -1,4 +1,5 @@
-"""The chaos clients: lock, queue and cache workloads that record every request as an ``Op``.
+"""The chaos clients: lock, queue and cache workloads that record every request as an ``Op``
+(the semaphore and election workloads, built on this module's ``Context``, are in ``workloads_coordination``).
 
 Each workload is a few logical processes, each making one request at a time
 to its own node (``Context.home``; a request is never retried elsewhere by
@@ -146,7 +147,7 @@ def classify(answer: Answer, ok: Sequence[int] = (200,), fail: Sequence[int] = (
     return "info", None
 
 
-async def _pause(ctx: Context, seconds: float) -> None:
+async def pause(ctx: Context, seconds: float) -> None:
     """Sleep ``seconds`` or until the run stops, whichever is first."""
     try:
         await asyncio.wait_for(ctx.stop.wait(), seconds)
@@ -198,7 +199,7 @@ async def lock_process(ctx: Context, process: int, s: LockSettings) -> None:
             await asyncio.sleep(rng.uniform(*hold))  # a hold is never cut short by stop
             await release(ctx, process, rng, {"resource": resource, "client_id": client_id})
         else:
-            await _pause(ctx, rng.uniform(0.02, 0.1))
+            await pause(ctx, rng.uniform(0.02, 0.1))
 
 
 async def release(ctx: Context, process: int, rng: random.Random, args: dict[str, Any], attempts: int = 3) -> None:
@@ -256,7 +257,7 @@ async def producer(ctx: Context, process: int, s: QueueSettings) -> None:
             functools.partial(ctx.request, "POST", node, "/queue/push", args, 3.0),
             classify,
         )
-        await _pause(ctx, rng.uniform(*s.push_gap))
+        await pause(ctx, rng.uniform(*s.push_gap))
 
 
 def _pop_result(answer: Answer) -> tuple[str, Any]:
@@ -302,7 +303,7 @@ async def consumer(ctx: Context, process: int, s: QueueSettings) -> None:
         op = await pop_once(ctx, process, ctx.home(process), topic, name, s.visibility_timeout)
         message = op.result if op.type == "ok" and op.result and not op.result.get("empty") else None
         if message is None:
-            await _pause(ctx, 0.05 if op.type == "ok" else 0.1)
+            await pause(ctx, 0.05 if op.type == "ok" else 0.1)
             continue
         if rng.random() < s.crash_fraction:
             continue  # crashed between pop and ack: the message comes back after the visibility timeout
@@ -370,7 +371,7 @@ async def writer(ctx: Context, process: int, s: CacheSettings) -> None:
             functools.partial(ctx.request, "POST", node, "/cache/set", args, 3.0),
             lambda a: classify(a, fail=(422,)),
         )
-        await _pause(ctx, rng.uniform(*s.gap))
+        await pause(ctx, rng.uniform(*s.gap))
 
 
 async def get_once(ctx: Context, process: int, node: str, key: str, final: bool = False) -> Op:
@@ -392,7 +393,7 @@ async def reader(ctx: Context, process: int, s: CacheSettings) -> None:
     rng = ctx.rng("cache", process)
     while not ctx.stop.is_set():
         await get_once(ctx, process, ctx.home(process), rng.choice(s.keys))
-        await _pause(ctx, rng.uniform(*s.gap))
+        await pause(ctx, rng.uniform(*s.gap))
 
 
 async def final_reads(ctx: Context, s: CacheSettings, deadline: float, process: int = 900) -> None:

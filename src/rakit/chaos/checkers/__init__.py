@@ -11,6 +11,10 @@ ops.
   in push order;
 - ``check_cache``: no stale or phantom read, one version per write,
   convergence after healing;
+- ``check_semaphores``: never more than ``limit`` permits held, growing
+  tokens, consistent status snapshots;
+- ``check_elections``: one leader at a time, growing terms, observers that
+  never go back;
 - ``check_disk`` (only when the run had ``corrupt`` faults): a node never
   starts on a log damaged in the middle.
 """
@@ -19,15 +23,29 @@ from __future__ import annotations
 
 from rakit.chaos.checkers.cache import check_cache
 from rakit.chaos.checkers.disk import check_disk
+from rakit.chaos.checkers.elections import check_elections
 from rakit.chaos.checkers.locks import check_locks
 from rakit.chaos.checkers.queue import DEFAULT_MAX_DELIVERIES, check_queue
+from rakit.chaos.checkers.semaphores import check_semaphores
 from rakit.chaos.history import History, Verdict
 
-__all__ = ["check_all", "check_cache", "check_disk", "check_locks", "check_queue"]
+__all__ = [
+    "check_all",
+    "check_cache",
+    "check_disk",
+    "check_elections",
+    "check_locks",
+    "check_queue",
+    "check_semaphores",
+]
+
+COORDINATION_CHECKERS = (("semaphores", check_semaphores), ("elections", check_elections))
 
 
 def check_all(history: History) -> list[Verdict]:
-    """The verdicts of the locks, queue and cache checkers, in that order, on ``history``.
+    """The verdicts of the locks, queue and cache checkers, in that order, on ``history``; then those of
+    the semaphores and elections checkers when the run chose those workloads (``meta["workloads"]``)
+    or recorded ops of them.
 
     The queue's ``max_deliveries`` is taken from ``history.meta`` when the run recorded it.
     """
@@ -37,6 +55,11 @@ def check_all(history: History) -> list[Verdict]:
         check_queue(history.of("queue"), history.faults, max_deliveries=max_deliveries),
         check_cache(history.of("cache"), history.faults),
     ]
+    chosen = history.meta.get("workloads") or ()
+    for workload, checker in COORDINATION_CHECKERS:
+        ops = history.of(workload)
+        if ops or workload in chosen:
+            verdicts.append(checker(ops, history.faults))
     if any(f.nemesis == "corrupt" for f in history.faults):
         verdicts.append(check_disk(history.faults))
     return verdicts
