@@ -1,0 +1,147 @@
+"""Sessions, semaphores and leader election on a real 3-node cluster, through random nodes (docs/api.md v2)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from httpcall import get, post
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    from rakit.launcher import LocalCluster
+
+    c = LocalCluster(3, tmp_path_factory.mktemp("coordination"))
+    c.start()
+    c.wait_for_leader(timeout=15)
+    yield c
+    c.close()
+
+
+def urls(cluster) -> list[str]:
+    return [n.url for n in cluster.nodes.values()]
+
+
+def in_background(fn):
+    out: dict = {}
+    thread = threading.Thread(target=lambda: out.update(answer=fn()), daemon=True)
+    thread.start()
+    return thread, out
+
+
+def test_a_semaphore_counts_permits_fifo_with_fencing_tokens(cluster):
+    a, b, c = urls(cluster)
+    s, g1 = post(a + "/semaphore/acquire", {"name": "gpu", "client_id": "w1", "limit": 2})
+    assert s == 200 and g1["acquired"] and (g1["permits"], g1["limit"], g1["available"]) == (1, 2, 1)
+    s, g2 = post(b + "/semaphore/acquire", {"name": "gpu", "client_id": "w2", "limit": 2})
+    assert s == 200 and g2["fencing_token"] > g1["fencing_token"] and g2["available"] == 0
+    s, body = post(c + "/semaphore/acquire", {"name": "gpu", "client_id": "w3", "limit": 2})
+    assert (s, body["error"], body["acquired"]) == (409, "conflict", False)
+    s, body = post(c + "/semaphore/acquire", {"name": "gpu", "client_id": "w3", "limit": 3})
+    assert (s, body["error"], body["limit"]) == (409, "limit_mismatch", 2)
+    s, again = post(a + "/semaphore/acquire", {"name": "gpu", "client_id": "w1", "limit": 2})
+    assert s == 200 and again["again"] and again["fencing_token"] == g1["fencing_token"]
+    s, body = post(a + "/semaphore/acquire", {"name": "gpu", "client_id": "w1", "limit": 2, "permits": 2})
+    assert (s, body["error"]) == (409, "already_holder")
+    waiter, out = in_background(
+        lambda: post(
+            c + "/semaphore/acquire", {"name": "gpu", "client_id": "w3", "limit": 2, "timeout": 20}, timeout=30
+        )
+    )
+    assert post(b + "/semaphore/release", {"name": "gpu", "client_id": "w2"}) == (200, {"released": True, "permits": 1})
+    waiter.join(25)
+    s, g3 = out["answer"]
+    assert s == 200 and g3["client_id"] == "w3" and g3["fencing_token"] > g2["fencing_token"]
+    s, st = get(b + "/semaphore/status/gpu")
+    assert s == 200 and st["limit"] == 2 and st["available"] == 0
+    assert sorted(h["client_id"] for h in st["holders"]) == ["w1", "w3"]
+    s, body = post(a + "/semaphore/release", {"name": "gpu", "client_id": "nobody"})
+    assert (s, body["error"]) == (409, "not_holder")
+
+
+def test_an_election_hands_over_in_one_entry_and_observers_see_it(cluster):
+    a, b, c = urls(cluster)
+    s, won = post(a + "/election/campaign", {"name": "sched", "candidate_id": "n1", "value": {"host": "a"}})
+    assert s == 200 and won["elected"] and won["leader"] == "n1" and won["value"] == {"host": "a"}
+    s, body = post(b + "/election/campaign", {"name": "sched", "candidate_id": "n2"})
+    assert (s, body["error"]) == (409, "conflict")
+    second, out = in_background(
+        lambda: post(b + "/election/campaign", {"name": "sched", "candidate_id": "n2", "timeout": 20, "value": 2})
+    )
+    observer, seen = in_background(
+        lambda: get(c + f"/election/observe/sched?after_term={won['term']}&timeout=20", timeout=30)
+    )
+    s, lead = get(c + "/election/leader/sched")
+    assert s == 200 and lead["leader"] == "n1" and lead["term"] == won["term"]
+    s, body = post(c + "/election/proclaim", {"name": "sched", "candidate_id": "n1", "term": won["term"], "value": 7})
+    assert s == 200 and body["value"] == 7 and body["term"] == won["term"]
+    s, body = post(c + "/election/proclaim", {"name": "sched", "candidate_id": "n1", "term": 1, "value": 7})
+    assert (s, body["error"]) == (409, "not_leader")
+    assert post(a + "/election/resign", {"name": "sched", "candidate_id": "n1"}) == (200, {"resigned": True})
+    second.join(25)
+    observer.join(25)
+    s, next_leader = out["answer"]
+    assert s == 200 and next_leader["leader"] == "n2" and next_leader["term"] > won["term"]
+    s, change = seen["answer"]
+    assert s == 200 and change["changed"] and change["term"] > won["term"]
+    s, body = post(a + "/election/renew", {"name": "sched", "candidate_id": "n1"})
+    assert (s, body["error"]) == (409, "not_leader")
+
+
+def test_a_revoked_session_ends_everything_attached_at_once_and_grants_the_waiters(cluster):
+    a, b, c = urls(cluster)
+    s, sess = post(a + "/session/grant", {"client_id": "worker", "ttl": 30})
+    assert s == 200 and sess["client_id"] == "worker"
+    sid = sess["session_id"]
+    assert post(b + "/lock/acquire", {"resource": "job", "client_id": "worker", "session_id": sid})[0] == 200
+    sem = {"name": "pool", "client_id": "worker", "limit": 1, "session_id": sid}
+    assert post(c + "/semaphore/acquire", sem)[0] == 200
+    assert post(a + "/election/campaign", {"name": "cron", "candidate_id": "worker", "session_id": sid})[0] == 200
+    s, view = get(b + f"/session/{sid}")
+    assert s == 200 and view["locks"] == ["job"] and view["semaphores"] == ["pool"] and view["elections"] == ["cron"]
+    assert 0 < view["remaining"] <= 30
+    waiters = [
+        in_background(
+            lambda: post(a + "/lock/acquire", {"resource": "job", "client_id": "other", "timeout": 20}, timeout=30)
+        ),
+        in_background(
+            lambda: post(
+                b + "/semaphore/acquire", {"name": "pool", "client_id": "other", "limit": 1, "timeout": 20}, timeout=30
+            )
+        ),
+        in_background(
+            lambda: post(c + "/election/campaign", {"name": "cron", "candidate_id": "other", "timeout": 20}, timeout=30)
+        ),
+    ]
+    assert post(c + "/session/revoke", {"session_id": sid}) == (200, {"revoked": True})
+    for thread, out in waiters:
+        thread.join(25)
+        s, body = out["answer"]
+        assert s == 200, body
+    s, body = get(a + f"/session/{sid}")
+    assert (s, body["error"]) == (404, "session_not_found")
+    s, body = post(a + "/session/keepalive", {"session_id": sid})
+    assert (s, body["error"]) == (404, "session_not_found")
+
+
+def test_a_session_client_must_match_and_bad_input_is_a_422(cluster):
+    a, b, _ = urls(cluster)
+    s, sess = post(a + "/session/grant", {"client_id": "w", "ttl": 5})
+    sid = sess["session_id"]
+    s, body = post(b + "/semaphore/acquire", {"name": "x", "client_id": "intruder", "limit": 1, "session_id": sid})
+    assert s == 422 and body["error"] == "invalid_request"
+    for path, bad in [
+        ("/session/grant", {"client_id": "w", "ttl": 0}),
+        ("/semaphore/acquire", {"name": "x\n", "client_id": "w", "limit": 1}),
+        ("/semaphore/acquire", {"name": "x", "client_id": "w", "limit": 2, "permits": 3}),
+        ("/election/campaign", {"name": "e", "candidate_id": "c", "value": "v" * 70_000}),
+        ("/election/proclaim", {"name": "e", "candidate_id": "c"}),
+    ]:
+        s, body = post(b + path, bad)
+        assert s == 422 and body["error"] == "invalid_request", (path, body)
+    s, body = post(b + "/session/keepalive", {"session_id": "never-granted"})
+    assert (s, body["error"]) == (404, "session_not_found")
