@@ -41,12 +41,15 @@ class Fake:
         self.sems: dict[str, tuple[int, dict[str, tuple[int, int]]]] = {}  # name -> (limit, holder -> (n, token))
         self.elections: dict[str, dict[str, Any]] = {}  # name -> {"leader", "value", "term"}
         self.refuse_renewals = False
+        self.unreachable = False
 
     def next_index(self) -> int:
         self.index += 1
         return self.index
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
+        if self.unreachable:
+            raise httpx.ConnectError("unreachable", request=request)
         with self.mutex:
             self.paths.append(request.url.path)
             body = json.loads(request.content) if request.content else {}
@@ -205,6 +208,20 @@ def test_a_session_lost_sets_lost_on_it_and_its_locks(client: Client, fake: Fake
                 s.check()
             lease.release()  # ended with its session: nothing to send
     assert fake.paths.count("/lock/release") == 0 and "/session/revoke" not in fake.paths
+
+
+def test_a_session_that_cannot_reach_the_cluster_is_lost_by_its_ttl(client: Client, fake: Fake) -> None:
+    s = client.session(ttl=0.4).grant()
+    with pytest.raises(rakit.PermitsLost), client.semaphore("gpu", 2, session=s) as gpu:
+        fake.unreachable = True
+        started = time.monotonic()
+        wait_until(s.lost.is_set, "the keepalive to give up", deadline=3)
+        assert time.monotonic() - started < 1.5  # by the ttl, not a retry deadline (15 s) later
+        assert gpu.lost.is_set()
+        fake.unreachable = False
+    with pytest.raises(rakit.SessionLost):
+        s.check()
+    s.revoke()
 
 
 async def test_an_async_session_lost_cancels_the_block(aclient: AsyncClient, fake: Fake) -> None:
