@@ -4,33 +4,65 @@ No gRPC, no protobuf: JSON over HTTP to any node, with failover and retries.
 See ``rakit.client.sync`` and ``rakit.client.aio`` for examples.
 """
 
-from rakit.client.aio import AsyncCache, AsyncClient, AsyncLock, AsyncQueue
+from rakit.client.aio import (
+    AsyncCache,
+    AsyncClient,
+    AsyncLeadership,
+    AsyncLock,
+    AsyncQueue,
+    AsyncSemaphore,
+    AsyncSession,
+)
 from rakit.client.calls import Message
+from rakit.client.coord_calls import LeaderChange
 from rakit.client.errors import (
+    AlreadyHolder,
     ConnectionFailed,
     Deadlock,
     Forbidden,
     InvalidRequest,
+    LeadershipLost,
+    LimitMismatch,
     LockConflict,
     LockLost,
     LockTimeout,
     NoLeader,
+    NotElected,
     NotFound,
     NotHolder,
     NotInFlight,
+    PermitsLost,
     QuotaExceeded,
     RakitError,
     RateLimited,
     ServerError,
+    SessionExists,
+    SessionLost,
+    SessionNotFound,
     TokenMismatch,
     TooLarge,
     TooManyWaiters,
     Unauthorized,
     Unavailable,
 )
-from rakit.client.sync import Cache, Client, Lock, Queue
+from rakit.client.sync import Cache, Client, Leadership, Lock, Queue, Semaphore, Session
 
 __all__ = [
+    "AlreadyHolder",
+    "LeadershipLost",
+    "LimitMismatch",
+    "NotElected",
+    "PermitsLost",
+    "SessionExists",
+    "SessionLost",
+    "SessionNotFound",
+    "AsyncLeadership",
+    "AsyncSemaphore",
+    "AsyncSession",
+    "LeaderChange",
+    "Leadership",
+    "Semaphore",
+    "Session",
     "AsyncCache",
     "AsyncClient",
     "AsyncLock",

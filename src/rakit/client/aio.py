@@ -12,16 +12,17 @@ the lock stops at its next ``await`` instead of running on unprotected.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from types import TracebackType
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
-from rakit.client import calls
-from rakit.client.args import JSON, checked, message_and_consumer
+from rakit.client import aio_elections, calls, coord_calls
+from rakit.client.aio_elections import AsyncLeadership
+from rakit.client.aio_locks import AsyncLock
+from rakit.client.aio_semaphores import AsyncSemaphore
+from rakit.client.aio_sessions import AsyncSession
+from rakit.client.args import JSON, checked, message_and_consumer, semaphore_counts
 from rakit.client.calls import (
     LockMode,
     Message,
@@ -30,12 +31,15 @@ from rakit.client.calls import (
     default_nodes,
     default_token,
 )
-from rakit.client.errors import LockLost, NotHolder, RakitError
+from rakit.client.coord_calls import LeaderChange
+from rakit.client.errors import RakitError
 from rakit.client.runner import AsyncRunner, RetryPolicy, Verify
 
-__all__ = ["AsyncCache", "AsyncClient", "AsyncLock", "AsyncQueue"]
+__all__ = ["AsyncCache", "AsyncClient", "AsyncLeadership", "AsyncLock", "AsyncQueue", "AsyncSemaphore", "AsyncSession"]
 
 log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @checked
@@ -78,22 +82,24 @@ class AsyncClient:
         resource: str,
         *,
         ttl: float = 30.0,
-        timeout: float = 0.0,
+        timeout: float | None = 0.0,
         mode: LockMode = "exclusive",
         client_id: str | None = None,
         lock_delay: float | None = None,
         renew: bool = True,
+        session: AsyncSession | None = None,
     ) -> AsyncLock:
         """A lock on ``resource`` for ``async with``; renewed every ``ttl / 3`` while held.
 
         If the lock is lost (renewal refused, or the cluster unreachable until
         the lease ends), ``lease.lost`` is set and the block is cancelled: it
-        raises ``LockLost``.
+        raises ``LockLost``.  ``session``, ``timeout=None`` and the
+        ``asyncio.Lock`` style: as ``Client.lock`` (``rakit.client.aio_locks``).
 
         >>> async with client.lock("orders", ttl=10, timeout=5) as lease:
         ...     await db.save(order, fencing_token=lease.fencing_token)
         """
-        return AsyncLock(self, resource, client_id or self.client_id, mode, ttl, timeout, lock_delay, renew)
+        return AsyncLock(self, resource, client_id or self.client_id, mode, ttl, timeout, lock_delay, renew, session)
 
     async def acquire(
         self,
@@ -159,6 +165,87 @@ class AsyncClient:
         """
         return await self._run(calls.lock_watch(resource, client_id, timeout))  # type: ignore[no-any-return]
 
+    # -- sessions, semaphores, elections (as ``Client``'s; a loss cancels the block) --------
+
+    def session(
+        self,
+        *,
+        ttl: float = 10.0,
+        lock_delay: float | None = None,
+        client_id: str | None = None,
+        keepalive_interval: float | None = None,
+    ) -> AsyncSession:
+        """A session for ``async with`` (see ``Client.session``); its loss cancels the block: ``SessionLost``.
+
+        >>> async with client.session(ttl=10) as s:
+        ...     async with client.lock("orders", session=s): ...
+        """
+        return AsyncSession(self, client_id or self.client_id, ttl, lock_delay, keepalive_interval)
+
+    def semaphore(
+        self,
+        name: str,
+        limit: int,
+        *,
+        permits: int = 1,
+        ttl: float = 30.0,
+        client_id: str | None = None,
+        session: AsyncSession | None = None,
+        renew: bool = True,
+    ) -> AsyncSemaphore:
+        """A counting semaphore, like ``asyncio.Semaphore`` (see ``Client.semaphore``).
+
+        >>> async with client.semaphore("gpu", limit=4) as gpu: ...
+        """
+        semaphore_counts("AsyncClient.semaphore()", limit, permits)
+        return AsyncSemaphore(self, name, limit, permits, ttl, client_id or self.client_id, session, renew)
+
+    async def semaphore_status(self, name: str) -> dict[str, Any]:
+        """The semaphore's limit, available permits, holders and waiters (linearizable)."""
+        return await self._run(coord_calls.semaphore_status(name))  # type: ignore[no-any-return]
+
+    def campaign(
+        self,
+        name: str,
+        *,
+        value: JSON = None,
+        ttl: float = 10.0,
+        timeout: float | None = None,
+        candidate_id: str | None = None,
+        session: AsyncSession | None = None,
+    ) -> AsyncLeadership:
+        """Run for leader of ``name`` (see ``Client.campaign``): the block runs once elected and is
+        cancelled with ``LeadershipLost`` if the leadership is lost.
+
+        >>> async with client.campaign("scheduler", value={"host": host}, ttl=10) as leadership:
+        ...     await schedule(fencing_token=leadership.term)
+        """
+        return AsyncLeadership(self, name, candidate_id or self.client_id, value, ttl, timeout, session)
+
+    async def election_leader(self, name: str) -> dict[str, Any]:
+        """``{"name", "leader", "value", "term", "candidates"}`` (linearizable)."""
+        return await self._run(coord_calls.election_leader(name))  # type: ignore[no-any-return]
+
+    def observe(self, name: str, *, after_term: int = 0, poll: float = 60.0) -> AsyncIterator[LeaderChange]:
+        """Each change of leader after ``after_term`` (see ``Client.observe``); terms only go up.
+
+        >>> async for change in client.observe("scheduler"):
+        ...     print(change.leader, change.term)
+        """
+        return aio_elections.observe(self, name, after_term, poll)
+
+    def leader_only(
+        self, name: str, *, ttl: float = 60.0, value: JSON = None, resign: bool = False
+    ) -> Callable[[F], F]:
+        """Decorate a coroutine function to run only in the process that wins election ``name``
+        (else the call returns None); see ``Client.leader_only`` for the scheduler use case
+        (celery beat, APScheduler).  A leadership lost meanwhile cancels it: ``LeadershipLost``.
+
+        >>> @client.leader_only("nightly-report", ttl=600)
+        ... async def nightly_report(): ...
+        """
+        return aio_elections.leader_only(self, name, ttl, value, resign)
+
     def queue(self, topic: str) -> AsyncQueue:
         """The queue ``topic``.
 
@@ -209,148 +296,6 @@ class AsyncClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-class AsyncLock:
-    """A lock and, once acquired, its lease (``fencing_token``, ``lost``)."""
-
-    def __init__(
-        self,
-        client: AsyncClient,
-        resource: str,
-        client_id: str,
-        mode: LockMode,
-        ttl: float,
-        timeout: float,
-        lock_delay: float | None,
-        renew: bool,
-    ) -> None:
-        self.client = client
-        self.resource = resource
-        self.client_id = client_id
-        self.mode = mode
-        self.ttl = ttl
-        self.timeout = timeout
-        self.lock_delay = lock_delay
-        self.renew_in_background = renew
-        self.fencing_token: int | None = None
-        self.secret = calls.new_lock_secret()  # never shown by a read: a client id alone cannot release this
-        self.lost = asyncio.Event()
-        self.held = False
-        self._renewer: asyncio.Task[None] | None = None
-        self._owner: asyncio.Task[Any] | None = None
-        self._cancelled_owner = False
-        self._expires_at = 0.0
-
-    async def acquire(self) -> AsyncLock:
-        """Take the lock (waiting up to ``timeout``); ``LockConflict``/``LockTimeout``/``Deadlock`` if not.
-
-        >>> lease = await client.lock("orders", ttl=10).acquire()
-        """
-        started = time.monotonic()
-        grant = await self.client._run(
-            calls.acquire(
-                self.resource, self.client_id, self.mode, self.ttl, self.timeout, self.lock_delay, self.secret
-            )
-        )
-        self.fencing_token = grant["fencing_token"]
-        self.held = True
-        self.lost.clear()
-        self._expires_at = started + self.ttl
-        if self.renew_in_background:
-            self._renewer = asyncio.create_task(self._renew_loop(), name=f"rakit-renew-{self.resource}")
-        return self
-
-    async def renew(self) -> None:
-        """Renew the lease now (the background task does this every ``ttl / 3``).
-
-        >>> await lease.renew()
-        """
-        started = time.monotonic()
-        await self.client._run(calls.renew(self.resource, self.client_id, self.ttl, self.secret))
-        self._expires_at = started + self.ttl
-
-    def check(self) -> None:
-        """Raise ``LockLost`` if the lock was lost.
-
-        >>> lease.check()  # before a write the lock must protect
-        """
-        if self.lost.is_set() or (self.held and time.monotonic() >= self._expires_at):
-            raise LockLost(f"lost the lock on {self.resource!r}")
-
-    @property
-    def is_lost(self) -> bool:
-        """Whether the lock was lost (``lease.lost`` is the event itself).
-
-        >>> if lease.is_lost: abort()
-        """
-        return self.lost.is_set()
-
-    async def release(self) -> None:
-        """Release the lock (stops renewal); a lock already lost is not an error here.
-
-        >>> await lease.release()
-        """
-        await self._stop_renewal()
-        if not self.held:
-            return
-        self.held = False
-        try:
-            await self.client._run(calls.release(self.resource, self.client_id, self.fencing_token, self.secret))
-        except NotHolder:
-            if not self.lost.is_set():
-                raise
-
-    async def _stop_renewal(self) -> None:
-        task, self._renewer = self._renewer, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _renew_loop(self) -> None:
-        interval = self.ttl / 3
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await asyncio.wait_for(self.renew(), timeout=max(0.05, self._expires_at - time.monotonic()))
-            except NotHolder as exc:
-                self._lose(exc)
-                return
-            except (RakitError, TimeoutError) as exc:
-                if time.monotonic() >= self._expires_at:
-                    self._lose(exc)
-                    return
-                log.warning("renewing %r failed (%s); retrying until the lease ends", self.resource, exc)
-                interval = min(self.ttl / 6, max(0.05, self._expires_at - time.monotonic()) / 2)
-                continue
-            interval = self.ttl / 3
-
-    def _lose(self, cause: BaseException) -> None:
-        log.warning("lost the lock on %r: %s", self.resource, cause)
-        self.lost.set()
-        if self._owner is not None and not self._owner.done():
-            self._cancelled_owner = True
-            self._owner.cancel()
-
-    async def __aenter__(self) -> AsyncLock:
-        await self.acquire()
-        self._owner = asyncio.current_task()
-        self._cancelled_owner = False
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        owner, self._owner = self._owner, None
-        lost = self.lost.is_set()
-        await self.release()
-        if self._cancelled_owner and owner is not None:
-            self._cancelled_owner = False
-            if owner.uncancel() == 0 and exc_type is asyncio.CancelledError:
-                raise LockLost(f"the lock on {self.resource!r} was lost; the block was cancelled") from None
-        if lost and exc_type is None:
-            raise LockLost(f"the lock on {self.resource!r} was lost while the block ran")
 
 
 @checked

@@ -36,7 +36,7 @@ from typing import Annotated, Any, Literal, TypeAlias, TypeVar, get_args, get_or
 
 from rakit.client.calls import Message
 
-__all__ = ["JSON", "checked", "message_and_consumer"]
+__all__ = ["JSON", "checked", "message_and_consumer", "semaphore_counts"]
 
 #: A payload: any value JSON encodes (checked by encoding it as httpx will).
 JSON: TypeAlias = Annotated[Any, "json"]
@@ -206,3 +206,11 @@ def message_and_consumer(queue: Any, op: str, message_id: str | Message, consume
             )
         return message_id.message_id, consumer_id or message_id.consumer_id or queue.client.client_id
     return message_id, consumer_id or queue.client.client_id
+
+
+def semaphore_counts(where: str, limit: int, permits: int) -> None:
+    """``limit`` and ``permits`` of a semaphore, checked before anything is sent (``ValueError``)."""
+    if limit < 1:
+        raise ValueError(f"{where}: limit must be at least 1, not {limit}")
+    if not 1 <= permits <= limit:
+        raise ValueError(f"{where}: permits must be from 1 to the limit ({limit}), not {permits}")

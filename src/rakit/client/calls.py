@@ -167,10 +167,13 @@ def acquire(
     timeout: float,
     lock_delay: float | None,
     secret: str | None = None,
+    session_id: str | None = None,
 ) -> Call:
     body: dict[str, Any] = {"resource": resource, "client_id": client_id, "mode": mode, "ttl": ttl, "timeout": timeout}
     if lock_delay is not None:
         body["lock_delay"] = lock_delay
+    if session_id is not None:
+        body["session_id"] = session_id
     if secret is not None:
         body["secret"] = secret
     return Call("POST", "/lock/acquire", body, wait=timeout)

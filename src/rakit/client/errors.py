@@ -19,6 +19,7 @@ __all__ = [
     "Deadlock",
     "Forbidden",
     "InvalidRequest",
+    "LeadershipLost",
     "LimitMismatch",
     "LockConflict",
     "LockLost",
@@ -28,9 +29,11 @@ __all__ = [
     "NotHolder",
     "NotElected",
     "NotInFlight",
+    "PermitsLost",
     "RakitError",
     "ServerError",
     "SessionExists",
+    "SessionLost",
     "SessionNotFound",
     "TokenMismatch",
     "TooLarge",
@@ -222,6 +225,26 @@ class LockLost(RakitError):
     """The lock was lost while held: a renewal was refused or could not reach the cluster in time."""
 
     error = "lock_lost"
+
+
+class SessionLost(RakitError):
+    """The session ended while in use: a keepalive got ``session_not_found`` or could not reach the
+    cluster before the session's ttl ran out.  Every hold attached to it ended with it."""
+
+    error = "session_lost"
+
+
+class PermitsLost(RakitError):
+    """A semaphore's permits were lost while held: a renewal was refused or came too late."""
+
+    error = "permits_lost"
+
+
+class LeadershipLost(RakitError):
+    """The leadership of an election was lost while the block ran: a renewal got ``not_leader`` or
+    could not reach the cluster before the lease ran out."""
+
+    error = "leadership_lost"
 
 
 _BY_CODE: dict[str, type[RakitError]] = {

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -52,6 +52,13 @@ class RetryPolicy:
     deadline: float = 15.0  # all attempts of one call
     backoff_initial: float = 0.05
     backoff_max: float = 1.0
+
+    def within(self, budget: float | None) -> RetryPolicy:
+        """This policy, its attempts and each request's timeout held to ``budget`` seconds (None: as is)."""
+        if budget is None:
+            return self
+        budget = max(0.01, budget)
+        return replace(self, timeout=min(self.timeout, budget), deadline=min(self.deadline, budget))
 
     def tenacity_kwargs(self) -> dict[str, Any]:
         return {
@@ -208,9 +215,11 @@ class SyncRunner:
         self.http = httpx.Client(headers=_headers(token), verify=ssl_verify(verify))
         self.signer = _Signer(cluster_secret)
 
-    def run(self, call: Call, node: str | None = None, single: bool = False) -> Any:
-        """Run ``call`` (on ``node`` only, when given: no failover; ``single``: one attempt)."""
+    def run(self, call: Call, node: str | None = None, single: bool = False, budget: float | None = None) -> Any:
+        """Run ``call`` (on ``node`` only, when given: no failover; ``single``: one attempt; ``budget``:
+        seconds all attempts may take, e.g. what is left of a lease being renewed)."""
         attempt = 0
+        policy = self.policy.within(budget)
 
         def once() -> Any:
             nonlocal attempt
@@ -218,9 +227,9 @@ class SyncRunner:
             url = node or self.nodes.pick()
             try:
                 if self.signer.needs_id(call, url):
-                    self.signer.learn(url, self.http.get(url + "/health", timeout=_timeout(self.policy, call)))
+                    self.signer.learn(url, self.http.get(url + "/health", timeout=_timeout(policy, call)))
                 response = self.http.request(
-                    call.method, url + call.path, **self.signer.request(call, url), timeout=_timeout(self.policy, call)
+                    call.method, url + call.path, **self.signer.request(call, url), timeout=_timeout(policy, call)
                 )
             except httpx.TransportError as exc:
                 return _answer(self.nodes, call, url, attempt, None, exc)
@@ -228,7 +237,7 @@ class SyncRunner:
 
         if single:
             return once()
-        for try_ in tenacity.Retrying(**self.policy.tenacity_kwargs()):
+        for try_ in tenacity.Retrying(**policy.tenacity_kwargs()):
             with try_:
                 return once()
         raise AssertionError("unreachable")  # pragma: no cover
@@ -251,9 +260,11 @@ class AsyncRunner:
         self.http = httpx.AsyncClient(headers=_headers(token), verify=ssl_verify(verify))
         self.signer = _Signer(cluster_secret)
 
-    async def run(self, call: Call, node: str | None = None, single: bool = False) -> Any:
-        """Run ``call`` (on ``node`` only, when given: no failover; ``single``: one attempt)."""
+    async def run(self, call: Call, node: str | None = None, single: bool = False, budget: float | None = None) -> Any:
+        """Run ``call`` (on ``node`` only, when given: no failover; ``single``: one attempt; ``budget``:
+        seconds all attempts may take, e.g. what is left of a lease being renewed)."""
         attempt = 0
+        policy = self.policy.within(budget)
 
         async def once() -> Any:
             nonlocal attempt
@@ -261,9 +272,9 @@ class AsyncRunner:
             url = node or self.nodes.pick()
             try:
                 if self.signer.needs_id(call, url):
-                    self.signer.learn(url, await self.http.get(url + "/health", timeout=_timeout(self.policy, call)))
+                    self.signer.learn(url, await self.http.get(url + "/health", timeout=_timeout(policy, call)))
                 response = await self.http.request(
-                    call.method, url + call.path, **self.signer.request(call, url), timeout=_timeout(self.policy, call)
+                    call.method, url + call.path, **self.signer.request(call, url), timeout=_timeout(policy, call)
                 )
             except httpx.TransportError as exc:
                 return _answer(self.nodes, call, url, attempt, None, exc)
@@ -271,7 +282,7 @@ class AsyncRunner:
 
         if single:
             return await once()
-        async for try_ in tenacity.AsyncRetrying(**self.policy.tenacity_kwargs()):
+        async for try_ in tenacity.AsyncRetrying(**policy.tenacity_kwargs()):
             with try_:
                 return await once()
         raise AssertionError("unreachable")  # pragma: no cover

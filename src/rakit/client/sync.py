@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
-from collections.abc import Callable, Sequence
-from types import TracebackType
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
-from rakit.client import calls
-from rakit.client.args import JSON, checked, message_and_consumer
+from rakit.client import calls, coord_calls, elections
+from rakit.client.args import JSON, checked, message_and_consumer, semaphore_counts
 from rakit.client.calls import (
     LockMode,
     Message,
@@ -29,12 +27,19 @@ from rakit.client.calls import (
     default_nodes,
     default_token,
 )
-from rakit.client.errors import LockLost, NotHolder, RakitError
+from rakit.client.coord_calls import LeaderChange
+from rakit.client.elections import Leadership
+from rakit.client.errors import RakitError
+from rakit.client.locks import Lock
 from rakit.client.runner import RetryPolicy, SyncRunner, Verify
+from rakit.client.semaphores import Semaphore
+from rakit.client.sessions import Session
 
-__all__ = ["Cache", "Client", "Lock", "Queue"]
+__all__ = ["Cache", "Client", "LeaderChange", "Leadership", "Lock", "Queue", "Semaphore", "Session"]
 
 log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @checked
@@ -92,26 +97,31 @@ class Client:
         resource: str,
         *,
         ttl: float = 30.0,
-        timeout: float = 0.0,
+        timeout: float | None = 0.0,
         mode: LockMode = "exclusive",
         client_id: str | None = None,
         lock_delay: float | None = None,
         renew: bool = True,
+        session: Session | None = None,
     ) -> Lock:
         """A lock on ``resource``, to use as a context manager (or ``acquire()``/``release()``).
 
         ``timeout``: seconds to wait in the FIFO queue (0: fail at once with
-        ``LockConflict``).  While held, a background thread renews the lease
+        ``LockConflict``; None: no end).  While held, a background thread renews the lease
         every ``ttl / 3``; if a renewal is refused or cannot reach the
         cluster before the lease would end, ``lease.lost`` is set and leaving
-        the block raises ``LockLost``.
+        the block raises ``LockLost``.  With ``session``, the lock lives as
+        long as the session (its ``ttl`` is ignored, it is not renewed on
+        its own) and its holder is the session's client.  It also stands
+        where code expects a ``threading.Lock`` (``rakit.client.locks``).
 
         >>> with client.lock("orders", ttl=10, timeout=5) as lease:
         ...     db.save(order, fencing_token=lease.fencing_token)
         ...     lease.check()  # raises LockLost if the lock was lost meanwhile
         >>> with client.lock("config", mode="shared") as lease: ...
+        >>> if client.lock("orders").acquire(timeout=5): ...  # threading.Lock style: True/False
         """
-        return Lock(self, resource, client_id or self.client_id, mode, ttl, timeout, lock_delay, renew)
+        return Lock(self, resource, client_id or self.client_id, mode, ttl, timeout, lock_delay, renew, session)
 
     def acquire(
         self,
@@ -178,6 +188,119 @@ class Client:
         """
         return self._run(calls.lock_watch(resource, client_id, timeout))  # type: ignore[no-any-return]
 
+    # -- sessions, semaphores, elections (``rakit.client.sessions`` ...) ---------
+
+    def session(
+        self,
+        *,
+        ttl: float = 10.0,
+        lock_delay: float | None = None,
+        client_id: str | None = None,
+        keepalive_interval: float | None = None,
+    ) -> Session:
+        """A session: one lease that locks, permits and candidacies attached to it share (``with``).
+
+        Granted on entering, kept alive every ``ttl / 3`` (or ``keepalive_interval``) by a thread,
+        revoked on leaving (every attached hold ends with it).  ``s.lost`` is set if a keepalive
+        gets ``session_not_found`` or cannot reach the cluster before the ttl runs out; leaving the
+        block then raises ``SessionLost``.  ``lock_delay``: how long the session's locks stay
+        ungranted after it expires.
+
+        >>> with client.session(ttl=10) as s:
+        ...     with client.lock("orders", session=s), client.semaphore("gpu", 4, session=s):
+        ...         work()
+        ...     s.info()["locks"]
+        """
+        return Session(self, client_id or self.client_id, ttl, lock_delay, keepalive_interval)
+
+    def semaphore(
+        self,
+        name: str,
+        limit: int,
+        *,
+        permits: int = 1,
+        ttl: float = 30.0,
+        client_id: str | None = None,
+        session: Session | None = None,
+        renew: bool = True,
+    ) -> Semaphore:
+        """A counting semaphore of ``limit`` permits shared by every client, like ``threading.Semaphore``.
+
+        This handle takes ``permits`` at once; ``acquire(blocking=True, timeout=None)`` -> bool,
+        ``release()``, ``with``; ``fencing_token`` once held; renewed every ``ttl / 3`` unless attached
+        to ``session``.  Loss sets ``lost`` and leaving the block raises ``PermitsLost``.
+
+        >>> with client.semaphore("gpu", limit=4, ttl=30) as gpu:
+        ...     train(fencing_token=gpu.fencing_token)
+        """
+        semaphore_counts("Client.semaphore()", limit, permits)
+        return Semaphore(self, name, limit, permits, ttl, client_id or self.client_id, session, renew)
+
+    def semaphore_status(self, name: str) -> dict[str, Any]:
+        """The semaphore's limit, available permits, holders and waiters (a linearizable read)."""
+        return self._run(coord_calls.semaphore_status(name))  # type: ignore[no-any-return]
+
+    def campaign(
+        self,
+        name: str,
+        *,
+        value: JSON = None,
+        ttl: float = 10.0,
+        timeout: float | None = None,
+        candidate_id: str | None = None,
+        session: Session | None = None,
+    ) -> Leadership:
+        """Run for leader of election ``name``: the ``with`` block runs once elected (``rakit.client.elections``).
+
+        Waits (``timeout`` s; None: no end) in bounded long-polls; renews every ``ttl / 3``; resigns
+        on leaving.  ``leadership.term`` (a fencing token), ``leadership.proclaim(value)``,
+        ``leadership.lost`` (set on loss; leaving the block then raises ``LeadershipLost``).
+
+        >>> with client.campaign("scheduler", value={"host": host}, ttl=10) as leadership:
+        ...     schedule(fencing_token=leadership.term)
+        """
+        return Leadership(self, name, candidate_id or self.client_id, value, ttl, timeout, session)
+
+    def election_leader(self, name: str) -> dict[str, Any]:
+        """``{"name", "leader", "value", "term", "candidates"}`` (a linearizable read).
+
+        >>> client.election_leader("scheduler")["leader"]
+        """
+        return self._run(coord_calls.election_leader(name))  # type: ignore[no-any-return]
+
+    def observe(self, name: str, *, after_term: int = 0, poll: float = 60.0) -> Iterator[LeaderChange]:
+        """Each change of leader (``LeaderChange``: name, leader or None when vacant, value, term) after
+        ``after_term``, as it happens, by long-polls of ``poll`` s; terms only go up.  Runs until
+        the loop breaks.
+
+        >>> for change in client.observe("scheduler"):
+        ...     print(change.leader, change.value, change.term)
+        """
+        return elections.observe(self, name, after_term, poll)
+
+    def leader_only(
+        self, name: str, *, ttl: float = 60.0, value: JSON = None, resign: bool = False
+    ) -> Callable[[F], F]:
+        """Decorate a function (or coroutine function) to run only in the process that wins election ``name``.
+
+        Each call campaigns with ``timeout=0``: elected (or still leader), the function runs while
+        the lease is renewed in the background; another process leads: the call returns None
+        without running.  The use case: several replicas of a scheduler (celery beat, APScheduler,
+        cron on every host) all fire the same job; only one runs it.  After the run the win is kept
+        for ``ttl`` s (unless ``resign``), so the same job fired a little later by another
+        replica (clock skew) finds the election taken and does not run twice; pick a ``ttl``
+        longer than the replicas' skew and shorter than the interval between runs.  A leadership
+        lost while the function ran raises ``LeadershipLost`` after it returns.
+
+        >>> @client.leader_only("nightly-report", ttl=600)
+        ... def nightly_report(): ...
+        >>> scheduler.add_job(nightly_report, "cron", hour=2)   # on every replica (APScheduler)
+        >>> @app.task  # celery: beat on several hosts, the task runs once per firing
+        ... @client.leader_only("cleanup", ttl=120)
+        ... def cleanup(): ...
+        """
+        return elections.leader_only(self, name, ttl, value, resign)
+
     # -- queue and cluster ---------------------------------------------------
 
     def queue(self, topic: str) -> Queue:
@@ -236,136 +359,6 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class Lock:
-    """A lock and, once acquired, its lease (``fencing_token``, ``lost``)."""
-
-    def __init__(
-        self,
-        client: Client,
-        resource: str,
-        client_id: str,
-        mode: LockMode,
-        ttl: float,
-        timeout: float,
-        lock_delay: float | None,
-        renew: bool,
-    ) -> None:
-        self.client = client
-        self.resource = resource
-        self.client_id = client_id
-        self.mode = mode
-        self.ttl = ttl
-        self.timeout = timeout
-        self.lock_delay = lock_delay
-        self.renew_in_background = renew
-        self.fencing_token: int | None = None
-        self.secret = calls.new_lock_secret()  # never shown by a read: a client id alone cannot release this
-        self.lost = threading.Event()
-        self.held = False
-        self._stop = threading.Event()
-        self._renewer: threading.Thread | None = None
-        self._expires_at = 0.0
-
-    def acquire(self) -> Lock:
-        """Take the lock (waiting up to ``timeout``); ``LockConflict``/``LockTimeout``/``Deadlock`` if not.
-
-        >>> lease = client.lock("orders", ttl=10).acquire()
-        """
-        started = time.monotonic()
-        grant = self.client._run(
-            calls.acquire(
-                self.resource, self.client_id, self.mode, self.ttl, self.timeout, self.lock_delay, self.secret
-            )
-        )
-        self.fencing_token = grant["fencing_token"]
-        self.held = True
-        self.lost.clear()
-        self._expires_at = started + self.ttl  # the server's lease starts later than our request: safe
-        if self.renew_in_background:
-            self._stop.clear()
-            self._renewer = threading.Thread(target=self._renew_loop, name=f"rakit-renew-{self.resource}", daemon=True)
-            self._renewer.start()
-        return self
-
-    def renew(self) -> None:
-        """Renew the lease now (the background thread does this every ``ttl / 3``).
-
-        >>> lease.renew()
-        """
-        started = time.monotonic()
-        self.client._run(calls.renew(self.resource, self.client_id, self.ttl, self.secret))
-        self._expires_at = started + self.ttl
-
-    def check(self) -> None:
-        """Raise ``LockLost`` if the lock was lost (renewal refused or out of time).
-
-        >>> lease.check()  # before a write the lock must protect
-        """
-        if self.lost.is_set() or (self.held and time.monotonic() >= self._expires_at):
-            raise LockLost(f"lost the lock on {self.resource!r}", node=None)
-
-    @property
-    def is_lost(self) -> bool:
-        """Whether the lock was lost (``lease.lost`` is the event itself).
-
-        >>> if lease.is_lost: abort()
-        """
-        return self.lost.is_set()
-
-    def release(self) -> None:
-        """Release the lock (stops renewal); a lock already lost is not an error here.
-
-        >>> lease.release()
-        """
-        self._stop_renewal()
-        if not self.held:
-            return
-        self.held = False
-        try:
-            self.client._run(calls.release(self.resource, self.client_id, self.fencing_token, self.secret))
-        except NotHolder:
-            if not self.lost.is_set():
-                raise
-
-    def _stop_renewal(self) -> None:
-        self._stop.set()
-        if self._renewer is not None and self._renewer is not threading.current_thread():
-            self._renewer.join(timeout=self.client._runner.policy.timeout + 1)
-        self._renewer = None
-
-    def _renew_loop(self) -> None:
-        interval = self.ttl / 3
-        while not self._stop.wait(interval):
-            try:
-                self.renew()
-            except NotHolder as exc:
-                self._lose(exc)
-                return
-            except RakitError as exc:
-                if time.monotonic() >= self._expires_at:
-                    self._lose(exc)
-                    return
-                log.warning("renewing %r failed (%s); retrying until the lease ends", self.resource, exc)
-                interval = min(self.ttl / 6, max(0.05, self._expires_at - time.monotonic()) / 2)
-                continue
-            interval = self.ttl / 3
-
-    def _lose(self, cause: Exception) -> None:
-        log.warning("lost the lock on %r: %s", self.resource, cause)
-        self.lost.set()
-
-    def __enter__(self) -> Lock:
-        return self.acquire()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        lost = self.lost.is_set()
-        self.release()
-        if lost and exc_type is None:
-            raise LockLost(f"the lock on {self.resource!r} was lost while the block ran")
 
 
 @checked
