@@ -145,3 +145,32 @@ def test_a_session_client_must_match_and_bad_input_is_a_422(cluster):
         assert s == 422 and body["error"] == "invalid_request", (path, body)
     s, body = post(b + "/session/keepalive", {"session_id": "never-granted"})
     assert (s, body["error"]) == (404, "session_not_found")
+
+
+def test_the_python_client_against_the_cluster(cluster):
+    import asyncio
+
+    import rakit
+
+    with rakit.Client(urls(cluster), timeout=3.0, retry_deadline=20.0) as client:
+        with client.session(ttl=10) as session:
+            with client.semaphore("client-pool", 2, session=session) as permit:
+                assert permit.fencing_token is not None
+                other = client.semaphore("client-pool", 2, permits=2, client_id="other")
+                assert other.acquire(blocking=False) is False
+            info = session.info()
+            assert info["session_id"] == session.session_id and info["semaphores"] == []
+        assert client.semaphore_status("client-pool")["holders"] == []
+        with client.campaign("client-election", value={"host": "a"}) as leadership:
+            assert leadership.term is not None
+            assert client.election_leader("client-election")["leader"] is not None
+
+    async def main() -> None:
+        async with rakit.AsyncClient(urls(cluster), timeout=3.0) as client:
+            async with client.campaign("async-election", value=1) as leadership:
+                term = leadership.term
+            changes = client.observe("async-election", after_term=0)
+            first = await asyncio.wait_for(changes.__anext__(), 20)
+            assert first.term is not None and first.term >= term
+
+    asyncio.run(main())
