@@ -81,6 +81,12 @@ class NodeMetrics:
         self.lock_waiting = Gauge("rakit_lock_waiting_requests", "Acquire requests waiting here.", registry=r)
         self.lock_watchers = Gauge("rakit_lock_watchers", "Watch requests waiting here.", registry=r)
         self.lock_grants = Counter("rakit_lock_grants", "Lock grants answered by this node.", registry=r)
+        self.coordination_expiries = Counter(
+            "rakit_coordination_expiries",
+            "Lease expiries this node proposed as leader (sessions, semaphore holds, leaderships).",
+            ["kind"],
+            registry=r,
+        )
         self.queue_pushes = Counter("rakit_queue_pushes", "Messages enqueued by this node.", registry=r)
         self.queue_pops = Counter("rakit_queue_pops", "Messages delivered by this node.", registry=r)
         self.queue_acks = Counter("rakit_queue_acks", "Messages acknowledged through this node.", registry=r)
@@ -103,6 +109,10 @@ class NodeMetrics:
     def watch_cache(self, stats: Callable[[], dict[str, Any]]) -> None:
         """Export the cache's statistics (read at each scrape) as ``rakit_cache_*``."""
         self.registry.register(CacheCollector(stats))
+
+    def watch_coordination(self, totals: Callable[[], dict[str, int]]) -> None:
+        """Export the coordination machine's totals (read at each scrape) as ``rakit_*`` gauges."""
+        self.registry.register(CoordinationCollector(totals))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -149,3 +159,26 @@ class CacheCollector(Collector):
             yield GaugeMetricFamily(f"rakit_cache_{suffix}", text, value=float(s[field]))
         for field, suffix, text in _CACHE_COUNTERS:
             yield CounterMetricFamily(f"rakit_cache_{suffix}", text, value=float(s[field]))
+
+
+# (totals field, metric name, help): the replicated state as this node has applied it.
+_COORDINATION_GAUGES = (
+    ("sessions", "rakit_sessions", "Live sessions."),
+    ("semaphores", "rakit_semaphores", "Semaphores with a holder or a waiter."),
+    ("permits_held", "rakit_semaphore_permits_held", "Permits held, over all semaphores."),
+    ("permits_limit", "rakit_semaphore_permits_limit", "Sum of the limits of the semaphores in use."),
+    ("semaphore_waiters", "rakit_semaphore_waiters", "Acquires waiting for permits, over all semaphores."),
+    ("elections", "rakit_elections", "Elections with a leader or a candidate."),
+    ("elections_led", "rakit_elections_led", "Elections that have a leader."),
+    ("candidates_waiting", "rakit_election_candidates_waiting", "Candidates waiting to be elected."),
+)
+
+
+class CoordinationCollector(Collector):
+    def __init__(self, totals: Callable[[], dict[str, int]]) -> None:
+        self.totals = totals
+
+    def collect(self) -> Iterator[Metric]:
+        t = self.totals()
+        for field, name, text in _COORDINATION_GAUGES:
+            yield GaugeMetricFamily(name, text, value=float(t[field]))

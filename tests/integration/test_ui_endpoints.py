@@ -1,4 +1,5 @@
-"""The dashboard's endpoints on a real 3-node cluster: /ui, /cluster/overview, /lock/table, /queue/topics.
+"""The dashboard's endpoints on a real 3-node cluster: /ui, /cluster/overview, /lock/table, /coordination/table,
+/queue/topics.
 
 Answers are decoded with the Structs of ``rakit.http.routes.ui`` (what
 /openapi.json documents), so a shape that drifts from them fails here.
@@ -16,7 +17,7 @@ import msgspec
 import pytest
 
 from httpcall import call, get, post, retry_until_ok
-from rakit.http.routes.ui import ClusterOverview, LockTableView, QueueTopicsView
+from rakit.http.routes.ui import ClusterOverview, CoordinationTableView, LockTableView, QueueTopicsView
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +46,13 @@ def lock_table(url: str, **query: Any) -> LockTableView:
     s, body = get(url + "/lock/table" + (f"?{q}" if q else ""))
     assert s == 200, body
     return msgspec.convert(body, LockTableView)
+
+
+def coordination_table(url: str, **query: Any) -> CoordinationTableView:
+    q = "&".join(f"{k}={v}" for k, v in query.items())
+    s, body = get(url + "/coordination/table" + (f"?{q}" if q else ""))
+    assert s == 200, body
+    return msgspec.convert(body, CoordinationTableView)
 
 
 def queue_topics(url: str, **query: Any) -> QueueTopicsView:
@@ -175,6 +183,57 @@ def test_overview_locks_queue_and_cache_on_a_live_cluster(cluster_factory) -> No
     wait_for("the cache counters in the overview, every node serving", cache_seen)
 
 
+def test_coordination_table_shows_sessions_semaphores_and_elections_through_any_node(cluster_factory) -> None:
+    cluster = cluster_factory(3)
+    cluster.wait_for_leader(timeout=15)
+    urls = list(cluster.urls.values())
+    s, session = retry_until_ok("POST", urls[0] + "/session/grant", {"client_id": "worker", "ttl": 30}, timeout=15)
+    assert s == 200, session
+    sid = session["session_id"]
+    sem = {"name": "gpu", "limit": 2, "ttl": 30}
+    assert post(urls[1] + "/semaphore/acquire", {**sem, "client_id": "a", "permits": 2})[0] == 200
+    assert (
+        post(urls[2] + "/semaphore/acquire", {**sem, "client_id": "worker", "session_id": sid, "timeout": 0})[0] == 409
+    )  # no permit free, timeout 0: conflict
+    waiter = threading.Thread(
+        target=post, args=(urls[2] + "/semaphore/acquire", {**sem, "client_id": "b", "timeout": 20}), daemon=True
+    )
+    waiter.start()
+    camp = {"name": "scheduler", "value": {"host": "h1"}, "ttl": 30}
+    s, elected = post(urls[1] + "/election/campaign", {**camp, "candidate_id": "worker", "session_id": sid})
+    assert s == 200, elected
+
+    def listed() -> CoordinationTableView | None:
+        view = coordination_table(urls[2])  # a follower or the leader: read on the leader either way
+        return view if view.semaphores and view.semaphores[0].waiters else None
+
+    view = wait_for("the semaphore waiter to be listed", listed)
+    assert view.node == cluster.leader()
+    gpu = view.semaphores[0]
+    assert (gpu.name, gpu.limit, gpu.available) == ("gpu", 2, 0)
+    assert [(h.client_id, h.permits) for h in gpu.holders] == [("a", 2)]
+    assert [(w.client_id, w.permits) for w in gpu.waiters] == [("b", 1)]
+    assert [(e.name, e.leader, e.term, e.candidates) for e in view.elections] == [
+        ("scheduler", "worker", elected["term"], [])
+    ]
+    assert [(r.client_id, r.holds, r.session_id) for r in view.sessions] == [("worker", 1, sid[:8] + "…")]
+    assert view.totals.permits_held == 2 and view.totals.semaphore_waiters == 1 and view.totals.elections_led == 1
+    assert sid not in msgspec.json.encode(view).decode()
+    assert post(urls[0] + "/semaphore/release", {"name": "gpu", "client_id": "a"})[0] == 200
+    waiter.join(20)
+    assert not waiter.is_alive()
+    view = coordination_table(urls[0], limit=1)
+    assert [(h.client_id, h.permits) for h in view.semaphores[0].holders] == [("b", 1)]
+
+    # Prometheus: the same totals as gauges on every node, once each has applied the entries.
+    def gauges() -> str | None:
+        text = urllib.request.urlopen(urls[2] + "/metrics", timeout=10).read().decode()
+        return text if "rakit_semaphore_permits_held 1.0" in text else None
+
+    text = wait_for("the gauges on the third node", gauges)
+    assert "rakit_elections_led 1.0" in text and "rakit_sessions 1.0" in text
+
+
 def test_pages_and_bad_input(cluster_factory) -> None:
     cluster = cluster_factory(3)
     cluster.wait_for_leader(timeout=15)
@@ -197,7 +256,7 @@ def test_pages_and_bad_input(cluster_factory) -> None:
             if u != "http://www.w3.org/2000/svg"
         ]  # the SVG namespace name, never fetched
         assert external == [], (name, external)
-    for path in ("/cluster/overview", "/lock/table", "/queue/topics"):
+    for path in ("/cluster/overview", "/lock/table", "/coordination/table", "/queue/topics"):
         assert path in files["app.js"]
 
     # Errors: JSON with a stable code, never a 500.
@@ -210,6 +269,8 @@ def test_pages_and_bad_input(cluster_factory) -> None:
         "/lock/table?limit=abc",
         "/lock/table?limit=-1",
         "/lock/table?limit=1.5",
+        "/coordination/table?limit=0",
+        "/coordination/table?limit=x",
         "/queue/topics?limit=0",
         "/queue/topics?limit=%F0%9F%92%A5",
         "/cluster/overview?timeout=0",
@@ -219,7 +280,7 @@ def test_pages_and_bad_input(cluster_factory) -> None:
     ):
         s, body = get(url + path)
         assert s == 422 and body["error"] == "invalid_request" and isinstance(body["detail"], str), (path, s, body)
-    for path in ("/cluster/overview", "/lock/table", "/queue/topics", "/ui"):
+    for path in ("/cluster/overview", "/lock/table", "/coordination/table", "/queue/topics", "/ui"):
         s, body = call("POST", url + path, {})
         assert s == 405 and body["error"] == "method_not_allowed", (path, s, body)
     # Unknown query parameters are ignored, as unknown body fields are.

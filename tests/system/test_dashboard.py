@@ -189,6 +189,38 @@ def test_dashboard_shows_nodes_leader_locks_queue_and_cache(cluster_factory, bro
             "every cache serving",
             lambda d: [r.get("serving") for r in rows(d, "#cache-body tr[data-node-id]")] == ["true"] * 3,
         )
+        # A semaphore with a holder and an election with a leader and a waiting candidate.
+        sem = {"name": "dash-gpu", "limit": 3, "permits": 2, "client_id": "trainer-1", "ttl": 60}
+        assert post(page + "/semaphore/acquire", sem)[0] == 200
+        camp = {"name": "dash-beat", "value": {"host": "h1"}, "ttl": 60}
+        s, elected = post(page + "/election/campaign", {**camp, "candidate_id": "beat-1"})
+        assert s == 200, elected
+        candidate = threading.Thread(
+            target=post,
+            args=(page + "/election/campaign", {**camp, "candidate_id": "beat-2", "timeout": 20}),
+            kwargs={"timeout": 40},
+            daemon=True,
+        )
+        candidate.start()
+        semaphore = wait_until(
+            browser,
+            "the semaphore dash-gpu held by trainer-1",
+            lambda d: next((r for r in rows(d, "#semaphores-body tr[data-semaphore]") if r["holders"]), None),
+        )
+        assert semaphore["semaphore"] == "dash-gpu"
+        assert (
+            browser.find_element(
+                "css selector", '#semaphores-body tr[data-semaphore="dash-gpu"] td[data-field="available"]'
+            ).text
+            == "1"
+        )
+        wait_until(
+            browser,
+            "the election dash-beat led by beat-1 with beat-2 waiting",
+            lambda d: "beat-2" in d.find_element("css selector", '#elections-body tr[data-election="dash-beat"]').text,
+        )
+        row = browser.find_element("css selector", '#elections-body tr[data-election="dash-beat"]')
+        assert row.get_attribute("data-leader") == "beat-1" and str(elected["term"]) in row.text
         wait_until(browser, "the live badge", lambda d: d.find_element("id", "live").text == "live")
 
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,8 @@ EXAMPLES = 20
 MSGPACK_PATHS = ["/append_entries", "/request_vote", "/install_snapshot", "/cache/internal/batch"]
 WAIT_FIELDS = {"timeout", "wait"}  # seconds a request may legitimately be held
 MAX_WAIT = 0.5
+# Long polls whose wait parameter defaults to 30 s when absent (rakit.http.endpoints).
+LONG_DEFAULT_WAITS = {"/lock/watch/{resource}": ("timeout",), "/election/observe/{name}": ("timeout",)}
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -69,6 +71,10 @@ def short_waits(case: Any) -> None:
 
     Positive cases only: in a negative case the long wait may be the very thing made invalid
     (``wait: 21`` on a pop, whose maximum is 20), and cutting it would make the request valid."""
+    if case.method.upper() == "GET" and "timeout" in LONG_DEFAULT_WAITS.get(case.path, ()):
+        # An absent long-poll timeout means the documented default (30 s): as long as a case's read timeout.
+        if "timeout" not in (case.query or {}):
+            case.query = {**(case.query or {}), "timeout": MAX_WAIT}
     for params in (case.query, case.body):
         if not isinstance(params, dict):
             continue

@@ -363,6 +363,7 @@ def test_error_codes_match_the_api(doc: dict[str, Any]) -> None:
     assert codes("/lock/acquire", "post", "422") == {"invalid_request"}
     assert codes("/lock/acquire", "post", "413") == {"too_large"}
     assert codes("/lock/acquire", "post", "503") >= {"no_leader", "unavailable"}
+    assert codes("/lock/acquire", "post", "404") == {"session_not_found"}
     assert codes("/lock/release", "post", "409") == {"not_holder", "token_mismatch"}
     assert codes("/lock/renew", "post", "409") == {"not_holder"}
     assert codes("/queue/ack", "post", "404") == {"not_in_flight"}

@@ -205,6 +205,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         errors=(
             *BODY,
             "LockRefused",
+            "SessionNotFound",
             "TooManyWaiters",
         ),
         leader=True,
@@ -892,6 +893,14 @@ def dashboard() -> tuple[Endpoint, ...]:
             handler=plain(ui.cluster_overview),
         ),
         Endpoint("GET", "/lock/table", "ui", "The lock table (dashboard)", access=admin, handler=plain(ui.lock_table)),
+        Endpoint(
+            "GET",
+            "/coordination/table",
+            "ui",
+            "Sessions, semaphores and elections (dashboard)",
+            access=admin,
+            handler=plain(ui.coordination_table),
+        ),
         Endpoint(
             "GET", "/queue/topics", "ui", "Queue topics (dashboard)", access=admin, handler=plain(ui.queue_topics)
         ),

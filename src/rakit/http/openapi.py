@@ -375,6 +375,16 @@ def _ui_operations() -> tuple[Op, ...]:
             ),
             ("InvalidRequest", *LEADER),
         ),
+        "/coordination/table": (
+            "Sessions, semaphores and elections (dashboard)",
+            (
+                "The coordination machine read on the leader after a ReadIndex barrier: sessions (ids shortened "
+                "to 8 characters: an id is the session's capability), semaphores in use with holders, waiters "
+                "and available permits, elections in use with leader, term and candidates; at most `limit` of "
+                "each kind, and totals over all."
+            ),
+            ("InvalidRequest", *LEADER),
+        ),
         "/queue/topics": (
             "Queue topics (dashboard)",
             ("Topics known in Redis (a bounded scan) with their ready / in-flight / dead counts and current owner."),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from rakit.node.coordination_results import flatten
@@ -35,6 +36,7 @@ from rakit.statemachines.coordination import CoordinationMachine, ExpireBatch
 from rakit.statemachines.holds import Ended, Grant, Left
 
 if TYPE_CHECKING:
+    from rakit.metrics import NodeMetrics
     from rakit.node.driver import RaftDriver
     from rakit.statemachines.registry import Registry
 
@@ -44,11 +46,15 @@ WAIT_GRACE = 1.0
 RETRY_AFTER = 0.5
 IDLE_CHECK = 1.0
 EXPIRIES = (SM.SemExpire, EL.ElectionExpire, SS.SessionExpire)
+EXPIRY_KINDS: dict[type, str] = {SM.SemExpire: "semaphore", EL.ElectionExpire: "election", SS.SessionExpire: "session"}
 
 
 class CoordinationKeeper:
-    def __init__(self, driver: RaftDriver, machine: CoordinationMachine, machines: Registry) -> None:
+    def __init__(
+        self, driver: RaftDriver, machine: CoordinationMachine, machines: Registry, metrics: NodeMetrics | None = None
+    ) -> None:
         self.driver = driver
+        self.metrics = metrics
         self.machine = machine
         self.machines = machines
         self.timers = Deadlines()
@@ -162,6 +168,7 @@ class CoordinationKeeper:
                     due = self.timers.pop_due(self.now())
                     expiries = [(name, cmd) for name, cmd in due if isinstance(cmd, EXPIRIES)]
                     if expiries:
+                        self._count(cmd for _, cmd in expiries)
                         self._propose(expiries, ExpireBatch([cmd for _, cmd in expiries]))
                     for name, command in due:
                         if not isinstance(command, EXPIRIES):
@@ -169,6 +176,11 @@ class CoordinationKeeper:
         finally:
             for task in self._inflight:
                 task.cancel()
+
+    def _count(self, expiries: Iterator[Any]) -> None:
+        if self.metrics is not None:
+            for expiry in expiries:
+                self.metrics.coordination_expiries.labels(kind=EXPIRY_KINDS[type(expiry)]).inc()
 
     def _propose(self, timers: list[tuple[Any, Any]], command: Any) -> None:
         async def propose() -> None:

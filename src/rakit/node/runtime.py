@@ -27,6 +27,7 @@ from rakit.relay import HttpRelay
 from rakit.security.internal import InternalAuth
 from rakit.security.tls import client_context
 from rakit.statemachines.coordination import CoordinationMachine
+from rakit.statemachines.coordination_overview import totals as coordination_totals
 from rakit.statemachines.kv import KvMachine
 from rakit.statemachines.locks import LockTable
 from rakit.statemachines.members import MembersMachine
@@ -49,6 +50,7 @@ class NodeRuntime:
         # Sessions, semaphores and elections; a session's end also ends its locks (one entry).
         self.coordination_machine = CoordinationMachine([self.lock_table])
         self.machines = Registry([self.lock_table, self.kv, self.members, self.coordination_machine])
+        self.metrics.watch_coordination(lambda: coordination_totals(self.coordination_machine))
         # Signs every node-to-node call with the cluster secret (a no-op without one).
         self.internal_auth = InternalAuth(config.cluster_secret, config.node_id)
         self._session: aiohttp.ClientSession | None = None
@@ -126,7 +128,9 @@ class NodeRuntime:
         )
         self._locks = LockService(self._driver, self.lock_table, self.machines, self.metrics)
         self._leases = LeaseKeeper(self._driver, self.lock_table, self.machines)
-        self._coordination_leases = CoordinationKeeper(self._driver, self.coordination_machine, self.machines)
+        self._coordination_leases = CoordinationKeeper(
+            self._driver, self.coordination_machine, self.machines, self.metrics
+        )
         self._coordination = CoordinationService(
             self._driver, self.coordination_machine, self.machines, self._coordination_leases
         )

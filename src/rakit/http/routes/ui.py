@@ -11,6 +11,9 @@ the rest:
 ``GET /lock/table?limit=500`` -> ``LockTableView``: the replicated lock table read on the leader
     after a ReadIndex barrier (forwarded like the other lock calls), busy resources first, at most
     ``limit`` (1-5000) with a ``truncated`` flag, and the wait-for edges;
+``GET /coordination/table?limit=500`` -> ``CoordinationTableView``: sessions (ids shortened),
+    semaphores (holders, waiters, available) and elections (leader, term, candidates) read on the
+    leader after a ReadIndex barrier, at most ``limit`` of each, with the machine's totals;
 ``GET /queue/topics?limit=500`` -> ``QueueTopicsView``: topics known in Redis (bounded SCAN),
     their ready / in-flight / dead counts and current owner; Redis down -> 503 ``unavailable``.
 
@@ -35,6 +38,7 @@ from rakit.http.forward import identity_headers, on_leader
 from rakit.http.identity import identity_of
 from rakit.http.json import json_response, query_number
 from rakit.security.tokens import SYSTEM
+from rakit.statemachines.coordination_overview import overview as coordination_overview
 
 if TYPE_CHECKING:
     from rakit.node.runtime import NodeRuntime
@@ -175,10 +179,79 @@ class QueueTopicsView(msgspec.Struct, kw_only=True):
     truncated: bool
 
 
+class SessionRow(msgspec.Struct, kw_only=True):
+    """``session_id``: its first 8 characters only (the id is the session's capability); ``holds``: attached."""
+
+    session_id: str
+    client_id: str
+    ttl: float
+    lock_delay: float
+    holds: int
+
+
+class PermitHolderView(msgspec.Struct, kw_only=True):
+    client_id: str
+    permits: int
+    fencing_token: int
+
+
+class PermitWaiterView(msgspec.Struct, kw_only=True):
+    client_id: str
+    permits: int
+
+
+class SemaphoreRow(msgspec.Struct, kw_only=True):
+    name: str
+    limit: int
+    available: int
+    holders: list[PermitHolderView]
+    waiters: list[PermitWaiterView]
+
+
+class ElectionRow(msgspec.Struct, kw_only=True):
+    name: str
+    leader: str | None
+    term: int | None
+    candidates: list[str]
+
+
+class CoordinationTruncated(msgspec.Struct, kw_only=True):
+    sessions: bool
+    semaphores: bool
+    elections: bool
+
+
+class CoordinationTotals(msgspec.Struct, kw_only=True):
+    sessions: int
+    semaphores: int
+    permits_held: int
+    permits_limit: int
+    semaphore_waiters: int
+    elections: int
+    elections_led: int
+    candidates_waiting: int
+
+
+class CoordinationTableView(msgspec.Struct, kw_only=True):
+    """``GET /coordination/table``: read on the leader ``node`` at applied ``index``; at most ``limit`` per kind."""
+
+    node: str
+    index: int
+    sessions: list[SessionRow]
+    semaphores: list[SemaphoreRow]
+    elections: list[ElectionRow]
+    truncated: CoordinationTruncated
+    totals: CoordinationTotals
+
+
 #: For /openapi.json: path -> (answer Struct, query parameters).
 SCHEMAS: dict[str, tuple[type[msgspec.Struct], dict[str, str]]] = {
     "/cluster/overview": (ClusterOverview, {"timeout": "seconds per peer, 0.05-5 (default 0.5)"}),
     "/lock/table": (LockTableView, {"limit": f"resources listed, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT})"}),
+    "/coordination/table": (
+        CoordinationTableView,
+        {"limit": f"rows listed per kind, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT})"},
+    ),
     "/queue/topics": (QueueTopicsView, {"limit": f"topics listed, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT})"}),
 }
 
@@ -363,6 +436,23 @@ async def lock_table(request: Request) -> Response:
     async def leader() -> Response:
         await runtime.driver.read_barrier()
         table = runtime.lock_table.table(limit)
+        index = runtime.driver.core.applied_index
+        return json_response({"node": runtime.node_id, "index": index, **table})
+
+    return await on_leader(runtime, request, b"", leader, idempotent=True)
+
+
+# -- /coordination/table --------------------------------------------------------------------
+
+
+async def coordination_table(request: Request) -> Response:
+    """Sessions, semaphores and elections, read on the leader (linearizable: ReadIndex barrier)."""
+    runtime: NodeRuntime = request.app.state.runtime
+    limit = _query_limit(request)
+
+    async def leader() -> Response:
+        await runtime.driver.read_barrier()
+        table = coordination_overview(runtime.coordination_machine, limit)
         index = runtime.driver.core.applied_index
         return json_response({"node": runtime.node_id, "index": index, **table})
 

@@ -97,7 +97,7 @@
 
   // -- cluster ----------------------------------------------------------------
 
-  const failures = { cluster: false, locks: false, queue: false };
+  const failures = { cluster: false, locks: false, coordination: false, queue: false };
 
   function updateLive() {
     const live = $("live");
@@ -242,6 +242,56 @@
     graph.replaceChildren(...parts);
   }
 
+  // -- sessions, semaphores, elections ----------------------------------------
+
+  function more(truncated, shown) {
+    return truncated ? " (first " + shown + " shown)" : "";
+  }
+
+  function renderCoordination(data) {
+    const t = data.totals;
+    const sems = data.semaphores.map((s) => el("tr", {
+      "data-semaphore": s.name,
+      "data-holders": s.holders.map((h) => h.client_id).join(","),
+      "data-waiters": s.waiters.map((w) => w.client_id).join(","),
+    },
+      el("td", {}, s.name),
+      el("td", { class: "num" }, fmt(s.limit)),
+      el("td", { class: "num", "data-field": "available" }, fmt(s.available)),
+      el("td", {}, ...(s.holders.length ? s.holders.map((h) =>
+        chip(h.client_id + " ×" + h.permits + " (" + h.fencing_token + ")", "shared")) : ["–"])),
+      el("td", {}, ...(s.waiters.length ? s.waiters.map((w, i) =>
+        chip((i + 1) + ". " + w.client_id + " ×" + w.permits, "")) : ["–"])),
+    ));
+    replaceRows($("semaphores-body"), sems);
+    $("semaphores-empty").hidden = sems.length > 0;
+    $("semaphores-summary").textContent = t.semaphores + " in use · " + t.permits_held + " of " + t.permits_limit +
+      " permits held · " + t.semaphore_waiters + " waiting" + more(data.truncated.semaphores, sems.length) +
+      " · leader " + data.node + " · index " + data.index;
+
+    const elections = data.elections.map((e) => el("tr", { "data-election": e.name, "data-leader": e.leader || "" },
+      el("td", {}, e.name),
+      el("td", {}, e.leader ? badge(e.leader, "ok") : badge("none", "wait")),
+      el("td", { class: "num" }, dash(e.term)),
+      el("td", {}, ...(e.candidates.length ? e.candidates.map((c, i) => chip((i + 1) + ". " + c, "")) : ["–"])),
+    ));
+    replaceRows($("elections-body"), elections);
+    $("elections-empty").hidden = elections.length > 0;
+    $("elections-summary").textContent = t.elections + " in use · " + t.elections_led + " with a leader · " +
+      t.candidates_waiting + " candidates waiting" + more(data.truncated.elections, elections.length);
+
+    const sessions = data.sessions.map((s) => el("tr", { "data-client": s.client_id },
+      el("td", {}, el("code", {}, s.session_id)),
+      el("td", {}, s.client_id),
+      el("td", { class: "num" }, fmt(s.ttl) + " s"),
+      el("td", { class: "num" }, s.lock_delay ? s.lock_delay + " s" : "–"),
+      el("td", { class: "num" }, fmt(s.holds)),
+    ));
+    replaceRows($("sessions-body"), sessions);
+    $("sessions-empty").hidden = sessions.length > 0;
+    $("sessions-summary").textContent = t.sessions + " live" + more(data.truncated.sessions, sessions.length);
+  }
+
   // -- queue ------------------------------------------------------------------
 
   function renderQueue(data) {
@@ -280,5 +330,6 @@
 
   poll("cluster", "/cluster/overview", renderCluster, "cluster-error");
   poll("locks", "/lock/table", renderLocks, "locks-error");
+  poll("coordination", "/coordination/table", renderCoordination, "coordination-error");
   poll("queue", "/queue/topics", renderQueue, "queue-error");
 })();
