@@ -19,20 +19,20 @@ from __future__ import annotations
 from typing import Any
 
 from rakit.statemachines.coordination import CoordinationMachine
+from rakit.statemachines.holds import Book, Record
 
 SESSION_ID_SHOWN = 8
 
 
-def _in_use(machine: CoordinationMachine, kind: str) -> list[Any]:
-    book = machine.semaphores.book if kind == "semaphore" else machine.elections.book
+def _in_use(book: Book) -> list[Record]:
     return sorted((r for r in book.records.values() if not r.free), key=lambda r: r.name)
 
 
 def overview(machine: CoordinationMachine, limit: int) -> dict[str, Any]:
     """Rules 1–3."""
     sessions = sorted(machine.sessions.sessions.values(), key=lambda s: (s.client_id, s.session_id))
-    semaphores = _in_use(machine, "semaphore")
-    elections = _in_use(machine, "election")
+    semaphores = _in_use(machine.semaphores.book)
+    elections = _in_use(machine.elections.book)
     return {
         "sessions": [
             {
@@ -81,8 +81,8 @@ def _attached_count(machine: CoordinationMachine, session_id: str) -> int:
 
 def totals(machine: CoordinationMachine) -> dict[str, int]:
     """Rule 4."""
-    semaphores = [r for r in machine.semaphores.book.records.values() if not r.free]
-    elections = [r for r in machine.elections.book.records.values() if not r.free]
+    semaphores = _in_use(machine.semaphores.book)
+    elections = _in_use(machine.elections.book)
     return {
         "sessions": len(machine.sessions.sessions),
         "semaphores": len(semaphores),
