@@ -228,7 +228,7 @@ class LockChecker(Checker):
             c["expired_into_delay"] += 1
         for g in getattr(result, "grants", ()):
             c["grants_to_waiters"] += 1
-            c[f"grants_to_waiters_{g.mode}"] += 1
+            c[f"grants_to_waiters_{getattr(g, 'mode', None) or g.kind}"] += 1  # a lock mode, or the book's kind
 
 
 # ---------------------------------------------------------------------------

@@ -307,7 +307,10 @@ class CoordinationService:
         early = self._interest(key)  # a grant by a later entry may be applied before we look
         try:
             result = await self.propose(command)
-            if early.done() and not early.cancelled() and early.exception() is None:
+            queued = isinstance(result, SM.SemWaiting | EL.CandidateWaiting)
+            # Only a command the machine queued owns a grant to its holder id: a refused one (limit_mismatch,
+            # conflict) must answer its refusal even if an earlier request with the same id was granted meanwhile.
+            if queued and early.done() and not early.cancelled() and early.exception() is None:
                 if isinstance(command, SM.SemAcquire):
                     return self._sem_granted(early.result())
                 return self._elected(command.name)
