@@ -174,3 +174,36 @@ def test_the_python_client_against_the_cluster(cluster):
             assert first.term is not None and first.term >= term
 
     asyncio.run(main())
+
+
+def test_holder_secrets_guard_permits_and_leaderships(cluster):
+    """A client id is public (status, leader reads): without the hold's secret nobody can release or resign it."""
+    import rakit
+
+    a, b, _ = urls(cluster)
+    with rakit.Client(urls(cluster), timeout=3.0, retry_deadline=20.0) as client:
+        with client.semaphore("secret-pool", 1, client_id="sw1") as permit:
+            assert (
+                post(b + "/semaphore/release", {"name": "secret-pool", "client_id": "sw1"})[1]["error"] == "not_holder"
+            )
+            s, body = post(a + "/semaphore/renew", {"name": "secret-pool", "client_id": "sw1", "secret": "x" * 20})
+            assert (s, body["error"]) == (409, "not_holder")
+            s, body = post(a + "/semaphore/acquire", {"name": "secret-pool", "client_id": "sw1", "limit": 1})
+            assert (s, body["error"]) == (409, "conflict")
+            s, st = get(b + "/semaphore/status/secret-pool")
+            assert [h["fencing_token"] for h in st["holders"]] == [permit.fencing_token] and permit.secret not in str(
+                st
+            )
+        with client.campaign("secret-election", candidate_id="sc1") as leadership:
+            s, body = post(b + "/election/resign", {"name": "secret-election", "candidate_id": "sc1"})
+            assert (s, body["error"]) == (409, "not_leader")
+            term = leadership.term
+            s, body = post(
+                a + "/election/proclaim", {"name": "secret-election", "candidate_id": "sc1", "term": term, "value": 2}
+            )
+            assert (s, body["error"]) == (409, "not_leader")
+            s, view = get(b + "/election/leader/secret-election")
+            assert (view["leader"], view["term"]) == ("sc1", term) and leadership.secret not in str(view)
+        assert get(a + "/election/leader/secret-election")[1]["leader"] is None  # the handle resigned with its secret
+    s, body = post(a + "/semaphore/acquire", {"name": "secret-pool", "client_id": "sw1", "limit": 1, "secret": "short"})
+    assert (s, body["error"]) == (422, "invalid_request")

@@ -142,3 +142,24 @@ def test_rule_11_snapshot_round_trip() -> None:
     twin.restore(data)
     assert twin.snapshot() == data
     assert twin.apply(9, Resign("e", "a")) == log.table.apply(9, Resign("e", "a"))
+
+
+def test_rule_12_holder_secrets() -> None:
+    log = Log()
+    mine = "a-secret-0123456789"
+    elected = log(Campaign("e", "a", b'"v"', 10, 0, secret=mine))
+    assert isinstance(elected, Elected)
+    log(Campaign("e", "b", b'"w"', 10, 5, secret="b-secret-0123456789"))
+    wrong = "wrong-secret-012345"
+    assert log(ElectionRenew("e", "a", 5, secret=wrong)) == NotLeader("e", "a")
+    assert log(Proclaim("e", "a", elected.term, b'"x"')) == NotLeader("e", "a")
+    assert log(Resign("e", "a", secret=wrong)) == NotLeader("e", "a")
+    assert log(Resign("e", "b")) == NotLeader("e", "b")
+    withdrawn = log(Withdraw("e", "b", secret=wrong))
+    assert isinstance(withdrawn, Withdrawn) and not withdrawn.was_candidate
+    refused = log(Campaign("e", "a", b'"v"', 10, 0))
+    assert isinstance(refused, Refused) and refused.code == "conflict"
+    assert log.table.leader("e")["leader"] == "a" and log.table.leader("e")["candidates"] == ["b"]
+    assert "secret" not in str(log.table.leader("e"))
+    resigned = log(Resign("e", "a", secret=mine))
+    assert isinstance(resigned, Resigned) and [g.holder for g in resigned.grants] == ["b"]

@@ -129,3 +129,24 @@ def test_rule_9_snapshot_state_round_trips_and_rebuilds_the_session_index() -> N
     assert msgspec.msgpack.encode(twin.snapshot_state()) == data
     assert twin.attached("s1") == ["e"] and twin.attached("s2") == ["e"]
     assert isinstance(twin.get("e"), Record)
+
+
+def test_rule_10_holder_secrets_pass_to_the_hold_and_guard_it() -> None:
+    book = Book("semaphore")
+    r = book.open("s", 1)
+    book.acquire(1, r, Waiter("a", 1, 10, 0, secret="a-secret-0123456789"))
+    queued = book.acquire(2, r, Waiter("b", 1, 10, 5, secret="b-secret-0123456789"))
+    assert queued == Queued(0)
+    assert r.hold_for("a", "a-secret-0123456789") is r.holders[0]
+    assert r.hold_for("a", "wrong-secret-012345") is None and r.hold_for("a", None) is None
+    assert r.waiter_for("b", None) is None and r.waiter_for("b", "b-secret-0123456789") is r.waiters[0]
+    again = book.acquire(3, r, Waiter("a", 1, 10, 0, secret="wrong-secret-012345"))
+    assert isinstance(again, Refused) and again.code == "conflict"
+    assert book.acquire(3, r, Waiter("b", 1, 10, 5)) == Refused("conflict", "'b' is on 's' with another holder secret")
+    assert r.holders[0].lease == 1 and r.waiters[0].wait == 5.0  # nothing changed
+    ended, grants = book.end(4, r, r.holders[0], "released")
+    assert [g.holder for g in grants] == ["b"] and r.hold_for("b", "b-secret-0123456789") is not None
+    assert r.hold_for("b", None) is None  # the waiter's secret went on to its hold
+    open_hold = book.open("t", 1)
+    book.acquire(5, open_hold, want("c"))
+    assert open_hold.hold_for("c", None) is not None and open_hold.hold_for("c", "any-secret-01234567") is not None

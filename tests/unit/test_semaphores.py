@@ -143,3 +143,22 @@ def test_rule_10_snapshot_round_trip() -> None:
     assert twin.apply(9, SemRelease("s", "a")) == log.table.apply(9, SemRelease("s", "a"))
     twin.restore(b"")
     assert twin.status("s")["limit"] is None
+
+
+def test_rule_11_holder_secrets() -> None:
+    log = Log()
+    mine = "a-secret-0123456789"
+    log(SemAcquire("s", "a", 1, 1, 10, 0, secret=mine))
+    log(SemAcquire("s", "b", 1, 1, 10, 5, secret="b-secret-0123456789"))
+    assert log(SemRelease("s", "a")) == SemNotHolder("s", "a")
+    assert log(SemRenew("s", "a", 5, secret="wrong-secret-012345")) == SemNotHolder("s", "a")
+    cancelled = log(SemCancelWait("s", "b", secret="wrong-secret-012345"))
+    assert isinstance(cancelled, SemCancelled) and not cancelled.was_waiting and cancelled.holding is None
+    refused = log(SemAcquire("s", "a", 1, 1, 10, 0))
+    assert isinstance(refused, Refused) and refused.code == "conflict"
+    assert log.table.status("s")["waiters"] == [
+        {"client_id": "b", "permits": 1}
+    ]  # nothing changed, and no secret shown
+    assert "secret" not in str(log.table.status("s"))
+    released = log(SemRelease("s", "a", secret=mine))
+    assert isinstance(released, SemReleased) and [g.holder for g in released.grants] == ["b"]

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from rakit.client import coord_calls
+from rakit.client import calls, coord_calls
 from rakit.client.aio_keepers import OwnerGuard, TaskKeeper, acquire_within
 from rakit.client.coord_calls import LeaderChange
 from rakit.client.errors import LeadershipLost, LockConflict, LockTimeout, NotElected
@@ -52,6 +52,7 @@ class AsyncLeadership:
         self.name = name
         self.session = session
         self.candidate_id = session.client_id if session is not None else candidate_id
+        self.secret = calls.new_lock_secret()  # never shown by a read: a candidate id alone cannot resign this
         self.value = value
         self.ttl = ttl
         self.timeout = timeout
@@ -72,7 +73,7 @@ class AsyncLeadership:
     async def _campaign(self, wait: float) -> None:
         started = time.monotonic()
         session_id = self.session.require() if self.session is not None else None
-        call = coord_calls.campaign(self.name, self.candidate_id, self.value, self.ttl, wait, session_id)
+        call = coord_calls.campaign(self.name, self.candidate_id, self.value, self.ttl, wait, session_id, self.secret)
         answer = await self.client._run(call)
         self.term = answer["term"]
         self.value = answer.get("value", self.value)
@@ -85,7 +86,7 @@ class AsyncLeadership:
             self._keeper.start(started)
 
     async def _renew(self, budget: float) -> None:
-        call = coord_calls.election_renew(self.name, self.candidate_id, self.ttl)
+        call = coord_calls.election_renew(self.name, self.candidate_id, self.ttl, self.secret)
         await self.client._runner.run(call, budget=budget)
 
     async def renew(self) -> None:
@@ -96,7 +97,7 @@ class AsyncLeadership:
         """Set the election's value, keeping the term (``NotElected`` if this term no longer leads)."""
         if self.term is None:
             raise ValueError("AsyncLeadership.proclaim(): not elected yet")
-        await self.client._run(coord_calls.proclaim(self.name, self.candidate_id, self.term, value))
+        await self.client._run(coord_calls.proclaim(self.name, self.candidate_id, self.term, value, self.secret))
         self.value = value
 
     async def resign(self) -> None:
@@ -114,7 +115,7 @@ class AsyncLeadership:
         if not resign or self.lost.is_set():
             return
         try:
-            await self.client._run(coord_calls.resign(self.name, self.candidate_id))
+            await self.client._run(coord_calls.resign(self.name, self.candidate_id, self.secret))
         except NotElected:
             pass
 

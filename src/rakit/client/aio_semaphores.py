@@ -17,7 +17,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from rakit.client import coord_calls
+from rakit.client import calls, coord_calls
 from rakit.client.aio_keepers import OwnerGuard, TaskKeeper, acquire_within
 from rakit.client.errors import NotHolder, PermitsLost
 
@@ -49,6 +49,7 @@ class AsyncSemaphore:
         self.ttl = ttl
         self.session = session
         self.client_id = session.client_id if session is not None else client_id
+        self.secret = calls.new_lock_secret()  # never shown by a read: a client id alone cannot release this
         self.renew_in_background = renew and session is None
         self.fencing_token: int | None = None
         self.available: int | None = None
@@ -71,7 +72,7 @@ class AsyncSemaphore:
         started = time.monotonic()
         session_id = self.session.require() if self.session is not None else None
         call = coord_calls.semaphore_acquire(
-            self.name, self.client_id, self.limit, self.permits, self.ttl, wait, session_id
+            self.name, self.client_id, self.limit, self.permits, self.ttl, wait, session_id, self.secret
         )
         grant = await self.client._run(call)
         self.fencing_token = grant["fencing_token"]
@@ -87,7 +88,9 @@ class AsyncSemaphore:
             self._keeper.expires_at = started + self.ttl
 
     async def _renew(self, budget: float) -> None:
-        await self.client._runner.run(coord_calls.semaphore_renew(self.name, self.client_id, self.ttl), budget=budget)
+        await self.client._runner.run(
+            coord_calls.semaphore_renew(self.name, self.client_id, self.ttl, self.secret), budget=budget
+        )
 
     async def renew(self) -> None:
         """Restart the permits' lease now (the background task does it every ``ttl / 3``)."""
@@ -104,7 +107,7 @@ class AsyncSemaphore:
             if self.lost.is_set():
                 return
         try:
-            await self.client._run(coord_calls.semaphore_release(self.name, self.client_id))
+            await self.client._run(coord_calls.semaphore_release(self.name, self.client_id, self.secret))
         except NotHolder:
             if not self.lost.is_set():
                 raise

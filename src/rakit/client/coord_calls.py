@@ -74,7 +74,14 @@ def session_info(session_id: str) -> Call:
 
 
 def semaphore_acquire(
-    name: str, client_id: str, limit: int, permits: int, ttl: float, timeout: float, session_id: str | None
+    name: str,
+    client_id: str,
+    limit: int,
+    permits: int,
+    ttl: float,
+    timeout: float,
+    session_id: str | None,
+    secret: str | None = None,
 ) -> Call:
     body: dict[str, Any] = {
         "name": name,
@@ -86,24 +93,24 @@ def semaphore_acquire(
     }
     if session_id is not None:
         body["session_id"] = session_id
-    return Call("POST", "/semaphore/acquire", body, wait=timeout)
+    return Call("POST", "/semaphore/acquire", _with_secret(body, secret), wait=timeout)
 
 
-def semaphore_release(name: str, client_id: str) -> Call:
+def semaphore_release(name: str, client_id: str, secret: str | None = None) -> Call:
     return Call(
         "POST",
         "/semaphore/release",
-        {"name": name, "client_id": client_id},
+        _with_secret({"name": name, "client_id": client_id}, secret),
         retry_success="not_holder",
         retry_result={"released": True},
     )
 
 
-def semaphore_renew(name: str, client_id: str, ttl: float | None) -> Call:
+def semaphore_renew(name: str, client_id: str, ttl: float | None, secret: str | None = None) -> Call:
     body: dict[str, Any] = {"name": name, "client_id": client_id}
     if ttl is not None:
         body["ttl"] = ttl
-    return Call("POST", "/semaphore/renew", body)
+    return Call("POST", "/semaphore/renew", _with_secret(body, secret))
 
 
 def semaphore_status(name: str) -> Call:
@@ -113,31 +120,38 @@ def semaphore_status(name: str) -> Call:
 # -- elections -----------------------------------------------------------------
 
 
-def campaign(name: str, candidate_id: str, value: Any, ttl: float, timeout: float, session_id: str | None) -> Call:
+def campaign(
+    name: str,
+    candidate_id: str,
+    value: Any,
+    ttl: float,
+    timeout: float,
+    session_id: str | None,
+    secret: str | None = None,
+) -> Call:
     body: dict[str, Any] = {"name": name, "candidate_id": candidate_id, "value": value, "ttl": ttl, "timeout": timeout}
     if session_id is not None:
         body["session_id"] = session_id
-    return Call("POST", "/election/campaign", body, wait=timeout)
+    return Call("POST", "/election/campaign", _with_secret(body, secret), wait=timeout)
 
 
-def election_renew(name: str, candidate_id: str, ttl: float | None) -> Call:
+def election_renew(name: str, candidate_id: str, ttl: float | None, secret: str | None = None) -> Call:
     body: dict[str, Any] = {"name": name, "candidate_id": candidate_id}
     if ttl is not None:
         body["ttl"] = ttl
-    return Call("POST", "/election/renew", body)
+    return Call("POST", "/election/renew", _with_secret(body, secret))
 
 
-def proclaim(name: str, candidate_id: str, term: int, value: Any) -> Call:
-    return Call(
-        "POST", "/election/proclaim", {"name": name, "candidate_id": candidate_id, "term": term, "value": value}
-    )
+def proclaim(name: str, candidate_id: str, term: int, value: Any, secret: str | None = None) -> Call:
+    body = {"name": name, "candidate_id": candidate_id, "term": term, "value": value}
+    return Call("POST", "/election/proclaim", _with_secret(body, secret))
 
 
-def resign(name: str, candidate_id: str) -> Call:
+def resign(name: str, candidate_id: str, secret: str | None = None) -> Call:
     return Call(
         "POST",
         "/election/resign",
-        {"name": name, "candidate_id": candidate_id},
+        _with_secret({"name": name, "candidate_id": candidate_id}, secret),
         retry_success="not_leader",
         retry_result={"resigned": True},
     )
@@ -156,3 +170,10 @@ def observe(name: str, after_term: int, timeout: float) -> Call:
         wait=timeout,
         parse=lambda body: (_change(body), bool(body.get("changed"))),
     )
+
+
+def _with_secret(body: dict[str, Any], secret: str | None) -> dict[str, Any]:
+    """The holder secret (made by the handle, never shown by a read) rides on every call about the hold."""
+    if secret is not None:
+        body["secret"] = secret
+    return body

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from rakit.client import coord_calls
+from rakit.client import calls, coord_calls
 from rakit.client.coord_calls import LeaderChange
 from rakit.client.errors import LeadershipLost, LockConflict, LockTimeout, NotElected
 from rakit.client.keepers import ThreadKeeper, acquire_within
@@ -59,6 +59,7 @@ class Leadership:
         self.name = name
         self.session = session
         self.candidate_id = session.client_id if session is not None else candidate_id
+        self.secret = calls.new_lock_secret()  # never shown by a read: a candidate id alone cannot resign this
         self.value = value
         self.ttl = ttl
         self.timeout = timeout
@@ -79,7 +80,7 @@ class Leadership:
     def _campaign(self, wait: float) -> None:
         started = time.monotonic()
         session_id = self.session.require() if self.session is not None else None
-        call = coord_calls.campaign(self.name, self.candidate_id, self.value, self.ttl, wait, session_id)
+        call = coord_calls.campaign(self.name, self.candidate_id, self.value, self.ttl, wait, session_id, self.secret)
         answer = self.client._run(call)
         self.term = answer["term"]
         self.value = answer.get("value", self.value)
@@ -92,7 +93,9 @@ class Leadership:
             self._keeper.start(started)
 
     def _renew(self, budget: float) -> None:
-        self.client._runner.run(coord_calls.election_renew(self.name, self.candidate_id, self.ttl), budget=budget)
+        self.client._runner.run(
+            coord_calls.election_renew(self.name, self.candidate_id, self.ttl, self.secret), budget=budget
+        )
 
     def renew(self) -> None:
         """Restart the leadership's lease now (the background thread does it every ``ttl / 3``)."""
@@ -105,7 +108,7 @@ class Leadership:
         """
         if self.term is None:
             raise ValueError("Leadership.proclaim(): not elected yet")
-        self.client._run(coord_calls.proclaim(self.name, self.candidate_id, self.term, value))
+        self.client._run(coord_calls.proclaim(self.name, self.candidate_id, self.term, value, self.secret))
         self.value = value
 
     def resign(self) -> None:
@@ -123,7 +126,7 @@ class Leadership:
         if not resign or self.lost.is_set():
             return
         try:
-            self.client._run(coord_calls.resign(self.name, self.candidate_id))
+            self.client._run(coord_calls.resign(self.name, self.candidate_id, self.secret))
         except NotElected:
             pass  # its lease ran out meanwhile: nothing left to resign
 

@@ -23,7 +23,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from rakit.client import coord_calls
+from rakit.client import calls, coord_calls
 from rakit.client.errors import NotHolder, PermitsLost
 from rakit.client.keepers import ThreadKeeper, acquire_within
 
@@ -55,6 +55,7 @@ class Semaphore:
         self.ttl = ttl
         self.session = session
         self.client_id = session.client_id if session is not None else client_id
+        self.secret = calls.new_lock_secret()  # never shown by a read: a client id alone cannot release this
         self.renew_in_background = renew and session is None
         self.fencing_token: int | None = None
         self.available: int | None = None  # free permits as the last grant saw them
@@ -78,7 +79,7 @@ class Semaphore:
         started = time.monotonic()
         session_id = self.session.require() if self.session is not None else None
         call = coord_calls.semaphore_acquire(
-            self.name, self.client_id, self.limit, self.permits, self.ttl, wait, session_id
+            self.name, self.client_id, self.limit, self.permits, self.ttl, wait, session_id, self.secret
         )
         grant = self.client._run(call)
         self.fencing_token = grant["fencing_token"]
@@ -94,7 +95,9 @@ class Semaphore:
             self._keeper.expires_at = started + self.ttl
 
     def _renew(self, budget: float) -> None:
-        self.client._runner.run(coord_calls.semaphore_renew(self.name, self.client_id, self.ttl), budget=budget)
+        self.client._runner.run(
+            coord_calls.semaphore_renew(self.name, self.client_id, self.ttl, self.secret), budget=budget
+        )
 
     def renew(self) -> None:
         """Restart the permits' lease now (the background thread does it every ``ttl / 3``)."""
@@ -111,7 +114,7 @@ class Semaphore:
             if self.lost.is_set():
                 return
         try:
-            self.client._run(coord_calls.semaphore_release(self.name, self.client_id))
+            self.client._run(coord_calls.semaphore_release(self.name, self.client_id, self.secret))
         except NotHolder:
             if not self.lost.is_set():
                 raise

@@ -188,17 +188,20 @@ class SemaphoreAcquireBody(msgspec.Struct):
     timeout: Timeout = 0.0
     ttl: Ttl = 30.0
     session_id: Key | None = None
+    secret: Secret | None = None
 
 
 class SemaphoreReleaseBody(msgspec.Struct):
     name: Key
     client_id: Name
+    secret: Secret | None = None
 
 
 class SemaphoreRenewBody(msgspec.Struct):
     name: Key
     client_id: Name
     ttl: Ttl | None = None
+    secret: Secret | None = None
 
 
 class CampaignBody(msgspec.Struct):
@@ -208,12 +211,14 @@ class CampaignBody(msgspec.Struct):
     ttl: SessionTtl = 10.0
     timeout: Timeout = 0.0
     session_id: Key | None = None
+    secret: Secret | None = None
 
 
 class ElectionRenewBody(msgspec.Struct):
     name: Key
     candidate_id: Key
     ttl: SessionTtl | None = None
+    secret: Secret | None = None
 
 
 class ProclaimBody(msgspec.Struct):
@@ -221,8 +226,10 @@ class ProclaimBody(msgspec.Struct):
     candidate_id: Key
     term: Token
     value: msgspec.Raw
+    secret: Secret | None = None
 
 
 class ResignBody(msgspec.Struct):
     name: Key
     candidate_id: Key
+    secret: Secret | None = None

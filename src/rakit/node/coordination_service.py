@@ -158,7 +158,7 @@ class CoordinationService:
             grant = await asyncio.wait_for(asyncio.shield(interest), command.wait)
             return self._sem_granted(grant)
         except TimeoutError:
-            cancelled = await self.propose(SM.SemCancelWait(command.name, command.client_id))
+            cancelled = await self.propose(SM.SemCancelWait(command.name, command.client_id, command.secret))
             if isinstance(cancelled, SM.SemCancelled) and cancelled.holding is not None:
                 return cancelled.holding
             raise Conflict(
@@ -166,7 +166,8 @@ class CoordinationService:
             ) from None
         except asyncio.CancelledError:
             if self.driver.is_leader:  # the client went away: leave the wait list, in the background
-                asyncio.get_running_loop().create_task(self._quietly(SM.SemCancelWait(command.name, command.client_id)))
+                cancel = SM.SemCancelWait(command.name, command.client_id, command.secret)
+                asyncio.get_running_loop().create_task(self._quietly(cancel))
             raise
         finally:
             self._forget(self._grants, key, interest)
@@ -179,21 +180,21 @@ class CoordinationService:
             grant.name, grant.holder, grant.amount, limit, available, grant.token, grant.ttl, grant.lease
         )
 
-    async def release(self, name: str, client_id: str) -> SM.SemReleased:
-        result = await self.propose(SM.SemRelease(name, client_id))
+    async def release(self, name: str, client_id: str, secret: str | None = None) -> SM.SemReleased:
+        result = await self.propose(SM.SemRelease(name, client_id, secret))
         if isinstance(result, SM.SemReleased):
             return result
         raise Conflict("not_holder", f"{client_id!r} does not hold {name!r}")
 
-    async def renew(self, name: str, client_id: str, ttl: float | None) -> SM.SemRenewed:
+    async def renew(self, name: str, client_id: str, ttl: float | None, secret: str | None = None) -> SM.SemRenewed:
         if ttl is None:
             await self.driver.read_barrier()
             record = self.machine.semaphores.book.get(name)
-            hold = record.hold_of(client_id) if record is not None else None
+            hold = record.hold_for(client_id, secret) if record is not None else None
             if hold is None:
                 raise Conflict("not_holder", f"{client_id!r} does not hold {name!r}")
             ttl = hold.ttl
-        result = await self.propose(SM.SemRenew(name, client_id, ttl))
+        result = await self.propose(SM.SemRenew(name, client_id, ttl, secret))
         if isinstance(result, SM.SemRenewed):
             return result
         if isinstance(result, Refused):
@@ -222,7 +223,7 @@ class CoordinationService:
             await asyncio.wait_for(asyncio.shield(interest), command.wait)
             return self._elected(command.name)
         except TimeoutError:
-            withdrawn = await self.propose(EL.Withdraw(command.name, command.candidate_id))
+            withdrawn = await self.propose(EL.Withdraw(command.name, command.candidate_id, command.secret))
             if isinstance(withdrawn, EL.Withdrawn) and withdrawn.leading is not None:
                 return withdrawn.leading
             raise Conflict(
@@ -230,7 +231,8 @@ class CoordinationService:
             ) from None
         except asyncio.CancelledError:
             if self.driver.is_leader:
-                asyncio.get_running_loop().create_task(self._quietly(EL.Withdraw(command.name, command.candidate_id)))
+                withdraw = EL.Withdraw(command.name, command.candidate_id, command.secret)
+                asyncio.get_running_loop().create_task(self._quietly(withdraw))
             raise
         finally:
             self._forget(self._grants, key, interest)
@@ -241,29 +243,33 @@ class CoordinationService:
         h = record.holders[0]
         return EL.Elected(record.name, h.holder, h.value, h.token, h.ttl, h.lease, False, h.session_id)
 
-    async def renew_leadership(self, name: str, candidate_id: str, ttl: float | None) -> EL.ElectionRenewed:
+    async def renew_leadership(
+        self, name: str, candidate_id: str, ttl: float | None, secret: str | None = None
+    ) -> EL.ElectionRenewed:
         if ttl is None:
             await self.driver.read_barrier()
             record = self.machine.elections.book.get(name)
-            hold = record.hold_of(candidate_id) if record is not None else None
+            hold = record.hold_for(candidate_id, secret) if record is not None else None
             if hold is None:
                 raise NotElected(f"{candidate_id!r} does not lead {name!r}")
             ttl = hold.ttl
-        result = await self.propose(EL.ElectionRenew(name, candidate_id, ttl))
+        result = await self.propose(EL.ElectionRenew(name, candidate_id, ttl, secret))
         if isinstance(result, EL.ElectionRenewed):
             return result
         if isinstance(result, Refused):
             raise refusal(result)
         raise NotElected(f"{candidate_id!r} does not lead {name!r}")
 
-    async def proclaim(self, name: str, candidate_id: str, term: int, value: bytes) -> EL.Proclaimed:
-        result = await self.propose(EL.Proclaim(name, candidate_id, term, value))
+    async def proclaim(
+        self, name: str, candidate_id: str, term: int, value: bytes, secret: str | None = None
+    ) -> EL.Proclaimed:
+        result = await self.propose(EL.Proclaim(name, candidate_id, term, value, secret))
         if isinstance(result, EL.Proclaimed):
             return result
         raise NotElected(f"{candidate_id!r} does not lead {name!r} with term {term}")
 
-    async def resign(self, name: str, candidate_id: str) -> EL.Resigned:
-        result = await self.propose(EL.Resign(name, candidate_id))
+    async def resign(self, name: str, candidate_id: str, secret: str | None = None) -> EL.Resigned:
+        result = await self.propose(EL.Resign(name, candidate_id, secret))
         if isinstance(result, EL.Resigned):
             return result
         raise NotElected(f"{candidate_id!r} neither leads {name!r} nor is a candidate")

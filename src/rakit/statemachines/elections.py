@@ -36,6 +36,11 @@ Rules
 10. Reads change nothing: ``leader`` (leader, value, term, candidates in
     order) and ``observe`` (leader, value, term).
 11. ``snapshot``/``restore`` round-trip exactly.
+12. Holder secrets (holds rule 10): ``ElectionRenew``, ``Proclaim``,
+    ``Resign`` and ``Withdraw`` with the wrong secret act as if the
+    candidate neither led nor waited (``NotLeader``, nothing withdrawn); a
+    campaign by the leader or a candidate with another secret is
+    ``conflict``.
 """
 
 from __future__ import annotations
@@ -71,12 +76,14 @@ class Campaign(msgspec.Struct, tag="election.campaign", frozen=True):
     ttl: float
     wait: float
     session_id: str | None = None
+    secret: str | None = None  # rule 12
 
 
 class ElectionRenew(msgspec.Struct, tag="election.renew", frozen=True):
     name: str
     candidate_id: str
     ttl: float
+    secret: str | None = None
 
 
 class Proclaim(msgspec.Struct, tag="election.proclaim", frozen=True):
@@ -84,16 +91,19 @@ class Proclaim(msgspec.Struct, tag="election.proclaim", frozen=True):
     candidate_id: str
     term: int
     value: bytes
+    secret: str | None = None
 
 
 class Resign(msgspec.Struct, tag="election.resign", frozen=True):
     name: str
     candidate_id: str
+    secret: str | None = None
 
 
 class Withdraw(msgspec.Struct, tag="election.withdraw", frozen=True):
     name: str
     candidate_id: str
+    secret: str | None = None
 
 
 class ElectionExpire(msgspec.Struct, tag="election.expire", frozen=True):
@@ -219,7 +229,7 @@ class ElectionTable:
         if not positive(cmd.ttl) or not non_negative(cmd.wait):
             return Refused("invalid", "ttl must be > 0 and wait >= 0")
         r = self.book.open(cmd.name, 1)
-        want = Waiter(cmd.candidate_id, 1, float(cmd.ttl), float(cmd.wait), cmd.session_id, cmd.value)
+        want = Waiter(cmd.candidate_id, 1, float(cmd.ttl), float(cmd.wait), cmd.session_id, cmd.value, cmd.secret)
         outcome = self.book.acquire(index, r, want)
         if isinstance(outcome, Refused):
             return outcome
@@ -231,33 +241,33 @@ class ElectionTable:
         h = r.holders[0]
         return Elected(r.name, h.holder, h.value, h.token, h.ttl, h.lease, again, h.session_id)
 
-    def _leader(self, name: str, candidate_id: str) -> tuple[Record | None, Hold | None]:
+    def _leader(self, name: str, candidate_id: str, secret: str | None = None) -> tuple[Record | None, Hold | None]:
         r = self.book.get(name)
-        hold = r.hold_of(candidate_id) if r is not None else None
+        hold = r.hold_for(candidate_id, secret) if r is not None else None
         return r, hold
 
     def _renew(self, index: int, cmd: ElectionRenew) -> ElectionResult:
         if not positive(cmd.ttl):
             return Refused("invalid", "ttl must be > 0")
-        r, hold = self._leader(cmd.name, cmd.candidate_id)
+        r, hold = self._leader(cmd.name, cmd.candidate_id, cmd.secret)
         if r is None or hold is None:
             return NotLeader(cmd.name, cmd.candidate_id)
         self.book.renew(index, hold, float(cmd.ttl))
         return ElectionRenewed(r.name, hold.holder, hold.ttl, hold.lease, hold.session_id)
 
     def _proclaim(self, cmd: Proclaim) -> ElectionResult:
-        r, hold = self._leader(cmd.name, cmd.candidate_id)
+        r, hold = self._leader(cmd.name, cmd.candidate_id, cmd.secret)
         if r is None or hold is None or hold.token != cmd.term:
             return NotLeader(cmd.name, cmd.candidate_id)
         hold.value = cmd.value
         return Proclaimed(r.name, hold.token, cmd.value)
 
     def _resign(self, index: int, cmd: Resign) -> ElectionResult:
-        r, hold = self._leader(cmd.name, cmd.candidate_id)
+        r, hold = self._leader(cmd.name, cmd.candidate_id, cmd.secret)
         if r is not None and hold is not None:
             ended, grants = self.book.end(index, r, hold, "resigned")
             return Resigned(r.name, cmd.candidate_id, True, grants, [ended])
-        waiter = r.waiter_of(cmd.candidate_id) if r is not None else None
+        waiter = r.waiter_for(cmd.candidate_id, cmd.secret) if r is not None else None
         if r is None or waiter is None:
             return NotLeader(cmd.name, cmd.candidate_id)
         return Resigned(r.name, cmd.candidate_id, False, self.book.leave(index, r, waiter), [])
@@ -266,9 +276,9 @@ class ElectionTable:
         r = self.book.get(cmd.name)
         if r is None:
             return Withdrawn(cmd.name, cmd.candidate_id, False, None, [])
-        waiter = r.waiter_of(cmd.candidate_id)
+        waiter = r.waiter_for(cmd.candidate_id, cmd.secret)
         grants = self.book.leave(index, r, waiter) if waiter is not None else []
-        leading = self._elected(r) if r.hold_of(cmd.candidate_id) is not None else None
+        leading = self._elected(r) if r.hold_for(cmd.candidate_id, cmd.secret) is not None else None
         return Withdrawn(r.name, cmd.candidate_id, waiter is not None, leading, grants)
 
     def _expire(self, index: int, cmd: ElectionExpire) -> ElectionResult:

@@ -53,10 +53,19 @@ Rules
     loses no fencing guarantee: every later token is a later log index.
 9.  ``snapshot_state``/``restore_state`` round-trip exactly (records in
     order, free order); the session index is derived and rebuilt.
+10. Holder secrets (as the lock table's rule 15): a request may carry a
+    ``secret`` (the client makes it up; no read shows it).  The hold or
+    waiter it makes keeps it, and a waiter granted later passes it on to its
+    hold.  ``hold_for`` / ``waiter_for`` find a hold or waiter only with
+    its secret (one made without takes any), so the kinds answer a release,
+    renewal, resignation or cancel with the wrong secret as if the client
+    held nothing; an ``acquire`` by a holder or waiter with another secret
+    (or none) is refused with ``conflict`` and changes nothing.
 """
 
 from __future__ import annotations
 
+import hmac
 import math
 from collections.abc import Iterator
 
@@ -74,6 +83,7 @@ class Hold(msgspec.Struct):
     lease: int
     session_id: str | None = None
     value: bytes | None = None  # an election's value (JSON bytes); None elsewhere
+    secret: str | None = None  # rule 10 (absent from older snapshots: None)
 
 
 class Waiter(msgspec.Struct):
@@ -83,6 +93,7 @@ class Waiter(msgspec.Struct):
     wait: float
     session_id: str | None = None
     value: bytes | None = None
+    secret: str | None = None  # rule 10
 
 
 class Record(msgspec.Struct):
@@ -110,6 +121,16 @@ class Record(msgspec.Struct):
 
     def waiter_of(self, holder: str) -> Waiter | None:
         return next((w for w in self.waiters if w.holder == holder), None)
+
+    def hold_for(self, holder: str, secret: str | None) -> Hold | None:
+        """Rule 10: ``holder``'s hold, if ``secret`` fits it."""
+        hold = self.hold_of(holder)
+        return hold if hold is not None and secret_fits(hold.secret, secret) else None
+
+    def waiter_for(self, holder: str, secret: str | None) -> Waiter | None:
+        """Rule 10: ``holder``'s wait, if ``secret`` fits it."""
+        waiter = self.waiter_of(holder)
+        return waiter if waiter is not None and secret_fits(waiter.secret, secret) else None
 
     def fits_now(self, amount: int) -> bool:
         """Rule 3."""
@@ -212,6 +233,9 @@ class Book:
 
     def acquire(self, index: int, r: Record, want: Waiter) -> Taken | Queued | Refused:
         want = msgspec.structs.replace(want, ttl=float(want.ttl), wait=float(want.wait))  # rule 9: floats, as restored
+        entry = r.hold_of(want.holder) or r.waiter_of(want.holder)
+        if entry is not None and not secret_fits(entry.secret, want.secret):  # rule 10
+            return Refused("conflict", f"{want.holder!r} is on {r.name!r} with another holder secret")
         hold = r.hold_of(want.holder)
         if hold is not None:  # rule 4
             if hold.amount != want.amount or hold.session_id != want.session_id:
@@ -279,7 +303,7 @@ class Book:
         return SessionEnd(names, grants, removed, left)
 
     def _grant(self, index: int, r: Record, w: Waiter, *, queued: bool = False) -> Hold:
-        hold = Hold(w.holder, w.amount, index, w.ttl, index, w.session_id, w.value)
+        hold = Hold(w.holder, w.amount, index, w.ttl, index, w.session_id, w.value, w.secret)
         r.holders.append(hold)
         r.max_token = r.changed = index
         if not queued:
@@ -355,3 +379,8 @@ def positive(x: float) -> bool:
 
 def non_negative(x: float) -> bool:
     return math.isfinite(x) and x >= 0
+
+
+def secret_fits(kept: str | None, given: str | None) -> bool:
+    """Rule 10 (and the lock table's rule 15): a hold or waiter without a secret takes any; one with only that one."""
+    return kept is None or (given is not None and hmac.compare_digest(kept.encode(), given.encode()))

@@ -34,6 +34,10 @@ Rules
     available (None if unused), holders (grant order) and waiters (arrival
     order).
 10. ``snapshot``/``restore`` round-trip exactly.
+11. Holder secrets (holds rule 10): ``SemRelease``, ``SemRenew`` and
+    ``SemCancelWait`` with the wrong secret act as if the client held or
+    waited for nothing (``SemNotHolder``, nothing cancelled); an acquire by
+    a holder or waiter with another secret is ``conflict``.
 """
 
 from __future__ import annotations
@@ -69,17 +73,20 @@ class SemAcquire(msgspec.Struct, tag="sem.acquire", frozen=True):
     ttl: float
     wait: float
     session_id: str | None = None
+    secret: str | None = None  # rule 11
 
 
 class SemRelease(msgspec.Struct, tag="sem.release", frozen=True):
     name: str
     client_id: str
+    secret: str | None = None
 
 
 class SemRenew(msgspec.Struct, tag="sem.renew", frozen=True):
     name: str
     client_id: str
     ttl: float
+    secret: str | None = None
 
 
 class SemExpire(msgspec.Struct, tag="sem.expire", frozen=True):
@@ -91,6 +98,7 @@ class SemExpire(msgspec.Struct, tag="sem.expire", frozen=True):
 class SemCancelWait(msgspec.Struct, tag="sem.cancel_wait", frozen=True):
     name: str
     client_id: str
+    secret: str | None = None
 
 
 SemCommand = SemAcquire | SemRelease | SemRenew | SemExpire | SemCancelWait
@@ -203,7 +211,7 @@ class SemaphoreTable:
                 return Refused("limit_mismatch", f"{cmd.name!r} has limit {r.capacity}", limit=r.capacity)
             r.capacity = cmd.limit
         r = self.book.open(cmd.name, cmd.limit)
-        want = Waiter(cmd.client_id, cmd.permits, float(cmd.ttl), float(cmd.wait), cmd.session_id)
+        want = Waiter(cmd.client_id, cmd.permits, float(cmd.ttl), float(cmd.wait), cmd.session_id, secret=cmd.secret)
         outcome = self.book.acquire(index, r, want)
         if isinstance(outcome, Refused):
             return outcome
@@ -217,7 +225,7 @@ class SemaphoreTable:
 
     def _release(self, index: int, cmd: SemRelease) -> SemResult:
         r = self.book.get(cmd.name)
-        hold = r.hold_of(cmd.client_id) if r is not None else None
+        hold = r.hold_for(cmd.client_id, cmd.secret) if r is not None else None
         if r is None or hold is None:
             return SemNotHolder(cmd.name, cmd.client_id)
         ended, grants = self.book.end(index, r, hold, "released")
@@ -227,7 +235,7 @@ class SemaphoreTable:
         if not positive(cmd.ttl):
             return Refused("invalid", "ttl must be > 0")
         r = self.book.get(cmd.name)
-        hold = r.hold_of(cmd.client_id) if r is not None else None
+        hold = r.hold_for(cmd.client_id, cmd.secret) if r is not None else None
         if r is None or hold is None:
             return SemNotHolder(cmd.name, cmd.client_id)
         self.book.renew(index, hold, float(cmd.ttl))
@@ -245,9 +253,9 @@ class SemaphoreTable:
         r = self.book.get(cmd.name)
         if r is None:
             return SemCancelled(cmd.name, cmd.client_id, False, None, [])
-        waiter = r.waiter_of(cmd.client_id)
+        waiter = r.waiter_for(cmd.client_id, cmd.secret)
         grants = self.book.leave(index, r, waiter) if waiter is not None else []
-        hold = r.hold_of(cmd.client_id)
+        hold = r.hold_for(cmd.client_id, cmd.secret)
         holding = self._granted(r, self.book.grant_of(r, hold)) if hold is not None else None
         return SemCancelled(r.name, cmd.client_id, waiter is not None, holding, grants)
 

@@ -96,18 +96,20 @@ def checked_permits(call: Call[SemaphoreAcquireBody]) -> None:
 
 async def semaphore_acquire(call: Call[SemaphoreAcquireBody]) -> Response:
     req = call.body
-    command = SM.SemAcquire(req.name, req.client_id, req.limit, req.permits, req.ttl, call.remaining(), req.session_id)
+    command = SM.SemAcquire(
+        req.name, req.client_id, req.limit, req.permits, req.ttl, call.remaining(), req.session_id, req.secret
+    )
     return json_response(semaphore_grant(await call.runtime.coordination.acquire(command)))
 
 
 async def semaphore_release(call: Call[SemaphoreReleaseBody]) -> Response:
-    released = await call.runtime.coordination.release(call.body.name, call.body.client_id)
+    released = await call.runtime.coordination.release(call.body.name, call.body.client_id, call.body.secret)
     return json_response({"released": True, "permits": released.permits})
 
 
 async def semaphore_renew(call: Call[SemaphoreRenewBody]) -> Response:
     req = call.body
-    renewed = await call.runtime.coordination.renew(req.name, req.client_id, req.ttl)
+    renewed = await call.runtime.coordination.renew(req.name, req.client_id, req.ttl, req.secret)
     return json_response({"renewed": True, "ttl": renewed.ttl})
 
 
@@ -137,14 +139,14 @@ def checked_campaign(call: Call[CampaignBody]) -> None:
 async def election_campaign(call: Call[CampaignBody]) -> Response:
     req = call.body
     command = EL.Campaign(
-        req.name, req.candidate_id, _checked_value(req.value), req.ttl, call.remaining(), req.session_id
+        req.name, req.candidate_id, _checked_value(req.value), req.ttl, call.remaining(), req.session_id, req.secret
     )
     return json_response(election_won(await call.runtime.coordination.campaign(command)))
 
 
 async def election_renew(call: Call[ElectionRenewBody]) -> Response:
     req = call.body
-    renewed = await call.runtime.coordination.renew_leadership(req.name, req.candidate_id, req.ttl)
+    renewed = await call.runtime.coordination.renew_leadership(req.name, req.candidate_id, req.ttl, req.secret)
     return json_response({"renewed": True, "ttl": renewed.ttl})
 
 
@@ -154,12 +156,13 @@ def checked_proclaim(call: Call[ProclaimBody]) -> None:
 
 async def election_proclaim(call: Call[ProclaimBody]) -> Response:
     req = call.body
-    done = await call.runtime.coordination.proclaim(req.name, req.candidate_id, req.term, _checked_value(req.value))
+    value = _checked_value(req.value)
+    done = await call.runtime.coordination.proclaim(req.name, req.candidate_id, req.term, value, req.secret)
     return json_response({"name": done.name, "term": done.term, "value": _value(done.value)})
 
 
 async def election_resign(call: Call[ResignBody]) -> Response:
-    await call.runtime.coordination.resign(call.body.name, call.body.candidate_id)
+    await call.runtime.coordination.resign(call.body.name, call.body.candidate_id, call.body.secret)
     return json_response({"resigned": True})
 
 

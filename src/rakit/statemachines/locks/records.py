@@ -8,7 +8,6 @@ read off one record.
 from __future__ import annotations
 
 import bisect
-import hmac
 import itertools
 import math
 
@@ -149,11 +148,6 @@ def shown_to(owner: str | None, party: str) -> str:
     if not sep:
         return party if owner is None else OTHER_OWNER
     return client_id if theirs == owner else OTHER_OWNER
-
-
-def secret_fits(kept: str | None, given: str | None) -> bool:
-    """Rule 15: a hold or waiter without a secret takes any; one with a secret only that one."""
-    return kept is None or (given is not None and hmac.compare_digest(kept.encode(), given.encode()))
 
 
 def positive(x: float) -> bool:

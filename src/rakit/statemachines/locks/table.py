@@ -141,6 +141,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from rakit.statemachines.holds import secret_fits
 from rakit.statemachines.locks import views
 from rakit.statemachines.locks.commands import (
     EXCLUSIVE,
@@ -165,7 +166,6 @@ from rakit.statemachines.locks.records import (
     grant_of,
     non_negative,
     positive,
-    secret_fits,
     shown_to,
     snapshot_decoder,
     snapshot_encoder,
