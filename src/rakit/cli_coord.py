@@ -124,9 +124,11 @@ def session_show(session_id: SessionId, nodes: Nodes = None, token: ApiToken = N
 # -- semaphores -------------------------------------------------------------------
 
 
-def semaphore_table(data: dict[str, Any]) -> Table:
+def semaphore_table(data: dict[str, Any]) -> Table | str:
     limit = data.get("limit")
     title = f"semaphore {data['name']}: " + ("unused" if limit is None else f"{data['available']}/{limit} available")
+    if not data.get("holders") and not data.get("waiters"):
+        return title
     table = Table(title=title, title_justify="left")
     for column in ("", "client_id", "permits", "fencing_token"):
         table.add_column(column, justify="right" if column in ("permits", "fencing_token") else "left")
@@ -189,9 +191,11 @@ def semaphore_status(name: str, nodes: Nodes = None, token: ApiToken = None, as_
 # -- elections ----------------------------------------------------------------------
 
 
-def leader_table(data: dict[str, Any]) -> Table:
+def leader_table(data: dict[str, Any]) -> Table | str:
     leader = data.get("leader")
     title = f"election {data['name']}: " + (f"{leader} leads (term {data.get('term')})" if leader else "no leader")
+    if not leader and not data.get("candidates"):
+        return title
     table = Table(title=title, title_justify="left")
     table.add_column("")
     table.add_column("candidate")
