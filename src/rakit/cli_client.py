@@ -52,7 +52,7 @@ ConsumerId = Annotated[str, typer.Option("--consumer-id", "-c", help="The consum
 console = Console()
 err_console = Console(stderr=True)
 
-lock_app = typer.Typer(help="Distributed locks: acquire, release, renew, status, watch.", no_args_is_help=True)
+lock_app = typer.Typer(help="Distributed locks: acquire, release, renew, status, watch, run.", no_args_is_help=True)
 queue_app = typer.Typer(help="Queues: push, pop, ack, nack, stats, dead, redrive.", no_args_is_help=True)
 cache_app = typer.Typer(help="The cache: get, set, delete, stats.", no_args_is_help=True)
 

@@ -147,6 +147,14 @@ def test_run_commands_pass_the_token_and_the_status(nodes, tmp_path: Path):
     assert run.returncode == 0, run.stderr
     assert int(out.read_text()) > 0 and ok_json(nodes, "semaphore", "status", "pool")["holders"] == []
 
+    # Granted after waiting in line longer than its ttl: kept, not taken for lost (exit 0, not 1).
+    assert ok_json(nodes, "semaphore", "acquire", "one", "--limit", "1", "-c", "x", "--ttl", "2")["acquired"]
+    sleep = f"{write}; import time; time.sleep(2.5)"
+    waited = rakit(
+        nodes, "semaphore", "run", "one", "--limit", "1", "--ttl", "1", "--timeout", "20", "--", PY, "-c", sleep
+    )
+    assert waited.returncode == 0, waited.stderr
+
     # Held elsewhere, timeout 0: refused before anything runs.
     assert ok_json(nodes, "lock", "acquire", "orders", "--client-id", "other")["acquired"]
     out.unlink()
