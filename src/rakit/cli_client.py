@@ -1,5 +1,8 @@
 """``rakit status | lock | queue | cache``: the cluster from the command line, through ``rakit.Client``.
 
+``rakit session | semaphore | election | elect`` and ``rakit lock run`` live in
+``rakit.cli_coord`` (registered by ``register`` below).
+
 Every command takes ``--nodes`` (or ``$RAKIT_NODES``; default: the local
 cluster of ``rakit up``), ``--token`` (or ``$RAKIT_TOKEN``: the API token, when
 the cluster runs with ``--auth-tokens``) and ``--json``.  Output is a coloured table when a
@@ -49,7 +52,7 @@ ConsumerId = Annotated[str, typer.Option("--consumer-id", "-c", help="The consum
 console = Console()
 err_console = Console(stderr=True)
 
-lock_app = typer.Typer(help="Distributed locks: acquire, release, renew, status, watch.", no_args_is_help=True)
+lock_app = typer.Typer(help="Distributed locks: acquire, release, renew, status, watch, run.", no_args_is_help=True)
 queue_app = typer.Typer(help="Queues: push, pop, ack, nack, stats, dead, redrive.", no_args_is_help=True)
 cache_app = typer.Typer(help="The cache: get, set, delete, stats.", no_args_is_help=True)
 
@@ -541,3 +544,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(lock_app, name="lock")
     app.add_typer(queue_app, name="queue")
     app.add_typer(cache_app, name="cache")
+    from rakit.cli_coord import register as register_coordination  # it imports this module
+
+    register_coordination(app)

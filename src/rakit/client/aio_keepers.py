@@ -46,6 +46,7 @@ class TaskKeeper:
         self._fatal = fatal
         self._on_lost = on_lost
         self.expires_at = 0.0
+        self._confirm = False  # the grant waited in line: renew at once (``start``)
         self.task: asyncio.Task[None] | None = None
 
     @property
@@ -53,12 +54,14 @@ class TaskKeeper:
         return self.task is not None and not self.task.done()
 
     def start(self, granted_at: float) -> None:
+        """As ``ThreadKeeper.start``: a grant that waited longer than ``interval`` is renewed at once."""
         self.expires_at = granted_at + self.ttl
+        self._confirm = self.expires_at - time.monotonic() < self.ttl - self.interval
         self.task = asyncio.create_task(self._loop(), name=f"rakit-keep-{self.what}")
 
-    async def renew_now(self) -> None:
+    async def renew_now(self, budget: float | None = None) -> None:
         started = time.monotonic()
-        budget = self.expires_at - started
+        budget = self.expires_at - started if budget is None else budget
         await asyncio.wait_for(self._renew(budget), timeout=max(0.01, budget))
         self.expires_at = started + self.ttl
 
@@ -70,11 +73,12 @@ class TaskKeeper:
                 await task
 
     async def _loop(self) -> None:
-        interval = self.interval
+        interval = 0.0 if self._confirm else self.interval
         while True:
             await asyncio.sleep(interval)
+            confirm, self._confirm = self._confirm, False
             try:
-                await self.renew_now()
+                await self.renew_now(self.interval if confirm else None)
             except self._fatal as exc:
                 self._lose(exc)
                 return

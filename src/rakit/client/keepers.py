@@ -46,6 +46,7 @@ class ThreadKeeper:
         self._fatal = fatal
         self._on_lost = on_lost
         self.expires_at = 0.0
+        self._confirm = False  # the grant waited in line: renew at once (``start``)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ended = False
@@ -55,16 +56,23 @@ class ThreadKeeper:
         return self._thread is not None and not self._ended and not self._stop.is_set()
 
     def start(self, granted_at: float) -> None:
-        """Count the lease from ``granted_at`` (when its grant was *asked*: the server's starts later)."""
+        """Count the lease from ``granted_at`` (when its grant was *asked*: the server's starts later).
+
+        A grant that waited in line longer than ``interval`` (a campaign or an acquire answered when
+        the previous holder left) started at an unknown moment of that wait: counted from the
+        request, its lease may seem over already.  The first renewal then goes at once, with
+        ``interval`` s to answer; its success restarts the count (a refusal is a loss, as always)."""
         self.expires_at = granted_at + self.ttl
+        self._confirm = self.expires_at - time.monotonic() < self.ttl - self.interval
         self._stop.clear()
         self._ended = False
         self._thread = threading.Thread(target=self._loop, name=f"rakit-keep-{self.what}", daemon=True)
         self._thread.start()
 
-    def renew_now(self) -> None:
+    def renew_now(self, budget: float | None = None) -> None:
+        """One renewal, its retries held to ``budget`` s (default: what is left of the lease)."""
         started = time.monotonic()
-        self._renew(self.expires_at - started)
+        self._renew(self.expires_at - started if budget is None else budget)
         self.expires_at = started + self.ttl
 
     def stop(self, join_timeout: float) -> None:
@@ -74,10 +82,11 @@ class ThreadKeeper:
             thread.join(timeout=join_timeout)
 
     def _loop(self) -> None:
-        interval = self.interval
+        interval = 0.0 if self._confirm else self.interval
         while not self._stop.wait(interval):
+            confirm, self._confirm = self._confirm, False
             try:
-                self.renew_now()
+                self.renew_now(self.interval if confirm else None)
             except self._fatal as exc:
                 self._lose(exc)
                 return
