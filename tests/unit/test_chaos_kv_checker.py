@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from rakit.chaos.checkers._kv_model import KvOp, Read
 from rakit.chaos.checkers.kv import check_kv
 
@@ -38,3 +40,42 @@ def test_lost_increment_is_caught() -> None:
         KvOp(1, "incr", 2, 3, "ok", key="c", delta=1, read=Read(True, 1)),
     ]
     assert not check_kv(ops).valid
+
+
+def random_history(seed: int, n: int = 2000, keys: int = 8, clients: int = 16, info: float = 0.02) -> list[KvOp]:
+    """Puts and gets from a real sequential execution at random points inside overlapping intervals."""
+    rnd = random.Random(seed)
+    store: dict[str, int] = {}
+    clock = [0.0] * clients
+    points = []
+    for _ in range(n):
+        c = rnd.randrange(clients)
+        t0 = clock[c] + rnd.random()
+        t1 = t0 + rnd.random() * 3
+        clock[c] = t1
+        points.append((rnd.uniform(t0, t1), c, t0, t1))
+    ops = []
+    for uid, (_, c, t0, t1) in enumerate(sorted(points)):
+        k = f"k{rnd.randrange(keys)}"
+        if rnd.random() < 0.5:
+            v = store.get(k)
+            ops.append(KvOp(c, "get", t0, t1, "ok", key=k, read=Read(v is not None, v)))
+        elif rnd.random() < info:
+            if rnd.random() < 0.5:
+                store[k] = uid
+            ops.append(KvOp(c, "put", t0, None, "info", key=k, value=uid))
+        else:
+            store[k] = uid
+            ops.append(KvOp(c, "put", t0, t1, "ok", key=k, value=uid))
+    return ops
+
+
+def test_random_real_histories_pass_and_a_mutated_read_is_caught() -> None:
+    caught = 0
+    for seed in range(5):
+        ops = random_history(seed)
+        assert check_kv(ops).valid, seed
+        i = next(i for i, o in enumerate(ops) if i > len(ops) // 2 and o.f == "get" and o.read and o.read.found)
+        ops[i] = KvOp(ops[i].process, "get", ops[i].invoke, ops[i].complete, "ok", key=ops[i].key, read=Read(True, -1))
+        caught += not check_kv(ops).valid
+    assert caught == 5
