@@ -392,7 +392,7 @@ def elect(
                 raise  # answered: nothing left waiting
             except BaseException:  # interrupted while waiting in line: withdraw the candidacy
                 with contextlib.suppress(RakitError):
-                    client._run(coord_calls.resign(name, leadership.candidate_id))
+                    client._run(coord_calls.resign(name, leadership.candidate_id, leadership.secret))
                 raise
             assert leadership.term is not None
             env = {

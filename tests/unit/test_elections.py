@@ -163,3 +163,6 @@ def test_rule_12_holder_secrets() -> None:
     assert "secret" not in str(log.table.leader("e"))
     resigned = log(Resign("e", "a", secret=mine))
     assert isinstance(resigned, Resigned) and [g.holder for g in resigned.grants] == ["b"]
+    lease = log.table.book.get("e").holders[0].lease  # type: ignore[union-attr]
+    expired = log(ElectionExpire("e", "b", lease))  # the leader's timer needs no secret
+    assert isinstance(expired, ElectionExpired) and log.table.leader("e")["leader"] is None

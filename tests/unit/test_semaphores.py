@@ -162,3 +162,5 @@ def test_rule_11_holder_secrets() -> None:
     assert "secret" not in str(log.table.status("s"))
     released = log(SemRelease("s", "a", secret=mine))
     assert isinstance(released, SemReleased) and [g.holder for g in released.grants] == ["b"]
+    lease = log.table.book.get("s").holders[0].lease  # type: ignore[union-attr]
+    assert isinstance(log(SemExpire("s", "b", lease)), SemExpired)  # the leader's timer needs no secret

@@ -40,7 +40,7 @@ Rules
     ``Resign`` and ``Withdraw`` with the wrong secret act as if the
     candidate neither led nor waited (``NotLeader``, nothing withdrawn); a
     campaign by the leader or a candidate with another secret is
-    ``conflict``.
+    ``conflict``.  ``ElectionExpire`` (the leader's own timer) needs none.
 """
 
 from __future__ import annotations
@@ -282,7 +282,8 @@ class ElectionTable:
         return Withdrawn(r.name, cmd.candidate_id, waiter is not None, leading, grants)
 
     def _expire(self, index: int, cmd: ElectionExpire) -> ElectionResult:
-        r, hold = self._leader(cmd.name, cmd.candidate_id)
+        r = self.book.get(cmd.name)
+        hold = r.hold_of(cmd.candidate_id) if r is not None else None  # the leader's own timer: no secret
         if r is None or hold is None or hold.lease != cmd.lease or hold.session_id is not None:
             return Stale(cmd.name, cmd.candidate_id)
         ended, grants = self.book.end(index, r, hold, "expired")
