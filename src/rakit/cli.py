@@ -232,8 +232,10 @@ def up(
 
 def _register_client_commands() -> None:
     from rakit.cli_client import register
+    from rakit.cli_coord import register as register_coordination
 
     register(app)
+    register_coordination(app)
     from rakit.chaos.cli import register as register_chaos
 
     register_chaos(app)

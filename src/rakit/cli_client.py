@@ -1,7 +1,7 @@
 """``rakit status | lock | queue | cache``: the cluster from the command line, through ``rakit.Client``.
 
 ``rakit session | semaphore | election | elect`` and ``rakit lock run`` live in
-``rakit.cli_coord`` (registered by ``register`` below).
+``rakit.cli_coord`` (registered by ``rakit.cli`` after this module's ``register``).
 
 Every command takes ``--nodes`` (or ``$RAKIT_NODES``; default: the local
 cluster of ``rakit up``), ``--token`` (or ``$RAKIT_TOKEN``: the API token, when
@@ -544,6 +544,3 @@ def register(app: typer.Typer) -> None:
     app.add_typer(lock_app, name="lock")
     app.add_typer(queue_app, name="queue")
     app.add_typer(cache_app, name="cache")
-    from rakit.cli_coord import register as register_coordination  # it imports this module
-
-    register_coordination(app)
