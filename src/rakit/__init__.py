@@ -13,6 +13,8 @@ from rakit.client import (
     Deadlock,
     Forbidden,
     InvalidRequest,
+    KvEvent,
+    KvRecord,
     LeaderChange,
     LeadershipLost,
     LimitMismatch,
@@ -25,10 +27,12 @@ from rakit.client import (
     NotFound,
     NotHolder,
     NotInFlight,
+    OutcomeUnknown,
     PermitsLost,
     QuotaExceeded,
     RakitError,
     RateLimited,
+    RevisionMismatch,
     ServerError,
     SessionExists,
     SessionLost,
@@ -43,6 +47,10 @@ from rakit.client import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "KvEvent",
+    "KvRecord",
+    "OutcomeUnknown",
+    "RevisionMismatch",
     "AlreadyHolder",
     "LimitMismatch",
     "SessionExists",

@@ -7,6 +7,7 @@ See ``rakit.client.sync`` and ``rakit.client.aio`` for examples.
 from rakit.client.aio import (
     AsyncCache,
     AsyncClient,
+    AsyncKv,
     AsyncLeadership,
     AsyncLock,
     AsyncQueue,
@@ -31,10 +32,12 @@ from rakit.client.errors import (
     NotFound,
     NotHolder,
     NotInFlight,
+    OutcomeUnknown,
     PermitsLost,
     QuotaExceeded,
     RakitError,
     RateLimited,
+    RevisionMismatch,
     ServerError,
     SessionExists,
     SessionLost,
@@ -45,9 +48,20 @@ from rakit.client.errors import (
     Unauthorized,
     Unavailable,
 )
-from rakit.client.sync import Cache, Client, Leadership, Lock, Queue, Semaphore, Session
+from rakit.client.kv_calls import KvPage, KvPut, KvRecord, TxnResult
+from rakit.client.kv_watch import KvEvent
+from rakit.client.sync import Cache, Client, Kv, Leadership, Lock, Queue, Semaphore, Session
 
 __all__ = [
+    "AsyncKv",
+    "Kv",
+    "KvEvent",
+    "KvPage",
+    "KvPut",
+    "KvRecord",
+    "OutcomeUnknown",
+    "RevisionMismatch",
+    "TxnResult",
     "AlreadyHolder",
     "LeadershipLost",
     "LimitMismatch",

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from rakit.client import aio_elections, calls, coord_calls
 from rakit.client.aio_elections import AsyncLeadership
+from rakit.client.aio_kv import AsyncKv
 from rakit.client.aio_locks import AsyncLock
 from rakit.client.aio_semaphores import AsyncSemaphore
 from rakit.client.aio_sessions import AsyncSession
@@ -35,7 +36,16 @@ from rakit.client.coord_calls import LeaderChange
 from rakit.client.errors import RakitError
 from rakit.client.runner import AsyncRunner, RetryPolicy, Verify
 
-__all__ = ["AsyncCache", "AsyncClient", "AsyncLeadership", "AsyncLock", "AsyncQueue", "AsyncSemaphore", "AsyncSession"]
+__all__ = [
+    "AsyncCache",
+    "AsyncClient",
+    "AsyncKv",
+    "AsyncLeadership",
+    "AsyncLock",
+    "AsyncQueue",
+    "AsyncSemaphore",
+    "AsyncSession",
+]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +83,7 @@ class AsyncClient:
             cluster_secret=default_cluster_secret(cluster_secret),
         )
         self.cache = AsyncCache(self)
+        self.kv = AsyncKv(self)
 
     async def _run(self, call: calls.Call, node: str | None = None) -> Any:
         return await self._runner.run(call, node)

@@ -149,6 +149,9 @@ class Call:
     retry_success: str | None = None
     retry_result: Any = field(default=None)
     signed: bool = False  # an operator call: signed with the cluster secret (membership, leader transfer)
+    # False: repeating it after it was applied changes the outcome (an incr, a conditional KV write), so it is
+    # retried only after failures that prove it was not sent or not proposed (``rakit.client.runner``).
+    idempotent: bool = True
 
 
 # -- locks ---------------------------------------------------------------------

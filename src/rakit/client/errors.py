@@ -29,8 +29,10 @@ __all__ = [
     "NotHolder",
     "NotElected",
     "NotInFlight",
+    "OutcomeUnknown",
     "PermitsLost",
     "RakitError",
+    "RevisionMismatch",
     "ServerError",
     "SessionExists",
     "SessionLost",
@@ -197,6 +199,21 @@ class NotElected(RakitError):
     error = "not_leader"
 
 
+class RevisionMismatch(RakitError):
+    """409 ``revision_mismatch``: a KV write's condition (``if_revision``, ``if_absent``) was false;
+    nothing changed.  ``current_revision`` is the key's ``mod_revision`` now (None: the key is absent)."""
+
+    error = "revision_mismatch"
+
+    @property
+    def current_revision(self) -> int | None:
+        value = self.body.get("current_revision")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def __str__(self) -> str:
+        return f"{super().__str__()} (current revision: {self.current_revision})"
+
+
 class NoLeader(RakitError):
     """503 ``no_leader``: no Raft leader is known right now (an election is running)."""
 
@@ -219,6 +236,14 @@ class ConnectionFailed(RakitError):
     """No node could be reached (every attempt failed to connect or timed out)."""
 
     error = "connection_failed"
+
+
+class OutcomeUnknown(RakitError):
+    """A write that is not safe to repeat (an ``incr``, a conditional put or delete, a txn) failed
+    after it may have reached the cluster (a timeout, a dropped connection, ``503 unavailable``): it may
+    or may not have been applied, so it was not retried.  Read the key to find out."""
+
+    error = "outcome_unknown"
 
 
 class LockLost(RakitError):
@@ -262,6 +287,7 @@ _BY_CODE: dict[str, type[RakitError]] = {
         NoLeader,
         Unavailable,
         SessionNotFound,
+        RevisionMismatch,
         LimitMismatch,
         AlreadyHolder,
         SessionExists,

@@ -16,6 +16,12 @@ Retries are safe because every operation is idempotent or made so:
 acquire and renew are idempotent per client id, a push carries a message id
 (the queue deduplicates), and a release or ack whose first answer was lost
 may find ``not_holder`` / ``not_in_flight`` on the retry: that counts as done.
+A call that is not (``Call.idempotent`` False: a KV ``incr``, a conditional
+put or delete, a txn) is retried only after a failure that proves it was not
+applied: no connection was made, or ``503 no_leader`` (nothing was proposed).
+After any other failure (a timeout, a dropped connection, ``503
+unavailable``: a proposal dropped by a leader that stepped down may still
+commit) it raises ``OutcomeUnknown``.
 """
 
 from __future__ import annotations
@@ -31,10 +37,18 @@ import httpx
 import tenacity
 
 from rakit.client.calls import Call
-from rakit.client.errors import ConnectionFailed, NoLeader, RakitError, ServerError, Unavailable, error_from_answer
+from rakit.client.errors import (
+    ConnectionFailed,
+    NoLeader,
+    OutcomeUnknown,
+    RakitError,
+    ServerError,
+    Unavailable,
+    error_from_answer,
+)
 from rakit.security.internal import OPERATOR_CALLER, InternalAuth
 
-__all__ = ["AsyncRunner", "RetryPolicy", "SyncRunner", "Verify", "ssl_verify"]
+__all__ = ["RETRYABLE", "AsyncRunner", "RetryPolicy", "SyncRunner", "Verify", "ssl_verify"]
 
 #: How the client checks the nodes' HTTPS certificates: True (the default CAs:
 #: certifi's, or ``$SSL_CERT_FILE`` / ``$SSL_CERT_DIR``), False (no check: for
@@ -42,7 +56,8 @@ __all__ = ["AsyncRunner", "RetryPolicy", "SyncRunner", "Verify", "ssl_verify"]
 #: ``ssl.SSLContext`` (e.g. with ``load_cert_chain`` for a client certificate).
 Verify: TypeAlias = bool | str | os.PathLike[str] | ssl.SSLContext
 
-_RETRYABLE = (ConnectionFailed, NoLeader, Unavailable)
+RETRYABLE = (ConnectionFailed, NoLeader, Unavailable)
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)  # no connection, so no request reached the node
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +82,7 @@ class RetryPolicy:
                 tenacity.wait_exponential(multiplier=self.backoff_initial, max=self.backoff_max)
                 + tenacity.wait_random(0, self.backoff_initial)
             ),
-            "retry": tenacity.retry_if_exception_type(_RETRYABLE),
+            "retry": tenacity.retry_if_exception_type(RETRYABLE),
             "reraise": True,
         }
 
@@ -191,13 +206,17 @@ def _answer(
     """One attempt's outcome, for both runners: a node that failed or answered 503 is rotated away."""
     if error is not None:
         nodes.failed(url)
+        if not call.idempotent and not isinstance(error, _NOT_SENT):
+            raise OutcomeUnknown(f"{type(error).__name__}: {error}", node=url) from None
         raise ConnectionFailed(f"{type(error).__name__}: {error}", node=url) from None
     assert response is not None
     try:
         return _outcome(call, response, attempt, url)
     except RakitError as exc:
-        if isinstance(exc, _RETRYABLE):
+        if isinstance(exc, RETRYABLE):
             nodes.failed(url)
+            if not call.idempotent and not isinstance(exc, NoLeader):
+                raise OutcomeUnknown(str(exc), status=exc.status, body=exc.body, node=url) from exc
         raise
 
 

@@ -7,6 +7,7 @@
 >>> client.queue("emails").push({"to": "a@b.c"})
 >>> client.cache.set("user:42", {"name": "Ada"}, ttl=300)
 >>> client.cache.get("user:42", default=None)
+>>> client.kv.put("config/mode", "blue", if_absent=True)   # the linearizable KV: rakit.client.kv
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ from rakit.client.calls import (
 from rakit.client.coord_calls import LeaderChange
 from rakit.client.elections import Leadership
 from rakit.client.errors import RakitError
+from rakit.client.kv import Kv
 from rakit.client.locks import Lock
 from rakit.client.runner import RetryPolicy, SyncRunner, Verify
 from rakit.client.semaphores import Semaphore
 from rakit.client.sessions import Session
 
-__all__ = ["Cache", "Client", "LeaderChange", "Leadership", "Lock", "Queue", "Semaphore", "Session"]
+__all__ = ["Cache", "Client", "Kv", "LeaderChange", "Leadership", "Lock", "Queue", "Semaphore", "Session"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,7 @@ class Client:
             cluster_secret=default_cluster_secret(cluster_secret),
         )
         self.cache = Cache(self)
+        self.kv = Kv(self)
 
     def _run(self, call: calls.Call, node: str | None = None) -> Any:
         return self._runner.run(call, node)
