@@ -1,5 +1,6 @@
 """The ``rakit`` command line: ``rakit node`` runs one node, ``rakit up`` a local cluster;
-``rakit status|lock|queue|cache`` talk to a running cluster (``rakit.cli_client``).
+``rakit status|lock|queue|cache`` talk to a running cluster (``rakit.cli_client``), ``rakit kv`` to its
+KV map (``rakit.cli_kv``).
 
 Every flag of ``rakit node`` has an environment variable used when the flag
 is absent (docs/api.md).  Configuration problems print one line on stderr and
@@ -233,9 +234,11 @@ def up(
 def _register_client_commands() -> None:
     from rakit.cli_client import register
     from rakit.cli_coord import register as register_coordination
+    from rakit.cli_kv import register as register_kv
 
     register(app)
     register_coordination(app)
+    register_kv(app)
     from rakit.chaos.cli import register as register_chaos
 
     register_chaos(app)
