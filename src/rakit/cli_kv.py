@@ -5,13 +5,13 @@ a refusal prints one ``rakit: error: <code>: <detail>`` line and exits 1, a
 failed ``--if-revision`` with the key's current revision; bad usage exits 2).
 Values are JSON; a bare word is a string.
 
->>> rakit kv put config/mode blue
->>> rakit kv get config/mode --json | jq .mod_revision
->>> rakit kv put config/mode green --if-revision 17
->>> rakit kv range --prefix config/
+>>> rakit kv put config:mode blue
+>>> rakit kv get config:mode --json | jq .mod_revision
+>>> rakit kv put config:mode green --if-revision 17
+>>> rakit kv range --prefix config:
 >>> echo '{"compare": [{"key": "a", "target": "value", "op": "==", "value": 1}],
 ...        "success": [{"put": {"key": "a", "value": 2}}]}' | rakit kv txn
->>> rakit kv watch --prefix config/ --count 10
+>>> rakit kv watch --prefix config: --count 10
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import inspect
 import itertools
 import json
 import threading
@@ -101,22 +102,22 @@ def test_put_sends_ttl_and_session_id(client: Client, fake: FakeKv) -> None:
 
 def test_range_pages_and_scan_walks_every_page(client: Client, fake: FakeKv) -> None:
     for i in range(7):
-        fake.put(f"jobs/{i}", i)
+        fake.put(f"jobs:{i}", i)
     fake.put("other", 0)
-    page = client.kv.range("jobs/", limit=3)
-    assert [r.key for r in page.items] == ["jobs/0", "jobs/1", "jobs/2"] and page.more and page.revision == 8
+    page = client.kv.range("jobs:", limit=3)
+    assert [r.key for r in page.items] == ["jobs:0", "jobs:1", "jobs:2"] and page.more and page.revision == 8
     assert all(r.revision == 8 for r in page.items)
-    last = client.kv.range("jobs/", limit=3, after="jobs/5")
-    assert [r.key for r in last.items] == ["jobs/6"] and not last.more
-    assert [r.value for r in client.kv.scan("jobs/", page_size=3)] == list(range(7))
-    assert [r.url.params.get("after") for r in fake.requests[-3:]] == [None, "jobs/2", "jobs/5"]
+    last = client.kv.range("jobs:", limit=3, after="jobs:5")
+    assert [r.key for r in last.items] == ["jobs:6"] and not last.more
+    assert [r.value for r in client.kv.scan("jobs:", page_size=3)] == list(range(7))
+    assert [r.url.params.get("after") for r in fake.requests[-3:]] == [None, "jobs:2", "jobs:5"]
 
 
 def test_delete_prefix_and_incr(client: Client, fake: FakeKv) -> None:
-    fake.put("p/a", 1)
-    fake.put("p/b", 2)
+    fake.put("p:a", 1)
+    fake.put("p:b", 2)
     fake.put("q", 3)
-    assert client.kv.delete_prefix("p/") == 2
+    assert client.kv.delete_prefix("p:") == 2
     assert sorted(fake.data) == ["q"]
     assert client.kv.incr("n") == 1 and client.kv.incr("n", 41) == 42
     assert fake.bodies("/kv/incr")[-1] == {"key": "n", "delta": 41}
@@ -303,30 +304,30 @@ def test_cursor_resumes_at_the_last_revision_and_skips_what_it_yielded() -> None
 
 
 def shared_revision_history(fake: FakeKv) -> None:
-    fake.put("config/a", 1)  # revision 1
-    fake.commit([("put", "config/b", 2), ("put", "config/c", 3), ("delete", "config/a", None)])  # revision 2
+    fake.put("config:a", 1)  # revision 1
+    fake.commit([("put", "config:b", 2), ("put", "config:c", 3), ("delete", "config:a", None)])  # revision 2
     fake.put("other", 0)  # revision 3: not watched
-    fake.put("config/d", 4)  # revision 4
+    fake.put("config:d", 4)  # revision 4
 
 
 EXPECTED = [
-    (1, "config/a", "put", 1),
-    (2, "config/b", "put", 2),
-    (2, "config/c", "put", 3),
-    (2, "config/a", "delete", None),
-    (4, "config/d", "put", 4),
+    (1, "config:a", "put", 1),
+    (2, "config:b", "put", 2),
+    (2, "config:c", "put", 3),
+    (2, "config:a", "delete", None),
+    (4, "config:d", "put", 4),
 ]
 
 
 def test_watch_resumes_across_a_dropped_stream_inside_a_revision_without_repeats(client: Client, fake: FakeKv) -> None:
     shared_revision_history(fake)
     fake.plans = [StreamPlan(events=2), StreamPlan(events=1, error=httpx.RemoteProtocolError)]
-    events = list(itertools.islice(client.kv.watch(prefix="config/", start_revision=1), 5))
+    events = list(itertools.islice(client.kv.watch(prefix="config:", start_revision=1), 5))
     assert changes(events) == EXPECTED
     watches = fake.watches()
     assert [w.url.params["from_revision"] for w in watches] == ["1", "2", "2"]
     assert [w.url.host for w in watches] == ["n1", "n2", "n3"]  # each reconnect to the next node
-    assert all(w.url.params["prefix"] == "config/" for w in watches)
+    assert all(w.url.params["prefix"] == "config:" for w in watches)
 
 
 def test_watch_without_a_start_begins_after_the_revision_read_at_its_first_step(client: Client, fake: FakeKv) -> None:
@@ -343,7 +344,7 @@ def test_watch_without_a_start_begins_after_the_revision_read_at_its_first_step(
 def test_a_dead_stream_is_noticed_by_its_read_timeout_and_reconnected(client: Client, fake: FakeKv) -> None:
     shared_revision_history(fake)
     fake.plans = [StreamPlan(events=1, error=httpx.ReadTimeout)]
-    events = list(itertools.islice(client.kv.watch(prefix="config/", start_revision=1, idle_timeout=3.0), 5))
+    events = list(itertools.islice(client.kv.watch(prefix="config:", start_revision=1, idle_timeout=3.0), 5))
     assert changes(events) == EXPECTED
     first = fake.watches()[0]
     assert first.extensions["timeout"]["read"] == 3.0 and first.extensions["timeout"]["connect"] <= 2.0
@@ -353,12 +354,12 @@ def test_compaction_yields_a_snapshot_and_goes_on_from_its_revision(client: Clie
     shared_revision_history(fake)
     fake.compact_revision = 3  # history before revision 3 is gone
     fake.plans = [StreamPlan(events=None, error=None), StreamPlan(events=None)]
-    stream = client.kv.watch(prefix="config/", start_revision=1)
+    stream = client.kv.watch(prefix="config:", start_revision=1)
     gap = next(stream)
     assert gap.type == "compacted" and gap.compact_revision == 3 and gap.revision == 4
-    assert [(r.key, r.value) for r in gap.snapshot] == [("config/b", 2), ("config/c", 3), ("config/d", 4)]
-    fake.put("config/e", 5)  # revision 5
-    assert changes([next(stream)]) == [(5, "config/e", "put", 5)]
+    assert [(r.key, r.value) for r in gap.snapshot] == [("config:b", 2), ("config:c", 3), ("config:d", 4)]
+    fake.put("config:e", 5)  # revision 5
+    assert changes([next(stream)]) == [(5, "config:e", "put", 5)]
     assert [w.url.params["from_revision"] for w in fake.watches()] == ["1", "5"]
 
 
@@ -390,7 +391,7 @@ async def test_async_watch_resumes_and_handles_compaction(aclient: AsyncClient, 
     shared_revision_history(fake)
     fake.plans = [StreamPlan(events=3), StreamPlan(events=1, error=httpx.ReadTimeout)]
     seen: list[KvEvent] = []
-    async for event in aclient.kv.watch(prefix="config/", start_revision=1):
+    async for event in aclient.kv.watch(prefix="config:", start_revision=1):
         seen.append(event)
         if len(seen) == 5:
             break
@@ -398,7 +399,7 @@ async def test_async_watch_resumes_and_handles_compaction(aclient: AsyncClient, 
     assert [w.url.params["from_revision"] for w in fake.watches()] == ["1", "2", "2"]
     fake.compact_revision = 4
     fake.plans = [StreamPlan(events=None, error=None)]
-    async for event in aclient.kv.watch(prefix="config/", start_revision=2):
+    async for event in aclient.kv.watch(prefix="config:", start_revision=2):
         assert event.type == "compacted" and event.revision == 4 and len(event.snapshot) == 3
         break
 
@@ -419,7 +420,7 @@ class _Node(http.server.BaseHTTPRequestHandler):
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
         self.seen.append(query["from_revision"])
         self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
+        self.send_header("content-type", "text:event-stream")
         self.end_headers()
         for e in self.events:
             if e["revision"] >= int(query["from_revision"]):
@@ -461,3 +462,18 @@ def test_a_silent_connection_times_out_and_the_watch_resumes_on_another_node() -
     assert changes(events) == [(3, "a", "put", 3), (3, "b", "put", 3), (4, "c", "put", 4)]
     assert dead_seen == ["3"] and seen == ["3"]  # resumed at revision 3, skipping "a" already yielded
     assert 0.5 <= waited < 5.0
+
+
+def test_the_async_kv_has_the_sync_kv_methods_and_arguments() -> None:
+    from rakit.client.aio_kv import AsyncKv
+    from rakit.client.kv import Kv
+
+    def public(cls: type) -> dict[str, list[str]]:
+        return {
+            name: list(inspect.signature(fn).parameters)
+            for name, fn in vars(cls).items()
+            if callable(fn) and not name.startswith("_")
+        }
+
+    assert public(AsyncKv) == public(Kv)
+    assert {"get", "put", "delete", "delete_prefix", "range", "scan", "incr", "txn", "cas", "watch"} <= set(public(Kv))

@@ -1,8 +1,8 @@
 """``client.kv`` of ``AsyncClient``: method for method ``rakit.client.kv.Kv``, awaited.
 
->>> rec = await client.kv.get("config/mode")
->>> await client.kv.put("config/mode", "green", if_revision=rec.mod_revision)
->>> async for event in client.kv.watch(prefix="config/"):
+>>> rec = await client.kv.get("config:mode")
+>>> await client.kv.put("config:mode", "green", if_revision=rec.mod_revision)
+>>> async for event in client.kv.watch(prefix="config:"):
 ...     print(event.type, event.key, event.value, event.revision)
 """
 
@@ -58,7 +58,7 @@ class AsyncKv:
     async def get(self, key: str, serializable: bool = False) -> KvRecord | None:
         """``key``'s record (value, create/mod revision, version, the map's revision), or None if absent.
 
-        >>> await client.kv.get("config/mode").value
+        >>> await client.kv.get("config:mode").value
         """
         return await self.client._run(kv_calls.get(key, serializable))  # type: ignore[no-any-return]
 
@@ -79,9 +79,9 @@ class AsyncKv:
         changed.  ``ttl`` (s) or ``session`` (a ``Session`` or its id): the key is deleted when that
         runs out.
 
-        >>> await client.kv.put("jobs/1", {"state": "new"}, if_absent=True)
+        >>> await client.kv.put("jobs:1", {"state": "new"}, if_absent=True)
         >>> async with client.session(ttl=10) as s:
-        ...     await client.kv.put("workers/w1", {"host": host}, session=s)  # gone when the session ends
+        ...     await client.kv.put("workers:w1", {"host": host}, session=s)  # gone when the session ends
         """
         return await self.client._run(  # type: ignore[no-any-return]
             kv_calls.put(key, value, if_revision, if_absent, ttl, session_id(session))
@@ -90,14 +90,14 @@ class AsyncKv:
     async def delete(self, key: str, *, if_revision: int | None = None) -> int:
         """Delete ``key``: how many keys were deleted (0 or 1); ``RevisionMismatch`` as ``put``.
 
-        >>> await client.kv.delete("jobs/1", if_revision=rec.mod_revision)
+        >>> await client.kv.delete("jobs:1", if_revision=rec.mod_revision)
         """
         return await self.client._run(kv_calls.delete(key, if_revision))  # type: ignore[no-any-return]
 
     async def delete_prefix(self, prefix: str) -> int:
         """Delete every key starting with ``prefix`` (in one revision): how many.
 
-        >>> await client.kv.delete_prefix("jobs/")
+        >>> await client.kv.delete_prefix("jobs:")
         """
         return await self.client._run(kv_calls.delete_prefix(prefix))  # type: ignore[no-any-return]
 
@@ -106,7 +106,7 @@ class AsyncKv:
     ) -> KvPage:
         """One page of the keys starting with ``prefix``, after key ``after``, in key order (≤ ``limit``).
 
-        >>> page = await client.kv.range("jobs/", limit=100)
+        >>> page = await client.kv.range("jobs:", limit=100)
         >>> page.items, page.more, page.revision
         """
         return await self.client._run(kv_calls.range_(prefix, limit, after, serializable))  # type: ignore[no-any-return]
@@ -117,7 +117,7 @@ class AsyncKv:
         """Every key starting with ``prefix``, in key order, page after page (each page is one
         consistent read; the whole is not one cut: use one ``range`` for that).
 
-        >>> {r.key: r.value async for r in client.kv.scan("config/")}
+        >>> {r.key: r.value async for r in client.kv.scan("config:")}
         """
         after: str | None = None
         while True:
@@ -131,7 +131,7 @@ class AsyncKv:
     async def incr(self, key: str, delta: int = 1) -> int:
         """Add ``delta`` to the integer at ``key`` (absent: 0) atomically: the new value.
 
-        >>> await client.kv.incr("counters/visits")
+        >>> await client.kv.incr("counters:visits")
         """
         return await self.client._run(kv_calls.incr(key, delta))  # type: ignore[no-any-return]
 
@@ -151,7 +151,7 @@ class AsyncKv:
         meanwhile; on a change, read and call ``fn`` again, at most ``retries`` more times (then
         ``RevisionMismatch``).  The record written.  ``fn`` may run several times: keep it pure.
 
-        >>> await client.kv.cas("config/replicas", lambda n: (n or 0) + 1).value
+        >>> await client.kv.cas("config:replicas", lambda n: (n or 0) + 1).value
         """
         for attempt in range(retries + 1):
             old = await self.get(key)
@@ -184,9 +184,9 @@ class AsyncKv:
         Leaving the loop early closes the stream when the generator is collected; to close it at
         once, ``async with contextlib.aclosing(client.kv.watch(...)) as events:``.
 
-        >>> page = await client.kv.range("config/")
+        >>> page = await client.kv.range("config:")
         >>> state = {r.key: r.value for r in page.items}
-        >>> async for ev in client.kv.watch(prefix="config/", start_revision=page.revision + 1):
+        >>> async for ev in client.kv.watch(prefix="config:", start_revision=page.revision + 1):
         ...     if ev.type == "compacted":
         ...         state = {r.key: r.value for r in ev.snapshot}
         ...     elif ev.type == "put":

@@ -1,11 +1,11 @@
 """``client.kv``: the replicated key-value map (API v2 "KV"), for the blocking client.
 
 >>> kv = client.kv
->>> kv.put("config/mode", "blue").revision
->>> rec = kv.get("config/mode")            # None if absent
->>> kv.put("config/mode", "green", if_revision=rec.mod_revision)   # RevisionMismatch if it changed
->>> kv.cas("counters/jobs", lambda n: (n or 0) + 1)
->>> for event in kv.watch(prefix="config/"):
+>>> kv.put("config:mode", "blue").revision
+>>> rec = kv.get("config:mode")            # None if absent
+>>> kv.put("config:mode", "green", if_revision=rec.mod_revision)   # RevisionMismatch if it changed
+>>> kv.cas("counters:jobs", lambda n: (n or 0) + 1)
+>>> for event in kv.watch(prefix="config:"):
 ...     print(event.type, event.key, event.value, event.revision)
 
 Reads are linearizable unless ``serializable=True`` (the node's own state,
@@ -66,7 +66,7 @@ class Kv:
     def get(self, key: str, serializable: bool = False) -> KvRecord | None:
         """``key``'s record (value, create/mod revision, version, the map's revision), or None if absent.
 
-        >>> client.kv.get("config/mode").value
+        >>> client.kv.get("config:mode").value
         """
         return self.client._run(kv_calls.get(key, serializable))  # type: ignore[no-any-return]
 
@@ -87,9 +87,9 @@ class Kv:
         changed.  ``ttl`` (s) or ``session`` (a ``Session`` or its id): the key is deleted when that
         runs out.
 
-        >>> client.kv.put("jobs/1", {"state": "new"}, if_absent=True)
+        >>> client.kv.put("jobs:1", {"state": "new"}, if_absent=True)
         >>> with client.session(ttl=10) as s:
-        ...     client.kv.put("workers/w1", {"host": host}, session=s)  # gone when the session ends
+        ...     client.kv.put("workers:w1", {"host": host}, session=s)  # gone when the session ends
         """
         return self.client._run(  # type: ignore[no-any-return]
             kv_calls.put(key, value, if_revision, if_absent, ttl, session_id(session))
@@ -98,14 +98,14 @@ class Kv:
     def delete(self, key: str, *, if_revision: int | None = None) -> int:
         """Delete ``key``: how many keys were deleted (0 or 1); ``RevisionMismatch`` as ``put``.
 
-        >>> client.kv.delete("jobs/1", if_revision=rec.mod_revision)
+        >>> client.kv.delete("jobs:1", if_revision=rec.mod_revision)
         """
         return self.client._run(kv_calls.delete(key, if_revision))  # type: ignore[no-any-return]
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every key starting with ``prefix`` (in one revision): how many.
 
-        >>> client.kv.delete_prefix("jobs/")
+        >>> client.kv.delete_prefix("jobs:")
         """
         return self.client._run(kv_calls.delete_prefix(prefix))  # type: ignore[no-any-return]
 
@@ -114,7 +114,7 @@ class Kv:
     ) -> KvPage:
         """One page of the keys starting with ``prefix``, after key ``after``, in key order (≤ ``limit``).
 
-        >>> page = client.kv.range("jobs/", limit=100)
+        >>> page = client.kv.range("jobs:", limit=100)
         >>> page.items, page.more, page.revision
         """
         return self.client._run(kv_calls.range_(prefix, limit, after, serializable))  # type: ignore[no-any-return]
@@ -123,7 +123,7 @@ class Kv:
         """Every key starting with ``prefix``, in key order, page after page (each page is one
         consistent read; the whole is not one cut: use one ``range`` for that).
 
-        >>> {r.key: r.value for r in client.kv.scan("config/")}
+        >>> {r.key: r.value for r in client.kv.scan("config:")}
         """
         after: str | None = None
         while True:
@@ -136,7 +136,7 @@ class Kv:
     def incr(self, key: str, delta: int = 1) -> int:
         """Add ``delta`` to the integer at ``key`` (absent: 0) atomically: the new value.
 
-        >>> client.kv.incr("counters/visits")
+        >>> client.kv.incr("counters:visits")
         """
         return self.client._run(kv_calls.incr(key, delta))  # type: ignore[no-any-return]
 
@@ -154,7 +154,7 @@ class Kv:
         meanwhile; on a change, read and call ``fn`` again, at most ``retries`` more times (then
         ``RevisionMismatch``).  The record written.  ``fn`` may run several times: keep it pure.
 
-        >>> client.kv.cas("config/replicas", lambda n: (n or 0) + 1).value
+        >>> client.kv.cas("config:replicas", lambda n: (n or 0) + 1).value
         """
         for attempt in range(retries + 1):
             old = self.get(key)
@@ -185,9 +185,9 @@ class Kv:
         stands is gone (compacted), one ``compacted`` event carries a fresh snapshot
         (``event.snapshot``, read at ``event.revision``) and the changes after it follow.
 
-        >>> page = client.kv.range("config/")
+        >>> page = client.kv.range("config:")
         >>> state = {r.key: r.value for r in page.items}
-        >>> for ev in client.kv.watch(prefix="config/", start_revision=page.revision + 1):
+        >>> for ev in client.kv.watch(prefix="config:", start_revision=page.revision + 1):
         ...     if ev.type == "compacted":
         ...         state = {r.key: r.value for r in ev.snapshot}
         ...     elif ev.type == "put":

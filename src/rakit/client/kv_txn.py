@@ -2,9 +2,9 @@
 
 >>> from rakit.client.kv_txn import compare, op
 >>> client.kv.txn(
-...     compare=[compare.value("config/mode") == "blue", compare.version("config/lock") == 0],
-...     success=[op.put("config/mode", "green"), op.get("config/mode")],
-...     failure=[op.get("config/mode")],
+...     compare=[compare.value("config:mode") == "blue", compare.version("config:lock") == 0],
+...     success=[op.put("config:mode", "green"), op.get("config:mode")],
+...     failure=[op.get("config:mode")],
 ... )
 
 A compare is ``compare.<target>(key) <op> value`` with ``<op>`` one of

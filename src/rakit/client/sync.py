@@ -7,7 +7,7 @@
 >>> client.queue("emails").push({"to": "a@b.c"})
 >>> client.cache.set("user:42", {"name": "Ada"}, ttl=300)
 >>> client.cache.get("user:42", default=None)
->>> client.kv.put("config/mode", "blue", if_absent=True)   # the linearizable KV: rakit.client.kv
+>>> client.kv.put("config:mode", "blue", if_absent=True)   # the linearizable KV: rakit.client.kv
 """
 
 from __future__ import annotations
