@@ -19,7 +19,7 @@ import pytest
 from kv_fake import FakeKv, StreamPlan
 
 from rakit.client import AsyncClient, Client, KvEvent, KvRecord, OutcomeUnknown, RevisionMismatch
-from rakit.client.errors import ConnectionFailed
+from rakit.client.errors import ConnectionFailed, ServerError
 from rakit.client.kv_txn import compare, op
 from rakit.client.kv_watch import SseParser, WatchCursor
 
@@ -477,3 +477,14 @@ def test_the_async_kv_has_the_sync_kv_methods_and_arguments() -> None:
 
     assert public(AsyncKv) == public(Kv)
     assert {"get", "put", "delete", "delete_prefix", "range", "scan", "incr", "txn", "cas", "watch"} <= set(public(Kv))
+
+
+def test_a_stream_that_is_not_sse_events_raises_server_error(client: Client, fake: FakeKv) -> None:
+    def garbage(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/kv/watch":
+            return httpx.Response(200, content=b"data: <html>\n\n")
+        return fake(request)
+
+    client._runner.http = httpx.Client(transport=httpx.MockTransport(garbage))
+    with pytest.raises(ServerError, match="not an event"):
+        next(client.kv.watch("k", start_revision=1))

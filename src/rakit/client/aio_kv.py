@@ -218,7 +218,7 @@ class AsyncKv:
                     data = parser.feed(line)
                     if data is None:
                         continue
-                    body = event_from_data(data)
+                    body = event_from_data(data, url)
                     if body["type"] == "compacted":
                         gap = body
                         break

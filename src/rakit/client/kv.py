@@ -219,7 +219,7 @@ class Kv:
                     data = parser.feed(line)
                     if data is None:
                         continue
-                    body = event_from_data(data)
+                    body = event_from_data(data, url)
                     if body["type"] == "compacted":
                         gap = body
                         break

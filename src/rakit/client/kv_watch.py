@@ -27,7 +27,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rakit.client.errors import ConnectionFailed, RakitError, error_from_answer
+from rakit.client.errors import ConnectionFailed, RakitError, ServerError, error_from_answer
 from rakit.client.kv_calls import KvRecord
 
 __all__ = ["IDLE_TIMEOUT", "KvEvent", "SseParser", "WatchCursor", "event_from_data"]
@@ -60,11 +60,14 @@ class KvEvent:
     snapshot: tuple[KvRecord, ...] = ()
 
 
-def event_from_data(data: str) -> dict[str, Any]:
-    """The JSON object of one ``data:`` payload (``ValueError`` if it is not one)."""
-    body = json.loads(data)
+def event_from_data(data: str, node: str) -> dict[str, Any]:
+    """The JSON object of one ``data:`` payload (``ServerError`` if it is not an event)."""
+    try:
+        body = json.loads(data)
+    except ValueError:
+        body = None
     if not isinstance(body, dict) or not isinstance(body.get("type"), str):
-        raise ValueError(f"a watch event that is not an event object: {data[:200]!r}")
+        raise ServerError(f"a watch event that is not an event object: {data[:200]!r}", node=node)
     return body
 
 
