@@ -3,6 +3,8 @@ threads, and watches that survive a node falling silent (paused) without losing 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -13,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rakit.client import Client, KvEvent, RevisionMismatch
+from rakit.client import AsyncClient, Client, KvEvent, RevisionMismatch
 from rakit.client.kv_txn import compare, op
 
 pytestmark = pytest.mark.integration
@@ -198,3 +200,21 @@ def test_cli_kv_commands(cluster) -> None:
     listed = json.loads(rakit(cluster, "range", "--prefix", "t4:", "--json").stdout)
     assert [(r["key"], r["value"]) for r in listed["items"]] == [("t4:mode", "green"), ("t4:n", 1)]
     assert json.loads(rakit(cluster, "del", "--prefix", "t4:", "--json").stdout) == {"deleted": 2}
+
+
+async def test_async_client_cas_and_watch(cluster) -> None:
+    urls = [n.url for n in cluster.nodes.values()]
+    async with AsyncClient(urls) as client:
+        start = (await client.kv.range("t5:", limit=1)).revision + 1
+        await asyncio.gather(*(client.kv.cas("t5:n", lambda n: (n or 0) + 1, retries=100) for _ in range(8)))
+        done = await client.kv.txn([compare.value("t5:n") == 8], [op.put("t5:done", True), op.delete("t5:n")])
+        assert done.succeeded
+        seen: list[KvEvent] = []
+        async with contextlib.aclosing(client.kv.watch(prefix="t5:", start_revision=start)) as stream:
+            async for event in stream:
+                seen.append(event)
+                if len(seen) == 10:
+                    break
+    assert [e.value for e in seen[:8]] == list(range(1, 9))
+    assert {(e.key, e.type) for e in seen[8:]} == {("t5:done", "put"), ("t5:n", "delete")}
+    assert seen[8].revision == seen[9].revision == done.revision
