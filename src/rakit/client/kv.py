@@ -183,7 +183,9 @@ class Kv:
         Never a change twice or out of order, none lost across broken connections (it reconnects to
         any node and resumes where it was; ``rakit.client.kv_watch``).  If the history from where it
         stands is gone (compacted), one ``compacted`` event carries a fresh snapshot
-        (``event.snapshot``, read at ``event.revision``) and the changes after it follow.
+        (``event.snapshot``, read at ``event.revision``) and the changes after it follow.  No node
+        serving a stream within the client's retry budget (``attempts``, ``retry_deadline``), or
+        ``attempts`` streams in a row ending with nothing new: ``ConnectionFailed``.
 
         >>> page = client.kv.range("config:")
         >>> state = {r.key: r.value for r in page.items}
