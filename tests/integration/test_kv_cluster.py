@@ -80,6 +80,12 @@ def test_reads_through_followers_see_every_acknowledged_write(cluster_factory):
             assert body["revision"] >= revision
     status, page = get(followers[0] + "/kv/range?prefix=li&consistency=serializable")
     assert status == 200 and [item["key"] for item in page["items"]] == ["lin"]
+    # An idle watch still hears from its node at least every 5 s (a dead connection shows).
+    started = time.monotonic()
+    with httpx.stream("GET", followers[1] + "/kv/watch?key=never", timeout=httpx.Timeout(10.0, read=6.0)) as answer:
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        first_line = next(answer.iter_lines())
+    assert first_line.startswith(":") and time.monotonic() - started < 5.5
 
 
 def test_a_watch_on_a_follower_keeps_every_event_across_a_leader_sigkill(cluster_factory):
