@@ -91,10 +91,10 @@ def test_rule_3_the_byte_cap_counts_keys_and_values() -> None:
     history = History(min_events=100, min_age=1e9, max_events=100, max_bytes=3 * one)
     for revision in range(1, 6):
         history.append([put(revision, "key", at=float(revision), value=b"x" * 100)])
-        assert history.bytes <= 3 * one
-    assert kept(history) == [3, 4, 5] and history.bytes == 3 * one
+        assert history.size_bytes <= 3 * one
+    assert kept(history) == [3, 4, 5] and history.size_bytes == 3 * one
     history.append([put(6, "key", value=b"x" * (3 * one))])  # one revision over the cap alone
-    assert len(history) == 0 and history.bytes == 0 and history.compact_revision == 7
+    assert len(history) == 0 and history.size_bytes == 0 and history.compact_revision == 7
     assert history.since(7) == [] and history.since(6) is None
 
 
@@ -144,11 +144,11 @@ def test_rule_5_snapshot_and_restore_round_trip() -> None:
     twin = History(min_events=2, min_age=0.0)
     twin.restore(history.snapshot())
     assert twin.snapshot() == history.snapshot()
-    assert twin.since(2) == history.since(2) and twin.bytes == history.bytes
+    assert twin.since(2) == history.since(2) and twin.size_bytes == history.size_bytes
     assert twin.compact_revision == history.compact_revision and len(twin) == len(history)
     for h in (history, twin):
         h.append([put(4, "d", at=6.0)])
     assert twin.snapshot() == history.snapshot()
     twin.restore(b"")
-    assert len(twin) == 0 and twin.compact_revision == 1 and twin.bytes == 0
+    assert len(twin) == 0 and twin.compact_revision == 1 and twin.size_bytes == 0
     assert twin.snapshot() == History().snapshot()
