@@ -453,3 +453,11 @@ def test_refusals_and_no_ops_leave_the_state_unchanged(command: Any) -> None:
     result = log(command, gap=10)
     assert isinstance(result, Refused | KvMismatch | KvDeleted | KvExpired)
     assert log.store.snapshot() == before
+
+
+def test_a_stored_value_that_is_not_json_fails_a_value_compare_without_raising() -> None:
+    log = Log()
+    log(KvPut("a", b"not json"))  # the HTTP layer sends JSON only; the machine must not raise anyway
+    done = log(KvTxn([Compare("a", "value", "!=", b"1")], [TxnPut("b", b"1")], [TxnGet("a")]))
+    assert done == KvTxnDone(False, 1, [KvRecord("a", b"not json", 1, 1, 1)])
+    assert log(KvIncr("a", 1)) == Refused("not_integer", "the value of 'a' is not an integer")

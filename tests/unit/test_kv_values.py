@@ -80,3 +80,8 @@ def test_as_integer_takes_integers_only() -> None:
     assert as_integer(b"123456789012345678901234567890") == 123456789012345678901234567890
     for data in (b"true", b"false", b"1.5", b"1.0", b'"1"', b"null", b"[1]", b"not json", b""):
         assert as_integer(data) is None, data
+
+
+def test_a_value_that_is_not_json_compares_false() -> None:
+    for op in ("==", "!=", "<", ">"):
+        assert not compare(b"not json", op, b"1") and not compare(b"1", op, b"{")
