@@ -152,3 +152,30 @@ def test_rule_5_snapshot_and_restore_round_trip() -> None:
     twin.restore(b"")
     assert len(twin) == 0 and twin.compact_revision == 1 and twin.size_bytes == 0
     assert twin.snapshot() == History().snapshot()
+
+
+def test_rule_4_scan_says_where_to_go_on_past_unmatched_events() -> None:
+    history = History()
+    assert history.scan(1) == ([], 1) and history.scan(0) is None
+    history.append([put(1, "a")])
+    history.append([put(2, "b"), put(2, "c")])
+    history.append([put(3, "b")])
+    history.append([put(5, "a")])
+    only_a = lambda k: k == "a"  # noqa: E731
+    assert history.scan(1, only_a) == ([put(1, "a"), put(5, "a")], 6)
+    assert history.scan(2, only_a, limit=1) == ([put(5, "a")], 6)  # past the unmatched 2 and 3
+    assert history.scan(1, only_a, limit=1) == ([put(1, "a")], 2)  # stopped at 2: go on from there
+    assert history.scan(1, lambda k: k == "c", limit=1) == ([put(2, "c")], 3)
+    assert history.scan(2, limit=1) == ([put(2, "b"), put(2, "c")], 3)  # a whole revision
+    assert history.scan(6) == ([], 6) and history.scan(9, only_a) == ([], 9)
+    assert history.scan(1, limit=0) == ([], 1)
+    following = 1
+    seen: list[KvEvent] = []
+    for _ in range(10):  # a watcher paging with limit 1 sees every event once, in order
+        scanned = history.scan(following, limit=1)
+        assert scanned is not None
+        batch, following = scanned
+        if not batch:
+            break
+        seen += batch
+    assert seen == history.since(1) and following == 6
