@@ -429,7 +429,7 @@ class KvComparison(RuleBasedStateMachine):
 
 
 KvComparison.TestCase.settings = settings(
-    max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "300")), stateful_step_count=50, deadline=None
+    max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "200")), stateful_step_count=50, deadline=None
 )
 test_kv_store_against_model = KvComparison.TestCase
 
