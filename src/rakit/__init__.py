@@ -53,6 +53,7 @@ __all__ = [
     "RevisionMismatch",
     "AlreadyHolder",
     "LimitMismatch",
+    "RevisionMismatch",
     "SessionExists",
     "SessionNotFound",
     "LeadershipLost",

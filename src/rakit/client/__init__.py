@@ -65,6 +65,7 @@ __all__ = [
     "AlreadyHolder",
     "LeadershipLost",
     "LimitMismatch",
+    "RevisionMismatch",
     "NotElected",
     "PermitsLost",
     "SessionExists",
