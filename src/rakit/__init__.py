@@ -53,7 +53,6 @@ __all__ = [
     "RevisionMismatch",
     "AlreadyHolder",
     "LimitMismatch",
-    "RevisionMismatch",
     "SessionExists",
     "SessionNotFound",
     "LeadershipLost",

@@ -65,7 +65,6 @@ __all__ = [
     "AlreadyHolder",
     "LeadershipLost",
     "LimitMismatch",
-    "RevisionMismatch",
     "NotElected",
     "PermitsLost",
     "SessionExists",

@@ -21,7 +21,6 @@ __all__ = [
     "InvalidRequest",
     "LeadershipLost",
     "LimitMismatch",
-    "RevisionMismatch",
     "LockConflict",
     "LockLost",
     "LockTimeout",
@@ -171,17 +170,6 @@ class SessionNotFound(RakitError):
     error = "session_not_found"
 
 
-class RevisionMismatch(RakitError):
-    """409 ``revision_mismatch``: a KV write's condition was false (``current_revision``: the key's, None if absent)."""
-
-    error = "revision_mismatch"
-
-    @property
-    def current_revision(self) -> int | None:
-        value = self.body.get("current_revision")
-        return value if isinstance(value, int) else None
-
-
 class LimitMismatch(RakitError):
     """409 ``limit_mismatch``: the semaphore is in use with another ``limit`` (``limit`` holds it)."""
 
@@ -301,7 +289,6 @@ _BY_CODE: dict[str, type[RakitError]] = {
         SessionNotFound,
         RevisionMismatch,
         LimitMismatch,
-        RevisionMismatch,
         AlreadyHolder,
         SessionExists,
         TooManyWaiters,
