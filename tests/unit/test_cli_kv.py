@@ -63,6 +63,10 @@ def test_put_get_and_the_revision_conditions(fake: FakeKv) -> None:
     assert kv("put", "config:mode", "x", "--if-absent").exit_code == 1
     assert ok_json("put", "config:mode", '{"c": "green"}', "--if-revision", "1")["previous_revision"] == 1
     assert fake.data["config:mode"]["value"] == {"c": "green"}
+    assert ok_json("put", "svc.a", "1", "--session", "s-1")["revision"] == 4
+    assert fake.bodies("/kv/put")[-1] == {"key": "svc.a", "value": 1, "session_id": "s-1"}
+    ok_json("get", "svc.a", "--serializable")
+    assert fake.requests[-1].url.params["consistency"] == "serializable"
     missing = kv("get", "nope")
     assert missing.exit_code == 1 and "not_found" in missing.stderr
 
