@@ -150,6 +150,25 @@ def test_docs_are_served_and_answers_match_the_document(cluster_factory: Any) ->
     c.check("POST", "/kv/put", body={"key": "n", "value": 5})
     c.check("POST", "/kv/incr", body={"key": "n", "delta": 2})
     c.check("POST", "/kv/delete", body={"key": "n"})
+    put = c.check("POST", "/kv/put", body={"key": "cfg.a", "value": 1, "ttl": 60})
+    c.check("POST", "/kv/put", body={"key": "cfg.a", "value": 2, "if_revision": put["revision"] + 100}, status=409)
+    c.check("POST", "/kv/put", body={"key": "cfg.b", "value": "x", "session_id": "no-such"}, status=404)
+    c.check("GET", "/kv/get/{key}", "/kv/get/cfg.a?consistency=serializable")
+    c.check("GET", "/kv/range", "/kv/range?prefix=cfg.&limit=1")
+    c.check("GET", "/kv/range", "/kv/range?limit=0", status=422)
+    c.check(
+        "POST",
+        "/kv/txn",
+        body={
+            "compare": [{"key": "cfg.a", "target": "version", "op": "==", "value": 1}],
+            "success": [{"put": {"key": "cfg.a", "value": 3}}, {"get": {"key": "cfg.a"}}, {"delete": {"key": "x"}}],
+            "failure": [],
+        },
+    )
+    c.check("GET", "/kv/watch", f"/kv/watch?prefix=cfg.&from_revision={put['revision']}&format=json")
+    c.check("GET", "/kv/watch", "/kv/watch?key=cfg.zz&format=json&wait=0.1")
+    c.check("GET", "/kv/watch", "/kv/watch?format=json", status=422)
+    c.check("POST", "/kv/delete", body={"prefix": "cfg."})
 
     # cache (a starting node serves its cache once pre-start write rounds are over: retry)
     c.check("POST", "/cache/set", body={"key": "user:42", "value": {"name": "Ada"}, "ttl": 300}, retry=True)

@@ -252,7 +252,7 @@ async def get(call: Call[None]) -> Response:
     store = runtime.kv
     record = store.get(key)
     if record is None:
-        raise NotFound(f"no key {key!r}", revision=store.revision)
+        raise NotFound(f"no key {key!r}")
     return json_response(record_answer(record, store.revision))
 
 
