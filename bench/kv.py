@@ -1,7 +1,7 @@
 """rakit's KV against a 3-member etcd started in the same run: ops/s, p50 and p99 by concurrency.
 
     PYTHONPATH=src .venv/bin/python bench/kv.py [--duration 5] [--rounds 3] [--concurrency 1,16,64]
-        [--workloads put,get,serializable,txn,watch] [--watchers 100] [--watch-writers 1,16] [--no-etcd] [--quick]
+        [--workloads put,get,serializable,txn,watch] [--watchers 100] [--watch-writers 1] [--no-etcd] [--quick]
 
 A local 3-node rakit cluster (its own Redis on a free port) and a 3-member
 etcd 3.4 (Debian's etcd-server, through its HTTP/JSON gateway) run at once on
@@ -40,6 +40,7 @@ import base64
 import contextlib
 import functools
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,12 +62,12 @@ from locks import call
 CONCURRENCY = (1, 16, 64)
 WORKLOADS = ("put", "get", "serializable", "txn", "watch")
 WATCHERS = 100
-WATCH_WRITERS = (1, 16)
+WATCH_WRITERS = (1,)
 READ_KEYS = 1000
 PREFILL_CONCURRENCY = 16
 WARMUP = 0.5
 VALUE = "v" * 32
-HEADERS = ["workload", "system", "target", "conc", "ops/s", "p50 ms", "p99 ms", "errors"]
+HEADERS = ["workload", "system", "target", "conc", "ops/s", "p50 ms", "p99 ms", "errors", "gen CPU"]
 WATCH_HEADERS = ["system", "target", "writers", "puts/s", "events/s", "p50 ms", "p99 ms", "drain s", "lost"]
 WATCH_HEADERS += ["errors", "gen CPU"]
 
@@ -163,8 +164,33 @@ async def put_all(side: Side, items: list[tuple[str, Any]]) -> None:
     await asyncio.gather(*(worker() for _ in range(PREFILL_CONCURRENCY)))
 
 
-Row = tuple[str, Side, LoadResult]  # (workload, side, result)
 Slice = Callable[[float], Awaitable[LoadResult]]
+
+
+class CpuMeter:
+    """This process's CPU time over the wall time of the slices run through ``wrap``: near 100 %,
+    the load generator (not the server) would be the limit."""
+
+    def __init__(self) -> None:
+        self.cpu = self.wall = 0.0
+
+    @property
+    def share(self) -> float:
+        return self.cpu / self.wall if self.wall else 0.0
+
+    def wrap(self, run: Slice) -> Slice:
+        async def timed(seconds: float) -> LoadResult:
+            cpu, wall = time.process_time(), time.perf_counter()
+            try:
+                return await run(seconds)
+            finally:
+                self.cpu += time.process_time() - cpu
+                self.wall += time.perf_counter() - wall
+
+        return timed
+
+
+Row = tuple[str, Side, LoadResult, CpuMeter]  # (workload, side, result, the generator's CPU share)
 
 
 async def load_rows(sides: list[Side], args: argparse.Namespace) -> list[Row]:
@@ -177,15 +203,18 @@ async def load_rows(sides: list[Side], args: argparse.Namespace) -> list[Row]:
     for workload in workloads:
         for c in args.concurrency:
             group: list[tuple[Side, Slice]] = []
+            meters = {side: CpuMeter() for side in sides}
             for side in sides:
                 name = f"{workload} {side.system}→{side.target}"
                 if workload == "txn":
                     counters = dict.fromkeys(range(c), 0)
                     await put_all(side, [(cas_key(side, c, w), 0) for w in range(c)])
-                    group.append((side, functools.partial(run_ops, name, cas_op(side, c, counters), c)))
+                    run = functools.partial(run_ops, name, cas_op(side, c, counters), c)
                 else:
-                    group.append((side, functools.partial(run_load, name, single_request(workload, side), c)))
-            rows.extend((workload, side, r) for side, r in await in_turns(group, args.duration, args.rounds))
+                    run = functools.partial(run_load, name, single_request(workload, side), c)
+                group.append((side, meters[side].wrap(run)))
+            done = await in_turns(group, args.duration, args.rounds)
+            rows.extend((workload, side, r, meters[side]) for side, r in done)
     return rows
 
 
@@ -221,19 +250,19 @@ def print_load(rows: list[Row]) -> None:
         "KV requests (3 nodes each, fsync on, one machine)",
         [
             [w, s.system, s.target, str(r.concurrency), f"{r.ops_per_s:,.0f}", f"{r.pct(50):.2f}", f"{r.pct(99):.2f}"]
-            + [str(r.errors)]
-            for w, s, r in rows
+            + [str(r.errors), f"{m.share:.0%}"]
+            for w, s, r, m in rows
         ],
         HEADERS,
     )
-    for w, s, r in rows:
+    for w, s, r, _ in rows:
         if r.error_samples:
             print(f"  {w} {s.system}→{s.target} c={r.concurrency}: {r.errors} errors, such as:")
             for sample in r.error_samples[:3]:
                 print(f"    {sample}")
-    by = {(w, s.system, s.target, r.concurrency): r for w, s, r in rows}
+    by = {(w, s.system, s.target, r.concurrency): r for w, s, r, _ in rows}
     versus, spread = [], []
-    for w, s, r in rows:
+    for w, s, r, _ in rows:
         if s.system != "rakit":
             continue
         e = by.get((w, "etcd", s.target, r.concurrency))
@@ -303,10 +332,14 @@ def workload_list(text: str) -> tuple[str, ...]:
 
 def parse_args() -> argparse.Namespace:
     own = argparse.ArgumentParser(add_help=False)
-    own.add_argument("--concurrency", type=levels, default=CONCURRENCY, metavar="1,16,64")
-    own.add_argument("--workloads", type=workload_list, default=WORKLOADS, metavar=",".join(WORKLOADS))
+    own.add_argument("--concurrency", type=levels, default=CONCURRENCY, metavar="1,16,64", help="workers per row")
+    own.add_argument(
+        "--workloads", type=workload_list, default=WORKLOADS, metavar=",".join(WORKLOADS), help="the ones to run"
+    )
     own.add_argument("--watchers", type=int, default=WATCHERS, metavar="N", help="watch streams per fan-out row")
-    own.add_argument("--watch-writers", type=levels, default=WATCH_WRITERS, metavar="1,16", help="fan-out writers")
+    own.add_argument(
+        "--watch-writers", type=levels, default=WATCH_WRITERS, metavar="1", help="writer counts, a fan-out row each"
+    )
     own.add_argument("--quick", action="store_true", help="a smoke run: 1 s rows, 1 round")
     args = bench_args(__doc__, own)
     if args.quick:
