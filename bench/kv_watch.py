@@ -307,14 +307,22 @@ async def watch_slice(side: WatchSide, watchers: int, writers: int, seconds: flo
     conn = Connection(PUT_TIMEOUT)
     try:
         from_revision = await side.revision(conn, f"wmark-{prefix}") + 1
-        streams = list(await asyncio.gather(*(side.watcher(prefix, from_revision, tally) for _ in range(watchers))))
-    except (OpError, OSError, HttpError, TimeoutError, KeyError, ValueError) as exc:
+
+        async def one() -> None:
+            streams.append(await side.watcher(prefix, from_revision, tally))
+
+        async with asyncio.TaskGroup() as opening:  # one failing cancels the rest
+            for _ in range(watchers):
+                opening.create_task(one())
+    except* (OpError, OSError, HttpError, TimeoutError, KeyError, ValueError) as failed:
         for s in streams:
             s.close()
+        exc = failed.exceptions[0]
         result.errors, result.error_samples = 1, [f"{type(exc).__name__}: {exc}"[:160]]
-        return result
     finally:
         conn.close()
+    if result.errors:
+        return result
     cpu0, wall0 = time.process_time(), time.perf_counter()
     seqs, tally.measure_from, tally.stop_at = itertools.count(), wall0 + warmup, wall0 + warmup + seconds
     await asyncio.gather(*(writer(side, prefix, seqs, tally) for _ in range(writers)))
