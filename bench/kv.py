@@ -1,7 +1,8 @@
 """rakit's KV against a 3-member etcd started in the same run: ops/s, p50 and p99 by concurrency.
 
     PYTHONPATH=src .venv/bin/python bench/kv.py [--duration 5] [--rounds 3] [--concurrency 1,16,64]
-        [--workloads put,get,serializable,txn,watch] [--watchers 100] [--watch-writers 1] [--no-etcd] [--quick]
+        [--workloads put,get,serializable,txn,watch] [--watchers 100] [--watch-writers 1]
+        [--watch-paces 20,0] [--no-etcd] [--quick]
 
 A local 3-node rakit cluster (its own Redis on a free port) and a 3-member
 etcd 3.4 (Debian's etcd-server, through its HTTP/JSON gateway) run at once on
@@ -21,8 +22,9 @@ to one of its followers, at each ``--concurrency``:
   rakit POST /kv/txn; etcd POST /v3/kv/txn (``"target": "VALUE"``);
 - ``watch``: fan-out, see ``bench/kv_watch.py``: ``--watchers`` streams on one
   prefix on the target node, ``--watch-writers`` writers putting keys under
-  it through the leader; put→event latency p50/p99, events/s delivered, lost
-  events, and the load generator's CPU share.
+  it through the leader, at each of ``--watch-paces`` (puts/s; 0: as fast as
+  answered); put→event latency p50/p99, events/s delivered, lost events, and
+  the load generator's CPU share.
 
 Non-2xx answers count as errors and are not in the latencies.  Rows compared
 with each other (one workload and concurrency: both systems, both targets)
@@ -39,6 +41,7 @@ import asyncio
 import base64
 import contextlib
 import functools
+import itertools
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -63,12 +66,13 @@ CONCURRENCY = (1, 16, 64)
 WORKLOADS = ("put", "get", "serializable", "txn", "watch")
 WATCHERS = 100
 WATCH_WRITERS = (1,)
+WATCH_PACES = (20.0, 0.0)  # puts/s over all writers: one pace both systems sustain here, then as fast as answered
 READ_KEYS = 1000
 PREFILL_CONCURRENCY = 16
 WARMUP = 0.5
 VALUE = "v" * 32
 HEADERS = ["workload", "system", "target", "conc", "ops/s", "p50 ms", "p99 ms", "errors", "gen CPU"]
-WATCH_HEADERS = ["system", "target", "writers", "puts/s", "events/s", "p50 ms", "p99 ms", "drain s", "lost"]
+WATCH_HEADERS = ["system", "target", "writers", "pace", "puts/s", "events/s", "p50 ms", "p99 ms", "drain s", "lost"]
 WATCH_HEADERS += ["errors", "gen CPU"]
 
 
@@ -221,22 +225,24 @@ async def load_rows(sides: list[Side], args: argparse.Namespace) -> list[Row]:
 async def watch_rows(sides: list[Side], args: argparse.Namespace) -> list[tuple[Side, WatchResult]]:
     """Fan-out rows per writer count, the sides in turns (forward, then backward) as ``in_turns`` does."""
     rows: list[tuple[Side, WatchResult]] = []
-    for writers in args.watch_writers:
+    for writers, pace in itertools.product(args.watch_writers, args.watch_paces):
         pooled: dict[Side, WatchResult] = {}
         for turn in range(args.rounds):
             for side in sides if turn % 2 == 0 else sides[::-1]:
                 watch_side = WatchSide(side.system, side.target, side.url, side.leader)
-                part = await watch_slice(watch_side, args.watchers, writers, args.duration / args.rounds, WARMUP)
+                seconds = args.duration / args.rounds
+                part = await watch_slice(watch_side, args.watchers, writers, pace, seconds, WARMUP)
                 progress_watch(part)
-                pooled.setdefault(side, WatchResult(part.name, writers, args.watchers)).add(part)
+                pooled.setdefault(side, WatchResult(part.name, writers, pace, args.watchers)).add(part)
         rows.extend((side, pooled[side]) for side in sides)
     return rows
 
 
 def progress_watch(r: WatchResult) -> None:
     print(
-        f"  done: {r.name:<34} w={r.writers:<3} {r.events_per_s:>9,.0f} events/s  p50 {r.pct(50):7.2f} ms  "
-        f"p99 {r.pct(99):7.2f} ms  lost {r.lost}  errors {r.errors}  gen CPU {r.cpu_share:.0%}",
+        f"  done: {r.name:<26} w={r.writers:<3} {pace_text(r.pace):>6} {r.events_per_s:>9,.0f} events/s  "
+        f"p50 {r.pct(50):7.2f} ms  p99 {r.pct(99):7.2f} ms  lost {r.lost}  errors {r.errors}  "
+        f"gen CPU {r.cpu_share:.0%}",
         file=sys.stderr,
         flush=True,
     )
@@ -292,7 +298,7 @@ def print_watch(rows: list[tuple[Side, WatchResult]]) -> None:
         f"Watch fan-out: {watchers} watchers on one prefix on the target, writers through the leader; "
         "put→event latency",
         [
-            [s.system, s.target, str(r.writers), f"{r.puts_per_s:,.0f}", f"{r.events_per_s:,.0f}"]
+            [s.system, s.target, str(r.writers), pace_text(r.pace), f"{r.puts_per_s:,.0f}", f"{r.events_per_s:,.0f}"]
             + [f"{r.pct(50):.2f}", f"{r.pct(99):.2f}", f"{r.drain:.2f}", str(r.lost), str(r.errors)]
             + [f"{r.cpu_share:.0%}"]
             for s, r in rows
@@ -301,22 +307,26 @@ def print_watch(rows: list[tuple[Side, WatchResult]]) -> None:
     )
     for s, r in rows:
         if r.error_samples:
-            print(f"  watch {s.system}→{s.target} writers={r.writers}: {r.errors} errors, such as:")
+            print(f"  watch {s.system}→{s.target} writers={r.writers} {pace_text(r.pace)}: {r.errors} errors, such as:")
             for sample in r.error_samples:
                 print(f"    {sample}")
-    by = {(s.system, s.target, r.writers): r for s, r in rows}
+    by = {(s.system, s.target, r.writers, r.pace): r for s, r in rows}
     table = []
     for s, r in rows:
-        e = by.get(("etcd", s.target, r.writers))
+        shape = [str(r.writers), pace_text(r.pace)]
+        e = by.get(("etcd", s.target, r.writers, r.pace))
         if s.system == "rakit" and e is not None:
-            table.append([f"rakit/etcd →{s.target}", str(r.writers), *ratios(r.events_per_s, e.events_per_s, r, e)])
-        leader = by.get(("rakit", "leader", r.writers))
+            table.append([f"rakit/etcd →{s.target}", *shape, *ratios(r.events_per_s, e.events_per_s, r, e)])
+        leader = by.get(("rakit", "leader", r.writers, r.pace))
         if s.system == "rakit" and s.target == "follower" and leader is not None:
-            table.append(
-                ["rakit follower/leader", str(r.writers), *ratios(r.events_per_s, leader.events_per_s, r, leader)]
-            )
+            table.append(["rakit follower/leader", *shape, *ratios(r.events_per_s, leader.events_per_s, r, leader)])
     if table:
-        print_table("Watch ratios", table, ["workload", "writers", "events/s ratio", "p50 ratio", "p99 ratio"])
+        headers = ["workload", "writers", "pace", "events/s ratio", "p50 ratio", "p99 ratio"]
+        print_table("Watch ratios", table, headers)
+
+
+def pace_text(pace: float) -> str:
+    return f"{pace:g}/s" if pace else "max"
 
 
 # --- the command --------------------------------------------------------------------------------
@@ -330,6 +340,16 @@ def workload_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def paces(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected puts/s (0: as fast as answered) separated by commas, not {text!r}")
+    return values
+
+
 def parse_args() -> argparse.Namespace:
     own = argparse.ArgumentParser(add_help=False)
     own.add_argument("--concurrency", type=levels, default=CONCURRENCY, metavar="1,16,64", help="workers per row")
@@ -339,6 +359,9 @@ def parse_args() -> argparse.Namespace:
     own.add_argument("--watchers", type=int, default=WATCHERS, metavar="N", help="watch streams per fan-out row")
     own.add_argument(
         "--watch-writers", type=levels, default=WATCH_WRITERS, metavar="1", help="writer counts, a fan-out row each"
+    )
+    own.add_argument(
+        "--watch-paces", type=paces, default=WATCH_PACES, metavar="20,0", help="puts/s of each fan-out row (0: max)"
     )
     own.add_argument("--quick", action="store_true", help="a smoke run: 1 s rows, 1 round")
     args = bench_args(__doc__, own)

@@ -6,8 +6,11 @@ seen ready — rakit: GET /kv/watch?prefix=P&from_revision=R (SSE, one
 "range_end", "start_revision": R}}`` through its gateway (one JSON object per
 line; ready once it answered ``"created": true``), R being the revision just
 after a marker put outside the prefix, so no event is missed however late a
-stream starts.  Then ``writers`` closed-loop writers put keys ``P<seq>`` to
-the system's *leader* for a warm-up plus ``seconds``.  ``events/s`` counts the
+stream starts.  Then ``writers`` writers put keys ``P<seq>`` to the
+system's *leader* for a warm-up plus ``seconds``: closed-loop, or paced at
+``pace`` puts/s over all of them (a delivery that cannot keep up with
+closed-loop writers falls ever further behind, so its latencies measure the
+backlog; a pace both systems sustain measures the latency itself).  ``events/s`` counts the
 events that arrived inside the measured window (any watcher, any put): the
 delivery rate.  The latencies are those of the events of the puts sent inside
 the window, from the put's send to the event's arrival at one watcher (a put
@@ -103,6 +106,7 @@ class Tally:
 class WatchResult:
     name: str
     writers: int
+    pace: float  # puts/s over all writers; 0: each put as soon as the last was answered
     watchers: int
     seconds: float = 0.0
     puts: int = 0
@@ -278,12 +282,18 @@ class WatchSide:
         return await open_stream(self.url, request, make)
 
 
-async def writer(side: WatchSide, prefix: str, seqs: itertools.count[int], tally: Tally) -> None:
-    """Closed-loop puts until the window ends; the puts sent inside it are measured."""
+async def writer(side: WatchSide, prefix: str, seqs: itertools.count[int], tally: Tally, pace: float) -> None:
+    """Puts until the window ends, each as soon as the last one was answered or, with a ``pace``
+    (puts/s over all writers), on a schedule from the slice's start; the puts sent inside the
+    window are measured."""
     conn = Connection(PUT_TIMEOUT)
+    start = time.perf_counter()
     try:
         while (t0 := time.perf_counter()) < tally.stop_at:
             seq = next(seqs)
+            if pace and (ahead := start + seq / pace - t0) > 0:
+                await asyncio.sleep(ahead)
+                t0 = time.perf_counter()
             measured = t0 >= tally.measure_from
             if measured:
                 tally.sent[seq] = t0
@@ -299,8 +309,10 @@ async def writer(side: WatchSide, prefix: str, seqs: itertools.count[int], tally
         conn.close()
 
 
-async def watch_slice(side: WatchSide, watchers: int, writers: int, seconds: float, warmup: float) -> WatchResult:
-    result = WatchResult(f"watch {side.system}→{side.target}", writers, watchers)
+async def watch_slice(
+    side: WatchSide, watchers: int, writers: int, pace: float, seconds: float, warmup: float
+) -> WatchResult:
+    result = WatchResult(f"watch {side.system}→{side.target}", writers, pace, watchers)
     tally = Tally(watchers)
     prefix = f"wf{next(_slices)}-"
     streams: list[_Stream] = []
@@ -325,7 +337,7 @@ async def watch_slice(side: WatchSide, watchers: int, writers: int, seconds: flo
         return result
     cpu0, wall0 = time.process_time(), time.perf_counter()
     seqs, tally.measure_from, tally.stop_at = itertools.count(), wall0 + warmup, wall0 + warmup + seconds
-    await asyncio.gather(*(writer(side, prefix, seqs, tally) for _ in range(writers)))
+    await asyncio.gather(*(writer(side, prefix, seqs, tally, pace) for _ in range(writers)))
     deadline = time.perf_counter() + DRAIN
     while tally.delivered < tally.due and time.perf_counter() < deadline:
         await asyncio.sleep(0.01)
