@@ -21,6 +21,7 @@ from rakit.node.kv_leases import KvLeaseKeeper
 from rakit.node.kv_watch import KvWatchHub
 from rakit.node.leases import LeaseKeeper
 from rakit.node.lock_service import LockService
+from rakit.node.read_index import ReadIndexBatch
 from rakit.queue.redis_store import RedisQueueStore, connect
 from rakit.queue.ring import ConsistentHashRing
 from rakit.queue.service import QueueService
@@ -65,6 +66,7 @@ class NodeRuntime:
         self._coordination_leases: CoordinationKeeper | None = None
         self._kv_leases: KvLeaseKeeper | None = None
         self._kv_watch: KvWatchHub | None = None
+        self.read_index_batch = ReadIndexBatch(self)  # a follower's linearizable reads share read-index requests
         self._redis: Any = None
         self._queue: QueueService | None = None
         self._cache: CacheService | None = None

@@ -124,8 +124,8 @@ async def _stream(hub: KvWatchHub, match: Callable[[str], bool], start: int) -> 
                 return
             events, after = scanned
             for event in events:
+                hub.events_sent += 1
                 yield ServerSentEvent(data=_encode(event_answer(event)).decode(), id=str(event.revision))
-            hub.events_sent += len(events)
             if after > following:
                 following = after
                 continue

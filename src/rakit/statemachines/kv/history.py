@@ -7,12 +7,15 @@ Rules
 2.  Whole revisions are trimmed from the old end, never part of one.
 3.  An event is kept while it is among the last ``min_events`` events or
     younger than ``min_age`` seconds (by the ``at`` of the newest event);
-    whichever keeps more.  Over ``max_events`` events or ``max_bytes`` of
-    keys and values the oldest are trimmed whatever their age (the hard
-    cap that keeps memory and snapshots bounded).
+    whichever keeps more (so a revision goes only when none of its events
+    is among the last ``min_events``).  Over ``max_events`` events or
+    ``max_bytes`` of keys and values the oldest are trimmed whatever their
+    age (the hard cap that keeps memory and snapshots bounded).
 4.  ``compact_revision`` is the oldest revision a watch may start from:
     every change at or after it is kept.  ``since(R)`` is every kept event
-    with revision >= R, or ``None`` when R < ``compact_revision``.
+    with revision >= R, or ``None`` when R < ``compact_revision`` and
+    something was trimmed (before any trimming, every R is served: R <= 0
+    means from the first change).
 5.  ``snapshot``/``restore`` round-trip exactly.
 """
 
@@ -88,19 +91,26 @@ class History:
             del self._events[: self._start]
             self._start = 0
 
+    def _oldest_revision_end(self) -> int:
+        """The position after the events of the oldest kept revision."""
+        revision = self._events[self._start].revision
+        return bisect.bisect_right(self._events, revision, lo=self._start, key=lambda e: e.revision)
+
     def _over(self, now: float) -> bool:
+        """Whether the oldest revision goes (rules 2 and 3)."""
         n = len(self)
         if n > self.max_events or self._bytes > self.max_bytes:
             return True
-        return n > self.min_events and self._events[self._start].at < now - self.min_age
+        if n <= self.min_events or self._events[self._start].at >= now - self.min_age:
+            return False
+        return n - (self._oldest_revision_end() - self._start) >= self.min_events
 
     def _drop_oldest_revision(self) -> None:
         """Rule 2."""
-        revision = self._events[self._start].revision
-        while self._start < len(self._events) and self._events[self._start].revision == revision:
-            self._bytes -= event_size(self._events[self._start])
-            self._start += 1
-        self.trimmed_upto = revision
+        end = self._oldest_revision_end()
+        self.trimmed_upto = self._events[self._start].revision
+        self._bytes -= sum(event_size(e) for e in self._events[self._start : end])
+        self._start = end
 
     def since(
         self, revision: int, match: Callable[[str], bool] | None = None, limit: int | None = None
@@ -116,7 +126,7 @@ class History:
         self, revision: int, match: Callable[[str], bool] | None = None, limit: int | None = None
     ) -> tuple[list[KvEvent], int] | None:
         """``since``, and the revision to go on from (past every event looked at, matched or not)."""
-        if revision < self.compact_revision:
+        if revision < self.compact_revision and self.trimmed_upto > 0:
             return None
         events = self._events
         i = bisect.bisect_left(events, revision, lo=self._start, key=lambda e: e.revision)
@@ -124,7 +134,7 @@ class History:
         following = revision
         while i < len(events):
             event = events[i]
-            if limit is not None and len(out) >= limit and event.revision != out[-1].revision:
+            if limit is not None and len(out) >= limit and (not out or event.revision != out[-1].revision):
                 break  # a batch never ends inside a revision
             if match is None or match(event.key):
                 out.append(event)

@@ -284,6 +284,7 @@ class KvStore:
 
     def put_for_session(self, index: int, put: KvPut) -> KvPutDone | KvMismatch | Refused:
         """Rule 5: a put the coordination machine checked (the session lives)."""
+        self.clock = max(self.clock, put.now)
         try:
             return self._put_checked(index, put)
         finally:

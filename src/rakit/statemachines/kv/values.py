@@ -2,7 +2,9 @@
 
 ``true`` is not ``1``, ``1`` equals ``1.0`` (one JSON number), objects compare
 by their members whatever their order.  ``<``/``>`` are defined for two
-numbers or two strings; anything else compares false.
+numbers or two strings; anything else compares false, and so does a value
+that is not JSON at all (the HTTP layer sends JSON only; a store restored or
+fed otherwise must still apply without raising).
 """
 
 from __future__ import annotations
@@ -32,7 +34,11 @@ def decode(data: bytes) -> Any:
 
 
 def compare(actual: bytes, op: str, expected: bytes) -> bool:
-    a, b = decode(actual), decode(expected)
+    """Whether ``actual op expected``; a value that is not JSON compares false (an apply never raises)."""
+    try:
+        a, b = decode(actual), decode(expected)
+    except msgspec.DecodeError:
+        return False
     if op in ("==", "!="):
         return bool(_tagged(a) == _tagged(b)) == (op == "==")
     numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
