@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 import httptools
 import msgspec
 
+from coordination import pct
 from etcd_cluster import b64
 from fasthttp import Connection, HttpError
 from loadgen import OpError
@@ -120,10 +121,7 @@ class WatchResult:
     error_samples: list[str] = field(default_factory=list)
 
     def pct(self, p: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+        return pct(self.latencies, p)
 
     @property
     def events_per_s(self) -> float:
