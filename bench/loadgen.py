@@ -179,9 +179,12 @@ async def run_ops(
     return result
 
 
-def bench_args(doc: str | None) -> argparse.Namespace:
-    """The common command line of the rakit-vs-etcd benchmarks; also installs uvloop."""
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+def bench_args(doc: str | None, extra: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """The common command line of the rakit-vs-etcd benchmarks (plus ``extra``'s options, a parser made
+    with ``add_help=False``); also installs uvloop."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[extra] if extra else []
+    )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per row")
     parser.add_argument("--no-etcd", action="store_true", help="skip the etcd baseline")
     parser.add_argument(
