@@ -26,10 +26,9 @@
   const bump = (revision) => { if (kv.revision === null || revision > kv.revision) kv.revision = revision; };
   const keyOrder = (a, b) => (a < b ? -1 : a > b ? 1 : 0);  // keys are ASCII: the server's byte order
 
-  function valueText(value, limit) {
-    const text = JSON.stringify(value);
-    return text.length > limit ? text.slice(0, limit - 1) + "…" : text;
-  }
+  // A row or a put event, with its value as JSON text, made once (a value may be up to 1 MiB).
+  const withText = (item) => Object.assign(item, { text: JSON.stringify(item.value) });
+  const cut = (text, limit) => (text.length > limit ? text.slice(0, limit - 1) + "…" : text);
 
   function setWatch(text, kind, title) {
     const node = $("kv-watch");
@@ -44,7 +43,7 @@
       const r = kv.rows.get(key);
       return el("tr", { "data-key": key, "data-mod-revision": r.mod_revision, "data-version": r.version },
         el("td", {}, key),
-        el("td", { class: "value", title: valueText(r.value, KV_TITLE_CHARS) }, valueText(r.value, KV_VALUE_CHARS)),
+        el("td", { class: "value", title: cut(r.text, KV_TITLE_CHARS) }, cut(r.text, KV_VALUE_CHARS)),
         el("td", { class: "num" }, fmt(r.create_revision)),
         el("td", { class: "num" }, fmt(r.mod_revision)),
         el("td", { class: "num" }, fmt(r.version)),
@@ -58,7 +57,7 @@
     $("kv-events").replaceChildren(...kv.events.map((e) => el("li", {
       class: e.type, "data-type": e.type, "data-key": e.key, "data-revision": e.revision,
     }, "rev " + e.revision + "  " + e.type + "  " + e.key +
-      (e.type === "put" ? " = " + valueText(e.value, KV_VALUE_CHARS) + "  (v" + e.version + ")" : ""))));
+      (e.type === "put" ? " = " + cut(e.text, KV_VALUE_CHARS) + "  (v" + e.version + ")" : ""))));
     $("kv-events-empty").hidden = kv.events.length > 0;
   }
 
@@ -77,7 +76,7 @@
   function addPage(data) {
     for (const item of data.items) {
       const row = kv.rows.get(item.key);
-      if (!row || item.mod_revision > row.mod_revision) kv.rows.set(item.key, item);
+      if (!row || item.mod_revision > row.mod_revision) kv.rows.set(item.key, withText(item));
     }
     const last = data.items.length ? data.items[data.items.length - 1].key : null;
     kv.pages.push({ last: last, revision: data.revision });
@@ -97,6 +96,7 @@
     if (e.revision < seen.revision || (e.revision === seen.revision && seen.keys.has(e.key))) return;
     if (e.revision > seen.revision) { seen.revision = e.revision; seen.keys = new Set(); }
     seen.keys.add(e.key);
+    if (e.type === "put") withText(e);
     kv.events.unshift(e);
     kv.events.length = Math.min(kv.events.length, KV_EVENTS_SHOWN);
     const row = kv.rows.get(e.key);
