@@ -161,6 +161,7 @@ def test_tokens_on_a_cluster(secured: Any) -> None:
     status, overview = req("GET", f1 + "/cluster/overview?timeout=2", OPS)
     assert status == 200 and [n["up"] for n in overview["nodes"]] == [True, True, True], overview
     assert all(n["cache"] is not None for n in overview["nodes"]), overview
+    assert all(n["kv"] is not None for n in overview["nodes"]), overview  # a peer's /metrics, asked signed
     assert req("GET", f1 + "/cluster/overview", ORDERS)[0] == 403
 
     # -- queue and cache grants --------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""The dashboard's endpoints on a real 3-node cluster: /ui, /cluster/overview, /lock/table, /coordination/table,
-/queue/topics.
+"""The dashboard's endpoints on a real 3-node cluster: /ui, /cluster/overview (with each node's KV counters),
+/lock/table, /coordination/table, /queue/topics.
 
 Answers are decoded with the Structs of ``rakit.http.routes.ui`` (what
 /openapi.json documents), so a shape that drifts from them fails here.
@@ -183,6 +183,54 @@ def test_overview_locks_queue_and_cache_on_a_live_cluster(cluster_factory) -> No
     wait_for("the cache counters in the overview, every node serving", cache_seen)
 
 
+def test_overview_shows_each_nodes_kv_counters(cluster_factory) -> None:
+    cluster = cluster_factory(3)
+    leader = cluster.wait_for_leader(timeout=15)
+    urls = cluster.urls
+    follower = next(url for node_id, url in urls.items() if node_id != leader)
+    revisions = []
+    for i in range(3):
+        s, put = post(follower + "/kv/put", {"key": f"ui-kv:{i}", "value": {"n": i}})
+        assert s == 200, put
+        revisions.append(put["revision"])
+    s, deleted = post(follower + "/kv/delete", {"key": "ui-kv:0"})
+    assert s == 200, deleted
+    last = deleted["revision"]
+
+    # An open long poll on the follower is one watcher there.
+    polled: dict[str, Any] = {}
+    poll = threading.Thread(
+        target=lambda: polled.update(
+            answer=get(follower + f"/kv/watch?prefix=ui-kv:&from_revision={last + 1}&format=json&wait=20", timeout=30)
+        )
+    )
+    poll.start()
+    try:
+
+        def counted() -> ClusterOverview | None:
+            o = overview(urls[leader])
+            kvs = {n.url: n.kv for n in o.nodes}
+            done = all(k is not None and k.revision >= last and k.keys == 2 for k in kvs.values())
+            return o if done and (w := kvs[follower]) is not None and w.watchers == 1 else None
+
+        o = wait_for("every node's KV counters at the last revision, one watcher on the follower", counted)
+        for n in o.nodes:
+            assert n.kv is not None and n.kv.history_events >= 4 and n.kv.compact_revision <= revisions[0], n
+            assert n.kv.watchers == (1 if n.url == follower else 0), n
+        s, put = post(urls[leader] + "/kv/put", {"key": "ui-kv:9", "value": True})
+        assert s == 200
+    finally:
+        poll.join(30)
+    s, batch = polled["answer"]
+    assert s == 200 and [(e["type"], e["key"]) for e in batch["events"]] == [("put", "ui-kv:9")], batch
+
+    # A peer that is down has no counters; the others still do.
+    victim = next(node_id for node_id in urls if node_id != leader)
+    cluster.nodes[victim].kill()
+    o = overview(urls[leader], timeout=0.3)
+    assert {n.node_id: n.kv is not None for n in o.nodes} == {i: i != victim for i in urls}
+
+
 def test_coordination_table_shows_sessions_semaphores_and_elections_through_any_node(cluster_factory) -> None:
     cluster = cluster_factory(3)
     cluster.wait_for_leader(timeout=15)
@@ -245,7 +293,12 @@ def test_pages_and_bad_input(cluster_factory) -> None:
         assert status == 200 and ctype.startswith("text/html")
         assert b'src="/ui/app.js"' in body and b'href="/ui/style.css"' in body
     files = {}
-    for name, kind in (("app.js", "text/javascript"), ("style.css", "text/css"), ("index.html", "text/html")):
+    for name, kind in (
+        ("app.js", "text/javascript"),
+        ("kv.js", "text/javascript"),
+        ("style.css", "text/css"),
+        ("index.html", "text/html"),
+    ):
         status, ctype, body = raw_get(f"{url}/ui/{name}")
         assert status == 200 and ctype.startswith(kind), (name, ctype)
         files[name] = body.decode()
@@ -258,6 +311,9 @@ def test_pages_and_bad_input(cluster_factory) -> None:
         assert external == [], (name, external)
     for path in ("/cluster/overview", "/lock/table", "/coordination/table", "/queue/topics"):
         assert path in files["app.js"]
+    for path in ("/kv/range?prefix=", "/kv/watch?prefix=", "format=json&wait="):
+        assert path in files["kv.js"]
+    assert 'src="/ui/kv.js"' in files["index.html"]
 
     # Errors: JSON with a stable code, never a 500.
     for path in ("/ui/missing.js", "/ui/app.py", "/ui/..%2Fapp.py", "/ui/x/y"):

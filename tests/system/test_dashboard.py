@@ -3,7 +3,9 @@
 On a running 3-node cluster: the page loads, lists the three nodes with
 exactly one leader, and shows a lock (holder, fencing token, a waiter and
 the wait-for edge), a queue topic and the cache counters once they exist,
-all through its own polling.  A screenshot goes to docs/dashboard.png.
+all through its own polling.  A screenshot goes to docs/dashboard.png.  The
+KV section reads a prefix a page at a time and follows its changes live
+(an EventSource; with API tokens a long poll, which can send the token).
 
 Needs /usr/bin/chromium and /usr/bin/chromedriver (``./dev test`` installs
 ``chromium chromium-driver`` with apt when missing).  Without them the test
@@ -20,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from httpcall import post, retry_until_ok
+from httpcall import call, post, retry_until_ok
 
 pytestmark = pytest.mark.integration
 
@@ -221,11 +223,27 @@ def test_dashboard_shows_nodes_leader_locks_queue_and_cache(cluster_factory, bro
         )
         row = browser.find_element("css selector", '#elections-body tr[data-election="dash-beat"]')
         assert row.get_attribute("data-leader") == "beat-1" and str(elected["term"]) in row.text
+        # Two KV keys, one changed after the page read them (for the screenshot, and the watch's log).
+        assert post(page + "/kv/put", {"key": "dash:config", "value": {"replicas": 3, "region": "eu-west"}})[0] == 200
+        assert post(page + "/kv/put", {"key": "dash:flags", "value": {"dark_mode": False}})[0] == 200
+        wait_until(browser, "the two KV keys", lambda d: sorted(kv_rows(d)) == ["dash:config", "dash:flags"])
+        assert post(page + "/kv/put", {"key": "dash:flags", "value": {"dark_mode": True}})[0] == 200
+        wait_until(browser, "the KV change", lambda d: kv_rows(d)["dash:flags"]["version"] == "2")
+        wait_until(
+            browser,
+            "every node's KV counters at the change",
+            lambda d: (
+                [n.get("revision") for n in rows(d, "#kv-nodes-body tr[data-node-id]")]
+                == [kv_rows(d)["dash:flags"]["modRevision"]] * 3
+            ),
+        )
         wait_until(browser, "the live badge", lambda d: d.find_element("id", "live").text == "live")
 
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        height = browser.execute_script("return document.documentElement.scrollHeight")
-        browser.set_window_size(1440, max(1000, int(height) + 40))
+        height, frame = browser.execute_script(
+            "return [document.documentElement.scrollHeight, window.outerHeight - window.innerHeight]"
+        )
+        browser.set_window_size(1440, max(1000, int(height) + int(frame) + 20))  # the whole page in the viewport
         assert browser.save_screenshot(str(SCREENSHOT)), "could not write the screenshot"
         assert SCREENSHOT.stat().st_size > 10_000
     finally:
@@ -246,6 +264,101 @@ def test_dashboard_shows_nodes_leader_locks_queue_and_cache(cluster_factory, bro
             and not rows(d, "#edges li[data-from]")
         ),
     )
+
+
+def kv_rows(driver: Any) -> dict[str, dict[str, str]]:
+    return {r["key"]: r for r in rows(driver, "#kv-body tr[data-key]")}
+
+
+def show_prefix(driver: Any, prefix: str) -> None:
+    field = driver.find_element("id", "kv-prefix")
+    field.clear()
+    field.send_keys(prefix)
+    driver.find_element("id", "kv-show").click()
+
+
+def kv_txn_put(url: str, items: dict[str, Any]) -> int:
+    s, done = post(
+        url + "/kv/txn", {"compare": [], "success": [{"put": {"key": k, "value": v}} for k, v in items.items()]}
+    )
+    assert s == 200 and done["succeeded"], done
+    return int(done["revision"])
+
+
+def test_kv_section_pages_through_a_prefix_and_follows_its_changes(cluster_factory, browser) -> None:
+    cluster = cluster_factory(3)
+    leader = cluster.wait_for_leader(timeout=15)
+    urls = cluster.urls
+    page_node, page = next((node_id, url) for node_id, url in urls.items() if node_id != leader)
+    names = [f"dash-kv:{i:03d}" for i in range(120)]  # more than a page (100)
+    created = kv_txn_put(page, {k: {"n": i} for i, k in enumerate(names[:60])})
+    revision = kv_txn_put(page, {k: {"n": i} for i, k in enumerate(names[60:], 60)})
+    assert post(page + "/kv/put", {"key": "other:1", "value": 1})[0] == 200
+
+    browser.get(page + "/ui")
+    show_prefix(browser, "dash-kv:")
+    first = wait_until(browser, "the first page of dash-kv:", lambda d: len(kv_rows(d)) == 100 and kv_rows(d))
+    assert sorted(first) == names[:100]
+    assert first["dash-kv:007"]["modRevision"] == str(created) and first["dash-kv:007"]["version"] == "1"
+    assert browser.find_element("id", "kv-more").is_displayed()
+    assert int(browser.find_element("id", "kv-summary").get_attribute("data-revision")) > revision
+    browser.find_element("id", "kv-more").click()
+    wait_until(browser, "all 120 keys after 'more keys'", lambda d: sorted(kv_rows(d)) == names)
+    assert not browser.find_element("id", "kv-more").is_displayed()
+    wait_until(
+        browser,
+        "an open EventSource watch",
+        lambda d: (
+            d.find_element("id", "kv-watch").text == "watching"
+            and "EventSource" in (d.find_element("id", "kv-watch").get_attribute("title") or "")
+        ),
+    )
+
+    # Changes through other nodes show up without a reload: an update, a new key, a delete; not another prefix.
+    writer = urls[leader]
+    s, updated = post(writer + "/kv/put", {"key": "dash-kv:050", "value": "x" * 300})
+    assert s == 200
+    assert post(writer + "/kv/put", {"key": "dash-kv:999", "value": [1, 2]})[0] == 200
+    assert post(writer + "/kv/delete", {"key": "dash-kv:000"})[0] == 200
+    s, last = post(writer + "/kv/put", {"key": "other:2", "value": 2})
+    assert s == 200
+
+    def changed(d: Any) -> dict[str, dict[str, str]] | None:
+        shown = kv_rows(d)
+        ok = (
+            "dash-kv:000" not in shown and "dash-kv:999" in shown and shown.get("dash-kv:050", {}).get("version") == "2"
+        )
+        return shown if ok else None
+
+    shown = wait_until(browser, "the update, the new key and the delete", changed)
+    assert sorted(shown) == [*names[1:], "dash-kv:999"] and "other:2" not in shown
+    assert shown["dash-kv:050"]["modRevision"] == str(updated["revision"])
+    cell = browser.find_element("css selector", '#kv-body tr[data-key="dash-kv:050"] td.value')
+    text = cell.get_attribute("textContent")
+    assert text.startswith('"xxx') and text.endswith("…") and len(text) == 80, text
+    assert cell.get_attribute("title") == '"' + "x" * 300 + '"'  # the whole value, up to 2000 characters
+    events = rows(browser, "#kv-events li[data-key]")
+    assert [(e["type"], e["key"]) for e in events[:3]] == [
+        ("delete", "dash-kv:000"),
+        ("put", "dash-kv:999"),
+        ("put", "dash-kv:050"),
+    ]
+    assert all(e["key"].startswith("dash-kv:") for e in events)
+
+    # The per-node KV counters: every node at the last revision, the watch open on the page's node.
+    def counters(d: Any) -> list[dict[str, str]] | None:
+        nodes = rows(d, "#kv-nodes-body tr[data-node-id]")
+        ok = len(nodes) == 3 and all(int(n.get("revision") or 0) >= last["revision"] for n in nodes)
+        return nodes if ok and {n["nodeId"]: n["watchers"] for n in nodes}[page_node] == "1" else None
+
+    wait_until(browser, "every node's KV revision, and the page's watch counted on its node", counters)
+
+    # Another prefix: only its keys, and a new one of it arrives live.
+    show_prefix(browser, "other:")
+    wait_until(browser, "the keys of other:", lambda d: sorted(kv_rows(d)) == ["other:1", "other:2"])
+    assert post(writer + "/kv/put", {"key": "other:3", "value": 3})[0] == 200
+    wait_until(browser, "other:3, live", lambda d: sorted(kv_rows(d)) == ["other:1", "other:2", "other:3"])
+    assert not browser.find_element("id", "kv-more").is_displayed()
 
 
 def test_a_missing_browser_is_named_with_the_packages_to_install(monkeypatch) -> None:
@@ -269,8 +382,8 @@ def test_dashboard_with_api_tokens(cluster_factory, browser, tmp_path) -> None:
         json.dumps(
             {
                 "tokens": [
-                    {"name": "ops", "token": ops, "grants": ["admin"]},
-                    {"name": "orders", "token": orders, "grants": ["locks:*"]},
+                    {"name": "ops", "token": ops, "grants": ["admin", "kv:read:dash-kv:*"]},
+                    {"name": "orders", "token": orders, "grants": ["locks:*", "kv:*"]},
                 ]
             }
         )
@@ -299,3 +412,26 @@ def test_dashboard_with_api_tokens(cluster_factory, browser, tmp_path) -> None:
     alert.send_keys(ops)
     alert.accept()
     wait_until(browser, "the three nodes, with the token typed in", three_nodes_up)
+
+    # The KV section: every key is outside the token's grants (403 shown); its prefix is not, and a watch
+    # follows it with a long poll (an EventSource cannot send the token).
+    wait_until(browser, "the KV section's 403", lambda d: "forbidden" in d.find_element("id", "kv-error").text)
+    s, put = call(
+        "POST", page + "/kv/put", {"key": "dash-kv:a", "value": 1}, headers={"Authorization": "Bearer " + orders}
+    )
+    assert s == 200, put
+    show_prefix(browser, "dash-kv:")
+    wait_until(browser, "dash-kv:a", lambda d: sorted(kv_rows(d)) == ["dash-kv:a"])
+    assert not browser.find_element("id", "kv-error").is_displayed()
+    wait_until(
+        browser,
+        "a long-poll watch",
+        lambda d: "long poll" in (d.find_element("id", "kv-watch").get_attribute("title") or ""),
+    )
+    s, put = call(
+        "POST", page + "/kv/put", {"key": "dash-kv:b", "value": 2}, headers={"Authorization": "Bearer " + orders}
+    )
+    assert s == 200, put
+    wait_until(browser, "dash-kv:b, live", lambda d: sorted(kv_rows(d)) == ["dash-kv:a", "dash-kv:b"])
+    row = kv_rows(browser)["dash-kv:b"]
+    assert row["modRevision"] == str(put["revision"])

@@ -402,9 +402,10 @@ def _ui_operations() -> tuple[Op, ...]:
         "/cluster/overview": (
             "Cluster overview (dashboard)",
             (
-                "Every node's Raft status and cache counters, gathered by this node in parallel (it answers "
-                "for itself directly); a node that does not answer within `timeout` seconds is listed with "
-                "`up: false` and its error."
+                "Every node's Raft status, cache counters and KV counters (`kv`: revision, keys, watchers, "
+                "history), gathered by this node in parallel (it answers for itself directly; a peer's KV "
+                "counters are the `rakit_kv_*` gauges of its `/metrics`); a node that does not answer within "
+                "`timeout` seconds is listed with `up: false` and its error."
             ),
             ("InvalidRequest",),
         ),

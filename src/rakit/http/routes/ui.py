@@ -3,11 +3,12 @@
 The browser talks only to the node that served the page; that node gathers
 the rest:
 
-``GET /ui`` (also ``/ui/``) -> the dashboard page; ``GET /ui/{app.js,style.css,index.html}`` its files
+``GET /ui`` (also ``/ui/``) -> the dashboard page; ``GET /ui/{app.js,kv.js,style.css,index.html}`` its files
     (package data under ``rakit/http/static/ui``; plain JS, no external URL);
-``GET /cluster/overview?timeout=0.5`` -> ``ClusterOverview``: every node's ``/status`` and
-    ``/cache/stats``, asked in parallel (this node answers for itself directly); a node that
-    does not answer within ``timeout`` seconds (0.05-5) is listed with ``up: false`` and its error;
+``GET /cluster/overview?timeout=0.5`` -> ``ClusterOverview``: every node's ``/status``,
+    ``/cache/stats`` and KV gauges (``rakit.http.routes.ui_kv``), asked in parallel (this node
+    answers for itself directly); a node that does not answer within ``timeout`` seconds (0.05-5)
+    is listed with ``up: false`` and its error;
 ``GET /lock/table?limit=500`` -> ``LockTableView``: the replicated lock table read on the leader
     after a ReadIndex barrier (forwarded like the other lock calls), busy resources first, at most
     ``limit`` (1-5000) with a ``truncated`` flag, and the wait-for edges;
@@ -37,6 +38,7 @@ from rakit.errors import InvalidRequest, NotFound
 from rakit.http.forward import identity_headers, on_leader
 from rakit.http.identity import identity_of
 from rakit.http.json import json_response, query_number
+from rakit.http.routes.ui_kv import METRICS_PATH, KvNodeView, kv_from_metrics, local_kv
 from rakit.security.tokens import SYSTEM
 from rakit.statemachines.coordination_overview import overview as coordination_overview
 
@@ -69,7 +71,8 @@ class CacheView(msgspec.Struct, kw_only=True):
 class NodeView(msgspec.Struct, kw_only=True):
     """One node as this node sees it.
 
-    ``local``: the answering node itself; ``up``: its ``/status`` answered; ``error``: why not.  ``health``: "ok";
+    ``local``: the answering node itself; ``up``: its ``/status`` answered; ``error``: why not.  ``kv``: its KV
+    counters (null if its ``/metrics`` did not answer in time).  ``health``: "ok";
     "degraded" (up, but knows no leader or its cache does not serve / did not
     answer); "down".  Raft fields are null while down.
     """
@@ -89,6 +92,7 @@ class NodeView(msgspec.Struct, kw_only=True):
     last_log_index: int | None = None
     cache: CacheView | None = None
     cache_error: str | None = None
+    kv: KvNodeView | None = None
 
 
 class ClusterOverview(msgspec.Struct, kw_only=True):
@@ -331,6 +335,7 @@ async def _local_view(runtime: NodeRuntime, url: str) -> NodeView:
         health=_health(True, fields["leader_id"], cache),
         cache=cache,
         cache_error=cache_error,
+        kv=local_kv(runtime),
         **fields,
     )
 
@@ -341,7 +346,10 @@ async def _peer_view(
     started = time.perf_counter()
     status_task = _fetch(runtime, url + "/status", timeout, sign("/status") if sign else None)
     cache_task = _fetch(runtime, url + "/cache/stats", timeout, sign("/cache/stats") if sign else None)
-    status_raw, cache_raw = await asyncio.gather(status_task, cache_task, return_exceptions=True)
+    metrics_task = _fetch(runtime, url + METRICS_PATH, timeout, sign(METRICS_PATH) if sign else None)
+    status_raw, cache_raw, metrics_raw = await asyncio.gather(
+        status_task, cache_task, metrics_task, return_exceptions=True
+    )
     latency = round((time.perf_counter() - started) * 1000, 2)
     if isinstance(status_raw, BaseException):
         if not isinstance(status_raw, Exception):
@@ -366,6 +374,8 @@ async def _peer_view(
             cache = _cache_decoder.decode(cache_raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             cache_error = f"bad /cache/stats answer: {exc}"[:200]
+    if isinstance(metrics_raw, BaseException) and not isinstance(metrics_raw, Exception):
+        raise metrics_raw
     return NodeView(
         node_id=node_id,
         url=url,
@@ -375,6 +385,7 @@ async def _peer_view(
         health=_health(True, fields["leader_id"], cache),
         cache=cache,
         cache_error=cache_error,
+        kv=None if isinstance(metrics_raw, BaseException) else kv_from_metrics(metrics_raw),
         **fields,
     )
 
@@ -399,7 +410,7 @@ def _members(runtime: NodeRuntime) -> dict[str, str]:
 
 
 async def cluster_overview(request: Request) -> Response:
-    """Every node's Raft status and cache counters, gathered by this node in parallel."""
+    """Every node's Raft status, cache counters and KV counters, gathered by this node in parallel."""
     runtime: NodeRuntime = request.app.state.runtime
     timeout = query_number(request, "timeout", DEFAULT_PEER_TIMEOUT, 0.05, 5.0)
 
@@ -475,6 +486,7 @@ async def queue_topics(request: Request) -> Response:
 ASSETS = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "kv.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 
@@ -502,5 +514,5 @@ async def ui_page(request: Request) -> Response:
 
 
 async def ui_asset(request: Request) -> Response:
-    """A file of the dashboard: index.html, app.js or style.css."""
+    """A file of the dashboard: index.html, app.js, kv.js or style.css."""
     return _asset_response(request.path_params["name"])

@@ -58,9 +58,10 @@
     return true;
   }
 
-  async function getJSON(path, retried) {
+  async function getJSON(path, retried, timeoutMs) {
+    const limit = timeoutMs || REQUEST_TIMEOUT_MS;
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
+    const timer = setTimeout(() => controller.abort(), limit);
     try {
       const token = sessionStorage.getItem(TOKEN_KEY);
       const headers = token ? { Authorization: "Bearer " + token } : {};
@@ -72,7 +73,7 @@
         if (current && current === token) sessionStorage.removeItem(TOKEN_KEY);  // refused: ask again
         if (sessionStorage.getItem(TOKEN_KEY) || askForToken()) {
           clearTimeout(timer);
-          return getJSON(path, true);
+          return getJSON(path, true, timeoutMs);
         }
       }
       if (!resp.ok) {
@@ -82,7 +83,7 @@
       }
       return body;
     } catch (e) {
-      if (e.name === "AbortError") throw new Error("no answer within " + REQUEST_TIMEOUT_MS / 1000 + " s");
+      if (e.name === "AbortError") throw new Error("no answer within " + limit / 1000 + " s");
       throw e;
     } finally {
       clearTimeout(timer);
@@ -160,6 +161,22 @@
         el("td", { class: "num" }, fmt(c.peer_fetches)),
         el("td", { class: "num" }, fmt(c.evictions)),
         el("td", { class: "num" }, fmt(c.invalidations_sent)),
+      );
+    }));
+
+    replaceRows($("kv-nodes-body"), data.nodes.map((n) => {
+      const k = n.kv;
+      if (!k) {
+        return el("tr", { class: "down", "data-node-id": n.node_id },
+          el("td", {}, n.node_id), el("td", { class: "err", colSpan: 5 }, n.error || "no KV counters"));
+      }
+      return el("tr", { "data-node-id": n.node_id, "data-revision": k.revision, "data-watchers": k.watchers },
+        el("td", {}, n.node_id),
+        el("td", { class: "num" }, fmt(k.revision)),
+        el("td", { class: "num" }, fmt(k.keys)),
+        el("td", { class: "num" }, fmt(k.watchers)),
+        el("td", { class: "num" }, fmt(k.history_events)),
+        el("td", { class: "num" }, fmt(k.compact_revision)),
       );
     }));
   }
@@ -307,6 +324,9 @@
     $("topics-summary").textContent = data.topics.length + " topic" + (data.topics.length === 1 ? "" : "s") +
       (data.truncated ? " (more not shown)" : "");
   }
+
+  // What kv.js (the KV section) shares with this file.
+  window.rakitDashboard = { $, el, fmt, dash, replaceRows, getJSON, showError, TOKEN_KEY };
 
   // -- polling ----------------------------------------------------------------
 
