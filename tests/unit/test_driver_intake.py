@@ -10,7 +10,7 @@ from driver_stubs import until
 from rakit.errors import NotLeader, Unavailable
 from rakit.node.clock import ManualClock
 from rakit.node.intake import CoreCalls, PeerInbox, ProposalIntake
-from rakit.node.proposals import PendingReads
+from rakit.node.proposals import READ_HOLD_SECONDS, PendingReads
 from rakit.raft.messages import Heartbeat, HeartbeatResp
 
 FAR = 30.0  # a lazy delay no test waits out
@@ -176,3 +176,20 @@ async def test_requested_reads_go_to_the_core_under_one_ctx_or_fail_with_not_lea
     reads.send(refuse)
     with pytest.raises(NotLeader):
         refused.result()
+
+
+async def test_reads_requested_while_a_round_is_in_flight_wait_for_the_next_round() -> None:
+    reads, sent = PendingReads(), list[int]()
+    loop = asyncio.get_running_loop()
+    reads.requested = [loop.create_future()]
+    reads.send(sent.append, now=10.0)
+    later = [loop.create_future(), loop.create_future()]
+    reads.requested = list(later)
+    reads.send(sent.append, now=10.01)
+    assert sent == [1] and reads.requested == later  # held: round 1 is in flight
+    reads.confirm(1, 7)
+    reads.send(sent.append, now=10.02)
+    assert sent == [1, 2] and reads.by_ctx[2] == later
+    reads.requested = [loop.create_future()]
+    reads.send(sent.append, now=10.02 + READ_HOLD_SECONDS)  # round 2 unanswered too long: send anyway
+    assert sent == [1, 2, 3]

@@ -64,3 +64,15 @@ def test_unmatched_requests_get_starlettes_answers(client: TestClient) -> None:
     assert client.get("/nowhere").status_code == 404
     redirected = client.get("/things/", follow_redirects=False)
     assert redirected.status_code == 307 and redirected.headers["location"].endswith("/things")
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/kv/get/a:b.c", "/lock/status/r", "/cache/get/user:42", "/queue/stats/t", "/session/s1", "/ui/app.js", "/x/y"],
+)
+def test_a_path_with_parameters_is_tried_only_against_the_heads_it_starts_with(path: str) -> None:
+    router = IndexedRouter(NODE_ROUTES)
+    scope = {"type": "http", "path": path, "method": "GET", "root_path": ""}
+    heads = [route for head, route in router._with_params if path.startswith(head)]
+    assert first_full(heads, scope) is first_full(NODE_ROUTES, scope)
+    assert len(heads) < len(NODE_ROUTES) / 4

@@ -9,6 +9,12 @@ route wins as with the full scan (the others cannot match that path).  A path
 not in the index (one with parameters: /kv/get/{key}), or one whose
 candidates leave the request unmatched, goes through Starlette's full scan,
 which also answers 404, 405 and slash redirects.
+
+A path with parameters is tried only against the routes with parameters
+whose literal head (the path up to the first ``{``) it starts with, in their
+order: a route without parameters matches only its own path (which is then
+in the index), and a route whose head the path does not start with cannot
+match it, so the winner is again the full scan's.
 """
 
 from __future__ import annotations
@@ -35,10 +41,19 @@ class IndexedRouter(Router):
     def __init__(self, routes: Sequence[BaseRoute], **kwargs: Any) -> None:
         super().__init__(routes, **kwargs)
         self._by_path = literal_paths(self.routes)
+        self._with_params = [
+            (route.path.partition("{")[0], route)
+            for route in self.routes
+            if getattr(route, "param_convertors", None) and isinstance(getattr(route, "path", None), str)
+        ]
 
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
         indexed = scope["type"] != "lifespan" and not scope.get("root_path")
-        for route in self._by_path.get(scope["path"], ()) if indexed else ():
+        path = scope.get("path", "")
+        candidates = self._by_path.get(path) if indexed else ()
+        if candidates is None:
+            candidates = [route for head, route in self._with_params if path.startswith(head)]
+        for route in candidates:
             match, child_scope = route.matches(scope)
             if match is Match.FULL:  # what Router.app does with the first full match
                 scope.setdefault("router", self)

@@ -393,7 +393,7 @@ class RaftDriver:
         batch = self.intake.take_batch()
         if batch:
             self._propose_batch(batch)
-        self._reads.send(core.read_index)
+        self._reads.send(core.read_index, self.clock.monotonic() if self._reads.requested else None)
 
     def _propose_batch(self, batch: list[tuple[bytes, asyncio.Future[Any]]]) -> None:
         try:
@@ -439,6 +439,8 @@ class RaftDriver:
             elif isinstance(effect, ConfirmReads):
                 for read in effect.read_states:
                     self._reads.confirm(read.ctx, read.index)
+                if self._reads.requested:
+                    self._wake.set()  # reads held while that round was in flight go now
             else:
                 if ready.snapshot is not None or any(e.kind == ENTRY_CONF for e in ready.committed_entries):
                     self.address_book.committed()
