@@ -29,6 +29,7 @@ from rakit.client import (
     QuotaExceeded,
     RakitError,
     RateLimited,
+    RevisionMismatch,
     ServerError,
     SessionExists,
     SessionLost,
@@ -45,6 +46,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AlreadyHolder",
     "LimitMismatch",
+    "RevisionMismatch",
     "SessionExists",
     "SessionNotFound",
     "LeadershipLost",

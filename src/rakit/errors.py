@@ -30,6 +30,7 @@
           │    ├── LearnerNotCaughtUp    promoting a learner that lags
           │    └── AlreadyVoter          promoting a voter
           ├── NotAVoter             a leadership transfer to a non-voter
+          ├── RevisionMismatch      a KV write whose condition was false (``current_revision``)
           └── NotElected            an election call by a non-leader (409 ``not_leader``)
 
 Each is translated once, at the HTTP boundary, to ``{"error", "detail"}``
@@ -232,6 +233,15 @@ class NotAVoter(Conflict):
     """A leadership transfer to a node that is not a voter."""
 
     code = "not_a_voter"
+
+    def __init__(self, detail: str = "", **extra: Any) -> None:
+        super().__init__(type(self).code, detail, **extra)
+
+
+class RevisionMismatch(Conflict):
+    """A KV put, delete or txn condition on a key's revision that was false; nothing changed."""
+
+    code = "revision_mismatch"
 
     def __init__(self, detail: str = "", **extra: Any) -> None:
         super().__init__(type(self).code, detail, **extra)

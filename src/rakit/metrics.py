@@ -114,6 +114,10 @@ class NodeMetrics:
         """Export the coordination machine's totals (read at each scrape) as ``rakit_*`` gauges."""
         self.registry.register(CoordinationCollector(totals))
 
+    def watch_kv(self, store: Any, hub: Any) -> None:
+        """Export the KV store's revision and history and the watch hub's watchers (read at each scrape)."""
+        self.registry.register(KvCollector(store, hub))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -182,3 +186,26 @@ class CoordinationCollector(Collector):
         t = self.totals()
         for field, name, text in _COORDINATION_GAUGES:
             yield GaugeMetricFamily(name, text, value=float(t[field]))
+
+
+class KvCollector(Collector):
+    def __init__(self, store: Any, hub: Any) -> None:
+        self.store, self.hub = store, hub
+
+    def collect(self) -> Iterator[Metric]:
+        store, hub = self.store, self.hub
+        yield GaugeMetricFamily("rakit_kv_revision", "The KV map's revision at this node.", value=store.revision)
+        yield GaugeMetricFamily("rakit_kv_keys", "Keys in the KV map.", value=len(store.records))
+        yield GaugeMetricFamily("rakit_kv_history_events", "Changes kept for watches.", value=len(store.history))
+        yield GaugeMetricFamily(
+            "rakit_kv_history_bytes", "Bytes of keys and values kept for watches.", value=store.history.size_bytes
+        )
+        yield GaugeMetricFamily(
+            "rakit_kv_compact_revision",
+            "The oldest revision a watch may start from.",
+            value=store.history.compact_revision,
+        )
+        yield GaugeMetricFamily("rakit_kv_watchers", "Open KV watches on this node.", value=hub.watchers)
+        yield CounterMetricFamily(
+            "rakit_kv_watch_events_sent", "KV events sent to watchers by this node.", value=hub.events_sent
+        )

@@ -64,7 +64,7 @@ from rakit.raft.messages import (
     TimeoutNow,
     encode_batch,
 )
-from rakit.statemachines.kv import KvMachine, KvPut
+from rakit.statemachines.kv import KvPut, KvStore
 from rakit.statemachines.locks import Acquire, LockTable
 from rakit.statemachines.registry import Registry
 
@@ -172,7 +172,7 @@ def command_data(draw: st.DrawFn) -> bytes:
             st.binary(max_size=24),  # garbage: an unknown command
             st.just(msgspec.msgpack.encode({"type": "lock.nuke", "resource": "x"})),  # a newer node's command
             st.just(BAD_UTF8_COMMAND),
-            st.just(Registry([KvMachine()]).encode(KvPut("fz.kv", b"1"))),
+            st.just(Registry([KvStore()]).encode(KvPut("fz.kv", b"1"))),
             st.just(Registry([LockTable()]).encode(Acquire("fz.r", "c", "exclusive", 30.0, 0.0))),
         )
     )
@@ -239,7 +239,7 @@ def raft_messages(draw: st.DrawFn, me: str, src: str, s: dict[str, Any]) -> Any:
                 term=t,
                 src=src,
                 dst=me,
-                snapshot=Snapshot(SnapshotMeta(b1, t, MEMBERS), Registry([KvMachine()]).snapshot()),
+                snapshot=Snapshot(SnapshotMeta(b1, t, MEMBERS), Registry([KvStore()]).snapshot()),
             ),
         ][k1 % 4]
     if kind == "append_below_commit" and commit > 0:  # acked with our commit index, nothing appended
@@ -294,14 +294,14 @@ def raft_messages(draw: st.DrawFn, me: str, src: str, s: dict[str, Any]) -> Any:
         data = [
             b"",
             b"garbage",
-            Registry([LockTable(), KvMachine()]).snapshot(),
+            Registry([LockTable(), KvStore()]).snapshot(),
             msgspec.msgpack.encode({"locks": b"\xc1", "kv": b""}),
         ][k2 % 4]
         # Restorable data and a valid configuration (another one included) make a well-formed snapshot,
         # which only the cluster secret can keep away (see the module docstring): sent at most at our
         # commit.  The others are refused whatever their index.
         valid_conf = voters not in ([], ["node1"] * 3)
-        good = valid_conf and data == Registry([LockTable(), KvMachine()]).snapshot()
+        good = valid_conf and data == Registry([LockTable(), KvStore()]).snapshot()
         index = k2 % (commit + 1) if good else b1
         return InstallSnapshot(
             term=t, src=src, dst=me, snapshot=Snapshot(SnapshotMeta(index, t + (2 if flag else 0), voters), data)

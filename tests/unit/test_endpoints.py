@@ -82,8 +82,10 @@ def test_the_errors_an_endpoint_names_are_in_the_error_tree(ep: Endpoint) -> Non
 
 
 def test_every_leader_endpoint_may_answer_no_leader() -> None:
+    # Linearizable reads (a read index from the leader) may answer it too without being forwarded.
     for ep in ENDPOINTS:
-        assert ("LeaderUnavailable" in ep.answers) == ep.leader
+        if ep.leader:
+            assert "LeaderUnavailable" in ep.answers
 
 
 def test_the_client_knows_every_error_code() -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from rakit.node.consistency import compare
-from rakit.statemachines.kv import KvMachine, KvPut
+from rakit.statemachines.kv import KvPut, KvStore
 from rakit.statemachines.registry import Registry
 
 
 def registry() -> Registry:
-    return Registry([KvMachine()])
+    return Registry([KvStore()])
 
 
 def put(i: int) -> bytes:

@@ -31,7 +31,7 @@ from starlette.testclient import TestClient
 import rakit.http
 from rakit.config import ID_RE, ConfigError, parse_peers
 from rakit.errors import InvalidRequest
-from rakit.http import bodies
+from rakit.http import bodies, kv_bodies
 from rakit.http.endpoints import routes
 from rakit.http.errors import HANDLERS
 from rakit.http.json import Key, Name, decode, path_key, path_name
@@ -48,9 +48,15 @@ BODIES: list[tuple[type[msgspec.Struct], dict[str, Any], list[str]]] = [
     (bodies.AcquireBody, {"resource": VALID_KEY, "client_id": VALID}, ["resource", "client_id"]),
     (bodies.ReleaseBody, {"resource": VALID_KEY, "client_id": VALID, "fencing_token": 1}, ["resource", "client_id"]),
     (bodies.RenewBody, {"resource": VALID_KEY, "client_id": VALID, "fencing_token": 1}, ["resource", "client_id"]),
-    (bodies.PutBody, {"key": VALID_KEY, "value": 1}, ["key"]),
-    (bodies.KvKeyBody, {"key": VALID_KEY}, ["key"]),
-    (bodies.IncrBody, {"key": VALID_KEY}, ["key"]),
+    (kv_bodies.KvPutBody, {"key": VALID_KEY, "value": 1}, ["key"]),
+    (
+        kv_bodies.KvPutBody,
+        {"key": VALID_KEY, "value": 1, "session_id": VALID_KEY, "client_id": VALID},
+        ["session_id", "client_id"],
+    ),
+    (kv_bodies.KvDeleteBody, {"key": VALID_KEY}, ["key"]),
+    (kv_bodies.KvDeleteBody, {"prefix": VALID_KEY}, ["prefix"]),
+    (kv_bodies.IncrBody, {"key": VALID_KEY}, ["key"]),
     (bodies.SetBody, {"key": VALID_KEY, "value": 1}, ["key"]),
     (bodies.CacheKeyBody, {"key": VALID_KEY}, ["key"]),
     (bodies.InvalidateBody, {"src": VALID, "key": VALID_KEY, "version": "1"}, ["src", "key"]),

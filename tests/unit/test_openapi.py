@@ -26,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.testclient import TestClient
 
 from rakit.config import NodeConfig
-from rakit.http import bodies, openapi, schemas
+from rakit.http import bodies, kv_bodies, openapi, schemas
 from rakit.http.app import create_app
 from rakit.http.endpoints import ALL_ENDPOINTS
 from rakit.http.json import Key, Name
@@ -370,8 +370,10 @@ def test_error_codes_match_the_api(doc: dict[str, Any]) -> None:
     assert codes("/queue/push", "post", "503") == {"unavailable"}
     assert codes("/cache/get/{key}", "get", "404") == {"not_found"}
     assert codes("/kv/get/{key}", "get", "404") == {"not_found"}
+    assert codes("/kv/put", "post", "409") == {"revision_mismatch"}
+    assert codes("/kv/put", "post", "404") == {"session_not_found"}
     for path in doc["paths"]:
-        if path.startswith(("/lock/", "/kv/")):
+        if path.startswith(("/lock/", "/kv/")) and path != "/kv/watch":  # a watch reads this node's history
             for op in doc["paths"][path].values():
                 assert "503" in op["responses"], path
     assert "Retry-After" in doc["components"]["responses"]["LeaderUnavailable"]["headers"]
@@ -413,8 +415,11 @@ SAMPLES: list[tuple[type, dict[str, Any]]] = [
     (bodies.PushBody, {"topic": "e:mails", "message": "hi"}),
     (bodies.ExtendBody, {"topic": "t", "consumer_id": "c", "message_id": "m", "visibility_timeout": 0.05}),
     (bodies.RedriveBody, {"topic": "t", "limit": 0}),
-    (bodies.IncrBody, {"key": "k", "delta": 2**53 + 1}),
-    (bodies.IncrBody, {"key": "k", "delta": 1.5}),
+    (kv_bodies.IncrBody, {"key": "k", "delta": 2**53 + 1}),
+    (kv_bodies.IncrBody, {"key": "k", "delta": 1.5}),
+    (kv_bodies.KvPutBody, {"key": "k", "value": 1, "ttl": 0}),
+    (kv_bodies.KvPutBody, {"key": "k", "value": 1, "if_revision": -1}),
+    (kv_bodies.TxnBody, {"compare": [{"key": "k", "target": "size", "op": "==", "value": 1}]}),
 ]
 
 

@@ -52,7 +52,7 @@ from rakit.raft.messages import (
     encode_batch,
     encode_conf_entry,
 )
-from rakit.statemachines.kv import KvMachine, KvPut
+from rakit.statemachines.kv import KvPut, KvStore
 from rakit.statemachines.locks import LockTable
 from rakit.statemachines.registry import Registry
 
@@ -66,7 +66,7 @@ def runtime(term: int = 3) -> Any:
     return SimpleNamespace(
         node_id=ME,
         config=SimpleNamespace(peers={p: f"http://{p}" for p in PEERS}),
-        machines=Registry([LockTable(), KvMachine()]),
+        machines=Registry([LockTable(), KvStore()]),
         driver=SimpleNamespace(
             core=SimpleNamespace(term=term, last_index=len(LOG_TERMS)), addresses={p: f"http://{p}" for p in PEERS}
         ),
@@ -74,7 +74,7 @@ def runtime(term: int = 3) -> Any:
 
 
 def registry_snapshot(**kv: bytes) -> bytes:
-    machines = Registry([LockTable(), KvMachine()])
+    machines = Registry([LockTable(), KvStore()])
     for i, (key, value) in enumerate(kv.items(), start=1):
         machines.apply(i, machines.encode(KvPut(key, value)))
     return machines.snapshot()
@@ -234,7 +234,7 @@ CFG = RaftConfig(election_ticks=10, heartbeat_ticks=1)
 
 def follower() -> RaftCore:
     entries = [
-        Entry(t, i, ENTRY_NORMAL, Registry([KvMachine()]).encode(KvPut(f"k{i}", b"%d" % i)))
+        Entry(t, i, ENTRY_NORMAL, Registry([KvStore()]).encode(KvPut(f"k{i}", b"%d" % i)))
         for i, t in enumerate(LOG_TERMS, start=1)
     ]
     return RaftCore(
@@ -247,7 +247,7 @@ class Driver:
 
     def __init__(self, core: RaftCore) -> None:
         self.core = core
-        self.machines = Registry([LockTable(), KvMachine()])
+        self.machines = Registry([LockTable(), KvStore()])
         self.commit = core.commit_index
         self.committed_terms = {i: core.log.term_at(i) for i in range(1, core.commit_index + 1)}
         self.run()
@@ -314,7 +314,7 @@ def entries_after(draw: st.DrawFn, prev_index: int, prev_term: int, msg_term: in
         data = draw(
             st.one_of(
                 st.binary(max_size=12),  # unknown commands, garbage
-                st.sampled_from([Registry([KvMachine()]).encode(KvPut("x", b"1")), BAD_UTF8, DEEP_FIELD]),
+                st.sampled_from([Registry([KvStore()]).encode(KvPut("x", b"1")), BAD_UTF8, DEEP_FIELD]),
             )
         )
         kind = draw(st.sampled_from([ENTRY_NORMAL, ENTRY_NOOP, ENTRY_CONF]))
@@ -525,7 +525,7 @@ def test_an_entry_that_would_stop_the_node_applying_it_is_refused() -> None:
             term=TERM, src="a", dst=ME, prev_index=7, prev_term=3, entries=[Entry(3, 8, ENTRY_NORMAL, data)], commit=8
         )
         try:
-            Registry([LockTable(), KvMachine()]).apply(1, data)
+            Registry([LockTable(), KvStore()]).apply(1, data)
         except Exception:
             with pytest.raises(InvalidRequest, match="cannot be applied"):
                 check_message(runtime(), message)

@@ -21,6 +21,7 @@ __all__ = [
     "InvalidRequest",
     "LeadershipLost",
     "LimitMismatch",
+    "RevisionMismatch",
     "LockConflict",
     "LockLost",
     "LockTimeout",
@@ -168,6 +169,17 @@ class SessionNotFound(RakitError):
     error = "session_not_found"
 
 
+class RevisionMismatch(RakitError):
+    """409 ``revision_mismatch``: a KV write's condition was false (``current_revision``: the key's, None if absent)."""
+
+    error = "revision_mismatch"
+
+    @property
+    def current_revision(self) -> int | None:
+        value = self.body.get("current_revision")
+        return value if isinstance(value, int) else None
+
+
 class LimitMismatch(RakitError):
     """409 ``limit_mismatch``: the semaphore is in use with another ``limit`` (``limit`` holds it)."""
 
@@ -263,6 +275,7 @@ _BY_CODE: dict[str, type[RakitError]] = {
         Unavailable,
         SessionNotFound,
         LimitMismatch,
+        RevisionMismatch,
         AlreadyHolder,
         SessionExists,
         TooManyWaiters,

@@ -52,23 +52,6 @@ class RenewBody(msgspec.Struct):
     secret: Secret | None = None
 
 
-# -- kv (the demo map) ----------------------------------------------------------------------------
-
-
-class PutBody(msgspec.Struct):
-    key: Key
-    value: msgspec.Raw
-
-
-class KvKeyBody(msgspec.Struct):
-    key: Key
-
-
-class IncrBody(msgspec.Struct):
-    key: Key
-    delta: Annotated[int, msgspec.Meta(ge=-(2**53), le=2**53)] = 1
-
-
 # -- cluster membership -----------------------------------------------------------------------------
 
 Url = Annotated[str, msgspec.Meta(min_length=8, max_length=512, pattern=r"^https?://[^\s/]+(:[0-9]{1,5})?/?$(?!\n)")]

@@ -19,112 +19,30 @@ declared ``access``, and that every error named here exists in the error tree.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import msgspec
 from starlette.routing import BaseRoute
 
 from rakit.http import bodies as B
-from rakit.http import coordination_schemas as C
 from rakit.http import schemas as S
-from rakit.http.json import Key, Name
+from rakit.http.coordination_endpoints import COORDINATION
+from rakit.http.declare import BODY, JSON, MSGPACK, Endpoint, Param, key_param, name_param
+from rakit.http.kv_endpoints import KV
 from rakit.http.openapi30 import DOCS_STATIC
-from rakit.http.prologue import Call, Handler, endpoint_route, plain
-from rakit.http.routes import cache, cluster, docs, kv, locks, members, queue, raft_rpc
-from rakit.http.routes import coordination as coord
+from rakit.http.prologue import endpoint_route, plain
+from rakit.http.routes import cache, cluster, docs, locks, members, queue, raft_rpc
 from rakit.security.permissions import Permissions
-from rakit.security.tokens import AUTHENTICATED, OPEN, Need
+from rakit.security.tokens import OPEN, Need
 
-JSON = "application/json"
-MSGPACK = "application/msgpack"
+__all__ = ["ALL_ENDPOINTS", "ENDPOINTS", "JSON", "PERMISSIONS", "Endpoint", "Param", "dashboard", "routes"]
 
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    where: str  # "path" | "query"
-    type: Any  # an (annotated) type: its msgspec JSON schema is the parameter's schema
-    description: str
-    required: bool = True
-    default: Any = None
-
-    def render(self) -> dict[str, Any]:
-        schema = msgspec.json.schema(self.type)
-        if self.default is not None:
-            schema["default"] = self.default
-        return {
-            "name": self.name,
-            "in": self.where,
-            "required": self.where == "path" or self.required,
-            "description": self.description,
-            "schema": schema,
-        }
-
-
-def key_param(name: str, what: str) -> Param:
-    return Param(name, "path", Key, f"{what}: 1-128 characters of `[A-Za-z0-9_.:-]`.")
-
-
-def name_param(name: str, what: str, where: str = "path") -> Param:
-    return Param(name, where, Name, f"{what}: 1-128 characters of `[A-Za-z0-9_.-]`.")
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    method: str
-    path: str  # OpenAPI form: /lock/status/{resource}
-    tag: str
-    summary: str
-    body: type | None = None  # request Struct (JSON)
-    ok: type | None = None  # 200 answer Struct (JSON)
-    params: tuple[Param, ...] = ()
-    errors: tuple[str, ...] = ()  # names in rakit.http.openapi.ERRORS
-    responses: Mapping[str, Any] = field(default_factory=dict)  # further literal responses
-    request: Mapping[str, Any] | None = None  # a literal requestBody (non-JSON bodies)
-    access: Need | None = AUTHENTICATED  # what a token needs (name: the path parameter); OPEN: nothing
-    leader: bool = False  # served by the Raft leader: any node forwards it there (rakit.http.forward.on_leader)
-    handler: Handler | None = None  # what serves it, after the prologue (rakit.http.prologue)
-    idempotent: bool = False  # repeating it is harmless: a forward that broke after sending is retried
-    wait: str | float | None = None  # the body field or query parameter (seconds) it may wait, or fixed seconds
-    admit: Callable[[Call[Any]], None] | None = None  # checked where it came in, before any forwarding
-
-    @property
-    def body_fields(self) -> frozenset[str]:
-        return frozenset(f.name for f in msgspec.structs.fields(self.body)) if self.body is not None else frozenset()
-
-    @property
-    def whole_params(self) -> frozenset[str]:
-        """The path parameters that are keys: they may hold ``:`` and take the rest of the path."""
-        return frozenset(p.name for p in self.params if p.where == "path" and p.type is Key)
-
-    @property
-    def route_path(self) -> str:
-        """The path in Starlette's form (``/lock/status/{resource:whole}``)."""
-        return re.sub(r"{([^}]+)}", lambda m: f"{{{m[1]}:whole}}" if m[1] in self.whole_params else m[0], self.path)
-
-    @property
-    def answers(self) -> tuple[str, ...]:
-        """Every error answer (names in ``rakit.http.openapi.ERRORS``), with the leader's when forwarded."""
-        return (*self.errors, *LEADER) if self.leader else self.errors
-
-    @property
-    def needs_token(self) -> bool:
-        """Does a client call need an API token (when tokens are on)?  Internal paths use the cluster secret."""
-        return self.tag != "internal" and self.access is not OPEN
-
-
-BODY = ("InvalidRequest", "TooLarge")  # every JSON body: decoding and size
-LEADER = ("LeaderUnavailable",)
 
 RESOURCE = key_param("resource", "The lock's resource name")
 NODE_ID = name_param("id", "A member's node id")
 TOPIC = name_param("topic", "The topic")
 CONSUMER = name_param("consumer_id", "The consumer")
 CACHE_KEY = key_param("key", "The cache key")
-KV_KEY = key_param("key", "The key")
 
 # The query parameters that handlers parse by hand, with the bounds they check.
 DeadLimit = Annotated[int, msgspec.Meta(ge=1, le=B.MAX_DEAD_LIMIT)]
@@ -356,57 +274,6 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         access=Need("admin"),
         handler=members.transfer_leader,
         wait=members.TRANSFER_TIMEOUT,
-    ),
-    Endpoint(
-        "POST",
-        "/kv/put",
-        "kv",
-        "Put a value (demo map)",
-        body=B.PutBody,
-        ok=S.KvPut,
-        errors=BODY,
-        leader=True,
-        access=Need("kv", "write", "key"),
-        handler=kv.put,
-    ),
-    Endpoint(
-        "POST",
-        "/kv/delete",
-        "kv",
-        "Delete a key (demo map)",
-        body=B.KvKeyBody,
-        ok=S.KvDeleted,
-        errors=BODY,
-        leader=True,
-        access=Need("kv", "write", "key"),
-        handler=kv.delete,
-    ),
-    Endpoint(
-        "POST",
-        "/kv/incr",
-        "kv",
-        "Increment an integer (demo map)",
-        body=B.IncrBody,
-        ok=S.KvValue,
-        errors=BODY,
-        leader=True,
-        access=Need("kv", "write", "key"),
-        handler=kv.incr,
-    ),
-    Endpoint(
-        "GET",
-        "/kv/get/{key}",
-        "kv",
-        "Get a value (demo map)",
-        params=(KV_KEY,),
-        ok=S.KvValue,
-        errors=(
-            "InvalidRequest",
-            "NotFound",
-        ),
-        leader=True,
-        access=Need("kv", "read", "key"),
-        handler=kv.get,
     ),
     Endpoint(
         "POST",
@@ -670,203 +537,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 
 
-def _coordination(
-    method: str, path: str, tag: str, summary: str, handler: Handler, access: Need, **facts: Any
-) -> Endpoint:
-    """A session, semaphore or election endpoint: served by the leader, may answer like one."""
-    return Endpoint(method, path, tag, summary, handler=handler, access=access, leader=True, **facts)
-
-
-SEMAPHORE = key_param("name", "The semaphore's name")
-ELECTION = key_param("name", "The election's name")
-SESSION_ID = key_param("session_id", "The session")
-# A long poll's wait: the observe endpoint's `timeout`.
-ObserveTimeout = Annotated[float, msgspec.Meta(ge=0, le=300)]
-
-COORDINATION: tuple[Endpoint, ...] = (
-    _coordination(
-        "POST",
-        "/session/grant",
-        "sessions",
-        "Grant a session",
-        coord.session_grant,
-        Need("sessions", "write"),
-        body=B.SessionGrantBody,
-        ok=C.SessionGranted,
-        errors=BODY,
-    ),
-    _coordination(
-        "POST",
-        "/session/keepalive",
-        "sessions",
-        "Keep a session alive",
-        coord.session_keepalive,
-        Need("sessions", "write"),
-        body=B.SessionBody,
-        ok=C.SessionKept,
-        errors=(*BODY, "SessionNotFound"),
-        idempotent=True,
-    ),
-    _coordination(
-        "POST",
-        "/session/revoke",
-        "sessions",
-        "Revoke a session",
-        coord.session_revoke,
-        Need("sessions", "write"),
-        body=B.SessionBody,
-        ok=C.SessionRevoked,
-        errors=(*BODY, "SessionNotFound"),
-    ),
-    _coordination(
-        "GET",
-        "/session/{session_id}",
-        "sessions",
-        "Read a session",
-        coord.session_get,
-        Need("sessions", "read"),
-        params=(SESSION_ID,),
-        ok=C.SessionView,
-        errors=("InvalidRequest", "SessionNotFound"),
-        idempotent=True,
-    ),
-    _coordination(
-        "POST",
-        "/semaphore/acquire",
-        "semaphores",
-        "Acquire permits",
-        coord.semaphore_acquire,
-        Need("semaphores", "write", "name"),
-        body=B.SemaphoreAcquireBody,
-        ok=C.SemaphoreGrant,
-        errors=(*BODY, "SemaphoreRefused", "SessionNotFound", "TooManyWaiters"),
-        wait="timeout",
-        idempotent=True,
-        admit=coord.checked_permits,
-    ),
-    _coordination(
-        "POST",
-        "/semaphore/release",
-        "semaphores",
-        "Release permits",
-        coord.semaphore_release,
-        Need("semaphores", "write", "name"),
-        body=B.SemaphoreReleaseBody,
-        ok=C.SemaphoreReleased,
-        errors=(*BODY, "SemaphoreNotHolder"),
-    ),
-    _coordination(
-        "POST",
-        "/semaphore/renew",
-        "semaphores",
-        "Renew a semaphore hold",
-        coord.semaphore_renew,
-        Need("semaphores", "write", "name"),
-        body=B.SemaphoreRenewBody,
-        ok=C.Renewed,
-        errors=(*BODY, "SemaphoreNotHolder"),
-        idempotent=True,
-    ),
-    _coordination(
-        "GET",
-        "/semaphore/status/{name}",
-        "semaphores",
-        "Semaphore status",
-        coord.semaphore_status,
-        Need("semaphores", "read", "name"),
-        params=(SEMAPHORE,),
-        ok=C.SemaphoreStatus,
-        errors=("InvalidRequest", "NoRoute"),
-        idempotent=True,
-    ),
-    _coordination(
-        "POST",
-        "/election/campaign",
-        "elections",
-        "Campaign for leadership",
-        coord.election_campaign,
-        Need("elections", "write", "name"),
-        body=B.CampaignBody,
-        ok=C.ElectionWon,
-        errors=(*BODY, "ElectionRefused", "SessionNotFound", "TooManyWaiters"),
-        wait="timeout",
-        idempotent=True,
-        admit=coord.checked_campaign,
-    ),
-    _coordination(
-        "POST",
-        "/election/renew",
-        "elections",
-        "Renew leadership",
-        coord.election_renew,
-        Need("elections", "write", "name"),
-        body=B.ElectionRenewBody,
-        ok=C.Renewed,
-        errors=(*BODY, "NotElected"),
-        idempotent=True,
-    ),
-    _coordination(
-        "POST",
-        "/election/proclaim",
-        "elections",
-        "Publish a new value",
-        coord.election_proclaim,
-        Need("elections", "write", "name"),
-        body=B.ProclaimBody,
-        ok=C.Proclaimed,
-        errors=(*BODY, "NotElected"),
-        idempotent=True,
-        admit=coord.checked_proclaim,
-    ),
-    _coordination(
-        "POST",
-        "/election/resign",
-        "elections",
-        "Resign leadership (or candidacy)",
-        coord.election_resign,
-        Need("elections", "write", "name"),
-        body=B.ResignBody,
-        ok=C.Resigned,
-        errors=(*BODY, "NotElected"),
-    ),
-    _coordination(
-        "GET",
-        "/election/leader/{name}",
-        "elections",
-        "The election's leader",
-        coord.election_leader,
-        Need("elections", "read", "name"),
-        params=(ELECTION,),
-        ok=C.ElectionLeader,
-        errors=("InvalidRequest", "NoRoute"),
-        idempotent=True,
-    ),
-    _coordination(
-        "GET",
-        "/election/observe/{name}",
-        "elections",
-        "Wait for a change of leader",
-        coord.election_observe,
-        Need("elections", "read", "name"),
-        params=(
-            ELECTION,
-            Param(
-                "after_term",
-                "query",
-                Annotated[int, msgspec.Meta(ge=0)],
-                "Answer once the term is greater.",
-                required=False,
-            ),
-            Param("timeout", "query", ObserveTimeout, "Seconds to wait.", required=False, default=30.0),
-        ),
-        ok=C.ElectionObserved,
-        errors=("InvalidRequest", "NoRoute"),
-        wait="timeout",
-        idempotent=True,
-    ),
-)
-
-ENDPOINTS = (*ENDPOINTS, *COORDINATION)
+ENDPOINTS = (*ENDPOINTS, *KV, *COORDINATION)
 
 
 def dashboard() -> tuple[Endpoint, ...]:

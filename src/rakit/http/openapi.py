@@ -35,6 +35,8 @@ import msgspec
 from rakit import errors as E
 from rakit.http import bodies as B
 from rakit.http import coordination_schemas as C
+from rakit.http import kv_bodies as KB
+from rakit.http import kv_schemas as KS
 from rakit.http import schemas as S
 from rakit.http.endpoints import ENDPOINTS, JSON, Endpoint, Param, dashboard
 from rakit.http.json import MAX_BODY_BYTES, MAX_VALUE_BYTES
@@ -110,6 +112,12 @@ ERRORS: dict[str, tuple[type[E.RakitError], type, str]] = {
         "`conf_change_in_progress` / `learner_not_caught_up` / `already_voter`.",
     ),
     "NotAVoter": (E.NotAVoter, S.NotAVoterError, "`not_a_voter`: the target is not a voting member."),
+    "RevisionMismatch": (
+        E.RevisionMismatch,
+        KS.KvMismatch,
+        "`revision_mismatch`: the key's `mod_revision` was not `if_revision` (`current_revision`: what it is, "
+        "null if absent); nothing changed.",
+    ),
     "LockRefused": (E.Conflict, S.LockRefusedError, "`conflict` / `timeout` / `deadlock`: not granted."),
     "NotHolder": (E.Conflict, S.NotHolderError, "`not_holder`: the client does not hold the lock."),
     "ReleaseRefused": (E.Conflict, S.ReleaseRefusedError, "`not_holder` / `token_mismatch`."),
@@ -233,15 +241,48 @@ DESCRIPTIONS: dict[tuple[str, str], str | tuple[str, str]] = {
         "The target leads.",
     ),
     ("POST", "/kv/put"): (
-        "Writes through Raft; answered once committed and applied. A demo / diagnostic replicated map.",
+        "Writes through Raft (one revision per change: the entry's index); answered once committed and "
+        "applied. `if_revision`: only if the key's `mod_revision` is that (0: absent; `if_absent` is the same). "
+        "`ttl`: deleted that many seconds after the put (timed by the leader; a new leader restarts it). "
+        "`session_id`: deleted when the session ends (its `ttl` is then ignored).",
         "Committed and applied.",
     ),
-    ("POST", "/kv/delete"): ("Deletes through Raft.", "Committed and applied."),
+    ("POST", "/kv/delete"): (
+        "Deletes `key` (with `if_revision`: only if it is at that revision), or every key starting with `prefix`, "
+        "in one entry.",
+        "Committed and applied.",
+    ),
     ("POST", "/kv/incr"): (
         "Adds `delta` to the key's integer value (a missing key counts as 0); 422 when the value is not an integer.",
         "The new value.",
     ),
-    ("GET", "/kv/get/{key}"): ("A linearizable read (ReadIndex on the leader).", "The value."),
+    ("POST", "/kv/txn"): (
+        "Compares on the map before the txn, then the `success` ops (all compares hold) or the `failure` ops, "
+        "in order, as one Raft entry: atomic and isolated. A get sees the txn's earlier writes.",
+        "Committed and applied.",
+    ),
+    ("GET", "/kv/get/{key}"): (
+        "Linearizable by default (ReadIndex: a follower asks the leader for a read index and answers from its own "
+        "state once applied). `consistency=serializable`: this node's state as it is, possibly stale (`revision` "
+        "says how fresh).",
+        "The value.",
+    ),
+    ("GET", "/kv/range"): (
+        "Keys starting with `prefix`, in key order, after `after`, at most `limit`: one consistent cut at "
+        "`revision`. Linearizable unless `consistency=serializable`.",
+        "A page of keys.",
+    ),
+    ("GET", "/kv/watch"): (
+        "The changes of `key` or under `prefix` from `from_revision` (default: the next), in revision order, "
+        "none skipped, none twice: a `text/event-stream` (one `data:` event per change, `id:` its revision, a "
+        "comment at least every 5 s), or with `format=json` a long poll answered as soon as there is an event or "
+        "after `wait` s. History older than the node keeps: one `compacted` event (the stream then ends).",
+        "The events.",
+    ),
+    ("GET", "/kv/internal/read_index"): (
+        "The leader's read index (its leadership confirmed by a quorum), for a follower's linearizable read.",
+        "The index.",
+    ),
     ("POST", "/cache/set"): (
         "Stores the value on this node with a version above every version it has seen, and answers once "
         "every peer has dropped (or replaced) its older copy, or has been fenced out of serving. From then "
@@ -476,9 +517,20 @@ NOTES: dict[type, tuple[str, Mapping[str, str | Mapping[str, Any]]]] = {
         },
     ),
     B.RenewBody: ("Restarts a lease.", {"ttl": "The new lease in seconds; absent: the hold's current ttl."}),
-    B.PutBody: ("A demo-map write.", {"value": f"Any JSON, at most {MAX_VALUE_BYTES} bytes encoded."}),
-    B.KvKeyBody: ("A demo-map key.", {}),
-    B.IncrBody: ("A demo-map increment.", {"delta": "Added to the key's integer value."}),
+    KB.KvPutBody: (
+        "A KV write.",
+        {
+            "value": f"Any JSON, at most {MAX_VALUE_BYTES} bytes encoded, kept as it is (no base64).",
+            "if_revision": "Put only if the key's `mod_revision` is this (0: only if absent).",
+            "if_absent": "The same as `if_revision: 0`.",
+            "ttl": "Seconds until the key is deleted (the leader times it).",
+            "session_id": "Attach the key to this session: it is deleted when the session ends.",
+            "client_id": "If given, must be the session's client.",
+        },
+    ),
+    KB.KvDeleteBody: ("A KV delete: `key` or `prefix`, not both.", {}),
+    KB.IncrBody: ("A KV increment.", {"delta": "Added to the key's integer value."}),
+    KB.TxnBody: ("A KV transaction: at most 64 compares and 64 ops per branch.", {}),
     B.SetBody: (
         "A cache write.",
         {
@@ -537,7 +589,11 @@ TAGS = [
         "at-least-once delivery, visibility timeouts, dead letters.",
     },
     {"name": "cache", "description": "Each node's LRU cache, kept coherent by write-invalidate."},
-    {"name": "kv", "description": "A demo / diagnostic replicated map (exercises Raft end to end)."},
+    {
+        "name": "kv",
+        "description": "A linearizable key-value store on Raft: revisions, compare-and-set, transactions, TTL and "
+        "session keys, resumable watches.",
+    },
     {"name": "cluster", "description": "Health, Raft status and metrics of one node."},
     {"name": "internal", "description": "Node to node (and tools). Body formats may change between versions."},
     {"name": "docs", "description": "This document and its browsable reference."},

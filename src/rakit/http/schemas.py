@@ -368,27 +368,6 @@ class LockWatch(Struct):
     fencing_token: Annotated[int, Meta(description="The token of the hold watched.")] | UnsetType = UNSET
 
 
-# -- kv -------------------------------------------------------------------------------
-
-
-class KvPut(Struct):
-    """Committed and applied at `index`."""
-
-    key: str
-    index: LogIndex
-
-
-class KvValue(Struct):
-    key: str
-    value: AnyJson
-    index: Annotated[int, Meta(ge=0, description="The log index of the write that set this value.")]
-
-
-class KvDeleted(Struct):
-    deleted: Annotated[bool, Meta(description="Whether the key existed.")]
-    index: LogIndex
-
-
 # -- cache ----------------------------------------------------------------------------
 
 

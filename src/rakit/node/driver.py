@@ -44,7 +44,7 @@ from rakit.metrics import NodeMetrics
 from rakit.node.addresses import AddressBook, CommittedMembershipListener, MembershipListener
 from rakit.node.clock import Clock, SystemClock
 from rakit.node.intake import CoreCalls, PeerInbox, ProposalIntake
-from rakit.node.proposals import PendingProposals, PendingReads
+from rakit.node.proposals import AppliedWaiters, PendingProposals, PendingReads
 from rakit.raft.config import RaftConfig
 from rakit.raft.core import RaftCore
 from rakit.raft.messages import (
@@ -134,6 +134,7 @@ class RaftDriver:
         self._core_calls = CoreCalls(self._wake.set)
         self._pending = PendingProposals()
         self._reads = PendingReads()
+        self._applied_waiters = AppliedWaiters()
         self._propose_started: dict[int, float] = {}
         self._listeners: list[ApplyListener] = []
         self._role_listeners: list[RoleListener] = []
@@ -194,6 +195,17 @@ class RaftDriver:
             await asyncio.wait_for(future, timeout)
         except TimeoutError:
             raise Unavailable(f"leadership could not be confirmed within {timeout:g}s") from None
+
+    async def wait_applied(self, index: int, timeout: float = 5.0) -> None:
+        """Return once this node's state machine has applied ``index`` (a read index from the leader)."""
+        if self.core.applied_index >= index:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._applied_waiters.add(index, future)
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise Unavailable(f"this node did not apply index {index} within {timeout:g}s") from None
 
     async def on_core(self, action: Callable[[], T]) -> T:
         """Run ``action()`` (a call into the core) at the loop's next turn; its result or exception."""
@@ -355,6 +367,7 @@ class RaftDriver:
             self._pending.fail_all(shutting_down)
             self._core_calls.fail_all(shutting_down)
             self._reads.fail_all(shutting_down)
+            self._applied_waiters.fail_all(shutting_down)
             self._executor.shutdown(wait=True)
             self.store.close()
 
@@ -433,6 +446,7 @@ class RaftDriver:
                     self._on_soft_state(ready.soft_state.role, ready.soft_state.leader_id)
                 self.core.advance(effect.ready)
         self._reads.release_applied(self.core.applied_index)
+        self._applied_waiters.release(self.core.applied_index)
 
     async def _persist(self, effect: Persist, sent_early: bool) -> None:
         if (

@@ -9,6 +9,7 @@ state machine's result if the entry still carries the proposal's term, with
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -110,3 +111,27 @@ class PendingReads:
                     future.set_exception(error)
         self.requested = []
         self.by_ctx.clear()
+
+
+class AppliedWaiters:
+    """Futures waiting for the state machine to reach an index (a follower's ReadIndex from the leader)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = 0
+
+    def add(self, index: int, future: asyncio.Future[None]) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (index, self._seq, future))
+
+    def release(self, applied: int) -> None:
+        while self._heap and self._heap[0][0] <= applied:
+            future = heapq.heappop(self._heap)[2]
+            if not future.done():
+                future.set_result(None)
+
+    def fail_all(self, error: RakitError) -> None:
+        for _, _, future in self._heap:
+            if not future.done():
+                future.set_exception(error)
+        self._heap = []

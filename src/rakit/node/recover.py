@@ -41,7 +41,7 @@ from rakit.raft.messages import (
     SnapshotMeta,
     decode_conf_entry,
 )
-from rakit.statemachines.kv import KvMachine
+from rakit.statemachines.kv import KvStore
 from rakit.statemachines.locks import LockTable
 from rakit.statemachines.members import MembersMachine
 from rakit.statemachines.registry import Registry
@@ -75,7 +75,7 @@ def recover(data_dir: str | os.PathLike[str], node_id: str, url: str) -> Recover
 
 def _rewrite(path: Path, loaded: LoadedState, node_id: str, url: str) -> Recovered:
     members = MembersMachine()
-    machines = Registry([LockTable(), KvMachine(), members])
+    machines = Registry([LockTable(), KvStore(), members])
     hard_state = loaded.hard_state
     index = term = 0
     if loaded.snapshot is not None:

@@ -17,6 +17,8 @@ from rakit.node.coordination_leases import CoordinationKeeper
 from rakit.node.coordination_service import CoordinationService
 from rakit.node.driver import RaftDriver
 from rakit.node.inbound import ReplyFilter
+from rakit.node.kv_leases import KvLeaseKeeper
+from rakit.node.kv_watch import KvWatchHub
 from rakit.node.leases import LeaseKeeper
 from rakit.node.lock_service import LockService
 from rakit.queue.redis_store import RedisQueueStore, connect
@@ -28,7 +30,8 @@ from rakit.security.internal import InternalAuth
 from rakit.security.tls import client_context
 from rakit.statemachines.coordination import CoordinationMachine
 from rakit.statemachines.coordination_overview import totals as coordination_totals
-from rakit.statemachines.kv import KvMachine
+from rakit.statemachines.kv import KvStore
+from rakit.statemachines.kv.store import KvSessionKeys
 from rakit.statemachines.locks import LockTable
 from rakit.statemachines.members import MembersMachine
 from rakit.statemachines.registry import Registry
@@ -44,11 +47,11 @@ class NodeRuntime:
         self.node_id = config.node_id
         self.data_dir = data_dir
         self.metrics = NodeMetrics(config.node_id)
-        self.kv = KvMachine()
+        self.kv = KvStore()
         self.lock_table = LockTable()
         self.members = MembersMachine()
-        # Sessions, semaphores and elections; a session's end also ends its locks (one entry).
-        self.coordination_machine = CoordinationMachine([self.lock_table])
+        # Sessions, semaphores and elections; a session's end also ends its locks and keys (one entry).
+        self.coordination_machine = CoordinationMachine([self.lock_table, KvSessionKeys(self.kv)])
         self.machines = Registry([self.lock_table, self.kv, self.members, self.coordination_machine])
         self.metrics.watch_coordination(lambda: coordination_totals(self.coordination_machine))
         # Signs every node-to-node call with the cluster secret (a no-op without one).
@@ -60,6 +63,8 @@ class NodeRuntime:
         self._leases: LeaseKeeper | None = None
         self._coordination: CoordinationService | None = None
         self._coordination_leases: CoordinationKeeper | None = None
+        self._kv_leases: KvLeaseKeeper | None = None
+        self._kv_watch: KvWatchHub | None = None
         self._redis: Any = None
         self._queue: QueueService | None = None
         self._cache: CacheService | None = None
@@ -89,6 +94,11 @@ class NodeRuntime:
     def coordination(self) -> CoordinationService:
         assert self._coordination is not None, "runtime not started"
         return self._coordination
+
+    @property
+    def kv_watch(self) -> KvWatchHub:
+        assert self._kv_watch is not None, "runtime not started"
+        return self._kv_watch
 
     @property
     def queue(self) -> QueueService:
@@ -134,6 +144,10 @@ class NodeRuntime:
         self._coordination = CoordinationService(
             self._driver, self.coordination_machine, self.machines, self._coordination_leases
         )
+        self._kv_leases = KvLeaseKeeper(self._driver, self.kv, self.machines)
+        self._kv_watch = KvWatchHub(self.kv)
+        self._driver.add_apply_listener(self._kv_watch.on_applied)
+        self.metrics.watch_kv(self.kv, self._kv_watch)
         # The Redis client connects lazily (no PING here): the node starts and
         # serves locks and kv while Redis is down; queue calls then answer 503.
         self._redis = connect(c.redis_url)
@@ -217,6 +231,8 @@ class NodeRuntime:
             group.create_task(self._leases.run(), name="lock-leases")
             assert self._coordination_leases is not None
             group.create_task(self._coordination_leases.run(), name="coordination-leases")
+            assert self._kv_leases is not None
+            group.create_task(self._kv_leases.run(), name="kv-leases")
             group.create_task(self.queue.run(), name="queue")
             group.create_task(self.cache.run(), name="cache")
             group.create_task(consistency.run(self), name="consistency")

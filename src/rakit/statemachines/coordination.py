@@ -5,7 +5,7 @@ One registered machine (``name = "coordination"``) owning a
 usable alone, each with its own numbered rules), so that a session's end
 reaches every permit and candidacy attached to it inside one ``apply``.
 Other machines whose holds may be attached to a session (the lock table's
-locks, later the KV's keys) join through ``SessionAttachment`` hooks given
+locks, the KV store's keys) join through ``SessionAttachment`` hooks given
 at construction: the same ``apply`` ends theirs too, and their
 session-attached commands travel wrapped in this machine's (so the check
 that the session lives and the attaching happen in one entry).
@@ -22,7 +22,9 @@ Rules
     in ``leases``; an expiry naming it is ``Stale``).  The same holds for a
     lock: ``SessionLockAcquire`` wraps the lock table's ``Acquire`` (with its
     ``session_id``), is checked here and applied by the "locks" hook (none
-    given: ``Refused("invalid")``); the result is the lock table's.
+    given: ``Refused("invalid")``); the result is the lock table's.  A KV
+    key likewise: ``SessionKeyPut`` wraps a ``KvPut`` for the "keys" hook
+    (its ``client_id``, if given, must be the session's).
 3.  A session's end (``SessionRevoke``, or a current ``SessionExpire``)
     ends, in the same command: every semaphore hold and wait of the
     session, every leadership and candidacy of it (in name order), then each
@@ -52,6 +54,7 @@ from rakit.statemachines.elections import (
     ElectionTable,
 )
 from rakit.statemachines.holds import MAX_FREE_RECORDS, MAX_WAITERS, Refused
+from rakit.statemachines.kv.commands import KvPut
 from rakit.statemachines.locks.commands import Acquire
 from rakit.statemachines.semaphores import SemAcquire, SemaphoreTable, SemCommand, SemExpire
 from rakit.statemachines.sessions import SessionCommand, SessionEnded, SessionExpire, SessionTable
@@ -79,6 +82,11 @@ class SessionLockAcquire(msgspec.Struct, tag="coord.lock_acquire", frozen=True):
     acquire: Acquire  # with its session_id set
 
 
+class SessionKeyPut(msgspec.Struct, tag="coord.key_put", frozen=True):
+    put: KvPut  # with its session_id set
+    client_id: str | None = None  # if given, must be the session's client
+
+
 class ExpireBatch(msgspec.Struct, tag="coord.expire", frozen=True):
     items: list[SemExpire | ElectionExpire | SessionExpire]
 
@@ -87,7 +95,7 @@ class BatchResults(msgspec.Struct, frozen=True):
     results: list[Any]
 
 
-Command = SessionCommand | SemCommand | ElectionCommand | ExpireBatch | SessionLockAcquire
+Command = SessionCommand | SemCommand | ElectionCommand | ExpireBatch | SessionLockAcquire | SessionKeyPut
 
 
 class _Snapshot(msgspec.Struct):
@@ -108,6 +116,7 @@ class CoordinationMachine:
         *ElectionTable.commands,
         ExpireBatch,
         SessionLockAcquire,
+        SessionKeyPut,
     )
 
     def __init__(
@@ -129,7 +138,22 @@ class CoordinationMachine:
             return BatchResults([self._apply(index, item) for item in command.items])
         if isinstance(command, SessionLockAcquire):
             return self._lock_acquire(index, command.acquire)
+        if isinstance(command, SessionKeyPut):
+            return self._key_put(index, command)
         return self._apply(index, command)
+
+    def _key_put(self, index: int, command: SessionKeyPut) -> Any:
+        """Rule 2, for a KV key."""
+        hook = next((h for h in self.attachments if h.name == "keys"), None)
+        put = command.put
+        if hook is None or put.session_id is None:
+            return Refused("invalid", "a session key needs the kv store and a session_id")
+        session = self.sessions.get(put.session_id)
+        if session is None:
+            return Refused("session_not_found", f"no session {put.session_id!r}")
+        if command.client_id is not None and command.client_id != session.client_id:
+            return Refused("invalid", f"session {session.session_id!r} belongs to client {session.client_id!r}")
+        return hook.apply(index, msgspec.structs.replace(put, ttl=None))
 
     def _lock_acquire(self, index: int, acquire: Acquire) -> Any:
         """Rule 2, for a lock."""

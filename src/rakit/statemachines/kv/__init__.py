@@ -1,0 +1,51 @@
+"""The KV store (Raft state machine "kv"): see ``store`` for its rules, ``history`` for the watch history."""
+
+from rakit.statemachines.kv.commands import (
+    Compare,
+    KvDelete,
+    KvDeleted,
+    KvEvent,
+    KvExpire,
+    KvExpireBatch,
+    KvExpired,
+    KvIncr,
+    KvIncremented,
+    KvMismatch,
+    KvPut,
+    KvPutDone,
+    KvRecord,
+    KvTxn,
+    KvTxnDone,
+    TxnDelete,
+    TxnDeleteDone,
+    TxnGet,
+    TxnPut,
+    TxnPutDone,
+)
+from rakit.statemachines.kv.history import History
+from rakit.statemachines.kv.store import KvStore
+
+__all__ = [
+    "Compare",
+    "History",
+    "KvDelete",
+    "KvDeleted",
+    "KvEvent",
+    "KvExpire",
+    "KvExpireBatch",
+    "KvExpired",
+    "KvIncr",
+    "KvIncremented",
+    "KvMismatch",
+    "KvPut",
+    "KvPutDone",
+    "KvRecord",
+    "KvStore",
+    "KvTxn",
+    "KvTxnDone",
+    "TxnDelete",
+    "TxnDeleteDone",
+    "TxnGet",
+    "TxnPut",
+    "TxnPutDone",
+]
