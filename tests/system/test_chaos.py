@@ -72,6 +72,11 @@ def test_seeded_run_with_every_nemesis_finds_no_violation(run: tuple[subprocess.
     queue = summary["workloads"]["queue"]["stats"]
     assert queue["lost"] == 0 and queue["undelivered"] == 0
     assert summary["final"]["queue_drained"] is True
+    for name in ("kv", "kv-counters"):  # linearizable registers, CAS counters with no lost increment
+        w = summary["workloads"][name]
+        assert w["violations"] == 0, w["first_violations"]
+        assert w["ok"] > 100, f"{name}: too few successful operations to judge anything"
+    assert summary["final"]["kv_counters_read"] is True
 
 
 def test_run_leaves_history_plot_and_no_test_hosts(run: tuple[subprocess.CompletedProcess[str], Path]) -> None:

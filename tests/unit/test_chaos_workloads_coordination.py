@@ -131,7 +131,7 @@ def test_observers_long_poll_above_the_last_term_seen() -> None:
 
 
 def test_rakit_chaos_selects_the_coordination_workloads_by_default() -> None:
-    assert RunConfig().workloads == ("locks", "queue", "cache", "semaphores", "elections")
+    assert RunConfig().workloads == ("locks", "queue", "cache", "semaphores", "elections", "kv")
 
     async def main() -> list[str]:
         ctx = FakeContext(semaphore_server)

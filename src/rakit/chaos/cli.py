@@ -65,7 +65,11 @@ def register(app: typer.Typer) -> None:
         ] = None,
         nodes: Annotated[int, typer.Option(help="Cluster size: 3 or 5.")] = 3,
         workload: Annotated[
-            str, typer.Option(help="Workloads, comma-separated: locks, queue, cache, semaphores, elections.")
+            str,
+            typer.Option(
+                help="Workloads, comma-separated: locks, queue, cache, semaphores, elections, "
+                "kv (registers and CAS counters, through random nodes)."
+            ),
         ] = ",".join(ALL_WORKLOADS),
         out: Annotated[str | None, typer.Option(help="Folder for the history, logs, summary and plot.")] = None,
         plot: Annotated[

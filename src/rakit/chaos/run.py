@@ -32,6 +32,7 @@ from rakit.chaos import disk
 from rakit.chaos import nemesis as nem
 from rakit.chaos import workloads as wl
 from rakit.chaos import workloads_coordination as wc
+from rakit.chaos import workloads_kv as wkv
 from rakit.chaos.history import Fault, History, Verdict
 from rakit.launcher import LaunchError, NodeProcess, RedisProcess, pick_leader
 from rakit.security.internal import InternalAuth
@@ -57,6 +58,7 @@ class RunConfig:
     gap_seconds: tuple[float, float] = (2.0, 4.0)
     settings: wl.Settings = field(default_factory=wl.Settings)
     coordination: wc.CoordinationSettings = field(default_factory=wc.CoordinationSettings)
+    kv: wkv.KvSettings = field(default_factory=wkv.KvSettings)
 
 
 @dataclass(slots=True)
@@ -358,6 +360,7 @@ async def _drive(
         recorder.t0 = time.monotonic()
         tasks = wl.start(ctx, config.workloads, config.settings)
         tasks += wc.start(ctx, config.workloads, config.coordination)
+        tasks += wkv.start(ctx, config.workloads, config.kv)
         nemesis = Nemesis(cluster, session, recorder, config.seed)
         player = asyncio.ensure_future(nemesis.play(steps, stop))
         try:
@@ -383,6 +386,7 @@ async def _drive(
         await asyncio.sleep(2.5)  # in-flight cache write rounds end (2 s)
         final["cache_serving"] = await wait_for_cache(session, cluster.peers, 10.0)  # restart quarantine
         final.update(await wl.finish(ctx, config.workloads, config.settings))
+        final.update(await wkv.finish(ctx, config.workloads, config.kv))
         return nemesis.faults, final
 
 

@@ -18,9 +18,10 @@ from typing import Any
 
 from rakit.chaos.history import Op
 from rakit.chaos.workloads import WORKLOADS, Context, classify, pause
+from rakit.chaos.workloads_kv import KV_WORKLOADS
 
 COORDINATION_WORKLOADS = ("semaphores", "elections")
-ALL_WORKLOADS = (*WORKLOADS, *COORDINATION_WORKLOADS)
+ALL_WORKLOADS = (*WORKLOADS, *COORDINATION_WORKLOADS, *KV_WORKLOADS)
 REQUEST_SECONDS = 2.0  # each request's total timeout beyond its own wait
 
 

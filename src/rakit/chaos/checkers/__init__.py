@@ -15,6 +15,11 @@ ops.
   tokens, consistent status snapshots;
 - ``check_elections``: one leader at a time, growing terms, observers that
   never go back;
+- ``check_kv_history`` (workload ``kv``): the KV ops of both KV workloads
+  are linearizable (Wing–Gong / Lowe search per group of keys: exponential in
+  the worst case, bounded by a step budget whose exhaustion is reported);
+- ``check_kv_counters``: every CAS counter's final value is between its ok
+  and its ok + unknown increments;
 - ``check_disk`` (only when the run had ``corrupt`` faults): a node never
   starts on a log damaged in the middle.
 """
@@ -24,6 +29,8 @@ from __future__ import annotations
 from rakit.chaos.checkers.cache import check_cache
 from rakit.chaos.checkers.disk import check_disk
 from rakit.chaos.checkers.elections import check_elections
+from rakit.chaos.checkers.kv_counters import check_kv_counters
+from rakit.chaos.checkers.kv_history import check_kv_history
 from rakit.chaos.checkers.locks import check_locks
 from rakit.chaos.checkers.queue import DEFAULT_MAX_DELIVERIES, check_queue
 from rakit.chaos.checkers.semaphores import check_semaphores
@@ -34,6 +41,8 @@ __all__ = [
     "check_cache",
     "check_disk",
     "check_elections",
+    "check_kv_counters",
+    "check_kv_history",
     "check_locks",
     "check_queue",
     "check_semaphores",
@@ -44,8 +53,8 @@ COORDINATION_CHECKERS = (("semaphores", check_semaphores), ("elections", check_e
 
 def check_all(history: History) -> list[Verdict]:
     """The verdicts of the locks, queue and cache checkers, in that order, on ``history``; then those of
-    the semaphores and elections checkers when the run chose those workloads (``meta["workloads"]``)
-    or recorded ops of them.
+    the semaphores and elections checkers, then the KV linearizability and counter checkers, when the run
+    chose those workloads (``meta["workloads"]``) or recorded ops of them.
 
     The queue's ``max_deliveries`` is taken from ``history.meta`` when the run recorded it.
     """
@@ -60,6 +69,10 @@ def check_all(history: History) -> list[Verdict]:
         ops = history.of(workload)
         if ops or workload in chosen:
             verdicts.append(checker(ops, history.faults))
+    registers, counters = history.of("kv"), history.of("kv-counters")
+    if registers or counters or "kv" in chosen:
+        verdicts.append(check_kv_history([*registers, *counters]))
+        verdicts.append(check_kv_counters(counters))
     if any(f.nemesis == "corrupt" for f in history.faults):
         verdicts.append(check_disk(history.faults))
     return verdicts
