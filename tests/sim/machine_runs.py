@@ -10,6 +10,7 @@ is caught.
 from __future__ import annotations
 
 import os
+import traceback
 from dataclasses import replace
 from typing import Any
 
@@ -33,7 +34,8 @@ CHAOS_COMMON: dict[str, Any] = dict(
 
 def run_checked(cls: type[Any], cfg: SimConfig, seed: int, replay: str) -> Any:
     """One run of ``cls(cfg, seed)``: chaos, liveness, every registry the same at the end; fails the test with
-    the seed's report (``replay`` reruns it) on a violation; the checker's counts are folded into ``stats``."""
+    the seed's report (``replay`` reruns it) on a violation or an exception; the checker's counts are folded
+    into ``stats``."""
     if os.environ.get("RAKIT_SIM_STEPS"):
         cfg = replace(cfg, steps=int(os.environ["RAKIT_SIM_STEPS"]))
     cluster = cls(cfg, seed)
@@ -46,6 +48,9 @@ def run_checked(cls: type[Any], cfg: SimConfig, seed: int, replay: str) -> Any:
             raise InvariantViolation(f"final machines differ on {sorted(final)}")
     except AssertionError as err:
         pytest.fail(cluster.failure_report(err, replay), pytrace=False)
+    except Exception as err:  # the core or a machine raised where it must not
+        report = cluster.failure_report(err, replay) + "\n\n" + "".join(traceback.format_exception(err))
+        pytest.fail(report, pytrace=False)
     for k, v in cluster.lock_check.counts.items():
         cluster.stats[k] = cluster.stats.get(k, 0) + v
     return cluster

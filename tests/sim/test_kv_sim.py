@@ -9,10 +9,11 @@ the key's current revision or a wrong one, with a ttl, session keys through
 ``SessionKeyPut`` for the session's client or another), deletes (a key, a
 prefix, conditional), incrs (also of a value that is no integer), txns
 (compares that hold and that fail, gets after puts of the same key, a branch
-writing one key twice), ``KvExpireBatch`` with current and stale leases,
-session grants, revokes and expiries (current or stale; a session holding
-keys and locks ends both in its entry), locks attached to sessions, some of
-the coordination machine's own traffic, and malformed commands.
+writing one key twice, a value nested 600 deep: the HTTP layer takes it),
+``KvExpireBatch`` with current and stale leases, session grants, revokes
+and expiries (current or stale; a session holding keys and locks ends both
+in its entry), locks attached to sessions, some of the coordination
+machine's own traffic, and malformed commands.
 
 Checked after every applied entry and every restore (from disk and from the
 leader's snapshot), besides every Raft invariant of ``harness.Checker`` and
@@ -23,14 +24,21 @@ re-snapshot to their bytes; nothing held for an ended session):
 * the KV revision never goes back along a node's applied history (across
   crashes, restarts and snapshot installs), and it is the index of the last
   entry that changed the map: an entry that appended history events moves it
-  to its index, any other leaves it; a restored store's revision is its
-  history's last;
+  to its index, any other leaves it; a restored store's revision is the last
+  change at or before its index;
 * every history event's revision is above the one before it, or equal
-  within one entry (an entry's events all carry its index);
-* the history is the changes applied: replaying its events on a dict model
+  within one entry (an entry's events all carry its index; every node
+  appends the same events for it);
+* the history is the changes applied: replaying the events on a dict model
   gives the store's records (value, create and mod revision, version), after
-  every entry (incrementally) and after every restore (from the first event;
-  these runs never trim);
+  every entry (the node's own events) and after every restore (every entry's
+  events up to the snapshot);
+* the history (small bounds here, so that it trims) holds exactly the events
+  of the entries from ``compact_revision`` on, whole revisions (rule 2); it
+  is within its hard caps, keeps no revision rule 3 would have trimmed, and
+  trimmed its newest trimmed revision only under a cap or when old and
+  beyond the last ``min_events``; a watch from a trimmed revision is refused
+  (rule 4);
 * no key is attached to a session that does not exist (so none survives the
   entry that ended its session), ``keys_of`` lists exactly the records of
   each session, a key has a ttl lease or a session, never both;
@@ -81,7 +89,8 @@ from .test_lock_table_sim import CLIENTS, RESOURCES
 
 KEYS = ["a", "a/1", "a/2", "a/b/1", "b", "b/1", "n"]
 PREFIXES = ["a/", "a/b/", "b", "n", "zz"]
-VALUES = [b"1", b"7", b"-3", b'"x"', b'{"v": 2}', b"true", b"1.5", b"null"]
+DEEP = b"[" * 600 + b"]" * 600  # JSON the HTTP layer takes (it refuses ~1000 deep), too deep for Python recursion
+VALUES = [b"1", b"7", b"-3", b'"x"', b'{"v": 2}', b"true", b"1.5", b"null", b'[[1], {"a": [2]}]']
 
 Model = dict[str, tuple[bytes, int, int, int]]  # key -> (value, create_revision, mod_revision, version)
 
@@ -276,6 +285,7 @@ class KvChecker(CoordChecker):
         c = self.counts
         c["kv_entries_changing"] += bool(events)
         c["kv_events"] += len(events)
+        c["deep_values_put"] += sum(ev.value == DEEP for ev in events)
         command = _decode(e.data)
         if isinstance(command, KvExpireBatch):
             expired = sum(ev.type == "delete" for ev in events)
@@ -368,7 +378,7 @@ def random_kv_command(rng: random.Random, sm: KvSM) -> bytes:
     """A command as the leader's KV and coordination services might propose it, given its applied state."""
     enc, kv = sm.registry.encode, sm.kv
     now = float(sm.applied)  # the proposer's clock: only ages the history
-    key, value = rng.choice(KEYS), rng.choice(VALUES)
+    key, value = rng.choice(KEYS), rng.choice(VALUES) if rng.random() < 0.995 else DEEP
     sid = rng.choice(list(SESSIONS))
     live = [s for s, _, _ in sm.coordination.sessions.leases()]
     x = rng.random()
@@ -421,6 +431,7 @@ def random_kv_command(rng: random.Random, sm: KvSM) -> bytes:
             enc(KvTxn([Compare(key, "version", "==", b"not json")], [], [])),
             enc(KvTxn([Compare(key, "lease", "==", b"1")], [], [])),
             enc(KvTxn([Compare(key, "exists", "<", b"true")], [], [])),
+            enc(KvTxn([Compare(key, "value", "==", DEEP)], [TxnPut(key, DEEP)], [])),
             msgspec.msgpack.encode({"type": "kv.put", "key": key}),  # no value
             msgspec.msgpack.encode({"type": "kv.incr", "key": key, "delta": "one"}),
             b"\xc1",
@@ -486,6 +497,7 @@ def test_kv_runs(profile: str) -> None:
         ("session_ended_with_keys", 10),
         ("session_ended_with_keys_and_locks", 3),
         ("history_trims", 20),
+        ("deep_values_put", 2),
         ("refused_session_not_found", 1),
         ("refused_invalid", 5),
         ("UnknownCommand", 3),
