@@ -103,6 +103,8 @@ def test_a_value_nested_too_deeply_compares_false_and_never_raises() -> None:
     assert not compare(_nested(MAX_DEPTH + 1), "==", _nested(MAX_DEPTH + 1))
     brackets_in_strings = b'["' + b"[" * 500 + b'", "\\"[[["]'  # strings hold no depth
     assert compare(brackets_in_strings, "==", brackets_in_strings)
+    open_string = b"[" * 101 + b'"' + b'\\"' * 200_000  # not JSON; scanning it from each quote took minutes
+    assert not compare(open_string, "==", open_string) and as_integer(open_string) is None
 
 
 def test_a_txn_on_a_deep_value_applies() -> None:

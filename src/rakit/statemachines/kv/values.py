@@ -21,6 +21,7 @@ import msgspec
 
 MAX_DEPTH = 100
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_STRINGS_CLOSED = re.compile(rb'(?:"(?:[^"\\]|\\.)*"|[^"])*', re.DOTALL)  # one pass: the end, if strings close
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 _STEP = [1 if chr(b) in "[{" else -1 for b in range(256)]  # read for brackets only
 
@@ -41,7 +42,16 @@ def _tagged(value: Any) -> Any:
 
 
 def _too_deep(data: bytes) -> bool:
-    """Whether ``data`` opens more than ``MAX_DEPTH`` arrays or objects at once (brackets in strings aside)."""
+    """Whether ``data`` opens more than ``MAX_DEPTH`` arrays or objects at once (brackets in strings aside).
+
+    Linear time: a string left open (no JSON then) counts as too deep before ``_STRING`` would rescan the
+    rest from each quote in it.
+    """
+    if len(data.translate(None, _NOT_BRACKET)) <= MAX_DEPTH:
+        return False
+    closed = _STRINGS_CLOSED.match(data)
+    if closed is None or closed.end() != len(data):
+        return True
     brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKET)
     return len(brackets) > MAX_DEPTH and max(accumulate(map(_STEP.__getitem__, brackets))) > MAX_DEPTH
 
@@ -49,7 +59,7 @@ def _too_deep(data: bytes) -> bool:
 def decode(data: bytes) -> Any:
     """The JSON value of ``data``; ``msgspec.DecodeError`` if it is not JSON or is nested too deeply."""
     if _too_deep(data):
-        raise msgspec.DecodeError(f"nested deeper than {MAX_DEPTH} arrays or objects")
+        raise msgspec.DecodeError(f"not JSON, or nested deeper than {MAX_DEPTH} arrays or objects")
     return msgspec.json.decode(data)
 
 
