@@ -34,7 +34,6 @@ from __future__ import annotations
 import os
 import random
 from collections import Counter
-from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -49,7 +48,8 @@ from rakit.statemachines.locks import EXCLUSIVE, Acquire, LockTable
 from rakit.statemachines.registry import Registry
 
 from .harness import InvariantViolation, SimConfig, SimStateMachine
-from .test_lock_table_sim import _COMMON, CLIENTS, RESOURCES, LockChecker, LockCluster, LockSM, random_command
+from .machine_runs import CHAOS_COMMON, assert_caught, run_checked
+from .test_lock_table_sim import CLIENTS, RESOURCES, LockChecker, LockCluster, LockSM, random_command
 
 SEMAPHORES = {"g0": 2, "g1": 3}  # name -> the limit every acquire asks for (mostly)
 ELECTIONS = ["e0", "e1"]
@@ -217,13 +217,13 @@ def random_coord_command(rng: random.Random, sm: CoordSM) -> bytes:
 
 
 PROFILES: dict[str, tuple[SimConfig, int]] = {
-    "3n-coordination": (SimConfig(name="3n-coordination", nodes=3, compact_every=5, **_COMMON), 40),
+    "3n-coordination": (SimConfig(name="3n-coordination", nodes=3, compact_every=5, **CHAOS_COMMON), 40),
     "5n-coordination-whole-cluster-crashes": (
         SimConfig(
             name="5n-coordination-whole-cluster-crashes",
             nodes=5,
             compact_every=6,
-            **{**_COMMON, "w_crash": 1.2, "w_restart": 2.0, "crash_in_ready": 0.03},
+            **{**CHAOS_COMMON, "w_crash": 1.2, "w_restart": 2.0, "crash_in_ready": 0.03},
             max_down=5,
         ),
         24,
@@ -233,25 +233,11 @@ PROFILE_BASE = {name: 90_000_000 + (i + 1) * 1_000_000 for i, name in enumerate(
 
 
 def run_one(profile: str, seed: int, cls: type[CoordCluster] = CoordCluster) -> CoordCluster:
-    cfg, _ = PROFILES[profile]
-    if os.environ.get("RAKIT_SIM_STEPS"):
-        cfg = replace(cfg, steps=int(os.environ["RAKIT_SIM_STEPS"]))
-    cluster = cls(cfg, seed)
     replay = (
         f"cd /work/main && RAKIT_SIM_SEED={seed} .venv/bin/python -m pytest -q "
         f"'tests/sim/test_coordination_sim.py::test_coordination_runs[{profile}]'"
     )
-    try:
-        cluster.after_event()
-        cluster.run_chaos()
-        cluster.check_liveness()
-        final = {n.id: n.sm.registry.snapshot() for n in cluster.up() if isinstance(n.sm, CoordSM)}
-        if len(final) != cfg.nodes or len(set(final.values())) != 1:
-            raise InvariantViolation(f"final machines differ on {sorted(final)}")
-    except AssertionError as err:
-        pytest.fail(cluster.failure_report(err, replay), pytrace=False)
-    for k, v in cluster.lock_check.counts.items():
-        cluster.stats[k] = cluster.stats.get(k, 0) + v
+    cluster: CoordCluster = run_checked(cls, PROFILES[profile][0], seed, replay)
     return cluster
 
 
@@ -317,13 +303,5 @@ def test_checker_has_teeth(mutant: type[CoordinationMachine], expect: str) -> No
     sm = type("MutantSM", (CoordSM,), {"coordination_cls": mutant})
     checker = type("MutantChecker", (CoordChecker,), {"sm_cls": sm})
     cls = type("MutantCluster", (CoordCluster,), {"checker_cls": checker})
-    cfg = PROFILES["3n-coordination"][0]
-    for i in range(20):
-        try:
-            cluster = cls(cfg, PROFILE_BASE["3n-coordination"] + i)
-            cluster.after_event()
-            cluster.run_chaos()
-        except InvariantViolation as err:
-            assert expect in str(err), err
-            return
-    pytest.fail(f"{mutant.__name__} went unnoticed in 20 runs")
+    base = PROFILE_BASE["3n-coordination"]
+    assert_caught(cls, PROFILES["3n-coordination"][0], range(base, base + 20), expect, mutant.__name__)

@@ -71,6 +71,7 @@ from rakit.statemachines.locks import (
 from rakit.statemachines.registry import Registry
 
 from .harness import Checker, Cluster, InvariantViolation, SimConfig, SimStateMachine
+from .machine_runs import CHAOS_COMMON
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESOURCES = ["r0", "r1", "r2", "r3"]
@@ -342,28 +343,16 @@ def random_command(rng: random.Random, sm: LockSM) -> bytes:
 # Profiles and runs
 # ---------------------------------------------------------------------------
 
-_COMMON: dict[str, Any] = dict(
-    steps=1000,
-    w_propose=16,
-    w_crash=0.6,
-    crash_in_ready=0.02,
-    w_partition=1.5,
-    w_heal=1.0,
-    drop=0.1,
-    duplicate=0.05,
-    max_delay=10,
-)
-
 PROFILES: dict[str, tuple[SimConfig, int]] = {
-    "3n-locks": (SimConfig(name="3n-locks", nodes=3, compact_every=5, **_COMMON), 120),
-    "5n-locks": (SimConfig(name="5n-locks", nodes=5, compact_every=6, **_COMMON), 64),
+    "3n-locks": (SimConfig(name="3n-locks", nodes=3, compact_every=5, **CHAOS_COMMON), 120),
+    "5n-locks": (SimConfig(name="5n-locks", nodes=5, compact_every=6, **CHAOS_COMMON), 64),
     # Every node may be down at once: whole tables come back from disk only.
     "3n-locks-whole-cluster-crashes": (
         SimConfig(
             name="3n-locks-whole-cluster-crashes",
             nodes=3,
             compact_every=4,
-            **{**_COMMON, "w_crash": 1.2, "w_restart": 2.0, "crash_in_ready": 0.03},
+            **{**CHAOS_COMMON, "w_crash": 1.2, "w_restart": 2.0, "crash_in_ready": 0.03},
             max_down=3,
         ),
         80,

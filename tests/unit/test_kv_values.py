@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rakit.statemachines.kv.values import as_integer, compare
+from rakit.statemachines.holds import Refused
+from rakit.statemachines.kv import Compare, KvIncr, KvPut, KvStore, KvTxn, TxnGet
+from rakit.statemachines.kv.values import MAX_DEPTH, as_integer, compare
 
 
 @pytest.mark.parametrize(
@@ -85,3 +87,30 @@ def test_as_integer_takes_integers_only() -> None:
 def test_a_value_that_is_not_json_compares_false() -> None:
     for op in ("==", "!=", "<", ">"):
         assert not compare(b"not json", op, b"1") and not compare(b"1", op, b"{")
+
+
+def _nested(depth: int, inner: bytes = b"1") -> bytes:
+    return b'[{"a": ' * (depth // 2) + b"[" * (depth % 2) + inner + b"]" * (depth % 2) + b"}]" * (depth // 2)
+
+
+def test_a_value_nested_too_deeply_compares_false_and_never_raises() -> None:
+    """Deep values recursed out of the apply (RecursionError on every replica); beyond MAX_DEPTH they are not JSON."""
+    deep = b"[" * 600 + b"]" * 600  # the HTTP layer takes it (it refuses ~1000 deep)
+    for op in ("==", "!=", "<", ">"):
+        assert not compare(deep, op, deep) and not compare(b"1", op, deep) and not compare(deep, op, b"1")
+    assert as_integer(deep) is None
+    assert compare(_nested(MAX_DEPTH), "==", _nested(MAX_DEPTH))
+    assert not compare(_nested(MAX_DEPTH + 1), "==", _nested(MAX_DEPTH + 1))
+    brackets_in_strings = b'["' + b"[" * 500 + b'", "\\"[[["]'  # strings hold no depth
+    assert compare(brackets_in_strings, "==", brackets_in_strings)
+    open_string = b"[" * 101 + b'"' + b'\\"' * 200_000  # not JSON; scanning it from each quote took minutes
+    assert not compare(open_string, "==", open_string) and as_integer(open_string) is None
+
+
+def test_a_txn_on_a_deep_value_applies() -> None:
+    store, deep = KvStore(), b"[" * 600 + b"]" * 600
+    store.apply(1, KvPut("k", deep))
+    assert store.apply(2, KvTxn([Compare("k", "value", "==", b"[]")], [], [TxnGet("k")])).succeeded is False
+    assert isinstance(store.apply(3, KvTxn([Compare("k", "value", "==", deep)], [], [])), Refused)
+    assert store.apply(4, KvIncr("k", 1)) == Refused("not_integer", "the value of 'k' is not an integer")
+    assert store.revision == 1
