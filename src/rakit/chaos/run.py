@@ -331,19 +331,36 @@ class Nemesis:
             raise ChaosError(f"the member nemesis could not remove {node_id} within 20 s")
 
     async def rejoin(self, node_id: str) -> None:
-        """Start ``node_id`` empty with ``--join``, wait until it has caught up, promote it."""
-        via_id, via = next(
-            (n, url) for n, url in self.cluster.peers.items() if n != node_id and self.cluster.nodes[n].alive
-        )
+        """Start ``node_id`` empty with ``--join``, wait until it is a voter and serves, promote it.
+
+        A node whose join failed (the member it joined through went away meanwhile) is started again
+        through another live member; "already_voter" alone is not done: the fresh node must answer.
+        """
+        via_id, via = await self._live_member(node_id)
         await asyncio.to_thread(self.cluster.fresh, node_id, via)
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
+            node = self.cluster.nodes[node_id]
+            if not node.alive:
+                via_id, via = await self._live_member(node_id)
+                await asyncio.to_thread(self.cluster.fresh, node_id, via)
             # ``promote`` is refused (learner_not_caught_up) until the learner has the log.
             status, body = await self._call("POST", via + f"/cluster/members/{node_id}/promote", {}, sign_for=via_id)
-            if status == 200 or (isinstance(body, dict) and body.get("error") == "already_voter"):
-                return
+            promoted = status == 200 or (isinstance(body, dict) and body.get("error") == "already_voter")
+            if promoted:
+                seen = await asyncio.to_thread(self.cluster.nodes[node_id].status)
+                if seen is not None and seen.get("leader_id") is not None:
+                    return
             await asyncio.sleep(0.3)
         raise ChaosError(f"the member nemesis could not add {node_id} back within 40 s")
+
+    async def _live_member(self, node_id: str) -> tuple[str, str]:
+        """Another member whose process runs, preferring one that answers /health."""
+        others = [(n, url) for n, url in self.cluster.peers.items() if n != node_id and self.cluster.nodes[n].alive]
+        for n, url in others:
+            if await asyncio.to_thread(self.cluster.nodes[n].health) is not None:
+                return n, url
+        return others[0]
 
 
 async def _drive(
