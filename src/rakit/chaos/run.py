@@ -261,6 +261,7 @@ class Nemesis:
         if step.kind in nem.NETWORK:
             await asyncio.to_thread(self.cluster.testbed.heal)
         elif step.kind == "kill":
+            await self._join_through_live_member(str(step.target))
             await asyncio.to_thread(self.cluster.nodes[str(step.target)].start)
         elif step.kind == "pause":
             self.cluster.nodes[str(step.target)].resume()
@@ -275,6 +276,7 @@ class Nemesis:
         """Start a node whose log was damaged: it must refuse; then it comes back empty, as ``member``."""
         node = self.cluster.nodes[node_id]
         offset = self._damaged.pop(node_id, None)
+        await self._join_through_live_member(node_id)
         if offset is None:  # its log was too short to damage in the middle: a plain kill
             await asyncio.to_thread(node.start)
             return {"damaged_at": None}
@@ -353,6 +355,16 @@ class Nemesis:
                     return
             await asyncio.sleep(0.3)
         raise ChaosError(f"the member nemesis could not add {node_id} back within 40 s")
+
+    async def _join_through_live_member(self, node_id: str) -> None:
+        """A node that came back with ``--join`` asks that member again when restarted: make it a live one.
+
+        (A joined node cannot start while the member it joins through is down: its restart asks it.)
+        """
+        node = self.cluster.nodes[node_id]
+        if "--join" in node.extra_args:
+            at = node.extra_args.index("--join") + 1
+            node.extra_args[at] = (await self._live_member(node_id))[1]
 
     async def _live_member(self, node_id: str) -> tuple[str, str]:
         """Another member whose process runs, preferring one that answers /health."""
