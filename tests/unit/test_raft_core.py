@@ -842,3 +842,28 @@ def test_a_restarted_follower_commits_a_heartbeats_index_whose_term_matches() ->
     stale = restarted("b", 3, [1, 2, 2])
     stale.step(Heartbeat(term=3, src="a", dst="b", commit=3, commit_term=3))
     assert stale.commit_index == 0  # our entry 3 is of another term: not the leader's
+
+
+def test_send_commit_sends_a_follower_the_new_commit_index_before_the_next_heartbeat() -> None:
+    net = Net(ABC, config=RaftConfig(election_ticks=10, heartbeat_ticks=5))
+    leader = net.elect("a")
+    net.drain()
+    leader.propose([b"x"])
+    net.process("a")  # the append goes out
+    net.deliver()
+    for node in ("b", "c"):
+        net.process(node)  # persisted and acked
+    net.deliver()
+    net.process("a")  # the acks commit x
+    index = leader.commit_index
+    assert net["b"].commit_index < index  # b holds x but does not know it is committed
+    assert not [m for m in net.queue if isinstance(m, AppendEntries)]  # a commit index alone waits (by design)
+    net["b"].send_commit("a")  # a follower's call does nothing
+    assert not net["b"].has_ready()
+    leader.send_commit("b")
+    net.process("a")
+    sent = [m for m in net.queue if isinstance(m, AppendEntries)]
+    assert [(m.dst, m.commit, m.entries) for m in sent] == [("b", index, [])]
+    net.deliver()
+    net.process("b")
+    assert net["b"].commit_index == index

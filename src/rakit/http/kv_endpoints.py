@@ -8,7 +8,7 @@ import msgspec
 
 from rakit.http import kv_bodies as KB
 from rakit.http import kv_schemas as KS
-from rakit.http.declare import BODY, Endpoint, Param, key_param
+from rakit.http.declare import BODY, Endpoint, Param, key_param, name_param
 from rakit.http.json import KEY_PATTERN
 from rakit.http.routes import kv, kv_watch
 from rakit.security.tokens import Need
@@ -146,6 +146,7 @@ KV: tuple[Endpoint, ...] = (
         "/kv/internal/read_index",
         "internal",
         "The leader's read index",
+        params=(name_param("node", "The follower asking (it is sent the commit index at once)", "query"),),
         ok=KS.ReadIndex,
         errors=("LeaderUnavailable",),
         access=Need("kv", "read"),

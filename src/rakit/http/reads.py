@@ -51,10 +51,17 @@ async def linearizable(runtime: NodeRuntime, request: Request) -> None:
         await asyncio.sleep(RETRY_PAUSE)
 
 
-async def leader_read_index(runtime: NodeRuntime) -> int:
-    """On the leader: confirm leadership (ReadIndex), then the applied index a follower must reach."""
+async def leader_read_index(runtime: NodeRuntime, follower: str | None) -> int:
+    """On the leader: confirm leadership (ReadIndex), then the applied index a follower must reach.
+
+    The follower is sent the commit index at once (it may not know yet that the entries it
+    holds are committed: a commit index alone rides on the next heartbeat).
+    """
     driver = runtime.driver
     if not driver.is_leader:
         raise NotLeader(driver.leader_id)
     await driver.read_barrier()
-    return int(driver.core.applied_index)
+    index = int(driver.core.applied_index)
+    if follower is not None:
+        await driver.send_commit(follower)
+    return index

@@ -42,9 +42,9 @@ class IndexedRouter(Router):
         super().__init__(routes, **kwargs)
         self._by_path = literal_paths(self.routes)
         self._with_params = [
-            (route.path.partition("{")[0], route)
+            (path.partition("{")[0], route)
             for route in self.routes
-            if getattr(route, "param_convertors", None) and isinstance(getattr(route, "path", None), str)
+            if getattr(route, "param_convertors", None) and isinstance(path := getattr(route, "path", None), str)
         ]
 
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:

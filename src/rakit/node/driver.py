@@ -196,6 +196,10 @@ class RaftDriver:
         except TimeoutError:
             raise Unavailable(f"leadership could not be confirmed within {timeout:g}s") from None
 
+    async def send_commit(self, peer: str) -> None:
+        """Send ``peer`` the commit index now (``RaftCore.send_commit``): it waits to apply a read index."""
+        await self.on_core(lambda: self.core.send_commit(peer))
+
     async def wait_applied(self, index: int, timeout: float = 5.0) -> None:
         """Return once this node's state machine has applied ``index`` (a read index from the leader)."""
         if self.core.applied_index >= index:

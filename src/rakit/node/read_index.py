@@ -70,16 +70,17 @@ class ReadIndexBatch:
         base = runtime.driver.addresses.get(leader)
         if base is None:
             return NoLeader()
+        target = f"{READ_INDEX_PATH}?node={runtime.node_id}"
         headers: dict[str, str] = {}
         if runtime.internal_auth.enabled:
             binding = identity_binding(SYSTEM.name, b"")
-            headers = runtime.internal_auth.headers("GET", READ_INDEX_PATH, binding, dst=leader)
+            headers = runtime.internal_auth.headers("GET", target, binding, dst=leader)
             headers[IDENTITY_HEADER] = SYSTEM.name
         try:
             answer = await runtime.relay.call(
                 leader,
                 "GET",
-                base + READ_INDEX_PATH,
+                base + target,
                 b"",
                 headers,
                 hops=0,

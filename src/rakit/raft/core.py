@@ -293,6 +293,17 @@ class RaftCore(ElectionMixin, ReplicationMixin):
         else:
             self._reads.hold(ctx)
 
+    def send_commit(self, peer: str) -> None:
+        """Leader: send ``peer`` the commit index with the next Ready (an append, empty if need be).
+
+        A new commit index alone rides on the next append or heartbeat; a follower that
+        waits for one (a read index it must apply) should not wait for that.  Elsewhere:
+        nothing.
+        """
+        pr = self._progress.get(peer) if self._role == LEADER and peer != self._id else None
+        if pr is not None:
+            pr.kick = True
+
     def campaign(self) -> None:
         """Start an election now, skipping the pre-vote (a non-voter does nothing)."""
         if self._role != LEADER:

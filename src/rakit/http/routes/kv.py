@@ -271,4 +271,4 @@ async def range_(call: Call[None]) -> Response:
 
 
 async def read_index(call: Call[None]) -> Response:
-    return json_response({"index": await leader_read_index(call.runtime)})
+    return json_response({"index": await leader_read_index(call.runtime, call.names.get("node"))})
