@@ -148,7 +148,7 @@ KV: tuple[Endpoint, ...] = (
         "The leader's read index",
         params=(name_param("node", "The follower asking (it is sent the commit index at once)", "query"),),
         ok=KS.ReadIndex,
-        errors=("LeaderUnavailable",),
+        errors=("InvalidRequest", "LeaderUnavailable"),
         access=Need("kv", "read"),
         handler=kv.read_index,
     ),
